@@ -1,0 +1,31 @@
+//! Database schema for Holdfast, applied at server start with `Migrator::up(&db, None)`.
+//!
+//! Money columns hold integer minor units (cents, won): `NUMERIC(20,0)` on PostgreSQL and
+//! `INTEGER` on SQLite, so arithmetic inside SQL (conditional balance updates, sums) is exact
+//! on both. SQLite must never see a money value as REAL, which is what a plain `Decimal` column
+//! would give it.
+
+pub use sea_orm_migration::prelude::*;
+
+mod columns;
+mod m0001_parties_and_ledger;
+mod m0002_phone_timers_outbox;
+mod m0003_escrow;
+mod m0004_idempotency;
+mod m0005_retail;
+
+#[derive(Debug)]
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m0001_parties_and_ledger::Migration),
+            Box::new(m0002_phone_timers_outbox::Migration),
+            Box::new(m0003_escrow::Migration),
+            Box::new(m0004_idempotency::Migration),
+            Box::new(m0005_retail::Migration),
+        ]
+    }
+}
