@@ -1,0 +1,16 @@
+//! Storage rows, one module per table. These are the database's shape, not the API's: use
+//! cases turn them into domain types before anything leaves the crate.
+
+pub mod accounts;
+pub mod case_events;
+pub mod challenges;
+pub mod credentials;
+pub mod escrow_cases;
+pub mod holds;
+pub mod institutions;
+pub mod outbox;
+pub mod parties;
+pub mod phone_inbox;
+pub mod postings;
+pub mod timers;
+pub mod transfers;

@@ -1,0 +1,142 @@
+//! The core's one error type. Each variant has a stable snake_case code that clients can
+//! match on, and a kind that the server turns into a status code: core itself knows nothing of
+//! HTTP.
+
+use crate::money::{Money, MoneyError};
+use sea_orm::DbErr;
+
+/// How an error should be treated by whoever reports it to a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The request is malformed or a value is out of range.
+    Invalid,
+    /// The caller's credentials are missing or wrong.
+    Unauthenticated,
+    /// The caller may not do this.
+    Forbidden,
+    NotFound,
+    /// The request conflicts with the current state (or an idempotency key's first use).
+    Conflict,
+    /// Well-formed, but cannot be done (e.g. not enough money).
+    Unprocessable,
+    /// Try again later (lock contention, a database that is briefly unavailable).
+    Unavailable,
+    /// A fault of ours; the details are logged, never shown.
+    Internal,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    #[error(transparent)]
+    Money(#[from] MoneyError),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("wrong username or password")]
+    BadCredentials,
+    #[error("this username is taken")]
+    UsernameTaken,
+    #[error("not enough funds: {available} available")]
+    InsufficientFunds { available: Money },
+    #[error("the hold was already {status}")]
+    HoldAlreadyResolved { status: &'static str },
+    #[error("this idempotency key was already used with different parameters")]
+    IdempotencyConflict,
+    #[error("not allowed while the order is {state}: {action}")]
+    InvalidTransition {
+        state: &'static str,
+        action: &'static str,
+    },
+    #[error("wrong code; {attempts_left} attempt(s) left")]
+    WrongCode { attempts_left: i32 },
+    #[error("the confirmation has expired")]
+    ChallengeExpired,
+    #[error("too many wrong codes; the confirmation is locked")]
+    ChallengeLocked,
+    #[error("the confirmation was already {status}")]
+    ChallengeClosed { status: &'static str },
+    #[error("the order changed after the confirmation was sent; the code is void")]
+    ChallengeBindingMismatch,
+    #[error("the phone gateway is not accepting this answer")]
+    ChallengeNotAnswerable,
+    #[error("the database is busy; try again")]
+    Busy,
+    #[error("database error")]
+    Database(#[source] DbErr),
+}
+
+impl From<DbErr> for CoreError {
+    fn from(error: DbErr) -> Self {
+        if crate::db::is_retryable(&error) {
+            CoreError::Busy
+        } else {
+            CoreError::Database(error)
+        }
+    }
+}
+
+impl CoreError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            CoreError::Money(error) => match error {
+                MoneyError::Negative => "amount_negative",
+                MoneyError::ExcessScale { .. } => "amount_scale",
+                MoneyError::TooLarge => "amount_too_large",
+                MoneyError::CurrencyMismatch { .. } => "currency_mismatch",
+                MoneyError::WouldBeNegative => "amount_negative",
+                MoneyError::UnknownCurrency(_) => "currency_unsupported",
+                MoneyError::NotANumber(_) => "amount_invalid",
+                MoneyError::RateOutOfRange => "rate_out_of_range",
+            },
+            CoreError::Invalid(_) => "invalid_request",
+            CoreError::NotFound(_) => "not_found",
+            CoreError::Forbidden(_) => "forbidden",
+            CoreError::BadCredentials => "bad_credentials",
+            CoreError::UsernameTaken => "username_taken",
+            CoreError::InsufficientFunds { .. } => "insufficient_funds",
+            CoreError::HoldAlreadyResolved { .. } => "hold_already_resolved",
+            CoreError::IdempotencyConflict => "idempotency_key_reused",
+            CoreError::InvalidTransition { .. } => "invalid_state",
+            CoreError::WrongCode { .. } => "challenge_wrong_code",
+            CoreError::ChallengeExpired => "challenge_expired",
+            CoreError::ChallengeLocked => "challenge_locked",
+            CoreError::ChallengeClosed { .. } => "challenge_closed",
+            CoreError::ChallengeBindingMismatch => "challenge_binding_mismatch",
+            CoreError::ChallengeNotAnswerable => "challenge_not_answerable",
+            CoreError::Busy => "busy",
+            CoreError::Database(_) => "internal",
+        }
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            CoreError::Money(MoneyError::CurrencyMismatch { .. }) => ErrorKind::Unprocessable,
+            CoreError::Money(_) | CoreError::Invalid(_) => ErrorKind::Invalid,
+            CoreError::NotFound(_) => ErrorKind::NotFound,
+            CoreError::Forbidden(_) => ErrorKind::Forbidden,
+            CoreError::BadCredentials => ErrorKind::Unauthenticated,
+            CoreError::InsufficientFunds { .. } => ErrorKind::Unprocessable,
+            CoreError::HoldAlreadyResolved { .. }
+            | CoreError::UsernameTaken
+            | CoreError::IdempotencyConflict
+            | CoreError::InvalidTransition { .. }
+            | CoreError::ChallengeClosed { .. } => ErrorKind::Conflict,
+            CoreError::WrongCode { .. }
+            | CoreError::ChallengeExpired
+            | CoreError::ChallengeLocked
+            | CoreError::ChallengeBindingMismatch
+            | CoreError::ChallengeNotAnswerable => ErrorKind::Unprocessable,
+            CoreError::Busy => ErrorKind::Unavailable,
+            CoreError::Database(_) => ErrorKind::Internal,
+        }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> CoreError {
+        CoreError::Invalid(message.into())
+    }
+}
+
+pub type CoreResult<T> = Result<T, CoreError>;

@@ -1,0 +1,947 @@
+//! The escrow case: the money of one order, from the buyer's first "yes" to settlement.
+//!
+//! ```text
+//! awaiting_order_confirmation ─approve→ frozen ─dispatch→ in_delivery ─deliver→ delivered
+//!        │ deny / expire / cancel          │ cancel                                  │
+//!        ▼                                 ▼                                         ▼
+//!   denied / expired / cancelled       cancelled              settlement_requested (also from
+//!                                                              frozen / in_delivery)
+//!                                                              │ approve or silence  │ dispute
+//!                                                              ▼                     ▼
+//!                                                           settled              disputed
+//!                                                                        ─mediate→ settled | refunded
+//! ```
+//! The state machine is pure ([`CaseState`]'s methods); the `*_in_txn` functions apply a
+//! transition together with its money movement and messages, in the caller's transaction.
+
+use crate::challenge::{
+    self, Answer, Challenge, ChallengeBinding, ChallengePurpose, Decision, NewChallenge,
+};
+use crate::db::{self, MinorUnits};
+use crate::entities::{case_events, escrow_cases};
+use crate::error::{CoreError, CoreResult};
+use crate::holds::{self, HoldMode, Payout, PlaceHold};
+use crate::ids::{AccountId, CaseId, ChallengeId, HoldId, PartyId};
+use crate::ledger::{self, AccountKind, NewAccount, keys};
+use crate::money::{Currency, Money};
+use crate::order_number::OrderNumber;
+use crate::outbox::{self, PhoneMessage};
+use crate::parties::{self, PLATFORM_PARTY};
+use crate::phone_number::PhoneNumber;
+use crate::Core;
+use chrono::{DateTime, Utc};
+use sea_orm::entity::prelude::*;
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveValue::Set, ConnectionTrait, DatabaseConnection, DatabaseTransaction, QueryFilter,
+    QueryOrder, QuerySelect,
+};
+use serde::{Deserialize, Serialize};
+use std::str::FromStr;
+use utoipa::ToSchema;
+
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize, ToSchema,
+)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(32))", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum CaseState {
+    /// The buyer's phone has been asked to approve the order; the money is already held.
+    AwaitingOrderConfirmation,
+    /// Approved: the money sits in the freezing account.
+    Frozen,
+    InDelivery,
+    /// The buyer handed the order number over on delivery.
+    Delivered,
+    /// The seller quoted the order number to be paid; the buyer's phone has been asked.
+    SettlementRequested,
+    Settled,
+    Denied,
+    Expired,
+    Cancelled,
+    /// The buyer disputed the settlement: the money stays frozen until an operator mediates.
+    Disputed,
+    Refunded,
+}
+
+impl CaseState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CaseState::AwaitingOrderConfirmation => "awaiting_order_confirmation",
+            CaseState::Frozen => "frozen",
+            CaseState::InDelivery => "in_delivery",
+            CaseState::Delivered => "delivered",
+            CaseState::SettlementRequested => "settlement_requested",
+            CaseState::Settled => "settled",
+            CaseState::Denied => "denied",
+            CaseState::Expired => "expired",
+            CaseState::Cancelled => "cancelled",
+            CaseState::Disputed => "disputed",
+            CaseState::Refunded => "refunded",
+        }
+    }
+
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            CaseState::Settled
+                | CaseState::Denied
+                | CaseState::Expired
+                | CaseState::Cancelled
+                | CaseState::Refunded
+        )
+    }
+
+    fn refuse(self, action: &'static str) -> TransitionError {
+        TransitionError {
+            state: self,
+            action,
+        }
+    }
+
+    pub fn approve_order(self) -> Result<CaseState, TransitionError> {
+        match self {
+            CaseState::AwaitingOrderConfirmation => Ok(CaseState::Frozen),
+            _ => Err(self.refuse("approve the order")),
+        }
+    }
+
+    pub fn deny_order(self) -> Result<CaseState, TransitionError> {
+        match self {
+            CaseState::AwaitingOrderConfirmation => Ok(CaseState::Denied),
+            _ => Err(self.refuse("deny the order")),
+        }
+    }
+
+    pub fn expire_order(self) -> Result<CaseState, TransitionError> {
+        match self {
+            CaseState::AwaitingOrderConfirmation => Ok(CaseState::Expired),
+            _ => Err(self.refuse("expire the order")),
+        }
+    }
+
+    /// The buyer may cancel until the goods leave the seller.
+    pub fn cancel(self) -> Result<CaseState, TransitionError> {
+        match self {
+            CaseState::AwaitingOrderConfirmation | CaseState::Frozen => Ok(CaseState::Cancelled),
+            _ => Err(self.refuse("cancel the order")),
+        }
+    }
+
+    pub fn dispatch(self) -> Result<CaseState, TransitionError> {
+        match self {
+            CaseState::Frozen | CaseState::InDelivery => Ok(CaseState::InDelivery),
+            _ => Err(self.refuse("dispatch the order")),
+        }
+    }
+
+    pub fn record_delivery(self) -> Result<CaseState, TransitionError> {
+        match self {
+            CaseState::Frozen | CaseState::InDelivery => Ok(CaseState::Delivered),
+            _ => Err(self.refuse("record the delivery")),
+        }
+    }
+
+    pub fn request_settlement(self) -> Result<CaseState, TransitionError> {
+        match self {
+            CaseState::Frozen | CaseState::InDelivery | CaseState::Delivered => {
+                Ok(CaseState::SettlementRequested)
+            }
+            _ => Err(self.refuse("request settlement")),
+        }
+    }
+
+    /// The buyer approved, or did not answer in time.
+    pub fn settle(self) -> Result<CaseState, TransitionError> {
+        match self {
+            CaseState::SettlementRequested => Ok(CaseState::Settled),
+            _ => Err(self.refuse("settle")),
+        }
+    }
+
+    pub fn dispute(self) -> Result<CaseState, TransitionError> {
+        match self {
+            CaseState::SettlementRequested => Ok(CaseState::Disputed),
+            _ => Err(self.refuse("dispute")),
+        }
+    }
+
+    /// An operator's mediation: to the seller (settled) or back to the buyer, in full or in
+    /// part (refunded when nothing at all reaches the seller).
+    pub fn mediate(self, paid_to_seller: bool) -> Result<CaseState, TransitionError> {
+        match self {
+            CaseState::Disputed if paid_to_seller => Ok(CaseState::Settled),
+            CaseState::Disputed => Ok(CaseState::Refunded),
+            _ => Err(self.refuse("mediate")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("not allowed while the order is {}: {action}", state.as_str())]
+pub struct TransitionError {
+    pub state: CaseState,
+    pub action: &'static str,
+}
+
+impl From<TransitionError> for CoreError {
+    fn from(error: TransitionError) -> Self {
+        CoreError::InvalidTransition {
+            state: error.state.as_str(),
+            action: error.action,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EscrowCase {
+    pub id: CaseId,
+    pub order_number: OrderNumber,
+    pub vertical: String,
+    pub payer: PartyId,
+    pub funding_account: AccountId,
+    pub payee: PartyId,
+    pub payee_account: AccountId,
+    pub payee_name: String,
+    pub amount: Money,
+    pub commission: Money,
+    pub state: CaseState,
+    pub hold: Option<HoldId>,
+    pub order_challenge: Option<ChallengeId>,
+    pub settlement_challenge: Option<ChallengeId>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<escrow_cases::Model> for EscrowCase {
+    type Error = CoreError;
+
+    fn try_from(row: escrow_cases::Model) -> CoreResult<Self> {
+        let currency = Currency::from_str(&row.currency)?;
+        Ok(EscrowCase {
+            id: CaseId::from_uuid(row.id),
+            order_number: OrderNumber::from_stored(row.order_number),
+            vertical: row.vertical,
+            payer: PartyId::from_uuid(row.payer_party_id),
+            funding_account: AccountId::from_uuid(row.funding_account_id),
+            payee: PartyId::from_uuid(row.payee_party_id),
+            payee_account: AccountId::from_uuid(row.payee_account_id),
+            payee_name: row.payee_name,
+            amount: Money::from_minor(row.amount.0, currency)?,
+            commission: Money::from_minor(row.commission.0, currency)?,
+            state: row.state,
+            hold: row.hold_id.map(HoldId::from_uuid),
+            order_challenge: row.order_challenge_id.map(ChallengeId::from_uuid),
+            settlement_challenge: row.settlement_challenge_id.map(ChallengeId::from_uuid),
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
+}
+
+impl EscrowCase {
+    /// What the payee receives on full settlement.
+    pub fn payout(&self) -> CoreResult<Money> {
+        Ok(self.amount.checked_sub(&self.commission)?)
+    }
+
+    /// What the buyer's phone confirms for `purpose`: amount, payee and order number.
+    pub fn binding(&self) -> ChallengeBinding {
+        ChallengeBinding {
+            amount: Some(self.amount),
+            payee: Some(self.payee_name.clone()),
+            order_number: Some(self.order_number.to_string()),
+        }
+    }
+}
+
+/// Everything a vertical decides about an order before it is put in escrow.
+#[derive(Debug, Clone)]
+pub struct OpenCase {
+    pub vertical: &'static str,
+    pub payer: PartyId,
+    pub payer_phone: PhoneNumber,
+    pub funding_account: AccountId,
+    pub payee: PartyId,
+    pub payee_name: String,
+    pub amount: Money,
+    /// The platform's share, paid out of `amount` at settlement.
+    pub commission: Money,
+}
+
+/// Opens a case: holds the money, and asks the buyer's phone to approve the exact amount,
+/// payee and order number.
+pub async fn open_case_in_txn(
+    txn: &DatabaseTransaction,
+    core: &Core,
+    open: OpenCase,
+) -> CoreResult<(EscrowCase, Challenge)> {
+    let clock = &core.clock;
+    let currency = open.amount.currency();
+    if open.amount.is_zero() {
+        return Err(CoreError::invalid("an order must be for more than zero"));
+    }
+    if open.amount.checked_sub(&open.commission)?.is_zero() {
+        return Err(CoreError::invalid("the commission must be less than the amount"));
+    }
+    let funding = ledger::get_account(txn, open.funding_account).await?;
+    if funding.owner != open.payer {
+        return Err(CoreError::Forbidden("the funding account belongs to someone else"));
+    }
+    if funding.currency != currency {
+        return Err(CoreError::Money(crate::money::MoneyError::CurrencyMismatch {
+            left: funding.currency,
+            right: currency,
+        }));
+    }
+    let institution = funding
+        .institution
+        .ok_or_else(|| CoreError::invalid("the funding account has no institution"))?;
+    let freezing = ledger::get_or_open_keyed_account_in_txn(
+        txn,
+        clock,
+        NewAccount {
+            key: Some(keys::freezing(institution, currency)),
+            kind: AccountKind::Freezing,
+            owner: institution,
+            institution: Some(institution),
+            currency,
+            credit_limit: Money::zero(currency),
+        },
+    )
+    .await?;
+    let payee_account = withdrawal_account_in_txn(txn, core, open.payee, currency).await?;
+
+    let id = CaseId::new();
+    let order_number = unused_order_number(txn).await?;
+    let now = clock.now();
+    let order_ttl = core.policy.ttl(ChallengePurpose::Order);
+    let hold = holds::place_hold_in_txn(
+        txn,
+        clock,
+        PlaceHold {
+            key: format!("case:{id}:hold"),
+            funding_account: funding.id,
+            freezing_account: freezing.id,
+            institution,
+            amount: open.amount,
+            mode: HoldMode::Move,
+            expires_at: Some(now + order_ttl),
+            case: Some(id),
+        },
+    )
+    .await?
+    .into_inner();
+
+    let mut case = EscrowCase {
+        id,
+        order_number,
+        vertical: open.vertical.to_owned(),
+        payer: open.payer,
+        funding_account: funding.id,
+        payee: open.payee,
+        payee_account: payee_account.id,
+        payee_name: open.payee_name,
+        amount: open.amount,
+        commission: open.commission,
+        state: CaseState::AwaitingOrderConfirmation,
+        hold: Some(hold.id),
+        order_challenge: None,
+        settlement_challenge: None,
+        created_at: now,
+        updated_at: now,
+    };
+    let challenge = challenge::issue_challenge_in_txn(
+        txn,
+        clock,
+        &core.keys,
+        &core.policy,
+        NewChallenge {
+            purpose: ChallengePurpose::Order,
+            party: open.payer,
+            phone: open.payer_phone,
+            subject: Some(id.uuid()),
+            binding: case.binding(),
+        },
+    )
+    .await?;
+    case.order_challenge = Some(challenge.id);
+
+    escrow_cases::Entity::insert(escrow_cases::ActiveModel {
+        id: Set(id.uuid()),
+        order_number: Set(case.order_number.digits().to_owned()),
+        vertical: Set(case.vertical.clone()),
+        payer_party_id: Set(case.payer.uuid()),
+        funding_account_id: Set(case.funding_account.uuid()),
+        payee_party_id: Set(case.payee.uuid()),
+        payee_account_id: Set(case.payee_account.uuid()),
+        payee_name: Set(case.payee_name.clone()),
+        amount: Set(MinorUnits(case.amount.minor())),
+        commission: Set(MinorUnits(case.commission.minor())),
+        currency: Set(currency.code().to_owned()),
+        state: Set(case.state),
+        hold_id: Set(Some(hold.id.uuid())),
+        order_challenge_id: Set(Some(challenge.id.uuid())),
+        settlement_challenge_id: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+    })
+    .exec_without_returning(txn)
+    .await?;
+    record_event_in_txn(txn, core, id, "opened", None, Some(case.state), None).await?;
+    Ok((case, challenge))
+}
+
+/// The payee's EC withdrawal account in `currency`, opened on first use.
+pub async fn withdrawal_account_in_txn(
+    txn: &DatabaseTransaction,
+    core: &Core,
+    payee: PartyId,
+    currency: Currency,
+) -> CoreResult<ledger::Account> {
+    ledger::get_or_open_keyed_account_in_txn(
+        txn,
+        &core.clock,
+        NewAccount {
+            key: Some(keys::withdrawal(payee, currency)),
+            kind: AccountKind::Withdrawal,
+            owner: payee,
+            institution: None,
+            currency,
+            credit_limit: Money::zero(currency),
+        },
+    )
+    .await
+}
+
+/// The platform's commission account in `currency`, opened on first use.
+pub async fn commission_account_in_txn(
+    txn: &DatabaseTransaction,
+    core: &Core,
+    currency: Currency,
+) -> CoreResult<ledger::Account> {
+    ledger::get_or_open_keyed_account_in_txn(
+        txn,
+        &core.clock,
+        NewAccount {
+            key: Some(keys::commission(currency)),
+            kind: AccountKind::Commission,
+            owner: PLATFORM_PARTY,
+            institution: None,
+            currency,
+            credit_limit: Money::zero(currency),
+        },
+    )
+    .await
+}
+
+async fn unused_order_number(txn: &DatabaseTransaction) -> CoreResult<OrderNumber> {
+    // 10^11 numbers: a clash is rare, and the unique index stays the final guard.
+    for _ in 0..8 {
+        let candidate = OrderNumber::generate();
+        let taken = escrow_cases::Entity::find()
+            .filter(escrow_cases::Column::OrderNumber.eq(candidate.digits()))
+            .one(txn)
+            .await?
+            .is_some();
+        if !taken {
+            return Ok(candidate);
+        }
+    }
+    Err(CoreError::Busy)
+}
+
+pub async fn get_case(db: &impl ConnectionTrait, id: CaseId) -> CoreResult<EscrowCase> {
+    escrow_cases::Entity::find_by_id(id.uuid())
+        .one(db)
+        .await?
+        .ok_or(CoreError::NotFound("order"))
+        .and_then(EscrowCase::try_from)
+}
+
+pub async fn find_case_by_number(
+    db: &impl ConnectionTrait,
+    number: &OrderNumber,
+) -> CoreResult<Option<EscrowCase>> {
+    escrow_cases::Entity::find()
+        .filter(escrow_cases::Column::OrderNumber.eq(number.digits()))
+        .one(db)
+        .await?
+        .map(EscrowCase::try_from)
+        .transpose()
+}
+
+/// Reads the case and locks it until the transaction ends: every transition starts here.
+pub async fn lock_case_in_txn(txn: &DatabaseTransaction, id: CaseId) -> CoreResult<EscrowCase> {
+    escrow_cases::Entity::find_by_id(id.uuid())
+        .lock_exclusive()
+        .one(txn)
+        .await?
+        .ok_or(CoreError::NotFound("order"))
+        .and_then(EscrowCase::try_from)
+}
+
+pub async fn lock_case_by_number_in_txn(
+    txn: &DatabaseTransaction,
+    number: &OrderNumber,
+) -> CoreResult<EscrowCase> {
+    escrow_cases::Entity::find()
+        .filter(escrow_cases::Column::OrderNumber.eq(number.digits()))
+        .lock_exclusive()
+        .one(txn)
+        .await?
+        .ok_or(CoreError::NotFound("order"))
+        .and_then(EscrowCase::try_from)
+}
+
+/// Writes a transition, guarded by the state it was computed from.
+async fn move_to_in_txn(
+    txn: &DatabaseTransaction,
+    core: &Core,
+    case: &mut EscrowCase,
+    to: CaseState,
+    event: &str,
+    detail: Option<String>,
+) -> CoreResult<()> {
+    let now = core.clock.now();
+    let result = escrow_cases::Entity::update_many()
+        .col_expr(escrow_cases::Column::State, Expr::value(to))
+        .col_expr(escrow_cases::Column::UpdatedAt, Expr::value(now))
+        .col_expr(
+            escrow_cases::Column::SettlementChallengeId,
+            Expr::value(case.settlement_challenge.map(|c| c.uuid())),
+        )
+        .filter(escrow_cases::Column::Id.eq(case.id.uuid()))
+        .filter(escrow_cases::Column::State.eq(case.state))
+        .exec(txn)
+        .await?;
+    if result.rows_affected != 1 {
+        // The row lock makes this unreachable; the guard keeps it so without one.
+        return Err(CoreError::Busy);
+    }
+    let from = case.state;
+    case.state = to;
+    case.updated_at = now;
+    record_event_in_txn(txn, core, case.id, event, Some(from), Some(to), detail).await
+}
+
+pub async fn record_event_in_txn(
+    txn: &DatabaseTransaction,
+    core: &Core,
+    case: CaseId,
+    kind: &str,
+    from: Option<CaseState>,
+    to: Option<CaseState>,
+    detail: Option<String>,
+) -> CoreResult<()> {
+    case_events::Entity::insert(case_events::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        case_id: Set(case.uuid()),
+        kind: Set(kind.to_owned()),
+        from_state: Set(from.map(|s| s.as_str().to_owned())),
+        to_state: Set(to.map(|s| s.as_str().to_owned())),
+        detail: Set(detail),
+        at: Set(core.clock.now()),
+    })
+    .exec_without_returning(txn)
+    .await?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CaseEvent {
+    pub kind: String,
+    pub from_state: Option<String>,
+    pub to_state: Option<String>,
+    pub detail: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+pub const MAX_EVENTS: u64 = 200;
+
+/// The case's history, oldest first.
+pub async fn events(db: &impl ConnectionTrait, case: CaseId) -> CoreResult<Vec<CaseEvent>> {
+    Ok(case_events::Entity::find()
+        .filter(case_events::Column::CaseId.eq(case.uuid()))
+        .order_by_asc(case_events::Column::At)
+        .order_by_asc(case_events::Column::Id)
+        .limit(MAX_EVENTS)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|row| CaseEvent {
+            kind: row.kind,
+            from_state: row.from_state,
+            to_state: row.to_state,
+            detail: row.detail,
+            at: row.at,
+        })
+        .collect())
+}
+
+async fn hold_of(case: &EscrowCase) -> CoreResult<HoldId> {
+    case.hold
+        .ok_or_else(|| CoreError::invalid("the order holds no money"))
+}
+
+async fn tell_payer_in_txn(
+    txn: &DatabaseTransaction,
+    core: &Core,
+    case: &EscrowCase,
+    text: String,
+) -> CoreResult<()> {
+    let payer = parties::get_party(txn, case.payer).await?;
+    if let Some(phone) = payer.phone {
+        outbox::enqueue_phone_in_txn(
+            txn,
+            &core.clock,
+            PhoneMessage {
+                to: phone,
+                body: text,
+                challenge: None,
+            },
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Approval of the order: the money stays frozen, no longer on a deadline.
+async fn approve_order_in_txn(
+    txn: &DatabaseTransaction,
+    core: &Core,
+    case: &mut EscrowCase,
+) -> CoreResult<()> {
+    let to = case.state.approve_order()?;
+    let hold = hold_of(case).await?;
+    holds::clear_expiry_in_txn(txn, hold).await?;
+    move_to_in_txn(txn, core, case, to, "order_approved", None).await
+}
+
+async fn release_hold_in_txn(
+    txn: &DatabaseTransaction,
+    core: &Core,
+    case: &EscrowCase,
+    reason: &str,
+) -> CoreResult<()> {
+    let hold = hold_of(case).await?;
+    holds::void_hold_in_txn(txn, &core.clock, hold, &format!("case:{}:{reason}", case.id)).await?;
+    Ok(())
+}
+
+async fn deny_order_in_txn(
+    txn: &DatabaseTransaction,
+    core: &Core,
+    case: &mut EscrowCase,
+) -> CoreResult<()> {
+    let to = case.state.deny_order()?;
+    release_hold_in_txn(txn, core, case, "deny").await?;
+    move_to_in_txn(txn, core, case, to, "order_denied", None).await
+}
+
+async fn expire_order_in_txn(
+    txn: &DatabaseTransaction,
+    core: &Core,
+    case: &mut EscrowCase,
+) -> CoreResult<()> {
+    let to = case.state.expire_order()?;
+    let hold = hold_of(case).await?;
+    holds::expire_hold_in_txn(txn, &core.clock, hold).await?;
+    move_to_in_txn(txn, core, case, to, "order_expired", None).await
+}
+
+/// Pays the case out: the payee's withdrawal account gets the amount minus commission, the
+/// platform the commission, in one transfer out of the freezing account.
+async fn settle_in_txn(
+    txn: &DatabaseTransaction,
+    core: &Core,
+    case: &mut EscrowCase,
+    how: &str,
+) -> CoreResult<()> {
+    let to = case.state.settle()?;
+    let hold = hold_of(case).await?;
+    let commission_account =
+        commission_account_in_txn(txn, core, case.amount.currency()).await?;
+    let payouts = [
+        Payout {
+            account: case.payee_account,
+            amount: case.payout()?,
+        },
+        Payout {
+            account: commission_account.id,
+            amount: case.commission,
+        },
+    ];
+    holds::post_hold_in_txn(
+        txn,
+        &core.clock,
+        hold,
+        &format!("case:{}:settle", case.id),
+        case.amount,
+        &payouts,
+    )
+    .await?;
+    move_to_in_txn(txn, core, case, to, how, None).await?;
+    let text = format!(
+        "Holdfast: {} paid to {} for order {}.",
+        case.amount, case.payee_name, case.order_number
+    );
+    tell_payer_in_txn(txn, core, case, text).await
+}
+
+async fn dispute_in_txn(
+    txn: &DatabaseTransaction,
+    core: &Core,
+    case: &mut EscrowCase,
+    reason: Option<String>,
+) -> CoreResult<()> {
+    let to = case.state.dispute()?;
+    if let Some(challenge) = case.settlement_challenge {
+        crate::timers::cancel_in_txn(txn, challenge::EXPIRY_TIMER, challenge.uuid()).await?;
+    }
+    move_to_in_txn(txn, core, case, to, "disputed", reason).await
+}
+
+/// What an answer to a case's challenge did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CaseOutcome {
+    OrderApproved,
+    OrderDenied,
+    Settled,
+    Disputed,
+}
+
+/// What an answer did: either a transition, or a refusal that still changed the challenge (a
+/// wrong code counted, a lock-out, an expiry) and so must be committed before it is reported.
+#[derive(Debug)]
+pub enum AnswerEffect {
+    Applied(EscrowCase, CaseOutcome),
+    Refused(CoreError),
+}
+
+/// Answers the order or settlement challenge of a case, as the buyer's phone does.
+pub async fn answer_case_challenge_in_txn(
+    txn: &DatabaseTransaction,
+    core: &Core,
+    challenge_id: ChallengeId,
+    code: &str,
+    decision: Decision,
+) -> CoreResult<AnswerEffect> {
+    challenge::parse_code(code)?;
+    let challenge = challenge::lock_challenge_in_txn(txn, challenge_id).await?;
+    let case_id = challenge
+        .subject
+        .map(CaseId::from_uuid)
+        .filter(|_| {
+            matches!(
+                challenge.purpose,
+                ChallengePurpose::Order | ChallengePurpose::Settlement
+            )
+        })
+        .ok_or(CoreError::NotFound("challenge"))?;
+    let mut case = lock_case_in_txn(txn, case_id).await?;
+    let answer = challenge::answer_in_txn(
+        txn,
+        &core.clock,
+        &core.keys,
+        &challenge,
+        code,
+        decision,
+        &case.binding(),
+    )
+    .await?;
+    let outcome = match (&answer, challenge.purpose) {
+        (Answer::Approved(_), ChallengePurpose::Order) => {
+            approve_order_in_txn(txn, core, &mut case).await?;
+            CaseOutcome::OrderApproved
+        }
+        (Answer::Denied(_), ChallengePurpose::Order) => {
+            deny_order_in_txn(txn, core, &mut case).await?;
+            CaseOutcome::OrderDenied
+        }
+        (Answer::Approved(_), _) => {
+            settle_in_txn(txn, core, &mut case, "settled_on_approval").await?;
+            CaseOutcome::Settled
+        }
+        (Answer::Denied(_), _) => {
+            dispute_in_txn(txn, core, &mut case, None).await?;
+            CaseOutcome::Disputed
+        }
+        (Answer::Expired(expired), _) => {
+            on_challenge_expired_in_txn(txn, core, expired).await?;
+            return Ok(AnswerEffect::Refused(CoreError::ChallengeExpired));
+        }
+        (refused, _) => {
+            return Ok(AnswerEffect::Refused(
+                challenge::answer_error(refused).unwrap_or(CoreError::ChallengeNotAnswerable),
+            ));
+        }
+    };
+    Ok(AnswerEffect::Applied(case, outcome))
+}
+
+/// [`answer_case_challenge_in_txn`] in a transaction of its own; a refusal is committed, then
+/// returned as the error.
+pub async fn answer_case_challenge(
+    db: &DatabaseConnection,
+    core: &Core,
+    challenge_id: ChallengeId,
+    code: &str,
+    decision: Decision,
+) -> CoreResult<(EscrowCase, CaseOutcome)> {
+    let txn = db::begin_write(db).await?;
+    let effect = answer_case_challenge_in_txn(&txn, core, challenge_id, code, decision).await?;
+    txn.commit().await?;
+    core.wake_outbox();
+    match effect {
+        AnswerEffect::Applied(case, outcome) => Ok((case, outcome)),
+        AnswerEffect::Refused(error) => Err(error),
+    }
+}
+
+/// The deadline of a case's challenge passed: an unanswered order expires (its money
+/// returns); an unanswered settlement request settles (the buyer had their chance).
+pub async fn on_challenge_expired_in_txn(
+    txn: &DatabaseTransaction,
+    core: &Core,
+    challenge: &Challenge,
+) -> CoreResult<()> {
+    let Some(subject) = challenge.subject else {
+        return Ok(());
+    };
+    let mut case = lock_case_in_txn(txn, CaseId::from_uuid(subject)).await?;
+    match challenge.purpose {
+        ChallengePurpose::Order if case.state == CaseState::AwaitingOrderConfirmation => {
+            expire_order_in_txn(txn, core, &mut case).await
+        }
+        ChallengePurpose::Settlement if case.state == CaseState::SettlementRequested => {
+            settle_in_txn(txn, core, &mut case, "auto_settled").await
+        }
+        // The case moved on (cancelled, disputed…): the deadline no longer matters.
+        _ => Ok(()),
+    }
+}
+
+/// The seller asks to be paid, quoting the order number: the buyer's phone is asked to
+/// release the money. Only the case's payee may ask.
+pub async fn request_settlement_in_txn(
+    txn: &DatabaseTransaction,
+    core: &Core,
+    case: &mut EscrowCase,
+    requested_by: PartyId,
+) -> CoreResult<Challenge> {
+    if case.payee != requested_by {
+        return Err(CoreError::NotFound("order"));
+    }
+    let to = case.state.request_settlement()?;
+    let payer = parties::get_party(txn, case.payer).await?;
+    let phone = payer
+        .phone
+        .ok_or_else(|| CoreError::invalid("the buyer has no phone to confirm on"))?;
+    let challenge = challenge::issue_challenge_in_txn(
+        txn,
+        &core.clock,
+        &core.keys,
+        &core.policy,
+        NewChallenge {
+            purpose: ChallengePurpose::Settlement,
+            party: case.payer,
+            phone,
+            subject: Some(case.id.uuid()),
+            binding: case.binding(),
+        },
+    )
+    .await?;
+    case.settlement_challenge = Some(challenge.id);
+    move_to_in_txn(txn, core, case, to, "settlement_requested", None).await?;
+    Ok(challenge)
+}
+
+/// The buyer cancels before dispatch: the hold is voided and a pending order confirmation
+/// withdrawn.
+pub async fn cancel_in_txn(
+    txn: &DatabaseTransaction,
+    core: &Core,
+    case: &mut EscrowCase,
+    cancelled_by: PartyId,
+) -> CoreResult<()> {
+    if case.payer != cancelled_by {
+        return Err(CoreError::NotFound("order"));
+    }
+    let to = case.state.cancel()?;
+    if let Some(challenge) = case.order_challenge {
+        challenge::void_in_txn(txn, &core.clock, challenge).await?;
+    }
+    release_hold_in_txn(txn, core, case, "cancel").await?;
+    move_to_in_txn(txn, core, case, to, "cancelled", None).await
+}
+
+/// The most recent cases of a party, as payer or payee, newest first.
+pub async fn cases_of(
+    db: &impl ConnectionTrait,
+    party: PartyId,
+    limit: u64,
+) -> CoreResult<Vec<EscrowCase>> {
+    use sea_orm::Condition;
+    escrow_cases::Entity::find()
+        .filter(
+            Condition::any()
+                .add(escrow_cases::Column::PayerPartyId.eq(party.uuid()))
+                .add(escrow_cases::Column::PayeePartyId.eq(party.uuid())),
+        )
+        .order_by_desc(escrow_cases::Column::CreatedAt)
+        .limit(limit.clamp(1, 100))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(EscrowCase::try_from)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CaseState::*;
+    use super::*;
+
+    #[test]
+    fn the_happy_path_runs_from_order_to_settlement() {
+        let state = AwaitingOrderConfirmation.approve_order().unwrap();
+        assert_eq!(state, Frozen);
+        let state = state.dispatch().unwrap().record_delivery().unwrap();
+        assert_eq!(state, Delivered);
+        let state = state.request_settlement().unwrap().settle().unwrap();
+        assert_eq!(state, Settled);
+    }
+
+    #[test]
+    fn final_states_accept_no_transition() {
+        for state in [Settled, Denied, Expired, Cancelled, Refunded] {
+            assert!(state.is_final());
+            assert!(state.approve_order().is_err());
+            assert!(state.cancel().is_err());
+            assert!(state.request_settlement().is_err());
+            assert!(state.settle().is_err());
+            assert!(state.dispute().is_err());
+            assert!(state.mediate(true).is_err());
+        }
+    }
+
+    #[test]
+    fn an_order_can_be_cancelled_only_before_dispatch() {
+        assert_eq!(AwaitingOrderConfirmation.cancel(), Ok(Cancelled));
+        assert_eq!(Frozen.cancel(), Ok(Cancelled));
+        assert!(InDelivery.cancel().is_err());
+        assert!(SettlementRequested.cancel().is_err());
+    }
+
+    #[test]
+    fn settlement_is_reached_only_through_a_request_or_a_mediation() {
+        assert!(Frozen.settle().is_err());
+        assert!(Delivered.settle().is_err());
+        assert_eq!(SettlementRequested.settle(), Ok(Settled));
+        assert_eq!(Disputed.mediate(true), Ok(Settled));
+        assert_eq!(Disputed.mediate(false), Ok(Refunded));
+        assert!(Disputed.settle().is_err());
+    }
+}

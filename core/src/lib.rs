@@ -1,0 +1,66 @@
+//! Holdfast's escrow core: money, the double-entry ledger, holds, phone challenges, the escrow
+//! case state machine, durable timers and the outbox. It knows nothing of HTTP; verticals and
+//! the server call its plain functions.
+//!
+//! Functions named `*_in_txn` run inside a transaction their caller owns; the others open and
+//! commit their own.
+
+pub mod challenge;
+pub mod check_digit;
+pub mod clock;
+pub mod db;
+pub mod entities;
+pub mod error;
+pub mod escrow;
+pub mod funding;
+pub mod holds;
+pub mod ids;
+pub mod ledger;
+pub mod onboarding;
+pub mod login;
+pub mod money;
+pub mod order_number;
+pub mod outbox;
+pub mod parties;
+pub mod phone;
+pub mod phone_number;
+pub mod timers;
+
+pub use clock::Clock;
+pub use error::{CoreError, CoreResult, ErrorKind};
+pub use money::{Currency, Money};
+
+use challenge::{ChallengeKeys, ChallengePolicy};
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+/// What every use case needs besides a database connection: the clock, the key that MACs
+/// phone codes, the confirmation policy, and a way to wake the outbox worker after a commit.
+#[derive(Clone, Debug)]
+pub struct Core {
+    pub clock: Clock,
+    pub keys: ChallengeKeys,
+    pub policy: ChallengePolicy,
+    outbox_wakeup: Arc<Notify>,
+}
+
+impl Core {
+    pub fn new(clock: Clock, keys: ChallengeKeys, policy: ChallengePolicy) -> Core {
+        Core {
+            clock,
+            keys,
+            policy,
+            outbox_wakeup: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Tells the outbox worker that new messages were committed.
+    pub fn wake_outbox(&self) {
+        self.outbox_wakeup.notify_one();
+    }
+
+    /// Resolves when [`Core::wake_outbox`] was called (or at once if it was since the last wait).
+    pub async fn outbox_woken(&self) {
+        self.outbox_wakeup.notified().await;
+    }
+}

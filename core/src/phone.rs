@@ -1,0 +1,117 @@
+//! The phone channel. [`PhoneGateway`] is the port; the built-in [`PhoneSimulator`] is the
+//! development adapter: it keeps every message in an inbox per number that people and tests
+//! read over the API.
+
+use crate::clock::Clock;
+use crate::entities::phone_inbox;
+use crate::error::CoreResult;
+use crate::ids::ChallengeId;
+use crate::outbox::PhoneMessage;
+use crate::phone_number::PhoneNumber;
+use chrono::{DateTime, Utc};
+use sea_orm::entity::prelude::*;
+use sea_orm::{
+    ActiveValue::Set, ConnectionTrait, DatabaseConnection, QueryFilter, QueryOrder, QuerySelect,
+};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("the phone gateway refused the message: {0}")]
+    Refused(String),
+    #[error("the phone gateway could not be reached: {0}")]
+    Unreachable(String),
+}
+
+#[async_trait::async_trait]
+pub trait PhoneGateway: Send + Sync + std::fmt::Debug {
+    /// A short name for logs and health output.
+    fn name(&self) -> &'static str;
+
+    async fn send(&self, message: &PhoneMessage) -> Result<(), GatewayError>;
+}
+
+/// Delivers into the `phone_inbox` table.
+#[derive(Debug, Clone)]
+pub struct PhoneSimulator {
+    db: DatabaseConnection,
+    clock: Clock,
+}
+
+impl PhoneSimulator {
+    pub fn new(db: DatabaseConnection, clock: Clock) -> PhoneSimulator {
+        PhoneSimulator { db, clock }
+    }
+}
+
+#[async_trait::async_trait]
+impl PhoneGateway for PhoneSimulator {
+    fn name(&self) -> &'static str {
+        "simulator"
+    }
+
+    async fn send(&self, message: &PhoneMessage) -> Result<(), GatewayError> {
+        phone_inbox::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            phone_e164: Set(message.to.e164().to_owned()),
+            challenge_id: Set(message.challenge.map(|c| c.uuid())),
+            body: Set(message.body.clone()),
+            created_at: Set(self.clock.now()),
+        }
+        .insert(&self.db)
+        .await
+        .map(|_| ())
+        .map_err(|e| GatewayError::Unreachable(e.to_string()))
+    }
+}
+
+/// A message as the simulated phone shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct InboxMessage {
+    pub id: Uuid,
+    /// The challenge this message asks to answer, if any.
+    pub challenge_id: Option<ChallengeId>,
+    /// The one-time code in the message, if it carries one (the simulator reads it out for
+    /// convenience; a real phone user reads the text).
+    pub code: Option<String>,
+    pub body: String,
+    pub received_at: DateTime<Utc>,
+}
+
+pub const MAX_INBOX_PAGE: u64 = 100;
+
+/// The newest messages sent to `phone`, newest first.
+pub async fn inbox(
+    db: &impl ConnectionTrait,
+    phone: &PhoneNumber,
+    limit: u64,
+) -> CoreResult<Vec<InboxMessage>> {
+    let rows = phone_inbox::Entity::find()
+        .filter(phone_inbox::Column::PhoneE164.eq(phone.e164()))
+        .order_by_desc(phone_inbox::Column::CreatedAt)
+        .order_by_desc(phone_inbox::Column::Id)
+        .limit(limit.clamp(1, MAX_INBOX_PAGE))
+        .all(db)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| InboxMessage {
+            id: row.id,
+            challenge_id: row.challenge_id.map(ChallengeId::from_uuid),
+            code: code_in(&row.body),
+            body: row.body,
+            received_at: row.created_at,
+        })
+        .collect())
+}
+
+/// The digits after "Code " in a message, if any.
+fn code_in(body: &str) -> Option<String> {
+    let start = body.find("Code ")? + "Code ".len();
+    let code: String = body[start..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    (code.len() == crate::challenge::CODE_DIGITS).then_some(code)
+}
