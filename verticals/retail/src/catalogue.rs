@@ -1,0 +1,208 @@
+//! The catalogue: what suppliers sell, at what price and commission.
+
+use crate::entities::commodities;
+use crate::error::{RetailError, RetailResult};
+use chrono::{DateTime, Utc};
+use holdfast_core::db::MinorUnits;
+use holdfast_core::ids::{Id, IdKind, PartyId};
+use holdfast_core::parties::{self, Role};
+use holdfast_core::{Core, CoreError, Currency, Money};
+use rust_decimal::Decimal;
+use sea_orm::entity::prelude::*;
+use sea_orm::{ActiveValue::Set, ConnectionTrait, QueryFilter, QueryOrder, QuerySelect};
+use serde::Serialize;
+use std::str::FromStr;
+use utoipa::ToSchema;
+
+#[derive(Debug)]
+pub enum CommodityKind {}
+impl IdKind for CommodityKind {
+    const NAME: &'static str = "commodity";
+}
+pub type CommodityId = Id<CommodityKind>;
+
+/// A commission rate: a fraction of the price in `[0, 1)`, to a basis point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommissionRate {
+    basis_points: u16,
+}
+
+impl CommissionRate {
+    pub fn parse(input: &str) -> RetailResult<CommissionRate> {
+        let rate = Decimal::from_str_exact(input.trim()).map_err(|_| RetailError::CommissionRate)?;
+        CommissionRate::from_decimal(rate)
+    }
+
+    pub fn from_decimal(rate: Decimal) -> RetailResult<CommissionRate> {
+        let rate = rate.normalize();
+        if rate.is_sign_negative() || rate >= Decimal::ONE || rate.scale() > 4 {
+            return Err(RetailError::CommissionRate);
+        }
+        let basis_points = (rate * Decimal::from(10_000))
+            .trunc()
+            .to_string()
+            .parse::<u16>()
+            .map_err(|_| RetailError::CommissionRate)?;
+        Ok(CommissionRate { basis_points })
+    }
+
+    fn from_stored(basis_points: i32) -> RetailResult<CommissionRate> {
+        u16::try_from(basis_points)
+            .ok()
+            .filter(|bps| *bps < 10_000)
+            .map(|basis_points| CommissionRate { basis_points })
+            .ok_or(RetailError::CommissionRate)
+    }
+
+    pub fn as_decimal(self) -> Decimal {
+        Decimal::new(i64::from(self.basis_points), 4).normalize()
+    }
+
+    /// The commission on `amount`, rounded half-up to the currency's minor unit.
+    pub fn of(self, amount: Money) -> RetailResult<Money> {
+        Ok(amount.share_rounded_half_up(self.as_decimal())?)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Commodity {
+    pub id: CommodityId,
+    pub supplier_id: PartyId,
+    pub name: String,
+    pub manufacturer: String,
+    pub description: String,
+    pub price: Money,
+    /// The platform's share of the price, as a decimal fraction (`"0.05"` is 5 %).
+    #[schema(example = "0.05")]
+    pub commission_rate: String,
+    pub created_at: DateTime<Utc>,
+    #[serde(skip)]
+    pub rate: CommissionRate,
+}
+
+impl TryFrom<commodities::Model> for Commodity {
+    type Error = RetailError;
+
+    fn try_from(row: commodities::Model) -> RetailResult<Self> {
+        let currency = Currency::from_str(&row.currency).map_err(CoreError::from)?;
+        let rate = CommissionRate::from_stored(row.commission_bps)?;
+        Ok(Commodity {
+            id: CommodityId::from_uuid(row.id),
+            supplier_id: PartyId::from_uuid(row.supplier_party_id),
+            name: row.name,
+            manufacturer: row.manufacturer,
+            description: row.description,
+            price: Money::from_minor(row.price.0, currency)?,
+            commission_rate: rate.as_decimal().to_string(),
+            created_at: row.created_at,
+            rate,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NewCommodity {
+    pub name: String,
+    pub manufacturer: String,
+    pub description: String,
+    pub price: Money,
+    pub commission_rate: CommissionRate,
+}
+
+pub const MAX_DESCRIPTION_CHARS: usize = 2_000;
+pub const MAX_PAGE: u64 = 100;
+
+fn text_field(value: &str, what: &str, max: usize, required: bool) -> RetailResult<String> {
+    let trimmed = value.trim();
+    if (required && trimmed.is_empty()) || trimmed.chars().count() > max {
+        return Err(CoreError::invalid(format!("{what} must have 1 to {max} characters")).into());
+    }
+    Ok(trimmed.to_owned())
+}
+
+pub async fn create_commodity(
+    db: &impl ConnectionTrait,
+    core: &Core,
+    supplier: PartyId,
+    new: NewCommodity,
+) -> RetailResult<Commodity> {
+    let name = text_field(&new.name, "a name", 200, true)?;
+    let manufacturer = text_field(&new.manufacturer, "a manufacturer", 200, false)?;
+    let description = text_field(&new.description, "a description", MAX_DESCRIPTION_CHARS, false)?;
+    if new.price.is_zero() {
+        return Err(CoreError::invalid("a price must be more than zero").into());
+    }
+    let seller = parties::get_party(db, supplier).await?;
+    if seller.role != Role::Supplier {
+        return Err(CoreError::Forbidden("only suppliers list commodities").into());
+    }
+    let row = commodities::ActiveModel {
+        id: Set(CommodityId::new().uuid()),
+        supplier_party_id: Set(supplier.uuid()),
+        name: Set(name),
+        manufacturer: Set(manufacturer),
+        description: Set(description),
+        price: Set(MinorUnits(new.price.minor())),
+        currency: Set(new.price.currency().code().to_owned()),
+        commission_bps: Set(i32::from(new.commission_rate.basis_points)),
+        active: Set(true),
+        created_at: Set(core.clock.now()),
+    }
+    .insert(db)
+    .await?;
+    Commodity::try_from(row)
+}
+
+/// Commodities for sale, in listing order, `limit` at a time after `after` (the last id of
+/// the previous page).
+pub async fn list_commodities(
+    db: &impl ConnectionTrait,
+    after: Option<CommodityId>,
+    limit: u64,
+) -> RetailResult<Vec<Commodity>> {
+    let mut query = commodities::Entity::find()
+        .filter(commodities::Column::Active.eq(true))
+        .order_by_asc(commodities::Column::Id)
+        .limit(limit.clamp(1, MAX_PAGE));
+    if let Some(after) = after {
+        query = query.filter(commodities::Column::Id.gt(after.uuid()));
+    }
+    query
+        .all(db)
+        .await?
+        .into_iter()
+        .map(Commodity::try_from)
+        .collect()
+}
+
+pub async fn get_commodity(db: &impl ConnectionTrait, id: CommodityId) -> RetailResult<Commodity> {
+    commodities::Entity::find_by_id(id.uuid())
+        .one(db)
+        .await?
+        .ok_or(RetailError::Core(CoreError::NotFound("commodity")))
+        .and_then(Commodity::try_from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commission_rates_are_fractions_below_one_to_a_basis_point() {
+        assert_eq!(CommissionRate::parse("0.05").unwrap().basis_points, 500);
+        assert_eq!(CommissionRate::parse("0.1234").unwrap().basis_points, 1234);
+        assert_eq!(CommissionRate::parse("0").unwrap().basis_points, 0);
+        assert!(CommissionRate::parse("0.12345").is_err());
+        assert!(CommissionRate::parse("1").is_err());
+        assert!(CommissionRate::parse("-0.1").is_err());
+        assert!(CommissionRate::parse("abc").is_err());
+        assert_eq!(CommissionRate::parse("0.050").unwrap().as_decimal().to_string(), "0.05");
+    }
+
+    #[test]
+    fn commission_is_rounded_half_up() {
+        let rate = CommissionRate::parse("0.05").unwrap();
+        let price = Money::parse("10.10", Currency::USD).unwrap();
+        assert_eq!(rate.of(price).unwrap().minor(), 51);
+    }
+}

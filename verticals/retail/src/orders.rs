@@ -1,0 +1,347 @@
+//! Orders: a shopper's lines from one supplier, paid through an escrow case.
+
+use crate::catalogue::{self, CommodityId};
+use crate::entities::{order_lines, orders};
+use crate::error::{RetailError, RetailResult};
+use crate::VERTICAL;
+use chrono::{DateTime, Utc};
+use holdfast_core::challenge::{self, ChallengeStatus};
+use holdfast_core::db::MinorUnits;
+use holdfast_core::escrow::{self, CaseEvent, CaseState, EscrowCase, OpenCase};
+use holdfast_core::funding;
+use holdfast_core::ids::{CaseId, ChallengeId, PartyId};
+use holdfast_core::order_number::OrderNumber;
+use holdfast_core::parties::{self, Role};
+use holdfast_core::{Core, CoreError, Currency, Money};
+use sea_orm::entity::prelude::*;
+use sea_orm::{
+    ActiveValue::Set, ConnectionTrait, DatabaseTransaction, QueryFilter, QueryOrder,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+pub const MAX_LINES: usize = 50;
+pub const MAX_QUANTITY: u32 = 1_000;
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct OrderLineRequest {
+    pub commodity_id: CommodityId,
+    pub quantity: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PlaceOrder {
+    pub lines: Vec<OrderLineRequest>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct OrderLine {
+    pub commodity_id: CommodityId,
+    pub name: String,
+    pub unit_price: Money,
+    pub quantity: u32,
+}
+
+/// The pending phone confirmation of an order, for the shopper to answer.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PendingConfirmation {
+    pub challenge_id: ChallengeId,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// An order as a shopper or its supplier sees it. It names no personal data of the shopper.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct OrderView {
+    pub order_number: OrderNumber,
+    pub state: CaseState,
+    pub total: Money,
+    pub supplier_id: PartyId,
+    pub supplier_name: String,
+    pub lines: Vec<OrderLine>,
+    /// Present while the shopper's phone is asked to confirm (the order or the settlement).
+    pub pending_confirmation: Option<PendingConfirmation>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct OrderSummary {
+    pub order_number: OrderNumber,
+    pub state: CaseState,
+    pub total: Money,
+    pub supplier_name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+struct PricedLine {
+    commodity_id: CommodityId,
+    name: String,
+    unit_price: Money,
+    quantity: u32,
+    commission: Money,
+}
+
+/// Places an order: prices the lines from the catalogue, holds the total on the shopper's
+/// prepaid account and asks the shopper's phone to approve.
+pub async fn place_order_in_txn(
+    txn: &DatabaseTransaction,
+    core: &Core,
+    shopper: PartyId,
+    order: PlaceOrder,
+) -> RetailResult<OrderView> {
+    if order.lines.is_empty() || order.lines.len() > MAX_LINES {
+        return Err(RetailError::LineCount { max: MAX_LINES });
+    }
+    let mut priced = Vec::with_capacity(order.lines.len());
+    let mut supplier: Option<PartyId> = None;
+    let mut currency: Option<Currency> = None;
+    for line in &order.lines {
+        if line.quantity == 0 || line.quantity > MAX_QUANTITY {
+            return Err(RetailError::Quantity { max: MAX_QUANTITY });
+        }
+        let commodity = catalogue::get_commodity(txn, line.commodity_id)
+            .await
+            .map_err(|_| RetailError::Unavailable(line.commodity_id.uuid()))?;
+        if *supplier.get_or_insert(commodity.supplier_id) != commodity.supplier_id {
+            return Err(RetailError::MixedSuppliers);
+        }
+        if *currency.get_or_insert(commodity.price.currency()) != commodity.price.currency() {
+            return Err(RetailError::MixedCurrencies);
+        }
+        let line_total = commodity.price.checked_mul(line.quantity)?;
+        priced.push(PricedLine {
+            commodity_id: commodity.id,
+            name: commodity.name.clone(),
+            unit_price: commodity.price,
+            quantity: line.quantity,
+            commission: commodity.rate.of(line_total)?,
+        });
+    }
+    let (Some(supplier), Some(currency)) = (supplier, currency) else {
+        return Err(RetailError::LineCount { max: MAX_LINES });
+    };
+    let mut total = Money::zero(currency);
+    let mut commission = Money::zero(currency);
+    for line in &priced {
+        total = total.checked_add(&line.unit_price.checked_mul(line.quantity)?)?;
+        commission = commission.checked_add(&line.commission)?;
+    }
+
+    let buyer = parties::get_party(txn, shopper).await?;
+    let phone = buyer
+        .phone
+        .clone()
+        .ok_or_else(|| CoreError::invalid("the shopper has no phone to confirm on"))?;
+    let funding = funding::prepaid_account_of(txn, shopper, currency)
+        .await?
+        .ok_or(RetailError::NoFundingAccount(currency))?;
+    let seller = parties::get_party(txn, supplier).await?;
+    let (case, challenge) = escrow::open_case_in_txn(
+        txn,
+        core,
+        OpenCase {
+            vertical: VERTICAL,
+            payer: shopper,
+            payer_phone: phone,
+            funding_account: funding.id,
+            payee: supplier,
+            payee_name: seller.display_name.clone(),
+            amount: total,
+            commission,
+        },
+    )
+    .await?;
+
+    let order_id = Uuid::now_v7();
+    orders::ActiveModel {
+        id: Set(order_id),
+        case_id: Set(case.id.uuid()),
+        shopper_party_id: Set(shopper.uuid()),
+        supplier_party_id: Set(supplier.uuid()),
+        created_at: Set(core.clock.now()),
+    }
+    .insert(txn)
+    .await?;
+    let rows = priced.iter().zip(1..).map(|(line, line_no)| order_lines::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        order_id: Set(order_id),
+        line_no: Set(line_no),
+        commodity_id: Set(line.commodity_id.uuid()),
+        name: Set(line.name.clone()),
+        unit_price: Set(MinorUnits(line.unit_price.minor())),
+        quantity: Set(i32::try_from(line.quantity).unwrap_or(i32::MAX)),
+        commission: Set(MinorUnits(line.commission.minor())),
+    });
+    order_lines::Entity::insert_many(rows)
+        .exec_without_returning(txn)
+        .await?;
+
+    Ok(OrderView {
+        order_number: case.order_number.clone(),
+        state: case.state,
+        total,
+        supplier_id: supplier,
+        supplier_name: seller.display_name,
+        lines: priced
+            .into_iter()
+            .map(|line| OrderLine {
+                commodity_id: line.commodity_id,
+                name: line.name,
+                unit_price: line.unit_price,
+                quantity: line.quantity,
+            })
+            .collect(),
+        pending_confirmation: Some(PendingConfirmation {
+            challenge_id: challenge.id,
+            expires_at: challenge.expires_at,
+        }),
+        created_at: case.created_at,
+        updated_at: case.updated_at,
+    })
+}
+
+/// Whether `viewer` may see the case: its buyer, its seller, or an operator. Anyone else is
+/// told it does not exist.
+fn may_see(case: &EscrowCase, viewer: PartyId, role: Role) -> bool {
+    role == Role::Operator || case.payer == viewer || case.payee == viewer
+}
+
+async fn view_of(db: &impl ConnectionTrait, case: &EscrowCase) -> RetailResult<OrderView> {
+    let order = orders::Entity::find()
+        .filter(orders::Column::CaseId.eq(case.id.uuid()))
+        .one(db)
+        .await?
+        .ok_or(RetailError::Core(CoreError::NotFound("order")))?;
+    let currency = case.amount.currency();
+    let lines = order_lines::Entity::find()
+        .filter(order_lines::Column::OrderId.eq(order.id))
+        .order_by_asc(order_lines::Column::LineNo)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|row| {
+            Ok(OrderLine {
+                commodity_id: CommodityId::from_uuid(row.commodity_id),
+                name: row.name,
+                unit_price: Money::from_minor(row.unit_price.0, currency)?,
+                quantity: u32::try_from(row.quantity).unwrap_or(0),
+            })
+        })
+        .collect::<RetailResult<Vec<_>>>()?;
+    let pending = match case.state {
+        CaseState::AwaitingOrderConfirmation => case.order_challenge,
+        CaseState::SettlementRequested => case.settlement_challenge,
+        _ => None,
+    };
+    let pending_confirmation = match pending {
+        Some(id) => {
+            let challenge = challenge::get_challenge(db, id).await?;
+            (challenge.status == ChallengeStatus::Pending).then_some(PendingConfirmation {
+                challenge_id: challenge.id,
+                expires_at: challenge.expires_at,
+            })
+        }
+        None => None,
+    };
+    Ok(OrderView {
+        order_number: case.order_number.clone(),
+        state: case.state,
+        total: case.amount,
+        supplier_id: case.payee,
+        supplier_name: case.payee_name.clone(),
+        lines,
+        pending_confirmation,
+        created_at: case.created_at,
+        updated_at: case.updated_at,
+    })
+}
+
+async fn retail_case(
+    db: &impl ConnectionTrait,
+    number: &OrderNumber,
+    viewer: PartyId,
+    role: Role,
+) -> RetailResult<EscrowCase> {
+    escrow::find_case_by_number(db, number)
+        .await?
+        .filter(|case| case.vertical == VERTICAL && may_see(case, viewer, role))
+        .ok_or(RetailError::Core(CoreError::NotFound("order")))
+}
+
+pub async fn get_order(
+    db: &impl ConnectionTrait,
+    viewer: PartyId,
+    role: Role,
+    number: &OrderNumber,
+) -> RetailResult<OrderView> {
+    let case = retail_case(db, number, viewer, role).await?;
+    view_of(db, &case).await
+}
+
+/// The order's history: every state change, oldest first.
+pub async fn order_history(
+    db: &impl ConnectionTrait,
+    viewer: PartyId,
+    role: Role,
+    number: &OrderNumber,
+) -> RetailResult<Vec<CaseEvent>> {
+    let case = retail_case(db, number, viewer, role).await?;
+    Ok(escrow::events(db, case.id).await?)
+}
+
+/// The newest orders the party placed (a shopper) or must fill (a supplier).
+pub async fn list_orders(
+    db: &impl ConnectionTrait,
+    party: PartyId,
+    limit: u64,
+) -> RetailResult<Vec<OrderSummary>> {
+    Ok(escrow::cases_of(db, party, limit)
+        .await?
+        .into_iter()
+        .filter(|case| case.vertical == VERTICAL)
+        .map(|case| OrderSummary {
+            order_number: case.order_number,
+            state: case.state,
+            total: case.amount,
+            supplier_name: case.payee_name,
+            created_at: case.created_at,
+        })
+        .collect())
+}
+
+/// The supplier quotes the order number to be paid; the shopper's phone is asked to release
+/// the money.
+pub async fn request_settlement_in_txn(
+    txn: &DatabaseTransaction,
+    core: &Core,
+    supplier: PartyId,
+    number: &OrderNumber,
+) -> RetailResult<OrderView> {
+    let mut case = escrow::lock_case_by_number_in_txn(txn, number).await?;
+    if case.vertical != VERTICAL || case.payee != supplier {
+        return Err(CoreError::NotFound("order").into());
+    }
+    escrow::request_settlement_in_txn(txn, core, &mut case, supplier).await?;
+    view_of(txn, &case).await
+}
+
+/// The shopper cancels before dispatch; the held money returns.
+pub async fn cancel_order_in_txn(
+    txn: &DatabaseTransaction,
+    core: &Core,
+    shopper: PartyId,
+    number: &OrderNumber,
+) -> RetailResult<OrderView> {
+    let mut case = escrow::lock_case_by_number_in_txn(txn, number).await?;
+    if case.vertical != VERTICAL || case.payer != shopper {
+        return Err(CoreError::NotFound("order").into());
+    }
+    escrow::cancel_in_txn(txn, core, &mut case, shopper).await?;
+    view_of(txn, &case).await
+}
+
+/// The order view of a case, for answers that changed it.
+pub async fn view_case(db: &impl ConnectionTrait, case: CaseId) -> RetailResult<OrderView> {
+    let case = escrow::get_case(db, case).await?;
+    view_of(db, &case).await
+}
