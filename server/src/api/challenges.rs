@@ -1,0 +1,152 @@
+//! Answering phone challenges. The phone is not a role: whoever holds the code the phone
+//! received may answer (in production through the SMS/ARS provider's signed webhook; in
+//! development straight from the simulator's inbox).
+
+use crate::auth::{issue_token, TokenResponse};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Json, Path};
+use crate::idempotency::{self, IdempotencyKey, Outcome};
+use crate::state::AppState;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::post;
+use axum::Router;
+use chrono::{DateTime, Utc};
+use holdfast_core::challenge::{self, ChallengePurpose, Decision};
+use holdfast_core::escrow::{self, AnswerEffect, CaseOutcome, CaseState};
+use holdfast_core::ids::ChallengeId;
+use holdfast_core::login;
+use holdfast_core::order_number::OrderNumber;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/challenges/{challenge_id}/answer", post(answer))
+        .route("/challenges/{challenge_id}/resend", post(resend))
+}
+
+#[derive(Deserialize, Serialize, ToSchema)]
+pub struct ChallengeAnswer {
+    /// The 6-digit code the phone received.
+    #[schema(example = "123456")]
+    pub code: String,
+    pub decision: Decision,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ChallengeAnswered {
+    pub challenge_id: ChallengeId,
+    pub purpose: ChallengePurpose,
+    /// For order and settlement confirmations: what the answer did to the order.
+    pub outcome: Option<CaseOutcome>,
+    pub order_number: Option<OrderNumber>,
+    pub state: Option<CaseState>,
+    /// For a `login` challenge: the shopper's token.
+    pub token: Option<TokenResponse>,
+}
+
+/// Answer a challenge with the code from the phone: approve or deny.
+#[utoipa::path(post, path = "/v1/challenges/{challenge_id}/answer", tag = "phone",
+    params(("challenge_id" = ChallengeId, Path), ("Idempotency-Key" = Option<String>, Header)),
+    request_body = ChallengeAnswer,
+    responses((status = 200, body = ChallengeAnswered),
+        (status = 400, body = crate::error::ErrorBody),
+        (status = 404, body = crate::error::ErrorBody),
+        (status = 409, description = "already answered", body = crate::error::ErrorBody),
+        (status = 422, description = "wrong code, expired, locked, or what it confirms changed", body = crate::error::ErrorBody)))]
+pub async fn answer(
+    State(state): State<AppState>,
+    Path(challenge_id): Path<ChallengeId>,
+    key: IdempotencyKey,
+    Json(body): Json<ChallengeAnswer>,
+) -> ApiResult<Response> {
+    challenge::parse_code(&body.code)?;
+    let found = challenge::get_challenge(&state.db, challenge_id).await?;
+    if found.purpose == ChallengePurpose::Login {
+        return answer_login(&state, challenge_id, &body).await;
+    }
+    let fingerprint = idempotency::fingerprint("answer_challenge", &(challenge_id, &body));
+    let core = state.core.clone();
+    idempotency::run(
+        &state,
+        format!("challenge:{challenge_id}"),
+        key,
+        fingerprint,
+        StatusCode::OK,
+        move |txn| {
+            Box::pin(async move {
+                let effect = escrow::answer_case_challenge_in_txn(
+                    txn,
+                    &core,
+                    challenge_id,
+                    &body.code,
+                    body.decision,
+                )
+                .await?;
+                Ok(match effect {
+                    AnswerEffect::Applied(case, outcome) => Outcome::Done(ChallengeAnswered {
+                        challenge_id,
+                        purpose: found.purpose,
+                        outcome: Some(outcome),
+                        order_number: Some(case.order_number),
+                        state: Some(case.state),
+                        token: None,
+                    }),
+                    AnswerEffect::Refused(error) => Outcome::Refused(error.into()),
+                })
+            })
+        },
+    )
+    .await
+}
+
+/// A login answer is never stored for replay: its response carries a token.
+async fn answer_login(
+    state: &AppState,
+    challenge_id: ChallengeId,
+    body: &ChallengeAnswer,
+) -> ApiResult<Response> {
+    if body.decision == Decision::Deny {
+        return Err(ApiError::invalid("a login is answered with 'approve' or not at all"));
+    }
+    let party = login::answer_login(&state.db, &state.core, challenge_id, &body.code).await?;
+    let answered = ChallengeAnswered {
+        challenge_id,
+        purpose: ChallengePurpose::Login,
+        outcome: None,
+        order_number: None,
+        state: None,
+        token: Some(issue_token(&state.jwt, &party)?),
+    };
+    Ok(axum::response::IntoResponse::into_response(axum::Json(answered)))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ChallengeResent {
+    pub challenge_id: ChallengeId,
+    pub expires_at: DateTime<Utc>,
+    pub sends_left: i32,
+}
+
+/// Send a fresh code for a pending challenge (the old one stops working; wrong tries still
+/// count).
+#[utoipa::path(post, path = "/v1/challenges/{challenge_id}/resend", tag = "phone",
+    params(("challenge_id" = ChallengeId, Path)),
+    responses((status = 202, body = ChallengeResent), (status = 400, body = crate::error::ErrorBody),
+        (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+pub async fn resend(
+    State(state): State<AppState>,
+    Path(challenge_id): Path<ChallengeId>,
+) -> ApiResult<(StatusCode, axum::Json<ChallengeResent>)> {
+    let challenge = challenge::resend(&state.db, &state.core, challenge_id).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(ChallengeResent {
+            challenge_id,
+            expires_at: challenge.expires_at,
+            sends_left: challenge::MAX_SENDS - challenge.sends,
+        }),
+    ))
+}

@@ -1,0 +1,143 @@
+//! `--demo`: a supplier, a shopper with a phone and a prepaid balance, and a small catalogue,
+//! so that a newcomer can try a purchase a minute after `cargo run`. Passwords are random and
+//! printed at each start (set anew if the demo already exists).
+
+use crate::state::AppState;
+use holdfast_core::entities::parties as party_rows;
+use holdfast_core::ids::PartyId;
+use holdfast_core::onboarding::{self, NewShopper, NewSupplier};
+use holdfast_core::parties::{self, Role};
+use holdfast_core::phone_number::PhoneNumber;
+use holdfast_core::{db, Currency, Money};
+use holdfast_retail::catalogue::{self, CommissionRate, NewCommodity};
+use rand::distr::{Alphanumeric, SampleString};
+use sea_orm::entity::prelude::*;
+use sea_orm::QueryFilter;
+
+pub const OPERATOR_USERNAME: &str = "demo-operator";
+pub const SUPPLIER_USERNAME: &str = "demo-supplier";
+pub const SHOPPER_PHONE: &str = "+821012345678";
+
+#[derive(Debug)]
+pub struct Demo {
+    pub operator_password: String,
+    pub supplier_password: String,
+    pub shopper_id: PartyId,
+}
+
+fn random_password() -> String {
+    Alphanumeric.sample_string(&mut rand::rng(), 20)
+}
+
+async fn ensure_user(
+    state: &AppState,
+    role: Role,
+    display_name: &str,
+    username: &str,
+) -> anyhow::Result<(String, bool)> {
+    let password = random_password();
+    let hash = parties::hash_password(&password)?;
+    let txn = db::begin_write(&state.db).await?;
+    let reset = parties::reset_password_in_txn(&txn, username, hash).await;
+    txn.commit().await?;
+    if reset.is_ok() {
+        return Ok((password, false));
+    }
+    match role {
+        Role::Operator => {
+            onboarding::create_operator(&state.db, &state.core, display_name, username, &password)
+                .await?;
+        }
+        _ => {
+            onboarding::onboard_supplier(
+                &state.db,
+                &state.core,
+                NewSupplier {
+                    display_name: display_name.to_owned(),
+                    username: username.to_owned(),
+                    password: password.clone(),
+                    second_password: None,
+                },
+            )
+            .await?;
+        }
+    }
+    Ok((password, true))
+}
+
+pub async fn seed(state: &AppState) -> anyhow::Result<Demo> {
+    let (operator_password, _) =
+        ensure_user(state, Role::Operator, "Demo Operator", OPERATOR_USERNAME).await?;
+    let (supplier_password, supplier_is_new) =
+        ensure_user(state, Role::Supplier, "Acme Supplies", SUPPLIER_USERNAME).await?;
+    let supplier = parties::verify_password(&state.db, SUPPLIER_USERNAME, &supplier_password).await?;
+    if supplier_is_new {
+        for (name, price, rate) in [
+            ("Espresso beans, 1 kg", "24.00", "0.05"),
+            ("Ceramic pour-over dripper", "32.50", "0.08"),
+            ("Gooseneck kettle", "79.90", "0.05"),
+        ] {
+            catalogue::create_commodity(
+                &state.db,
+                &state.core,
+                supplier.id,
+                NewCommodity {
+                    name: name.to_owned(),
+                    manufacturer: "Acme Roasters".to_owned(),
+                    description: String::new(),
+                    price: Money::parse(price, Currency::USD)?,
+                    commission_rate: CommissionRate::parse(rate)?,
+                },
+            )
+            .await?;
+        }
+    }
+    let phone = PhoneNumber::parse(SHOPPER_PHONE)?;
+    let existing = party_rows::Entity::find()
+        .filter(party_rows::Column::Role.eq(Role::Shopper))
+        .filter(party_rows::Column::PhoneE164.eq(phone.e164()))
+        .one(&state.db)
+        .await?;
+    let shopper_id = match existing {
+        Some(row) => PartyId::from_uuid(row.id),
+        None => {
+            onboarding::onboard_shopper(
+                &state.db,
+                &state.core,
+                NewShopper {
+                    display_name: "Demo Shopper".to_owned(),
+                    phone,
+                    currency: Currency::USD,
+                    initial_deposit: Some(Money::parse("500.00", Currency::USD)?),
+                },
+            )
+            .await?
+            .0
+            .id
+        }
+    };
+    Ok(Demo {
+        operator_password,
+        supplier_password,
+        shopper_id,
+    })
+}
+
+/// What the demo prints: who exists and how to try a purchase.
+pub fn instructions(demo: &Demo, base_url: &str) -> String {
+    format!(
+        r#"
+Holdfast demo is ready at {base_url}
+  operator  username {OPERATOR_USERNAME}   password {operator_password}
+  supplier  username {SUPPLIER_USERNAME}   password {supplier_password}
+  shopper   id {shopper_id}   phone {SHOPPER_PHONE} (500.00 USD prepaid)
+Log the shopper in on the (simulated) phone:
+  curl -s -XPOST {base_url}/v1/auth/phone-login -H 'content-type: application/json' -d '{{"shopper_id":"{shopper_id}"}}'
+  curl -s {base_url}/v1/phone-simulator/{SHOPPER_PHONE}/messages
+README.md walks through a whole purchase from here.
+"#,
+        operator_password = demo.operator_password,
+        supplier_password = demo.supplier_password,
+        shopper_id = demo.shopper_id,
+    )
+}

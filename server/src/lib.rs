@@ -1,0 +1,77 @@
+//! Holdfast's API server: one axum application under `/v1`, with its background workers.
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod extract;
+pub mod idempotency;
+pub mod openapi;
+pub mod state;
+pub mod workers;
+
+pub use state::AppState;
+
+use anyhow::Context;
+use auth::JwtKeys;
+use axum::Router;
+use holdfast_core::challenge::{keyed_mac, ChallengeKeys, ChallengePolicy};
+use holdfast_core::db::{self, PoolSize};
+use holdfast_core::phone::PhoneSimulator;
+use holdfast_core::{funding, parties, Clock, Core};
+use holdfast_migrations::{Migrator, MigratorTrait};
+use hmac::Mac;
+use sea_orm::DatabaseConnection;
+use std::sync::Arc;
+
+/// The application router for `state`.
+pub fn app(state: AppState) -> Router {
+    api::router(state)
+}
+
+/// Opens the database, applies migrations, and creates the platform's own parties.
+pub async fn open_database(url: &str, pool: PoolSize) -> anyhow::Result<DatabaseConnection> {
+    let db = db::connect(url, pool)
+        .await
+        .context("could not open the database")?;
+    Migrator::up(&db, None)
+        .await
+        .context("could not apply migrations")?;
+    let clock = Clock::system();
+    let txn = db::begin_write(&db).await?;
+    parties::ensure_platform_in_txn(&txn, &clock).await?;
+    funding::ensure_default_institution_in_txn(&txn, &clock).await?;
+    txn.commit().await?;
+    Ok(db)
+}
+
+/// Keys for tokens and phone codes, each derived from the one service secret.
+pub fn keys_from_secret(secret: &[u8], token_ttl_secs: i64) -> (JwtKeys, ChallengeKeys) {
+    let mut mac = keyed_mac(secret);
+    mac.update(b"holdfast jwt signing v1");
+    let signing_key = mac.finalize().into_bytes();
+    (
+        JwtKeys::new(&signing_key, token_ttl_secs),
+        ChallengeKeys::derive(secret),
+    )
+}
+
+/// The state of a server using the phone simulator.
+pub fn simulator_state(
+    db: DatabaseConnection,
+    clock: Clock,
+    secret: &[u8],
+    token_ttl_secs: i64,
+    policy: ChallengePolicy,
+) -> AppState {
+    let (jwt, challenge_keys) = keys_from_secret(secret, token_ttl_secs);
+    let core = Core::new(clock.clone(), challenge_keys, policy);
+    AppState {
+        gateway: Arc::new(PhoneSimulator::new(db.clone(), clock)),
+        db,
+        core,
+        jwt,
+        simulator_inbox: true,
+    }
+}

@@ -1,0 +1,66 @@
+//! The OpenAPI document, generated from the handlers' annotations and served at
+//! `/openapi.json`.
+
+use crate::api;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Holdfast",
+        description = "Escrow and phone-confirmation settlement. No money reaches a seller \
+until the buyer has said yes twice on the phone: to the order, and to the payment after \
+delivery. Errors are `{\"error\":{\"code\",\"message\",\"request_id\"}}` with stable codes.",
+    ),
+    paths(
+        api::health,
+        api::auth::login_with_password,
+        api::auth::start_phone_login,
+        api::challenges::answer,
+        api::challenges::resend,
+        api::simulator::messages,
+        api::accounts::my_accounts,
+        api::operator::create_supplier,
+        api::operator::create_shopper,
+        api::operator::deposit,
+        api::operator::accounts,
+        api::operator::audit,
+        api::retail::create_commodity,
+        api::retail::list_commodities,
+        api::retail::place_order,
+        api::retail::list_orders,
+        api::retail::get_order,
+        api::retail::order_history,
+        api::retail::cancel_order,
+        api::retail::request_settlement,
+    ),
+    components(schemas(crate::error::ErrorBody)),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "system"), (name = "auth"), (name = "phone", description = "Phone challenges and the phone simulator"),
+        (name = "accounts"), (name = "operator"), (name = "retail"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+pub fn document() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}

@@ -1,0 +1,123 @@
+//! Background work that runs in every server process: delivering the outbox and firing due
+//! timers. Both are safe to run in several processes against one PostgreSQL.
+
+use crate::state::AppState;
+use holdfast_core::challenge::{self, ChallengePurpose};
+use holdfast_core::escrow;
+use holdfast_core::ids::ChallengeId;
+use holdfast_core::timers::{self, Fired, Timer, TimerHandler};
+use holdfast_core::{Core, CoreError, CoreResult};
+use sea_orm::DatabaseTransaction;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Knows every timer kind and what firing it does.
+pub struct TimerDispatch {
+    pub core: Core,
+}
+
+#[async_trait::async_trait]
+impl TimerHandler for TimerDispatch {
+    async fn handle(&self, txn: &DatabaseTransaction, timer: &Timer) -> CoreResult<()> {
+        match timer.kind.as_str() {
+            challenge::EXPIRY_TIMER => {
+                let id = ChallengeId::from_uuid(timer.subject);
+                let Some(expired) = challenge::expire_in_txn(txn, &self.core.clock, id).await? else {
+                    return Ok(());
+                };
+                match expired.purpose {
+                    ChallengePurpose::Order | ChallengePurpose::Settlement => {
+                        escrow::on_challenge_expired_in_txn(txn, &self.core, &expired).await
+                    }
+                    _ => Ok(()),
+                }
+            }
+            other => Err(CoreError::invalid(format!("no handler for timer kind '{other}'"))),
+        }
+    }
+}
+
+/// How often idle workers look for work they were not woken for.
+#[derive(Debug, Clone, Copy)]
+pub struct WorkerIntervals {
+    pub outbox_poll: Duration,
+    pub timer_poll: Duration,
+}
+
+impl Default for WorkerIntervals {
+    fn default() -> Self {
+        WorkerIntervals {
+            outbox_poll: Duration::from_millis(500),
+            timer_poll: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Fires every timer that is due now; returns how many fired. Tests call this directly after
+/// moving the clock.
+pub async fn fire_due_timers(state: &AppState) -> CoreResult<usize> {
+    let dispatch = TimerDispatch {
+        core: state.core.clone(),
+    };
+    let mut fired = 0;
+    loop {
+        match timers::fire_next(&state.db, &state.core.clock, &dispatch).await? {
+            Fired::Idle => return Ok(fired),
+            Fired::Fired(_) => fired += 1,
+            Fired::Failed(_) => {}
+        }
+    }
+}
+
+/// Delivers every due outbox message now.
+pub async fn deliver_outbox(state: &AppState) -> CoreResult<usize> {
+    let mut delivered = 0;
+    loop {
+        let round = holdfast_core::outbox::deliver_due(
+            &state.db,
+            &state.core.clock,
+            state.gateway.as_ref(),
+            holdfast_core::outbox::MAX_BATCH,
+        )
+        .await?;
+        delivered += round.delivered;
+        if round.delivered + round.retried + round.failed == 0 {
+            return Ok(delivered);
+        }
+    }
+}
+
+/// Starts both workers; they stop when `shutdown` turns true.
+pub fn spawn(state: AppState, intervals: WorkerIntervals, shutdown: watch::Receiver<bool>) {
+    tokio::spawn(outbox_loop(state.clone(), intervals.outbox_poll, shutdown.clone()));
+    tokio::spawn(timer_loop(state, intervals.timer_poll, shutdown));
+}
+
+async fn outbox_loop(state: AppState, poll: Duration, mut shutdown: watch::Receiver<bool>) {
+    while !*shutdown.borrow() {
+        if let Err(error) = deliver_outbox(&state).await {
+            tracing::warn!(%error, "outbox delivery round failed");
+        }
+        tokio::select! {
+            () = state.core.outbox_woken() => {}
+            () = tokio::time::sleep(poll) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
+async fn timer_loop(state: AppState, poll: Duration, mut shutdown: watch::Receiver<bool>) {
+    while !*shutdown.borrow() {
+        match fire_due_timers(&state).await {
+            Ok(fired) if fired > 0 => {
+                state.core.wake_outbox();
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "timer round failed"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(poll) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
