@@ -29,9 +29,23 @@ use utoipa::ToSchema;
 pub type HmacSha256 = Hmac<Sha256>;
 
 #[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize, ToSchema,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    EnumIter,
+    DeriveActiveEnum,
+    Serialize,
+    Deserialize,
+    ToSchema,
 )]
-#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(32))", rename_all = "snake_case")]
+#[sea_orm(
+    rs_type = "String",
+    db_type = "String(StringLen::N(32))",
+    rename_all = "snake_case"
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ChallengePurpose {
     Order,
@@ -58,9 +72,23 @@ impl ChallengePurpose {
 }
 
 #[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize, ToSchema,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    EnumIter,
+    DeriveActiveEnum,
+    Serialize,
+    Deserialize,
+    ToSchema,
 )]
-#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))", rename_all = "snake_case")]
+#[sea_orm(
+    rs_type = "String",
+    db_type = "String(StringLen::N(16))",
+    rename_all = "snake_case"
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ChallengeStatus {
     Pending,
@@ -222,7 +250,9 @@ impl TryFrom<challenges::Model> for Challenge {
 
     fn try_from(row: challenges::Model) -> CoreResult<Self> {
         let amount = match (row.amount, row.currency.as_deref()) {
-            (Some(minor), Some(code)) => Some(Money::from_minor(minor.0, Currency::from_str(code)?)?),
+            (Some(minor), Some(code)) => {
+                Some(Money::from_minor(minor.0, Currency::from_str(code)?)?)
+            }
             _ => None,
         };
         Ok(Challenge {
@@ -329,7 +359,9 @@ pub async fn issue_challenge_in_txn(
         created_at: Set(now),
         resolved_at: Set(None),
     };
-    challenges::Entity::insert(row).exec_without_returning(txn).await?;
+    challenges::Entity::insert(row)
+        .exec_without_returning(txn)
+        .await?;
     let challenge = get_challenge(txn, id).await?;
     send_code_in_txn(txn, clock, &challenge, &code).await?;
     timers::schedule_in_txn(txn, clock, EXPIRY_TIMER, id.uuid(), expires_at).await?;
@@ -445,18 +477,31 @@ pub async fn answer_in_txn(
         return Err(closed_error(challenge.status));
     }
     if clock.now() >= challenge.expires_at {
-        set_status(txn, clock, challenge.id, ChallengeStatus::Expired, challenge.failed_attempts)
-            .await?;
+        set_status(
+            txn,
+            clock,
+            challenge.id,
+            ChallengeStatus::Expired,
+            challenge.failed_attempts,
+        )
+        .await?;
         let mut expired = challenge.clone();
         expired.status = ChallengeStatus::Expired;
         return Ok(Answer::Expired(expired));
     }
-    let stored_digest_holds = challenge.binding.digest(challenge.purpose, challenge.party)
-        == challenge.digest;
-    if !stored_digest_holds || current.digest(challenge.purpose, challenge.party) != challenge.digest
+    let stored_digest_holds =
+        challenge.binding.digest(challenge.purpose, challenge.party) == challenge.digest;
+    if !stored_digest_holds
+        || current.digest(challenge.purpose, challenge.party) != challenge.digest
     {
-        set_status(txn, clock, challenge.id, ChallengeStatus::Voided, challenge.failed_attempts)
-            .await?;
+        set_status(
+            txn,
+            clock,
+            challenge.id,
+            ChallengeStatus::Voided,
+            challenge.failed_attempts,
+        )
+        .await?;
         return Ok(Answer::BindingMismatch);
     }
     let expected = hex::decode(&challenge.code_mac).unwrap_or_default();
@@ -552,7 +597,14 @@ pub async fn expire_in_txn(
     if challenge.status != ChallengeStatus::Pending || clock.now() < challenge.expires_at {
         return Ok(None);
     }
-    set_status(txn, clock, id, ChallengeStatus::Expired, challenge.failed_attempts).await?;
+    set_status(
+        txn,
+        clock,
+        id,
+        ChallengeStatus::Expired,
+        challenge.failed_attempts,
+    )
+    .await?;
     let mut expired = challenge;
     expired.status = ChallengeStatus::Expired;
     Ok(Some(expired))
@@ -567,10 +619,30 @@ pub async fn void_in_txn(
 ) -> CoreResult<()> {
     let challenge = lock_challenge_in_txn(txn, id).await?;
     if challenge.status == ChallengeStatus::Pending {
-        set_status(txn, clock, id, ChallengeStatus::Voided, challenge.failed_attempts).await?;
+        set_status(
+            txn,
+            clock,
+            id,
+            ChallengeStatus::Voided,
+            challenge.failed_attempts,
+        )
+        .await?;
         timers::cancel_in_txn(txn, EXPIRY_TIMER, id.uuid()).await?;
     }
     Ok(())
+}
+
+/// [`resend_in_txn`] in a transaction of its own.
+pub async fn resend(
+    db: &sea_orm::DatabaseConnection,
+    core: &crate::Core,
+    id: ChallengeId,
+) -> CoreResult<Challenge> {
+    let txn = crate::db::begin_write(db).await?;
+    let challenge = resend_in_txn(&txn, &core.clock, &core.keys, id).await?;
+    txn.commit().await?;
+    core.wake_outbox();
+    Ok(challenge)
 }
 
 #[cfg(test)]
@@ -607,17 +679,4 @@ mod tests {
         assert!(parse_code("12345a").is_err());
         assert!(parse_code("1234567").is_err());
     }
-}
-
-/// [`resend_in_txn`] in a transaction of its own.
-pub async fn resend(
-    db: &sea_orm::DatabaseConnection,
-    core: &crate::Core,
-    id: ChallengeId,
-) -> CoreResult<Challenge> {
-    let txn = crate::db::begin_write(db).await?;
-    let challenge = resend_in_txn(&txn, &core.clock, &core.keys, id).await?;
-    txn.commit().await?;
-    core.wake_outbox();
-    Ok(challenge)
 }

@@ -50,7 +50,8 @@ impl Clock {
 }
 
 fn truncate(time: DateTime<Utc>) -> DateTime<Utc> {
-    time.duration_trunc(Duration::microseconds(1)).unwrap_or(time)
+    time.duration_trunc(Duration::microseconds(1))
+        .unwrap_or(time)
 }
 
 #[cfg(test)]

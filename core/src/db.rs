@@ -128,9 +128,7 @@ fn decimal_to_minor(decimal: rust_decimal::Decimal) -> Result<i64, TryGetError> 
         ))));
     }
     decimal.to_i64().ok_or_else(|| {
-        TryGetError::DbErr(DbErr::Type(format!(
-            "money column out of range: {decimal}"
-        )))
+        TryGetError::DbErr(DbErr::Type(format!("money column out of range: {decimal}")))
     })
 }
 
@@ -139,9 +137,9 @@ impl ValueType for MinorUnits {
         match value {
             Value::BigInt(Some(v)) => Ok(MinorUnits(v)),
             Value::Int(Some(v)) => Ok(MinorUnits(i64::from(v))),
-            Value::Decimal(Some(d)) => {
-                decimal_to_minor(d).map(MinorUnits).map_err(|_| ValueTypeErr)
-            }
+            Value::Decimal(Some(d)) => decimal_to_minor(d)
+                .map(MinorUnits)
+                .map_err(|_| ValueTypeErr),
             _ => Err(ValueTypeErr),
         }
     }

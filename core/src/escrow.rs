@@ -14,6 +14,7 @@
 //! The state machine is pure ([`CaseState`]'s methods); the `*_in_txn` functions apply a
 //! transition together with its money movement and messages, in the caller's transaction.
 
+use crate::Core;
 use crate::challenge::{
     self, Answer, Challenge, ChallengeBinding, ChallengePurpose, Decision, NewChallenge,
 };
@@ -28,7 +29,6 @@ use crate::order_number::OrderNumber;
 use crate::outbox::{self, PhoneMessage};
 use crate::parties::{self, PLATFORM_PARTY};
 use crate::phone_number::PhoneNumber;
-use crate::Core;
 use chrono::{DateTime, Utc};
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::Expr;
@@ -41,9 +41,23 @@ use std::str::FromStr;
 use utoipa::ToSchema;
 
 #[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize, ToSchema,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    EnumIter,
+    DeriveActiveEnum,
+    Serialize,
+    Deserialize,
+    ToSchema,
 )]
-#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(32))", rename_all = "snake_case")]
+#[sea_orm(
+    rs_type = "String",
+    db_type = "String(StringLen::N(32))",
+    rename_all = "snake_case"
+)]
 #[serde(rename_all = "snake_case")]
 pub enum CaseState {
     /// The buyer's phone has been asked to approve the order; the money is already held.
@@ -282,17 +296,23 @@ pub async fn open_case_in_txn(
         return Err(CoreError::invalid("an order must be for more than zero"));
     }
     if open.amount.checked_sub(&open.commission)?.is_zero() {
-        return Err(CoreError::invalid("the commission must be less than the amount"));
+        return Err(CoreError::invalid(
+            "the commission must be less than the amount",
+        ));
     }
     let funding = ledger::get_account(txn, open.funding_account).await?;
     if funding.owner != open.payer {
-        return Err(CoreError::Forbidden("the funding account belongs to someone else"));
+        return Err(CoreError::Forbidden(
+            "the funding account belongs to someone else",
+        ));
     }
     if funding.currency != currency {
-        return Err(CoreError::Money(crate::money::MoneyError::CurrencyMismatch {
-            left: funding.currency,
-            right: currency,
-        }));
+        return Err(CoreError::Money(
+            crate::money::MoneyError::CurrencyMismatch {
+                left: funding.currency,
+                right: currency,
+            },
+        ));
     }
     let institution = funding
         .institution
@@ -625,7 +645,13 @@ async fn release_hold_in_txn(
     reason: &str,
 ) -> CoreResult<()> {
     let hold = hold_of(case).await?;
-    holds::void_hold_in_txn(txn, &core.clock, hold, &format!("case:{}:{reason}", case.id)).await?;
+    holds::void_hold_in_txn(
+        txn,
+        &core.clock,
+        hold,
+        &format!("case:{}:{reason}", case.id),
+    )
+    .await?;
     Ok(())
 }
 
@@ -660,8 +686,7 @@ async fn settle_in_txn(
 ) -> CoreResult<()> {
     let to = case.state.settle()?;
     let hold = hold_of(case).await?;
-    let commission_account =
-        commission_account_in_txn(txn, core, case.amount.currency()).await?;
+    let commission_account = commission_account_in_txn(txn, core, case.amount.currency()).await?;
     let payouts = [
         Payout {
             account: case.payee_account,
@@ -716,7 +741,7 @@ pub enum CaseOutcome {
 /// wrong code counted, a lock-out, an expiry) and so must be committed before it is reported.
 #[derive(Debug)]
 pub enum AnswerEffect {
-    Applied(EscrowCase, CaseOutcome),
+    Applied(Box<EscrowCase>, CaseOutcome),
     Refused(CoreError),
 }
 
@@ -778,7 +803,7 @@ pub async fn answer_case_challenge_in_txn(
             ));
         }
     };
-    Ok(AnswerEffect::Applied(case, outcome))
+    Ok(AnswerEffect::Applied(Box::new(case), outcome))
 }
 
 /// [`answer_case_challenge_in_txn`] in a transaction of its own; a refusal is committed, then
@@ -795,7 +820,7 @@ pub async fn answer_case_challenge(
     txn.commit().await?;
     core.wake_outbox();
     match effect {
-        AnswerEffect::Applied(case, outcome) => Ok((case, outcome)),
+        AnswerEffect::Applied(case, outcome) => Ok((*case, outcome)),
         AnswerEffect::Refused(error) => Err(error),
     }
 }
@@ -902,7 +927,6 @@ pub async fn cases_of(
 #[cfg(test)]
 mod tests {
     use super::CaseState::*;
-    use super::*;
 
     #[test]
     fn the_happy_path_runs_from_order_to_settlement() {

@@ -5,7 +5,9 @@ use crate::clock::Clock;
 use crate::entities::{institutions, parties as party_rows};
 use crate::error::{CoreError, CoreResult};
 use crate::ids::{AccountId, PartyId, TransferId};
-use crate::ledger::{self, Account, AccountKind, Applied, Leg, NewAccount, NewTransfer, TransferKind};
+use crate::ledger::{
+    self, Account, AccountKind, Applied, Leg, NewAccount, NewTransfer, TransferKind,
+};
 use crate::money::{Currency, Money};
 use crate::parties::Role;
 use sea_orm::entity::prelude::*;
@@ -104,7 +106,10 @@ pub async fn deposit_in_txn(
             key: key.to_owned(),
             kind: TransferKind::Deposit,
             currency: amount.currency(),
-            legs: vec![Leg::debit(external.id, amount), Leg::credit(account, amount)],
+            legs: vec![
+                Leg::debit(external.id, amount),
+                Leg::credit(account, amount),
+            ],
             hold: None,
             case: None,
         },

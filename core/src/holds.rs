@@ -21,9 +21,23 @@ use std::str::FromStr;
 use utoipa::ToSchema;
 
 #[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize, ToSchema,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    EnumIter,
+    DeriveActiveEnum,
+    Serialize,
+    Deserialize,
+    ToSchema,
 )]
-#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))", rename_all = "snake_case")]
+#[sea_orm(
+    rs_type = "String",
+    db_type = "String(StringLen::N(16))",
+    rename_all = "snake_case"
+)]
 #[serde(rename_all = "snake_case")]
 pub enum HoldMode {
     /// Funds move into the freezing account when the hold is placed.
@@ -33,9 +47,23 @@ pub enum HoldMode {
 }
 
 #[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize, ToSchema,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    EnumIter,
+    DeriveActiveEnum,
+    Serialize,
+    Deserialize,
+    ToSchema,
 )]
-#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))", rename_all = "snake_case")]
+#[sea_orm(
+    rs_type = "String",
+    db_type = "String(StringLen::N(16))",
+    rename_all = "snake_case"
+)]
 #[serde(rename_all = "snake_case")]
 pub enum HoldStatus {
     Pending,
@@ -259,19 +287,29 @@ pub async fn post_hold_in_txn(
     payouts: &[Payout],
 ) -> CoreResult<Applied<Hold>> {
     let hold = get_hold(txn, id).await?;
-    let remainder = hold.amount.checked_sub(&amount).map_err(|_| {
-        CoreError::invalid("cannot post more than the hold")
-    })?;
+    let remainder = hold
+        .amount
+        .checked_sub(&amount)
+        .map_err(|_| CoreError::invalid("cannot post more than the hold"))?;
     let mut paid = Money::zero(amount.currency());
     for payout in payouts {
         paid = paid.checked_add(&payout.amount)?;
     }
     if paid != amount {
-        return Err(CoreError::invalid("the payouts must add up to the posted amount"));
+        return Err(CoreError::invalid(
+            "the payouts must add up to the posted amount",
+        ));
     }
-    if claim_resolution(txn, clock, id, HoldStatus::Posted, resolution_key, Some(amount))
-        .await?
-        .is_none()
+    if claim_resolution(
+        txn,
+        clock,
+        id,
+        HoldStatus::Posted,
+        resolution_key,
+        Some(amount),
+    )
+    .await?
+    .is_none()
     {
         return already_resolved(txn, id, HoldStatus::Posted, resolution_key).await;
     }
@@ -337,7 +375,14 @@ pub async fn expire_hold_in_txn(
         Some(deadline) if deadline <= clock.now() => {}
         _ => return Err(CoreError::invalid("the hold has not reached its deadline")),
     }
-    release(txn, clock, id, HoldStatus::Expired, &format!("hold:{id}:expire")).await
+    release(
+        txn,
+        clock,
+        id,
+        HoldStatus::Expired,
+        &format!("hold:{id}:expire"),
+    )
+    .await
 }
 
 async fn release(
@@ -384,7 +429,10 @@ async fn release(
 /// settlement, however long delivery takes.
 pub async fn clear_expiry_in_txn(txn: &DatabaseTransaction, id: HoldId) -> CoreResult<()> {
     holds::Entity::update_many()
-        .col_expr(holds::Column::ExpiresAt, Expr::value(Option::<DateTime<Utc>>::None))
+        .col_expr(
+            holds::Column::ExpiresAt,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
         .filter(holds::Column::Id.eq(id.uuid()))
         .filter(holds::Column::Status.eq(HoldStatus::Pending))
         .exec(txn)

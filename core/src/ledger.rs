@@ -21,9 +21,23 @@ use std::str::FromStr;
 use utoipa::ToSchema;
 
 #[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize, ToSchema,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    EnumIter,
+    DeriveActiveEnum,
+    Serialize,
+    Deserialize,
+    ToSchema,
 )]
-#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(32))", rename_all = "snake_case")]
+#[sea_orm(
+    rs_type = "String",
+    db_type = "String(StringLen::N(32))",
+    rename_all = "snake_case"
+)]
 #[serde(rename_all = "snake_case")]
 pub enum AccountKind {
     /// A customer's EC prepayment account: spends what was deposited.
@@ -44,9 +58,23 @@ pub enum AccountKind {
 }
 
 #[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize, ToSchema,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    EnumIter,
+    DeriveActiveEnum,
+    Serialize,
+    Deserialize,
+    ToSchema,
 )]
-#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(32))", rename_all = "snake_case")]
+#[sea_orm(
+    rs_type = "String",
+    db_type = "String(StringLen::N(32))",
+    rename_all = "snake_case"
+)]
 #[serde(rename_all = "snake_case")]
 pub enum TransferKind {
     Deposit,
@@ -123,11 +151,15 @@ pub async fn open_account_in_txn(
     new: NewAccount,
 ) -> CoreResult<Account> {
     if new.credit_limit.currency() != new.currency {
-        return Err(CoreError::invalid("the credit limit must be in the account's currency"));
+        return Err(CoreError::invalid(
+            "the credit limit must be in the account's currency",
+        ));
     }
     let id = AccountId::new();
     let row = account_row(id, &new, clock);
-    accounts::Entity::insert(row).exec_without_returning(txn).await?;
+    accounts::Entity::insert(row)
+        .exec_without_returning(txn)
+        .await?;
     get_account(txn, id).await
 }
 
@@ -395,12 +427,14 @@ async fn apply_leg(txn: &DatabaseTransaction, leg: &Leg, currency: Currency) -> 
     if leg.amount < 0 {
         let needed = -leg.amount;
         update = update.filter(
-            Condition::any().add(accounts::Column::Unbounded.eq(true)).add(
-                Expr::col(accounts::Column::Balance)
-                    .sub(Expr::col(accounts::Column::Reserved))
-                    .add(Expr::col(accounts::Column::CreditLimit))
-                    .gte(needed),
-            ),
+            Condition::any()
+                .add(accounts::Column::Unbounded.eq(true))
+                .add(
+                    Expr::col(accounts::Column::Balance)
+                        .sub(Expr::col(accounts::Column::Reserved))
+                        .add(Expr::col(accounts::Column::CreditLimit))
+                        .gte(needed),
+                ),
         );
     }
     let result = update.exec(txn).await?;
@@ -409,10 +443,12 @@ async fn apply_leg(txn: &DatabaseTransaction, leg: &Leg, currency: Currency) -> 
     }
     let account = get_account(txn, leg.account).await?;
     if account.currency != currency {
-        return Err(CoreError::Money(crate::money::MoneyError::CurrencyMismatch {
-            left: account.currency,
-            right: currency,
-        }));
+        return Err(CoreError::Money(
+            crate::money::MoneyError::CurrencyMismatch {
+                left: account.currency,
+                right: currency,
+            },
+        ));
     }
     Err(CoreError::InsufficientFunds {
         available: account.available(),
@@ -447,10 +483,12 @@ pub async fn reserve_in_txn(
     }
     let found = get_account(txn, account).await?;
     if found.currency != amount.currency() {
-        return Err(CoreError::Money(crate::money::MoneyError::CurrencyMismatch {
-            left: found.currency,
-            right: amount.currency(),
-        }));
+        return Err(CoreError::Money(
+            crate::money::MoneyError::CurrencyMismatch {
+                left: found.currency,
+                right: amount.currency(),
+            },
+        ));
     }
     Err(CoreError::InsufficientFunds {
         available: found.available(),
@@ -509,9 +547,10 @@ impl LedgerAudit {
             && self.overdrawn_accounts.is_empty()
             && self.reservation_mismatches.is_empty()
             && self.freezing_mismatches.is_empty()
-            && self.net_by_currency.values().all(|net| {
-                Decimal::from_str(net).map(|d| d.is_zero()).unwrap_or(false)
-            })
+            && self
+                .net_by_currency
+                .values()
+                .all(|net| Decimal::from_str(net).map(|d| d.is_zero()).unwrap_or(false))
     }
 }
 
@@ -548,27 +587,24 @@ pub async fn audit(db: &impl ConnectionTrait) -> CoreResult<LedgerAudit> {
     ))
     .all(db)
     .await?;
-    let overdrawn = IdRow::find_by_statement(ids(
-        "SELECT id FROM accounts WHERE unbounded = false \
-         AND (balance - reserved + credit_limit < 0 OR reserved < 0)",
-    ))
-    .all(db)
-    .await?;
-    let reservations = IdRow::find_by_statement(ids(
-        "SELECT a.id AS id FROM accounts a LEFT JOIN holds h \
+    let overdrawn =
+        IdRow::find_by_statement(ids("SELECT id FROM accounts WHERE unbounded = false \
+         AND (balance - reserved + credit_limit < 0 OR reserved < 0)"))
+        .all(db)
+        .await?;
+    let reservations =
+        IdRow::find_by_statement(ids("SELECT a.id AS id FROM accounts a LEFT JOIN holds h \
          ON h.funding_account_id = a.id AND h.status = 'pending' AND h.mode = 'reserve' \
-         GROUP BY a.id, a.reserved HAVING a.reserved <> COALESCE(SUM(h.amount), 0)",
-    ))
-    .all(db)
-    .await?;
-    let freezing = IdRow::find_by_statement(ids(
-        "SELECT a.id AS id FROM accounts a LEFT JOIN holds h \
+         GROUP BY a.id, a.reserved HAVING a.reserved <> COALESCE(SUM(h.amount), 0)"))
+        .all(db)
+        .await?;
+    let freezing =
+        IdRow::find_by_statement(ids("SELECT a.id AS id FROM accounts a LEFT JOIN holds h \
          ON h.freezing_account_id = a.id AND h.status = 'pending' AND h.mode = 'move' \
          WHERE a.kind = 'freezing' \
-         GROUP BY a.id, a.balance HAVING a.balance <> COALESCE(SUM(h.amount), 0)",
-    ))
-    .all(db)
-    .await?;
+         GROUP BY a.id, a.balance HAVING a.balance <> COALESCE(SUM(h.amount), 0)"))
+        .all(db)
+        .await?;
     let nets = NetRow::find_by_statement(ids(
         "SELECT currency, SUM(balance) AS net FROM accounts GROUP BY currency",
     ))

@@ -1,11 +1,11 @@
 //! Logging in on the phone: a shopper names who they are, the phone mapped to them gets a
 //! `login` challenge, and the code proves they hold that phone.
 
+use crate::Core;
 use crate::challenge::{self, Answer, ChallengeBinding, ChallengePurpose, NewChallenge};
 use crate::error::{CoreError, CoreResult};
 use crate::ids::{ChallengeId, PartyId};
 use crate::parties::{self, Party, Role};
-use crate::Core;
 use sea_orm::DatabaseTransaction;
 
 /// Sends a login code to the shopper's phone.

@@ -15,7 +15,9 @@ use utoipa::ToSchema;
 pub const MAX_MINOR_UNITS: i64 = 1_000_000_000_000_000;
 
 /// ISO 4217 currencies Holdfast settles in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
 pub enum Currency {
     KRW,
     USD,
@@ -219,18 +221,21 @@ impl Money {
         if rate.is_sign_negative() || rate > Decimal::ONE {
             return Err(MoneyError::RateOutOfRange);
         }
-        let raw = self
-            .amount
-            .checked_mul(rate)
-            .ok_or(MoneyError::TooLarge)?;
-        let rounded =
-            raw.round_dp_with_strategy(self.currency.scale(), RoundingStrategy::MidpointAwayFromZero);
+        let raw = self.amount.checked_mul(rate).ok_or(MoneyError::TooLarge)?;
+        let rounded = raw.round_dp_with_strategy(
+            self.currency.scale(),
+            RoundingStrategy::MidpointAwayFromZero,
+        );
         Money::new(rounded, self.currency)
     }
 
     pub fn min(self, other: Money) -> Result<Money, MoneyError> {
         self.same_currency(&other)?;
-        Ok(if self.minor() <= other.minor() { self } else { other })
+        Ok(if self.minor() <= other.minor() {
+            self
+        } else {
+            other
+        })
     }
 }
 
@@ -303,7 +308,10 @@ mod tests {
 
     #[test]
     fn negative_amounts_and_excess_decimals_are_rejected() {
-        assert_eq!(Money::new(dec!(-1), Currency::USD), Err(MoneyError::Negative));
+        assert_eq!(
+            Money::new(dec!(-1), Currency::USD),
+            Err(MoneyError::Negative)
+        );
         assert!(matches!(
             Money::new(dec!(1.005), Currency::USD),
             Err(MoneyError::ExcessScale { .. })
@@ -322,7 +330,10 @@ mod tests {
     fn arithmetic_refuses_mixed_currencies_and_negative_results() {
         let usd = Money::parse("10.00", Currency::USD).unwrap();
         let eur = Money::parse("10.00", Currency::EUR).unwrap();
-        assert!(matches!(usd.checked_add(&eur), Err(MoneyError::CurrencyMismatch { .. })));
+        assert!(matches!(
+            usd.checked_add(&eur),
+            Err(MoneyError::CurrencyMismatch { .. })
+        ));
         let more = Money::parse("10.01", Currency::USD).unwrap();
         assert_eq!(usd.checked_sub(&more), Err(MoneyError::WouldBeNegative));
     }

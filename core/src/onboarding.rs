@@ -8,7 +8,7 @@ use crate::ledger::{Account, Applied};
 use crate::money::{Currency, Money};
 use crate::parties::{self, NewParty, Party, Role};
 use crate::phone_number::PhoneNumber;
-use crate::{db, Core};
+use crate::{Core, db};
 use sea_orm::{DatabaseConnection, DatabaseTransaction};
 
 /// Creates an operator with a username and password. Used by the bootstrap command only: the
@@ -20,7 +20,16 @@ pub async fn create_operator(
     username: &str,
     password: &str,
 ) -> CoreResult<(Party, String)> {
-    create_with_credentials(db, core, Role::Operator, display_name, username, password, None).await
+    create_with_credentials(
+        db,
+        core,
+        Role::Operator,
+        display_name,
+        username,
+        password,
+        None,
+    )
+    .await
 }
 
 #[derive(Debug, Clone)]
@@ -73,9 +82,15 @@ async fn create_with_credentials(
         },
     )
     .await?;
-    let username =
-        parties::store_credentials_in_txn(&txn, &core.clock, party.id, username, password_hash, second_hash)
-            .await?;
+    let username = parties::store_credentials_in_txn(
+        &txn,
+        &core.clock,
+        party.id,
+        username,
+        password_hash,
+        second_hash,
+    )
+    .await?;
     txn.commit().await?;
     Ok((party, username))
 }
@@ -116,7 +131,9 @@ pub async fn onboard_shopper(
     .await?;
     if let Some(deposit) = new.initial_deposit.filter(|d| !d.is_zero()) {
         if deposit.currency() != new.currency {
-            return Err(CoreError::invalid("the deposit must be in the account's currency"));
+            return Err(CoreError::invalid(
+                "the deposit must be in the account's currency",
+            ));
         }
         funding::deposit_in_txn(
             &txn,

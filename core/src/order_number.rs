@@ -37,10 +37,7 @@ impl OrderNumber {
         if input.len() > 32 {
             return Err(InvalidOrderNumber);
         }
-        let digits: String = input
-            .chars()
-            .filter(|c| !matches!(c, ' ' | '-'))
-            .collect();
+        let digits: String = input.chars().filter(|c| !matches!(c, ' ' | '-')).collect();
         if digits.len() == ORDER_NUMBER_DIGITS
             && digits.bytes().all(|b| b.is_ascii_digit())
             && luhn_valid(&digits)

@@ -6,8 +6,8 @@ use crate::entities::{credentials, parties};
 use crate::error::{CoreError, CoreResult};
 use crate::ids::PartyId;
 use crate::phone_number::PhoneNumber;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use sea_orm::entity::prelude::*;
 use sea_orm::{ActiveValue::Set, ConnectionTrait, DatabaseTransaction, QueryFilter};
 use serde::{Deserialize, Serialize};
@@ -16,9 +16,23 @@ use utoipa::ToSchema;
 
 /// The JWT `role` claim, and what a party is.
 #[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize, ToSchema,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    EnumIter,
+    DeriveActiveEnum,
+    Serialize,
+    Deserialize,
+    ToSchema,
 )]
-#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(24))", rename_all = "snake_case")]
+#[sea_orm(
+    rs_type = "String",
+    db_type = "String(StringLen::N(24))",
+    rename_all = "snake_case"
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Operator,
@@ -95,7 +109,9 @@ pub fn validate_display_name(name: &str) -> CoreResult<String> {
         )));
     }
     if trimmed.chars().any(char::is_control) {
-        return Err(CoreError::invalid("a name must not contain control characters"));
+        return Err(CoreError::invalid(
+            "a name must not contain control characters",
+        ));
     }
     Ok(trimmed.to_owned())
 }
@@ -148,7 +164,9 @@ pub async fn find_party(db: &impl ConnectionTrait, id: PartyId) -> CoreResult<Op
 }
 
 pub async fn get_party(db: &impl ConnectionTrait, id: PartyId) -> CoreResult<Party> {
-    find_party(db, id).await?.ok_or(CoreError::NotFound("party"))
+    find_party(db, id)
+        .await?
+        .ok_or(CoreError::NotFound("party"))
 }
 
 fn validate_username(username: &str) -> CoreResult<String> {
@@ -231,7 +249,9 @@ pub async fn store_credentials_in_txn(
         second_password_hash: Set(second_password_hash),
         created_at: Set(clock.now()),
     };
-    credentials::Entity::insert(row).exec_without_returning(txn).await?;
+    credentials::Entity::insert(row)
+        .exec_without_returning(txn)
+        .await?;
     Ok(username)
 }
 

@@ -41,7 +41,11 @@ impl PhoneNumber {
     pub fn masked(&self) -> String {
         let visible_tail = 3;
         let country_and_plus = 3.min(self.0.len());
-        let tail_start = self.0.len().saturating_sub(visible_tail).max(country_and_plus);
+        let tail_start = self
+            .0
+            .len()
+            .saturating_sub(visible_tail)
+            .max(country_and_plus);
         let hidden = tail_start - country_and_plus;
         format!(
             "{}{}{}",

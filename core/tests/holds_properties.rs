@@ -1,6 +1,8 @@
 //! Random sequences of holds, posts, voids, expiries and replays against a real database: money
 //! is conserved, no hold resolves twice, nothing panics, and a refused command changes nothing.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use chrono::{Duration, Utc};
 use holdfast_core::clock::Clock;
 use holdfast_core::db::{self, PoolSize};
@@ -33,9 +35,15 @@ fn money(minor: i64) -> Money {
 }
 
 async fn world() -> World {
-    let db = db::connect("sqlite::memory:", PoolSize { sqlite: 1, postgres: 1 })
-        .await
-        .unwrap();
+    let db = db::connect(
+        "sqlite::memory:",
+        PoolSize {
+            sqlite: 1,
+            postgres: 1,
+        },
+    )
+    .await
+    .unwrap();
     Migrator::up(&db, None).await.unwrap();
     let clock = Clock::manual(Utc::now());
     let txn = db.begin().await.unwrap();
@@ -119,18 +127,44 @@ async fn world() -> World {
 
 #[derive(Debug, Clone)]
 enum Op {
-    Place { key: u8, amount: i64, reserve: bool, ttl_secs: i64 },
-    Post { hold: u8, percent: i64, key: u8 },
-    Void { hold: u8, key: u8 },
-    Expire { hold: u8 },
-    Advance { secs: i64 },
+    Place {
+        key: u8,
+        amount: i64,
+        reserve: bool,
+        ttl_secs: i64,
+    },
+    Post {
+        hold: u8,
+        percent: i64,
+        key: u8,
+    },
+    Void {
+        hold: u8,
+        key: u8,
+    },
+    Expire {
+        hold: u8,
+    },
+    Advance {
+        secs: i64,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        (0u8..12, 1i64..4_000, any::<bool>(), 1i64..120)
-            .prop_map(|(key, amount, reserve, ttl_secs)| Op::Place { key, amount, reserve, ttl_secs }),
-        (0u8..12, 0i64..=110, 0u8..3).prop_map(|(hold, percent, key)| Op::Post { hold, percent, key }),
+        (0u8..12, 1i64..4_000, any::<bool>(), 1i64..120).prop_map(
+            |(key, amount, reserve, ttl_secs)| Op::Place {
+                key,
+                amount,
+                reserve,
+                ttl_secs
+            }
+        ),
+        (0u8..12, 0i64..=110, 0u8..3).prop_map(|(hold, percent, key)| Op::Post {
+            hold,
+            percent,
+            key
+        }),
         (0u8..12, 0u8..3).prop_map(|(hold, key)| Op::Void { hold, key }),
         (0u8..12).prop_map(|hold| Op::Expire { hold }),
         (1i64..90).prop_map(|secs| Op::Advance { secs }),
@@ -158,7 +192,12 @@ async fn run(ops: Vec<Op>) {
         let before = ledger::audit(&w.db).await.unwrap();
         let txn = db::begin_write(&w.db).await.unwrap();
         let result: Result<Option<holds::Hold>, CoreError> = match &op {
-            Op::Place { key, amount, reserve, ttl_secs } => holds::place_hold_in_txn(
+            Op::Place {
+                key,
+                amount,
+                reserve,
+                ttl_secs,
+            } => holds::place_hold_in_txn(
                 &txn,
                 &w.clock,
                 PlaceHold {
@@ -167,7 +206,11 @@ async fn run(ops: Vec<Op>) {
                     freezing_account: w.freezing,
                     institution: w.institution,
                     amount: money(*amount),
-                    mode: if *reserve { HoldMode::Reserve } else { HoldMode::Move },
+                    mode: if *reserve {
+                        HoldMode::Reserve
+                    } else {
+                        HoldMode::Move
+                    },
                     expires_at: Some(w.clock.now() + Duration::seconds(*ttl_secs)),
                     case: None,
                 },
@@ -181,12 +224,25 @@ async fn run(ops: Vec<Op>) {
                     let amount = money(hold.amount.minor() * percent / 100);
                     let commission = money(amount.minor() / 10);
                     let payouts = [
-                        Payout { account: w.payee, amount: amount.checked_sub(&commission).unwrap() },
-                        Payout { account: w.commission, amount: commission },
+                        Payout {
+                            account: w.payee,
+                            amount: amount.checked_sub(&commission).unwrap(),
+                        },
+                        Payout {
+                            account: w.commission,
+                            amount: commission,
+                        },
                     ];
-                    holds::post_hold_in_txn(&txn, &w.clock, id, &format!("post-{key}"), amount, &payouts)
-                        .await
-                        .map(|applied| Some(applied.into_inner()))
+                    holds::post_hold_in_txn(
+                        &txn,
+                        &w.clock,
+                        id,
+                        &format!("post-{key}"),
+                        amount,
+                        &payouts,
+                    )
+                    .await
+                    .map(|applied| Some(applied.into_inner()))
                 }
             },
             Op::Void { hold, key } => match placed.get(usize::from(*hold)) {
@@ -209,14 +265,17 @@ async fn run(ops: Vec<Op>) {
         match result {
             Ok(hold) => {
                 txn.commit().await.unwrap();
-                if let Some(hold) = hold {
-                    if !placed.contains(&hold.id) {
-                        placed.push(hold.id);
-                    }
+                if let Some(hold) = hold
+                    && !placed.contains(&hold.id)
+                {
+                    placed.push(hold.id);
                 }
             }
             Err(error) => {
-                assert!(expected_refusal(&error), "{op:?} failed unexpectedly: {error:?}");
+                assert!(
+                    expected_refusal(&error),
+                    "{op:?} failed unexpectedly: {error:?}"
+                );
                 txn.rollback().await.unwrap();
                 let after = ledger::audit(&w.db).await.unwrap();
                 assert_eq!(before, after, "a refused {op:?} changed the ledger");
@@ -280,7 +339,10 @@ async fn a_hold_posts_in_part_and_the_rest_returns() {
         hold.id,
         "post",
         money(600),
-        &[Payout { account: w.payee, amount: money(600) }],
+        &[Payout {
+            account: w.payee,
+            amount: money(600),
+        }],
     )
     .await
     .unwrap();
@@ -292,13 +354,19 @@ async fn a_hold_posts_in_part_and_the_rest_returns() {
         hold.id,
         "post",
         money(600),
-        &[Payout { account: w.payee, amount: money(600) }],
+        &[Payout {
+            account: w.payee,
+            amount: money(600),
+        }],
     )
     .await
     .unwrap();
     assert!(!replay.is_new());
     let void = holds::void_hold_in_txn(&txn, &w.clock, hold.id, "void").await;
-    assert!(matches!(void, Err(CoreError::HoldAlreadyResolved { status: "posted" })));
+    assert!(matches!(
+        void,
+        Err(CoreError::HoldAlreadyResolved { status: "posted" })
+    ));
     txn.commit().await.unwrap();
 
     let funding = ledger::get_account(&w.db, w.funding).await.unwrap();
@@ -330,7 +398,9 @@ async fn a_hold_never_takes_more_than_is_available() {
     )
     .await;
     match result {
-        Err(CoreError::InsufficientFunds { available }) => assert_eq!(available, money(START_BALANCE)),
+        Err(CoreError::InsufficientFunds { available }) => {
+            assert_eq!(available, money(START_BALANCE))
+        }
         other => panic!("expected insufficient funds, got {other:?}"),
     }
 }

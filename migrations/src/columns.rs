@@ -24,7 +24,11 @@ pub fn money_null<T: IntoIden>(manager: &SchemaManager, name: T) -> ColumnDef {
 }
 
 pub fn id<T: IntoIden>(name: T) -> ColumnDef {
-    ColumnDef::new(name).uuid().not_null().primary_key().to_owned()
+    ColumnDef::new(name)
+        .uuid()
+        .not_null()
+        .primary_key()
+        .to_owned()
 }
 
 pub fn uuid<T: IntoIden>(name: T) -> ColumnDef {
@@ -73,7 +77,11 @@ pub fn timestamp_null<T: IntoIden>(name: T) -> ColumnDef {
         .to_owned()
 }
 
-pub fn index<T: IntoIden + 'static>(table: T, name: &str, columns: &[&'static str]) -> IndexCreateStatement {
+pub fn index<T: IntoIden + 'static>(
+    table: T,
+    name: &str,
+    columns: &[&'static str],
+) -> IndexCreateStatement {
     let mut statement = Index::create();
     statement.name(name).table(table);
     for column in columns {

@@ -25,7 +25,8 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        m.create_index(index("parties", "parties_role", &["role"])).await?;
+        m.create_index(index("parties", "parties_role", &["role"]))
+            .await?;
 
         m.create_table(
             Table::create()
@@ -168,10 +169,18 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        m.create_index(index("holds", "holds_status_expiry", &["status", "expires_at"]))
-            .await?;
-        m.create_index(index("holds", "holds_funding_account", &["funding_account_id"]))
-            .await?;
+        m.create_index(index(
+            "holds",
+            "holds_status_expiry",
+            &["status", "expires_at"],
+        ))
+        .await?;
+        m.create_index(index(
+            "holds",
+            "holds_funding_account",
+            &["funding_account_id"],
+        ))
+        .await?;
         Ok(())
     }
 }

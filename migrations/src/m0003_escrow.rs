@@ -38,10 +38,18 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        m.create_index(index("escrow_cases", "escrow_cases_payer", &["payer_party_id"]))
-            .await?;
-        m.create_index(index("escrow_cases", "escrow_cases_payee", &["payee_party_id"]))
-            .await?;
+        m.create_index(index(
+            "escrow_cases",
+            "escrow_cases_payer",
+            &["payer_party_id"],
+        ))
+        .await?;
+        m.create_index(index(
+            "escrow_cases",
+            "escrow_cases_payee",
+            &["payee_party_id"],
+        ))
+        .await?;
 
         m.create_table(
             Table::create()

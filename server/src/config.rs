@@ -5,7 +5,11 @@ use secrecy::SecretString;
 use std::net::SocketAddr;
 
 #[derive(Debug, Parser)]
-#[command(name = "holdfast", version, about = "Escrow and phone-confirmation settlement service")]
+#[command(
+    name = "holdfast",
+    version,
+    about = "Escrow and phone-confirmation settlement service"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -38,22 +42,42 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Args)]
 pub struct Config {
     /// Address to listen on.
-    #[arg(long, env = "HOLDFAST_BIND", default_value = "127.0.0.1:8080", global = true)]
+    #[arg(
+        long,
+        env = "HOLDFAST_BIND",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
     pub bind: SocketAddr,
     /// `postgres://…` for production; without it, a SQLite file in the working directory.
     #[arg(long, env = "DATABASE_URL", global = true)]
     pub database_url: Option<String>,
     /// Signs tokens and phone codes; at least 32 characters. Required with PostgreSQL.
-    #[arg(long, env = "HOLDFAST_JWT_SECRET", hide_env_values = true, global = true)]
+    #[arg(
+        long,
+        env = "HOLDFAST_JWT_SECRET",
+        hide_env_values = true,
+        global = true
+    )]
     pub jwt_secret: Option<SecretString>,
     /// Seed a demo supplier, shopper and catalogue, and print how to use them.
     #[arg(long, env = "HOLDFAST_DEMO", global = true)]
     pub demo: bool,
     /// Lifetime of access tokens.
-    #[arg(long, env = "HOLDFAST_TOKEN_TTL_SECS", default_value_t = 3600, global = true)]
+    #[arg(
+        long,
+        env = "HOLDFAST_TOKEN_TTL_SECS",
+        default_value_t = 3600,
+        global = true
+    )]
     pub token_ttl_secs: i64,
     /// How long a shopper has to approve an order on the phone.
-    #[arg(long, env = "HOLDFAST_ORDER_CONFIRMATION_SECS", default_value_t = 600, global = true)]
+    #[arg(
+        long,
+        env = "HOLDFAST_ORDER_CONFIRMATION_SECS",
+        default_value_t = 600,
+        global = true
+    )]
     pub order_confirmation_secs: i64,
     /// How long a settlement request waits for the shopper before it settles by itself
     /// (default 72 hours; shorten it for a demo).

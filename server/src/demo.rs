@@ -8,11 +8,11 @@ use holdfast_core::ids::PartyId;
 use holdfast_core::onboarding::{self, NewShopper, NewSupplier};
 use holdfast_core::parties::{self, Role};
 use holdfast_core::phone_number::PhoneNumber;
-use holdfast_core::{db, Currency, Money};
+use holdfast_core::{Currency, Money, db};
 use holdfast_retail::catalogue::{self, CommissionRate, NewCommodity};
 use rand::distr::{Alphanumeric, SampleString};
-use sea_orm::entity::prelude::*;
 use sea_orm::QueryFilter;
+use sea_orm::entity::prelude::*;
 
 pub const OPERATOR_USERNAME: &str = "demo-operator";
 pub const SUPPLIER_USERNAME: &str = "demo-supplier";
@@ -70,7 +70,8 @@ pub async fn seed(state: &AppState) -> anyhow::Result<Demo> {
         ensure_user(state, Role::Operator, "Demo Operator", OPERATOR_USERNAME).await?;
     let (supplier_password, supplier_is_new) =
         ensure_user(state, Role::Supplier, "Acme Supplies", SUPPLIER_USERNAME).await?;
-    let supplier = parties::verify_password(&state.db, SUPPLIER_USERNAME, &supplier_password).await?;
+    let supplier =
+        parties::verify_password(&state.db, SUPPLIER_USERNAME, &supplier_password).await?;
     if supplier_is_new {
         for (name, price, rate) in [
             ("Espresso beans, 1 kg", "24.00", "0.05"),
@@ -123,18 +124,17 @@ pub async fn seed(state: &AppState) -> anyhow::Result<Demo> {
     })
 }
 
-/// What the demo prints: who exists and how to try a purchase.
+/// What the demo prints: who exists, and the variables README.md's walkthrough uses.
 pub fn instructions(demo: &Demo, base_url: &str) -> String {
     format!(
         r#"
 Holdfast demo is ready at {base_url}
   operator  username {OPERATOR_USERNAME}   password {operator_password}
   supplier  username {SUPPLIER_USERNAME}   password {supplier_password}
-  shopper   id {shopper_id}   phone {SHOPPER_PHONE} (500.00 USD prepaid)
-Log the shopper in on the (simulated) phone:
-  curl -s -XPOST {base_url}/v1/auth/phone-login -H 'content-type: application/json' -d '{{"shopper_id":"{shopper_id}"}}'
-  curl -s {base_url}/v1/phone-simulator/{SHOPPER_PHONE}/messages
-README.md walks through a whole purchase from here.
+  shopper   id {shopper_id}   phone {SHOPPER_PHONE}   500.00 USD prepaid
+Paste this into another terminal, then follow the walkthrough in README.md:
+
+export HOLDFAST={base_url} OPERATOR_PASSWORD={operator_password} SUPPLIER_PASSWORD={supplier_password} SHOPPER_ID={shopper_id} PHONE={SHOPPER_PHONE}
 "#,
         operator_password = demo.operator_password,
         supplier_password = demo.supplier_password,

@@ -60,7 +60,11 @@ impl ApiError {
     }
 
     pub fn not_found(what: &str) -> ApiError {
-        ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{what} not found"),
+        )
     }
 
     pub fn invalid(message: impl Into<String>) -> ApiError {
@@ -76,7 +80,12 @@ impl ApiError {
         )
     }
 
-    fn from_kind(kind: ErrorKind, code: &'static str, message: String, cause: &dyn std::fmt::Debug) -> ApiError {
+    fn from_kind(
+        kind: ErrorKind,
+        code: &'static str,
+        message: String,
+        cause: &dyn std::fmt::Debug,
+    ) -> ApiError {
         let status = match kind {
             ErrorKind::Invalid => StatusCode::BAD_REQUEST,
             ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,

@@ -16,12 +16,12 @@ pub use state::AppState;
 use anyhow::Context;
 use auth::JwtKeys;
 use axum::Router;
-use holdfast_core::challenge::{keyed_mac, ChallengeKeys, ChallengePolicy};
+use hmac::Mac;
+use holdfast_core::challenge::{ChallengeKeys, ChallengePolicy, keyed_mac};
 use holdfast_core::db::{self, PoolSize};
 use holdfast_core::phone::PhoneSimulator;
-use holdfast_core::{funding, parties, Clock, Core};
+use holdfast_core::{Clock, Core, funding, parties};
 use holdfast_migrations::{Migrator, MigratorTrait};
-use hmac::Mac;
 use sea_orm::DatabaseConnection;
 use std::sync::Arc;
 

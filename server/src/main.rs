@@ -2,8 +2,10 @@ use anyhow::Context;
 use clap::Parser;
 use holdfast_core::challenge::ChallengePolicy;
 use holdfast_core::db::PoolSize;
-use holdfast_core::{onboarding, Clock};
-use holdfast_server::config::{Cli, Command, Config, LogFormat, DEVELOPMENT_JWT_SECRET, MIN_SECRET_CHARS};
+use holdfast_core::{Clock, onboarding};
+use holdfast_server::config::{
+    Cli, Command, Config, DEVELOPMENT_JWT_SECRET, LogFormat, MIN_SECRET_CHARS,
+};
 use holdfast_server::workers::{self, WorkerIntervals};
 use holdfast_server::{demo, open_database, simulator_state};
 use secrecy::ExposeSecret;
@@ -50,9 +52,9 @@ fn secret(config: &Config) -> anyhow::Result<Vec<u8>> {
             );
             Ok(secret.as_bytes().to_vec())
         }
-        None if config.uses_postgres() => anyhow::bail!(
-            "HOLDFAST_JWT_SECRET is required when DATABASE_URL points at PostgreSQL"
-        ),
+        None if config.uses_postgres() => {
+            anyhow::bail!("HOLDFAST_JWT_SECRET is required when DATABASE_URL points at PostgreSQL")
+        }
         None => {
             tracing::warn!(
                 "using the built-in DEVELOPMENT secret for tokens and phone codes; \
@@ -76,7 +78,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let url = config.database_url();
     let db = open_database(&url, PoolSize::default()).await?;
     tracing::info!(
-        database = if config.uses_postgres() { "postgresql" } else { "sqlite" },
+        database = if config.uses_postgres() {
+            "postgresql"
+        } else {
+            "sqlite"
+        },
         "database ready"
     );
     let state = simulator_state(
@@ -119,7 +125,13 @@ async fn create_operator(config: Config, username: &str, display_name: &str) -> 
     };
     let secret = secret(&config)?;
     let db = open_database(&config.database_url(), PoolSize::default()).await?;
-    let state = simulator_state(db, Clock::system(), &secret, 3600, ChallengePolicy::default());
+    let state = simulator_state(
+        db,
+        Clock::system(),
+        &secret,
+        3600,
+        ChallengePolicy::default(),
+    );
     let (party, username) =
         onboarding::create_operator(&state.db, &state.core, display_name, username, &password)
             .await?;

@@ -1,6 +1,6 @@
 use crate::auth::JwtKeys;
-use holdfast_core::phone::PhoneGateway;
 use holdfast_core::Core;
+use holdfast_core::phone::PhoneGateway;
 use sea_orm::DatabaseConnection;
 use std::sync::Arc;
 

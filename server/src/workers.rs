@@ -22,7 +22,8 @@ impl TimerHandler for TimerDispatch {
         match timer.kind.as_str() {
             challenge::EXPIRY_TIMER => {
                 let id = ChallengeId::from_uuid(timer.subject);
-                let Some(expired) = challenge::expire_in_txn(txn, &self.core.clock, id).await? else {
+                let Some(expired) = challenge::expire_in_txn(txn, &self.core.clock, id).await?
+                else {
                     return Ok(());
                 };
                 match expired.purpose {
@@ -32,7 +33,9 @@ impl TimerHandler for TimerDispatch {
                     _ => Ok(()),
                 }
             }
-            other => Err(CoreError::invalid(format!("no handler for timer kind '{other}'"))),
+            other => Err(CoreError::invalid(format!(
+                "no handler for timer kind '{other}'"
+            ))),
         }
     }
 }
@@ -89,7 +92,11 @@ pub async fn deliver_outbox(state: &AppState) -> CoreResult<usize> {
 
 /// Starts both workers; they stop when `shutdown` turns true.
 pub fn spawn(state: AppState, intervals: WorkerIntervals, shutdown: watch::Receiver<bool>) {
-    tokio::spawn(outbox_loop(state.clone(), intervals.outbox_poll, shutdown.clone()));
+    tokio::spawn(outbox_loop(
+        state.clone(),
+        intervals.outbox_poll,
+        shutdown.clone(),
+    ));
     tokio::spawn(timer_loop(state, intervals.timer_poll, shutdown));
 }
 

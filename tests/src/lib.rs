@@ -1,1 +1,401 @@
+//! A test harness that drives the real application router over HTTP requests, each test on a
+//! database of its own: a fresh SQLite file, or — when `TEST_DATABASE_URL` names a PostgreSQL
+//! server — a fresh PostgreSQL database created for the test and dropped after it.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use chrono::Utc;
+use holdfast_core::challenge::ChallengePolicy;
+use holdfast_core::db::PoolSize;
+use holdfast_core::{Clock, onboarding};
+use holdfast_server::{AppState, open_database, simulator_state, workers};
+use http_body_util::BodyExt;
+use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+pub const SECRET: &[u8] = b"test-secret-test-secret-test-secret!";
+
+/// Where the test's database lives, and how to get rid of it.
+enum Storage {
+    Sqlite(#[allow(dead_code)] tempfile::TempDir),
+    Postgres { admin_url: String, name: String },
+}
+
+impl Drop for Storage {
+    fn drop(&mut self) {
+        if let Storage::Postgres { admin_url, name } = self {
+            let (admin_url, name) = (admin_url.clone(), name.clone());
+            // Drop cannot await; a short-lived runtime on its own thread can.
+            let _ = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(async move {
+                    if let Ok(admin) = Database::connect(&admin_url).await {
+                        let _ = admin
+                            .execute_unprepared(&format!(
+                                "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                            ))
+                            .await;
+                        let _ = admin.close().await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+/// Which database the tests run on.
+pub fn postgres_url() -> Option<String> {
+    std::env::var("TEST_DATABASE_URL")
+        .ok()
+        .filter(|url| url.starts_with("postgres"))
+}
+
+pub fn on_postgres() -> bool {
+    postgres_url().is_some()
+}
+
+fn replace_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, format!("?{query}")),
+        None => (url, String::new()),
+    };
+    let slash = base.rfind('/').unwrap_or(base.len());
+    let authority_end = base.find("://").map_or(0, |i| i + 3);
+    let prefix = if slash >= authority_end {
+        &base[..slash]
+    } else {
+        base
+    };
+    format!("{prefix}/{name}{query}")
+}
+
+pub struct TestApp {
+    pub state: AppState,
+    pub router: Router,
+    pub clock: Clock,
+    _storage: Storage,
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: Value,
+    pub headers: axum::http::HeaderMap,
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.status, self.body)
+    }
+}
+
+impl Reply {
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        TestApp::spawn_with(ChallengePolicy::default()).await
+    }
+
+    pub async fn spawn_with(policy: ChallengePolicy) -> TestApp {
+        let (url, storage, pool) = match postgres_url() {
+            Some(admin_url) => {
+                let name = format!("holdfast_test_{}", uuid::Uuid::new_v4().simple());
+                let admin = Database::connect(&admin_url)
+                    .await
+                    .expect("TEST_DATABASE_URL");
+                admin
+                    .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+                    .await
+                    .unwrap();
+                admin.close().await.unwrap();
+                (
+                    replace_database(&admin_url, &name),
+                    Storage::Postgres { admin_url, name },
+                    PoolSize {
+                        sqlite: 4,
+                        postgres: 16,
+                    },
+                )
+            }
+            None => {
+                let dir = tempfile::tempdir().unwrap();
+                let url = format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display());
+                (url, Storage::Sqlite(dir), PoolSize::default())
+            }
+        };
+        let db = open_database(&url, pool).await.unwrap();
+        let clock = Clock::manual(Utc::now());
+        let state = simulator_state(db, clock.clone(), SECRET, 3600, policy);
+        TestApp {
+            router: holdfast_server::app(state.clone()),
+            state,
+            clock,
+            _storage: storage,
+        }
+    }
+
+    pub fn backend(&self) -> DbBackend {
+        self.state.db.get_database_backend()
+    }
+
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let mut builder = Request::builder().method(method).uri(path);
+        if let Some(token) = token {
+            builder = builder.header("authorization", format!("Bearer {token}"));
+        }
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let request = match body {
+            Some(body) => builder
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_string()))
+                .unwrap(),
+            None => builder.body(Body::empty()).unwrap(),
+        };
+        self.send(request).await
+    }
+
+    pub async fn send(&self, request: Request<Body>) -> Reply {
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        Reply {
+            status,
+            body,
+            headers,
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {
+        self.request(Method::GET, path, token, None, &[]).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Reply {
+        self.request(Method::POST, path, token, Some(body), &[])
+            .await
+    }
+
+    /// Delivers the outbox now, as the worker would.
+    pub async fn deliver(&self) {
+        workers::deliver_outbox(&self.state).await.unwrap();
+    }
+
+    /// Fires every timer due at the (manual) clock's time.
+    pub async fn fire_timers(&self) -> usize {
+        workers::fire_due_timers(&self.state).await.unwrap()
+    }
+
+    pub async fn operator_token(&self) -> String {
+        let username = format!("op-{}", uuid::Uuid::new_v4().simple());
+        onboarding::create_operator(
+            &self.state.db,
+            &self.state.core,
+            "Operator",
+            &username,
+            "operator-password",
+        )
+        .await
+        .unwrap();
+        self.password_login(&username, "operator-password").await
+    }
+
+    pub async fn password_login(&self, username: &str, password: &str) -> String {
+        let reply = self
+            .post(
+                "/v1/auth/login",
+                None,
+                json!({"username": username, "password": password}),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+        reply.body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// A supplier; returns its id and token.
+    pub async fn supplier(&self, operator: &str, name: &str) -> (String, String) {
+        let username = format!("sup-{}", uuid::Uuid::new_v4().simple());
+        let reply = self
+            .post(
+                "/v1/operator/suppliers",
+                Some(operator),
+                json!({"display_name": name, "username": username, "password": "supplier-password"}),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{reply:?}");
+        let id = reply.body["party_id"].as_str().unwrap().to_owned();
+        (
+            id,
+            self.password_login(&username, "supplier-password").await,
+        )
+    }
+
+    /// A shopper with a prepaid balance, logged in on the phone; returns its id and token.
+    pub async fn shopper(&self, operator: &str, phone: &str, deposit: &str) -> (String, String) {
+        let reply = self
+            .post(
+                "/v1/operator/shoppers",
+                Some(operator),
+                json!({"display_name": "Shopper", "phone": phone, "currency": "USD",
+                       "initial_deposit": {"amount": deposit, "currency": "USD"}}),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{reply:?}");
+        let id = reply.body["party_id"].as_str().unwrap().to_owned();
+        let started = self
+            .post("/v1/auth/phone-login", None, json!({"shopper_id": id}))
+            .await;
+        assert_eq!(started.status, StatusCode::ACCEPTED, "{started:?}");
+        let challenge = started.body["challenge_id"].as_str().unwrap().to_owned();
+        let code = self.code_for(phone, &challenge).await;
+        let answered = self.answer(&challenge, &code, "approve").await;
+        assert_eq!(answered.status, StatusCode::OK, "{answered:?}");
+        (
+            id,
+            answered.body["token"]["access_token"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        )
+    }
+
+    /// The newest code the phone received for `challenge`, read from the simulator's inbox.
+    pub async fn code_for(&self, phone: &str, challenge: &str) -> String {
+        self.deliver().await;
+        let inbox = self
+            .get(
+                &format!("/v1/phone-simulator/{phone}/messages?limit=100"),
+                None,
+            )
+            .await;
+        assert_eq!(inbox.status, StatusCode::OK, "{inbox:?}");
+        inbox
+            .body
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["challenge_id"] == challenge)
+            .and_then(|m| m["code"].as_str())
+            .unwrap_or_else(|| panic!("no code for {challenge} in {}", inbox.body))
+            .to_owned()
+    }
+
+    pub async fn answer(&self, challenge: &str, code: &str, decision: &str) -> Reply {
+        self.post(
+            &format!("/v1/challenges/{challenge}/answer"),
+            None,
+            json!({"code": code, "decision": decision}),
+        )
+        .await
+    }
+
+    /// A commodity of `supplier`; returns its id.
+    pub async fn commodity(&self, supplier: &str, price: &str, rate: &str) -> String {
+        let reply = self
+            .post(
+                "/v1/retail/commodities",
+                Some(supplier),
+                json!({"name": "Thing", "price": {"amount": price, "currency": "USD"}, "commission_rate": rate}),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{reply:?}");
+        reply.body["id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn place_order(&self, shopper: &str, commodity: &str, quantity: u32) -> Reply {
+        self.post(
+            "/v1/retail/orders",
+            Some(shopper),
+            json!({"lines": [{"commodity_id": commodity, "quantity": quantity}]}),
+        )
+        .await
+    }
+
+    /// The balance of the caller's first account of `kind`, as a decimal string.
+    pub async fn balance(&self, token: &str, kind: &str) -> String {
+        let accounts = self.get("/v1/accounts", Some(token)).await;
+        accounts
+            .body
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["kind"] == kind)
+            .map(|a| a["balance"].as_str().unwrap().to_owned())
+            .unwrap_or_else(|| "0.00".to_owned())
+    }
+
+    pub async fn platform_commission(&self, operator: &str) -> String {
+        let accounts = self
+            .get("/v1/operator/accounts?owner=platform", Some(operator))
+            .await;
+        accounts
+            .body
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["kind"] == "commission")
+            .map(|a| a["balance"].as_str().unwrap().to_owned())
+            .unwrap_or_else(|| "0.00".to_owned())
+    }
+
+    /// Asserts the ledger audit finds nothing wrong.
+    pub async fn assert_ledger_clean(&self) {
+        let audit = holdfast_core::ledger::audit(&self.state.db).await.unwrap();
+        assert!(audit.is_clean(), "ledger audit failed: {audit:?}");
+    }
+
+    /// Runs raw SQL (for tests that tamper with rows on purpose).
+    pub async fn execute(&self, sql: &str) {
+        self.state
+            .db
+            .execute_raw(Statement::from_string(self.backend(), sql.to_owned()))
+            .await
+            .unwrap();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::replace_database;
+
+    #[test]
+    fn the_database_name_is_replaced_in_a_url() {
+        assert_eq!(
+            replace_database("postgres://u@127.0.0.1:5432/postgres", "t1"),
+            "postgres://u@127.0.0.1:5432/t1"
+        );
+        assert_eq!(
+            replace_database("postgres://u@127.0.0.1:5432/postgres?sslmode=disable", "t1"),
+            "postgres://u@127.0.0.1:5432/t1?sslmode=disable"
+        );
+        assert_eq!(
+            replace_database("postgres://127.0.0.1", "t1"),
+            "postgres://127.0.0.1/t1"
+        );
+    }
+}

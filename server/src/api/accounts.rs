@@ -1,9 +1,9 @@
 use crate::auth::Principal;
 use crate::error::ApiResult;
 use crate::state::AppState;
+use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
-use axum::Router;
 use holdfast_core::ids::{AccountId, PartyId};
 use holdfast_core::ledger::{self, Account, AccountKind};
 use holdfast_core::{Currency, Money};
@@ -48,5 +48,7 @@ pub async fn my_accounts(
     principal: Principal,
 ) -> ApiResult<axum::Json<Vec<AccountView>>> {
     let accounts = ledger::accounts_of(&state.db, principal.party).await?;
-    Ok(axum::Json(accounts.into_iter().map(AccountView::from).collect()))
+    Ok(axum::Json(
+        accounts.into_iter().map(AccountView::from).collect(),
+    ))
 }

@@ -1,11 +1,11 @@
-use crate::auth::{issue_token, TokenResponse};
+use crate::auth::{TokenResponse, issue_token};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Json;
 use crate::state::AppState;
+use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
-use axum::Router;
 use chrono::{DateTime, Utc};
 use holdfast_core::ids::{ChallengeId, PartyId};
 use holdfast_core::{login, parties};

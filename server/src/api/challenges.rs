@@ -2,16 +2,16 @@
 //! received may answer (in production through the SMS/ARS provider's signed webhook; in
 //! development straight from the simulator's inbox).
 
-use crate::auth::{issue_token, TokenResponse};
+use crate::auth::{TokenResponse, issue_token};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path};
 use crate::idempotency::{self, IdempotencyKey, Outcome};
 use crate::state::AppState;
+use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::post;
-use axum::Router;
 use chrono::{DateTime, Utc};
 use holdfast_core::challenge::{self, ChallengePurpose, Decision};
 use holdfast_core::escrow::{self, AnswerEffect, CaseOutcome, CaseState};
@@ -109,7 +109,9 @@ async fn answer_login(
     body: &ChallengeAnswer,
 ) -> ApiResult<Response> {
     if body.decision == Decision::Deny {
-        return Err(ApiError::invalid("a login is answered with 'approve' or not at all"));
+        return Err(ApiError::invalid(
+            "a login is answered with 'approve' or not at all",
+        ));
     }
     let party = login::answer_login(&state.db, &state.core, challenge_id, &body.code).await?;
     let answered = ChallengeAnswered {
@@ -120,7 +122,9 @@ async fn answer_login(
         state: None,
         token: Some(issue_token(&state.jwt, &party)?),
     };
-    Ok(axum::response::IntoResponse::into_response(axum::Json(answered)))
+    Ok(axum::response::IntoResponse::into_response(axum::Json(
+        answered,
+    )))
 }
 
 #[derive(Serialize, ToSchema)]

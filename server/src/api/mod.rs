@@ -37,8 +37,12 @@ pub fn router(state: AppState) -> Router {
         .nest("/v1", v1)
         .fallback(not_found)
         .layer(axum::middleware::from_fn(request_context))
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY_BYTES))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            MAX_BODY_BYTES,
+        ))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_response,
+        ))
         .with_state(state)
 }
 
@@ -70,7 +74,10 @@ async fn request_context(request: Request, next: Next) -> Response {
     let span = tracing::info_span!("request", request_id = %request_id, %method, %route);
     let started = Instant::now();
     let mut response = REQUEST_ID
-        .scope(request_id.clone(), next.run(request).instrument(span.clone()))
+        .scope(
+            request_id.clone(),
+            next.run(request).instrument(span.clone()),
+        )
         .await;
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", value);

@@ -7,15 +7,15 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
 use crate::idempotency::{self, IdempotencyKey, Outcome};
 use crate::state::AppState;
+use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
-use axum::Router;
 use holdfast_core::ids::PartyId;
 use holdfast_core::ledger::{self, LedgerAudit};
 use holdfast_core::onboarding::{self, NewShopper, NewSupplier};
-use holdfast_core::parties::{Role, PLATFORM_PARTY};
+use holdfast_core::parties::{PLATFORM_PARTY, Role};
 use holdfast_core::phone_number::PhoneNumber;
 use holdfast_core::{Currency, Money};
 use serde::{Deserialize, Serialize};
@@ -164,16 +164,28 @@ pub async fn deposit(
         None => format!("deposit:{}", uuid::Uuid::now_v7()),
     };
     let core = state.core.clone();
-    idempotency::run(&state, principal.scope(), key, fingerprint, StatusCode::CREATED, move |txn| {
-        Box::pin(async move {
-            let (_, account) =
-                onboarding::deposit_for_shopper_in_txn(txn, &core, shopper, body.amount, &transfer_key)
-                    .await?;
-            Ok(Outcome::Done(Deposited {
-                account: account.into(),
-            }))
-        })
-    })
+    idempotency::run(
+        &state,
+        principal.scope(),
+        key,
+        fingerprint,
+        StatusCode::CREATED,
+        move |txn| {
+            Box::pin(async move {
+                let (_, account) = onboarding::deposit_for_shopper_in_txn(
+                    txn,
+                    &core,
+                    shopper,
+                    body.amount,
+                    &transfer_key,
+                )
+                .await?;
+                Ok(Outcome::Done(Deposited {
+                    account: account.into(),
+                }))
+            })
+        },
+    )
     .await
 }
 
@@ -202,7 +214,9 @@ pub async fn accounts(
             .map_err(|_| ApiError::invalid("owner is a party id or 'platform'"))?
     };
     let accounts = ledger::accounts_of(&state.db, owner).await?;
-    Ok(axum::Json(accounts.into_iter().map(AccountView::from).collect()))
+    Ok(axum::Json(
+        accounts.into_iter().map(AccountView::from).collect(),
+    ))
 }
 
 /// Prove the ledger: every transfer balances, every balance equals its postings, nothing is
@@ -216,4 +230,3 @@ pub async fn audit(
     principal.require(&[Role::Operator])?;
     Ok(axum::Json(ledger::audit(&state.db).await?))
 }
-

@@ -5,15 +5,15 @@ use crate::error::ApiResult;
 use crate::extract::{Json, Path, Query};
 use crate::idempotency::{self, IdempotencyKey, Outcome};
 use crate::state::AppState;
+use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
-use axum::Router;
+use holdfast_core::Money;
 use holdfast_core::escrow::CaseEvent;
 use holdfast_core::order_number::OrderNumber;
 use holdfast_core::parties::Role;
-use holdfast_core::Money;
 use holdfast_retail::catalogue::{self, CommissionRate, Commodity, CommodityId, NewCommodity};
 use holdfast_retail::orders::{self, OrderSummary, OrderView, PlaceOrder};
 use serde::{Deserialize, Serialize};
@@ -21,7 +21,10 @@ use utoipa::{IntoParams, ToSchema};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/retail/commodities", post(create_commodity).get(list_commodities))
+        .route(
+            "/retail/commodities",
+            post(create_commodity).get(list_commodities),
+        )
         .route("/retail/orders", post(place_order).get(list_orders))
         .route("/retail/orders/{order_number}", get(get_order))
         .route("/retail/orders/{order_number}/history", get(order_history))
@@ -109,12 +112,19 @@ pub async fn place_order(
     principal.require(&[Role::Shopper])?;
     let fingerprint = idempotency::fingerprint("place_order", &body);
     let core = state.core.clone();
-    idempotency::run(&state, principal.scope(), key, fingerprint, StatusCode::CREATED, move |txn| {
-        Box::pin(async move {
-            let view = orders::place_order_in_txn(txn, &core, principal.party, body).await?;
-            Ok(Outcome::Done(view))
-        })
-    })
+    idempotency::run(
+        &state,
+        principal.scope(),
+        key,
+        fingerprint,
+        StatusCode::CREATED,
+        move |txn| {
+            Box::pin(async move {
+                let view = orders::place_order_in_txn(txn, &core, principal.party, body).await?;
+                Ok(Outcome::Done(view))
+            })
+        },
+    )
     .await
 }
 
@@ -160,8 +170,7 @@ pub async fn order_history(
     principal: Principal,
     Path(number): Path<OrderNumber>,
 ) -> ApiResult<axum::Json<Vec<CaseEvent>>> {
-    let events =
-        orders::order_history(&state.db, principal.party, principal.role, &number).await?;
+    let events = orders::order_history(&state.db, principal.party, principal.role, &number).await?;
     Ok(axum::Json(events))
 }
 
@@ -180,12 +189,20 @@ pub async fn cancel_order(
     principal.require(&[Role::Shopper])?;
     let fingerprint = idempotency::fingerprint("cancel_order", &number);
     let core = state.core.clone();
-    idempotency::run(&state, principal.scope(), key, fingerprint, StatusCode::OK, move |txn| {
-        Box::pin(async move {
-            let view = orders::cancel_order_in_txn(txn, &core, principal.party, &number).await?;
-            Ok(Outcome::Done(view))
-        })
-    })
+    idempotency::run(
+        &state,
+        principal.scope(),
+        key,
+        fingerprint,
+        StatusCode::OK,
+        move |txn| {
+            Box::pin(async move {
+                let view =
+                    orders::cancel_order_in_txn(txn, &core, principal.party, &number).await?;
+                Ok(Outcome::Done(view))
+            })
+        },
+    )
     .await
 }
 
@@ -205,12 +222,19 @@ pub async fn request_settlement(
     principal.require(&[Role::Supplier])?;
     let fingerprint = idempotency::fingerprint("request_settlement", &number);
     let core = state.core.clone();
-    idempotency::run(&state, principal.scope(), key, fingerprint, StatusCode::OK, move |txn| {
-        Box::pin(async move {
-            let view =
-                orders::request_settlement_in_txn(txn, &core, principal.party, &number).await?;
-            Ok(Outcome::Done(view))
-        })
-    })
+    idempotency::run(
+        &state,
+        principal.scope(),
+        key,
+        fingerprint,
+        StatusCode::OK,
+        move |txn| {
+            Box::pin(async move {
+                let view =
+                    orders::request_settlement_in_txn(txn, &core, principal.party, &number).await?;
+                Ok(Outcome::Done(view))
+            })
+        },
+    )
     .await
 }

@@ -4,10 +4,10 @@
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Path, Query};
 use crate::state::AppState;
+use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
-use axum::Router;
 use holdfast_core::phone::{self, InboxMessage};
 use holdfast_core::phone_number::PhoneNumber;
 use serde::Deserialize;

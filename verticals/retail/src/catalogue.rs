@@ -29,7 +29,8 @@ pub struct CommissionRate {
 
 impl CommissionRate {
     pub fn parse(input: &str) -> RetailResult<CommissionRate> {
-        let rate = Decimal::from_str_exact(input.trim()).map_err(|_| RetailError::CommissionRate)?;
+        let rate =
+            Decimal::from_str_exact(input.trim()).map_err(|_| RetailError::CommissionRate)?;
         CommissionRate::from_decimal(rate)
     }
 
@@ -128,7 +129,12 @@ pub async fn create_commodity(
 ) -> RetailResult<Commodity> {
     let name = text_field(&new.name, "a name", 200, true)?;
     let manufacturer = text_field(&new.manufacturer, "a manufacturer", 200, false)?;
-    let description = text_field(&new.description, "a description", MAX_DESCRIPTION_CHARS, false)?;
+    let description = text_field(
+        &new.description,
+        "a description",
+        MAX_DESCRIPTION_CHARS,
+        false,
+    )?;
     if new.price.is_zero() {
         return Err(CoreError::invalid("a price must be more than zero").into());
     }
@@ -196,7 +202,13 @@ mod tests {
         assert!(CommissionRate::parse("1").is_err());
         assert!(CommissionRate::parse("-0.1").is_err());
         assert!(CommissionRate::parse("abc").is_err());
-        assert_eq!(CommissionRate::parse("0.050").unwrap().as_decimal().to_string(), "0.05");
+        assert_eq!(
+            CommissionRate::parse("0.050")
+                .unwrap()
+                .as_decimal()
+                .to_string(),
+            "0.05"
+        );
     }
 
     #[test]

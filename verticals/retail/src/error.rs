@@ -14,7 +14,9 @@ pub enum RetailError {
     MixedCurrencies,
     #[error("commodity {0} is not for sale")]
     Unavailable(uuid::Uuid),
-    #[error("a commission rate is a decimal from 0 up to (not including) 1, with at most 4 decimals")]
+    #[error(
+        "a commission rate is a decimal from 0 up to (not including) 1, with at most 4 decimals"
+    )]
     CommissionRate,
     #[error("the shopper has no prepaid account in {0}")]
     NoFundingAccount(holdfast_core::Currency),

@@ -1,9 +1,9 @@
 //! Orders: a shopper's lines from one supplier, paid through an escrow case.
 
+use crate::VERTICAL;
 use crate::catalogue::{self, CommodityId};
 use crate::entities::{order_lines, orders};
 use crate::error::{RetailError, RetailResult};
-use crate::VERTICAL;
 use chrono::{DateTime, Utc};
 use holdfast_core::challenge::{self, ChallengeStatus};
 use holdfast_core::db::MinorUnits;
@@ -14,9 +14,7 @@ use holdfast_core::order_number::OrderNumber;
 use holdfast_core::parties::{self, Role};
 use holdfast_core::{Core, CoreError, Currency, Money};
 use sea_orm::entity::prelude::*;
-use sea_orm::{
-    ActiveValue::Set, ConnectionTrait, DatabaseTransaction, QueryFilter, QueryOrder,
-};
+use sea_orm::{ActiveValue::Set, ConnectionTrait, DatabaseTransaction, QueryFilter, QueryOrder};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -162,16 +160,19 @@ pub async fn place_order_in_txn(
     }
     .insert(txn)
     .await?;
-    let rows = priced.iter().zip(1..).map(|(line, line_no)| order_lines::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        order_id: Set(order_id),
-        line_no: Set(line_no),
-        commodity_id: Set(line.commodity_id.uuid()),
-        name: Set(line.name.clone()),
-        unit_price: Set(MinorUnits(line.unit_price.minor())),
-        quantity: Set(i32::try_from(line.quantity).unwrap_or(i32::MAX)),
-        commission: Set(MinorUnits(line.commission.minor())),
-    });
+    let rows = priced
+        .iter()
+        .zip(1..)
+        .map(|(line, line_no)| order_lines::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            order_id: Set(order_id),
+            line_no: Set(line_no),
+            commodity_id: Set(line.commodity_id.uuid()),
+            name: Set(line.name.clone()),
+            unit_price: Set(MinorUnits(line.unit_price.minor())),
+            quantity: Set(i32::try_from(line.quantity).unwrap_or(i32::MAX)),
+            commission: Set(MinorUnits(line.commission.minor())),
+        });
     order_lines::Entity::insert_many(rows)
         .exec_without_returning(txn)
         .await?;
