@@ -105,14 +105,13 @@ pub struct NewShopper {
 
 /// A shopper with a phone and an EC prepayment account at the built-in institution, funded
 /// with the initial deposit if one is given.
-pub async fn onboard_shopper(
-    db: &DatabaseConnection,
+pub async fn onboard_shopper_in_txn(
+    txn: &DatabaseTransaction,
     core: &Core,
     new: NewShopper,
 ) -> CoreResult<(Party, Account)> {
-    let txn = db::begin_write(db).await?;
     let party = parties::create_party_in_txn(
-        &txn,
+        txn,
         &core.clock,
         NewParty {
             role: Role::Shopper,
@@ -122,7 +121,7 @@ pub async fn onboard_shopper(
     )
     .await?;
     let account = funding::open_prepaid_account_in_txn(
-        &txn,
+        txn,
         &core.clock,
         party.id,
         DEFAULT_INSTITUTION,
@@ -136,7 +135,7 @@ pub async fn onboard_shopper(
             ));
         }
         funding::deposit_in_txn(
-            &txn,
+            txn,
             &core.clock,
             account.id,
             deposit,
@@ -144,9 +143,20 @@ pub async fn onboard_shopper(
         )
         .await?;
     }
-    let account = crate::ledger::get_account(&txn, account.id).await?;
-    txn.commit().await?;
+    let account = crate::ledger::get_account(txn, account.id).await?;
     Ok((party, account))
+}
+
+/// [`onboard_shopper_in_txn`] in a transaction of its own.
+pub async fn onboard_shopper(
+    db: &DatabaseConnection,
+    core: &Core,
+    new: NewShopper,
+) -> CoreResult<(Party, Account)> {
+    let txn = db::begin_write(db).await?;
+    let created = onboard_shopper_in_txn(&txn, core, new).await?;
+    txn.commit().await?;
+    Ok(created)
 }
 
 /// Pays `amount` into the shopper's prepaid account in that currency. `key` makes a retry

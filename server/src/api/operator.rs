@@ -81,7 +81,7 @@ pub async fn create_supplier(
     ))
 }
 
-#[derive(Deserialize, Serialize, ToSchema)]
+#[derive(Clone, Deserialize, Serialize, ToSchema)]
 pub struct CreateShopper {
     pub display_name: String,
     /// E.164, e.g. `+821012345678`: where confirmations are sent.
@@ -99,36 +99,46 @@ pub struct ShopperCreated {
     pub prepaid_account: AccountView,
 }
 
-/// Onboard a shopper with a phone and an EC prepayment account.
+/// Onboard a shopper with a phone and an EC prepayment account (funded with the initial
+/// deposit, so send an `Idempotency-Key`).
 #[utoipa::path(post, path = "/v1/operator/shoppers", tag = "operator", security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header)),
     request_body = CreateShopper,
     responses((status = 201, body = ShopperCreated), (status = 400, body = crate::error::ErrorBody),
         (status = 403, body = crate::error::ErrorBody)))]
 pub async fn create_shopper(
     State(state): State<AppState>,
     principal: Principal,
+    key: IdempotencyKey,
     Json(body): Json<CreateShopper>,
-) -> ApiResult<(StatusCode, axum::Json<ShopperCreated>)> {
+) -> ApiResult<Response> {
     principal.require(&[Role::Operator])?;
-    let (party, account) = onboarding::onboard_shopper(
-        &state.db,
-        &state.core,
-        NewShopper {
-            display_name: body.display_name,
-            phone: body.phone,
-            currency: body.currency,
-            initial_deposit: body.initial_deposit,
+    let fingerprint = idempotency::fingerprint("create_shopper", &body);
+    let core = state.core.clone();
+    idempotency::run(
+        &state,
+        principal.scope(),
+        key,
+        fingerprint,
+        StatusCode::CREATED,
+        move |txn| {
+            Box::pin(async move {
+                let new = NewShopper {
+                    display_name: body.display_name,
+                    phone: body.phone,
+                    currency: body.currency,
+                    initial_deposit: body.initial_deposit,
+                };
+                let (party, account) = onboarding::onboard_shopper_in_txn(txn, &core, new).await?;
+                Ok(Outcome::Done(ShopperCreated {
+                    party_id: party.id,
+                    display_name: party.display_name,
+                    prepaid_account: account.into(),
+                }))
+            })
         },
     )
-    .await?;
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(ShopperCreated {
-            party_id: party.id,
-            display_name: party.display_name,
-            prepaid_account: account.into(),
-        }),
-    ))
+    .await
 }
 
 #[derive(Deserialize, Serialize, ToSchema)]
