@@ -14,12 +14,15 @@ use crate::ids::{ChallengeId, PartyId};
 use crate::money::{Currency, Money};
 use crate::outbox::{self, PhoneMessage};
 use crate::phone_number::PhoneNumber;
-use crate::timers;
 use chrono::{DateTime, Duration, Utc};
 use hmac::{Hmac, Mac};
 use rand::Rng;
 use sea_orm::entity::prelude::*;
-use sea_orm::{ActiveValue::Set, ConnectionTrait, DatabaseTransaction, QuerySelect};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveValue::Set, ConnectionTrait, DatabaseTransaction, FromQueryResult, QueryFilter,
+    QuerySelect, Statement,
+};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fmt;
@@ -35,6 +38,8 @@ pub type HmacSha256 = Hmac<Sha256>;
     PartialEq,
     Eq,
     Hash,
+    PartialOrd,
+    Ord,
     EnumIter,
     DeriveActiveEnum,
     Serialize,
@@ -141,15 +146,29 @@ impl ChallengeBinding {
         field(b"holdfast-challenge-binding-v1");
         field(purpose.as_str().as_bytes());
         field(party.uuid().as_bytes());
+        // Each optional field is tagged present or absent, so no value can stand for absence.
         match &self.amount {
             Some(money) => {
+                field(b"amount");
                 field(money.amount().to_string().as_bytes());
                 field(money.currency().code().as_bytes());
             }
-            None => field(b"-"),
+            None => field(b"no-amount"),
         }
-        field(self.payee.as_deref().unwrap_or("-").as_bytes());
-        field(self.order_number.as_deref().unwrap_or("-").as_bytes());
+        match &self.payee {
+            Some(payee) => {
+                field(b"payee");
+                field(payee.as_bytes());
+            }
+            None => field(b"no-payee"),
+        }
+        match &self.order_number {
+            Some(number) => {
+                field(b"order-number");
+                field(number.as_bytes());
+            }
+            None => field(b"no-order-number"),
+        }
         hex::encode(hasher.finalize())
     }
 }
@@ -196,35 +215,68 @@ pub const CODE_DIGITS: usize = 6;
 pub const MAX_FAILED_ATTEMPTS: i32 = 5;
 pub const MAX_SENDS: i32 = 3;
 
-/// How long a code lives and how many tries it gets, per purpose.
+/// The longest a code may live (PSD2 RTS, NIST SP 800-63B).
+pub const MAX_TTL_SECS: i64 = 600;
+
+/// How long a code lives (per purpose, at most ten minutes) and how many tries it gets.
 #[derive(Clone, Debug)]
 pub struct ChallengePolicy {
-    pub default_ttl: Duration,
-    pub login_ttl: Duration,
-    /// A settlement request waits this long for an answer before the money is released
-    /// anyway (auto-settle).
-    pub settlement_ttl: Duration,
+    ttl_secs: std::collections::BTreeMap<ChallengePurpose, i64>,
     pub max_failed_attempts: i32,
+    /// Wrong codes a party may enter across all its login challenges within
+    /// [`FAILURE_WINDOW_MINUTES`] before logins are refused (NIST: count per account, not per
+    /// code).
+    pub max_login_failures: i32,
+    /// Login challenges a party may be sent within [`FAILURE_WINDOW_MINUTES`].
+    pub max_login_challenges: u64,
 }
+
+pub const FAILURE_WINDOW_MINUTES: i64 = 60;
 
 impl Default for ChallengePolicy {
     fn default() -> Self {
         ChallengePolicy {
-            default_ttl: Duration::minutes(10),
-            login_ttl: Duration::minutes(5),
-            settlement_ttl: Duration::hours(72),
+            ttl_secs: [(ChallengePurpose::Login, 300)].into_iter().collect(),
             max_failed_attempts: MAX_FAILED_ATTEMPTS,
+            max_login_failures: 10,
+            max_login_challenges: 10,
         }
     }
 }
 
 impl ChallengePolicy {
+    /// The code lifetime for `purpose` (ten minutes unless configured shorter).
     pub fn ttl(&self, purpose: ChallengePurpose) -> Duration {
-        match purpose {
-            ChallengePurpose::Login => self.login_ttl,
-            ChallengePurpose::Settlement => self.settlement_ttl,
-            _ => self.default_ttl,
+        Duration::seconds(self.ttl_secs.get(&purpose).copied().unwrap_or(MAX_TTL_SECS))
+    }
+
+    /// Sets the code lifetime for `purpose`, 30 seconds to ten minutes.
+    pub fn set_ttl(&mut self, purpose: ChallengePurpose, secs: i64) -> CoreResult<()> {
+        if !(30..=MAX_TTL_SECS).contains(&secs) {
+            return Err(CoreError::invalid(format!(
+                "a code lives 30 to {MAX_TTL_SECS} seconds"
+            )));
         }
+        self.ttl_secs.insert(purpose, secs);
+        Ok(())
+    }
+
+    /// Parses `order=300,login=120`.
+    pub fn with_ttls(mut self, spec: &str) -> CoreResult<ChallengePolicy> {
+        for pair in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (purpose, secs) = pair
+                .split_once('=')
+                .ok_or_else(|| CoreError::invalid("write purpose=seconds, e.g. order=300"))?;
+            let purpose: ChallengePurpose =
+                serde_json::from_value(serde_json::Value::String(purpose.trim().to_owned()))
+                    .map_err(|_| CoreError::invalid(format!("unknown purpose '{purpose}'")))?;
+            let secs = secs
+                .trim()
+                .parse::<i64>()
+                .map_err(|_| CoreError::invalid("seconds must be a number"))?;
+            self.set_ttl(purpose, secs)?;
+        }
+        Ok(self)
     }
 }
 
@@ -286,9 +338,6 @@ pub struct NewChallenge {
     pub binding: ChallengeBinding,
 }
 
-/// The timer that expires a challenge.
-pub const EXPIRY_TIMER: &str = "challenge_expiry";
-
 fn new_code() -> String {
     let value: u32 = rand::rng().random_range(0..1_000_000);
     format!("{value:06}")
@@ -333,6 +382,26 @@ pub async fn issue_challenge_in_txn(
     policy: &ChallengePolicy,
     new: NewChallenge,
 ) -> CoreResult<Challenge> {
+    if new.purpose == ChallengePurpose::Login {
+        let recent = recent_logins(txn, clock, new.party).await?;
+        if recent.failures >= i64::from(policy.max_login_failures)
+            || recent.issued >= i64::try_from(policy.max_login_challenges).unwrap_or(i64::MAX)
+        {
+            return Err(CoreError::TooManyAttempts);
+        }
+        // One login code at a time: a new one voids the ones before it.
+        challenges::Entity::update_many()
+            .col_expr(
+                challenges::Column::Status,
+                Expr::value(ChallengeStatus::Voided),
+            )
+            .col_expr(challenges::Column::ResolvedAt, Expr::value(clock.now()))
+            .filter(challenges::Column::PartyId.eq(new.party.uuid()))
+            .filter(challenges::Column::Purpose.eq(ChallengePurpose::Login))
+            .filter(challenges::Column::Status.eq(ChallengeStatus::Pending))
+            .exec(txn)
+            .await?;
+    }
     let id = ChallengeId::new();
     let now = clock.now();
     let digest = new.binding.digest(new.purpose, new.party);
@@ -364,8 +433,46 @@ pub async fn issue_challenge_in_txn(
         .await?;
     let challenge = get_challenge(txn, id).await?;
     send_code_in_txn(txn, clock, &challenge, &code).await?;
-    timers::schedule_in_txn(txn, clock, EXPIRY_TIMER, id.uuid(), expires_at).await?;
     Ok(challenge)
+}
+
+#[derive(Debug, FromQueryResult)]
+struct RecentLogins {
+    failures: i64,
+    issued: i64,
+}
+
+/// Wrong login codes and login challenges of `party` within the failure window: the failure
+/// count belongs to the party, so asking for a new code does not reset it.
+async fn recent_logins(
+    db: &impl ConnectionTrait,
+    clock: &Clock,
+    party: PartyId,
+) -> CoreResult<RecentLogins> {
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        sea_orm::DbBackend::Postgres => {
+            "SELECT CAST(COALESCE(SUM(failed_attempts), 0) AS BIGINT) AS failures, \
+             COUNT(*) AS issued FROM challenges \
+             WHERE party_id = $1 AND purpose = 'login' AND created_at >= $2"
+        }
+        _ => {
+            "SELECT COALESCE(SUM(failed_attempts), 0) AS failures, COUNT(*) AS issued \
+             FROM challenges WHERE party_id = ? AND purpose = 'login' AND created_at >= ?"
+        }
+    };
+    let since = clock.now() - Duration::minutes(FAILURE_WINDOW_MINUTES);
+    let row = RecentLogins::find_by_statement(Statement::from_sql_and_values(
+        backend,
+        sql,
+        [party.uuid().into(), since.into()],
+    ))
+    .one(db)
+    .await?;
+    Ok(row.unwrap_or(RecentLogins {
+        failures: 0,
+        issued: 0,
+    }))
 }
 
 async fn send_code_in_txn(
@@ -476,6 +583,7 @@ pub async fn answer_in_txn(
     if challenge.status != ChallengeStatus::Pending {
         return Err(closed_error(challenge.status));
     }
+
     if clock.now() >= challenge.expires_at {
         set_status(
             txn,
@@ -525,7 +633,6 @@ pub async fn answer_in_txn(
         Decision::Deny => ChallengeStatus::Denied,
     };
     set_status(txn, clock, challenge.id, status, challenge.failed_attempts).await?;
-    timers::cancel_in_txn(txn, EXPIRY_TIMER, challenge.id.uuid()).await?;
     let mut resolved = challenge.clone();
     resolved.status = status;
     Ok(match decision {
@@ -563,9 +670,7 @@ pub async fn resend_in_txn(
         return Err(CoreError::ChallengeExpired);
     }
     if challenge.sends >= MAX_SENDS {
-        return Err(CoreError::invalid(format!(
-            "a code is sent at most {MAX_SENDS} times"
-        )));
+        return Err(CoreError::ResendLimit);
     }
     let code = new_code();
     let code_mac = hex::encode(
@@ -627,7 +732,19 @@ pub async fn void_in_txn(
             challenge.failed_attempts,
         )
         .await?;
-        timers::cancel_in_txn(txn, EXPIRY_TIMER, id.uuid()).await?;
+    }
+    Ok(())
+}
+
+/// Closes a pending challenge whose subject reached its deadline: expired if its own time is
+/// up, voided if the deadline came first.
+pub async fn close_in_txn(
+    txn: &DatabaseTransaction,
+    clock: &Clock,
+    id: ChallengeId,
+) -> CoreResult<()> {
+    if expire_in_txn(txn, clock, id).await?.is_none() {
+        void_in_txn(txn, clock, id).await?;
     }
     Ok(())
 }

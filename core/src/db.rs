@@ -89,6 +89,42 @@ pub fn is_retryable(error: &DbErr) -> bool {
     }
 }
 
+/// A database error described for the log without the values it may quote (PostgreSQL's
+/// detail line repeats the offending key, which can be a username or a phone number).
+pub fn describe(error: &DbErr) -> String {
+    use sea_orm::RuntimeErr;
+    match error {
+        DbErr::Exec(RuntimeErr::SqlxError(e))
+        | DbErr::Query(RuntimeErr::SqlxError(e))
+        | DbErr::Conn(RuntimeErr::SqlxError(e)) => match e.as_ref() {
+            sea_orm::sqlx::Error::Database(db_error) => format!(
+                "database error sqlstate={} constraint={} table={}",
+                db_error.code().as_deref().unwrap_or("-"),
+                db_error.constraint().unwrap_or("-"),
+                db_error.table().unwrap_or("-"),
+            ),
+            other => format!("sqlx error: {}", sqlx_kind(other)),
+        },
+        DbErr::RecordNotFound(_) => "record not found".to_owned(),
+        DbErr::Type(_) | DbErr::Json(_) => "value conversion error".to_owned(),
+        _ => "database error".to_owned(),
+    }
+}
+
+fn sqlx_kind(error: &sea_orm::sqlx::Error) -> &'static str {
+    use sea_orm::sqlx::Error;
+    match error {
+        Error::PoolTimedOut => "pool timed out",
+        Error::PoolClosed => "pool closed",
+        Error::Io(_) => "io",
+        Error::Tls(_) => "tls",
+        Error::Protocol(_) => "protocol",
+        Error::RowNotFound => "row not found",
+        Error::ColumnDecode { .. } | Error::Decode(_) => "decode",
+        _ => "other",
+    }
+}
+
 pub fn backend(db: &impl sea_orm::ConnectionTrait) -> DbBackend {
     db.get_database_backend()
 }

@@ -19,6 +19,8 @@ pub enum ErrorKind {
     Conflict,
     /// Well-formed, but cannot be done (e.g. not enough money).
     Unprocessable,
+    /// Too many attempts; wait before trying again.
+    TooManyRequests,
     /// Try again later (lock contention, a database that is briefly unavailable).
     Unavailable,
     /// A fault of ours; the details are logged, never shown.
@@ -39,6 +41,8 @@ pub enum CoreError {
     BadCredentials,
     #[error("this username is taken")]
     UsernameTaken,
+    #[error("this card is blocked or replaced")]
+    CardNotActive,
     #[error("not enough funds: {available} available")]
     InsufficientFunds { available: Money },
     #[error("the hold was already {status}")]
@@ -60,10 +64,16 @@ pub enum CoreError {
     ChallengeClosed { status: &'static str },
     #[error("the order changed after the confirmation was sent; the code is void")]
     ChallengeBindingMismatch,
-    #[error("the phone gateway is not accepting this answer")]
+    #[error("this confirmation cannot be answered here")]
     ChallengeNotAnswerable,
+    #[error("the code was already sent as often as allowed")]
+    ResendLimit,
+    #[error("too many attempts; try again later")]
+    TooManyAttempts,
     #[error("the database is busy; try again")]
     Busy,
+    #[error("a concurrent request changed the same record; try again")]
+    Conflict,
     #[error("database error")]
     Database(#[source] DbErr),
 }
@@ -72,6 +82,9 @@ impl From<DbErr> for CoreError {
     fn from(error: DbErr) -> Self {
         if crate::db::is_retryable(&error) {
             CoreError::Busy
+        } else if crate::db::is_unique_violation(&error) {
+            // A uniqueness rule a use case did not expect to meet: a race it lost.
+            CoreError::Conflict
         } else {
             CoreError::Database(error)
         }
@@ -96,6 +109,7 @@ impl CoreError {
             CoreError::Forbidden(_) => "forbidden",
             CoreError::BadCredentials => "bad_credentials",
             CoreError::UsernameTaken => "username_taken",
+            CoreError::CardNotActive => "card_not_active",
             CoreError::InsufficientFunds { .. } => "insufficient_funds",
             CoreError::HoldAlreadyResolved { .. } => "hold_already_resolved",
             CoreError::IdempotencyConflict => "idempotency_key_reused",
@@ -106,7 +120,10 @@ impl CoreError {
             CoreError::ChallengeClosed { .. } => "challenge_closed",
             CoreError::ChallengeBindingMismatch => "challenge_binding_mismatch",
             CoreError::ChallengeNotAnswerable => "challenge_not_answerable",
+            CoreError::ResendLimit => "challenge_resend_limit",
+            CoreError::TooManyAttempts => "too_many_attempts",
             CoreError::Busy => "busy",
+            CoreError::Conflict => "conflict",
             CoreError::Database(_) => "internal",
         }
     }
@@ -116,14 +133,17 @@ impl CoreError {
             CoreError::Money(MoneyError::CurrencyMismatch { .. }) => ErrorKind::Unprocessable,
             CoreError::Money(_) | CoreError::Invalid(_) => ErrorKind::Invalid,
             CoreError::NotFound(_) => ErrorKind::NotFound,
-            CoreError::Forbidden(_) => ErrorKind::Forbidden,
+            CoreError::Forbidden(_) | CoreError::CardNotActive => ErrorKind::Forbidden,
             CoreError::BadCredentials => ErrorKind::Unauthenticated,
             CoreError::InsufficientFunds { .. } => ErrorKind::Unprocessable,
             CoreError::HoldAlreadyResolved { .. }
             | CoreError::UsernameTaken
             | CoreError::IdempotencyConflict
             | CoreError::InvalidTransition { .. }
-            | CoreError::ChallengeClosed { .. } => ErrorKind::Conflict,
+            | CoreError::ChallengeClosed { .. }
+            | CoreError::ResendLimit
+            | CoreError::Conflict => ErrorKind::Conflict,
+            CoreError::TooManyAttempts => ErrorKind::TooManyRequests,
             CoreError::WrongCode { .. }
             | CoreError::ChallengeExpired
             | CoreError::ChallengeLocked
@@ -131,6 +151,14 @@ impl CoreError {
             | CoreError::ChallengeNotAnswerable => ErrorKind::Unprocessable,
             CoreError::Busy => ErrorKind::Unavailable,
             CoreError::Database(_) => ErrorKind::Internal,
+        }
+    }
+
+    /// What to write in the log about this error: never the values a database message quotes.
+    pub fn log_description(&self) -> String {
+        match self {
+            CoreError::Database(error) => crate::db::describe(error),
+            other => other.to_string(),
         }
     }
 

@@ -15,19 +15,21 @@
 //! transition together with its money movement and messages, in the caller's transaction.
 
 use crate::Core;
+use crate::cards::{self, CardId};
 use crate::challenge::{
     self, Answer, Challenge, ChallengeBinding, ChallengePurpose, Decision, NewChallenge,
 };
 use crate::db::{self, MinorUnits};
 use crate::entities::{case_events, escrow_cases};
 use crate::error::{CoreError, CoreResult};
-use crate::holds::{self, HoldMode, Payout, PlaceHold};
+use crate::funding;
+use crate::holds::{self, Payout, PlaceHold};
 use crate::ids::{AccountId, CaseId, ChallengeId, HoldId, PartyId};
 use crate::ledger::{self, AccountKind, NewAccount, keys};
 use crate::money::{Currency, Money};
 use crate::order_number::OrderNumber;
 use crate::outbox::{self, PhoneMessage};
-use crate::parties::{self, PLATFORM_PARTY};
+use crate::parties::PLATFORM_PARTY;
 use crate::phone_number::PhoneNumber;
 use chrono::{DateTime, Utc};
 use sea_orm::entity::prelude::*;
@@ -223,6 +225,8 @@ pub struct EscrowCase {
     pub hold: Option<HoldId>,
     pub order_challenge: Option<ChallengeId>,
     pub settlement_challenge: Option<ChallengeId>,
+    /// The card the buyer paid with: its phone confirms, and a blocked card cannot.
+    pub payer_card: Option<CardId>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -247,6 +251,7 @@ impl TryFrom<escrow_cases::Model> for EscrowCase {
             hold: row.hold_id.map(HoldId::from_uuid),
             order_challenge: row.order_challenge_id.map(ChallengeId::from_uuid),
             settlement_challenge: row.settlement_challenge_id.map(ChallengeId::from_uuid),
+            payer_card: row.payer_card_id.map(CardId::from_uuid),
             created_at: row.created_at,
             updated_at: row.updated_at,
         })
@@ -274,8 +279,8 @@ impl EscrowCase {
 pub struct OpenCase {
     pub vertical: &'static str,
     pub payer: PartyId,
-    pub payer_phone: PhoneNumber,
-    pub funding_account: AccountId,
+    /// The card the buyer pays with; its phone confirms and its funding source pays.
+    pub payer_card: CardId,
     pub payee: PartyId,
     pub payee_name: String,
     pub amount: Money,
@@ -295,17 +300,19 @@ pub async fn open_case_in_txn(
     if open.amount.is_zero() {
         return Err(CoreError::invalid("an order must be for more than zero"));
     }
-    if open.amount.checked_sub(&open.commission)?.is_zero() {
+    if open.commission.currency() != open.amount.currency()
+        || open.commission.minor() >= open.amount.minor()
+    {
         return Err(CoreError::invalid(
-            "the commission must be less than the amount",
+            "the commission must be less than the amount, in its currency",
         ));
     }
-    let funding = ledger::get_account(txn, open.funding_account).await?;
-    if funding.owner != open.payer {
-        return Err(CoreError::Forbidden(
-            "the funding account belongs to someone else",
-        ));
+    let card = cards::get_card(txn, open.payer_card).await?;
+    card.ensure_active()?;
+    if card.holder != open.payer {
+        return Err(CoreError::Forbidden("the card belongs to someone else"));
     }
+    let funding = ledger::get_account(txn, card.funding_account).await?;
     if funding.currency != currency {
         return Err(CoreError::Money(
             crate::money::MoneyError::CurrencyMismatch {
@@ -314,22 +321,12 @@ pub async fn open_case_in_txn(
             },
         ));
     }
+    let mode = funding::hold_mode(funding.kind)
+        .ok_or_else(|| CoreError::invalid("the card's account cannot fund purchases"))?;
     let institution = funding
         .institution
         .ok_or_else(|| CoreError::invalid("the funding account has no institution"))?;
-    let freezing = ledger::get_or_open_keyed_account_in_txn(
-        txn,
-        clock,
-        NewAccount {
-            key: Some(keys::freezing(institution, currency)),
-            kind: AccountKind::Freezing,
-            owner: institution,
-            institution: Some(institution),
-            currency,
-            credit_limit: Money::zero(currency),
-        },
-    )
-    .await?;
+    let freezing = funding::freezing_account_in_txn(txn, clock, institution, currency).await?;
     let payee_account = withdrawal_account_in_txn(txn, core, open.payee, currency).await?;
 
     let id = CaseId::new();
@@ -345,7 +342,7 @@ pub async fn open_case_in_txn(
             freezing_account: freezing.id,
             institution,
             amount: open.amount,
-            mode: HoldMode::Move,
+            mode,
             expires_at: Some(now + order_ttl),
             case: Some(id),
         },
@@ -368,6 +365,7 @@ pub async fn open_case_in_txn(
         hold: Some(hold.id),
         order_challenge: None,
         settlement_challenge: None,
+        payer_card: Some(card.id),
         created_at: now,
         updated_at: now,
     };
@@ -379,7 +377,7 @@ pub async fn open_case_in_txn(
         NewChallenge {
             purpose: ChallengePurpose::Order,
             party: open.payer,
-            phone: open.payer_phone,
+            phone: card.phone.clone(),
             subject: Some(id.uuid()),
             binding: case.binding(),
         },
@@ -403,10 +401,19 @@ pub async fn open_case_in_txn(
         hold_id: Set(Some(hold.id.uuid())),
         order_challenge_id: Set(Some(challenge.id.uuid())),
         settlement_challenge_id: Set(None),
+        payer_card_id: Set(Some(card.id.uuid())),
         created_at: Set(now),
         updated_at: Set(now),
     })
     .exec_without_returning(txn)
+    .await?;
+    crate::timers::schedule_in_txn(
+        txn,
+        clock,
+        ORDER_DEADLINE_TIMER,
+        id.uuid(),
+        challenge.expires_at,
+    )
     .await?;
     record_event_in_txn(txn, core, id, "opened", None, Some(case.state), None).await?;
     Ok((case, challenge))
@@ -419,19 +426,7 @@ pub async fn withdrawal_account_in_txn(
     payee: PartyId,
     currency: Currency,
 ) -> CoreResult<ledger::Account> {
-    ledger::get_or_open_keyed_account_in_txn(
-        txn,
-        &core.clock,
-        NewAccount {
-            key: Some(keys::withdrawal(payee, currency)),
-            kind: AccountKind::Withdrawal,
-            owner: payee,
-            institution: None,
-            currency,
-            credit_limit: Money::zero(currency),
-        },
-    )
-    .await
+    funding::withdrawal_account_in_txn(txn, &core.clock, payee, currency).await
 }
 
 /// The platform's commission account in `currency`, opened on first use.
@@ -450,6 +445,7 @@ pub async fn commission_account_in_txn(
             institution: None,
             currency,
             credit_limit: Money::zero(currency),
+            credit_class: None,
         },
     )
     .await
@@ -604,14 +600,24 @@ async fn hold_of(case: &EscrowCase) -> CoreResult<HoldId> {
         .ok_or_else(|| CoreError::invalid("the order holds no money"))
 }
 
+/// The phone that confirms for the case's buyer: the one mapped to the card it paid with.
+async fn payer_phone_in_txn(
+    txn: &DatabaseTransaction,
+    case: &EscrowCase,
+) -> CoreResult<Option<PhoneNumber>> {
+    match case.payer_card {
+        Some(card) => Ok(Some(cards::get_card(txn, card).await?.phone)),
+        None => Ok(None),
+    }
+}
+
 async fn tell_payer_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
     case: &EscrowCase,
     text: String,
 ) -> CoreResult<()> {
-    let payer = parties::get_party(txn, case.payer).await?;
-    if let Some(phone) = payer.phone {
+    if let Some(phone) = payer_phone_in_txn(txn, case).await? {
         outbox::enqueue_phone_in_txn(
             txn,
             &core.clock,
@@ -635,6 +641,7 @@ async fn approve_order_in_txn(
     let to = case.state.approve_order()?;
     let hold = hold_of(case).await?;
     holds::clear_expiry_in_txn(txn, hold).await?;
+    crate::timers::cancel_in_txn(txn, ORDER_DEADLINE_TIMER, case.id.uuid()).await?;
     move_to_in_txn(txn, core, case, to, "order_approved", None).await
 }
 
@@ -686,6 +693,7 @@ async fn settle_in_txn(
 ) -> CoreResult<()> {
     let to = case.state.settle()?;
     let hold = hold_of(case).await?;
+    crate::timers::cancel_in_txn(txn, AUTO_SETTLE_TIMER, case.id.uuid()).await?;
     let commission_account = commission_account_in_txn(txn, core, case.amount.currency()).await?;
     let payouts = [
         Payout {
@@ -721,9 +729,8 @@ async fn dispute_in_txn(
     reason: Option<String>,
 ) -> CoreResult<()> {
     let to = case.state.dispute()?;
-    if let Some(challenge) = case.settlement_challenge {
-        crate::timers::cancel_in_txn(txn, challenge::EXPIRY_TIMER, challenge.uuid()).await?;
-    }
+    // The settlement period stops with the dispute, in the same transaction.
+    crate::timers::cancel_in_txn(txn, AUTO_SETTLE_TIMER, case.id.uuid()).await?;
     move_to_in_txn(txn, core, case, to, "disputed", reason).await
 }
 
@@ -754,18 +761,23 @@ pub async fn answer_case_challenge_in_txn(
     decision: Decision,
 ) -> CoreResult<AnswerEffect> {
     challenge::parse_code(code)?;
-    let challenge = challenge::lock_challenge_in_txn(txn, challenge_id).await?;
-    let case_id = challenge
+    // Lock order: the case, then its challenge (as cancelling and the timers do).
+    let unlocked = challenge::get_challenge(txn, challenge_id).await?;
+    let case_id = unlocked
         .subject
         .map(CaseId::from_uuid)
         .filter(|_| {
             matches!(
-                challenge.purpose,
+                unlocked.purpose,
                 ChallengePurpose::Order | ChallengePurpose::Settlement
             )
         })
         .ok_or(CoreError::NotFound("challenge"))?;
     let mut case = lock_case_in_txn(txn, case_id).await?;
+    let challenge = challenge::lock_challenge_in_txn(txn, challenge_id).await?;
+    if let Some(card) = case.payer_card {
+        cards::get_card(txn, card).await?.ensure_active()?;
+    }
     let answer = challenge::answer_in_txn(
         txn,
         &core.clock,
@@ -793,8 +805,11 @@ pub async fn answer_case_challenge_in_txn(
             dispute_in_txn(txn, core, &mut case, None).await?;
             CaseOutcome::Disputed
         }
-        (Answer::Expired(expired), _) => {
-            on_challenge_expired_in_txn(txn, core, expired).await?;
+        (Answer::Expired(_), ChallengePurpose::Order) => {
+            // The order's deadline is the code's: it expires now rather than at the timer.
+            if case.state == CaseState::AwaitingOrderConfirmation {
+                expire_order_in_txn(txn, core, &mut case).await?;
+            }
             return Ok(AnswerEffect::Refused(CoreError::ChallengeExpired));
         }
         (refused, _) => {
@@ -825,26 +840,49 @@ pub async fn answer_case_challenge(
     }
 }
 
-/// The deadline of a case's challenge passed: an unanswered order expires (its money
-/// returns); an unanswered settlement request settles (the buyer had their chance).
-pub async fn on_challenge_expired_in_txn(
+/// The buyer's order confirmation deadline: an order still unanswered then expires and its
+/// money returns, whatever became of its code (expired, locked by wrong tries…).
+pub const ORDER_DEADLINE_TIMER: &str = "case_order_deadline";
+/// The end of the settlement period: a settlement request neither approved nor disputed by
+/// then is paid out.
+pub const AUTO_SETTLE_TIMER: &str = "case_auto_settle";
+
+/// Whether a timer kind is one of the escrow case's.
+pub fn is_case_timer(kind: &str) -> bool {
+    matches!(kind, ORDER_DEADLINE_TIMER | AUTO_SETTLE_TIMER)
+}
+
+/// Locks the case a case timer is about (timers lock their subject first).
+pub async fn lock_timer_subject_in_txn(txn: &DatabaseTransaction, subject: Uuid) -> CoreResult<()> {
+    lock_case_in_txn(txn, CaseId::from_uuid(subject))
+        .await
+        .map(|_| ())
+}
+
+/// Fires a case timer; a case that moved on meanwhile (approved, cancelled, disputed) is left
+/// alone.
+pub async fn fire_timer_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
-    challenge: &Challenge,
+    kind: &str,
+    subject: Uuid,
 ) -> CoreResult<()> {
-    let Some(subject) = challenge.subject else {
-        return Ok(());
-    };
     let mut case = lock_case_in_txn(txn, CaseId::from_uuid(subject)).await?;
-    match challenge.purpose {
-        ChallengePurpose::Order if case.state == CaseState::AwaitingOrderConfirmation => {
+    match kind {
+        ORDER_DEADLINE_TIMER if case.state == CaseState::AwaitingOrderConfirmation => {
+            if let Some(challenge) = case.order_challenge {
+                challenge::close_in_txn(txn, &core.clock, challenge).await?;
+            }
             expire_order_in_txn(txn, core, &mut case).await
         }
-        ChallengePurpose::Settlement if case.state == CaseState::SettlementRequested => {
+        AUTO_SETTLE_TIMER if case.state == CaseState::SettlementRequested => {
+            if let Some(challenge) = case.settlement_challenge {
+                challenge::close_in_txn(txn, &core.clock, challenge).await?;
+            }
             settle_in_txn(txn, core, &mut case, "auto_settled").await
         }
-        // The case moved on (cancelled, disputed…): the deadline no longer matters.
-        _ => Ok(()),
+        ORDER_DEADLINE_TIMER | AUTO_SETTLE_TIMER => Ok(()),
+        other => Err(CoreError::invalid(format!("not a case timer: {other}"))),
     }
 }
 
@@ -860,9 +898,8 @@ pub async fn request_settlement_in_txn(
         return Err(CoreError::NotFound("order"));
     }
     let to = case.state.request_settlement()?;
-    let payer = parties::get_party(txn, case.payer).await?;
-    let phone = payer
-        .phone
+    let phone = payer_phone_in_txn(txn, case)
+        .await?
         .ok_or_else(|| CoreError::invalid("the buyer has no phone to confirm on"))?;
     let challenge = challenge::issue_challenge_in_txn(
         txn,
@@ -879,7 +916,100 @@ pub async fn request_settlement_in_txn(
     )
     .await?;
     case.settlement_challenge = Some(challenge.id);
-    move_to_in_txn(txn, core, case, to, "settlement_requested", None).await?;
+    let deadline = core.clock.now() + core.auto_settle;
+    crate::timers::schedule_in_txn(
+        txn,
+        &core.clock,
+        AUTO_SETTLE_TIMER,
+        case.id.uuid(),
+        deadline,
+    )
+    .await?;
+    move_to_in_txn(
+        txn,
+        core,
+        case,
+        to,
+        "settlement_requested",
+        Some(format!("released by itself at {deadline} unless disputed")),
+    )
+    .await?;
+    Ok(challenge)
+}
+
+/// How many fresh settlement confirmations a buyer may ask for on one request.
+pub const MAX_SETTLEMENT_CONFIRMATIONS: usize = 5;
+
+/// Sends the buyer a fresh settlement confirmation when the last one can no longer be
+/// answered (expired, locked by wrong tries): the settlement period runs on regardless, so
+/// this only lets the buyer answer before it ends.
+pub async fn renew_settlement_confirmation_in_txn(
+    txn: &DatabaseTransaction,
+    core: &Core,
+    case: &mut EscrowCase,
+    requested_by: PartyId,
+) -> CoreResult<Challenge> {
+    if case.payer != requested_by {
+        return Err(CoreError::NotFound("order"));
+    }
+    if case.state != CaseState::SettlementRequested {
+        return Err(case
+            .state
+            .refuse("renew the settlement confirmation")
+            .into());
+    }
+    if let Some(current) = case.settlement_challenge {
+        let current = challenge::lock_challenge_in_txn(txn, current).await?;
+        let answerable = current.status == challenge::ChallengeStatus::Pending
+            && core.clock.now() < current.expires_at;
+        if answerable {
+            return Ok(current);
+        }
+    }
+    let issued = events(txn, case.id)
+        .await?
+        .iter()
+        .filter(|e| e.kind == "settlement_confirmation_renewed")
+        .count();
+    if issued >= MAX_SETTLEMENT_CONFIRMATIONS {
+        return Err(CoreError::ResendLimit);
+    }
+    let phone = payer_phone_in_txn(txn, case)
+        .await?
+        .ok_or_else(|| CoreError::invalid("the buyer has no phone to confirm on"))?;
+    let challenge = challenge::issue_challenge_in_txn(
+        txn,
+        &core.clock,
+        &core.keys,
+        &core.policy,
+        NewChallenge {
+            purpose: ChallengePurpose::Settlement,
+            party: case.payer,
+            phone,
+            subject: Some(case.id.uuid()),
+            binding: case.binding(),
+        },
+    )
+    .await?;
+    case.settlement_challenge = Some(challenge.id);
+    escrow_cases::Entity::update_many()
+        .col_expr(
+            escrow_cases::Column::SettlementChallengeId,
+            Expr::value(Some(challenge.id.uuid())),
+        )
+        .filter(escrow_cases::Column::Id.eq(case.id.uuid()))
+        .exec(txn)
+        .await?;
+    record_event_in_txn(
+        txn,
+        core,
+        case.id,
+        "settlement_confirmation_renewed",
+        None,
+        None,
+        None,
+    )
+    .await?;
     Ok(challenge)
 }
 
@@ -902,10 +1032,11 @@ pub async fn cancel_in_txn(
     move_to_in_txn(txn, core, case, to, "cancelled", None).await
 }
 
-/// The most recent cases of a party, as payer or payee, newest first.
+/// The most recent cases of a party in `vertical`, as payer or payee, newest first.
 pub async fn cases_of(
     db: &impl ConnectionTrait,
     party: PartyId,
+    vertical: &str,
     limit: u64,
 ) -> CoreResult<Vec<EscrowCase>> {
     use sea_orm::Condition;
@@ -915,6 +1046,7 @@ pub async fn cases_of(
                 .add(escrow_cases::Column::PayerPartyId.eq(party.uuid()))
                 .add(escrow_cases::Column::PayeePartyId.eq(party.uuid())),
         )
+        .filter(escrow_cases::Column::Vertical.eq(vertical))
         .order_by_desc(escrow_cases::Column::CreatedAt)
         .limit(limit.clamp(1, 100))
         .all(db)

@@ -314,28 +314,45 @@ pub async fn post_hold_in_txn(
         return already_resolved(txn, id, HoldStatus::Posted, resolution_key).await;
     }
 
-    let source = match hold.mode {
-        HoldMode::Move => hold.freezing_account,
-        HoldMode::Reserve => {
-            ledger::release_reservation_in_txn(txn, hold.funding_account, hold.amount).await?;
-            hold.funding_account
+    if hold.mode == HoldMode::Reserve {
+        // Reserved credit is drawn now: the institution pays the posted amount into its
+        // freezing account, so that payouts, as always, leave from a freezing account.
+        ledger::release_reservation_in_txn(txn, hold.funding_account, hold.amount).await?;
+        if !amount.is_zero() {
+            ledger::post_transfer_in_txn(
+                txn,
+                clock,
+                NewTransfer {
+                    key: format!("hold:{id}:capture"),
+                    kind: TransferKind::Capture,
+                    currency: hold.amount.currency(),
+                    legs: vec![
+                        Leg::debit(hold.funding_account, amount),
+                        Leg::credit(hold.freezing_account, amount),
+                    ],
+                    hold: Some(id),
+                    case: None,
+                },
+            )
+            .await?;
         }
+    }
+    // Out of the freezing account: the payouts, and for moved money whatever was not posted
+    // back to its source.
+    let frozen = match hold.mode {
+        HoldMode::Move => hold.amount,
+        HoldMode::Reserve => amount,
     };
     let mut legs: Vec<Leg> = payouts
         .iter()
         .filter(|p| !p.amount.is_zero())
         .map(|p| Leg::credit(p.account, p.amount))
         .collect();
-    match hold.mode {
-        HoldMode::Move => {
-            legs.push(Leg::debit(source, hold.amount));
-            if !remainder.is_zero() {
-                legs.push(Leg::credit(hold.funding_account, remainder));
-            }
-        }
-        HoldMode::Reserve => legs.push(Leg::debit(source, amount)),
+    if hold.mode == HoldMode::Move && !remainder.is_zero() {
+        legs.push(Leg::credit(hold.funding_account, remainder));
     }
-    if !amount.is_zero() || hold.mode == HoldMode::Move {
+    if !frozen.is_zero() {
+        legs.push(Leg::debit(hold.freezing_account, frozen));
         ledger::post_transfer_in_txn(
             txn,
             clock,
@@ -428,7 +445,7 @@ async fn release(
 /// Takes the deadline off a pending hold: once the buyer approved, the money stays frozen until
 /// settlement, however long delivery takes.
 pub async fn clear_expiry_in_txn(txn: &DatabaseTransaction, id: HoldId) -> CoreResult<()> {
-    holds::Entity::update_many()
+    let result = holds::Entity::update_many()
         .col_expr(
             holds::Column::ExpiresAt,
             Expr::value(Option::<DateTime<Utc>>::None),
@@ -437,5 +454,38 @@ pub async fn clear_expiry_in_txn(txn: &DatabaseTransaction, id: HoldId) -> CoreR
         .filter(holds::Column::Status.eq(HoldStatus::Pending))
         .exec(txn)
         .await?;
-    Ok(())
+    if result.rows_affected == 1 {
+        Ok(())
+    } else {
+        let hold = get_hold(txn, id).await?;
+        Err(CoreError::HoldAlreadyResolved {
+            status: hold.status.as_str(),
+        })
+    }
+}
+
+pub const MAX_HOLDS_PAGE: u64 = 100;
+
+/// The newest holds whose money `institution` froze (whatever freezing account holds it),
+/// optionally only those in `status`.
+pub async fn holds_of_institution(
+    db: &impl ConnectionTrait,
+    institution: PartyId,
+    status: Option<HoldStatus>,
+    limit: u64,
+) -> CoreResult<Vec<Hold>> {
+    use sea_orm::{QueryOrder, QuerySelect};
+    let mut query = holds::Entity::find()
+        .filter(holds::Column::InstitutionPartyId.eq(institution.uuid()))
+        .order_by_desc(holds::Column::CreatedAt)
+        .limit(limit.clamp(1, MAX_HOLDS_PAGE));
+    if let Some(status) = status {
+        query = query.filter(holds::Column::Status.eq(status));
+    }
+    query
+        .all(db)
+        .await?
+        .into_iter()
+        .map(Hold::try_from)
+        .collect()
 }

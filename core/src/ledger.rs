@@ -42,6 +42,18 @@ use utoipa::ToSchema;
 pub enum AccountKind {
     /// A customer's EC prepayment account: spends what was deposited.
     Prepaid,
+    /// A normal bank account: spends its balance.
+    BankAccount,
+    /// An EC bank account with a credit line: balance plus the line's limit.
+    BankCreditLine,
+    /// A normal credit card's limit.
+    CardCredit,
+    /// An EC-exclusive credit line on a card, separate from the card's normal limit.
+    CardEcLine,
+    /// A department store card's limit.
+    StoreCard,
+    /// A credit-line code's limit.
+    CreditLineCode,
     /// An institution's escrow account: holds frozen money until settlement.
     Freezing,
     /// A seller's EC withdrawal account: receives money only from a freezing account.
@@ -80,6 +92,8 @@ pub enum TransferKind {
     Deposit,
     /// Money moved into a freezing account when a hold is placed.
     Freeze,
+    /// Reserved credit drawn into the freezing account when its hold is posted.
+    Capture,
     /// A hold posted: paid out to the payee and commissions, remainder returned.
     Settle,
     /// A hold voided or expired: money returned to its source.
@@ -99,6 +113,7 @@ pub struct Account {
     pub reserved: i64,
     pub credit_limit: i64,
     pub unbounded: bool,
+    pub credit_class: Option<crate::funding::CreditClass>,
 }
 
 impl Account {
@@ -124,6 +139,7 @@ impl TryFrom<accounts::Model> for Account {
             reserved: row.reserved.0,
             credit_limit: row.credit_limit.0,
             unbounded: row.unbounded,
+            credit_class: row.credit_class,
         })
     }
 }
@@ -143,6 +159,7 @@ pub struct NewAccount {
     pub institution: Option<PartyId>,
     pub currency: Currency,
     pub credit_limit: Money,
+    pub credit_class: Option<crate::funding::CreditClass>,
 }
 
 pub async fn open_account_in_txn(
@@ -175,6 +192,7 @@ fn account_row(id: AccountId, new: &NewAccount, clock: &Clock) -> accounts::Acti
         reserved: Set(MinorUnits(0)),
         credit_limit: Set(MinorUnits(new.credit_limit.minor())),
         unbounded: Set(new.kind == AccountKind::External),
+        credit_class: Set(new.credit_class),
         created_at: Set(clock.now()),
     }
 }
@@ -242,8 +260,10 @@ pub mod keys {
     pub fn commission(currency: Currency) -> String {
         format!("commission:{currency}")
     }
-    pub fn freezing(institution: PartyId, currency: Currency) -> String {
-        format!("freezing:{institution}:{currency}")
+    /// Several institutions may share one freezing account: the pool is named by the code
+    /// of the institution that owns it.
+    pub fn freezing(pool_code: &str, currency: Currency) -> String {
+        format!("freezing:{pool_code}:{currency}")
     }
     pub fn external(institution: PartyId, currency: Currency) -> String {
         format!("external:{institution}:{currency}")
@@ -316,6 +336,9 @@ pub const MAX_KEY_CHARS: usize = 160;
 fn net_legs(legs: &[Leg]) -> CoreResult<Vec<Leg>> {
     let mut by_account: BTreeMap<AccountId, i64> = BTreeMap::new();
     for leg in legs {
+        if leg.amount.unsigned_abs() > MAX_MINOR_UNITS.unsigned_abs() {
+            return Err(CoreError::Money(crate::money::MoneyError::TooLarge));
+        }
         let entry = by_account.entry(leg.account).or_insert(0);
         *entry = entry
             .checked_add(leg.amount)
@@ -344,6 +367,7 @@ pub async fn post_transfer_in_txn(
         return Err(CoreError::invalid("too many legs in one transfer"));
     }
     let legs = net_legs(&transfer.legs)?;
+    // Legs are bounded by MAX_MINOR_UNITS and there are at most MAX_LEGS: no overflow.
     let sum: i64 = legs.iter().map(|leg| leg.amount).sum();
     if sum != 0 || legs.len() < 2 {
         return Err(CoreError::invalid(
@@ -368,7 +392,7 @@ pub async fn post_transfer_in_txn(
     .exec_without_returning(txn)
     .await?;
     if !matches!(inserted, sea_orm::TryInsertResult::Inserted(n) if n > 0) {
-        return replayed_transfer(txn, &transfer.key, &legs).await;
+        return replayed_transfer(txn, &transfer, &legs).await;
     }
 
     for leg in &legs {
@@ -390,11 +414,11 @@ pub async fn post_transfer_in_txn(
 
 async fn replayed_transfer(
     txn: &DatabaseTransaction,
-    key: &str,
+    transfer: &NewTransfer,
     legs: &[Leg],
 ) -> CoreResult<Applied<TransferId>> {
     let existing = transfers::Entity::find()
-        .filter(transfers::Column::IdempotencyKey.eq(key))
+        .filter(transfers::Column::IdempotencyKey.eq(transfer.key.as_str()))
         .one(txn)
         .await?
         .ok_or(CoreError::NotFound("transfer"))?;
@@ -409,7 +433,17 @@ async fn replayed_transfer(
         })
         .collect();
     stored.sort();
-    if stored == legs {
+    let same_currency = postings::Entity::find()
+        .filter(postings::Column::TransferId.eq(existing.id))
+        .filter(postings::Column::Currency.ne(transfer.currency.code()))
+        .one(txn)
+        .await?
+        .is_none();
+    let same = stored == legs
+        && same_currency
+        && existing.kind == transfer.kind
+        && existing.hold_id == transfer.hold.map(|h| h.uuid());
+    if same {
         Ok(Applied::Already(TransferId::from_uuid(existing.id)))
     } else {
         Err(CoreError::IdempotencyConflict)

@@ -5,6 +5,7 @@
 //! Functions named `*_in_txn` run inside a transaction their caller owns; the others open and
 //! commit their own.
 
+pub mod cards;
 pub mod challenge;
 pub mod check_digit;
 pub mod clock;
@@ -41,8 +42,13 @@ pub struct Core {
     pub clock: Clock,
     pub keys: ChallengeKeys,
     pub policy: ChallengePolicy,
+    /// How long a settlement request waits for the buyer before it pays out by itself.
+    pub auto_settle: chrono::Duration,
     outbox_wakeup: Arc<Notify>,
 }
+
+/// The settlement period when none is configured: 72 hours.
+pub const DEFAULT_AUTO_SETTLE_HOURS: i64 = 72;
 
 impl Core {
     pub fn new(clock: Clock, keys: ChallengeKeys, policy: ChallengePolicy) -> Core {
@@ -50,8 +56,15 @@ impl Core {
             clock,
             keys,
             policy,
+            auto_settle: chrono::Duration::hours(DEFAULT_AUTO_SETTLE_HOURS),
             outbox_wakeup: Arc::new(Notify::new()),
         }
+    }
+
+    /// Sets the settlement period (at least ten seconds, for demos).
+    pub fn with_auto_settle(mut self, period: chrono::Duration) -> Core {
+        self.auto_settle = period.max(chrono::Duration::seconds(10));
+        self
     }
 
     /// Tells the outbox worker that new messages were committed.

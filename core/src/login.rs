@@ -1,26 +1,26 @@
-//! Logging in on the phone: a shopper names who they are, the phone mapped to them gets a
-//! `login` challenge, and the code proves they hold that phone.
+//! Logging in on the phone: a shopper types an EC card number, the phone mapped to that card
+//! gets a `login` challenge, and the code proves the shopper holds that phone. The session that
+//! results is tied to the card: its class decides the catalogue, its mapping pays.
 
 use crate::Core;
+use crate::cards::{self, Card, CardId, CardNumber};
 use crate::challenge::{self, Answer, ChallengeBinding, ChallengePurpose, NewChallenge};
 use crate::error::{CoreError, CoreResult};
-use crate::ids::{ChallengeId, PartyId};
-use crate::parties::{self, Party, Role};
+use crate::ids::ChallengeId;
+use crate::parties::{self, Party};
 use sea_orm::DatabaseTransaction;
 
-/// Sends a login code to the shopper's phone.
-pub async fn start_phone_login_in_txn(
+/// Sends a login code to the phone mapped to `number`. A blocked or replaced card cannot log
+/// in.
+pub async fn start_card_login_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
-    party: PartyId,
+    number: &CardNumber,
 ) -> CoreResult<challenge::Challenge> {
-    let party = parties::find_party(txn, party)
+    let card = cards::find_by_number(txn, number)
         .await?
-        .filter(|p| p.role == Role::Shopper)
-        .ok_or(CoreError::NotFound("shopper"))?;
-    let phone = party
-        .phone
-        .ok_or_else(|| CoreError::invalid("this shopper has no phone to log in with"))?;
+        .ok_or(CoreError::NotFound("card"))?;
+    card.ensure_active()?;
     challenge::issue_challenge_in_txn(
         txn,
         &core.clock,
@@ -28,9 +28,9 @@ pub async fn start_phone_login_in_txn(
         &core.policy,
         NewChallenge {
             purpose: ChallengePurpose::Login,
-            party: party.id,
-            phone,
-            subject: None,
+            party: card.holder,
+            phone: card.phone,
+            subject: Some(card.id.uuid()),
             binding: ChallengeBinding::default(),
         },
     )
@@ -40,7 +40,7 @@ pub async fn start_phone_login_in_txn(
 /// What a login answer did. A refusal changed the challenge and must be committed.
 #[derive(Debug)]
 pub enum LoginEffect {
-    LoggedIn(Party),
+    LoggedIn(Party, Card),
     Refused(CoreError),
 }
 
@@ -66,7 +66,13 @@ pub async fn answer_login_in_txn(
     .await?;
     Ok(match answer {
         Answer::Approved(approved) => {
-            LoginEffect::LoggedIn(parties::get_party(txn, approved.party).await?)
+            let card_id = approved
+                .subject
+                .map(CardId::from_uuid)
+                .ok_or(CoreError::NotFound("card"))?;
+            let card = cards::get_card(txn, card_id).await?;
+            card.ensure_active()?;
+            LoginEffect::LoggedIn(parties::get_party(txn, approved.party).await?, card)
         }
         refused => LoginEffect::Refused(
             challenge::answer_error(&refused).unwrap_or(CoreError::ChallengeNotAnswerable),
@@ -74,14 +80,14 @@ pub async fn answer_login_in_txn(
     })
 }
 
-/// [`start_phone_login_in_txn`] in a transaction of its own.
-pub async fn start_phone_login(
+/// [`start_card_login_in_txn`] in a transaction of its own.
+pub async fn start_card_login(
     db: &sea_orm::DatabaseConnection,
     core: &Core,
-    party: PartyId,
+    number: &CardNumber,
 ) -> CoreResult<challenge::Challenge> {
     let txn = crate::db::begin_write(db).await?;
-    let challenge = start_phone_login_in_txn(&txn, core, party).await?;
+    let challenge = start_card_login_in_txn(&txn, core, number).await?;
     txn.commit().await?;
     core.wake_outbox();
     Ok(challenge)
@@ -94,12 +100,12 @@ pub async fn answer_login(
     core: &Core,
     challenge_id: ChallengeId,
     code: &str,
-) -> CoreResult<Party> {
+) -> CoreResult<(Party, Card)> {
     let txn = crate::db::begin_write(db).await?;
     let effect = answer_login_in_txn(&txn, core, challenge_id, code).await?;
     txn.commit().await?;
     match effect {
-        LoginEffect::LoggedIn(party) => Ok(party),
+        LoginEffect::LoggedIn(party, card) => Ok((party, card)),
         LoginEffect::Refused(error) => Err(error),
     }
 }

@@ -1,8 +1,12 @@
 //! Bringing parties in: operators (from the bootstrap), suppliers and shoppers (by an
 //! operator).
 
+use crate::cards::{AgeClass, MappingKind, PurchaseType};
 use crate::error::{CoreError, CoreResult};
-use crate::funding::{self, DEFAULT_INSTITUTION};
+use crate::funding::{
+    self, DEFAULT_INSTITUTION, FundingTerms, Holder, Institution, IssueCard, IssuedCard,
+    NewInstitution,
+};
 use crate::ids::{PartyId, TransferId};
 use crate::ledger::{Account, Applied};
 use crate::money::{Currency, Money};
@@ -30,6 +34,30 @@ pub async fn create_operator(
         None,
     )
     .await
+}
+
+/// An institution and the username its staff log in with.
+pub async fn create_institution(
+    db: &DatabaseConnection,
+    core: &Core,
+    new: NewInstitution,
+    username: &str,
+    password: &str,
+) -> CoreResult<(Institution, String)> {
+    let password_hash = parties::hash_password(password)?;
+    let txn = db::begin_write(db).await?;
+    let institution = funding::create_institution_in_txn(&txn, &core.clock, new).await?;
+    let username = parties::store_credentials_in_txn(
+        &txn,
+        &core.clock,
+        institution.party_id,
+        username,
+        password_hash,
+        None,
+    )
+    .await?;
+    txn.commit().await?;
+    Ok((institution, username))
 }
 
 #[derive(Debug, Clone)]
@@ -78,7 +106,6 @@ async fn create_with_credentials(
         NewParty {
             role,
             display_name: display_name.to_owned(),
-            phone: None,
         },
     )
     .await?;
@@ -103,48 +130,43 @@ pub struct NewShopper {
     pub initial_deposit: Option<Money>,
 }
 
-/// A shopper with a phone and an EC prepayment account at the built-in institution, funded
-/// with the initial deposit if one is given.
+/// A shopper with an adult, personal EC card mapped to a prepayment account at the built-in
+/// institution, funded with the initial deposit if one is given.
 pub async fn onboard_shopper_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
     new: NewShopper,
-) -> CoreResult<(Party, Account)> {
-    let party = parties::create_party_in_txn(
+) -> CoreResult<IssuedCard> {
+    if let Some(deposit) = &new.initial_deposit
+        && deposit.currency() != new.currency
+    {
+        return Err(CoreError::invalid(
+            "the deposit must be in the account's currency",
+        ));
+    }
+    funding::issue_card_in_txn(
         txn,
         &core.clock,
-        NewParty {
-            role: Role::Shopper,
-            display_name: new.display_name,
-            phone: Some(new.phone),
+        DEFAULT_INSTITUTION,
+        IssueCard {
+            holder: Holder::New {
+                display_name: new.display_name,
+            },
+            age_class: AgeClass::Adult,
+            purchase_type: PurchaseType::Personal,
+            mapping_kind: MappingKind::Prepaid,
+            currency: new.currency,
+            phone: new.phone,
+            email: None,
+            delivery_address: None,
+            terms: FundingTerms {
+                initial_deposit: new.initial_deposit,
+                ..FundingTerms::default()
+            },
+            seller: false,
         },
     )
-    .await?;
-    let account = funding::open_prepaid_account_in_txn(
-        txn,
-        &core.clock,
-        party.id,
-        DEFAULT_INSTITUTION,
-        new.currency,
-    )
-    .await?;
-    if let Some(deposit) = new.initial_deposit.filter(|d| !d.is_zero()) {
-        if deposit.currency() != new.currency {
-            return Err(CoreError::invalid(
-                "the deposit must be in the account's currency",
-            ));
-        }
-        funding::deposit_in_txn(
-            txn,
-            &core.clock,
-            account.id,
-            deposit,
-            &format!("onboarding:{}", party.id),
-        )
-        .await?;
-    }
-    let account = crate::ledger::get_account(txn, account.id).await?;
-    Ok((party, account))
+    .await
 }
 
 /// [`onboard_shopper_in_txn`] in a transaction of its own.
@@ -152,26 +174,29 @@ pub async fn onboard_shopper(
     db: &DatabaseConnection,
     core: &Core,
     new: NewShopper,
-) -> CoreResult<(Party, Account)> {
+) -> CoreResult<IssuedCard> {
     let txn = db::begin_write(db).await?;
-    let created = onboard_shopper_in_txn(&txn, core, new).await?;
+    let issued = onboard_shopper_in_txn(&txn, core, new).await?;
     txn.commit().await?;
-    Ok(created)
+    Ok(issued)
 }
 
-/// Pays `amount` into the shopper's prepaid account in that currency. `key` makes a retry
-/// harmless.
-pub async fn deposit_for_shopper_in_txn(
+/// Pays `amount` into a funding account: an operator may pay into any, an institution into
+/// the accounts it operates. `key` makes a retry harmless.
+pub async fn pay_in_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
-    shopper: PartyId,
+    by: PartyId,
+    by_operator: bool,
+    account: crate::ids::AccountId,
     amount: Money,
     key: &str,
 ) -> CoreResult<(Applied<TransferId>, Account)> {
-    let account = funding::prepaid_account_of(txn, shopper, amount.currency())
-        .await?
-        .ok_or(CoreError::NotFound("prepaid account"))?;
-    let applied = funding::deposit_in_txn(txn, &core.clock, account.id, amount, key).await?;
-    let account = crate::ledger::get_account(txn, account.id).await?;
+    let target = crate::ledger::get_account(txn, account).await?;
+    if !by_operator && target.institution != Some(by) {
+        return Err(CoreError::NotFound("account"));
+    }
+    let applied = funding::deposit_in_txn(txn, &core.clock, account, amount, key).await?;
+    let account = crate::ledger::get_account(txn, account).await?;
     Ok((applied, account))
 }

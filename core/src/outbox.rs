@@ -64,6 +64,8 @@ impl std::fmt::Debug for PhoneMessage {
 }
 
 pub const MAX_ATTEMPTS: i32 = 8;
+/// What a delivered or abandoned message's payload is replaced with.
+const REDACTED: &str = "{\"redacted\":true}";
 pub const LEASE_SECS: i64 = 30;
 pub const MAX_BATCH: u64 = 100;
 
@@ -148,36 +150,57 @@ pub async fn deliver_due(
     txn.commit().await?;
 
     let mut round = DeliveryRound::default();
+    let lease = now + Duration::seconds(LEASE_SECS);
     for row in due {
         let attempts = row.attempts + 1;
         let sent = match serde_json::from_str::<PhoneMessage>(&row.payload) {
             Ok(message) => gateway.send(&message).await.map_err(|e| e.to_string()),
             Err(error) => Err(format!("unreadable payload: {error}")),
         };
-        let mut update = outbox::ActiveModel {
-            id: Set(row.id),
-            lease_until: Set(None),
-            ..Default::default()
-        };
+        let mut update = outbox::Entity::update_many().col_expr(
+            outbox::Column::LeaseUntil,
+            Expr::value(Option::<chrono::DateTime<chrono::Utc>>::None),
+        );
         match sent {
             Ok(()) => {
-                update.status = Set(DeliveryStatus::Delivered);
-                update.delivered_at = Set(Some(clock.now()));
+                // The text held a one-time code: once delivered it is not kept.
+                update = update
+                    .col_expr(
+                        outbox::Column::Status,
+                        Expr::value(DeliveryStatus::Delivered),
+                    )
+                    .col_expr(outbox::Column::DeliveredAt, Expr::value(clock.now()))
+                    .col_expr(outbox::Column::Payload, Expr::value(REDACTED));
                 round.delivered += 1;
             }
             Err(error) => {
-                tracing::warn!(message_id = %row.id, attempts, %error, "phone delivery failed");
-                update.last_error = Set(Some(error.chars().take(500).collect()));
+                tracing::warn!(message_id = %row.id, attempts, "phone delivery failed");
+                update = update.col_expr(
+                    outbox::Column::LastError,
+                    Expr::value(error.chars().take(500).collect::<String>()),
+                );
                 if attempts >= MAX_ATTEMPTS {
-                    update.status = Set(DeliveryStatus::Failed);
+                    update = update
+                        .col_expr(outbox::Column::Status, Expr::value(DeliveryStatus::Failed))
+                        .col_expr(outbox::Column::Payload, Expr::value(REDACTED));
                     round.failed += 1;
                 } else {
-                    update.next_attempt_at = Set(clock.now() + backoff(attempts));
+                    update = update.col_expr(
+                        outbox::Column::NextAttemptAt,
+                        Expr::value(clock.now() + backoff(attempts)),
+                    );
                     round.retried += 1;
                 }
             }
         }
-        update.update(db).await?;
+        // Only while this worker still holds the lease: a late worker must not undo another's
+        // outcome.
+        update
+            .filter(outbox::Column::Id.eq(row.id))
+            .filter(outbox::Column::Status.eq(DeliveryStatus::Pending))
+            .filter(outbox::Column::LeaseUntil.eq(lease))
+            .exec(db)
+            .await?;
     }
     Ok(round)
 }

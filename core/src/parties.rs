@@ -5,7 +5,6 @@ use crate::clock::Clock;
 use crate::entities::{credentials, parties};
 use crate::error::{CoreError, CoreResult};
 use crate::ids::PartyId;
-use crate::phone_number::PhoneNumber;
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use sea_orm::entity::prelude::*;
@@ -73,8 +72,6 @@ pub struct Party {
     pub id: PartyId,
     pub role: Role,
     pub display_name: String,
-    #[serde(skip)]
-    pub phone: Option<PhoneNumber>,
 }
 
 impl From<parties::Model> for Party {
@@ -83,7 +80,6 @@ impl From<parties::Model> for Party {
             id: PartyId::from_uuid(row.id),
             role: row.role,
             display_name: row.display_name,
-            phone: row.phone_e164.map(PhoneNumber::from_stored),
         }
     }
 }
@@ -98,7 +94,6 @@ pub const MAX_PASSWORD_CHARS: usize = 256;
 pub struct NewParty {
     pub role: Role,
     pub display_name: String,
-    pub phone: Option<PhoneNumber>,
 }
 
 pub fn validate_display_name(name: &str) -> CoreResult<String> {
@@ -127,7 +122,6 @@ pub async fn create_party_in_txn(
         id: Set(id.uuid()),
         role: Set(new.role),
         display_name: Set(display_name.clone()),
-        phone_e164: Set(new.phone.as_ref().map(|p| p.e164().to_owned())),
         created_at: Set(clock.now()),
     }
     .insert(txn)
@@ -136,7 +130,6 @@ pub async fn create_party_in_txn(
         id,
         role: new.role,
         display_name,
-        phone: new.phone,
     })
 }
 
@@ -146,7 +139,6 @@ pub async fn ensure_platform_in_txn(txn: &DatabaseTransaction, clock: &Clock) ->
         id: Set(PLATFORM_PARTY.uuid()),
         role: Set(Role::Platform),
         display_name: Set("Holdfast".to_owned()),
-        phone_e164: Set(None),
         created_at: Set(clock.now()),
     };
     parties::Entity::insert(row)
@@ -234,24 +226,23 @@ pub async fn store_credentials_in_txn(
     second_password_hash: Option<String>,
 ) -> CoreResult<String> {
     let username = validate_username(username)?;
-    let taken = credentials::Entity::find()
-        .filter(credentials::Column::Username.eq(username.clone()))
-        .one(txn)
-        .await?
-        .is_some();
-    if taken {
-        return Err(CoreError::UsernameTaken);
-    }
     let row = credentials::ActiveModel {
         party_id: Set(party.uuid()),
         username: Set(username.clone()),
         password_hash: Set(password_hash),
         second_password_hash: Set(second_password_hash),
+        failed_logins: Set(0),
+        locked_until: Set(None),
         created_at: Set(clock.now()),
     };
-    credentials::Entity::insert(row)
+    // The unique index decides who gets a username, also under a race.
+    let inserted = credentials::Entity::insert(row)
+        .on_conflict_do_nothing_on([credentials::Column::Username])
         .exec_without_returning(txn)
         .await?;
+    if !matches!(inserted, sea_orm::TryInsertResult::Inserted(n) if n > 0) {
+        return Err(CoreError::UsernameTaken);
+    }
     Ok(username)
 }
 
@@ -278,10 +269,17 @@ pub async fn reset_password_in_txn(
     Ok(party)
 }
 
+/// Wrong passwords in a row before a username is locked for [`LOCKOUT_MINUTES`].
+pub const MAX_FAILED_LOGINS: i32 = 10;
+pub const LOCKOUT_MINUTES: i64 = 15;
+
 /// The party that `username` and `password` identify, or `BadCredentials` (the same answer,
-/// after the same work, for an unknown username as for a wrong password).
+/// after the same work, for an unknown username as for a wrong password). After
+/// [`MAX_FAILED_LOGINS`] wrong passwords in a row the username is locked for a while, and the
+/// answer is `TooManyAttempts` whatever the password.
 pub async fn verify_password(
-    db: &impl ConnectionTrait,
+    db: &sea_orm::DatabaseConnection,
+    clock: &Clock,
     username: &str,
     password: &str,
 ) -> CoreResult<Party> {
@@ -294,7 +292,43 @@ pub async fn verify_password(
         let _ = password_matches(password, decoy_hash());
         return Err(CoreError::BadCredentials);
     };
-    if !password_matches(password, &credentials.password_hash) {
+    let now = clock.now();
+    if credentials.locked_until.is_some_and(|until| until > now) {
+        return Err(CoreError::TooManyAttempts);
+    }
+    let matches = password_matches(password, &credentials.password_hash);
+    let txn = crate::db::begin_write(db).await?;
+    let mut update = credentials::ActiveModel {
+        party_id: Set(credentials.party_id),
+        ..Default::default()
+    };
+    if matches {
+        if credentials.failed_logins != 0 || credentials.locked_until.is_some() {
+            update.failed_logins = Set(0);
+            update.locked_until = Set(None);
+            update.update(&txn).await?;
+        }
+    } else {
+        // Counted in the database, so concurrent guesses all count.
+        credentials::Entity::update_many()
+            .col_expr(
+                credentials::Column::FailedLogins,
+                sea_orm::sea_query::ExprTrait::add(
+                    sea_orm::sea_query::Expr::col(credentials::Column::FailedLogins),
+                    1,
+                ),
+            )
+            .filter(credentials::Column::PartyId.eq(credentials.party_id))
+            .exec(&txn)
+            .await?;
+        if credentials.failed_logins + 1 >= MAX_FAILED_LOGINS {
+            update.failed_logins = Set(0);
+            update.locked_until = Set(Some(now + chrono::Duration::minutes(LOCKOUT_MINUTES)));
+            update.update(&txn).await?;
+        }
+    }
+    txn.commit().await?;
+    if !matches {
         return Err(CoreError::BadCredentials);
     }
     get_party(db, PartyId::from_uuid(credentials.party_id)).await
@@ -314,4 +348,27 @@ pub async fn verify_second_password(
         Some(hash) if password_matches(second_password, &hash) => Ok(()),
         _ => Err(CoreError::BadCredentials),
     }
+}
+
+/// Changes a party's name after checking its second password (a supplier's information is
+/// guarded by it).
+pub async fn change_display_name(
+    db: &sea_orm::DatabaseConnection,
+    party: PartyId,
+    second_password: &str,
+    display_name: &str,
+) -> CoreResult<Party> {
+    let display_name = validate_display_name(display_name)?;
+    verify_second_password(db, party, second_password).await?;
+    let txn = crate::db::begin_write(db).await?;
+    parties::ActiveModel {
+        id: Set(party.uuid()),
+        display_name: Set(display_name),
+        ..Default::default()
+    }
+    .update(&txn)
+    .await?;
+    let updated = get_party(&txn, party).await?;
+    txn.commit().await?;
+    Ok(updated)
 }

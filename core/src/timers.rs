@@ -1,19 +1,27 @@
-//! The durable timer table that drives every deadline. A timer fires exactly once: the
-//! worker locks its row (`SKIP LOCKED` on PostgreSQL, so several server instances share the
-//! work), runs the handler and marks it fired in one transaction. A crash before the commit
-//! leaves it pending, and it fires after the restart.
+//! The durable timer table that drives every deadline. A timer fires exactly once, even with
+//! several server processes on one PostgreSQL:
+//!
+//! 1. a worker leases the most overdue timer in a short transaction (`SKIP LOCKED`, so other
+//!    workers take other timers; the lease keeps it from them while it is handled);
+//! 2. in the handling transaction it first locks the timer's subject (the case, the
+//!    prescription…), then the timer row, re-checks that it is still pending, runs the effect
+//!    and marks it fired — so effect and firing commit together or not at all.
+//!
+//! Locking the subject before the timer row is the same order every use case follows (a dispute
+//! locks its case, then cancels the auto-settle timer), so the two never deadlock. A crash
+//! before the commit leaves the timer pending; its lease runs out and it fires after restart.
 
 use crate::clock::Clock;
 use crate::db;
 use crate::entities::timers;
 use crate::error::CoreResult;
 use crate::ids::TimerId;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::{Expr, LockBehavior, LockType};
 use sea_orm::{
-    ActiveValue::Set, DatabaseConnection, DatabaseTransaction, QueryFilter, QueryOrder,
-    QuerySelect, TransactionTrait,
+    ActiveValue::Set, Condition, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
+    QueryFilter, QueryOrder, QuerySelect, Statement,
 };
 use serde::{Deserialize, Serialize};
 
@@ -43,9 +51,10 @@ pub struct Timer {
 }
 
 pub const MAX_ATTEMPTS: i32 = 10;
+pub const LEASE_SECS: i64 = 60;
 
 /// Schedules `kind` for `subject` at `due_at`. At most one pending timer exists per kind and
-/// subject; scheduling again is a no-op.
+/// subject (a partial unique index); scheduling again is a no-op, also under a race.
 pub async fn schedule_in_txn(
     txn: &DatabaseTransaction,
     clock: &Clock,
@@ -53,34 +62,35 @@ pub async fn schedule_in_txn(
     subject: Uuid,
     due_at: DateTime<Utc>,
 ) -> CoreResult<()> {
-    let exists = timers::Entity::find()
-        .filter(timers::Column::Kind.eq(kind))
-        .filter(timers::Column::SubjectId.eq(subject))
-        .filter(timers::Column::Status.eq(TimerStatus::Pending))
-        .one(txn)
-        .await?
-        .is_some();
-    if exists {
-        return Ok(());
-    }
-    timers::Entity::insert(timers::ActiveModel {
-        id: Set(TimerId::new().uuid()),
-        kind: Set(kind.to_owned()),
-        subject_id: Set(subject),
-        due_at: Set(due_at),
-        status: Set(TimerStatus::Pending),
-        attempts: Set(0),
-        lease_until: Set(None),
-        fired_at: Set(None),
-        last_error: Set(None),
-        created_at: Set(clock.now()),
-    })
-    .exec_without_returning(txn)
+    let backend = txn.get_database_backend();
+    // ON CONFLICT without a target: the conflict is on the partial unique index.
+    let sql = match backend {
+        sea_orm::DbBackend::Postgres => {
+            "INSERT INTO timers (id, kind, subject_id, due_at, status, attempts, created_at) \
+             VALUES ($1, $2, $3, $4, 'pending', 0, $5) ON CONFLICT DO NOTHING"
+        }
+        _ => {
+            "INSERT INTO timers (id, kind, subject_id, due_at, status, attempts, created_at) \
+             VALUES (?, ?, ?, ?, 'pending', 0, ?) ON CONFLICT DO NOTHING"
+        }
+    };
+    txn.execute_raw(Statement::from_sql_and_values(
+        backend,
+        sql,
+        [
+            TimerId::new().uuid().into(),
+            kind.into(),
+            subject.into(),
+            due_at.into(),
+            clock.now().into(),
+        ],
+    ))
     .await?;
     Ok(())
 }
 
-/// Cancels the pending timer of `kind` for `subject`, if there is one.
+/// Cancels the pending timer of `kind` for `subject`, if there is one. Call it with the
+/// subject locked.
 pub async fn cancel_in_txn(txn: &DatabaseTransaction, kind: &str, subject: Uuid) -> CoreResult<()> {
     timers::Entity::update_many()
         .col_expr(timers::Column::Status, Expr::value(TimerStatus::Cancelled))
@@ -94,7 +104,7 @@ pub async fn cancel_in_txn(txn: &DatabaseTransaction, kind: &str, subject: Uuid)
 
 /// The pending timer of `kind` for `subject`.
 pub async fn find_pending(
-    db: &impl sea_orm::ConnectionTrait,
+    db: &impl ConnectionTrait,
     kind: &str,
     subject: Uuid,
 ) -> CoreResult<Option<Timer>> {
@@ -117,35 +127,42 @@ fn timer_from_row(row: timers::Model) -> Timer {
     }
 }
 
+/// Runs the effect of a due timer. Implemented once by whoever knows every timer kind (the
+/// server), dispatching to core's and the verticals' plain functions.
+#[async_trait::async_trait]
+pub trait TimerHandler: Send + Sync {
+    /// Locks what the timer is about (before the timer row is locked: the lock order every use
+    /// case follows).
+    async fn lock_subject(&self, txn: &DatabaseTransaction, timer: &Timer) -> CoreResult<()>;
+
+    /// The timer's effect; the timer is marked fired in the same transaction.
+    async fn fire(&self, txn: &DatabaseTransaction, timer: &Timer) -> CoreResult<()>;
+}
+
 /// What happened to one due timer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fired {
     /// Nothing was due.
     Idle,
     Fired(Timer),
+    /// Someone else fired or cancelled it first.
+    Skipped(Timer),
     /// The handler failed; the timer will be tried again later (or was given up).
     Failed(Timer),
 }
 
-/// Runs the effect of a due timer. Implemented once by whoever knows every timer kind (the
-/// server), dispatching to core's and the verticals' plain functions.
-#[async_trait::async_trait]
-pub trait TimerHandler: Send + Sync {
-    async fn handle(&self, txn: &DatabaseTransaction, timer: &Timer) -> CoreResult<()>;
-}
-
-/// Fires the most overdue pending timer, if any: the handler runs in the same transaction that
-/// marks the timer fired, so its effect and the firing commit together or not at all.
-pub async fn fire_next(
-    db: &DatabaseConnection,
-    clock: &Clock,
-    handler: &dyn TimerHandler,
-) -> CoreResult<Fired> {
+/// Leases the most overdue pending timer, if any.
+async fn lease_next(db: &DatabaseConnection, clock: &Clock) -> CoreResult<Option<Timer>> {
     let now = clock.now();
     let txn = db::begin_write(db).await?;
     let row = timers::Entity::find()
         .filter(timers::Column::Status.eq(TimerStatus::Pending))
         .filter(timers::Column::DueAt.lte(now))
+        .filter(
+            Condition::any()
+                .add(timers::Column::LeaseUntil.is_null())
+                .add(timers::Column::LeaseUntil.lt(now)),
+        )
         .order_by_asc(timers::Column::DueAt)
         .limit(1)
         .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
@@ -153,47 +170,106 @@ pub async fn fire_next(
         .await?;
     let Some(row) = row else {
         txn.commit().await?;
+        return Ok(None);
+    };
+    timers::ActiveModel {
+        id: Set(row.id),
+        lease_until: Set(Some(now + Duration::seconds(LEASE_SECS))),
+        ..Default::default()
+    }
+    .update(&txn)
+    .await?;
+    txn.commit().await?;
+    Ok(Some(timer_from_row(row)))
+}
+
+/// Fires the most overdue pending timer, if any.
+pub async fn fire_next(
+    db: &DatabaseConnection,
+    clock: &Clock,
+    handler: &dyn TimerHandler,
+) -> CoreResult<Fired> {
+    let Some(timer) = lease_next(db, clock).await? else {
         return Ok(Fired::Idle);
     };
-    let timer = timer_from_row(row);
-    match handler.handle(&txn, &timer).await {
-        Ok(()) => {
-            timers::ActiveModel {
-                id: Set(timer.id.uuid()),
-                status: Set(TimerStatus::Fired),
-                fired_at: Set(Some(now)),
-                attempts: Set(timer.attempts + 1),
-                ..Default::default()
-            }
-            .update(&txn)
-            .await?;
+    let txn = db::begin_write(db).await?;
+    let result = async {
+        handler.lock_subject(&txn, &timer).await?;
+        let still_pending = timers::Entity::find_by_id(timer.id.uuid())
+            .filter(timers::Column::Status.eq(TimerStatus::Pending))
+            .lock_exclusive()
+            .one(&txn)
+            .await?
+            .is_some();
+        if !still_pending {
+            return Ok(false);
+        }
+        handler.fire(&txn, &timer).await?;
+        timers::ActiveModel {
+            id: Set(timer.id.uuid()),
+            status: Set(TimerStatus::Fired),
+            fired_at: Set(Some(clock.now())),
+            attempts: Set(timer.attempts + 1),
+            lease_until: Set(None),
+            ..Default::default()
+        }
+        .update(&txn)
+        .await?;
+        Ok::<bool, crate::CoreError>(true)
+    }
+    .await;
+    match result {
+        Ok(true) => {
             txn.commit().await?;
             Ok(Fired::Fired(timer))
         }
+        Ok(false) => {
+            txn.commit().await?;
+            Ok(Fired::Skipped(timer))
+        }
         Err(error) => {
             txn.rollback().await?;
-            let attempts = timer.attempts + 1;
-            tracing::warn!(timer_id = %timer.id, kind = %timer.kind, attempts, %error, "timer handler failed");
-            let status = if attempts >= MAX_ATTEMPTS {
-                TimerStatus::Failed
-            } else {
-                TimerStatus::Pending
-            };
-            let retry = db.begin().await?;
-            timers::ActiveModel {
-                id: Set(timer.id.uuid()),
-                status: Set(status),
-                attempts: Set(attempts),
-                due_at: Set(clock.now() + crate::outbox::backoff(attempts)),
-                last_error: Set(Some(error.to_string().chars().take(500).collect())),
-                ..Default::default()
-            }
-            .update(&retry)
-            .await?;
-            retry.commit().await?;
+            record_failure(db, clock, &timer, &error).await?;
             Ok(Fired::Failed(timer))
         }
     }
+}
+
+/// Puts a failed timer back for a later try, or gives it up — only if it is still the pending
+/// timer this worker read (another worker may have fired or cancelled it meanwhile).
+async fn record_failure(
+    db: &DatabaseConnection,
+    clock: &Clock,
+    timer: &Timer,
+    error: &crate::CoreError,
+) -> CoreResult<()> {
+    let attempts = timer.attempts + 1;
+    tracing::warn!(timer_id = %timer.id, kind = %timer.kind, attempts, code = error.code(), "timer handler failed");
+    let status = if attempts >= MAX_ATTEMPTS {
+        TimerStatus::Failed
+    } else {
+        TimerStatus::Pending
+    };
+    let txn = db::begin_write(db).await?;
+    timers::Entity::update_many()
+        .col_expr(timers::Column::Status, Expr::value(status))
+        .col_expr(timers::Column::Attempts, Expr::value(attempts))
+        .col_expr(
+            timers::Column::DueAt,
+            Expr::value(clock.now() + crate::outbox::backoff(attempts)),
+        )
+        .col_expr(
+            timers::Column::LeaseUntil,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .col_expr(timers::Column::LastError, Expr::value(error.code()))
+        .filter(timers::Column::Id.eq(timer.id.uuid()))
+        .filter(timers::Column::Status.eq(TimerStatus::Pending))
+        .filter(timers::Column::Attempts.eq(timer.attempts))
+        .exec(&txn)
+        .await?;
+    txn.commit().await?;
+    Ok(())
 }
 
 /// The earliest due time among pending timers, so a worker knows how long it may sleep.

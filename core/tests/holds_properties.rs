@@ -57,7 +57,6 @@ async fn world() -> World {
                 NewParty {
                     role,
                     display_name: "someone".into(),
-                    phone: None,
                 },
             )
             .await
@@ -82,6 +81,7 @@ async fn world() -> World {
                     institution: Some(institution),
                     currency: CURRENCY,
                     credit_limit: money(limit),
+                    credit_class: None,
                 },
             )
             .await

@@ -13,6 +13,7 @@ mod m0002_phone_timers_outbox;
 mod m0003_escrow;
 mod m0004_idempotency;
 mod m0005_retail;
+mod m0006_cards_and_funding;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0003_escrow::Migration),
             Box::new(m0004_idempotency::Migration),
             Box::new(m0005_retail::Migration),
+            Box::new(m0006_cards_and_funding::Migration),
         ]
     }
 }

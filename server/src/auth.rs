@@ -5,6 +5,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
+use holdfast_core::cards::CardId;
 use holdfast_core::ids::PartyId;
 use holdfast_core::parties::{Party, Role};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -42,6 +43,9 @@ impl JwtKeys {
 struct Claims {
     sub: PartyId,
     role: Role,
+    /// For shoppers: the card they logged in with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    card: Option<CardId>,
     iss: String,
     iat: i64,
     exp: i64,
@@ -59,11 +63,16 @@ pub struct TokenResponse {
 
 /// Signs a token for `party`. Token lifetimes are real-world time, whatever the service's
 /// (possibly simulated) clock says.
-pub fn issue_token(keys: &JwtKeys, party: &Party) -> Result<TokenResponse, ApiError> {
+pub fn issue_token(
+    keys: &JwtKeys,
+    party: &Party,
+    card: Option<CardId>,
+) -> Result<TokenResponse, ApiError> {
     let now_unix = chrono::Utc::now().timestamp();
     let claims = Claims {
         sub: party.id,
         role: party.role,
+        card,
         iss: ISSUER.to_owned(),
         iat: now_unix,
         exp: now_unix + keys.ttl_secs,
@@ -84,6 +93,8 @@ pub fn issue_token(keys: &JwtKeys, party: &Party) -> Result<TokenResponse, ApiEr
 pub struct Principal {
     pub party: PartyId,
     pub role: Role,
+    /// The card a shopper logged in with.
+    pub card: Option<CardId>,
 }
 
 impl Principal {
@@ -101,6 +112,13 @@ impl Principal {
                     .join(" or ")
             )))
         }
+    }
+
+    /// The card of a shopper's session.
+    pub fn shopper_card(&self) -> Result<CardId, ApiError> {
+        self.require(&[Role::Shopper])?;
+        self.card
+            .ok_or_else(|| ApiError::unauthenticated("log in with an EC card number"))
     }
 
     /// A name for this caller's idempotency keys.
@@ -130,6 +148,7 @@ impl FromRequestParts<AppState> for Principal {
         Ok(Principal {
             party: claims.sub,
             role: claims.role,
+            card: claims.card,
         })
     }
 }

@@ -34,6 +34,13 @@ pub enum Command {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GatewayKind {
+    Simulator,
+    Sms,
+    Ars,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
     Json,
@@ -71,18 +78,43 @@ pub struct Config {
         global = true
     )]
     pub token_ttl_secs: i64,
-    /// How long a shopper has to approve an order on the phone.
+    /// How long a phone code lives, per purpose, in seconds (at most 600): `order=300,login=120`.
+    /// An order unanswered when its code expires is cancelled and its money returned.
     #[arg(
         long,
-        env = "HOLDFAST_ORDER_CONFIRMATION_SECS",
-        default_value_t = 600,
+        env = "HOLDFAST_CHALLENGE_TTLS",
+        default_value = "",
         global = true
     )]
-    pub order_confirmation_secs: i64,
+    pub challenge_ttls: String,
     /// How long a settlement request waits for the shopper before it settles by itself
     /// (default 72 hours; shorten it for a demo).
     #[arg(long, env = "HOLDFAST_AUTO_SETTLE_SECS", default_value_t = 72 * 3600, global = true)]
     pub auto_settle_secs: i64,
+    /// Where phone messages go. The simulator (the default on SQLite) keeps them in an inbox
+    /// readable over the API; with PostgreSQL it must be chosen explicitly.
+    #[arg(long, env = "HOLDFAST_PHONE_GATEWAY", value_enum, global = true)]
+    pub phone_gateway: Option<GatewayKind>,
+    /// The SMS or ARS provider's endpoint.
+    #[arg(long, env = "HOLDFAST_PHONE_GATEWAY_URL", global = true)]
+    pub phone_gateway_url: Option<String>,
+    /// The bearer token for the provider's endpoint.
+    #[arg(
+        long,
+        env = "HOLDFAST_PHONE_GATEWAY_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
+    pub phone_gateway_token: Option<SecretString>,
+    /// Verifies the provider's inbound replies (`POST /v1/phone/inbound`); without it that
+    /// endpoint is off.
+    #[arg(
+        long,
+        env = "HOLDFAST_PHONE_WEBHOOK_SECRET",
+        hide_env_values = true,
+        global = true
+    )]
+    pub phone_webhook_secret: Option<SecretString>,
     #[arg(long, env = "HOLDFAST_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
 }

@@ -3,13 +3,14 @@
 //! printed at each start (set anew if the demo already exists).
 
 use crate::state::AppState;
-use holdfast_core::entities::parties as party_rows;
-use holdfast_core::ids::PartyId;
+use holdfast_core::cards::{self, CardId, CardNumber, CardStatus};
+use holdfast_core::entities::cards as card_rows;
+use holdfast_core::funding::DEFAULT_INSTITUTION;
 use holdfast_core::onboarding::{self, NewShopper, NewSupplier};
 use holdfast_core::parties::{self, Role};
 use holdfast_core::phone_number::PhoneNumber;
 use holdfast_core::{Currency, Money, db};
-use holdfast_retail::catalogue::{self, CommissionRate, NewCommodity};
+use holdfast_retail::catalogue::{self, Audience, CommissionRate, NewCommodity};
 use rand::distr::{Alphanumeric, SampleString};
 use sea_orm::QueryFilter;
 use sea_orm::entity::prelude::*;
@@ -22,7 +23,7 @@ pub const SHOPPER_PHONE: &str = "+821012345678";
 pub struct Demo {
     pub operator_password: String,
     pub supplier_password: String,
-    pub shopper_id: PartyId,
+    pub shopper_card: CardNumber,
 }
 
 fn random_password() -> String {
@@ -70,13 +71,30 @@ pub async fn seed(state: &AppState) -> anyhow::Result<Demo> {
         ensure_user(state, Role::Operator, "Demo Operator", OPERATOR_USERNAME).await?;
     let (supplier_password, supplier_is_new) =
         ensure_user(state, Role::Supplier, "Acme Supplies", SUPPLIER_USERNAME).await?;
-    let supplier =
-        parties::verify_password(&state.db, SUPPLIER_USERNAME, &supplier_password).await?;
+    let supplier = parties::verify_password(
+        &state.db,
+        &state.core.clock,
+        SUPPLIER_USERNAME,
+        &supplier_password,
+    )
+    .await?;
     if supplier_is_new {
-        for (name, price, rate) in [
-            ("Espresso beans, 1 kg", "24.00", "0.05"),
-            ("Ceramic pour-over dripper", "32.50", "0.08"),
-            ("Gooseneck kettle", "79.90", "0.05"),
+        for (name, price, rate, audience) in [
+            ("Espresso beans, 1 kg", "24.00", "0.05", Audience::All),
+            ("Ceramic pour-over dripper", "32.50", "0.08", Audience::All),
+            ("Gooseneck kettle", "79.90", "0.05", Audience::All),
+            (
+                "Single-malt whisky, 70 cl",
+                "58.00",
+                "0.05",
+                Audience::AdultOnly,
+            ),
+            (
+                "Office espresso machine",
+                "1450.00",
+                "0.03",
+                Audience::BusinessOnly,
+            ),
         ] {
             catalogue::create_commodity(
                 &state.db,
@@ -88,19 +106,25 @@ pub async fn seed(state: &AppState) -> anyhow::Result<Demo> {
                     description: String::new(),
                     price: Money::parse(price, Currency::USD)?,
                     commission_rate: CommissionRate::parse(rate)?,
+                    audience,
                 },
             )
             .await?;
         }
     }
     let phone = PhoneNumber::parse(SHOPPER_PHONE)?;
-    let existing = party_rows::Entity::find()
-        .filter(party_rows::Column::Role.eq(Role::Shopper))
-        .filter(party_rows::Column::PhoneE164.eq(phone.e164()))
+    let existing = card_rows::Entity::find()
+        .filter(card_rows::Column::InstitutionPartyId.eq(DEFAULT_INSTITUTION.uuid()))
+        .filter(card_rows::Column::PhoneE164.eq(phone.e164()))
+        .filter(card_rows::Column::Status.eq(CardStatus::Active))
         .one(&state.db)
         .await?;
-    let shopper_id = match existing {
-        Some(row) => PartyId::from_uuid(row.id),
+    let shopper_card = match existing {
+        Some(row) => {
+            cards::get_card(&state.db, CardId::from_uuid(row.id))
+                .await?
+                .number
+        }
         None => {
             onboarding::onboard_shopper(
                 &state.db,
@@ -113,14 +137,14 @@ pub async fn seed(state: &AppState) -> anyhow::Result<Demo> {
                 },
             )
             .await?
-            .0
-            .id
+            .card
+            .number
         }
     };
     Ok(Demo {
         operator_password,
         supplier_password,
-        shopper_id,
+        shopper_card,
     })
 }
 
@@ -131,13 +155,13 @@ pub fn instructions(demo: &Demo, base_url: &str) -> String {
 Holdfast demo is ready at {base_url}
   operator  username {OPERATOR_USERNAME}   password {operator_password}
   supplier  username {SUPPLIER_USERNAME}   password {supplier_password}
-  shopper   id {shopper_id}   phone {SHOPPER_PHONE}   500.00 USD prepaid
+  shopper   card {shopper_card}   phone {SHOPPER_PHONE}   500.00 USD prepaid
 Paste this into another terminal, then follow the walkthrough in README.md:
 
-export HOLDFAST={base_url} OPERATOR_PASSWORD={operator_password} SUPPLIER_PASSWORD={supplier_password} SHOPPER_ID={shopper_id} PHONE={SHOPPER_PHONE}
+export HOLDFAST={base_url} OPERATOR_PASSWORD={operator_password} SUPPLIER_PASSWORD={supplier_password} CARD={shopper_card} PHONE={SHOPPER_PHONE}
 "#,
         operator_password = demo.operator_password,
         supplier_password = demo.supplier_password,
-        shopper_id = demo.shopper_id,
+        shopper_card = demo.shopper_card,
     )
 }

@@ -80,12 +80,7 @@ impl ApiError {
         )
     }
 
-    fn from_kind(
-        kind: ErrorKind,
-        code: &'static str,
-        message: String,
-        cause: &dyn std::fmt::Debug,
-    ) -> ApiError {
+    fn from_kind(kind: ErrorKind, code: &'static str, message: String, cause: &str) -> ApiError {
         let status = match kind {
             ErrorKind::Invalid => StatusCode::BAD_REQUEST,
             ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
@@ -93,9 +88,10 @@ impl ApiError {
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
             ErrorKind::Conflict => StatusCode::CONFLICT,
             ErrorKind::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorKind::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::Internal => {
-                tracing::error!(error = ?cause, "internal error");
+                tracing::error!(error = %cause, "internal error");
                 return ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal",
@@ -119,13 +115,21 @@ impl ApiError {
 
 impl From<CoreError> for ApiError {
     fn from(error: CoreError) -> Self {
-        ApiError::from_kind(error.kind(), error.code(), error.to_string(), &error)
+        ApiError::from_kind(
+            error.kind(),
+            error.code(),
+            error.to_string(),
+            &error.log_description(),
+        )
     }
 }
 
 impl From<RetailError> for ApiError {
     fn from(error: RetailError) -> Self {
-        ApiError::from_kind(error.kind(), error.code(), error.to_string(), &error)
+        match error {
+            RetailError::Core(core) => ApiError::from(core),
+            other => ApiError::from_kind(other.kind(), other.code(), other.to_string(), ""),
+        }
     }
 }
 

@@ -70,6 +70,22 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
     }
 }
 
+impl IdempotencyKey {
+    /// Refuses a money-moving request sent without a key: a client that retries after a
+    /// timeout must not pay twice.
+    pub fn required(self) -> Result<IdempotencyKey, ApiError> {
+        if self.0.is_some() {
+            Ok(self)
+        } else {
+            Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "idempotency_key_required",
+                "this request moves money: send an Idempotency-Key header (any unique string)",
+            ))
+        }
+    }
+}
+
 /// A use case's result inside the idempotent transaction: done, or refused after changing
 /// something that must be kept (a wrong code counted). Both are committed and remembered.
 #[derive(Debug)]

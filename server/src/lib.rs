@@ -8,6 +8,7 @@ pub mod error;
 pub mod extract;
 pub mod idempotency;
 pub mod openapi;
+pub mod phone_gateways;
 pub mod state;
 pub mod workers;
 
@@ -19,7 +20,7 @@ use axum::Router;
 use hmac::Mac;
 use holdfast_core::challenge::{ChallengeKeys, ChallengePolicy, keyed_mac};
 use holdfast_core::db::{self, PoolSize};
-use holdfast_core::phone::PhoneSimulator;
+use holdfast_core::phone::{PhoneGateway, PhoneSimulator};
 use holdfast_core::{Clock, Core, funding, parties};
 use holdfast_migrations::{Migrator, MigratorTrait};
 use sea_orm::DatabaseConnection;
@@ -57,7 +58,47 @@ pub fn keys_from_secret(secret: &[u8], token_ttl_secs: i64) -> (JwtKeys, Challen
     )
 }
 
-/// The state of a server using the phone simulator.
+/// What a server's state is built from.
+pub struct Settings {
+    pub secret: Vec<u8>,
+    pub token_ttl_secs: i64,
+    pub policy: ChallengePolicy,
+    pub auto_settle: chrono::Duration,
+    /// `None`: the built-in simulator, its inbox readable over the API.
+    pub gateway: Option<Arc<dyn PhoneGateway>>,
+    pub webhook_secret: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("token_ttl_secs", &self.token_ttl_secs)
+            .field("auto_settle", &self.auto_settle)
+            .finish_non_exhaustive()
+    }
+}
+
+pub fn build_state(db: DatabaseConnection, clock: Clock, settings: Settings) -> AppState {
+    let (jwt, challenge_keys) = keys_from_secret(&settings.secret, settings.token_ttl_secs);
+    let core = Core::new(clock.clone(), challenge_keys, settings.policy)
+        .with_auto_settle(settings.auto_settle);
+    let simulator_inbox = settings.gateway.is_none();
+    let gateway = settings
+        .gateway
+        .unwrap_or_else(|| Arc::new(PhoneSimulator::new(db.clone(), clock)));
+    AppState {
+        gateway,
+        db,
+        core,
+        jwt,
+        simulator_inbox,
+        webhook_secret: settings
+            .webhook_secret
+            .map(|secret| state::WebhookSecret(Arc::from(secret))),
+    }
+}
+
+/// The state of a server using the phone simulator (development and tests).
 pub fn simulator_state(
     db: DatabaseConnection,
     clock: Clock,
@@ -65,13 +106,16 @@ pub fn simulator_state(
     token_ttl_secs: i64,
     policy: ChallengePolicy,
 ) -> AppState {
-    let (jwt, challenge_keys) = keys_from_secret(secret, token_ttl_secs);
-    let core = Core::new(clock.clone(), challenge_keys, policy);
-    AppState {
-        gateway: Arc::new(PhoneSimulator::new(db.clone(), clock)),
+    build_state(
         db,
-        core,
-        jwt,
-        simulator_inbox: true,
-    }
+        clock,
+        Settings {
+            secret: secret.to_vec(),
+            token_ttl_secs,
+            policy,
+            auto_settle: chrono::Duration::hours(holdfast_core::DEFAULT_AUTO_SETTLE_HOURS),
+            gateway: None,
+            webhook_secret: None,
+        },
+    )
 }

@@ -2,14 +2,17 @@ use anyhow::Context;
 use clap::Parser;
 use holdfast_core::challenge::ChallengePolicy;
 use holdfast_core::db::PoolSize;
+use holdfast_core::phone::PhoneGateway;
 use holdfast_core::{Clock, onboarding};
 use holdfast_server::config::{
-    Cli, Command, Config, DEVELOPMENT_JWT_SECRET, LogFormat, MIN_SECRET_CHARS,
+    Cli, Command, Config, DEVELOPMENT_JWT_SECRET, GatewayKind, LogFormat, MIN_SECRET_CHARS,
 };
+use holdfast_server::phone_gateways::{Channel, HttpPhoneGateway};
 use holdfast_server::workers::{self, WorkerIntervals};
-use holdfast_server::{demo, open_database, simulator_state};
+use holdfast_server::{Settings, build_state, demo, open_database, simulator_state};
 use secrecy::ExposeSecret;
 use std::io::BufRead;
+use std::sync::Arc;
 use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
 
@@ -65,16 +68,62 @@ fn secret(config: &Config) -> anyhow::Result<Vec<u8>> {
     }
 }
 
-fn policy(config: &Config) -> ChallengePolicy {
-    ChallengePolicy {
-        default_ttl: chrono::Duration::seconds(config.order_confirmation_secs.clamp(30, 600)),
-        settlement_ttl: chrono::Duration::seconds(config.auto_settle_secs.max(10)),
-        ..ChallengePolicy::default()
-    }
+fn policy(config: &Config) -> anyhow::Result<ChallengePolicy> {
+    ChallengePolicy::default()
+        .with_ttls(&config.challenge_ttls)
+        .map_err(|e| anyhow::anyhow!("HOLDFAST_CHALLENGE_TTLS: {e}"))
+}
+
+/// The phone gateway the configuration asks for; `None` is the simulator.
+fn gateway(config: &Config) -> anyhow::Result<Option<Arc<dyn PhoneGateway>>> {
+    let kind = match config.phone_gateway {
+        Some(kind) => kind,
+        None if config.uses_postgres() => anyhow::bail!(
+            "with PostgreSQL, choose HOLDFAST_PHONE_GATEWAY: sms, ars, or simulator (development \
+             only: its inbox, codes included, is readable over the API)"
+        ),
+        None => GatewayKind::Simulator,
+    };
+    let channel = match kind {
+        GatewayKind::Simulator => {
+            tracing::warn!("phone gateway: the SIMULATOR; every code is readable over the API");
+            return Ok(None);
+        }
+        GatewayKind::Sms => Channel::Sms,
+        GatewayKind::Ars => Channel::Ars,
+    };
+    let url = config
+        .phone_gateway_url
+        .as_deref()
+        .context("HOLDFAST_PHONE_GATEWAY_URL is required for the sms and ars gateways")?;
+    let token = config
+        .phone_gateway_token
+        .clone()
+        .context("HOLDFAST_PHONE_GATEWAY_TOKEN is required for the sms and ars gateways")?;
+    Ok(Some(Arc::new(HttpPhoneGateway::new(channel, url, token)?)))
+}
+
+fn settings(config: &Config) -> anyhow::Result<Settings> {
+    Ok(Settings {
+        secret: secret(config)?,
+        token_ttl_secs: config.token_ttl_secs,
+        policy: policy(config)?,
+        auto_settle: chrono::Duration::seconds(config.auto_settle_secs),
+        gateway: gateway(config)?,
+        webhook_secret: config
+            .phone_webhook_secret
+            .as_ref()
+            .map(|s| s.expose_secret().as_bytes().to_vec()),
+    })
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    let secret = secret(&config)?;
+    let settings = settings(&config)?;
+    let gateway_name = if settings.gateway.is_some() {
+        "provider"
+    } else {
+        "simulator"
+    };
     let url = config.database_url();
     let db = open_database(&url, PoolSize::default()).await?;
     tracing::info!(
@@ -85,13 +134,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         },
         "database ready"
     );
-    let state = simulator_state(
-        db,
-        Clock::system(),
-        &secret,
-        config.token_ttl_secs,
-        policy(&config),
-    );
+    let state = build_state(db, Clock::system(), settings);
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .with_context(|| format!("could not listen on {}", config.bind))?;
@@ -102,7 +145,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     let (stop, stopped) = watch::channel(false);
     workers::spawn(state.clone(), WorkerIntervals::default(), stopped);
-    tracing::info!(%base_url, phone_gateway = "simulator", "listening");
+    tracing::info!(%base_url, phone_gateway = gateway_name, "listening");
     axum::serve(listener, holdfast_server::app(state))
         .with_graceful_shutdown(async move {
             let _ = tokio::signal::ctrl_c().await;

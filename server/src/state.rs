@@ -4,6 +4,16 @@ use holdfast_core::phone::PhoneGateway;
 use sea_orm::DatabaseConnection;
 use std::sync::Arc;
 
+/// The key the phone provider signs its inbound replies with. Never printed.
+#[derive(Clone)]
+pub struct WebhookSecret(pub Arc<[u8]>);
+
+impl std::fmt::Debug for WebhookSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WebhookSecret(…)")
+    }
+}
+
 /// Everything a request handler needs; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct AppState {
@@ -13,4 +23,6 @@ pub struct AppState {
     pub gateway: Arc<dyn PhoneGateway>,
     /// The phone simulator's inbox is readable over the API (development and tests only).
     pub simulator_inbox: bool,
+    /// Verifies the phone provider's signed inbound replies; `None` turns that endpoint off.
+    pub webhook_secret: Option<WebhookSecret>,
 }

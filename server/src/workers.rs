@@ -2,9 +2,7 @@
 //! timers. Both are safe to run in several processes against one PostgreSQL.
 
 use crate::state::AppState;
-use holdfast_core::challenge::{self, ChallengePurpose};
 use holdfast_core::escrow;
-use holdfast_core::ids::ChallengeId;
 use holdfast_core::timers::{self, Fired, Timer, TimerHandler};
 use holdfast_core::{Core, CoreError, CoreResult};
 use sea_orm::DatabaseTransaction;
@@ -18,20 +16,21 @@ pub struct TimerDispatch {
 
 #[async_trait::async_trait]
 impl TimerHandler for TimerDispatch {
-    async fn handle(&self, txn: &DatabaseTransaction, timer: &Timer) -> CoreResult<()> {
+    async fn lock_subject(&self, txn: &DatabaseTransaction, timer: &Timer) -> CoreResult<()> {
         match timer.kind.as_str() {
-            challenge::EXPIRY_TIMER => {
-                let id = ChallengeId::from_uuid(timer.subject);
-                let Some(expired) = challenge::expire_in_txn(txn, &self.core.clock, id).await?
-                else {
-                    return Ok(());
-                };
-                match expired.purpose {
-                    ChallengePurpose::Order | ChallengePurpose::Settlement => {
-                        escrow::on_challenge_expired_in_txn(txn, &self.core, &expired).await
-                    }
-                    _ => Ok(()),
-                }
+            kind if escrow::is_case_timer(kind) => {
+                escrow::lock_timer_subject_in_txn(txn, timer.subject).await
+            }
+            other => Err(CoreError::invalid(format!(
+                "no handler for timer kind '{other}'"
+            ))),
+        }
+    }
+
+    async fn fire(&self, txn: &DatabaseTransaction, timer: &Timer) -> CoreResult<()> {
+        match timer.kind.as_str() {
+            kind if escrow::is_case_timer(kind) => {
+                escrow::fire_timer_in_txn(txn, &self.core, kind, timer.subject).await
             }
             other => Err(CoreError::invalid(format!(
                 "no handler for timer kind '{other}'"
@@ -67,7 +66,7 @@ pub async fn fire_due_timers(state: &AppState) -> CoreResult<usize> {
         match timers::fire_next(&state.db, &state.core.clock, &dispatch).await? {
             Fired::Idle => return Ok(fired),
             Fired::Fired(_) => fired += 1,
-            Fired::Failed(_) => {}
+            Fired::Skipped(_) | Fired::Failed(_) => {}
         }
     }
 }

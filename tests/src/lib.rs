@@ -255,10 +255,23 @@ impl TestApp {
         )
     }
 
-    /// A shopper with a prepaid balance, logged in on the phone; returns its id and token.
+    /// A shopper with an EC card on a prepaid balance, logged in on the phone; returns its id
+    /// and token.
     pub async fn shopper(&self, operator: &str, phone: &str, deposit: &str) -> (String, String) {
+        let (id, card) = self.prepaid_card(operator, phone, deposit).await;
+        (id, self.card_login(&card, phone).await)
+    }
+
+    /// An EC card on a prepaid account, issued through the operator; returns the holder's id
+    /// and the card number.
+    pub async fn prepaid_card(
+        &self,
+        operator: &str,
+        phone: &str,
+        deposit: &str,
+    ) -> (String, String) {
         let reply = self
-            .post(
+            .post_idempotent(
                 "/v1/operator/shoppers",
                 Some(operator),
                 json!({"display_name": "Shopper", "phone": phone, "currency": "USD",
@@ -266,22 +279,42 @@ impl TestApp {
             )
             .await;
         assert_eq!(reply.status, StatusCode::CREATED, "{reply:?}");
-        let id = reply.body["party_id"].as_str().unwrap().to_owned();
+        (
+            reply.body["party_id"].as_str().unwrap().to_owned(),
+            reply.body["card"]["card_number"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        )
+    }
+
+    /// Logs in with `card` on the phone mapped to it; returns the token.
+    pub async fn card_login(&self, card: &str, phone: &str) -> String {
         let started = self
-            .post("/v1/auth/phone-login", None, json!({"shopper_id": id}))
+            .post("/v1/auth/card-login", None, json!({"card_number": card}))
             .await;
         assert_eq!(started.status, StatusCode::ACCEPTED, "{started:?}");
         let challenge = started.body["challenge_id"].as_str().unwrap().to_owned();
         let code = self.code_for(phone, &challenge).await;
         let answered = self.answer(&challenge, &code, "approve").await;
         assert_eq!(answered.status, StatusCode::OK, "{answered:?}");
-        (
-            id,
-            answered.body["token"]["access_token"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
+        answered.body["token"]["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// A POST with a fresh `Idempotency-Key`, as money-moving requests need.
+    pub async fn post_idempotent(&self, path: &str, token: Option<&str>, body: Value) -> Reply {
+        let key = uuid::Uuid::new_v4().to_string();
+        self.request(
+            Method::POST,
+            path,
+            token,
+            Some(body),
+            &[("idempotency-key", &key)],
         )
+        .await
     }
 
     /// The newest code the phone received for `challenge`, read from the simulator's inbox.
@@ -328,12 +361,23 @@ impl TestApp {
     }
 
     pub async fn place_order(&self, shopper: &str, commodity: &str, quantity: u32) -> Reply {
-        self.post(
+        self.post_idempotent(
             "/v1/retail/orders",
             Some(shopper),
             json!({"lines": [{"commodity_id": commodity, "quantity": quantity}]}),
         )
         .await
+    }
+
+    /// The id of the order's pending phone confirmation, as its shopper sees it.
+    pub async fn pending_confirmation(&self, shopper: &str, order_number: &str) -> String {
+        let order = self
+            .get(&format!("/v1/retail/orders/{order_number}"), Some(shopper))
+            .await;
+        order.body["pending_confirmation"]["challenge_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no pending confirmation: {order:?}"))
+            .to_owned()
     }
 
     /// The balance of the caller's first account of `kind`, as a decimal string.

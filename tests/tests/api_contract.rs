@@ -162,7 +162,7 @@ async fn an_idempotency_key_replays_the_first_answer_and_refuses_another_body() 
     let app = TestApp::spawn().await;
     let operator = app.operator_token().await;
     let (_, supplier) = app.supplier(&operator, "Acme").await;
-    let (shopper_id, shopper) = app.shopper(&operator, "+821099990001", "100.00").await;
+    let (_, shopper) = app.shopper(&operator, "+821099990001", "100.00").await;
     let commodity = app.commodity(&supplier, "10.00", "0.1").await;
     let body = json!({"lines": [{"commodity_id": commodity, "quantity": 1}]});
     let first = app
@@ -203,19 +203,27 @@ async fn an_idempotency_key_replays_the_first_answer_and_refuses_another_body() 
     assert_eq!(conflict.status, StatusCode::CONFLICT);
     assert_eq!(conflict.code(), "idempotency_key_reused");
 
-    // A deposit retried with its key pays once.
+    // A deposit retried with its key pays once; without a key it is refused.
+    let accounts = app.get("/v1/accounts", Some(&shopper)).await;
+    let account = accounts.body[0]["id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/accounts/{account}/deposits");
+    let five = json!({"amount": {"amount": "5.00", "currency": "USD"}});
     for _ in 0..3 {
         let deposit = app
             .request(
                 Method::POST,
-                &format!("/v1/operator/shoppers/{shopper_id}/deposits"),
+                &path,
                 Some(&operator),
-                Some(json!({"amount": {"amount": "5.00", "currency": "USD"}})),
+                Some(five.clone()),
                 &[("idempotency-key", "dep-1")],
             )
             .await;
         assert_eq!(deposit.status, StatusCode::CREATED, "{deposit:?}");
     }
+    assert_eq!(app.balance(&shopper, "prepaid").await, "95.00");
+    let keyless = app.post(&path, Some(&operator), five).await;
+    assert_eq!(keyless.status, StatusCode::BAD_REQUEST);
+    assert_eq!(keyless.code(), "idempotency_key_required");
     assert_eq!(app.balance(&shopper, "prepaid").await, "95.00");
     app.assert_ledger_clean().await;
 }
@@ -255,7 +263,7 @@ async fn large_and_fractional_amounts_round_trip_exactly() {
         ("999999999999999", "KRW"),
     ] {
         let reply = app
-            .post(
+            .post_idempotent(
                 "/v1/operator/shoppers",
                 Some(&operator),
                 json!({"display_name": "Rich", "phone": "+821099990002", "currency": currency,
@@ -267,7 +275,7 @@ async fn large_and_fractional_amounts_round_trip_exactly() {
         assert_eq!(reply.body["prepaid_account"]["available"]["amount"], amount);
     }
     let too_much = app
-        .post(
+        .post_idempotent(
             "/v1/operator/shoppers",
             Some(&operator),
             json!({"display_name": "Richer", "phone": "+821099990003", "currency": "USD",

@@ -86,10 +86,12 @@ async fn the_same_approval_sent_twice_at_once_counts_once() {
             serde_json::json!({}),
         )
         .await;
-    let settlement = settle.body["pending_confirmation"]["challenge_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    assert_eq!(settle.status, StatusCode::OK, "{settle:?}");
+    assert!(
+        settle.body["pending_confirmation"].is_null(),
+        "the supplier must not see it"
+    );
+    let settlement = app.pending_confirmation(&shopper, &number).await;
     let code = app.code_for(phone, &settlement).await;
 
     let mut tasks = Vec::new();

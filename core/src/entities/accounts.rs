@@ -15,6 +15,7 @@ pub struct Model {
     pub reserved: MinorUnits,
     pub credit_limit: MinorUnits,
     pub unbounded: bool,
+    pub credit_class: Option<crate::funding::CreditClass>,
     pub created_at: DateTimeUtc,
 }
 

@@ -8,6 +8,8 @@ pub struct Model {
     pub username: String,
     pub password_hash: String,
     pub second_password_hash: Option<String>,
+    pub failed_logins: i32,
+    pub locked_until: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
 }
 

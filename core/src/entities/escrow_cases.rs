@@ -20,6 +20,7 @@ pub struct Model {
     pub hold_id: Option<Uuid>,
     pub order_challenge_id: Option<Uuid>,
     pub settlement_challenge_id: Option<Uuid>,
+    pub payer_card_id: Option<Uuid>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

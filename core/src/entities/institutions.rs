@@ -6,6 +6,9 @@ pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub party_id: Uuid,
     pub code: String,
+    pub kind: crate::funding::InstitutionKind,
+    /// The code of the institution whose freezing account this one uses (its own by default).
+    pub freezing_pool: String,
     pub created_at: DateTimeUtc,
 }
 

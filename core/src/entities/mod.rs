@@ -2,9 +2,11 @@
 //! cases turn them into domain types before anything leaves the crate.
 
 pub mod accounts;
+pub mod cards;
 pub mod case_events;
 pub mod challenges;
 pub mod credentials;
+pub mod credit_class_caps;
 pub mod escrow_cases;
 pub mod holds;
 pub mod institutions;

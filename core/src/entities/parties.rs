@@ -7,7 +7,6 @@ pub struct Model {
     pub id: Uuid,
     pub role: crate::parties::Role,
     pub display_name: String,
-    pub phone_e164: Option<String>,
     pub created_at: DateTimeUtc,
 }
 

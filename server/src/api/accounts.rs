@@ -1,17 +1,25 @@
 use crate::auth::Principal;
 use crate::error::ApiResult;
+use crate::extract::{Json, Path};
+use crate::idempotency::{self, IdempotencyKey, Outcome};
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::State;
-use axum::routing::get;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{get, post};
 use holdfast_core::ids::{AccountId, PartyId};
 use holdfast_core::ledger::{self, Account, AccountKind};
+use holdfast_core::onboarding;
+use holdfast_core::parties::Role;
 use holdfast_core::{Currency, Money};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/accounts", get(my_accounts))
+    Router::new()
+        .route("/accounts", get(my_accounts))
+        .route("/accounts/{account_id}/deposits", post(deposit))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -51,4 +59,60 @@ pub async fn my_accounts(
     Ok(axum::Json(
         accounts.into_iter().map(AccountView::from).collect(),
     ))
+}
+
+#[derive(Deserialize, Serialize, ToSchema)]
+pub struct Deposit {
+    pub amount: Money,
+}
+
+/// Pay money in: onto a prepaid or bank account, or as a repayment onto a credit line. The
+/// operator may pay into any funding account, an institution into those it operates. Send an
+/// `Idempotency-Key` so that a retry cannot pay twice.
+#[utoipa::path(post, path = "/v1/accounts/{account_id}/deposits", tag = "accounts",
+    security(("bearer" = [])),
+    params(("account_id" = AccountId, Path), ("Idempotency-Key" = Option<String>, Header)),
+    request_body = Deposit,
+    responses((status = 201, body = AccountView), (status = 404, body = crate::error::ErrorBody),
+        (status = 409, body = crate::error::ErrorBody)))]
+pub async fn deposit(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(account): Path<AccountId>,
+    key: IdempotencyKey,
+    Json(body): Json<Deposit>,
+) -> ApiResult<Response> {
+    let key = key.required()?;
+    principal.require(&[Role::Operator, Role::Institution])?;
+    let fingerprint = idempotency::fingerprint("deposit", &(account, &body));
+    let transfer_key = format!(
+        "deposit:{}:{}",
+        principal.party,
+        key.0.as_deref().unwrap_or_default()
+    );
+    let core = state.core.clone();
+    let by_operator = principal.role == Role::Operator;
+    idempotency::run(
+        &state,
+        principal.scope(),
+        key,
+        fingerprint,
+        StatusCode::CREATED,
+        move |txn| {
+            Box::pin(async move {
+                let (_, account) = onboarding::pay_in_in_txn(
+                    txn,
+                    &core,
+                    principal.party,
+                    by_operator,
+                    account,
+                    body.amount,
+                    &transfer_key,
+                )
+                .await?;
+                Ok(Outcome::Done(AccountView::from(account)))
+            })
+        },
+    )
+    .await
 }

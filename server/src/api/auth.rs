@@ -7,7 +7,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use chrono::{DateTime, Utc};
-use holdfast_core::ids::{ChallengeId, PartyId};
+use holdfast_core::cards::CardNumber;
+use holdfast_core::ids::ChallengeId;
 use holdfast_core::{login, parties};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -15,7 +16,7 @@ use utoipa::ToSchema;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/auth/login", post(login_with_password))
-        .route("/auth/phone-login", post(start_phone_login))
+        .route("/auth/card-login", post(start_card_login))
 }
 
 #[derive(Deserialize, Serialize, ToSchema)]
@@ -24,7 +25,7 @@ pub struct PasswordLogin {
     pub password: String,
 }
 
-/// Log in with a username and password (operators, suppliers, and other staff).
+/// Log in with a username and password (operators, institutions, suppliers, carriers, staff).
 #[utoipa::path(post, path = "/v1/auth/login", tag = "auth", request_body = PasswordLogin,
     responses((status = 200, body = TokenResponse), (status = 401, body = crate::error::ErrorBody)))]
 pub async fn login_with_password(
@@ -34,33 +35,40 @@ pub async fn login_with_password(
     if body.password.len() > parties::MAX_PASSWORD_CHARS * 4 {
         return Err(ApiError::unauthenticated("wrong username or password"));
     }
-    let party = parties::verify_password(&state.db, &body.username, &body.password).await?;
-    Ok(axum::Json(issue_token(&state.jwt, &party)?))
+    let party =
+        parties::verify_password(&state.db, &state.core.clock, &body.username, &body.password)
+            .await?;
+    Ok(axum::Json(issue_token(&state.jwt, &party, None)?))
 }
 
 #[derive(Deserialize, Serialize, ToSchema)]
-pub struct PhoneLogin {
-    pub shopper_id: PartyId,
+pub struct CardLogin {
+    /// The EC card number, with or without dashes.
+    pub card_number: CardNumber,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct PhoneLoginStarted {
-    /// Answer it with the code sent to the phone: `POST /v1/challenges/{id}/answer`.
+pub struct LoginStarted {
+    /// Answer it with the code sent to the phone: `POST /v1/challenges/{id}/answer`; the
+    /// answer carries the token.
     pub challenge_id: ChallengeId,
     pub expires_at: DateTime<Utc>,
 }
 
-/// Start a shopper's login: a code goes to the shopper's phone.
-#[utoipa::path(post, path = "/v1/auth/phone-login", tag = "auth", request_body = PhoneLogin,
-    responses((status = 202, body = PhoneLoginStarted), (status = 404, body = crate::error::ErrorBody)))]
-pub async fn start_phone_login(
+/// Start a shopper's login with an EC card number: a code goes to the phone mapped to it. A
+/// mistyped number fails its check digit before any look-up.
+#[utoipa::path(post, path = "/v1/auth/card-login", tag = "auth", request_body = CardLogin,
+    responses((status = 202, body = LoginStarted), (status = 400, body = crate::error::ErrorBody),
+        (status = 403, description = "the card is blocked or replaced", body = crate::error::ErrorBody),
+        (status = 404, body = crate::error::ErrorBody)))]
+pub async fn start_card_login(
     State(state): State<AppState>,
-    Json(body): Json<PhoneLogin>,
-) -> ApiResult<(StatusCode, axum::Json<PhoneLoginStarted>)> {
-    let challenge = login::start_phone_login(&state.db, &state.core, body.shopper_id).await?;
+    Json(body): Json<CardLogin>,
+) -> ApiResult<(StatusCode, axum::Json<LoginStarted>)> {
+    let challenge = login::start_card_login(&state.db, &state.core, &body.card_number).await?;
     Ok((
         StatusCode::ACCEPTED,
-        axum::Json(PhoneLoginStarted {
+        axum::Json(LoginStarted {
             challenge_id: challenge.id,
             expires_at: challenge.expires_at,
         }),

@@ -67,10 +67,21 @@ pub async fn answer(
     if found.purpose == ChallengePurpose::Login {
         return answer_login(&state, challenge_id, &body).await;
     }
+    answer_case(&state, challenge_id, found.purpose, body, key).await
+}
+
+/// Answers an order or settlement confirmation, from the API or the phone provider's webhook.
+pub async fn answer_case(
+    state: &AppState,
+    challenge_id: ChallengeId,
+    purpose: ChallengePurpose,
+    body: ChallengeAnswer,
+    key: IdempotencyKey,
+) -> ApiResult<Response> {
     let fingerprint = idempotency::fingerprint("answer_challenge", &(challenge_id, &body));
     let core = state.core.clone();
     idempotency::run(
-        &state,
+        state,
         format!("challenge:{challenge_id}"),
         key,
         fingerprint,
@@ -88,7 +99,7 @@ pub async fn answer(
                 Ok(match effect {
                     AnswerEffect::Applied(case, outcome) => Outcome::Done(ChallengeAnswered {
                         challenge_id,
-                        purpose: found.purpose,
+                        purpose,
                         outcome: Some(outcome),
                         order_number: Some(case.order_number),
                         state: Some(case.state),
@@ -113,14 +124,15 @@ async fn answer_login(
             "a login is answered with 'approve' or not at all",
         ));
     }
-    let party = login::answer_login(&state.db, &state.core, challenge_id, &body.code).await?;
+    let (party, card) =
+        login::answer_login(&state.db, &state.core, challenge_id, &body.code).await?;
     let answered = ChallengeAnswered {
         challenge_id,
         purpose: ChallengePurpose::Login,
         outcome: None,
         order_number: None,
         state: None,
-        token: Some(issue_token(&state.jwt, &party)?),
+        token: Some(issue_token(&state.jwt, &party, Some(card.id))?),
     };
     Ok(axum::response::IntoResponse::into_response(axum::Json(
         answered,

@@ -2,10 +2,14 @@
 
 pub mod accounts;
 pub mod auth;
+pub mod cards;
 pub mod challenges;
+pub mod institution;
 pub mod operator;
+pub mod phone;
 pub mod retail;
 pub mod simulator;
+pub mod supplier;
 
 use crate::error::{ApiError, REQUEST_ID};
 use crate::state::AppState;
@@ -27,9 +31,13 @@ pub fn router(state: AppState) -> Router {
     let v1 = Router::new()
         .merge(auth::routes())
         .merge(challenges::routes())
+        .merge(phone::routes())
         .merge(simulator::routes())
         .merge(operator::routes())
         .merge(accounts::routes())
+        .merge(cards::routes())
+        .merge(institution::routes())
+        .merge(supplier::routes())
         .merge(retail::routes());
     Router::new()
         .route("/healthz", get(health))

@@ -2,9 +2,10 @@
 //! account, and auditing the ledger.
 
 use crate::api::accounts::AccountView;
+use crate::api::cards::CardView;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Json, Path, Query};
+use crate::extract::{Json, Query};
 use crate::idempotency::{self, IdempotencyKey, Outcome};
 use crate::state::AppState;
 use axum::Router;
@@ -12,6 +13,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
+use holdfast_core::funding::{CreditClass, Institution, InstitutionKind, NewInstitution};
 use holdfast_core::ids::PartyId;
 use holdfast_core::ledger::{self, LedgerAudit};
 use holdfast_core::onboarding::{self, NewShopper, NewSupplier};
@@ -25,7 +27,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/operator/suppliers", post(create_supplier))
         .route("/operator/shoppers", post(create_shopper))
-        .route("/operator/shoppers/{shopper_id}/deposits", post(deposit))
+        .route("/operator/institutions", post(create_institution))
         .route("/operator/accounts", get(accounts))
         .route("/operator/ledger/audit", get(audit))
 }
@@ -95,12 +97,14 @@ pub struct CreateShopper {
 #[derive(Serialize, ToSchema)]
 pub struct ShopperCreated {
     pub party_id: PartyId,
-    pub display_name: String,
+    /// An adult, personal EC card on a prepayment account at the built-in institution: the
+    /// shopper logs in with it.
+    pub card: CardView,
     pub prepaid_account: AccountView,
 }
 
-/// Onboard a shopper with a phone and an EC prepayment account (funded with the initial
-/// deposit, so send an `Idempotency-Key`).
+/// Onboard a shopper: an EC card mapped to the phone and to a prepayment account at the
+/// built-in institution (funded with the initial deposit, so send an `Idempotency-Key`).
 #[utoipa::path(post, path = "/v1/operator/shoppers", tag = "operator", security(("bearer" = [])),
     params(("Idempotency-Key" = Option<String>, Header)),
     request_body = CreateShopper,
@@ -112,6 +116,7 @@ pub async fn create_shopper(
     key: IdempotencyKey,
     Json(body): Json<CreateShopper>,
 ) -> ApiResult<Response> {
+    let key = key.required()?;
     principal.require(&[Role::Operator])?;
     let fingerprint = idempotency::fingerprint("create_shopper", &body);
     let core = state.core.clone();
@@ -129,11 +134,11 @@ pub async fn create_shopper(
                     currency: body.currency,
                     initial_deposit: body.initial_deposit,
                 };
-                let (party, account) = onboarding::onboard_shopper_in_txn(txn, &core, new).await?;
+                let issued = onboarding::onboard_shopper_in_txn(txn, &core, new).await?;
                 Ok(Outcome::Done(ShopperCreated {
-                    party_id: party.id,
-                    display_name: party.display_name,
-                    prepaid_account: account.into(),
+                    party_id: issued.card.holder,
+                    card: CardView::from(&issued.card),
+                    prepaid_account: issued.funding.into(),
                 }))
             })
         },
@@ -142,61 +147,69 @@ pub async fn create_shopper(
 }
 
 #[derive(Deserialize, Serialize, ToSchema)]
-pub struct Deposit {
-    pub amount: Money,
+pub struct CreditClassCap {
+    pub class: CreditClass,
+    pub max_limit: Money,
+}
+
+#[derive(Deserialize, Serialize, ToSchema)]
+pub struct CreateInstitution {
+    pub display_name: String,
+    /// Four digits: the first four of every card number it issues.
+    #[schema(example = "1001")]
+    pub code: String,
+    pub kind: InstitutionKind,
+    /// The code of an existing institution whose freezing account to share.
+    pub shares_freezing_with: Option<String>,
+    /// The largest limit granted per EC credit-line class (banks).
+    #[serde(default)]
+    pub credit_class_caps: Vec<CreditClassCap>,
+    pub username: String,
+    pub password: String,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct Deposited {
-    pub account: AccountView,
+pub struct InstitutionCreated {
+    pub institution: Institution,
+    pub username: String,
 }
 
-/// Pay money into a shopper's prepaid account. Send an `Idempotency-Key` so a retry cannot pay
-/// twice.
-#[utoipa::path(post, path = "/v1/operator/shoppers/{shopper_id}/deposits", tag = "operator",
-    security(("bearer" = [])),
-    params(("shopper_id" = PartyId, Path), ("Idempotency-Key" = Option<String>, Header)),
-    request_body = Deposit,
-    responses((status = 201, body = Deposited), (status = 404, body = crate::error::ErrorBody),
-        (status = 409, body = crate::error::ErrorBody)))]
-pub async fn deposit(
+/// Onboard a bank, card company or department store, with the login of its staff.
+#[utoipa::path(post, path = "/v1/operator/institutions", tag = "operator", security(("bearer" = [])),
+    request_body = CreateInstitution,
+    responses((status = 201, body = InstitutionCreated), (status = 400, body = crate::error::ErrorBody),
+        (status = 403, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+pub async fn create_institution(
     State(state): State<AppState>,
     principal: Principal,
-    Path(shopper): Path<PartyId>,
-    key: IdempotencyKey,
-    Json(body): Json<Deposit>,
-) -> ApiResult<Response> {
+    Json(body): Json<CreateInstitution>,
+) -> ApiResult<(StatusCode, axum::Json<InstitutionCreated>)> {
     principal.require(&[Role::Operator])?;
-    let fingerprint = idempotency::fingerprint("deposit", &(shopper, &body));
-    // Without a client key each request is its own deposit.
-    let transfer_key = match &key.0 {
-        Some(k) => format!("deposit:{}:{k}", principal.party),
-        None => format!("deposit:{}", uuid::Uuid::now_v7()),
-    };
-    let core = state.core.clone();
-    idempotency::run(
-        &state,
-        principal.scope(),
-        key,
-        fingerprint,
-        StatusCode::CREATED,
-        move |txn| {
-            Box::pin(async move {
-                let (_, account) = onboarding::deposit_for_shopper_in_txn(
-                    txn,
-                    &core,
-                    shopper,
-                    body.amount,
-                    &transfer_key,
-                )
-                .await?;
-                Ok(Outcome::Done(Deposited {
-                    account: account.into(),
-                }))
-            })
+    let (institution, username) = onboarding::create_institution(
+        &state.db,
+        &state.core,
+        NewInstitution {
+            display_name: body.display_name,
+            code: body.code,
+            kind: body.kind,
+            shares_freezing_with: body.shares_freezing_with,
+            credit_class_caps: body
+                .credit_class_caps
+                .into_iter()
+                .map(|cap| (cap.class, cap.max_limit))
+                .collect(),
         },
+        &body.username,
+        &body.password,
     )
-    .await
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(InstitutionCreated {
+            institution,
+            username,
+        }),
+    ))
 }
 
 #[derive(Deserialize, IntoParams)]

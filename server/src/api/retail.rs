@@ -11,10 +11,13 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
 use holdfast_core::Money;
+use holdfast_core::cards;
 use holdfast_core::escrow::CaseEvent;
 use holdfast_core::order_number::OrderNumber;
 use holdfast_core::parties::Role;
-use holdfast_retail::catalogue::{self, CommissionRate, Commodity, CommodityId, NewCommodity};
+use holdfast_retail::catalogue::{
+    self, Audience, CommissionRate, Commodity, CommodityId, NewCommodity, Viewer,
+};
 use holdfast_retail::orders::{self, OrderSummary, OrderView, PlaceOrder};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -33,6 +36,10 @@ pub fn routes() -> Router<AppState> {
             "/retail/orders/{order_number}/settlement-request",
             post(request_settlement),
         )
+        .route(
+            "/retail/orders/{order_number}/settlement-confirmation",
+            post(renew_settlement_confirmation),
+        )
 }
 
 #[derive(Deserialize, Serialize, ToSchema)]
@@ -46,6 +53,9 @@ pub struct CreateCommodity {
     /// The platform's share of the price, a decimal fraction below 1 (`"0.05"` = 5 %).
     #[schema(example = "0.05")]
     pub commission_rate: String,
+    /// Who may see and buy it, by card class (default `all`).
+    #[serde(default)]
+    pub audience: Audience,
 }
 
 /// List a commodity for sale (suppliers).
@@ -69,6 +79,7 @@ pub async fn create_commodity(
             description: body.description,
             price: body.price,
             commission_rate: CommissionRate::parse(&body.commission_rate)?,
+            audience: body.audience,
         },
     )
     .await?;
@@ -83,15 +94,24 @@ pub struct PageQuery {
     pub limit: Option<u64>,
 }
 
-/// Commodities for sale.
+/// Commodities for sale. A shopper sees what the class of the card it logged in with may buy
+/// (no adult goods for adolescent cards, business goods for business cards only).
 #[utoipa::path(get, path = "/v1/retail/commodities", tag = "retail", security(("bearer" = [])),
     params(PageQuery), responses((status = 200, body = [Commodity])))]
 pub async fn list_commodities(
     State(state): State<AppState>,
-    _principal: Principal,
+    principal: Principal,
     Query(page): Query<PageQuery>,
 ) -> ApiResult<axum::Json<Vec<Commodity>>> {
-    let list = catalogue::list_commodities(&state.db, page.after, page.limit.unwrap_or(20)).await?;
+    let viewer = match principal.role {
+        Role::Shopper => {
+            let card = cards::get_card(&state.db, principal.shopper_card()?).await?;
+            Viewer::Card(card.age_class, card.purchase_type)
+        }
+        _ => Viewer::Staff,
+    };
+    let list = catalogue::list_commodities(&state.db, viewer, page.after, page.limit.unwrap_or(20))
+        .await?;
     Ok(axum::Json(list))
 }
 
@@ -109,8 +129,9 @@ pub async fn place_order(
     key: IdempotencyKey,
     Json(body): Json<PlaceOrder>,
 ) -> ApiResult<Response> {
-    principal.require(&[Role::Shopper])?;
-    let fingerprint = idempotency::fingerprint("place_order", &body);
+    let key = key.required()?;
+    let card = principal.shopper_card()?;
+    let fingerprint = idempotency::fingerprint("place_order", &(card, &body));
     let core = state.core.clone();
     idempotency::run(
         &state,
@@ -120,7 +141,8 @@ pub async fn place_order(
         StatusCode::CREATED,
         move |txn| {
             Box::pin(async move {
-                let view = orders::place_order_in_txn(txn, &core, principal.party, body).await?;
+                let view =
+                    orders::place_order_in_txn(txn, &core, principal.party, card, body).await?;
                 Ok(Outcome::Done(view))
             })
         },
@@ -237,4 +259,22 @@ pub async fn request_settlement(
         },
     )
     .await
+}
+
+/// Get a fresh settlement confirmation on the phone (its shopper) when the last one expired or
+/// was locked by wrong codes. The settlement period runs on regardless.
+#[utoipa::path(post, path = "/v1/retail/orders/{order_number}/settlement-confirmation", tag = "retail",
+    security(("bearer" = [])), params(("order_number" = OrderNumber, Path)),
+    responses((status = 200, body = OrderView), (status = 404, body = crate::error::ErrorBody),
+        (status = 409, body = crate::error::ErrorBody)))]
+pub async fn renew_settlement_confirmation(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(number): Path<OrderNumber>,
+) -> ApiResult<axum::Json<OrderView>> {
+    principal.require(&[Role::Shopper])?;
+    let view =
+        orders::renew_settlement_confirmation(&state.db, &state.core, principal.party, &number)
+            .await?;
+    Ok(axum::Json(view))
 }

@@ -3,6 +3,7 @@
 use crate::entities::commodities;
 use crate::error::{RetailError, RetailResult};
 use chrono::{DateTime, Utc};
+use holdfast_core::cards::{AgeClass, PurchaseType};
 use holdfast_core::db::MinorUnits;
 use holdfast_core::ids::{Id, IdKind, PartyId};
 use holdfast_core::parties::{self, Role};
@@ -10,9 +11,66 @@ use holdfast_core::{Core, CoreError, Currency, Money};
 use rust_decimal::Decimal;
 use sea_orm::entity::prelude::*;
 use sea_orm::{ActiveValue::Set, ConnectionTrait, QueryFilter, QueryOrder, QuerySelect};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::str::FromStr;
 use utoipa::ToSchema;
+
+/// Who may see and buy a commodity, by the class of the card they shop with.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    EnumIter,
+    DeriveActiveEnum,
+    Serialize,
+    Deserialize,
+    ToSchema,
+    Default,
+)]
+#[sea_orm(
+    rs_type = "String",
+    db_type = "String(StringLen::N(16))",
+    rename_all = "snake_case"
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Audience {
+    #[default]
+    All,
+    /// Hidden from adolescent cards.
+    AdultOnly,
+    /// For business-purchase cards only.
+    BusinessOnly,
+}
+
+impl Audience {
+    pub fn admits(self, age: AgeClass, purchase: PurchaseType) -> bool {
+        match self {
+            Audience::All => true,
+            Audience::AdultOnly => age == AgeClass::Adult,
+            Audience::BusinessOnly => purchase == PurchaseType::Business,
+        }
+    }
+
+    /// Every audience a card of this class belongs to.
+    pub fn admitting(age: AgeClass, purchase: PurchaseType) -> Vec<Audience> {
+        [Audience::All, Audience::AdultOnly, Audience::BusinessOnly]
+            .into_iter()
+            .filter(|audience| audience.admits(age, purchase))
+            .collect()
+    }
+}
+
+/// Who is looking at the catalogue.
+#[derive(Debug, Clone, Copy)]
+pub enum Viewer {
+    /// A shopper, through the card they logged in with.
+    Card(AgeClass, PurchaseType),
+    /// Suppliers and operators see everything.
+    Staff,
+}
 
 #[derive(Debug)]
 pub enum CommodityKind {}
@@ -76,9 +134,12 @@ pub struct Commodity {
     /// The platform's share of the price, as a decimal fraction (`"0.05"` is 5 %).
     #[schema(example = "0.05")]
     pub commission_rate: String,
+    pub audience: Audience,
     pub created_at: DateTime<Utc>,
     #[serde(skip)]
     pub rate: CommissionRate,
+    #[serde(skip)]
+    pub active: bool,
 }
 
 impl TryFrom<commodities::Model> for Commodity {
@@ -95,8 +156,10 @@ impl TryFrom<commodities::Model> for Commodity {
             description: row.description,
             price: Money::from_minor(row.price.0, currency)?,
             commission_rate: rate.as_decimal().to_string(),
+            audience: row.audience,
             created_at: row.created_at,
             rate,
+            active: row.active,
         })
     }
 }
@@ -108,6 +171,7 @@ pub struct NewCommodity {
     pub description: String,
     pub price: Money,
     pub commission_rate: CommissionRate,
+    pub audience: Audience,
 }
 
 pub const MAX_DESCRIPTION_CHARS: usize = 2_000;
@@ -152,6 +216,7 @@ pub async fn create_commodity(
         currency: Set(new.price.currency().code().to_owned()),
         commission_bps: Set(i32::from(new.commission_rate.basis_points)),
         active: Set(true),
+        audience: Set(new.audience),
         created_at: Set(core.clock.now()),
     }
     .insert(db)
@@ -159,10 +224,11 @@ pub async fn create_commodity(
     Commodity::try_from(row)
 }
 
-/// Commodities for sale, in listing order, `limit` at a time after `after` (the last id of
-/// the previous page).
+/// Commodities for sale that `viewer` may see, in listing order, `limit` at a time after
+/// `after` (the last id of the previous page).
 pub async fn list_commodities(
     db: &impl ConnectionTrait,
+    viewer: Viewer,
     after: Option<CommodityId>,
     limit: u64,
 ) -> RetailResult<Vec<Commodity>> {
@@ -172,6 +238,10 @@ pub async fn list_commodities(
         .limit(limit.clamp(1, MAX_PAGE));
     if let Some(after) = after {
         query = query.filter(commodities::Column::Id.gt(after.uuid()));
+    }
+    if let Viewer::Card(age, purchase) = viewer {
+        query =
+            query.filter(commodities::Column::Audience.is_in(Audience::admitting(age, purchase)));
     }
     query
         .all(db)
@@ -208,6 +278,22 @@ mod tests {
                 .as_decimal()
                 .to_string(),
             "0.05"
+        );
+    }
+
+    #[test]
+    fn adolescents_see_no_adult_goods_and_only_businesses_see_business_goods() {
+        use AgeClass::*;
+        use PurchaseType::*;
+        assert!(Audience::All.admits(Adolescent, Personal));
+        assert!(!Audience::AdultOnly.admits(Adolescent, Personal));
+        assert!(!Audience::AdultOnly.admits(Adolescent, Business));
+        assert!(Audience::AdultOnly.admits(Adult, Personal));
+        assert!(!Audience::BusinessOnly.admits(Adult, Personal));
+        assert!(Audience::BusinessOnly.admits(Adult, Business));
+        assert_eq!(
+            Audience::admitting(Adolescent, Personal),
+            vec![Audience::All]
         );
     }
 

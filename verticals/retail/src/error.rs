@@ -18,8 +18,8 @@ pub enum RetailError {
         "a commission rate is a decimal from 0 up to (not including) 1, with at most 4 decimals"
     )]
     CommissionRate,
-    #[error("the shopper has no prepaid account in {0}")]
-    NoFundingAccount(holdfast_core::Currency),
+    #[error("commodity {0} is not sold to this card's class")]
+    NotForThisCard(uuid::Uuid),
 }
 
 impl RetailError {
@@ -32,7 +32,7 @@ impl RetailError {
             RetailError::MixedCurrencies => "currency_mismatch",
             RetailError::Unavailable(_) => "commodity_unavailable",
             RetailError::CommissionRate => "commission_rate_invalid",
-            RetailError::NoFundingAccount(_) => "no_funding_account",
+            RetailError::NotForThisCard(_) => "commodity_not_for_card",
         }
     }
 
@@ -44,8 +44,8 @@ impl RetailError {
             | RetailError::CommissionRate => ErrorKind::Invalid,
             RetailError::MixedSuppliers
             | RetailError::MixedCurrencies
-            | RetailError::Unavailable(_)
-            | RetailError::NoFundingAccount(_) => ErrorKind::Unprocessable,
+            | RetailError::Unavailable(_) => ErrorKind::Unprocessable,
+            RetailError::NotForThisCard(_) => ErrorKind::Forbidden,
         }
     }
 }

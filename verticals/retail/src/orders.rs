@@ -5,11 +5,11 @@ use crate::catalogue::{self, CommodityId};
 use crate::entities::{order_lines, orders};
 use crate::error::{RetailError, RetailResult};
 use chrono::{DateTime, Utc};
+use holdfast_core::cards::{self, CardId};
 use holdfast_core::challenge::{self, ChallengeStatus};
 use holdfast_core::db::MinorUnits;
 use holdfast_core::escrow::{self, CaseEvent, CaseState, EscrowCase, OpenCase};
-use holdfast_core::funding;
-use holdfast_core::ids::{CaseId, ChallengeId, PartyId};
+use holdfast_core::ids::{ChallengeId, PartyId};
 use holdfast_core::order_number::OrderNumber;
 use holdfast_core::parties::{self, Role};
 use holdfast_core::{Core, CoreError, Currency, Money};
@@ -79,14 +79,21 @@ struct PricedLine {
     commission: Money,
 }
 
-/// Places an order: prices the lines from the catalogue, holds the total on the shopper's
-/// prepaid account and asks the shopper's phone to approve.
+/// Places an order paid with `card`: prices the lines from the catalogue (only what the card's
+/// class may buy), holds the total on the card's funding source and asks the card's phone to
+/// approve.
 pub async fn place_order_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
     shopper: PartyId,
+    card: CardId,
     order: PlaceOrder,
 ) -> RetailResult<OrderView> {
+    let card = cards::get_card(txn, card).await?;
+    card.ensure_active()?;
+    if card.holder != shopper {
+        return Err(CoreError::Forbidden("the card belongs to someone else").into());
+    }
     if order.lines.is_empty() || order.lines.len() > MAX_LINES {
         return Err(RetailError::LineCount { max: MAX_LINES });
     }
@@ -100,6 +107,15 @@ pub async fn place_order_in_txn(
         let commodity = catalogue::get_commodity(txn, line.commodity_id)
             .await
             .map_err(|_| RetailError::Unavailable(line.commodity_id.uuid()))?;
+        if !commodity.active {
+            return Err(RetailError::Unavailable(line.commodity_id.uuid()));
+        }
+        if !commodity
+            .audience
+            .admits(card.age_class, card.purchase_type)
+        {
+            return Err(RetailError::NotForThisCard(line.commodity_id.uuid()));
+        }
         if *supplier.get_or_insert(commodity.supplier_id) != commodity.supplier_id {
             return Err(RetailError::MixedSuppliers);
         }
@@ -125,14 +141,6 @@ pub async fn place_order_in_txn(
         commission = commission.checked_add(&line.commission)?;
     }
 
-    let buyer = parties::get_party(txn, shopper).await?;
-    let phone = buyer
-        .phone
-        .clone()
-        .ok_or_else(|| CoreError::invalid("the shopper has no phone to confirm on"))?;
-    let funding = funding::prepaid_account_of(txn, shopper, currency)
-        .await?
-        .ok_or(RetailError::NoFundingAccount(currency))?;
     let seller = parties::get_party(txn, supplier).await?;
     let (case, challenge) = escrow::open_case_in_txn(
         txn,
@@ -140,8 +148,7 @@ pub async fn place_order_in_txn(
         OpenCase {
             vertical: VERTICAL,
             payer: shopper,
-            payer_phone: phone,
-            funding_account: funding.id,
+            payer_card: card.id,
             payee: supplier,
             payee_name: seller.display_name.clone(),
             amount: total,
@@ -207,7 +214,13 @@ fn may_see(case: &EscrowCase, viewer: PartyId, role: Role) -> bool {
     role == Role::Operator || case.payer == viewer || case.payee == viewer
 }
 
-async fn view_of(db: &impl ConnectionTrait, case: &EscrowCase) -> RetailResult<OrderView> {
+/// The order as `viewer` sees it: only its buyer learns the id of a pending confirmation (a
+/// seller who had it could spend the buyer's tries with wrong codes).
+async fn view_of(
+    db: &impl ConnectionTrait,
+    case: &EscrowCase,
+    viewer: PartyId,
+) -> RetailResult<OrderView> {
     let order = orders::Entity::find()
         .filter(orders::Column::CaseId.eq(case.id.uuid()))
         .one(db)
@@ -230,6 +243,7 @@ async fn view_of(db: &impl ConnectionTrait, case: &EscrowCase) -> RetailResult<O
         })
         .collect::<RetailResult<Vec<_>>>()?;
     let pending = match case.state {
+        _ if viewer != case.payer => None,
         CaseState::AwaitingOrderConfirmation => case.order_challenge,
         CaseState::SettlementRequested => case.settlement_challenge,
         _ => None,
@@ -276,7 +290,7 @@ pub async fn get_order(
     number: &OrderNumber,
 ) -> RetailResult<OrderView> {
     let case = retail_case(db, number, viewer, role).await?;
-    view_of(db, &case).await
+    view_of(db, &case, viewer).await
 }
 
 /// The order's history: every state change, oldest first.
@@ -296,10 +310,9 @@ pub async fn list_orders(
     party: PartyId,
     limit: u64,
 ) -> RetailResult<Vec<OrderSummary>> {
-    Ok(escrow::cases_of(db, party, limit)
+    Ok(escrow::cases_of(db, party, VERTICAL, limit)
         .await?
         .into_iter()
-        .filter(|case| case.vertical == VERTICAL)
         .map(|case| OrderSummary {
             order_number: case.order_number,
             state: case.state,
@@ -323,7 +336,23 @@ pub async fn request_settlement_in_txn(
         return Err(CoreError::NotFound("order").into());
     }
     escrow::request_settlement_in_txn(txn, core, &mut case, supplier).await?;
-    view_of(txn, &case).await
+    view_of(txn, &case, supplier).await
+}
+
+/// The shopper asks for a fresh settlement confirmation when the last one can no longer be
+/// answered (expired or locked); the settlement period runs on regardless.
+pub async fn renew_settlement_confirmation_in_txn(
+    txn: &DatabaseTransaction,
+    core: &Core,
+    shopper: PartyId,
+    number: &OrderNumber,
+) -> RetailResult<OrderView> {
+    let mut case = escrow::lock_case_by_number_in_txn(txn, number).await?;
+    if case.vertical != VERTICAL || case.payer != shopper {
+        return Err(CoreError::NotFound("order").into());
+    }
+    escrow::renew_settlement_confirmation_in_txn(txn, core, &mut case, shopper).await?;
+    view_of(txn, &case, shopper).await
 }
 
 /// The shopper cancels before dispatch; the held money returns.
@@ -338,11 +367,19 @@ pub async fn cancel_order_in_txn(
         return Err(CoreError::NotFound("order").into());
     }
     escrow::cancel_in_txn(txn, core, &mut case, shopper).await?;
-    view_of(txn, &case).await
+    view_of(txn, &case, shopper).await
 }
 
-/// The order view of a case, for answers that changed it.
-pub async fn view_case(db: &impl ConnectionTrait, case: CaseId) -> RetailResult<OrderView> {
-    let case = escrow::get_case(db, case).await?;
-    view_of(db, &case).await
+/// [`renew_settlement_confirmation_in_txn`] in a transaction of its own.
+pub async fn renew_settlement_confirmation(
+    db: &sea_orm::DatabaseConnection,
+    core: &Core,
+    shopper: PartyId,
+    number: &OrderNumber,
+) -> RetailResult<OrderView> {
+    let txn = holdfast_core::db::begin_write(db).await?;
+    let view = renew_settlement_confirmation_in_txn(&txn, core, shopper, number).await?;
+    txn.commit().await?;
+    core.wake_outbox();
+    Ok(view)
 }

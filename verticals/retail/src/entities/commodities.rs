@@ -15,6 +15,7 @@ pub struct Model {
     /// Commission in basis points (1/100 of a percent) of the price.
     pub commission_bps: i32,
     pub active: bool,
+    pub audience: crate::catalogue::Audience,
     pub created_at: DateTimeUtc,
 }
 

@@ -1,0 +1,281 @@
+//! An institution's desk: issuing EC cards with their funding sources, blocking and replacing
+//! them, and watching the money its freezing account holds.
+
+use crate::api::accounts::AccountView;
+use crate::api::cards::CardView;
+use crate::auth::Principal;
+use crate::error::ApiResult;
+use crate::extract::{Json, Path, Query};
+use crate::idempotency::{self, IdempotencyKey, Outcome};
+use crate::state::AppState;
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{get, post};
+use chrono::{DateTime, Utc};
+use holdfast_core::cards::{self, AgeClass, CardNumber, MappingKind, PurchaseType};
+use holdfast_core::funding::{self, FundingTerms, Holder, IssueCard};
+use holdfast_core::holds::{self, Hold, HoldMode, HoldStatus};
+use holdfast_core::ids::{AccountId, HoldId, PartyId};
+use holdfast_core::ledger::{self, AccountKind};
+use holdfast_core::parties::Role;
+use holdfast_core::phone_number::PhoneNumber;
+use holdfast_core::{Currency, Money};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/institution/cards", post(issue_card).get(list_cards))
+        .route("/institution/cards/{card_number}/block", post(block_card))
+        .route(
+            "/institution/cards/{card_number}/unblock",
+            post(unblock_card),
+        )
+        .route(
+            "/institution/cards/{card_number}/replace",
+            post(replace_card),
+        )
+        .route("/institution/holds", get(list_holds))
+        .route("/institution/accounts", get(list_accounts))
+}
+
+#[derive(Clone, Deserialize, Serialize, ToSchema)]
+pub struct IssueCardRequest {
+    /// An existing holder (a shopper who already has a card), or none to create one.
+    pub holder_id: Option<PartyId>,
+    /// The new holder's name (required without `holder_id`).
+    pub holder_name: Option<String>,
+    pub age_class: AgeClass,
+    pub purchase_type: PurchaseType,
+    pub mapping_kind: MappingKind,
+    pub currency: Currency,
+    /// E.164: the phone that confirms every order and payment of this card.
+    #[schema(value_type = String, example = "+821012345678")]
+    pub phone: PhoneNumber,
+    pub email: Option<String>,
+    pub delivery_address: Option<String>,
+    /// The credit limit (EC-exclusive limit for the EC-line kinds); required for every credit
+    /// kind.
+    pub credit_limit: Option<Money>,
+    /// The normal card limit behind `credit_card_with_ec_line`.
+    pub normal_card_limit: Option<Money>,
+    /// Paid into a prepaid or bank account at once.
+    pub initial_deposit: Option<Money>,
+    /// The holder also sells (auctions): open its withdrawal account.
+    #[serde(default)]
+    pub seller: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct IssuedCardView {
+    pub card: CardView,
+    pub funding_account: AccountView,
+    pub linked_account: Option<AccountView>,
+    pub withdrawal_account: Option<AccountView>,
+}
+
+/// Issue an EC card to a holder, with its funding source. Send an `Idempotency-Key`: an initial
+/// deposit moves money.
+#[utoipa::path(post, path = "/v1/institution/cards", tag = "institution", security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header)),
+    request_body = IssueCardRequest,
+    responses((status = 201, body = IssuedCardView), (status = 400, body = crate::error::ErrorBody),
+        (status = 403, body = crate::error::ErrorBody)))]
+pub async fn issue_card(
+    State(state): State<AppState>,
+    principal: Principal,
+    key: IdempotencyKey,
+    Json(body): Json<IssueCardRequest>,
+) -> ApiResult<Response> {
+    let key = key.required()?;
+    principal.require(&[Role::Institution])?;
+    let fingerprint = idempotency::fingerprint("issue_card", &body);
+    let core = state.core.clone();
+    idempotency::run(
+        &state,
+        principal.scope(),
+        key,
+        fingerprint,
+        StatusCode::CREATED,
+        move |txn| {
+            Box::pin(async move {
+                let holder = match body.holder_id {
+                    Some(id) => Holder::Existing(id),
+                    None => Holder::New {
+                        display_name: body.holder_name.unwrap_or_default(),
+                    },
+                };
+                let issued = funding::issue_card_in_txn(
+                    txn,
+                    &core.clock,
+                    principal.party,
+                    IssueCard {
+                        holder,
+                        age_class: body.age_class,
+                        purchase_type: body.purchase_type,
+                        mapping_kind: body.mapping_kind,
+                        currency: body.currency,
+                        phone: body.phone,
+                        email: body.email,
+                        delivery_address: body.delivery_address,
+                        terms: FundingTerms {
+                            credit_limit: body.credit_limit,
+                            normal_card_limit: body.normal_card_limit,
+                            initial_deposit: body.initial_deposit,
+                        },
+                        seller: body.seller,
+                    },
+                )
+                .await?;
+                Ok(Outcome::Done(IssuedCardView {
+                    card: CardView::from(&issued.card),
+                    funding_account: issued.funding.into(),
+                    linked_account: issued.linked.map(AccountView::from),
+                    withdrawal_account: issued.withdrawal.map(AccountView::from),
+                }))
+            })
+        },
+    )
+    .await
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct LimitQuery {
+    /// 1–100, default 20.
+    pub limit: Option<u64>,
+}
+
+/// The cards this institution issued, newest first.
+#[utoipa::path(get, path = "/v1/institution/cards", tag = "institution", security(("bearer" = [])),
+    params(LimitQuery), responses((status = 200, body = [CardView])))]
+pub async fn list_cards(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(query): Query<LimitQuery>,
+) -> ApiResult<axum::Json<Vec<CardView>>> {
+    principal.require(&[Role::Institution])?;
+    let list =
+        cards::cards_of_institution(&state.db, principal.party, query.limit.unwrap_or(20)).await?;
+    Ok(axum::Json(list.iter().map(CardView::from).collect()))
+}
+
+/// Block a card at once (lost, stolen, stopped): it can no longer log in, order or confirm.
+#[utoipa::path(post, path = "/v1/institution/cards/{card_number}/block", tag = "institution",
+    security(("bearer" = [])), params(("card_number" = CardNumber, Path)),
+    responses((status = 200, body = CardView), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn block_card(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(number): Path<CardNumber>,
+) -> ApiResult<axum::Json<CardView>> {
+    principal.require(&[Role::Institution])?;
+    let card = cards::block(&state.db, &state.core.clock, &number, principal.party).await?;
+    Ok(axum::Json(CardView::from(&card)))
+}
+
+/// Lift a block.
+#[utoipa::path(post, path = "/v1/institution/cards/{card_number}/unblock", tag = "institution",
+    security(("bearer" = [])), params(("card_number" = CardNumber, Path)),
+    responses((status = 200, body = CardView), (status = 403, body = crate::error::ErrorBody),
+        (status = 404, body = crate::error::ErrorBody)))]
+pub async fn unblock_card(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(number): Path<CardNumber>,
+) -> ApiResult<axum::Json<CardView>> {
+    principal.require(&[Role::Institution])?;
+    let card = cards::unblock(&state.db, &state.core.clock, &number, principal.party).await?;
+    Ok(axum::Json(CardView::from(&card)))
+}
+
+/// Replace a card: a new number with the same mapping; the old number is retired for good.
+#[utoipa::path(post, path = "/v1/institution/cards/{card_number}/replace", tag = "institution",
+    security(("bearer" = [])), params(("card_number" = CardNumber, Path)),
+    responses((status = 201, body = CardView), (status = 403, body = crate::error::ErrorBody),
+        (status = 404, body = crate::error::ErrorBody)))]
+pub async fn replace_card(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(number): Path<CardNumber>,
+) -> ApiResult<(StatusCode, axum::Json<CardView>)> {
+    principal.require(&[Role::Institution])?;
+    let card = cards::replace(&state.db, &state.core.clock, &number, principal.party).await?;
+    Ok((StatusCode::CREATED, axum::Json(CardView::from(&card))))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct HoldView {
+    pub id: HoldId,
+    pub amount: Money,
+    pub mode: HoldMode,
+    pub status: HoldStatus,
+    pub funding_account_id: AccountId,
+    /// The freezing account that holds (or will receive) the money.
+    pub freezing_account_id: AccountId,
+    /// The institution the frozen entry belongs to, even in a shared freezing account.
+    pub institution_id: PartyId,
+    pub posted_amount: Option<Money>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl From<Hold> for HoldView {
+    fn from(hold: Hold) -> Self {
+        HoldView {
+            id: hold.id,
+            amount: hold.amount,
+            mode: hold.mode,
+            status: hold.status,
+            funding_account_id: hold.funding_account,
+            freezing_account_id: hold.freezing_account,
+            institution_id: hold.institution,
+            posted_amount: hold.posted_amount,
+            expires_at: hold.expires_at,
+        }
+    }
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct HoldsQuery {
+    pub status: Option<HoldStatus>,
+    /// 1–100, default 20.
+    pub limit: Option<u64>,
+}
+
+/// The holds on this institution's funding sources, newest first.
+#[utoipa::path(get, path = "/v1/institution/holds", tag = "institution", security(("bearer" = [])),
+    params(HoldsQuery), responses((status = 200, body = [HoldView])))]
+pub async fn list_holds(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(query): Query<HoldsQuery>,
+) -> ApiResult<axum::Json<Vec<HoldView>>> {
+    principal.require(&[Role::Institution])?;
+    let list = holds::holds_of_institution(
+        &state.db,
+        principal.party,
+        query.status,
+        query.limit.unwrap_or(20),
+    )
+    .await?;
+    Ok(axum::Json(list.into_iter().map(HoldView::from).collect()))
+}
+
+/// The institution's own accounts: its freezing account(s), fee income and external account.
+#[utoipa::path(get, path = "/v1/institution/accounts", tag = "institution", security(("bearer" = [])),
+    responses((status = 200, body = [AccountView])))]
+pub async fn list_accounts(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> ApiResult<axum::Json<Vec<AccountView>>> {
+    principal.require(&[Role::Institution])?;
+    let accounts = ledger::accounts_of(&state.db, principal.party).await?;
+    Ok(axum::Json(
+        accounts
+            .into_iter()
+            .filter(|a| !matches!(a.kind, AccountKind::Prepaid))
+            .map(AccountView::from)
+            .collect(),
+    ))
+}

@@ -1,0 +1,45 @@
+//! The supplier's own information, guarded by its second password.
+
+use crate::auth::Principal;
+use crate::error::ApiResult;
+use crate::extract::Json;
+use crate::state::AppState;
+use axum::Router;
+use axum::extract::State;
+use axum::routing::patch;
+use holdfast_core::parties::{self, Party, Role};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/supplier/profile", patch(change_profile))
+}
+
+#[derive(Deserialize, Serialize, ToSchema)]
+pub struct ProfileChange {
+    /// The name buyers see on their phone when they confirm.
+    pub display_name: String,
+    /// The second password given at onboarding.
+    pub second_password: String,
+}
+
+/// Change the supplier's information. It needs the second password, not only the login.
+#[utoipa::path(patch, path = "/v1/supplier/profile", tag = "retail", security(("bearer" = [])),
+    request_body = ProfileChange,
+    responses((status = 200, body = Party), (status = 401, body = crate::error::ErrorBody),
+        (status = 403, body = crate::error::ErrorBody)))]
+pub async fn change_profile(
+    State(state): State<AppState>,
+    principal: Principal,
+    Json(body): Json<ProfileChange>,
+) -> ApiResult<axum::Json<Party>> {
+    principal.require(&[Role::Supplier])?;
+    let party = parties::change_display_name(
+        &state.db,
+        principal.party,
+        &body.second_password,
+        &body.display_name,
+    )
+    .await?;
+    Ok(axum::Json(party))
+}
