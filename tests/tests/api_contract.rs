@@ -239,6 +239,12 @@ async fn the_openapi_document_describes_the_api() {
         "/v1/challenges/{challenge_id}/answer",
         "/v1/phone-simulator/{phone}/messages",
         "/v1/operator/shoppers",
+        "/v1/operator/institutions",
+        "/v1/institution/cards",
+        "/v1/institution/cards/{card_number}/replace",
+        "/v1/auth/card-login",
+        "/v1/phone/inbound",
+        "/v1/accounts/{account_id}/deposits",
         "/healthz",
     ] {
         assert!(
