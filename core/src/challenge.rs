@@ -294,6 +294,7 @@ pub struct Challenge {
     pub max_attempts: i32,
     pub sends: i32,
     pub expires_at: DateTime<Utc>,
+    pub note: Option<String>,
     code_mac: String,
 }
 
@@ -324,6 +325,7 @@ impl TryFrom<challenges::Model> for Challenge {
             max_attempts: row.max_attempts,
             sends: row.sends,
             expires_at: row.expires_at,
+            note: row.note,
             code_mac: row.code_mac,
         })
     }
@@ -336,6 +338,9 @@ pub struct NewChallenge {
     pub phone: PhoneNumber,
     pub subject: Option<Uuid>,
     pub binding: ChallengeBinding,
+    /// Shown with the confirmation (what is known of the delivery, say); not part of what the
+    /// code is bound to.
+    pub note: Option<String>,
 }
 
 fn new_code() -> String {
@@ -365,6 +370,9 @@ fn message_text(challenge: &Challenge, code: &str) -> String {
     }
     if let Some(payee) = &binding.payee {
         text.push_str(&format!(" to {payee}"));
+    }
+    if let Some(note) = &challenge.note {
+        text.push_str(&format!(" ({note})"));
     }
     text.push_str(&format!(
         ". Code {code}, valid until {} UTC. Never share this code.",
@@ -427,6 +435,7 @@ pub async fn issue_challenge_in_txn(
         expires_at: Set(expires_at),
         created_at: Set(now),
         resolved_at: Set(None),
+        note: Set(new.note.map(|n| n.chars().take(300).collect())),
     };
     challenges::Entity::insert(row)
         .exec_without_returning(txn)

@@ -78,6 +78,8 @@ pub enum CaseState {
     /// The buyer disputed the settlement: the money stays frozen until an operator mediates.
     Disputed,
     Refunded,
+    /// The seller refused the order before dispatch; the money returned.
+    Refused,
 }
 
 impl CaseState {
@@ -94,6 +96,7 @@ impl CaseState {
             CaseState::Cancelled => "cancelled",
             CaseState::Disputed => "disputed",
             CaseState::Refunded => "refunded",
+            CaseState::Refused => "refused",
         }
     }
 
@@ -105,10 +108,11 @@ impl CaseState {
                 | CaseState::Expired
                 | CaseState::Cancelled
                 | CaseState::Refunded
+                | CaseState::Refused
         )
     }
 
-    fn refuse(self, action: &'static str) -> TransitionError {
+    fn refuse_action(self, action: &'static str) -> TransitionError {
         TransitionError {
             state: self,
             action,
@@ -118,21 +122,21 @@ impl CaseState {
     pub fn approve_order(self) -> Result<CaseState, TransitionError> {
         match self {
             CaseState::AwaitingOrderConfirmation => Ok(CaseState::Frozen),
-            _ => Err(self.refuse("approve the order")),
+            _ => Err(self.refuse_action("approve the order")),
         }
     }
 
     pub fn deny_order(self) -> Result<CaseState, TransitionError> {
         match self {
             CaseState::AwaitingOrderConfirmation => Ok(CaseState::Denied),
-            _ => Err(self.refuse("deny the order")),
+            _ => Err(self.refuse_action("deny the order")),
         }
     }
 
     pub fn expire_order(self) -> Result<CaseState, TransitionError> {
         match self {
             CaseState::AwaitingOrderConfirmation => Ok(CaseState::Expired),
-            _ => Err(self.refuse("expire the order")),
+            _ => Err(self.refuse_action("expire the order")),
         }
     }
 
@@ -140,21 +144,29 @@ impl CaseState {
     pub fn cancel(self) -> Result<CaseState, TransitionError> {
         match self {
             CaseState::AwaitingOrderConfirmation | CaseState::Frozen => Ok(CaseState::Cancelled),
-            _ => Err(self.refuse("cancel the order")),
+            _ => Err(self.refuse_action("cancel the order")),
+        }
+    }
+
+    /// The seller may refuse an order it has not dispatched.
+    pub fn refuse(self) -> Result<CaseState, TransitionError> {
+        match self {
+            CaseState::AwaitingOrderConfirmation | CaseState::Frozen => Ok(CaseState::Refused),
+            _ => Err(self.refuse_action("refuse the order")),
         }
     }
 
     pub fn dispatch(self) -> Result<CaseState, TransitionError> {
         match self {
             CaseState::Frozen | CaseState::InDelivery => Ok(CaseState::InDelivery),
-            _ => Err(self.refuse("dispatch the order")),
+            _ => Err(self.refuse_action("dispatch the order")),
         }
     }
 
     pub fn record_delivery(self) -> Result<CaseState, TransitionError> {
         match self {
             CaseState::Frozen | CaseState::InDelivery => Ok(CaseState::Delivered),
-            _ => Err(self.refuse("record the delivery")),
+            _ => Err(self.refuse_action("record the delivery")),
         }
     }
 
@@ -163,7 +175,7 @@ impl CaseState {
             CaseState::Frozen | CaseState::InDelivery | CaseState::Delivered => {
                 Ok(CaseState::SettlementRequested)
             }
-            _ => Err(self.refuse("request settlement")),
+            _ => Err(self.refuse_action("request settlement")),
         }
     }
 
@@ -171,14 +183,14 @@ impl CaseState {
     pub fn settle(self) -> Result<CaseState, TransitionError> {
         match self {
             CaseState::SettlementRequested => Ok(CaseState::Settled),
-            _ => Err(self.refuse("settle")),
+            _ => Err(self.refuse_action("settle")),
         }
     }
 
     pub fn dispute(self) -> Result<CaseState, TransitionError> {
         match self {
             CaseState::SettlementRequested => Ok(CaseState::Disputed),
-            _ => Err(self.refuse("dispute")),
+            _ => Err(self.refuse_action("dispute")),
         }
     }
 
@@ -188,7 +200,7 @@ impl CaseState {
         match self {
             CaseState::Disputed if paid_to_seller => Ok(CaseState::Settled),
             CaseState::Disputed => Ok(CaseState::Refunded),
-            _ => Err(self.refuse("mediate")),
+            _ => Err(self.refuse_action("mediate")),
         }
     }
 }
@@ -227,6 +239,10 @@ pub struct EscrowCase {
     pub settlement_challenge: Option<ChallengeId>,
     /// The card the buyer paid with: its phone confirms, and a blocked card cannot.
     pub payer_card: Option<CardId>,
+    /// What the seller asked to be paid: all of the order, or part of it.
+    pub settlement_amount: Option<Money>,
+    /// When the buyer handed the order number over on delivery.
+    pub delivered_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -252,6 +268,11 @@ impl TryFrom<escrow_cases::Model> for EscrowCase {
             order_challenge: row.order_challenge_id.map(ChallengeId::from_uuid),
             settlement_challenge: row.settlement_challenge_id.map(ChallengeId::from_uuid),
             payer_card: row.payer_card_id.map(CardId::from_uuid),
+            settlement_amount: row
+                .settlement_amount
+                .map(|m| Money::from_minor(m.0, currency))
+                .transpose()?,
+            delivered_at: row.delivered_at,
             created_at: row.created_at,
             updated_at: row.updated_at,
         })
@@ -264,7 +285,26 @@ impl EscrowCase {
         Ok(self.amount.checked_sub(&self.commission)?)
     }
 
-    /// What the buyer's phone confirms for `purpose`: amount, payee and order number.
+    /// What the seller is asking for: the requested part, or the whole order.
+    pub fn amount_to_settle(&self) -> Money {
+        self.settlement_amount.unwrap_or(self.amount)
+    }
+
+    /// What the buyer's phone confirms for `purpose`: amount, payee and order number. A
+    /// settlement confirms the amount the seller asked for.
+    pub fn binding_for(&self, purpose: ChallengePurpose) -> ChallengeBinding {
+        let amount = match purpose {
+            ChallengePurpose::Settlement => self.amount_to_settle(),
+            _ => self.amount,
+        };
+        ChallengeBinding {
+            amount: Some(amount),
+            payee: Some(self.payee_name.clone()),
+            order_number: Some(self.order_number.to_string()),
+        }
+    }
+
+    /// The order's binding (what the buyer approved when ordering).
     pub fn binding(&self) -> ChallengeBinding {
         ChallengeBinding {
             amount: Some(self.amount),
@@ -366,6 +406,8 @@ pub async fn open_case_in_txn(
         order_challenge: None,
         settlement_challenge: None,
         payer_card: Some(card.id),
+        settlement_amount: None,
+        delivered_at: None,
         created_at: now,
         updated_at: now,
     };
@@ -380,6 +422,7 @@ pub async fn open_case_in_txn(
             phone: card.phone.clone(),
             subject: Some(id.uuid()),
             binding: case.binding(),
+            note: None,
         },
     )
     .await?;
@@ -402,6 +445,8 @@ pub async fn open_case_in_txn(
         order_challenge_id: Set(Some(challenge.id.uuid())),
         settlement_challenge_id: Set(None),
         payer_card_id: Set(Some(card.id.uuid())),
+        settlement_amount: Set(None),
+        delivered_at: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
     })
@@ -526,6 +571,14 @@ async fn move_to_in_txn(
         .col_expr(
             escrow_cases::Column::SettlementChallengeId,
             Expr::value(case.settlement_challenge.map(|c| c.uuid())),
+        )
+        .col_expr(
+            escrow_cases::Column::SettlementAmount,
+            Expr::value(case.settlement_amount.map(|m| MinorUnits(m.minor()))),
+        )
+        .col_expr(
+            escrow_cases::Column::DeliveredAt,
+            Expr::value(case.delivered_at),
         )
         .filter(escrow_cases::Column::Id.eq(case.id.uuid()))
         .filter(escrow_cases::Column::State.eq(case.state))
@@ -683,8 +736,195 @@ async fn expire_order_in_txn(
     move_to_in_txn(txn, core, case, to, "order_expired", None).await
 }
 
-/// Pays the case out: the payee's withdrawal account gets the amount minus commission, the
-/// platform the commission, in one transfer out of the freezing account.
+/// Who an operator found at fault in a dispute.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Fault {
+    Buyer,
+    Seller,
+}
+
+/// How much of the frozen money goes where when a case pays out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PayoutSplit {
+    pub to_seller: Money,
+    pub commission: Money,
+    pub institution_fee: Money,
+    pub penalty: Money,
+    pub seller_net: Money,
+    pub refund: Money,
+}
+
+/// Splits the case's money: `to_seller` is released to the seller side (minus the platform's
+/// commission and, for card funding, the institution's fee, both prorated to the released
+/// part), the rest returns to the buyer; a penalty is taken from the share of the party at
+/// fault. Every part adds up to the case's amount.
+pub async fn split_in_txn(
+    txn: &DatabaseTransaction,
+    case: &EscrowCase,
+    to_seller: Money,
+    penalty: Option<(Fault, Money)>,
+) -> CoreResult<PayoutSplit> {
+    let zero = Money::zero(case.amount.currency());
+    let refund = case
+        .amount
+        .checked_sub(&to_seller)
+        .map_err(|_| CoreError::invalid("cannot release more than the order's amount"))?;
+    let commission = if to_seller.is_zero() {
+        zero
+    } else {
+        case.commission.prorate(&to_seller, &case.amount)?
+    };
+    let funding = ledger::get_account(txn, case.funding_account).await?;
+    let fee_rate = match (funding::hold_mode(funding.kind), funding.institution) {
+        (Some(holds::HoldMode::Reserve), Some(institution)) => {
+            funding::get_institution(txn, institution)
+                .await?
+                .card_fee_rate()
+        }
+        _ => rust_decimal::Decimal::ZERO,
+    };
+    let institution_fee = to_seller.share_rounded_half_up(fee_rate)?;
+    let mut seller_net = to_seller
+        .checked_sub(&commission)?
+        .checked_sub(&institution_fee)
+        .map_err(|_| CoreError::invalid("commission and fee exceed the released amount"))?;
+    let mut refund_net = refund;
+    let penalty_amount = match penalty {
+        None => zero,
+        Some((fault, amount)) => {
+            let share = match fault {
+                Fault::Seller => &mut seller_net,
+                Fault::Buyer => &mut refund_net,
+            };
+            *share = share.checked_sub(&amount).map_err(|_| {
+                CoreError::invalid("a penalty cannot exceed the share of the party at fault")
+            })?;
+            amount
+        }
+    };
+    Ok(PayoutSplit {
+        to_seller,
+        commission,
+        institution_fee,
+        penalty: penalty_amount,
+        seller_net,
+        refund: refund_net,
+    })
+}
+
+async fn keyed_platform_account(
+    txn: &DatabaseTransaction,
+    core: &Core,
+    key: String,
+    kind: AccountKind,
+    owner: PartyId,
+    currency: Currency,
+) -> CoreResult<ledger::Account> {
+    ledger::get_or_open_keyed_account_in_txn(
+        txn,
+        &core.clock,
+        NewAccount {
+            key: Some(key),
+            kind,
+            owner,
+            institution: None,
+            currency,
+            credit_limit: Money::zero(currency),
+            credit_class: None,
+        },
+    )
+    .await
+}
+
+/// Pays the case out out of the freezing account: the seller's withdrawal account, the
+/// platform's commission, the card institution's fee and any penalty, in one transfer; the
+/// rest of the hold returns to the buyer. A split that releases nothing voids the hold.
+async fn pay_out_in_txn(
+    txn: &DatabaseTransaction,
+    core: &Core,
+    case: &mut EscrowCase,
+    split: &PayoutSplit,
+    key_suffix: &str,
+) -> CoreResult<()> {
+    let hold = hold_of(case).await?;
+    let currency = case.amount.currency();
+    // Everything that leaves the buyer: the seller's part and, if the buyer is at fault, the
+    // penalty out of the refund. The hold returns the rest.
+    let posted = split
+        .seller_net
+        .checked_add(&split.commission)?
+        .checked_add(&split.institution_fee)?
+        .checked_add(&split.penalty)?;
+    if posted.is_zero() {
+        holds::void_hold_in_txn(
+            txn,
+            &core.clock,
+            hold,
+            &format!("case:{}:{key_suffix}", case.id),
+        )
+        .await?;
+        return Ok(());
+    }
+    let mut payouts = vec![Payout {
+        account: case.payee_account,
+        amount: split.seller_net,
+    }];
+    if !split.commission.is_zero() {
+        let account = commission_account_in_txn(txn, core, currency).await?;
+        payouts.push(Payout {
+            account: account.id,
+            amount: split.commission,
+        });
+    }
+    if !split.institution_fee.is_zero() {
+        let funding = ledger::get_account(txn, case.funding_account).await?;
+        let institution = funding
+            .institution
+            .ok_or_else(|| CoreError::invalid("the funding account has no institution"))?;
+        let account = keyed_platform_account(
+            txn,
+            core,
+            keys::institution_fee(institution, currency),
+            AccountKind::InstitutionFee,
+            institution,
+            currency,
+        )
+        .await?;
+        payouts.push(Payout {
+            account: account.id,
+            amount: split.institution_fee,
+        });
+    }
+    if !split.penalty.is_zero() {
+        let account = keyed_platform_account(
+            txn,
+            core,
+            keys::penalty(currency),
+            AccountKind::Penalty,
+            PLATFORM_PARTY,
+            currency,
+        )
+        .await?;
+        payouts.push(Payout {
+            account: account.id,
+            amount: split.penalty,
+        });
+    }
+    holds::post_hold_in_txn(
+        txn,
+        &core.clock,
+        hold,
+        &format!("case:{}:{key_suffix}", case.id),
+        posted,
+        &payouts,
+    )
+    .await?;
+    Ok(())
+}
+
+/// Settles the amount the seller asked for (the buyer approved, or the settlement period
+/// ended); any rest of the order returns to the buyer.
 async fn settle_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
@@ -692,34 +932,66 @@ async fn settle_in_txn(
     how: &str,
 ) -> CoreResult<()> {
     let to = case.state.settle()?;
-    let hold = hold_of(case).await?;
     crate::timers::cancel_in_txn(txn, AUTO_SETTLE_TIMER, case.id.uuid()).await?;
-    let commission_account = commission_account_in_txn(txn, core, case.amount.currency()).await?;
-    let payouts = [
-        Payout {
-            account: case.payee_account,
-            amount: case.payout()?,
-        },
-        Payout {
-            account: commission_account.id,
-            amount: case.commission,
-        },
-    ];
-    holds::post_hold_in_txn(
+    let split = split_in_txn(txn, case, case.amount_to_settle(), None).await?;
+    pay_out_in_txn(txn, core, case, &split, "settle").await?;
+    move_to_in_txn(
         txn,
-        &core.clock,
-        hold,
-        &format!("case:{}:settle", case.id),
-        case.amount,
-        &payouts,
+        core,
+        case,
+        to,
+        how,
+        Some(format!(
+            "{} paid, {} returned",
+            split.to_seller, split.refund
+        )),
     )
     .await?;
-    move_to_in_txn(txn, core, case, to, how, None).await?;
+    publish_to_payee_in_txn(txn, core, case, "order.settled", &split).await?;
     let text = format!(
         "Holdfast: {} paid to {} for order {}.",
-        case.amount, case.payee_name, case.order_number
+        split.to_seller, case.payee_name, case.order_number
     );
     tell_payer_in_txn(txn, core, case, text).await
+}
+
+async fn publish_to_payee_in_txn(
+    txn: &DatabaseTransaction,
+    core: &Core,
+    case: &EscrowCase,
+    kind: &str,
+    split: &PayoutSplit,
+) -> CoreResult<()> {
+    crate::events::publish_in_txn(
+        txn,
+        &core.clock,
+        case.payee,
+        kind,
+        serde_json::json!({
+            "order_number": case.order_number,
+            "state": case.state,
+            "released": split.to_seller,
+            "payout": split.seller_net,
+            "commission": split.commission,
+            "institution_fee": split.institution_fee,
+            "penalty": split.penalty,
+            "returned_to_buyer": split.refund,
+        }),
+    )
+    .await?;
+    Ok(())
+}
+
+pub const MAX_REASON_CHARS: usize = 1_000;
+
+fn reason_text(reason: Option<String>) -> CoreResult<Option<String>> {
+    match reason.map(|r| r.trim().to_owned()) {
+        Some(r) if r.chars().count() > MAX_REASON_CHARS => Err(CoreError::invalid(format!(
+            "a reason has at most {MAX_REASON_CHARS} characters"
+        ))),
+        Some(r) if r.is_empty() => Ok(None),
+        other => Ok(other),
+    }
 }
 
 async fn dispute_in_txn(
@@ -728,10 +1000,160 @@ async fn dispute_in_txn(
     case: &mut EscrowCase,
     reason: Option<String>,
 ) -> CoreResult<()> {
+    let reason = reason_text(reason)?;
     let to = case.state.dispute()?;
     // The settlement period stops with the dispute, in the same transaction.
     crate::timers::cancel_in_txn(txn, AUTO_SETTLE_TIMER, case.id.uuid()).await?;
-    move_to_in_txn(txn, core, case, to, "disputed", reason).await
+    if let Some(challenge) = case.settlement_challenge {
+        challenge::void_in_txn(txn, &core.clock, challenge).await?;
+    }
+    move_to_in_txn(txn, core, case, to, "disputed", reason.clone()).await?;
+    crate::events::publish_in_txn(
+        txn,
+        &core.clock,
+        case.payee,
+        "order.disputed",
+        serde_json::json!({"order_number": case.order_number, "reason": reason}),
+    )
+    .await?;
+    Ok(())
+}
+
+/// The buyer disputes a settlement request instead of approving it (from the app, with a
+/// reason). The money stays frozen until an operator mediates.
+pub async fn dispute_by_buyer_in_txn(
+    txn: &DatabaseTransaction,
+    core: &Core,
+    case: &mut EscrowCase,
+    buyer: PartyId,
+    reason: String,
+) -> CoreResult<()> {
+    if case.payer != buyer {
+        return Err(CoreError::NotFound("order"));
+    }
+    if reason.trim().is_empty() {
+        return Err(CoreError::invalid("a dispute needs a reason"));
+    }
+    dispute_in_txn(txn, core, case, Some(reason)).await
+}
+
+/// An operator's decision on a dispute.
+#[derive(Debug, Clone)]
+pub struct Mediation {
+    /// Released to the seller (minus commission and fees); the rest is refunded.
+    pub to_seller: Money,
+    pub penalty: Option<(Fault, Money)>,
+    pub note: String,
+}
+
+/// Resolves a dispute: releases `to_seller`, refunds the rest, charges the penalty to the
+/// party at fault.
+pub async fn mediate_in_txn(
+    txn: &DatabaseTransaction,
+    core: &Core,
+    case: &mut EscrowCase,
+    mediation: Mediation,
+) -> CoreResult<PayoutSplit> {
+    let note = reason_text(Some(mediation.note))?;
+    let to = case.state.mediate(!mediation.to_seller.is_zero())?;
+    let split = split_in_txn(txn, case, mediation.to_seller, mediation.penalty).await?;
+    pay_out_in_txn(txn, core, case, &split, "mediate").await?;
+    let detail = format!(
+        "{} to the seller, {} refunded{}{}",
+        split.to_seller,
+        split.refund,
+        match mediation.penalty {
+            Some((fault, amount)) =>
+                format!(", penalty {amount} charged to the {fault:?}").to_lowercase(),
+            None => String::new(),
+        },
+        note.map(|n| format!(": {n}")).unwrap_or_default(),
+    );
+    move_to_in_txn(txn, core, case, to, "mediated", Some(detail)).await?;
+    publish_to_payee_in_txn(txn, core, case, "dispute.mediated", &split).await?;
+    let text = format!(
+        "Holdfast: the dispute on order {} is settled: {} refunded to you.",
+        case.order_number, split.refund
+    );
+    tell_payer_in_txn(txn, core, case, text).await?;
+    Ok(split)
+}
+
+/// The seller refuses an order it has not dispatched: the hold is voided.
+pub async fn refuse_in_txn(
+    txn: &DatabaseTransaction,
+    core: &Core,
+    case: &mut EscrowCase,
+    seller: PartyId,
+    reason: Option<String>,
+) -> CoreResult<()> {
+    if case.payee != seller {
+        return Err(CoreError::NotFound("order"));
+    }
+    let reason = reason_text(reason)?;
+    let to = case.state.refuse()?;
+    if let Some(challenge) = case.order_challenge {
+        challenge::void_in_txn(txn, &core.clock, challenge).await?;
+    }
+    crate::timers::cancel_in_txn(txn, ORDER_DEADLINE_TIMER, case.id.uuid()).await?;
+    release_hold_in_txn(txn, core, case, "refuse").await?;
+    move_to_in_txn(txn, core, case, to, "refused", reason).await?;
+    let text = format!(
+        "Holdfast: {} refused order {}; {} returned to you.",
+        case.payee_name, case.order_number, case.amount
+    );
+    tell_payer_in_txn(txn, core, case, text).await
+}
+
+/// The goods left the seller: no cancellation from now on.
+pub async fn record_dispatch_in_txn(
+    txn: &DatabaseTransaction,
+    core: &Core,
+    case: &mut EscrowCase,
+) -> CoreResult<()> {
+    if case.state == CaseState::InDelivery {
+        return Ok(());
+    }
+    let to = case.state.dispatch()?;
+    move_to_in_txn(txn, core, case, to, "dispatched", None).await
+}
+
+/// The buyer handed over the order number on delivery: it must be this case's.
+pub async fn record_delivery_in_txn(
+    txn: &DatabaseTransaction,
+    core: &Core,
+    case: &mut EscrowCase,
+    handed_over: &OrderNumber,
+) -> CoreResult<()> {
+    if handed_over != &case.order_number {
+        return Err(CoreError::invalid(
+            "the order number handed over is not this order's",
+        ));
+    }
+    let to = case.state.record_delivery()?;
+    case.delivered_at = Some(core.clock.now());
+    move_to_in_txn(txn, core, case, to, "delivered", None).await
+}
+
+/// Adds a line to the case's history that changes no state (a tracking point, a message).
+pub async fn note_in_txn(
+    txn: &DatabaseTransaction,
+    core: &Core,
+    case: CaseId,
+    kind: &str,
+    detail: String,
+) -> CoreResult<()> {
+    record_event_in_txn(txn, core, case, kind, None, None, Some(detail)).await
+}
+
+/// Texts the case's buyer (on the phone of the card it paid with).
+pub async fn text_buyer_in_txn(
+    txn: &DatabaseTransaction,
+    core: &Core,
+    case: &EscrowCase,
+    text: String,
+) -> CoreResult<()> {
+    tell_payer_in_txn(txn, core, case, text).await
 }
 
 /// What an answer to a case's challenge did.
@@ -785,7 +1207,7 @@ pub async fn answer_case_challenge_in_txn(
         &challenge,
         code,
         decision,
-        &case.binding(),
+        &case.binding_for(challenge.purpose),
     )
     .await?;
     let outcome = match (&answer, challenge.purpose) {
@@ -802,7 +1224,7 @@ pub async fn answer_case_challenge_in_txn(
             CaseOutcome::Settled
         }
         (Answer::Denied(_), _) => {
-            dispute_in_txn(txn, core, &mut case, None).await?;
+            dispute_in_txn(txn, core, &mut case, Some("denied on the phone".to_owned())).await?;
             CaseOutcome::Disputed
         }
         (Answer::Expired(_), ChallengePurpose::Order) => {
@@ -886,18 +1308,39 @@ pub async fn fire_timer_in_txn(
     }
 }
 
-/// The seller asks to be paid, quoting the order number: the buyer's phone is asked to
-/// release the money. Only the case's payee may ask.
+/// What the buyer is told of the delivery when asked to release the money.
+fn delivery_evidence(case: &EscrowCase) -> String {
+    match case.delivered_at {
+        Some(at) => format!("delivered {} UTC", at.format("%Y-%m-%d %H:%M")),
+        None => "NO DELIVERY RECORDED: deny if you did not receive it".to_owned(),
+    }
+}
+
+/// The seller asks to be paid, quoting the order number, for all of the order or part of it
+/// (the rest then returns to the buyer): the buyer's phone is asked to release that amount,
+/// and is told what is known of the delivery. Without an answer the money is released when
+/// the settlement period ends. Only the case's payee may ask.
 pub async fn request_settlement_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
     case: &mut EscrowCase,
     requested_by: PartyId,
+    amount: Option<Money>,
 ) -> CoreResult<Challenge> {
     if case.payee != requested_by {
         return Err(CoreError::NotFound("order"));
     }
     let to = case.state.request_settlement()?;
+    if let Some(amount) = amount
+        && (amount.is_zero()
+            || amount.currency() != case.amount.currency()
+            || amount.minor() > case.amount.minor())
+    {
+        return Err(CoreError::invalid(
+            "a settlement is for more than zero and at most the order's amount, in its currency",
+        ));
+    }
+    case.settlement_amount = amount.filter(|a| *a != case.amount);
     let phone = payer_phone_in_txn(txn, case)
         .await?
         .ok_or_else(|| CoreError::invalid("the buyer has no phone to confirm on"))?;
@@ -911,7 +1354,8 @@ pub async fn request_settlement_in_txn(
             party: case.payer,
             phone,
             subject: Some(case.id.uuid()),
-            binding: case.binding(),
+            binding: case.binding_for(ChallengePurpose::Settlement),
+            note: Some(delivery_evidence(case)),
         },
     )
     .await?;
@@ -931,7 +1375,23 @@ pub async fn request_settlement_in_txn(
         case,
         to,
         "settlement_requested",
-        Some(format!("released by itself at {deadline} unless disputed")),
+        Some(format!(
+            "{} requested ({}); released by itself at {deadline} unless disputed",
+            case.amount_to_settle(),
+            delivery_evidence(case)
+        )),
+    )
+    .await?;
+    crate::events::publish_in_txn(
+        txn,
+        &core.clock,
+        case.payee,
+        "settlement.requested",
+        serde_json::json!({
+            "order_number": case.order_number,
+            "amount": case.amount_to_settle(),
+            "auto_settles_at": deadline,
+        }),
     )
     .await?;
     Ok(challenge)
@@ -955,7 +1415,7 @@ pub async fn renew_settlement_confirmation_in_txn(
     if case.state != CaseState::SettlementRequested {
         return Err(case
             .state
-            .refuse("renew the settlement confirmation")
+            .refuse_action("renew the settlement confirmation")
             .into());
     }
     if let Some(current) = case.settlement_challenge {
@@ -987,7 +1447,8 @@ pub async fn renew_settlement_confirmation_in_txn(
             party: case.payer,
             phone,
             subject: Some(case.id.uuid()),
-            binding: case.binding(),
+            binding: case.binding_for(ChallengePurpose::Settlement),
+            note: Some(delivery_evidence(case)),
         },
     )
     .await?;
@@ -1032,6 +1493,25 @@ pub async fn cancel_in_txn(
     move_to_in_txn(txn, core, case, to, "cancelled", None).await
 }
 
+/// The oldest cases of `vertical` in `state` (an operator's queue).
+pub async fn cases_in_state(
+    db: &impl ConnectionTrait,
+    vertical: &str,
+    state: CaseState,
+    limit: u64,
+) -> CoreResult<Vec<EscrowCase>> {
+    escrow_cases::Entity::find()
+        .filter(escrow_cases::Column::Vertical.eq(vertical))
+        .filter(escrow_cases::Column::State.eq(state))
+        .order_by_asc(escrow_cases::Column::UpdatedAt)
+        .limit(limit.clamp(1, 100))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(EscrowCase::try_from)
+        .collect()
+}
+
 /// The most recent cases of a party in `vertical`, as payer or payee, newest first.
 pub async fn cases_of(
     db: &impl ConnectionTrait,
@@ -1072,7 +1552,7 @@ mod tests {
 
     #[test]
     fn final_states_accept_no_transition() {
-        for state in [Settled, Denied, Expired, Cancelled, Refunded] {
+        for state in [Settled, Denied, Expired, Cancelled, Refunded, Refused] {
             assert!(state.is_final());
             assert!(state.approve_order().is_err());
             assert!(state.cancel().is_err());

@@ -139,6 +139,15 @@ pub struct Institution {
     pub kind: InstitutionKind,
     /// The code of the institution whose freezing account holds this one's frozen money.
     pub freezing_pool: String,
+    /// What it keeps of a settlement its card paid, in basis points.
+    pub card_fee_bps: i32,
+}
+
+impl Institution {
+    /// The card fee as a fraction of the settled amount.
+    pub fn card_fee_rate(&self) -> rust_decimal::Decimal {
+        rust_decimal::Decimal::new(i64::from(self.card_fee_bps.clamp(0, 10_000)), 4)
+    }
 }
 
 async fn institution_from_row(
@@ -157,6 +166,7 @@ async fn institution_from_row(
         code: row.code,
         kind: row.kind,
         freezing_pool,
+        card_fee_bps: row.card_fee_bps,
     })
 }
 
@@ -200,6 +210,7 @@ pub async fn ensure_default_institution_in_txn(
         code: Set(DEFAULT_INSTITUTION_CODE.to_owned()),
         kind: Set(InstitutionKind::Bank),
         freezing_pool: Set(DEFAULT_INSTITUTION_CODE.to_owned()),
+        card_fee_bps: Set(0),
         created_at: Set(clock.now()),
     })
     .on_conflict_do_nothing()
@@ -217,6 +228,8 @@ pub struct NewInstitution {
     pub shares_freezing_with: Option<String>,
     /// The largest limit granted per credit-line class and currency.
     pub credit_class_caps: Vec<(CreditClass, Money)>,
+    /// What the institution keeps of a settlement its card paid, in basis points (0–1000).
+    pub card_fee_bps: i32,
 }
 
 /// Creates the institution's party and record. Its staff log in with credentials the caller
@@ -229,6 +242,11 @@ pub async fn create_institution_in_txn(
     let code = new.code.trim().to_owned();
     if code.len() != cards::INSTITUTION_CODE_DIGITS || !code.bytes().all(|b| b.is_ascii_digit()) {
         return Err(CoreError::invalid("an institution code is 4 digits"));
+    }
+    if !(0..=1_000).contains(&new.card_fee_bps) {
+        return Err(CoreError::invalid(
+            "a card fee is 0 to 1000 basis points (10 %)",
+        ));
     }
     if institution_by_code(txn, &code).await?.is_some() {
         return Err(CoreError::Invalid(format!(
@@ -260,6 +278,7 @@ pub async fn create_institution_in_txn(
         code: Set(code.clone()),
         kind: Set(new.kind),
         freezing_pool: Set(freezing_pool.clone()),
+        card_fee_bps: Set(new.card_fee_bps),
         created_at: Set(clock.now()),
     })
     .exec_without_returning(txn)
@@ -273,6 +292,7 @@ pub async fn create_institution_in_txn(
         code,
         kind: new.kind,
         freezing_pool,
+        card_fee_bps: new.card_fee_bps,
     })
 }
 

@@ -271,6 +271,12 @@ pub mod keys {
     pub fn withdrawal(owner: PartyId, currency: Currency) -> String {
         format!("withdrawal:{owner}:{currency}")
     }
+    pub fn institution_fee(institution: PartyId, currency: Currency) -> String {
+        format!("institution_fee:{institution}:{currency}")
+    }
+    pub fn penalty(currency: Currency) -> String {
+        format!("penalty:{currency}")
+    }
 }
 
 /// One leg of a transfer: `amount` minor units added to (credit, positive) or taken from

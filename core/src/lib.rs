@@ -13,6 +13,7 @@ pub mod db;
 pub mod entities;
 pub mod error;
 pub mod escrow;
+pub mod events;
 pub mod funding;
 pub mod holds;
 pub mod ids;
@@ -26,6 +27,7 @@ pub mod parties;
 pub mod phone;
 pub mod phone_number;
 pub mod timers;
+pub mod webhooks;
 
 pub use clock::Clock;
 pub use error::{CoreError, CoreResult, ErrorKind};

@@ -32,6 +32,7 @@ pub async fn start_card_login_in_txn(
             phone: card.phone,
             subject: Some(card.id.uuid()),
             binding: ChallengeBinding::default(),
+            note: None,
         },
     )
     .await

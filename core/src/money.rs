@@ -229,6 +229,23 @@ impl Money {
         Money::new(rounded, self.currency)
     }
 
+    /// `self × part / whole`, rounded half-up: the share of a fee or commission that belongs to
+    /// a part of the amount it was computed on. Never more than `self` when `part ≤ whole`.
+    pub fn prorate(&self, part: &Money, whole: &Money) -> Result<Money, MoneyError> {
+        self.same_currency(part)?;
+        self.same_currency(whole)?;
+        if whole.is_zero() || part.minor() > whole.minor() {
+            return Err(MoneyError::RateOutOfRange);
+        }
+        let numerator = i128::from(self.minor()) * i128::from(part.minor());
+        let denominator = i128::from(whole.minor());
+        let rounded = (2 * numerator + denominator) / (2 * denominator);
+        Money::from_minor(
+            i64::try_from(rounded).map_err(|_| MoneyError::TooLarge)?,
+            self.currency,
+        )
+    }
+
     pub fn min(self, other: Money) -> Result<Money, MoneyError> {
         self.same_currency(&other)?;
         Ok(if self.minor() <= other.minor() {
@@ -384,6 +401,23 @@ mod tests {
             let share = money.share_rounded_half_up(Decimal::new(i64::from(bps), 4)).unwrap();
             let rest = money.checked_sub(&share).unwrap();
             prop_assert_eq!(rest.checked_add(&share).unwrap(), money);
+        }
+
+        #[test]
+        fn a_prorated_share_never_exceeds_the_whole_share(
+            share in 0..=1_000_000_000i64,
+            extra in 0..=1_000_000_000i64,
+            part in 0..=1_000_000_000i64,
+        ) {
+            let whole = Money::from_minor(share + extra + 1, Currency::USD).unwrap();
+            let part = Money::from_minor(part.min(whole.minor()), Currency::USD).unwrap();
+            let fee = Money::from_minor(share, Currency::USD).unwrap();
+            let prorated = fee.prorate(&part, &whole).unwrap();
+            prop_assert!(prorated.minor() <= fee.minor());
+            prop_assert!(prorated.minor() <= part.minor());
+            if part == whole {
+                prop_assert_eq!(prorated, fee);
+            }
         }
 
         #[test]

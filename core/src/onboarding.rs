@@ -97,11 +97,59 @@ async fn create_with_credentials(
 ) -> CoreResult<(Party, String)> {
     // Hash before the transaction: argon2 takes tens of milliseconds, and SQLite's write lock
     // should not wait on it.
-    let password_hash = parties::hash_password(password)?;
-    let second_hash = second_password.map(parties::hash_password).transpose()?;
+    let credentials = StaffCredentials::hash(username, password, second_password)?;
     let txn = db::begin_write(db).await?;
+    let created = create_staff_in_txn(&txn, core, role, display_name, credentials).await?;
+    txn.commit().await?;
+    Ok(created)
+}
+
+/// A username with its password (and optional second password) already hashed.
+#[derive(Clone)]
+pub struct StaffCredentials {
+    pub username: String,
+    password_hash: String,
+    second_password_hash: Option<String>,
+}
+
+impl std::fmt::Debug for StaffCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StaffCredentials")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StaffCredentials {
+    /// Hashes the passwords (slow on purpose: do it outside any transaction).
+    pub fn hash(
+        username: &str,
+        password: &str,
+        second_password: Option<&str>,
+    ) -> CoreResult<StaffCredentials> {
+        Ok(StaffCredentials {
+            username: username.to_owned(),
+            password_hash: parties::hash_password(password)?,
+            second_password_hash: second_password.map(parties::hash_password).transpose()?,
+        })
+    }
+}
+
+/// A party that logs in with a username and password: staff of any role but shopper.
+pub async fn create_staff_in_txn(
+    txn: &DatabaseTransaction,
+    core: &Core,
+    role: Role,
+    display_name: &str,
+    credentials: StaffCredentials,
+) -> CoreResult<(Party, String)> {
+    if matches!(role, Role::Shopper | Role::Platform) {
+        return Err(CoreError::invalid(
+            "shoppers log in with a card, not a password",
+        ));
+    }
     let party = parties::create_party_in_txn(
-        &txn,
+        txn,
         &core.clock,
         NewParty {
             role,
@@ -110,16 +158,27 @@ async fn create_with_credentials(
     )
     .await?;
     let username = parties::store_credentials_in_txn(
-        &txn,
+        txn,
         &core.clock,
         party.id,
-        username,
-        password_hash,
-        second_hash,
+        &credentials.username,
+        credentials.password_hash,
+        credentials.second_password_hash,
     )
     .await?;
-    txn.commit().await?;
     Ok((party, username))
+}
+
+/// Onboards staff of `role` (a distributor, prescriber, drugstore, insurer…).
+pub async fn onboard_staff(
+    db: &DatabaseConnection,
+    core: &Core,
+    role: Role,
+    display_name: &str,
+    username: &str,
+    password: &str,
+) -> CoreResult<(Party, String)> {
+    create_with_credentials(db, core, role, display_name, username, password, None).await
 }
 
 #[derive(Debug, Clone)]

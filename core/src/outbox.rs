@@ -1,16 +1,16 @@
 //! The transactional outbox. A message is written in the same transaction as the state change
 //! it reports, and delivered afterwards by a worker — never sent from inside a transaction.
 //! Delivery is at least once: a worker that dies after sending but before recording it
-//! leaves the lease to run out, and the message goes again.
+//! leaves the lease to run out, and the message goes again (webhook receivers de-duplicate on
+//! the event id).
 
 use crate::clock::Clock;
 use crate::db;
 use crate::entities::outbox;
 use crate::error::CoreResult;
 use crate::ids::{ChallengeId, OutboxMessageId};
-use crate::phone::PhoneGateway;
 use crate::phone_number::PhoneNumber;
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::{Expr, LockBehavior, LockType};
 use sea_orm::{
@@ -18,31 +18,57 @@ use sea_orm::{
     QuerySelect,
 };
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 #[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    EnumIter,
+    DeriveActiveEnum,
+    Serialize,
+    Deserialize,
+    ToSchema,
 )]
 #[sea_orm(
     rs_type = "String",
     db_type = "String(StringLen::N(32))",
     rename_all = "snake_case"
 )]
+#[serde(rename_all = "snake_case")]
 pub enum Channel {
+    /// A text to a phone, through the phone gateway; `destination` is the E.164 number.
     Phone,
+    /// A signed POST to a party's webhook endpoint; `destination` is the endpoint id.
+    Webhook,
 }
 
 #[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    EnumIter,
+    DeriveActiveEnum,
+    Serialize,
+    Deserialize,
+    ToSchema,
 )]
 #[sea_orm(
     rs_type = "String",
     db_type = "String(StringLen::N(16))",
     rename_all = "snake_case"
 )]
+#[serde(rename_all = "snake_case")]
 pub enum DeliveryStatus {
     Pending,
     Delivered,
-    /// Gave up after [`MAX_ATTEMPTS`]; kept for an operator to look at.
+    /// Given up after the channel's last attempt; kept for an operator to look at.
     Failed,
 }
 
@@ -63,23 +89,60 @@ impl std::fmt::Debug for PhoneMessage {
     }
 }
 
-pub const MAX_ATTEMPTS: i32 = 8;
-/// What a delivered or abandoned message's payload is replaced with.
-const REDACTED: &str = "{\"redacted\":true}";
 pub const LEASE_SECS: i64 = 30;
 pub const MAX_BATCH: u64 = 100;
+/// What a delivered or abandoned phone message's payload is replaced with: it held a code.
+const REDACTED: &str = "{\"redacted\":true}";
+
+/// How many tries a message gets before it is given up.
+pub fn max_attempts(channel: Channel) -> i32 {
+    match channel {
+        Channel::Phone => 8,
+        // About a day of retries: a receiver may be down for a while.
+        Channel::Webhook => 20,
+    }
+}
+
+/// Waits between tries: 1 s, 2 s, 4 s … capped at ten minutes (an hour for webhooks).
+pub fn backoff_for(channel: Channel, attempts: i32) -> Duration {
+    let cap = match channel {
+        Channel::Phone => 600,
+        Channel::Webhook => 3600,
+    };
+    let exponent = u32::try_from(attempts.clamp(0, 12)).unwrap_or(12);
+    Duration::seconds(2_i64.pow(exponent).min(cap))
+}
+
+/// The default backoff (phone messages, timers).
+pub fn backoff(attempts: i32) -> Duration {
+    backoff_for(Channel::Phone, attempts)
+}
 
 pub async fn enqueue_phone_in_txn(
     txn: &DatabaseTransaction,
     clock: &Clock,
     message: PhoneMessage,
 ) -> CoreResult<()> {
+    let destination = message.to.e164().to_owned();
+    let payload = serde_json::to_string(&message).unwrap_or_default();
+    enqueue_in_txn(txn, clock, Channel::Phone, destination, payload, None).await
+}
+
+/// Queues any message; delivered by the worker after the transaction commits.
+pub async fn enqueue_in_txn(
+    txn: &DatabaseTransaction,
+    clock: &Clock,
+    channel: Channel,
+    destination: String,
+    payload: String,
+    event: Option<Uuid>,
+) -> CoreResult<()> {
     let now = clock.now();
     outbox::Entity::insert(outbox::ActiveModel {
         id: Set(OutboxMessageId::new().uuid()),
-        channel: Set(Channel::Phone),
-        destination: Set(message.to.e164().to_owned()),
-        payload: Set(serde_json::to_string(&message).unwrap_or_default()),
+        channel: Set(channel),
+        destination: Set(destination),
+        payload: Set(payload),
         status: Set(DeliveryStatus::Pending),
         attempts: Set(0),
         next_attempt_at: Set(now),
@@ -87,16 +150,47 @@ pub async fn enqueue_phone_in_txn(
         last_error: Set(None),
         created_at: Set(now),
         delivered_at: Set(None),
+        last_status_code: Set(None),
+        event_id: Set(event),
     })
     .exec_without_returning(txn)
     .await?;
     Ok(())
 }
 
-/// Waits between tries: 1 s, 2 s, 4 s … capped at 10 minutes.
-pub fn backoff(attempts: i32) -> Duration {
-    let exponent = u32::try_from(attempts.clamp(0, 10)).unwrap_or(10);
-    Duration::seconds(2_i64.pow(exponent).min(600))
+/// One message to send, as the worker hands it to the sender.
+#[derive(Clone)]
+pub struct Outbound {
+    pub id: Uuid,
+    pub channel: Channel,
+    pub destination: String,
+    pub payload: String,
+    pub event: Option<Uuid>,
+    pub attempt: i32,
+}
+
+impl std::fmt::Debug for Outbound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbound")
+            .field("id", &self.id)
+            .field("channel", &self.channel)
+            .field("attempt", &self.attempt)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a send failed; the HTTP status, if the other side answered.
+#[derive(Debug, Clone)]
+pub struct SendFailure {
+    pub status_code: Option<u16>,
+    pub reason: String,
+}
+
+/// Sends outbox messages: the phone gateway for texts, HTTP for webhooks. Implemented by the
+/// server, which owns the network clients. `Ok` carries the receiver's status code, if any.
+#[async_trait::async_trait]
+pub trait OutboxSender: Send + Sync {
+    async fn send(&self, message: &Outbound) -> Result<Option<u16>, SendFailure>;
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -106,16 +200,17 @@ pub struct DeliveryRound {
     pub failed: usize,
 }
 
-/// Leases up to `limit` due messages, sends them through `gateway` outside any transaction,
-/// and records each outcome. Several workers may run at once: the lease (and `SKIP LOCKED` on
-/// PostgreSQL) gives each message to one of them.
+/// Leases up to `limit` due messages, sends them outside any transaction, and records each
+/// outcome. Several workers may run at once: the lease (and `SKIP LOCKED` on PostgreSQL) gives
+/// each message to one of them, and only the lease holder records the outcome.
 pub async fn deliver_due(
     db: &DatabaseConnection,
     clock: &Clock,
-    gateway: &dyn PhoneGateway,
+    sender: &dyn OutboxSender,
     limit: u64,
 ) -> CoreResult<DeliveryRound> {
     let now = clock.now();
+    let lease = now + Duration::seconds(LEASE_SECS);
     let txn = db::begin_write(db).await?;
     let due = outbox::Entity::find()
         .filter(outbox::Column::Status.eq(DeliveryStatus::Pending))
@@ -136,10 +231,7 @@ pub async fn deliver_due(
     }
     let ids: Vec<Uuid> = due.iter().map(|m| m.id).collect();
     outbox::Entity::update_many()
-        .col_expr(
-            outbox::Column::LeaseUntil,
-            Expr::value(now + Duration::seconds(LEASE_SECS)),
-        )
+        .col_expr(outbox::Column::LeaseUntil, Expr::value(lease))
         .col_expr(
             outbox::Column::Attempts,
             sea_orm::sea_query::ExprTrait::add(Expr::col(outbox::Column::Attempts), 1),
@@ -150,51 +242,66 @@ pub async fn deliver_due(
     txn.commit().await?;
 
     let mut round = DeliveryRound::default();
-    let lease = now + Duration::seconds(LEASE_SECS);
     for row in due {
-        let attempts = row.attempts + 1;
-        let sent = match serde_json::from_str::<PhoneMessage>(&row.payload) {
-            Ok(message) => gateway.send(&message).await.map_err(|e| e.to_string()),
-            Err(error) => Err(format!("unreadable payload: {error}")),
+        let attempt = row.attempts + 1;
+        let message = Outbound {
+            id: row.id,
+            channel: row.channel,
+            destination: row.destination.clone(),
+            payload: row.payload.clone(),
+            event: row.event_id,
+            attempt,
         };
+        let outcome = sender.send(&message).await;
         let mut update = outbox::Entity::update_many().col_expr(
             outbox::Column::LeaseUntil,
-            Expr::value(Option::<chrono::DateTime<chrono::Utc>>::None),
+            Expr::value(Option::<DateTime<Utc>>::None),
         );
-        match sent {
-            Ok(()) => {
-                // The text held a one-time code: once delivered it is not kept.
+        let give_up = attempt >= max_attempts(row.channel);
+        match outcome {
+            Ok(status) => {
                 update = update
                     .col_expr(
                         outbox::Column::Status,
                         Expr::value(DeliveryStatus::Delivered),
                     )
                     .col_expr(outbox::Column::DeliveredAt, Expr::value(clock.now()))
-                    .col_expr(outbox::Column::Payload, Expr::value(REDACTED));
+                    .col_expr(
+                        outbox::Column::LastStatusCode,
+                        Expr::value(status.map(i32::from)),
+                    );
+                if row.channel == Channel::Phone {
+                    update = update.col_expr(outbox::Column::Payload, Expr::value(REDACTED));
+                }
                 round.delivered += 1;
             }
-            Err(error) => {
-                tracing::warn!(message_id = %row.id, attempts, "phone delivery failed");
-                update = update.col_expr(
-                    outbox::Column::LastError,
-                    Expr::value(error.chars().take(500).collect::<String>()),
-                );
-                if attempts >= MAX_ATTEMPTS {
+            Err(failure) => {
+                tracing::warn!(message_id = %row.id, channel = ?row.channel, attempt, status = ?failure.status_code, "delivery failed");
+                update = update
+                    .col_expr(
+                        outbox::Column::LastError,
+                        Expr::value(failure.reason.chars().take(500).collect::<String>()),
+                    )
+                    .col_expr(
+                        outbox::Column::LastStatusCode,
+                        Expr::value(failure.status_code.map(i32::from)),
+                    );
+                if give_up {
                     update = update
-                        .col_expr(outbox::Column::Status, Expr::value(DeliveryStatus::Failed))
-                        .col_expr(outbox::Column::Payload, Expr::value(REDACTED));
+                        .col_expr(outbox::Column::Status, Expr::value(DeliveryStatus::Failed));
+                    if row.channel == Channel::Phone {
+                        update = update.col_expr(outbox::Column::Payload, Expr::value(REDACTED));
+                    }
                     round.failed += 1;
                 } else {
                     update = update.col_expr(
                         outbox::Column::NextAttemptAt,
-                        Expr::value(clock.now() + backoff(attempts)),
+                        Expr::value(clock.now() + backoff_for(row.channel, attempt)),
                     );
                     round.retried += 1;
                 }
             }
         }
-        // Only while this worker still holds the lease: a late worker must not undo another's
-        // outcome.
         update
             .filter(outbox::Column::Id.eq(row.id))
             .filter(outbox::Column::Status.eq(DeliveryStatus::Pending))
@@ -203,4 +310,48 @@ pub async fn deliver_due(
             .await?;
     }
     Ok(round)
+}
+
+/// One delivery as its log shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DeliveryRecord {
+    pub message_id: Uuid,
+    pub event_id: Option<Uuid>,
+    pub status: DeliveryStatus,
+    pub attempts: i32,
+    pub last_status_code: Option<i32>,
+    pub last_error: Option<String>,
+    pub next_attempt_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+/// The newest deliveries to one destination on one channel.
+pub async fn deliveries(
+    db: &impl sea_orm::ConnectionTrait,
+    channel: Channel,
+    destination: &str,
+    limit: u64,
+) -> CoreResult<Vec<DeliveryRecord>> {
+    Ok(outbox::Entity::find()
+        .filter(outbox::Column::Channel.eq(channel))
+        .filter(outbox::Column::Destination.eq(destination))
+        .order_by_desc(outbox::Column::CreatedAt)
+        .order_by_desc(outbox::Column::Id)
+        .limit(limit.clamp(1, 100))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|row| DeliveryRecord {
+            message_id: row.id,
+            event_id: row.event_id,
+            status: row.status,
+            attempts: row.attempts,
+            last_status_code: row.last_status_code,
+            last_error: row.last_error,
+            next_attempt_at: row.next_attempt_at,
+            created_at: row.created_at,
+            delivered_at: row.delivered_at,
+        })
+        .collect())
 }

@@ -14,6 +14,7 @@ mod m0003_escrow;
 mod m0004_idempotency;
 mod m0005_retail;
 mod m0006_cards_and_funding;
+mod m0007_retail_complete;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0004_idempotency::Migration),
             Box::new(m0005_retail::Migration),
             Box::new(m0006_cards_and_funding::Migration),
+            Box::new(m0007_retail_complete::Migration),
         ]
     }
 }

@@ -10,7 +10,7 @@ use holdfast_core::onboarding::{self, NewShopper, NewSupplier};
 use holdfast_core::parties::{self, Role};
 use holdfast_core::phone_number::PhoneNumber;
 use holdfast_core::{Currency, Money, db};
-use holdfast_retail::catalogue::{self, Audience, CommissionRate, NewCommodity};
+use holdfast_retail::catalogue::{self, Audience, NewCommodity};
 use rand::distr::{Alphanumeric, SampleString};
 use sea_orm::QueryFilter;
 use sea_orm::entity::prelude::*;
@@ -79,22 +79,12 @@ pub async fn seed(state: &AppState) -> anyhow::Result<Demo> {
     )
     .await?;
     if supplier_is_new {
-        for (name, price, rate, audience) in [
-            ("Espresso beans, 1 kg", "24.00", "0.05", Audience::All),
-            ("Ceramic pour-over dripper", "32.50", "0.08", Audience::All),
-            ("Gooseneck kettle", "79.90", "0.05", Audience::All),
-            (
-                "Single-malt whisky, 70 cl",
-                "58.00",
-                "0.05",
-                Audience::AdultOnly,
-            ),
-            (
-                "Office espresso machine",
-                "1450.00",
-                "0.03",
-                Audience::BusinessOnly,
-            ),
+        for (name, price, audience) in [
+            ("Espresso beans, 1 kg", "24.00", Audience::All),
+            ("Ceramic pour-over dripper", "32.50", Audience::All),
+            ("Gooseneck kettle", "79.90", Audience::All),
+            ("Single-malt whisky, 70 cl", "58.00", Audience::AdultOnly),
+            ("Office espresso machine", "1450.00", Audience::BusinessOnly),
         ] {
             catalogue::create_commodity(
                 &state.db,
@@ -105,7 +95,6 @@ pub async fn seed(state: &AppState) -> anyhow::Result<Demo> {
                     manufacturer: "Acme Roasters".to_owned(),
                     description: String::new(),
                     price: Money::parse(price, Currency::USD)?,
-                    commission_rate: CommissionRate::parse(rate)?,
                     audience,
                 },
             )

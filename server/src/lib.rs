@@ -3,6 +3,7 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod delivery;
 pub mod demo;
 pub mod error;
 pub mod extract;
@@ -83,11 +84,13 @@ pub fn build_state(db: DatabaseConnection, clock: Clock, settings: Settings) -> 
     let core = Core::new(clock.clone(), challenge_keys, settings.policy)
         .with_auto_settle(settings.auto_settle);
     let simulator_inbox = settings.gateway.is_none();
-    let gateway = settings
+    let gateway: Arc<dyn PhoneGateway> = settings
         .gateway
-        .unwrap_or_else(|| Arc::new(PhoneSimulator::new(db.clone(), clock)));
+        .unwrap_or_else(|| Arc::new(PhoneSimulator::new(db.clone(), clock.clone())));
+    let courier = Arc::new(delivery::Courier::new(gateway.clone(), db.clone(), clock));
     AppState {
         gateway,
+        courier,
         db,
         core,
         jwt,

@@ -21,6 +21,8 @@ pub struct AppState {
     pub core: Core,
     pub jwt: JwtKeys,
     pub gateway: Arc<dyn PhoneGateway>,
+    /// Delivers the outbox: texts through `gateway`, events to webhooks.
+    pub courier: Arc<crate::delivery::Courier>,
     /// The phone simulator's inbox is readable over the API (development and tests only).
     pub simulator_inbox: bool,
     /// Verifies the phone provider's signed inbound replies; `None` turns that endpoint off.

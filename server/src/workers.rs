@@ -5,6 +5,8 @@ use crate::state::AppState;
 use holdfast_core::escrow;
 use holdfast_core::timers::{self, Fired, Timer, TimerHandler};
 use holdfast_core::{Core, CoreError, CoreResult};
+use holdfast_retail::RetailError;
+use holdfast_retail::auctions;
 use sea_orm::DatabaseTransaction;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -21,6 +23,9 @@ impl TimerHandler for TimerDispatch {
             kind if escrow::is_case_timer(kind) => {
                 escrow::lock_timer_subject_in_txn(txn, timer.subject).await
             }
+            auctions::CLOSE_TIMER => auctions::lock_in_txn(txn, timer.subject)
+                .await
+                .map_err(retail_error),
             other => Err(CoreError::invalid(format!(
                 "no handler for timer kind '{other}'"
             ))),
@@ -32,10 +37,22 @@ impl TimerHandler for TimerDispatch {
             kind if escrow::is_case_timer(kind) => {
                 escrow::fire_timer_in_txn(txn, &self.core, kind, timer.subject).await
             }
+            auctions::CLOSE_TIMER => auctions::close_in_txn(txn, &self.core, timer.subject)
+                .await
+                .map(|_| ())
+                .map_err(retail_error),
             other => Err(CoreError::invalid(format!(
                 "no handler for timer kind '{other}'"
             ))),
         }
+    }
+}
+
+/// A vertical's error, as the timer table records it.
+fn retail_error(error: RetailError) -> CoreError {
+    match error {
+        RetailError::Core(core) => core,
+        other => CoreError::Invalid(other.to_string()),
     }
 }
 
@@ -78,7 +95,7 @@ pub async fn deliver_outbox(state: &AppState) -> CoreResult<usize> {
         let round = holdfast_core::outbox::deliver_due(
             &state.db,
             &state.core.clock,
-            state.gateway.as_ref(),
+            state.courier.as_ref(),
             holdfast_core::outbox::MAX_BATCH,
         )
         .await?;

@@ -81,6 +81,8 @@ pub struct TestApp {
     pub state: AppState,
     pub router: Router,
     pub clock: Clock,
+    /// An operator of the harness's own, for setup steps only an operator may take.
+    harness_operator: tokio::sync::OnceCell<String>,
     _storage: Storage,
 }
 
@@ -141,6 +143,7 @@ impl TestApp {
             router: holdfast_server::app(state.clone()),
             state,
             clock,
+            harness_operator: tokio::sync::OnceCell::new(),
             _storage: storage,
         }
     }
@@ -347,17 +350,38 @@ impl TestApp {
         .await
     }
 
-    /// A commodity of `supplier`; returns its id.
+    /// A commodity of `supplier` with the platform's commission `rate` (which the operator
+    /// sets); returns its id.
     pub async fn commodity(&self, supplier: &str, price: &str, rate: &str) -> String {
         let reply = self
             .post(
                 "/v1/retail/commodities",
                 Some(supplier),
-                json!({"name": "Thing", "price": {"amount": price, "currency": "USD"}, "commission_rate": rate}),
+                json!({"name": "Thing", "price": {"amount": price, "currency": "USD"}}),
             )
             .await;
         assert_eq!(reply.status, StatusCode::CREATED, "{reply:?}");
-        reply.body["id"].as_str().unwrap().to_owned()
+        let id = reply.body["id"].as_str().unwrap().to_owned();
+        let operator = self.harness_operator().await;
+        let set = self
+            .request(
+                Method::PUT,
+                &format!("/v1/operator/commodities/{id}/commission"),
+                Some(&operator),
+                Some(json!({"commission_rate": rate})),
+                &[],
+            )
+            .await;
+        assert_eq!(set.status, StatusCode::OK, "{set:?}");
+        id
+    }
+
+    /// The harness's own operator token.
+    pub async fn harness_operator(&self) -> String {
+        self.harness_operator
+            .get_or_init(|| self.operator_token())
+            .await
+            .clone()
     }
 
     pub async fn place_order(&self, shopper: &str, commodity: &str, quantity: u32) -> Reply {

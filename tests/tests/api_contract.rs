@@ -79,8 +79,11 @@ async fn a_token_is_required_and_roles_are_enforced() {
     let audit = app.get("/v1/operator/ledger/audit", Some(&supplier)).await;
     assert_eq!(audit.status, StatusCode::FORBIDDEN);
     let sell = app
-        .post("/v1/retail/commodities", Some(&shopper),
-            json!({"name": "x", "price": {"amount": "1.00", "currency": "USD"}, "commission_rate": "0.1"}))
+        .post(
+            "/v1/retail/commodities",
+            Some(&shopper),
+            json!({"name": "x", "price": {"amount": "1.00", "currency": "USD"}}),
+        )
         .await;
     assert_eq!(sell.status, StatusCode::FORBIDDEN);
     let audit = app.get("/v1/operator/ledger/audit", Some(&operator)).await;
@@ -141,8 +144,11 @@ async fn bad_money_is_refused_with_a_stable_code() {
         ("1", "XXX"),
     ] {
         let reply = app
-            .post("/v1/retail/commodities", Some(&supplier),
-                json!({"name": "x", "price": {"amount": amount, "currency": currency}, "commission_rate": "0.1"}))
+            .post(
+                "/v1/retail/commodities",
+                Some(&supplier),
+                json!({"name": "x", "price": {"amount": amount, "currency": currency}}),
+            )
             .await;
         assert_eq!(
             reply.status,
@@ -150,9 +156,21 @@ async fn bad_money_is_refused_with_a_stable_code() {
             "{amount} {currency}: {reply:?}"
         );
     }
-    let bad_rate = app
+    // A supplier cannot set the platform's commission; the operator can, within range.
+    let sneaky = app
         .post("/v1/retail/commodities", Some(&supplier),
-            json!({"name": "x", "price": {"amount": "1.00", "currency": "USD"}, "commission_rate": "1.5"}))
+            json!({"name": "x", "price": {"amount": "1.00", "currency": "USD"}, "commission_rate": "0"}))
+        .await;
+    assert_eq!(sneaky.status, StatusCode::BAD_REQUEST, "{sneaky:?}");
+    let commodity = app.commodity(&supplier, "1.00", "0.1").await;
+    let bad_rate = app
+        .request(
+            Method::PUT,
+            &format!("/v1/operator/commodities/{commodity}/commission"),
+            Some(&operator),
+            Some(json!({"commission_rate": "1.5"})),
+            &[],
+        )
         .await;
     assert_eq!(bad_rate.code(), "commission_rate_invalid");
 }

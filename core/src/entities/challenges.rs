@@ -23,6 +23,7 @@ pub struct Model {
     pub expires_at: DateTimeUtc,
     pub created_at: DateTimeUtc,
     pub resolved_at: Option<DateTimeUtc>,
+    pub note: Option<String>,
 }
 
 impl std::fmt::Debug for Model {

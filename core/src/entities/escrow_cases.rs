@@ -21,6 +21,8 @@ pub struct Model {
     pub order_challenge_id: Option<Uuid>,
     pub settlement_challenge_id: Option<Uuid>,
     pub payer_card_id: Option<Uuid>,
+    pub settlement_amount: Option<MinorUnits>,
+    pub delivered_at: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

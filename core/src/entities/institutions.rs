@@ -9,6 +9,7 @@ pub struct Model {
     pub kind: crate::funding::InstitutionKind,
     /// The code of the institution whose freezing account this one uses (its own by default).
     pub freezing_pool: String,
+    pub card_fee_bps: i32,
     pub created_at: DateTimeUtc,
 }
 

@@ -15,6 +15,8 @@ pub struct Model {
     pub last_error: Option<String>,
     pub created_at: DateTimeUtc,
     pub delivered_at: Option<DateTimeUtc>,
+    pub last_status_code: Option<i32>,
+    pub event_id: Option<Uuid>,
 }
 
 impl std::fmt::Debug for Model {

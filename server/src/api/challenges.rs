@@ -96,6 +96,14 @@ pub async fn answer_case(
                     body.decision,
                 )
                 .await?;
+                if let AnswerEffect::Applied(case, outcome) = &effect {
+                    // The vertical's own follow-up (a parcel, its notifications), in the same
+                    // transaction.
+                    if case.vertical == holdfast_retail::VERTICAL {
+                        holdfast_retail::orders::after_answer_in_txn(txn, &core, case, *outcome)
+                            .await?;
+                    }
+                }
                 Ok(match effect {
                     AnswerEffect::Applied(case, outcome) => Outcome::Done(ChallengeAnswered {
                         challenge_id,

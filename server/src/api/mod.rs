@@ -4,12 +4,14 @@ pub mod accounts;
 pub mod auth;
 pub mod cards;
 pub mod challenges;
+pub mod distributor;
 pub mod institution;
 pub mod operator;
 pub mod phone;
 pub mod retail;
 pub mod simulator;
 pub mod supplier;
+pub mod webhooks;
 
 use crate::error::{ApiError, REQUEST_ID};
 use crate::state::AppState;
@@ -38,6 +40,8 @@ pub fn router(state: AppState) -> Router {
         .merge(cards::routes())
         .merge(institution::routes())
         .merge(supplier::routes())
+        .merge(distributor::routes())
+        .merge(webhooks::routes())
         .merge(retail::routes());
     Router::new()
         .route("/healthz", get(health))

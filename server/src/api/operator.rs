@@ -5,21 +5,26 @@ use crate::api::accounts::AccountView;
 use crate::api::cards::CardView;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Json, Query};
+use crate::extract::{Json, Path, Query};
 use crate::idempotency::{self, IdempotencyKey, Outcome};
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
+use holdfast_core::escrow::{Fault, Mediation};
 use holdfast_core::funding::{CreditClass, Institution, InstitutionKind, NewInstitution};
 use holdfast_core::ids::PartyId;
 use holdfast_core::ledger::{self, LedgerAudit};
 use holdfast_core::onboarding::{self, NewShopper, NewSupplier};
+use holdfast_core::order_number::OrderNumber;
 use holdfast_core::parties::{PLATFORM_PARTY, Role};
 use holdfast_core::phone_number::PhoneNumber;
 use holdfast_core::{Currency, Money};
+use holdfast_retail::catalogue::{self, CommissionRate, Commodity, CommodityId};
+use holdfast_retail::orders::{self, OrderSummary, OrderView};
+use holdfast_retail::sellers::{self, SellerTerms, SellerTermsView};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -28,6 +33,14 @@ pub fn routes() -> Router<AppState> {
         .route("/operator/suppliers", post(create_supplier))
         .route("/operator/shoppers", post(create_shopper))
         .route("/operator/institutions", post(create_institution))
+        .route("/operator/distributors", post(create_distributor))
+        .route("/operator/sellers/{party_id}", put(set_seller_terms))
+        .route(
+            "/operator/commodities/{commodity_id}/commission",
+            put(set_commodity_commission),
+        )
+        .route("/operator/disputes", get(list_disputes))
+        .route("/operator/disputes/{order_number}/mediation", post(mediate))
         .route("/operator/accounts", get(accounts))
         .route("/operator/ledger/audit", get(audit))
 }
@@ -40,6 +53,10 @@ pub struct CreateSupplier {
     pub password: String,
     /// Needed later to change the supplier's information.
     pub second_password: Option<String>,
+    /// The platform's share of its sales, a decimal fraction below 1 (default `"0.05"`).
+    pub commission_rate: Option<String>,
+    /// The carrier its parcels go to unless it picks another.
+    pub default_distributor_id: Option<PartyId>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -61,7 +78,11 @@ pub async fn create_supplier(
     Json(body): Json<CreateSupplier>,
 ) -> ApiResult<(StatusCode, axum::Json<PartyCreated>)> {
     principal.require(&[Role::Operator])?;
-    let (party, username) = onboarding::onboard_supplier(
+    let commission = match &body.commission_rate {
+        Some(rate) => CommissionRate::parse(rate)?,
+        None => CommissionRate::from_basis_points(i32::from(sellers::DEFAULT_COMMISSION_BPS))?,
+    };
+    let (party, username, _) = sellers::onboard_supplier(
         &state.db,
         &state.core,
         NewSupplier {
@@ -69,6 +90,10 @@ pub async fn create_supplier(
             username: body.username,
             password: body.password,
             second_password: body.second_password,
+        },
+        SellerTerms {
+            commission,
+            default_distributor: body.default_distributor_id,
         },
     )
     .await?;
@@ -164,6 +189,9 @@ pub struct CreateInstitution {
     /// The largest limit granted per EC credit-line class (banks).
     #[serde(default)]
     pub credit_class_caps: Vec<CreditClassCap>,
+    /// What it keeps of a settlement its card paid (card companies, stores), a decimal
+    /// fraction up to 0.1 (default 0).
+    pub card_fee_rate: Option<String>,
     pub username: String,
     pub password: String,
 }
@@ -185,6 +213,10 @@ pub async fn create_institution(
     Json(body): Json<CreateInstitution>,
 ) -> ApiResult<(StatusCode, axum::Json<InstitutionCreated>)> {
     principal.require(&[Role::Operator])?;
+    let card_fee_bps = match &body.card_fee_rate {
+        Some(rate) => CommissionRate::parse(rate)?.basis_points(),
+        None => 0,
+    };
     let (institution, username) = onboarding::create_institution(
         &state.db,
         &state.core,
@@ -198,6 +230,7 @@ pub async fn create_institution(
                 .into_iter()
                 .map(|cap| (cap.class, cap.max_limit))
                 .collect(),
+            card_fee_bps,
         },
         &body.username,
         &body.password,
@@ -252,4 +285,214 @@ pub async fn audit(
 ) -> ApiResult<axum::Json<LedgerAudit>> {
     principal.require(&[Role::Operator])?;
     Ok(axum::Json(ledger::audit(&state.db).await?))
+}
+
+#[derive(Deserialize, Serialize, ToSchema)]
+pub struct CreateDistributor {
+    pub display_name: String,
+    pub username: String,
+    pub password: String,
+}
+
+/// Onboard a carrier (a distributor; an insurer's service company is one too).
+#[utoipa::path(post, path = "/v1/operator/distributors", tag = "operator", security(("bearer" = [])),
+    request_body = CreateDistributor,
+    responses((status = 201, body = PartyCreated), (status = 400, body = crate::error::ErrorBody),
+        (status = 409, body = crate::error::ErrorBody)))]
+pub async fn create_distributor(
+    State(state): State<AppState>,
+    principal: Principal,
+    Json(body): Json<CreateDistributor>,
+) -> ApiResult<(StatusCode, axum::Json<PartyCreated>)> {
+    principal.require(&[Role::Operator])?;
+    let (party, username) = onboarding::onboard_staff(
+        &state.db,
+        &state.core,
+        Role::Distributor,
+        &body.display_name,
+        &body.username,
+        &body.password,
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(PartyCreated {
+            party_id: party.id,
+            role: party.role,
+            display_name: party.display_name,
+            username: Some(username),
+        }),
+    ))
+}
+
+#[derive(Deserialize, Serialize, ToSchema)]
+pub struct SellerTermsChange {
+    /// The platform's share, a decimal fraction below 1: the default for the seller's
+    /// commodities from now on.
+    pub commission_rate: String,
+    pub default_distributor_id: Option<PartyId>,
+}
+
+/// Set a seller's commission and default carrier.
+#[utoipa::path(put, path = "/v1/operator/sellers/{party_id}", tag = "operator",
+    security(("bearer" = [])), params(("party_id" = PartyId, Path)), request_body = SellerTermsChange,
+    responses((status = 200, body = SellerTermsView), (status = 400, body = crate::error::ErrorBody)))]
+pub async fn set_seller_terms(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(seller): Path<PartyId>,
+    Json(body): Json<SellerTermsChange>,
+) -> ApiResult<axum::Json<SellerTermsView>> {
+    principal.require(&[Role::Operator])?;
+    let terms = sellers::set_terms(
+        &state.db,
+        &state.core.clock,
+        seller,
+        SellerTerms {
+            commission: CommissionRate::parse(&body.commission_rate)?,
+            default_distributor: body.default_distributor_id,
+        },
+    )
+    .await?;
+    Ok(axum::Json(terms.view(seller)))
+}
+
+#[derive(Deserialize, Serialize, ToSchema)]
+pub struct CommissionChange {
+    #[schema(example = "0.08")]
+    pub commission_rate: String,
+}
+
+/// Set one commodity's commission, overriding its seller's default (for new orders).
+#[utoipa::path(put, path = "/v1/operator/commodities/{commodity_id}/commission", tag = "operator",
+    security(("bearer" = [])), params(("commodity_id" = CommodityId, Path)),
+    request_body = CommissionChange,
+    responses((status = 200, body = Commodity), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn set_commodity_commission(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<CommodityId>,
+    Json(body): Json<CommissionChange>,
+) -> ApiResult<axum::Json<Commodity>> {
+    principal.require(&[Role::Operator])?;
+    let rate = CommissionRate::parse(&body.commission_rate)?;
+    Ok(axum::Json(
+        catalogue::set_commission(&state.db, id, rate).await?,
+    ))
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct DisputesQuery {
+    /// 1–100, default 50.
+    pub limit: Option<u64>,
+}
+
+/// Disputed orders waiting for mediation, oldest first.
+#[utoipa::path(get, path = "/v1/operator/disputes", tag = "operator", security(("bearer" = [])),
+    params(DisputesQuery), responses((status = 200, body = [OrderSummary])))]
+pub async fn list_disputes(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(query): Query<DisputesQuery>,
+) -> ApiResult<axum::Json<Vec<OrderSummary>>> {
+    principal.require(&[Role::Operator])?;
+    Ok(axum::Json(
+        orders::disputed_orders(&state.db, query.limit.unwrap_or(50)).await?,
+    ))
+}
+
+#[derive(Clone, Copy, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MediationOutcome {
+    /// All of it to the seller.
+    Release,
+    /// All of it back to the buyer.
+    Refund,
+    /// `to_seller` to the seller, the rest back to the buyer.
+    Split,
+}
+
+#[derive(Deserialize, Serialize, ToSchema)]
+pub struct Penalty {
+    pub party: Fault,
+    pub amount: Money,
+}
+
+#[derive(Deserialize, Serialize, ToSchema)]
+pub struct MediationRequest {
+    pub outcome: MediationOutcome,
+    /// With `split`: what the seller gets (before commission and fees).
+    pub to_seller: Option<Money>,
+    /// Charged to the party at fault, out of its share.
+    pub penalty: Option<Penalty>,
+    pub note: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MediationResult {
+    pub order: OrderView,
+    pub released_to_seller: Money,
+    pub seller_payout: Money,
+    pub commission: Money,
+    pub institution_fee: Money,
+    pub penalty: Money,
+    pub refunded_to_buyer: Money,
+}
+
+/// Mediate a disputed order: release it, refund it, or split it, and charge a penalty to the
+/// party at fault. Send an `Idempotency-Key`.
+#[utoipa::path(post, path = "/v1/operator/disputes/{order_number}/mediation", tag = "operator",
+    security(("bearer" = [])),
+    params(("order_number" = OrderNumber, Path), ("Idempotency-Key" = String, Header, description = "required")),
+    request_body = MediationRequest,
+    responses((status = 200, body = MediationResult), (status = 400, body = crate::error::ErrorBody),
+        (status = 409, body = crate::error::ErrorBody)))]
+pub async fn mediate(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(number): Path<OrderNumber>,
+    key: IdempotencyKey,
+    Json(body): Json<MediationRequest>,
+) -> ApiResult<Response> {
+    principal.require(&[Role::Operator])?;
+    let key = key.required()?;
+    let fingerprint = idempotency::fingerprint("mediate", &(&number, &body));
+    let core = state.core.clone();
+    idempotency::run(
+        &state,
+        principal.scope(),
+        key,
+        fingerprint,
+        StatusCode::OK,
+        move |txn| {
+            Box::pin(async move {
+                let current =
+                    holdfast_core::escrow::lock_case_by_number_in_txn(txn, &number).await?;
+                let to_seller = match body.outcome {
+                    MediationOutcome::Release => current.amount,
+                    MediationOutcome::Refund => Money::zero(current.amount.currency()),
+                    MediationOutcome::Split => body.to_seller.ok_or_else(|| {
+                        ApiError::invalid("a split names what goes to the seller")
+                    })?,
+                };
+                let mediation = Mediation {
+                    to_seller,
+                    penalty: body.penalty.map(|p| (p.party, p.amount)),
+                    note: body.note,
+                };
+                let (order, split) =
+                    orders::mediate_order_in_txn(txn, &core, &number, mediation).await?;
+                Ok(Outcome::Done(MediationResult {
+                    order,
+                    released_to_seller: split.to_seller,
+                    seller_payout: split.seller_net,
+                    commission: split.commission,
+                    institution_fee: split.institution_fee,
+                    penalty: split.penalty,
+                    refunded_to_buyer: split.refund,
+                }))
+            })
+        },
+    )
+    .await
 }

@@ -1,7 +1,8 @@
-//! Retail: the catalogue, orders, cancellation and the supplier's settlement request.
+//! Retail: the catalogue, orders and their lifecycle, the supplier's settlement request, the
+//! buyer's dispute, and auctions.
 
 use crate::auth::Principal;
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
 use crate::idempotency::{self, IdempotencyKey, Outcome};
 use crate::state::AppState;
@@ -9,14 +10,16 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 use holdfast_core::Money;
 use holdfast_core::cards;
 use holdfast_core::escrow::CaseEvent;
+use holdfast_core::ids::PartyId;
 use holdfast_core::order_number::OrderNumber;
 use holdfast_core::parties::Role;
+use holdfast_retail::auctions::{self, AuctionId, AuctionView, BidView, NewAuction};
 use holdfast_retail::catalogue::{
-    self, Audience, CommissionRate, Commodity, CommodityId, NewCommodity, Viewer,
+    self, Audience, Commodity, CommodityChange, CommodityId, NewCommodity, Viewer,
 };
 use holdfast_retail::orders::{self, OrderSummary, OrderView, PlaceOrder};
 use serde::{Deserialize, Serialize};
@@ -28,10 +31,19 @@ pub fn routes() -> Router<AppState> {
             "/retail/commodities",
             post(create_commodity).get(list_commodities),
         )
+        .route(
+            "/retail/commodities/{commodity_id}",
+            patch(change_commodity),
+        )
         .route("/retail/orders", post(place_order).get(list_orders))
         .route("/retail/orders/{order_number}", get(get_order))
         .route("/retail/orders/{order_number}/history", get(order_history))
         .route("/retail/orders/{order_number}/cancel", post(cancel_order))
+        .route("/retail/orders/{order_number}/refuse", post(refuse_order))
+        .route(
+            "/retail/orders/{order_number}/carrier",
+            post(assign_carrier),
+        )
         .route(
             "/retail/orders/{order_number}/settlement-request",
             post(request_settlement),
@@ -40,9 +52,25 @@ pub fn routes() -> Router<AppState> {
             "/retail/orders/{order_number}/settlement-confirmation",
             post(renew_settlement_confirmation),
         )
+        .route("/retail/orders/{order_number}/dispute", post(dispute_order))
+        .route("/retail/auctions", post(open_auction).get(list_auctions))
+        .route("/retail/auctions/{auction_id}", get(get_auction))
+        .route("/retail/auctions/{auction_id}/bids", post(place_bid))
+}
+
+/// How the caller sees the catalogue: a shopper through its card's class.
+async fn viewer(state: &AppState, principal: &Principal) -> ApiResult<Viewer> {
+    Ok(match principal.role {
+        Role::Shopper => {
+            let card = cards::get_card(&state.db, principal.shopper_card()?).await?;
+            Viewer::Card(card.age_class, card.purchase_type)
+        }
+        _ => Viewer::Staff,
+    })
 }
 
 #[derive(Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CreateCommodity {
     pub name: String,
     #[serde(default)]
@@ -50,15 +78,13 @@ pub struct CreateCommodity {
     #[serde(default)]
     pub description: String,
     pub price: Money,
-    /// The platform's share of the price, a decimal fraction below 1 (`"0.05"` = 5 %).
-    #[schema(example = "0.05")]
-    pub commission_rate: String,
     /// Who may see and buy it, by card class (default `all`).
     #[serde(default)]
     pub audience: Audience,
 }
 
-/// List a commodity for sale (suppliers).
+/// List a commodity for sale (suppliers, and card holders who sell). Its commission is the
+/// seller's, as the operator set it.
 #[utoipa::path(post, path = "/v1/retail/commodities", tag = "retail", security(("bearer" = [])),
     request_body = CreateCommodity,
     responses((status = 201, body = Commodity), (status = 400, body = crate::error::ErrorBody),
@@ -68,7 +94,7 @@ pub async fn create_commodity(
     principal: Principal,
     Json(body): Json<CreateCommodity>,
 ) -> ApiResult<(StatusCode, axum::Json<Commodity>)> {
-    principal.require(&[Role::Supplier])?;
+    principal.require(&[Role::Supplier, Role::Shopper])?;
     let commodity = catalogue::create_commodity(
         &state.db,
         &state.core,
@@ -78,12 +104,53 @@ pub async fn create_commodity(
             manufacturer: body.manufacturer,
             description: body.description,
             price: body.price,
-            commission_rate: CommissionRate::parse(&body.commission_rate)?,
             audience: body.audience,
         },
     )
     .await?;
     Ok((StatusCode::CREATED, axum::Json(commodity)))
+}
+
+#[derive(Deserialize, Serialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeCommodity {
+    pub name: Option<String>,
+    pub manufacturer: Option<String>,
+    pub description: Option<String>,
+    /// Applies to new orders; an order keeps the price its buyer confirmed.
+    pub price: Option<Money>,
+    pub audience: Option<Audience>,
+    /// `false` takes it off sale.
+    pub active: Option<bool>,
+}
+
+/// Change one of the seller's commodities (the commission is the operator's).
+#[utoipa::path(patch, path = "/v1/retail/commodities/{commodity_id}", tag = "retail",
+    security(("bearer" = [])), params(("commodity_id" = CommodityId, Path)),
+    request_body = ChangeCommodity,
+    responses((status = 200, body = Commodity), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn change_commodity(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<CommodityId>,
+    Json(body): Json<ChangeCommodity>,
+) -> ApiResult<axum::Json<Commodity>> {
+    principal.require(&[Role::Supplier, Role::Shopper])?;
+    let commodity = catalogue::update_commodity(
+        &state.db,
+        principal.party,
+        id,
+        CommodityChange {
+            name: body.name,
+            manufacturer: body.manufacturer,
+            description: body.description,
+            price: body.price,
+            audience: body.audience,
+            active: body.active,
+        },
+    )
+    .await?;
+    Ok(axum::Json(commodity))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -103,24 +170,19 @@ pub async fn list_commodities(
     principal: Principal,
     Query(page): Query<PageQuery>,
 ) -> ApiResult<axum::Json<Vec<Commodity>>> {
-    let viewer = match principal.role {
-        Role::Shopper => {
-            let card = cards::get_card(&state.db, principal.shopper_card()?).await?;
-            Viewer::Card(card.age_class, card.purchase_type)
-        }
-        _ => Viewer::Staff,
-    };
+    let viewer = viewer(&state, &principal).await?;
     let list = catalogue::list_commodities(&state.db, viewer, page.after, page.limit.unwrap_or(20))
         .await?;
     Ok(axum::Json(list))
 }
 
-/// Place an order (shoppers). The total is held at once and the shopper's phone is asked to
-/// approve; answer with `POST /v1/challenges/{id}/answer`.
+/// Place an order (shoppers) paid with the card of the session. The total is held at once and
+/// the card's phone is asked to approve; answer with `POST /v1/challenges/{id}/answer`.
 #[utoipa::path(post, path = "/v1/retail/orders", tag = "retail", security(("bearer" = [])),
-    params(("Idempotency-Key" = Option<String>, Header)),
+    params(("Idempotency-Key" = String, Header, description = "required")),
     request_body = PlaceOrder,
     responses((status = 201, body = OrderView), (status = 400, body = crate::error::ErrorBody),
+        (status = 403, description = "a commodity not sold to this card's class", body = crate::error::ErrorBody),
         (status = 409, body = crate::error::ErrorBody),
         (status = 422, description = "not enough funds, mixed suppliers…", body = crate::error::ErrorBody)))]
 pub async fn place_order(
@@ -156,7 +218,8 @@ pub struct ListQuery {
     pub limit: Option<u64>,
 }
 
-/// The caller's orders, newest first: placed (shoppers) or to fill (suppliers).
+/// The caller's orders, newest first: placed (shoppers) or to fill, with their settlement
+/// status (suppliers).
 #[utoipa::path(get, path = "/v1/retail/orders", tag = "retail", security(("bearer" = [])),
     params(ListQuery), responses((status = 200, body = [OrderSummary])))]
 pub async fn list_orders(
@@ -169,7 +232,9 @@ pub async fn list_orders(
     Ok(axum::Json(list))
 }
 
-/// One order, for its shopper, its supplier or an operator.
+/// One order, for its shopper, its supplier or an operator. A supplier checks an order number
+/// here: it sees the card masked, the items and the state, never the buyer's name, phone or
+/// address.
 #[utoipa::path(get, path = "/v1/retail/orders/{order_number}", tag = "retail",
     security(("bearer" = [])), params(("order_number" = OrderNumber, Path)),
     responses((status = 200, body = OrderView), (status = 400, body = crate::error::ErrorBody),
@@ -183,7 +248,7 @@ pub async fn get_order(
     Ok(axum::Json(view))
 }
 
-/// Every state change of an order, oldest first.
+/// The order's timeline, oldest first: every state change, tracking point and message.
 #[utoipa::path(get, path = "/v1/retail/orders/{order_number}/history", tag = "retail",
     security(("bearer" = [])), params(("order_number" = OrderNumber, Path)),
     responses((status = 200, body = [CaseEvent]), (status = 404, body = crate::error::ErrorBody)))]
@@ -228,21 +293,27 @@ pub async fn cancel_order(
     .await
 }
 
-/// Ask to be paid for an order, quoting its number (its supplier). The shopper's phone is
-/// asked to release the money; without an answer it is released when the period ends.
-#[utoipa::path(post, path = "/v1/retail/orders/{order_number}/settlement-request", tag = "retail",
+#[derive(Deserialize, Serialize, ToSchema, Default)]
+pub struct Reason {
+    pub reason: Option<String>,
+}
+
+/// Refuse an order before dispatch (its supplier). The buyer's money returns.
+#[utoipa::path(post, path = "/v1/retail/orders/{order_number}/refuse", tag = "retail",
     security(("bearer" = [])),
     params(("order_number" = OrderNumber, Path), ("Idempotency-Key" = Option<String>, Header)),
+    request_body = Reason,
     responses((status = 200, body = OrderView), (status = 404, body = crate::error::ErrorBody),
         (status = 409, body = crate::error::ErrorBody)))]
-pub async fn request_settlement(
+pub async fn refuse_order(
     State(state): State<AppState>,
     principal: Principal,
     Path(number): Path<OrderNumber>,
     key: IdempotencyKey,
+    Json(body): Json<Reason>,
 ) -> ApiResult<Response> {
-    principal.require(&[Role::Supplier])?;
-    let fingerprint = idempotency::fingerprint("request_settlement", &number);
+    principal.require(&[Role::Supplier, Role::Shopper])?;
+    let fingerprint = idempotency::fingerprint("refuse_order", &(&number, &body));
     let core = state.core.clone();
     idempotency::run(
         &state,
@@ -253,7 +324,92 @@ pub async fn request_settlement(
         move |txn| {
             Box::pin(async move {
                 let view =
-                    orders::request_settlement_in_txn(txn, &core, principal.party, &number).await?;
+                    orders::refuse_order_in_txn(txn, &core, principal.party, &number, body.reason)
+                        .await?;
+                Ok(Outcome::Done(view))
+            })
+        },
+    )
+    .await
+}
+
+#[derive(Deserialize, Serialize, ToSchema)]
+pub struct CarrierChoice {
+    pub distributor_id: PartyId,
+}
+
+/// Give the order's parcel to a carrier (its supplier, before pickup).
+#[utoipa::path(post, path = "/v1/retail/orders/{order_number}/carrier", tag = "retail",
+    security(("bearer" = [])), params(("order_number" = OrderNumber, Path)),
+    request_body = CarrierChoice,
+    responses((status = 200, body = OrderView), (status = 400, body = crate::error::ErrorBody),
+        (status = 404, body = crate::error::ErrorBody)))]
+pub async fn assign_carrier(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(number): Path<OrderNumber>,
+    Json(body): Json<CarrierChoice>,
+) -> ApiResult<axum::Json<OrderView>> {
+    principal.require(&[Role::Supplier, Role::Shopper])?;
+    let view = orders::assign_carrier(
+        &state.db,
+        &state.core,
+        principal.party,
+        &number,
+        body.distributor_id,
+    )
+    .await?;
+    Ok(axum::Json(view))
+}
+
+#[derive(Deserialize, Serialize, ToSchema, Default)]
+pub struct SettlementRequest {
+    /// Part of the order (the rest returns to the buyer); the whole order when absent.
+    pub amount: Option<Money>,
+}
+
+/// Ask to be paid for an order, quoting its number (its supplier): for all of it or part of
+/// it. The shopper's phone is asked to release the money and told what is known of the
+/// delivery; without an answer it is released when the settlement period ends.
+#[utoipa::path(post, path = "/v1/retail/orders/{order_number}/settlement-request", tag = "retail",
+    security(("bearer" = [])),
+    params(("order_number" = OrderNumber, Path), ("Idempotency-Key" = Option<String>, Header)),
+    request_body(content = SettlementRequest, description = "optional"),
+    responses((status = 200, body = OrderView), (status = 404, body = crate::error::ErrorBody),
+        (status = 409, body = crate::error::ErrorBody)))]
+pub async fn request_settlement(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(number): Path<OrderNumber>,
+    key: IdempotencyKey,
+    raw: axum::body::Bytes,
+) -> ApiResult<Response> {
+    principal.require(&[Role::Supplier, Role::Shopper])?;
+    // The body is optional: none asks for the whole order.
+    let body: SettlementRequest = if raw.iter().all(u8::is_ascii_whitespace) {
+        SettlementRequest::default()
+    } else {
+        serde_json::from_slice(&raw)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", e.to_string()))?
+    };
+    let fingerprint = idempotency::fingerprint("request_settlement", &(&number, &body));
+    let core = state.core.clone();
+    idempotency::run(
+        &state,
+        principal.scope(),
+        key,
+        fingerprint,
+        StatusCode::OK,
+        move |txn| {
+            Box::pin(async move {
+                let view = orders::request_settlement_in_txn(
+                    txn,
+                    &core,
+                    principal.party,
+                    &number,
+                    body.amount,
+                )
+                .await?;
                 Ok(Outcome::Done(view))
             })
         },
@@ -277,4 +433,132 @@ pub async fn renew_settlement_confirmation(
         orders::renew_settlement_confirmation(&state.db, &state.core, principal.party, &number)
             .await?;
     Ok(axum::Json(view))
+}
+
+#[derive(Deserialize, Serialize, ToSchema)]
+pub struct Dispute {
+    /// What went wrong (required).
+    pub reason: String,
+}
+
+/// Dispute a settlement request instead of approving it (its shopper). The settlement period
+/// stops, and the money stays frozen until an operator mediates.
+#[utoipa::path(post, path = "/v1/retail/orders/{order_number}/dispute", tag = "retail",
+    security(("bearer" = [])), params(("order_number" = OrderNumber, Path)),
+    request_body = Dispute,
+    responses((status = 200, body = OrderView), (status = 404, body = crate::error::ErrorBody),
+        (status = 409, body = crate::error::ErrorBody)))]
+pub async fn dispute_order(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(number): Path<OrderNumber>,
+    Json(body): Json<Dispute>,
+) -> ApiResult<axum::Json<OrderView>> {
+    principal.require(&[Role::Shopper])?;
+    let view = orders::dispute_order(
+        &state.db,
+        &state.core,
+        principal.party,
+        &number,
+        body.reason,
+    )
+    .await?;
+    Ok(axum::Json(view))
+}
+
+#[derive(Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OpenAuction {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub reserve_price: Money,
+    #[serde(default)]
+    pub audience: Audience,
+    /// How long it runs: 60 seconds to 30 days.
+    pub duration_secs: i64,
+}
+
+/// Put a commodity up for auction (a card holder who sells). The highest bid at the close
+/// becomes an order on the winner's card; the money settles into the seller's withdrawal
+/// account.
+#[utoipa::path(post, path = "/v1/retail/auctions", tag = "retail", security(("bearer" = [])),
+    request_body = OpenAuction,
+    responses((status = 201, body = AuctionView), (status = 400, body = crate::error::ErrorBody),
+        (status = 403, body = crate::error::ErrorBody)))]
+pub async fn open_auction(
+    State(state): State<AppState>,
+    principal: Principal,
+    Json(body): Json<OpenAuction>,
+) -> ApiResult<(StatusCode, axum::Json<AuctionView>)> {
+    principal.require(&[Role::Shopper, Role::Supplier])?;
+    let view = auctions::open_auction(
+        &state.db,
+        &state.core,
+        principal.party,
+        NewAuction {
+            name: body.name,
+            description: body.description,
+            reserve_price: body.reserve_price,
+            audience: body.audience,
+            duration: chrono::Duration::seconds(body.duration_secs),
+        },
+    )
+    .await?;
+    Ok((StatusCode::CREATED, axum::Json(view)))
+}
+
+/// Open auctions the caller's card may bid in, closing soonest first.
+#[utoipa::path(get, path = "/v1/retail/auctions", tag = "retail", security(("bearer" = [])),
+    params(ListQuery), responses((status = 200, body = [AuctionView])))]
+pub async fn list_auctions(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(query): Query<ListQuery>,
+) -> ApiResult<axum::Json<Vec<AuctionView>>> {
+    let viewer = viewer(&state, &principal).await?;
+    let list = auctions::open_auctions(&state.db, viewer, query.limit.unwrap_or(20)).await?;
+    Ok(axum::Json(list))
+}
+
+/// One auction.
+#[utoipa::path(get, path = "/v1/retail/auctions/{auction_id}", tag = "retail",
+    security(("bearer" = [])), params(("auction_id" = AuctionId, Path)),
+    responses((status = 200, body = AuctionView), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn get_auction(
+    State(state): State<AppState>,
+    _principal: Principal,
+    Path(id): Path<AuctionId>,
+) -> ApiResult<axum::Json<AuctionView>> {
+    Ok(axum::Json(auctions::get_auction(&state.db, id).await?))
+}
+
+#[derive(Deserialize, Serialize, ToSchema)]
+pub struct Bid {
+    pub amount: Money,
+}
+
+/// Bid with the card of the session: at least the reserve, more than the highest bid.
+#[utoipa::path(post, path = "/v1/retail/auctions/{auction_id}/bids", tag = "retail",
+    security(("bearer" = [])), params(("auction_id" = AuctionId, Path)), request_body = Bid,
+    responses((status = 201, body = BidView), (status = 400, body = crate::error::ErrorBody),
+        (status = 409, body = crate::error::ErrorBody)))]
+pub async fn place_bid(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<AuctionId>,
+    Json(body): Json<Bid>,
+) -> ApiResult<(StatusCode, axum::Json<BidView>)> {
+    let card = principal.shopper_card()?;
+    let view = auctions::bid(
+        &state.db,
+        &state.core,
+        principal.party,
+        card,
+        id,
+        body.amount,
+    )
+    .await
+    .map_err(ApiError::from)?;
+    Ok((StatusCode::CREATED, axum::Json(view)))
 }

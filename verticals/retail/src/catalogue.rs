@@ -6,7 +6,6 @@ use chrono::{DateTime, Utc};
 use holdfast_core::cards::{AgeClass, PurchaseType};
 use holdfast_core::db::MinorUnits;
 use holdfast_core::ids::{Id, IdKind, PartyId};
-use holdfast_core::parties::{self, Role};
 use holdfast_core::{Core, CoreError, Currency, Money};
 use rust_decimal::Decimal;
 use sea_orm::entity::prelude::*;
@@ -105,6 +104,14 @@ impl CommissionRate {
         Ok(CommissionRate { basis_points })
     }
 
+    pub fn basis_points(self) -> i32 {
+        i32::from(self.basis_points)
+    }
+
+    pub fn from_basis_points(basis_points: i32) -> RetailResult<CommissionRate> {
+        CommissionRate::from_stored(basis_points)
+    }
+
     fn from_stored(basis_points: i32) -> RetailResult<CommissionRate> {
         u16::try_from(basis_points)
             .ok()
@@ -170,8 +177,19 @@ pub struct NewCommodity {
     pub manufacturer: String,
     pub description: String,
     pub price: Money,
-    pub commission_rate: CommissionRate,
     pub audience: Audience,
+}
+
+/// What a seller may change of its commodity (the commission is the operator's). A new price
+/// applies to new orders only: an order keeps the price its buyer confirmed.
+#[derive(Debug, Clone, Default)]
+pub struct CommodityChange {
+    pub name: Option<String>,
+    pub manufacturer: Option<String>,
+    pub description: Option<String>,
+    pub price: Option<Money>,
+    pub audience: Option<Audience>,
+    pub active: Option<bool>,
 }
 
 pub const MAX_DESCRIPTION_CHARS: usize = 2_000;
@@ -202,10 +220,13 @@ pub async fn create_commodity(
     if new.price.is_zero() {
         return Err(CoreError::invalid("a price must be more than zero").into());
     }
-    let seller = parties::get_party(db, supplier).await?;
-    if seller.role != Role::Supplier {
-        return Err(CoreError::Forbidden("only suppliers list commodities").into());
+    if !crate::sellers::may_sell(db, supplier).await? {
+        return Err(CoreError::Forbidden(
+            "only suppliers and card holders who sell list commodities",
+        )
+        .into());
     }
+    let terms = crate::sellers::terms_of(db, supplier).await?;
     let row = commodities::ActiveModel {
         id: Set(CommodityId::new().uuid()),
         supplier_party_id: Set(supplier.uuid()),
@@ -214,7 +235,7 @@ pub async fn create_commodity(
         description: Set(description),
         price: Set(MinorUnits(new.price.minor())),
         currency: Set(new.price.currency().code().to_owned()),
-        commission_bps: Set(i32::from(new.commission_rate.basis_points)),
+        commission_bps: Set(terms.commission.basis_points()),
         active: Set(true),
         audience: Set(new.audience),
         created_at: Set(core.clock.now()),
@@ -257,6 +278,69 @@ pub async fn get_commodity(db: &impl ConnectionTrait, id: CommodityId) -> Retail
         .await?
         .ok_or(RetailError::Core(CoreError::NotFound("commodity")))
         .and_then(Commodity::try_from)
+}
+
+/// Changes a seller's own commodity.
+pub async fn update_commodity(
+    db: &impl ConnectionTrait,
+    seller: PartyId,
+    id: CommodityId,
+    change: CommodityChange,
+) -> RetailResult<Commodity> {
+    let current = get_commodity(db, id).await?;
+    if current.supplier_id != seller {
+        return Err(RetailError::Core(CoreError::NotFound("commodity")));
+    }
+    let mut row = commodities::ActiveModel {
+        id: Set(id.uuid()),
+        ..Default::default()
+    };
+    if let Some(name) = change.name {
+        row.name = Set(text_field(&name, "a name", 200, true)?);
+    }
+    if let Some(manufacturer) = change.manufacturer {
+        row.manufacturer = Set(text_field(&manufacturer, "a manufacturer", 200, false)?);
+    }
+    if let Some(description) = change.description {
+        row.description = Set(text_field(
+            &description,
+            "a description",
+            MAX_DESCRIPTION_CHARS,
+            false,
+        )?);
+    }
+    if let Some(price) = change.price {
+        if price.is_zero() || price.currency() != current.price.currency() {
+            return Err(
+                CoreError::invalid("a new price is more than zero, in the same currency").into(),
+            );
+        }
+        row.price = Set(MinorUnits(price.minor()));
+    }
+    if let Some(audience) = change.audience {
+        row.audience = Set(audience);
+    }
+    if let Some(active) = change.active {
+        row.active = Set(active);
+    }
+    Commodity::try_from(row.update(db).await?)
+}
+
+/// Sets a commodity's commission (the operator's decision; overrides the seller's default).
+pub async fn set_commission(
+    db: &impl ConnectionTrait,
+    id: CommodityId,
+    rate: CommissionRate,
+) -> RetailResult<Commodity> {
+    get_commodity(db, id).await?;
+    let row = commodities::ActiveModel {
+        id: Set(id.uuid()),
+        commission_bps: Set(rate.basis_points()),
+        ..Default::default()
+    }
+    .update(db)
+    .await?;
+    Commodity::try_from(row)
 }
 
 #[cfg(test)]

@@ -3,10 +3,13 @@
 //! to be paid, the shopper approves again, and the supplier's withdrawal account receives the
 //! price minus the platform's commission.
 
+pub mod auctions;
 pub mod catalogue;
+pub mod distribution;
 pub mod entities;
 mod error;
 pub mod orders;
+pub mod sellers;
 
 pub use error::{RetailError, RetailResult};
 

@@ -2,13 +2,18 @@
 
 use crate::VERTICAL;
 use crate::catalogue::{self, CommodityId};
+use crate::distribution::{self, ParcelSummary};
 use crate::entities::{order_lines, orders};
 use crate::error::{RetailError, RetailResult};
+use crate::sellers;
 use chrono::{DateTime, Utc};
 use holdfast_core::cards::{self, CardId};
 use holdfast_core::challenge::{self, ChallengeStatus};
 use holdfast_core::db::MinorUnits;
-use holdfast_core::escrow::{self, CaseEvent, CaseState, EscrowCase, OpenCase};
+use holdfast_core::escrow::{
+    self, CaseEvent, CaseOutcome, CaseState, EscrowCase, Mediation, OpenCase, PayoutSplit,
+};
+use holdfast_core::events;
 use holdfast_core::ids::{ChallengeId, PartyId};
 use holdfast_core::order_number::OrderNumber;
 use holdfast_core::parties::{self, Role};
@@ -53,10 +58,19 @@ pub struct OrderView {
     pub order_number: OrderNumber,
     pub state: CaseState,
     pub total: Money,
+    /// The card that pays, masked: all a seller learns of the buyer.
+    #[schema(example = "9000-21••-••••-7897")]
+    pub card: String,
     pub supplier_id: PartyId,
     pub supplier_name: String,
     pub lines: Vec<OrderLine>,
-    /// Present while the shopper's phone is asked to confirm (the order or the settlement).
+    /// What the seller asked to be paid, when it asked for part of the order.
+    pub settlement_amount: Option<Money>,
+    /// When the buyer handed the order number over on delivery.
+    pub delivered_at: Option<DateTime<Utc>>,
+    pub parcel: Option<ParcelSummary>,
+    /// Present, for the shopper only, while its phone is asked to confirm (the order or the
+    /// settlement).
     pub pending_confirmation: Option<PendingConfirmation>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -71,12 +85,12 @@ pub struct OrderSummary {
     pub created_at: DateTime<Utc>,
 }
 
-struct PricedLine {
-    commodity_id: CommodityId,
-    name: String,
-    unit_price: Money,
-    quantity: u32,
-    commission: Money,
+pub(crate) struct PricedLine {
+    pub(crate) commodity_id: CommodityId,
+    pub(crate) name: String,
+    pub(crate) unit_price: Money,
+    pub(crate) quantity: u32,
+    pub(crate) commission: Money,
 }
 
 /// Places an order paid with `card`: prices the lines from the catalogue (only what the card's
@@ -131,9 +145,26 @@ pub async fn place_order_in_txn(
             commission: commodity.rate.of(line_total)?,
         });
     }
-    let (Some(supplier), Some(currency)) = (supplier, currency) else {
+    let (Some(supplier), Some(_)) = (supplier, currency) else {
         return Err(RetailError::LineCount { max: MAX_LINES });
     };
+    open_order_in_txn(txn, core, shopper, &card, supplier, priced).await
+}
+
+/// Puts priced lines of one seller in escrow for `buyer`, paid with `card`: the order, its
+/// lines, the hold and the phone confirmation. Shared by orders and won auctions.
+pub(crate) async fn open_order_in_txn(
+    txn: &DatabaseTransaction,
+    core: &Core,
+    shopper: PartyId,
+    card: &cards::Card,
+    supplier: PartyId,
+    priced: Vec<PricedLine>,
+) -> RetailResult<OrderView> {
+    let currency = priced
+        .first()
+        .map(|line| line.unit_price.currency())
+        .ok_or(RetailError::LineCount { max: MAX_LINES })?;
     let mut total = Money::zero(currency);
     let mut commission = Money::zero(currency);
     for line in &priced {
@@ -188,8 +219,12 @@ pub async fn place_order_in_txn(
         order_number: case.order_number.clone(),
         state: case.state,
         total,
+        card: card.number.masked(),
         supplier_id: supplier,
         supplier_name: seller.display_name,
+        settlement_amount: None,
+        delivered_at: None,
+        parcel: None,
         lines: priced
             .into_iter()
             .map(|line| OrderLine {
@@ -258,13 +293,21 @@ async fn view_of(
         }
         None => None,
     };
+    let card = match case.payer_card {
+        Some(card) => cards::get_card(db, card).await?.number.masked(),
+        None => String::new(),
+    };
     Ok(OrderView {
         order_number: case.order_number.clone(),
         state: case.state,
         total: case.amount,
+        card,
         supplier_id: case.payee,
         supplier_name: case.payee_name.clone(),
         lines,
+        settlement_amount: case.settlement_amount,
+        delivered_at: case.delivered_at,
+        parcel: distribution::summary_of(db, case).await?,
         pending_confirmation,
         created_at: case.created_at,
         updated_at: case.updated_at,
@@ -330,12 +373,10 @@ pub async fn request_settlement_in_txn(
     core: &Core,
     supplier: PartyId,
     number: &OrderNumber,
+    amount: Option<Money>,
 ) -> RetailResult<OrderView> {
-    let mut case = escrow::lock_case_by_number_in_txn(txn, number).await?;
-    if case.vertical != VERTICAL || case.payee != supplier {
-        return Err(CoreError::NotFound("order").into());
-    }
-    escrow::request_settlement_in_txn(txn, core, &mut case, supplier).await?;
+    let mut case = seller_case_in_txn(txn, supplier, number).await?;
+    escrow::request_settlement_in_txn(txn, core, &mut case, supplier, amount).await?;
     view_of(txn, &case, supplier).await
 }
 
@@ -347,10 +388,7 @@ pub async fn renew_settlement_confirmation_in_txn(
     shopper: PartyId,
     number: &OrderNumber,
 ) -> RetailResult<OrderView> {
-    let mut case = escrow::lock_case_by_number_in_txn(txn, number).await?;
-    if case.vertical != VERTICAL || case.payer != shopper {
-        return Err(CoreError::NotFound("order").into());
-    }
+    let mut case = buyer_case_in_txn(txn, shopper, number).await?;
     escrow::renew_settlement_confirmation_in_txn(txn, core, &mut case, shopper).await?;
     view_of(txn, &case, shopper).await
 }
@@ -362,11 +400,17 @@ pub async fn cancel_order_in_txn(
     shopper: PartyId,
     number: &OrderNumber,
 ) -> RetailResult<OrderView> {
-    let mut case = escrow::lock_case_by_number_in_txn(txn, number).await?;
-    if case.vertical != VERTICAL || case.payer != shopper {
-        return Err(CoreError::NotFound("order").into());
-    }
+    let mut case = buyer_case_in_txn(txn, shopper, number).await?;
     escrow::cancel_in_txn(txn, core, &mut case, shopper).await?;
+    distribution::withdraw_in_txn(txn, core, &case).await?;
+    events::publish_in_txn(
+        txn,
+        &core.clock,
+        case.payee,
+        "order.cancelled",
+        serde_json::json!({"order_number": case.order_number}),
+    )
+    .await?;
     view_of(txn, &case, shopper).await
 }
 
@@ -382,4 +426,154 @@ pub async fn renew_settlement_confirmation(
     txn.commit().await?;
     core.wake_outbox();
     Ok(view)
+}
+
+/// Locks a retail case its buyer acts on; anyone else is told it does not exist.
+async fn buyer_case_in_txn(
+    txn: &DatabaseTransaction,
+    buyer: PartyId,
+    number: &OrderNumber,
+) -> RetailResult<EscrowCase> {
+    let case = escrow::lock_case_by_number_in_txn(txn, number).await?;
+    if case.vertical != VERTICAL || case.payer != buyer {
+        return Err(CoreError::NotFound("order").into());
+    }
+    Ok(case)
+}
+
+/// Locks a retail case its seller acts on.
+async fn seller_case_in_txn(
+    txn: &DatabaseTransaction,
+    seller: PartyId,
+    number: &OrderNumber,
+) -> RetailResult<EscrowCase> {
+    let case = escrow::lock_case_by_number_in_txn(txn, number).await?;
+    if case.vertical != VERTICAL || case.payee != seller {
+        return Err(CoreError::NotFound("order").into());
+    }
+    Ok(case)
+}
+
+/// What retail does when an answer on the phone changed one of its cases: a confirmed order
+/// gets its parcel (to the seller's carrier), and the seller and carrier are told.
+pub async fn after_answer_in_txn(
+    txn: &DatabaseTransaction,
+    core: &Core,
+    case: &EscrowCase,
+    outcome: CaseOutcome,
+) -> RetailResult<()> {
+    if case.vertical != VERTICAL || outcome != CaseOutcome::OrderApproved {
+        return Ok(());
+    }
+    let card = match case.payer_card {
+        Some(card) => Some(cards::get_card(txn, card).await?),
+        None => None,
+    };
+    let destination = card
+        .as_ref()
+        .and_then(|c| c.delivery_address.clone())
+        .unwrap_or_else(|| "collection from the seller".to_owned());
+    let terms = sellers::terms_of(txn, case.payee).await?;
+    distribution::open_parcel_in_txn(txn, core, case, destination, terms.default_distributor)
+        .await?;
+    let view = view_of(txn, case, case.payee).await?;
+    events::publish_in_txn(
+        txn,
+        &core.clock,
+        case.payee,
+        "order.confirmed",
+        serde_json::json!({
+            "order_number": view.order_number,
+            "card": view.card,
+            "total": view.total,
+            "lines": view.lines,
+        }),
+    )
+    .await?;
+    Ok(())
+}
+
+/// The seller gives the order's parcel to a carrier (before pickup).
+pub async fn assign_carrier(
+    db: &sea_orm::DatabaseConnection,
+    core: &Core,
+    seller: PartyId,
+    number: &OrderNumber,
+    distributor: PartyId,
+) -> RetailResult<OrderView> {
+    let txn = holdfast_core::db::begin_write(db).await?;
+    let case = seller_case_in_txn(&txn, seller, number).await?;
+    distribution::assign_in_txn(&txn, core, &case, distributor).await?;
+    let view = view_of(&txn, &case, seller).await?;
+    txn.commit().await?;
+    core.wake_outbox();
+    Ok(view)
+}
+
+/// The seller refuses an order it has not dispatched; the buyer's money returns.
+pub async fn refuse_order_in_txn(
+    txn: &DatabaseTransaction,
+    core: &Core,
+    seller: PartyId,
+    number: &OrderNumber,
+    reason: Option<String>,
+) -> RetailResult<OrderView> {
+    let mut case = seller_case_in_txn(txn, seller, number).await?;
+    escrow::refuse_in_txn(txn, core, &mut case, seller, reason).await?;
+    distribution::withdraw_in_txn(txn, core, &case).await?;
+    view_of(txn, &case, seller).await
+}
+
+/// The buyer disputes a settlement request, with a reason: the money stays frozen until an
+/// operator mediates.
+pub async fn dispute_order(
+    db: &sea_orm::DatabaseConnection,
+    core: &Core,
+    buyer: PartyId,
+    number: &OrderNumber,
+    reason: String,
+) -> RetailResult<OrderView> {
+    let txn = holdfast_core::db::begin_write(db).await?;
+    let mut case = buyer_case_in_txn(&txn, buyer, number).await?;
+    escrow::dispute_by_buyer_in_txn(&txn, core, &mut case, buyer, reason).await?;
+    let view = view_of(&txn, &case, buyer).await?;
+    txn.commit().await?;
+    core.wake_outbox();
+    Ok(view)
+}
+
+/// An operator's mediation of a disputed order.
+pub async fn mediate_order_in_txn(
+    txn: &DatabaseTransaction,
+    core: &Core,
+    number: &OrderNumber,
+    mediation: Mediation,
+) -> RetailResult<(OrderView, PayoutSplit)> {
+    let mut case = escrow::lock_case_by_number_in_txn(txn, number).await?;
+    if case.vertical != VERTICAL {
+        return Err(CoreError::NotFound("order").into());
+    }
+    let split = escrow::mediate_in_txn(txn, core, &mut case, mediation).await?;
+    let view = view_of(txn, &case, case.payee).await?;
+    Ok((view, split))
+}
+
+/// The disputed retail orders waiting for an operator, oldest first.
+pub async fn disputed_orders(
+    db: &impl ConnectionTrait,
+    limit: u64,
+) -> RetailResult<Vec<OrderSummary>> {
+    Ok(
+        escrow::cases_in_state(db, VERTICAL, CaseState::Disputed, limit)
+            .await?
+            .into_iter()
+            .map(|case| OrderSummary {
+                order_number: case.order_number,
+                state: case.state,
+                total: case.amount,
+                supplier_name: case.payee_name,
+                created_at: case.created_at,
+            })
+            .collect(),
+    )
 }

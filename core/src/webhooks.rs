@@ -1,0 +1,177 @@
+//! Webhook endpoints: where a supplier, carrier or institution wants its events POSTed. Each
+//! delivery is signed `t=<unix>,v1=<HMAC-SHA256 of "t.body">` with the endpoint's own secret,
+//! shown once at registration.
+
+use crate::challenge::keyed_mac;
+use crate::clock::Clock;
+use crate::entities::webhook_endpoints;
+use crate::error::{CoreError, CoreResult};
+use crate::ids::PartyId;
+use crate::outbox::{self, Channel, DeliveryRecord};
+use hmac::Mac;
+use rand::Rng;
+use sea_orm::entity::prelude::*;
+use sea_orm::{ActiveValue::Set, ConnectionTrait, DatabaseTransaction, QueryFilter, QueryOrder};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+pub const MAX_URL_CHARS: usize = 500;
+pub const MAX_ENDPOINTS_PER_PARTY: usize = 10;
+pub const SIGNATURE_HEADER: &str = "Holdfast-Signature";
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Endpoint {
+    pub id: Uuid,
+    pub url: String,
+    pub active: bool,
+}
+
+/// A registered endpoint and its signing secret (shown this once).
+#[derive(Clone, Serialize, ToSchema)]
+pub struct Registered {
+    pub endpoint: Endpoint,
+    pub secret: String,
+}
+
+impl std::fmt::Debug for Registered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registered")
+            .field("endpoint", &self.endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+fn validate_url(url: &str) -> CoreResult<String> {
+    let url = url.trim();
+    let scheme_ok = url.starts_with("https://") || url.starts_with("http://");
+    if !scheme_ok || url.len() > MAX_URL_CHARS || url.chars().any(char::is_whitespace) {
+        return Err(CoreError::invalid(format!(
+            "a webhook URL is an http(s) URL of at most {MAX_URL_CHARS} characters"
+        )));
+    }
+    Ok(url.to_owned())
+}
+
+pub async fn register_in_txn(
+    txn: &DatabaseTransaction,
+    clock: &Clock,
+    party: PartyId,
+    url: &str,
+) -> CoreResult<Registered> {
+    let url = validate_url(url)?;
+    let existing = endpoints_of(txn, party).await?;
+    if existing.iter().filter(|e| e.active).count() >= MAX_ENDPOINTS_PER_PARTY {
+        return Err(CoreError::invalid(format!(
+            "a party has at most {MAX_ENDPOINTS_PER_PARTY} webhook endpoints"
+        )));
+    }
+    let secret: [u8; 32] = rand::rng().random();
+    let secret = hex::encode(secret);
+    let id = Uuid::now_v7();
+    webhook_endpoints::Entity::insert(webhook_endpoints::ActiveModel {
+        id: Set(id),
+        party_id: Set(party.uuid()),
+        url: Set(url.clone()),
+        secret: Set(secret.clone()),
+        active: Set(true),
+        created_at: Set(clock.now()),
+    })
+    .exec_without_returning(txn)
+    .await?;
+    Ok(Registered {
+        endpoint: Endpoint {
+            id,
+            url,
+            active: true,
+        },
+        secret,
+    })
+}
+
+pub async fn endpoints_of(db: &impl ConnectionTrait, party: PartyId) -> CoreResult<Vec<Endpoint>> {
+    Ok(webhook_endpoints::Entity::find()
+        .filter(webhook_endpoints::Column::PartyId.eq(party.uuid()))
+        .order_by_asc(webhook_endpoints::Column::CreatedAt)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|row| Endpoint {
+            id: row.id,
+            url: row.url,
+            active: row.active,
+        })
+        .collect())
+}
+
+/// Stops deliveries to an endpoint (queued ones are still attempted).
+pub async fn deactivate(db: &impl ConnectionTrait, party: PartyId, id: Uuid) -> CoreResult<()> {
+    let row = owned(db, party, id).await?;
+    webhook_endpoints::ActiveModel {
+        id: Set(row.id),
+        active: Set(false),
+        ..Default::default()
+    }
+    .update(db)
+    .await?;
+    Ok(())
+}
+
+async fn owned(
+    db: &impl ConnectionTrait,
+    party: PartyId,
+    id: Uuid,
+) -> CoreResult<webhook_endpoints::Model> {
+    webhook_endpoints::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .filter(|row| row.party_id == party.uuid())
+        .ok_or(CoreError::NotFound("webhook endpoint"))
+}
+
+/// The delivery log of one of the party's endpoints, newest first.
+pub async fn deliveries(
+    db: &impl ConnectionTrait,
+    party: PartyId,
+    id: Uuid,
+    limit: u64,
+) -> CoreResult<Vec<DeliveryRecord>> {
+    owned(db, party, id).await?;
+    outbox::deliveries(db, Channel::Webhook, &id.to_string(), limit).await
+}
+
+/// Where and how to deliver to an endpoint (for the sender).
+#[derive(Clone)]
+pub struct Target {
+    pub url: String,
+    pub secret: String,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+pub async fn target(db: &impl ConnectionTrait, id: Uuid) -> CoreResult<Option<Target>> {
+    Ok(webhook_endpoints::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .map(|row| Target {
+            url: row.url,
+            secret: row.secret,
+        }))
+}
+
+/// `t=<unix>,v1=<hex HMAC-SHA256 of "t.body">`.
+pub fn signature(secret: &str, unix_seconds: i64, body: &[u8]) -> String {
+    let mut mac = keyed_mac(secret.as_bytes());
+    mac.update(unix_seconds.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    format!(
+        "t={unix_seconds},v1={}",
+        hex::encode(mac.finalize().into_bytes())
+    )
+}

@@ -1,0 +1,124 @@
+//! A party's webhook endpoints, their delivery log, and its event feed.
+
+use crate::auth::Principal;
+use crate::error::ApiResult;
+use crate::extract::{Json, Path, Query};
+use crate::state::AppState;
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post};
+use holdfast_core::db;
+use holdfast_core::events::{self, Event};
+use holdfast_core::outbox::DeliveryRecord;
+use holdfast_core::webhooks::{self, Endpoint, Registered};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/webhooks", post(register).get(list))
+        .route("/webhooks/{endpoint_id}", delete(deactivate))
+        .route("/webhooks/{endpoint_id}/deliveries", get(deliveries))
+        .route("/events", get(feed))
+}
+
+#[derive(Deserialize, Serialize, ToSchema)]
+pub struct NewEndpoint {
+    /// Where events are POSTed.
+    #[schema(example = "https://supplier.example/holdfast-events")]
+    pub url: String,
+}
+
+/// Register an endpoint for the caller's events. The answer carries the signing secret, once:
+/// each delivery is signed `Holdfast-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "t.body">`
+/// and names its event in `Holdfast-Event-Id` (deliveries are at least once: de-duplicate on
+/// it).
+#[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks", security(("bearer" = [])),
+    request_body = NewEndpoint,
+    responses((status = 201, body = Registered), (status = 400, body = crate::error::ErrorBody)))]
+pub async fn register(
+    State(state): State<AppState>,
+    principal: Principal,
+    Json(body): Json<NewEndpoint>,
+) -> ApiResult<(StatusCode, axum::Json<Registered>)> {
+    let txn = db::begin_write(&state.db).await?;
+    let registered =
+        webhooks::register_in_txn(&txn, &state.core.clock, principal.party, &body.url).await?;
+    txn.commit().await?;
+    Ok((StatusCode::CREATED, axum::Json(registered)))
+}
+
+/// The caller's endpoints.
+#[utoipa::path(get, path = "/v1/webhooks", tag = "webhooks", security(("bearer" = [])),
+    responses((status = 200, body = [Endpoint])))]
+pub async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> ApiResult<axum::Json<Vec<Endpoint>>> {
+    Ok(axum::Json(
+        webhooks::endpoints_of(&state.db, principal.party).await?,
+    ))
+}
+
+/// Stop delivering to an endpoint.
+#[utoipa::path(delete, path = "/v1/webhooks/{endpoint_id}", tag = "webhooks",
+    security(("bearer" = [])), params(("endpoint_id" = Uuid, Path)),
+    responses((status = 204), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn deactivate(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<Uuid>,
+) -> ApiResult<StatusCode> {
+    webhooks::deactivate(&state.db, principal.party, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct LimitQuery {
+    /// 1–100, default 50.
+    pub limit: Option<u64>,
+}
+
+/// The delivery log of an endpoint, newest first: attempts, the receiver's last status,
+/// the next try.
+#[utoipa::path(get, path = "/v1/webhooks/{endpoint_id}/deliveries", tag = "webhooks",
+    security(("bearer" = [])), params(("endpoint_id" = Uuid, Path), LimitQuery),
+    responses((status = 200, body = [DeliveryRecord]), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn deliveries(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<Uuid>,
+    Query(query): Query<LimitQuery>,
+) -> ApiResult<axum::Json<Vec<DeliveryRecord>>> {
+    let log =
+        webhooks::deliveries(&state.db, principal.party, id, query.limit.unwrap_or(50)).await?;
+    Ok(axum::Json(log))
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct FeedQuery {
+    /// The last event id seen.
+    pub after: Option<Uuid>,
+    /// 1–100, default 50.
+    pub limit: Option<u64>,
+}
+
+/// The caller's events, oldest first: everything its webhooks receive, for polling instead.
+#[utoipa::path(get, path = "/v1/events", tag = "webhooks", security(("bearer" = [])),
+    params(FeedQuery), responses((status = 200, body = [Event])))]
+pub async fn feed(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(query): Query<FeedQuery>,
+) -> ApiResult<axum::Json<Vec<Event>>> {
+    let list = events::feed(
+        &state.db,
+        principal.party,
+        query.after,
+        query.limit.unwrap_or(50),
+    )
+    .await?;
+    Ok(axum::Json(list))
+}
