@@ -461,6 +461,7 @@ pub async fn open_case_in_txn(
     )
     .await?;
     record_event_in_txn(txn, core, id, "opened", None, Some(case.state), None).await?;
+    note_confirmation_in_txn(txn, core, id, &challenge).await?;
     Ok((case, challenge))
 }
 
@@ -671,6 +672,17 @@ async fn tell_payer_in_txn(
     text: String,
 ) -> CoreResult<()> {
     if let Some(phone) = payer_phone_in_txn(txn, case).await? {
+        // The buyer's timeline keeps every text it was sent about the order.
+        record_event_in_txn(
+            txn,
+            core,
+            case.id,
+            "message",
+            None,
+            None,
+            Some(text.clone()),
+        )
+        .await?;
         outbox::enqueue_phone_in_txn(
             txn,
             &core.clock,
@@ -683,6 +695,35 @@ async fn tell_payer_in_txn(
         .await?;
     }
     Ok(())
+}
+
+/// Records in the timeline that a confirmation went to the phone (never its code).
+async fn note_confirmation_in_txn(
+    txn: &DatabaseTransaction,
+    core: &Core,
+    case: CaseId,
+    challenge: &Challenge,
+) -> CoreResult<()> {
+    let detail = format!(
+        "{} confirmation sent to the phone: {}, valid until {} UTC",
+        challenge.purpose.as_str(),
+        challenge
+            .binding
+            .amount
+            .map(|a| a.to_string())
+            .unwrap_or_default(),
+        challenge.expires_at.format("%Y-%m-%d %H:%M")
+    );
+    record_event_in_txn(
+        txn,
+        core,
+        case,
+        "confirmation_sent",
+        None,
+        None,
+        Some(detail),
+    )
+    .await
 }
 
 /// Approval of the order: the money stays frozen, no longer on a deadline.
@@ -1360,6 +1401,7 @@ pub async fn request_settlement_in_txn(
     )
     .await?;
     case.settlement_challenge = Some(challenge.id);
+    note_confirmation_in_txn(txn, core, case.id, &challenge).await?;
     let deadline = core.clock.now() + core.auto_settle;
     crate::timers::schedule_in_txn(
         txn,
@@ -1471,6 +1513,7 @@ pub async fn renew_settlement_confirmation_in_txn(
         None,
     )
     .await?;
+    note_confirmation_in_txn(txn, core, case.id, &challenge).await?;
     Ok(challenge)
 }
 

@@ -220,7 +220,35 @@ pub async fn place_hold_in_txn(
             ledger::reserve_in_txn(txn, request.funding_account, request.amount).await?;
         }
     }
-    get_hold(txn, id).await.map(Applied::New)
+    let hold = get_hold(txn, id).await?;
+    tell_institution_in_txn(txn, clock, &hold, "hold.placed").await?;
+    Ok(Applied::New(hold))
+}
+
+/// The institution whose funding source a hold draws on hears of each step.
+async fn tell_institution_in_txn(
+    txn: &DatabaseTransaction,
+    clock: &Clock,
+    hold: &Hold,
+    kind: &str,
+) -> CoreResult<()> {
+    crate::events::publish_in_txn(
+        txn,
+        clock,
+        hold.institution,
+        kind,
+        serde_json::json!({
+            "hold_id": hold.id,
+            "amount": hold.amount,
+            "mode": hold.mode,
+            "status": hold.status,
+            "posted_amount": hold.posted_amount,
+            "funding_account_id": hold.funding_account,
+            "freezing_account_id": hold.freezing_account,
+        }),
+    )
+    .await?;
+    Ok(())
 }
 
 async fn find_by_key(db: &impl ConnectionTrait, key: &str) -> CoreResult<Hold> {
@@ -367,7 +395,9 @@ pub async fn post_hold_in_txn(
         )
         .await?;
     }
-    get_hold(txn, id).await.map(Applied::New)
+    let posted = get_hold(txn, id).await?;
+    tell_institution_in_txn(txn, clock, &posted, "hold.posted").await?;
+    Ok(Applied::New(posted))
 }
 
 /// Returns the whole hold to its funding account.
@@ -439,7 +469,13 @@ async fn release(
             ledger::release_reservation_in_txn(txn, hold.funding_account, hold.amount).await?;
         }
     }
-    Ok(Applied::New(hold))
+    let released = get_hold(txn, id).await?;
+    let kind = match to {
+        HoldStatus::Expired => "hold.expired",
+        _ => "hold.voided",
+    };
+    tell_institution_in_txn(txn, clock, &released, kind).await?;
+    Ok(Applied::New(released))
 }
 
 /// Takes the deadline off a pending hold: once the buyer approved, the money stays frozen until

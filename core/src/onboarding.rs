@@ -187,6 +187,8 @@ pub struct NewShopper {
     pub phone: PhoneNumber,
     pub currency: Currency,
     pub initial_deposit: Option<Money>,
+    /// Where parcels go; only the carrier of an order sees it.
+    pub delivery_address: Option<String>,
 }
 
 /// A shopper with an adult, personal EC card mapped to a prepayment account at the built-in
@@ -217,7 +219,7 @@ pub async fn onboard_shopper_in_txn(
             currency: new.currency,
             phone: new.phone,
             email: None,
-            delivery_address: None,
+            delivery_address: new.delivery_address,
             terms: FundingTerms {
                 initial_deposit: new.initial_deposit,
                 ..FundingTerms::default()

@@ -10,19 +10,22 @@ use holdfast_core::onboarding::{self, NewShopper, NewSupplier};
 use holdfast_core::parties::{self, Role};
 use holdfast_core::phone_number::PhoneNumber;
 use holdfast_core::{Currency, Money, db};
-use holdfast_retail::catalogue::{self, Audience, NewCommodity};
+use holdfast_retail::catalogue::{self, Audience, CommissionRate, NewCommodity};
+use holdfast_retail::sellers::{self, SellerTerms};
 use rand::distr::{Alphanumeric, SampleString};
 use sea_orm::QueryFilter;
 use sea_orm::entity::prelude::*;
 
 pub const OPERATOR_USERNAME: &str = "demo-operator";
 pub const SUPPLIER_USERNAME: &str = "demo-supplier";
+pub const CARRIER_USERNAME: &str = "demo-carrier";
 pub const SHOPPER_PHONE: &str = "+821012345678";
 
 #[derive(Debug)]
 pub struct Demo {
     pub operator_password: String,
     pub supplier_password: String,
+    pub carrier_password: String,
     pub shopper_card: CardNumber,
 }
 
@@ -49,6 +52,17 @@ async fn ensure_user(
             onboarding::create_operator(&state.db, &state.core, display_name, username, &password)
                 .await?;
         }
+        Role::Distributor => {
+            onboarding::onboard_staff(
+                &state.db,
+                &state.core,
+                Role::Distributor,
+                display_name,
+                username,
+                &password,
+            )
+            .await?;
+        }
         _ => {
             onboarding::onboard_supplier(
                 &state.db,
@@ -71,11 +85,31 @@ pub async fn seed(state: &AppState) -> anyhow::Result<Demo> {
         ensure_user(state, Role::Operator, "Demo Operator", OPERATOR_USERNAME).await?;
     let (supplier_password, supplier_is_new) =
         ensure_user(state, Role::Supplier, "Acme Supplies", SUPPLIER_USERNAME).await?;
+    let (carrier_password, _) =
+        ensure_user(state, Role::Distributor, "Swift Couriers", CARRIER_USERNAME).await?;
+    let carrier = parties::verify_password(
+        &state.db,
+        &state.core.clock,
+        CARRIER_USERNAME,
+        &carrier_password,
+    )
+    .await?;
     let supplier = parties::verify_password(
         &state.db,
         &state.core.clock,
         SUPPLIER_USERNAME,
         &supplier_password,
+    )
+    .await?;
+    // The demo supplier's parcels go to the demo carrier; the platform keeps 5 %.
+    sellers::set_terms(
+        &state.db,
+        &state.core.clock,
+        supplier.id,
+        SellerTerms {
+            commission: CommissionRate::parse("0.05")?,
+            default_distributor: Some(carrier.id),
+        },
     )
     .await?;
     if supplier_is_new {
@@ -123,6 +157,7 @@ pub async fn seed(state: &AppState) -> anyhow::Result<Demo> {
                     phone,
                     currency: Currency::USD,
                     initial_deposit: Some(Money::parse("500.00", Currency::USD)?),
+                    delivery_address: Some("12 Sejong-daero, Jung-gu, Seoul".to_owned()),
                 },
             )
             .await?
@@ -133,6 +168,7 @@ pub async fn seed(state: &AppState) -> anyhow::Result<Demo> {
     Ok(Demo {
         operator_password,
         supplier_password,
+        carrier_password,
         shopper_card,
     })
 }
@@ -144,13 +180,15 @@ pub fn instructions(demo: &Demo, base_url: &str) -> String {
 Holdfast demo is ready at {base_url}
   operator  username {OPERATOR_USERNAME}   password {operator_password}
   supplier  username {SUPPLIER_USERNAME}   password {supplier_password}
+  carrier   username {CARRIER_USERNAME}    password {carrier_password}
   shopper   card {shopper_card}   phone {SHOPPER_PHONE}   500.00 USD prepaid
 Paste this into another terminal, then follow the walkthrough in README.md:
 
-export HOLDFAST={base_url} OPERATOR_PASSWORD={operator_password} SUPPLIER_PASSWORD={supplier_password} CARD={shopper_card} PHONE={SHOPPER_PHONE}
+export HOLDFAST={base_url} OPERATOR_PASSWORD={operator_password} SUPPLIER_PASSWORD={supplier_password} CARRIER_PASSWORD={carrier_password} CARD={shopper_card} PHONE={SHOPPER_PHONE}
 "#,
         operator_password = demo.operator_password,
         supplier_password = demo.supplier_password,
+        carrier_password = demo.carrier_password,
         shopper_card = demo.shopper_card,
     )
 }

@@ -661,6 +661,16 @@ async fn card_funding_pays_the_institution_its_fee_and_everything_adds_up() {
         .find(|a| a["kind"] == "institution_fee")
         .unwrap();
     assert_eq!(fee["balance"], "2.00");
+    // The institution hears of each step of the hold on its card.
+    let feed = app.get("/v1/events", Some(&cardco)).await;
+    let kinds: Vec<_> = feed
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(kinds, vec!["hold.placed", "hold.posted"], "{feed:?}");
     app.assert_ledger_clean().await;
 }
 

@@ -132,7 +132,16 @@ async fn a_purchase_settles_price_minus_commission_to_the_supplier() {
         .unwrap()
         .iter()
         .map(|e| e["to_state"].clone())
+        .filter(|state| !state.is_null())
         .collect();
+    // Texts and confirmations are in the timeline too, never a code.
+    let timeline = history.body.to_string();
+    assert!(
+        timeline.contains("confirmation sent to the phone"),
+        "{timeline}"
+    );
+    assert!(timeline.contains("paid to Acme Supplies"), "{timeline}");
+    assert!(!timeline.contains("Code "), "{timeline}");
     assert_eq!(
         states,
         vec![

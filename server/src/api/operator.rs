@@ -117,6 +117,8 @@ pub struct CreateShopper {
     pub currency: Currency,
     /// Paid into the new prepaid account.
     pub initial_deposit: Option<Money>,
+    /// Where parcels go; only the carrier of an order sees it.
+    pub delivery_address: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -158,6 +160,7 @@ pub async fn create_shopper(
                     phone: body.phone,
                     currency: body.currency,
                     initial_deposit: body.initial_deposit,
+                    delivery_address: body.delivery_address,
                 };
                 let issued = onboarding::onboard_shopper_in_txn(txn, &core, new).await?;
                 Ok(Outcome::Done(ShopperCreated {
