@@ -132,6 +132,9 @@ pub struct ChallengeBinding {
     pub amount: Option<Money>,
     pub payee: Option<String>,
     pub order_number: Option<String>,
+    /// Any further terms the person approves: a payment method ("3 monthly installments"), a
+    /// product, a merchant.
+    pub terms: Option<String>,
 }
 
 impl ChallengeBinding {
@@ -168,6 +171,13 @@ impl ChallengeBinding {
                 field(number.as_bytes());
             }
             None => field(b"no-order-number"),
+        }
+        match &self.terms {
+            Some(terms) => {
+                field(b"terms");
+                field(terms.as_bytes());
+            }
+            None => field(b"no-terms"),
         }
         hex::encode(hasher.finalize())
     }
@@ -318,6 +328,7 @@ impl TryFrom<challenges::Model> for Challenge {
                 amount,
                 payee: row.payee,
                 order_number: row.order_number,
+                terms: row.terms,
             },
             digest: row.digest,
             status: row.status,
@@ -370,6 +381,9 @@ fn message_text(challenge: &Challenge, code: &str) -> String {
     }
     if let Some(payee) = &binding.payee {
         text.push_str(&format!(" to {payee}"));
+    }
+    if let Some(terms) = &binding.terms {
+        text.push_str(&format!(", {terms}"));
     }
     if let Some(note) = &challenge.note {
         text.push_str(&format!(" ({note})"));
@@ -436,6 +450,7 @@ pub async fn issue_challenge_in_txn(
         created_at: Set(now),
         resolved_at: Set(None),
         note: Set(new.note.map(|n| n.chars().take(300).collect())),
+        terms: Set(new.binding.terms.clone()),
     };
     challenges::Entity::insert(row)
         .exec_without_returning(txn)
@@ -782,6 +797,7 @@ mod tests {
             amount: Some(Money::parse("25.00", Currency::USD).unwrap()),
             payee: Some("Acme".into()),
             order_number: Some("1234".into()),
+            terms: None,
         };
         let digest = base.digest(ChallengePurpose::Order, party);
         let mut other_amount = base.clone();
@@ -790,6 +806,9 @@ mod tests {
         other_payee.payee = Some("Acme2".into());
         assert_ne!(other_amount.digest(ChallengePurpose::Order, party), digest);
         assert_ne!(other_payee.digest(ChallengePurpose::Order, party), digest);
+        let mut other_terms = base.clone();
+        other_terms.terms = Some("3 monthly installments".into());
+        assert_ne!(other_terms.digest(ChallengePurpose::Order, party), digest);
         assert_ne!(base.digest(ChallengePurpose::Settlement, party), digest);
         assert_ne!(base.digest(ChallengePurpose::Order, PartyId::new()), digest);
         assert_eq!(base.digest(ChallengePurpose::Order, party), digest);

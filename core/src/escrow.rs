@@ -243,6 +243,8 @@ pub struct EscrowCase {
     pub settlement_amount: Option<Money>,
     /// When the buyer handed the order number over on delivery.
     pub delivered_at: Option<DateTime<Utc>>,
+    /// Terms the buyer approved besides the amount (a payment method…).
+    pub terms: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -273,6 +275,7 @@ impl TryFrom<escrow_cases::Model> for EscrowCase {
                 .map(|m| Money::from_minor(m.0, currency))
                 .transpose()?,
             delivered_at: row.delivered_at,
+            terms: row.terms,
             created_at: row.created_at,
             updated_at: row.updated_at,
         })
@@ -301,16 +304,16 @@ impl EscrowCase {
             amount: Some(amount),
             payee: Some(self.payee_name.clone()),
             order_number: Some(self.order_number.to_string()),
+            terms: match purpose {
+                ChallengePurpose::Settlement => None,
+                _ => self.terms.clone(),
+            },
         }
     }
 
     /// The order's binding (what the buyer approved when ordering).
     pub fn binding(&self) -> ChallengeBinding {
-        ChallengeBinding {
-            amount: Some(self.amount),
-            payee: Some(self.payee_name.clone()),
-            order_number: Some(self.order_number.to_string()),
-        }
+        self.binding_for(ChallengePurpose::Order)
     }
 }
 
@@ -326,6 +329,19 @@ pub struct OpenCase {
     pub amount: Money,
     /// The platform's share, paid out of `amount` at settlement.
     pub commission: Money,
+    /// What the first confirmation is for: `Order` (retail), `Payment` (a priced
+    /// prescription), `Policy` (an insurance purchase).
+    pub confirmation: ChallengePurpose,
+    /// Further terms the phone shows and the code binds (a payment method…).
+    pub terms: Option<String>,
+}
+
+/// Whether a purpose is the first confirmation of a case (the buyer's "yes" to the order).
+pub fn is_order_confirmation(purpose: ChallengePurpose) -> bool {
+    matches!(
+        purpose,
+        ChallengePurpose::Order | ChallengePurpose::Payment | ChallengePurpose::Policy
+    )
 }
 
 /// Opens a case: holds the money, and asks the buyer's phone to approve the exact amount,
@@ -372,7 +388,12 @@ pub async fn open_case_in_txn(
     let id = CaseId::new();
     let order_number = unused_order_number(txn).await?;
     let now = clock.now();
-    let order_ttl = core.policy.ttl(ChallengePurpose::Order);
+    if !is_order_confirmation(open.confirmation) {
+        return Err(CoreError::invalid(
+            "a case opens with an order, payment or policy confirmation",
+        ));
+    }
+    let order_ttl = core.policy.ttl(open.confirmation);
     let hold = holds::place_hold_in_txn(
         txn,
         clock,
@@ -408,6 +429,7 @@ pub async fn open_case_in_txn(
         payer_card: Some(card.id),
         settlement_amount: None,
         delivered_at: None,
+        terms: open.terms.clone(),
         created_at: now,
         updated_at: now,
     };
@@ -417,7 +439,7 @@ pub async fn open_case_in_txn(
         &core.keys,
         &core.policy,
         NewChallenge {
-            purpose: ChallengePurpose::Order,
+            purpose: open.confirmation,
             party: open.payer,
             phone: card.phone.clone(),
             subject: Some(id.uuid()),
@@ -447,6 +469,7 @@ pub async fn open_case_in_txn(
         payer_card_id: Set(Some(card.id.uuid())),
         settlement_amount: Set(None),
         delivered_at: Set(None),
+        terms: Set(case.terms.clone()),
         created_at: Set(now),
         updated_at: Set(now),
     })
@@ -1230,10 +1253,8 @@ pub async fn answer_case_challenge_in_txn(
         .subject
         .map(CaseId::from_uuid)
         .filter(|_| {
-            matches!(
-                unlocked.purpose,
-                ChallengePurpose::Order | ChallengePurpose::Settlement
-            )
+            is_order_confirmation(unlocked.purpose)
+                || unlocked.purpose == ChallengePurpose::Settlement
         })
         .ok_or(CoreError::NotFound("challenge"))?;
     let mut case = lock_case_in_txn(txn, case_id).await?;
@@ -1252,11 +1273,11 @@ pub async fn answer_case_challenge_in_txn(
     )
     .await?;
     let outcome = match (&answer, challenge.purpose) {
-        (Answer::Approved(_), ChallengePurpose::Order) => {
+        (Answer::Approved(_), purpose) if is_order_confirmation(purpose) => {
             approve_order_in_txn(txn, core, &mut case).await?;
             CaseOutcome::OrderApproved
         }
-        (Answer::Denied(_), ChallengePurpose::Order) => {
+        (Answer::Denied(_), purpose) if is_order_confirmation(purpose) => {
             deny_order_in_txn(txn, core, &mut case).await?;
             CaseOutcome::OrderDenied
         }
@@ -1268,7 +1289,7 @@ pub async fn answer_case_challenge_in_txn(
             dispute_in_txn(txn, core, &mut case, Some("denied on the phone".to_owned())).await?;
             CaseOutcome::Disputed
         }
-        (Answer::Expired(_), ChallengePurpose::Order) => {
+        (Answer::Expired(_), purpose) if is_order_confirmation(purpose) => {
             // The order's deadline is the code's: it expires now rather than at the timer.
             if case.state == CaseState::AwaitingOrderConfirmation {
                 expire_order_in_txn(txn, core, &mut case).await?;

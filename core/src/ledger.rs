@@ -98,6 +98,10 @@ pub enum TransferKind {
     Settle,
     /// A hold voided or expired: money returned to its source.
     Unfreeze,
+    /// Money paid back to a buyer after it was settled (an insurance free-look cancellation).
+    Refund,
+    /// A scheduled collection (a monthly premium).
+    Collection,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

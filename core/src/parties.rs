@@ -42,6 +42,8 @@ pub enum Role {
     Drugstore,
     Insurer,
     Institution,
+    /// A shop's card terminal, authenticated as a merchant device (card-present payments).
+    Terminal,
     /// Holdfast itself: owns the commission accounts.
     Platform,
 }
@@ -57,6 +59,7 @@ impl Role {
             Role::Drugstore => "drugstore",
             Role::Insurer => "insurer",
             Role::Institution => "institution",
+            Role::Terminal => "terminal",
             Role::Platform => "platform",
         }
     }

@@ -15,6 +15,9 @@ mod m0004_idempotency;
 mod m0005_retail;
 mod m0006_cards_and_funding;
 mod m0007_retail_complete;
+mod m0008_confirmation_terms;
+mod m0009_pharmacy;
+mod m0010_insurance;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -30,6 +33,9 @@ impl MigratorTrait for Migrator {
             Box::new(m0005_retail::Migration),
             Box::new(m0006_cards_and_funding::Migration),
             Box::new(m0007_retail_complete::Migration),
+            Box::new(m0008_confirmation_terms::Migration),
+            Box::new(m0009_pharmacy::Migration),
+            Box::new(m0010_insurance::Migration),
         ]
     }
 }

@@ -133,6 +133,26 @@ impl From<RetailError> for ApiError {
     }
 }
 
+impl From<holdfast_pharmacy::PharmacyError> for ApiError {
+    fn from(error: holdfast_pharmacy::PharmacyError) -> Self {
+        match error {
+            holdfast_pharmacy::PharmacyError::Core(core) => ApiError::from(core),
+            #[allow(unreachable_patterns)]
+            other => ApiError::from_kind(other.kind(), other.code(), other.to_string(), ""),
+        }
+    }
+}
+
+impl From<holdfast_insurance::InsuranceError> for ApiError {
+    fn from(error: holdfast_insurance::InsuranceError) -> Self {
+        match error {
+            holdfast_insurance::InsuranceError::Core(core) => ApiError::from(core),
+            #[allow(unreachable_patterns)]
+            other => ApiError::from_kind(other.kind(), other.code(), other.to_string(), ""),
+        }
+    }
+}
+
 impl From<sea_orm::DbErr> for ApiError {
     fn from(error: sea_orm::DbErr) -> Self {
         ApiError::from(CoreError::from(error))

@@ -95,5 +95,10 @@ impl Modify for BearerAuth {
 }
 
 pub fn document() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+    let mut document = ApiDoc::openapi();
+    // Each vertical's module documents its own routes.
+    document.merge(api::pharmacy::Doc::openapi());
+    document.merge(api::insurance::Doc::openapi());
+    document.merge(api::card_present::Doc::openapi());
+    document
 }

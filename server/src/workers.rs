@@ -26,6 +26,16 @@ impl TimerHandler for TimerDispatch {
             auctions::CLOSE_TIMER => auctions::lock_in_txn(txn, timer.subject)
                 .await
                 .map_err(retail_error),
+            kind if holdfast_pharmacy::hooks::handles_timer(kind) => {
+                holdfast_pharmacy::hooks::lock_timer_subject_in_txn(txn, kind, timer.subject)
+                    .await
+                    .map_err(pharmacy_error)
+            }
+            kind if holdfast_insurance::hooks::handles_timer(kind) => {
+                holdfast_insurance::hooks::lock_timer_subject_in_txn(txn, kind, timer.subject)
+                    .await
+                    .map_err(insurance_error)
+            }
             other => Err(CoreError::invalid(format!(
                 "no handler for timer kind '{other}'"
             ))),
@@ -41,6 +51,16 @@ impl TimerHandler for TimerDispatch {
                 .await
                 .map(|_| ())
                 .map_err(retail_error),
+            kind if holdfast_pharmacy::hooks::handles_timer(kind) => {
+                holdfast_pharmacy::hooks::fire_timer_in_txn(txn, &self.core, kind, timer.subject)
+                    .await
+                    .map_err(pharmacy_error)
+            }
+            kind if holdfast_insurance::hooks::handles_timer(kind) => {
+                holdfast_insurance::hooks::fire_timer_in_txn(txn, &self.core, kind, timer.subject)
+                    .await
+                    .map_err(insurance_error)
+            }
             other => Err(CoreError::invalid(format!(
                 "no handler for timer kind '{other}'"
             ))),
@@ -52,6 +72,22 @@ impl TimerHandler for TimerDispatch {
 fn retail_error(error: RetailError) -> CoreError {
     match error {
         RetailError::Core(core) => core,
+        other => CoreError::Invalid(other.to_string()),
+    }
+}
+
+fn pharmacy_error(error: holdfast_pharmacy::PharmacyError) -> CoreError {
+    match error {
+        holdfast_pharmacy::PharmacyError::Core(core) => core,
+        #[allow(unreachable_patterns)]
+        other => CoreError::Invalid(other.to_string()),
+    }
+}
+
+fn insurance_error(error: holdfast_insurance::InsuranceError) -> CoreError {
+    match error {
+        holdfast_insurance::InsuranceError::Core(core) => core,
+        #[allow(unreachable_patterns)]
         other => CoreError::Invalid(other.to_string()),
     }
 }

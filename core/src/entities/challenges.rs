@@ -24,6 +24,7 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     pub resolved_at: Option<DateTimeUtc>,
     pub note: Option<String>,
+    pub terms: Option<String>,
 }
 
 impl std::fmt::Debug for Model {

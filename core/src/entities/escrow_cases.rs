@@ -23,6 +23,7 @@ pub struct Model {
     pub payer_card_id: Option<Uuid>,
     pub settlement_amount: Option<MinorUnits>,
     pub delivered_at: Option<DateTimeUtc>,
+    pub terms: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

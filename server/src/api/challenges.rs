@@ -64,10 +64,84 @@ pub async fn answer(
 ) -> ApiResult<Response> {
     challenge::parse_code(&body.code)?;
     let found = challenge::get_challenge(&state.db, challenge_id).await?;
-    if found.purpose == ChallengePurpose::Login {
-        return answer_login(&state, challenge_id, &body).await;
+    match found.purpose {
+        ChallengePurpose::Login => answer_login(&state, challenge_id, &body).await,
+        ChallengePurpose::PrescriptionOpen | ChallengePurpose::CardPresent => {
+            answer_vertical(&state, challenge_id, found.purpose, body, key).await
+        }
+        _ => answer_case(&state, challenge_id, found.purpose, body, key).await,
     }
-    answer_case(&state, challenge_id, found.purpose, body, key).await
+}
+
+/// Answers a challenge that belongs to a vertical rather than to an escrow case: opening a
+/// prescription, a card-present authorisation.
+pub async fn answer_vertical(
+    state: &AppState,
+    challenge_id: ChallengeId,
+    purpose: ChallengePurpose,
+    body: ChallengeAnswer,
+    key: IdempotencyKey,
+) -> ApiResult<Response> {
+    let fingerprint = idempotency::fingerprint("answer_challenge", &(challenge_id, &body));
+    let core = state.core.clone();
+    idempotency::run(
+        state,
+        format!("challenge:{challenge_id}"),
+        key,
+        fingerprint,
+        StatusCode::OK,
+        move |txn| {
+            Box::pin(async move {
+                let answered = match purpose {
+                    ChallengePurpose::PrescriptionOpen => {
+                        match holdfast_pharmacy::hooks::answer_in_txn(
+                            txn,
+                            &core,
+                            challenge_id,
+                            &body.code,
+                            body.decision,
+                        )
+                        .await?
+                        {
+                            holdfast_pharmacy::hooks::VerticalAnswer::Applied(v) => Ok(v),
+                            holdfast_pharmacy::hooks::VerticalAnswer::Refused(e) => Err(e),
+                        }
+                    }
+                    _ => match holdfast_core::card_present::answer_in_txn(
+                        txn,
+                        &core,
+                        challenge_id,
+                        &body.code,
+                        body.decision,
+                    )
+                    .await?
+                    {
+                        holdfast_core::card_present::Answered::Applied(v) => Ok(v),
+                        holdfast_core::card_present::Answered::Refused(e) => Err(e),
+                    },
+                };
+                Ok(match answered {
+                    Ok(summary) => Outcome::Done(VerticalAnswered {
+                        challenge_id,
+                        purpose,
+                        result: summary,
+                    }),
+                    Err(error) => Outcome::Refused(error.into()),
+                })
+            })
+        },
+    )
+    .await
+}
+
+/// The answer to a vertical's own challenge.
+#[derive(Serialize, ToSchema)]
+pub struct VerticalAnswered {
+    pub challenge_id: ChallengeId,
+    pub purpose: ChallengePurpose,
+    /// What the answer did, as the vertical describes it.
+    #[schema(value_type = Object)]
+    pub result: serde_json::Value,
 }
 
 /// Answers an order or settlement confirmation, from the API or the phone provider's webhook.
@@ -97,11 +171,26 @@ pub async fn answer_case(
                 )
                 .await?;
                 if let AnswerEffect::Applied(case, outcome) = &effect {
-                    // The vertical's own follow-up (a parcel, its notifications), in the same
-                    // transaction.
-                    if case.vertical == holdfast_retail::VERTICAL {
-                        holdfast_retail::orders::after_answer_in_txn(txn, &core, case, *outcome)
-                            .await?;
+                    // The vertical's own follow-up (a parcel, a prescription's state, a
+                    // policy…), in the same transaction.
+                    match case.vertical.as_str() {
+                        holdfast_retail::VERTICAL => {
+                            holdfast_retail::orders::after_answer_in_txn(txn, &core, case, *outcome)
+                                .await?
+                        }
+                        holdfast_pharmacy::VERTICAL => {
+                            holdfast_pharmacy::hooks::after_answer_in_txn(
+                                txn, &core, case, *outcome,
+                            )
+                            .await?
+                        }
+                        holdfast_insurance::VERTICAL => {
+                            holdfast_insurance::hooks::after_answer_in_txn(
+                                txn, &core, case, *outcome,
+                            )
+                            .await?
+                        }
+                        _ => {}
                     }
                 }
                 Ok(match effect {

@@ -2,11 +2,14 @@
 
 pub mod accounts;
 pub mod auth;
+pub mod card_present;
 pub mod cards;
 pub mod challenges;
 pub mod distributor;
 pub mod institution;
+pub mod insurance;
 pub mod operator;
+pub mod pharmacy;
 pub mod phone;
 pub mod retail;
 pub mod simulator;
@@ -42,7 +45,10 @@ pub fn router(state: AppState) -> Router {
         .merge(supplier::routes())
         .merge(distributor::routes())
         .merge(webhooks::routes())
-        .merge(retail::routes());
+        .merge(retail::routes())
+        .merge(pharmacy::routes())
+        .merge(insurance::routes())
+        .merge(card_present::routes());
     Router::new()
         .route("/healthz", get(health))
         .route("/openapi.json", get(openapi))

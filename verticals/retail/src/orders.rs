@@ -184,6 +184,8 @@ pub(crate) async fn open_order_in_txn(
             payee_name: seller.display_name.clone(),
             amount: total,
             commission,
+            confirmation: holdfast_core::challenge::ChallengePurpose::Order,
+            terms: None,
         },
     )
     .await?;
