@@ -203,6 +203,14 @@ impl CaseState {
             _ => Err(self.refuse_action("mediate")),
         }
     }
+
+    /// A settled case paid back to the buyer (a cancellation within a cooling-off period).
+    pub fn reverse(self) -> Result<CaseState, TransitionError> {
+        match self {
+            CaseState::Settled => Ok(CaseState::Refunded),
+            _ => Err(self.refuse_action("reverse the settlement")),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -1555,6 +1563,193 @@ pub async fn cancel_in_txn(
     }
     release_hold_in_txn(txn, core, case, "cancel").await?;
     move_to_in_txn(txn, core, case, to, "cancelled", None).await
+}
+
+/// Withdraws a case for a reason outside the buyer and the seller (a prescriber cancels the
+/// prescription, an insurer declines at its recheck): as a cancellation, before dispatch, the
+/// hold is voided and a pending confirmation withdrawn.
+pub async fn withdraw_in_txn(
+    txn: &DatabaseTransaction,
+    core: &Core,
+    case: &mut EscrowCase,
+    reason: String,
+) -> CoreResult<()> {
+    let to = case.state.cancel()?;
+    if let Some(challenge) = case.order_challenge {
+        challenge::void_in_txn(txn, &core.clock, challenge).await?;
+    }
+    crate::timers::cancel_in_txn(txn, ORDER_DEADLINE_TIMER, case.id.uuid()).await?;
+    release_hold_in_txn(txn, core, case, "withdraw").await?;
+    move_to_in_txn(txn, core, case, to, "withdrawn", reason_text(Some(reason))?).await
+}
+
+/// Opens a case whose buyer already consented to it (a monthly premium under a policy the
+/// holder confirmed on the phone; PSD2 exempts recurring payments of the same amount to the
+/// same payee): the money is held at once and the case starts frozen, without a new
+/// confirmation. `authority` names the consent it rests on.
+pub async fn open_preauthorised_case_in_txn(
+    txn: &DatabaseTransaction,
+    core: &Core,
+    open: OpenCase,
+    authority: String,
+) -> CoreResult<EscrowCase> {
+    let clock = &core.clock;
+    let currency = open.amount.currency();
+    if open.amount.is_zero()
+        || open.commission.currency() != currency
+        || open.commission.minor() >= open.amount.minor()
+    {
+        return Err(CoreError::invalid(
+            "a case is for more than zero, with a commission less than its amount",
+        ));
+    }
+    let card = cards::get_card(txn, open.payer_card).await?;
+    card.ensure_active()?;
+    if card.holder != open.payer {
+        return Err(CoreError::Forbidden("the card belongs to someone else"));
+    }
+    let funding = ledger::get_account(txn, card.funding_account).await?;
+    if funding.currency != currency {
+        return Err(CoreError::Money(
+            crate::money::MoneyError::CurrencyMismatch {
+                left: funding.currency,
+                right: currency,
+            },
+        ));
+    }
+    let mode = funding::hold_mode(funding.kind)
+        .ok_or_else(|| CoreError::invalid("the card's account cannot fund payments"))?;
+    let institution = funding
+        .institution
+        .ok_or_else(|| CoreError::invalid("the funding account has no institution"))?;
+    let freezing = funding::freezing_account_in_txn(txn, clock, institution, currency).await?;
+    let payee_account = withdrawal_account_in_txn(txn, core, open.payee, currency).await?;
+    let id = CaseId::new();
+    let now = clock.now();
+    let hold = holds::place_hold_in_txn(
+        txn,
+        clock,
+        PlaceHold {
+            key: format!("case:{id}:hold"),
+            funding_account: funding.id,
+            freezing_account: freezing.id,
+            institution,
+            amount: open.amount,
+            mode,
+            expires_at: None,
+            case: Some(id),
+        },
+    )
+    .await?
+    .into_inner();
+    let order_number = unused_order_number(txn).await?;
+    escrow_cases::Entity::insert(escrow_cases::ActiveModel {
+        id: Set(id.uuid()),
+        order_number: Set(order_number.digits().to_owned()),
+        vertical: Set(open.vertical.to_owned()),
+        payer_party_id: Set(open.payer.uuid()),
+        funding_account_id: Set(funding.id.uuid()),
+        payee_party_id: Set(open.payee.uuid()),
+        payee_account_id: Set(payee_account.id.uuid()),
+        payee_name: Set(open.payee_name.clone()),
+        amount: Set(MinorUnits(open.amount.minor())),
+        commission: Set(MinorUnits(open.commission.minor())),
+        currency: Set(currency.code().to_owned()),
+        state: Set(CaseState::Frozen),
+        hold_id: Set(Some(hold.id.uuid())),
+        order_challenge_id: Set(None),
+        settlement_challenge_id: Set(None),
+        payer_card_id: Set(Some(card.id.uuid())),
+        settlement_amount: Set(None),
+        delivered_at: Set(None),
+        terms: Set(open.terms.clone()),
+        created_at: Set(now),
+        updated_at: Set(now),
+    })
+    .exec_without_returning(txn)
+    .await?;
+    record_event_in_txn(
+        txn,
+        core,
+        id,
+        "opened_preauthorised",
+        None,
+        Some(CaseState::Frozen),
+        Some(reason_text(Some(authority))?.unwrap_or_default()),
+    )
+    .await?;
+    get_case(txn, id).await
+}
+
+/// Pays a settled case back to its buyer in full: what the payee, the platform and the card
+/// institution received from it is taken back (from their accounts, so the payee must still
+/// hold it) and returned to the buyer's funding source. Used for cancellations within a
+/// cooling-off period; `reason` goes to the timeline.
+pub async fn reverse_settlement_in_txn(
+    txn: &DatabaseTransaction,
+    core: &Core,
+    case: &mut EscrowCase,
+    reason: String,
+) -> CoreResult<Money> {
+    let to = case.state.reverse()?;
+    let hold = hold_of(case).await?;
+    let settle_key = format!("hold:{hold}:settle");
+    let settled = crate::entities::transfers::Entity::find()
+        .filter(crate::entities::transfers::Column::IdempotencyKey.eq(settle_key))
+        .one(txn)
+        .await?
+        .ok_or(CoreError::NotFound("settlement transfer"))?;
+    let postings = crate::entities::postings::Entity::find()
+        .filter(crate::entities::postings::Column::TransferId.eq(settled.id))
+        .all(txn)
+        .await?;
+    let currency = case.amount.currency();
+    let mut legs = Vec::new();
+    let mut returned = Money::zero(currency);
+    for posting in postings {
+        let account = AccountId::from_uuid(posting.account_id);
+        // Every credit of the settlement but the remainder that already went back to the buyer.
+        if posting.amount.0 > 0 && account != case.funding_account {
+            let amount = Money::from_minor(posting.amount.0, currency)?;
+            legs.push(ledger::Leg::debit(account, amount));
+            returned = returned.checked_add(&amount)?;
+        }
+    }
+    if returned.is_zero() {
+        return Err(CoreError::invalid("nothing of this case was paid out"));
+    }
+    legs.push(ledger::Leg::credit(case.funding_account, returned));
+    ledger::post_transfer_in_txn(
+        txn,
+        &core.clock,
+        ledger::NewTransfer {
+            key: format!("case:{}:reverse", case.id),
+            kind: ledger::TransferKind::Refund,
+            currency,
+            legs,
+            hold: Some(hold),
+            case: Some(case.id),
+        },
+    )
+    .await?;
+    move_to_in_txn(
+        txn,
+        core,
+        case,
+        to,
+        "settlement_reversed",
+        Some(format!(
+            "{returned} returned: {}",
+            reason_text(Some(reason))?.unwrap_or_default()
+        )),
+    )
+    .await?;
+    let text = format!(
+        "Holdfast: {returned} returned to you for order {}.",
+        case.order_number
+    );
+    tell_payer_in_txn(txn, core, case, text).await?;
+    Ok(returned)
 }
 
 /// The oldest cases of `vertical` in `state` (an operator's queue).
