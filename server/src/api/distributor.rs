@@ -9,6 +9,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
+use holdfast_core::order_number::OrderNumber;
 use holdfast_core::parties::Role;
 use holdfast_retail::distribution::{self, ParcelId, ParcelView, TrackingEntry};
 use serde::Deserialize;
@@ -25,6 +26,9 @@ pub fn routes() -> Router<AppState> {
 
 #[derive(Deserialize, IntoParams)]
 pub struct ParcelsQuery {
+    /// Only the parcel of this order.
+    #[param(value_type = Option<String>)]
+    pub order_number: Option<OrderNumber>,
     /// 1–100, default 50.
     pub limit: Option<u64>,
 }
@@ -39,7 +43,13 @@ pub async fn list_parcels(
 ) -> ApiResult<axum::Json<Vec<ParcelView>>> {
     principal.require(&[Role::Distributor])?;
     let list =
-        distribution::parcels_of(&state.db, principal.party, query.limit.unwrap_or(50)).await?;
+        distribution::parcels_of(
+            &state.db,
+            principal.party,
+            query.order_number.as_ref(),
+            query.limit.unwrap_or(50),
+        )
+        .await?;
     Ok(axum::Json(list))
 }
 

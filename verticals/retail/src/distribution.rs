@@ -288,13 +288,22 @@ pub async fn withdraw_in_txn(
 
 pub const MAX_PARCELS_PAGE: u64 = 100;
 
-/// The parcels given to a carrier that are not yet delivered or withdrawn, oldest first.
+/// The parcels given to a carrier that are not yet delivered or withdrawn, oldest first; or
+/// the one of an order, when `order` names it.
 pub async fn parcels_of(
     db: &impl ConnectionTrait,
     distributor: PartyId,
+    order: Option<&OrderNumber>,
     limit: u64,
 ) -> RetailResult<Vec<ParcelView>> {
-    let rows = parcels::Entity::find()
+    let mut query = parcels::Entity::find();
+    if let Some(number) = order {
+        match escrow::find_case_by_number(db, number).await? {
+            Some(case) => query = query.filter(parcels::Column::CaseId.eq(case.id.uuid())),
+            None => return Ok(Vec::new()),
+        }
+    }
+    let rows = query
         .filter(parcels::Column::DistributorPartyId.eq(distributor.uuid()))
         .filter(
             parcels::Column::Status.is_in([ParcelStatus::AwaitingPickup, ParcelStatus::InTransit]),

@@ -1,0 +1,168 @@
+//! The benchmark: starts a `holdfast` server on a fresh SQLite file or PostgreSQL database and
+//! drives N full retail lifecycles over HTTP at concurrency C — place order → approve on the
+//! phone (code from the simulator inbox) → delivery recorded with the order number →
+//! settlement request → approve → released — then prints lifecycles/s, API calls/s, latency
+//! percentiles per step and the server's peak RSS, and verifies the ledger and every payout.
+//!
+//! cargo build --release -p holdfast-server -p holdfast-tests
+//! target/release/holdfast-bench --lifecycles 2000 --concurrency 64
+//! target/release/holdfast-bench --postgres postgres://postgres@127.0.0.1:5432/postgres …
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use holdfast_tests::driver::{self, Api, Server, STEPS};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Parser)]
+#[command(about = "Holdfast's lifecycle benchmark")]
+struct Args {
+    /// Lifecycles to run (after the warm-up).
+    #[arg(long, default_value_t = 1000)]
+    lifecycles: usize,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Shoppers (cards, phones) the clients share; default: one per client.
+    #[arg(long)]
+    shoppers: Option<usize>,
+    /// Run on PostgreSQL: an admin URL on which the benchmark may create its database.
+    #[arg(long, env = "BENCH_POSTGRES_URL")]
+    postgres: Option<String>,
+    /// Settled orders to load first, to measure how throughput holds as the tables grow.
+    #[arg(long, default_value_t = 0)]
+    preload: u64,
+    /// Lifecycles run before measuring (connection pools, caches).
+    #[arg(long, default_value_t = 50)]
+    warmup: usize,
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let workdir = tempfile::tempdir()?;
+    let run = std::process::id();
+    let store = driver::fresh_store(args.postgres.as_deref(), workdir.path(), &format!("holdfast_bench_{run}")).await?;
+    let database = match &store {
+        driver::Store::Sqlite(_) => "sqlite",
+        driver::Store::Postgres(_) => "postgresql",
+    };
+    let server = Server::start(store.clone(), workdir.path(), &[]).await?;
+    let api = Api::new(&server.url);
+    let shoppers = args.shoppers.unwrap_or(args.concurrency).max(1);
+    let per_shopper = (args.lifecycles + args.warmup) / shoppers + 2;
+    let deposit = format!("{}.00", per_shopper * 10 + 10);
+    let cast = Arc::new(driver::cast(&api, run, shoppers, &deposit).await?);
+
+    if args.preload > 0 {
+        let started = Instant::now();
+        holdfast_tests::preload::settled_orders(&store.url(), &cast.supplier_id, args.preload).await?;
+        println!("preloaded {} settled orders in {:.1} s", args.preload, started.elapsed().as_secs_f64());
+    }
+
+    // Warm-up, unmeasured.
+    run_lifecycles(&api, &cast, args.warmup, args.concurrency, "warm").await?;
+    let started = Instant::now();
+    let timings = run_lifecycles(&api, &cast, args.lifecycles, args.concurrency, "run").await?;
+    let elapsed = started.elapsed();
+
+    let lifecycles_per_sec = args.lifecycles as f64 / elapsed.as_secs_f64();
+    // place, inbox (≥1), answer, parcel lookup, tracking, settlement request, order view,
+    // inbox (≥1), answer.
+    let calls_per_lifecycle = 9.0;
+    println!("\nHoldfast lifecycle benchmark on {database}");
+    println!("  lifecycles          {}", args.lifecycles);
+    println!("  concurrency         {}", args.concurrency);
+    println!("  preloaded orders    {}", args.preload);
+    println!("  elapsed             {:.2} s", elapsed.as_secs_f64());
+    println!("  lifecycles/s        {lifecycles_per_sec:.1}");
+    println!("  API calls/s         {:.0} (≥ {calls_per_lifecycle} per lifecycle)", lifecycles_per_sec * calls_per_lifecycle);
+    println!("  latency per step (ms)        p50      p95      p99");
+    for (step, name) in STEPS.iter().enumerate() {
+        let mut column: Vec<Duration> = timings.iter().map(|t| t[step]).collect();
+        column.sort();
+        println!(
+            "    {name:<24} {:>8.2} {:>8.2} {:>8.2}",
+            ms(percentile(&column, 50.0)),
+            ms(percentile(&column, 95.0)),
+            ms(percentile(&column, 99.0))
+        );
+    }
+    match server.peak_rss_kb() {
+        Some(kb) => println!("  server peak RSS     {:.1} MB", kb as f64 / 1024.0),
+        None => println!("  server peak RSS     unknown"),
+    }
+
+    // The ledger balances, and every lifecycle paid the supplier price minus commission.
+    let audit = api.get("/v1/operator/ledger/audit", Some(&cast.operator)).await?.ok()?;
+    let clean = audit["unbalanced_transfers"].as_array().is_some_and(Vec::is_empty)
+        && audit["balance_mismatches"].as_array().is_some_and(Vec::is_empty)
+        && audit["overdrawn_accounts"].as_array().is_some_and(Vec::is_empty)
+        && audit["freezing_mismatches"].as_array().is_some_and(Vec::is_empty)
+        && audit["reservation_mismatches"].as_array().is_some_and(Vec::is_empty)
+        && audit["net_by_currency"]["USD"] == "0.00";
+    let accounts = api.get("/v1/accounts", Some(&cast.supplier)).await?.ok()?;
+    let paid = accounts
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["kind"] == "withdrawal"))
+        .and_then(|x| x["balance"].as_str())
+        .context("no withdrawal account")?
+        .to_owned();
+    let lifecycles = (args.lifecycles + args.warmup) as i64;
+    let expected_minor = lifecycles * (cast.price_minor - cast.commission_minor);
+    let expected = format!("{}.{:02}", expected_minor / 100, expected_minor % 100);
+    println!("  ledger audit        {}", if clean { "clean" } else { "FAILED" });
+    println!("  supplier paid       {paid} (expected {expected})");
+    if !clean || paid != expected {
+        bail!("verification failed: audit {audit}");
+    }
+    Ok(())
+}
+
+async fn run_lifecycles(
+    api: &Api,
+    cast: &Arc<driver::Cast>,
+    total: usize,
+    concurrency: usize,
+    label: &'static str,
+) -> anyhow::Result<Vec<[Duration; 7]>> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for worker in 0..concurrency {
+        let api = api.clone();
+        let cast = cast.clone();
+        let next = next.clone();
+        workers.push(tokio::spawn(async move {
+            let mut timings = Vec::new();
+            loop {
+                let index = next.fetch_add(1, Ordering::Relaxed);
+                if index >= total {
+                    return Ok::<_, anyhow::Error>(timings);
+                }
+                let shopper = &cast.shoppers[worker % cast.shoppers.len()];
+                let key = format!("{label}-{worker}-{index}");
+                timings.push(driver::lifecycle(&api, &cast, shopper, &key).await?);
+            }
+        }));
+    }
+    let mut all = Vec::with_capacity(total);
+    for worker in workers {
+        all.extend(worker.await??);
+    }
+    Ok(all)
+}

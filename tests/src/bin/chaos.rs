@@ -1,0 +1,2 @@
+//! The reliability suites (written next).
+fn main() {}
