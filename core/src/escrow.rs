@@ -148,6 +148,19 @@ impl CaseState {
         }
     }
 
+    /// A buyer's statutory right to withdraw (an insurance free-look period, a cooling-off
+    /// period) reaches past delivery: anything not yet settled or in dispute returns.
+    pub fn withdraw_cooling_off(self) -> Result<CaseState, TransitionError> {
+        match self {
+            CaseState::AwaitingOrderConfirmation
+            | CaseState::Frozen
+            | CaseState::InDelivery
+            | CaseState::Delivered
+            | CaseState::SettlementRequested => Ok(CaseState::Cancelled),
+            _ => Err(self.refuse_action("withdraw from the order")),
+        }
+    }
+
     /// The seller may refuse an order it has not dispatched.
     pub fn refuse(self) -> Result<CaseState, TransitionError> {
         match self {
@@ -1583,6 +1596,29 @@ pub async fn withdraw_in_txn(
     move_to_in_txn(txn, core, case, to, "withdrawn", reason_text(Some(reason))?).await
 }
 
+/// Withdraws a case under a cooling-off right (an insurance policy's free-look period): unlike
+/// [`withdraw_in_txn`] it also reaches a delivered case and one whose settlement was requested
+/// — the pending settlement confirmation is voided and auto-settlement called off — and the
+/// whole hold returns to the buyer. A settled or disputed case is out of its reach.
+pub async fn withdraw_cooling_off_in_txn(
+    txn: &DatabaseTransaction,
+    core: &Core,
+    case: &mut EscrowCase,
+    reason: String,
+) -> CoreResult<()> {
+    let to = case.state.withdraw_cooling_off()?;
+    for challenge in [case.order_challenge, case.settlement_challenge]
+        .into_iter()
+        .flatten()
+    {
+        challenge::void_in_txn(txn, &core.clock, challenge).await?;
+    }
+    crate::timers::cancel_in_txn(txn, ORDER_DEADLINE_TIMER, case.id.uuid()).await?;
+    crate::timers::cancel_in_txn(txn, AUTO_SETTLE_TIMER, case.id.uuid()).await?;
+    release_hold_in_txn(txn, core, case, "withdraw").await?;
+    move_to_in_txn(txn, core, case, to, "withdrawn", reason_text(Some(reason))?).await
+}
+
 /// Opens a case whose buyer already consented to it (a monthly premium under a policy the
 /// holder confirmed on the phone; PSD2 exempts recurring payments of the same amount to the
 /// same payee): the money is held at once and the case starts frozen, without a new
@@ -1762,6 +1798,19 @@ pub async fn cases_in_state(
     escrow_cases::Entity::find()
         .filter(escrow_cases::Column::Vertical.eq(vertical))
         .filter(escrow_cases::Column::State.eq(state))
+        .order_by_asc(escrow_cases::Column::UpdatedAt)
+        .limit(limit.clamp(1, 100))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(EscrowCase::try_from)
+        .collect()
+}
+
+/// Disputed cases of every vertical, the longest waiting first: the operator's mediation queue.
+pub async fn disputed_cases(db: &impl ConnectionTrait, limit: u64) -> CoreResult<Vec<EscrowCase>> {
+    escrow_cases::Entity::find()
+        .filter(escrow_cases::Column::State.eq(CaseState::Disputed))
         .order_by_asc(escrow_cases::Column::UpdatedAt)
         .limit(limit.clamp(1, 100))
         .all(db)

@@ -204,7 +204,10 @@ pub async fn fire_next(
         if !still_pending {
             return Ok(false);
         }
-        handler.fire(&txn, &timer).await?;
+        // Marked fired before the handler runs, in the same transaction: a handler may then
+        // schedule the next timer of the same kind for the same subject (a monthly cycle)
+        // without meeting this one on the one-pending-per-subject index. A failing handler
+        // rolls the mark back with everything else.
         timers::ActiveModel {
             id: Set(timer.id.uuid()),
             status: Set(TimerStatus::Fired),
@@ -215,6 +218,7 @@ pub async fn fire_next(
         }
         .update(&txn)
         .await?;
+        handler.fire(&txn, &timer).await?;
         Ok::<bool, crate::CoreError>(true)
     }
     .await;

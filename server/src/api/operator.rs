@@ -13,7 +13,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post, put};
-use holdfast_core::escrow::{Fault, Mediation};
+use chrono::{DateTime, Utc};
+use holdfast_core::escrow::{self, CaseState, Fault, Mediation};
 use holdfast_core::funding::{CreditClass, Institution, InstitutionKind, NewInstitution};
 use holdfast_core::ids::PartyId;
 use holdfast_core::ledger::{self, LedgerAudit};
@@ -23,7 +24,7 @@ use holdfast_core::parties::{PLATFORM_PARTY, Role};
 use holdfast_core::phone_number::PhoneNumber;
 use holdfast_core::{Currency, Money};
 use holdfast_retail::catalogue::{self, CommissionRate, Commodity, CommodityId};
-use holdfast_retail::orders::{self, OrderSummary, OrderView};
+use holdfast_retail::orders::{self, OrderView};
 use holdfast_retail::sellers::{self, SellerTerms, SellerTermsView};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -390,17 +391,43 @@ pub struct DisputesQuery {
     pub limit: Option<u64>,
 }
 
-/// Disputed orders waiting for mediation, oldest first.
+/// A disputed case waiting for an operator.
+#[derive(Serialize, ToSchema)]
+pub struct DisputeSummary {
+    pub order_number: OrderNumber,
+    /// retail, pharmacy, insurance…
+    pub vertical: String,
+    pub state: CaseState,
+    pub amount: Money,
+    pub payee_name: String,
+    pub created_at: DateTime<Utc>,
+    /// When it was disputed (its last change).
+    pub disputed_at: DateTime<Utc>,
+}
+
+/// Disputed orders of every vertical waiting for mediation, the longest waiting first.
 #[utoipa::path(get, path = "/v1/operator/disputes", tag = "operator", security(("bearer" = [])),
-    params(DisputesQuery), responses((status = 200, body = [OrderSummary])))]
+    params(DisputesQuery), responses((status = 200, body = [DisputeSummary])))]
 pub async fn list_disputes(
     State(state): State<AppState>,
     principal: Principal,
     Query(query): Query<DisputesQuery>,
-) -> ApiResult<axum::Json<Vec<OrderSummary>>> {
+) -> ApiResult<axum::Json<Vec<DisputeSummary>>> {
     principal.require(&[Role::Operator])?;
+    let cases = escrow::disputed_cases(&state.db, query.limit.unwrap_or(50)).await?;
     Ok(axum::Json(
-        orders::disputed_orders(&state.db, query.limit.unwrap_or(50)).await?,
+        cases
+            .into_iter()
+            .map(|case| DisputeSummary {
+                order_number: case.order_number,
+                vertical: case.vertical,
+                state: case.state,
+                amount: case.amount,
+                payee_name: case.payee_name,
+                created_at: case.created_at,
+                disputed_at: case.updated_at,
+            })
+            .collect(),
     ))
 }
 
@@ -433,7 +460,11 @@ pub struct MediationRequest {
 
 #[derive(Serialize, ToSchema)]
 pub struct MediationResult {
-    pub order: OrderView,
+    pub order_number: OrderNumber,
+    pub vertical: String,
+    pub state: CaseState,
+    /// The order as its seller sees it, for a retail order.
+    pub order: Option<OrderView>,
     pub released_to_seller: Money,
     pub seller_payout: Money,
     pub commission: Money,
@@ -469,8 +500,7 @@ pub async fn mediate(
         StatusCode::OK,
         move |txn| {
             Box::pin(async move {
-                let current =
-                    holdfast_core::escrow::lock_case_by_number_in_txn(txn, &number).await?;
+                let current = escrow::lock_case_by_number_in_txn(txn, &number).await?;
                 let to_seller = match body.outcome {
                     MediationOutcome::Release => current.amount,
                     MediationOutcome::Refund => Money::zero(current.amount.currency()),
@@ -483,9 +513,20 @@ pub async fn mediate(
                     penalty: body.penalty.map(|p| (p.party, p.amount)),
                     note: body.note,
                 };
-                let (order, split) =
-                    orders::mediate_order_in_txn(txn, &core, &number, mediation).await?;
+                let (case, order, split) = if current.vertical == holdfast_retail::VERTICAL {
+                    let (order, split) =
+                        orders::mediate_order_in_txn(txn, &core, &number, mediation).await?;
+                    let case = escrow::lock_case_by_number_in_txn(txn, &number).await?;
+                    (case, Some(order), split)
+                } else {
+                    let mut case = current;
+                    let split = escrow::mediate_in_txn(txn, &core, &mut case, mediation).await?;
+                    (case, None, split)
+                };
                 Ok(Outcome::Done(MediationResult {
+                    order_number: case.order_number,
+                    vertical: case.vertical,
+                    state: case.state,
                     order,
                     released_to_seller: split.to_seller,
                     seller_payout: split.seller_net,

@@ -132,17 +132,32 @@ pub async fn inbound(
     if found.purpose == ChallengePurpose::Login {
         return Err(holdfast_core::CoreError::ChallengeNotAnswerable.into());
     }
-    challenges::answer_case(
-        &state,
-        reply.challenge_id,
-        found.purpose,
-        ChallengeAnswer {
-            code: reply.code,
-            decision: reply.decision,
-        },
-        IdempotencyKey(None),
-    )
-    .await
+    let answer = ChallengeAnswer {
+        code: reply.code,
+        decision: reply.decision,
+    };
+    match found.purpose {
+        ChallengePurpose::PrescriptionOpen | ChallengePurpose::CardPresent => {
+            challenges::answer_vertical(
+                &state,
+                reply.challenge_id,
+                found.purpose,
+                answer,
+                IdempotencyKey(None),
+            )
+            .await
+        }
+        _ => {
+            challenges::answer_case(
+                &state,
+                reply.challenge_id,
+                found.purpose,
+                answer,
+                IdempotencyKey(None),
+            )
+            .await
+        }
+    }
 }
 
 #[cfg(test)]
