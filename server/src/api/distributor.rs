@@ -42,14 +42,13 @@ pub async fn list_parcels(
     Query(query): Query<ParcelsQuery>,
 ) -> ApiResult<axum::Json<Vec<ParcelView>>> {
     principal.require(&[Role::Distributor])?;
-    let list =
-        distribution::parcels_of(
-            &state.db,
-            principal.party,
-            query.order_number.as_ref(),
-            query.limit.unwrap_or(50),
-        )
-        .await?;
+    let list = distribution::parcels_of(
+        &state.db,
+        principal.party,
+        query.order_number.as_ref(),
+        query.limit.unwrap_or(50),
+    )
+    .await?;
     Ok(axum::Json(list))
 }
 

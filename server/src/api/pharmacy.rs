@@ -1,14 +1,860 @@
 //! Pharmacy: prescriptions between hospitals and drugstores, paid through escrow.
+//!
+//! The operator onboards hospitals (with prescribers) and member drugstores (with
+//! pharmacists). A prescriber issues a prescription for a patient's medical card number; a
+//! drugstore claims it — at once if the patient chose it, else after the patient's phone allows
+//! it to open — and receives a claim secret to send as the `Claim-Secret` header from then on.
+//! The patient pays by card (the phone confirms the exact amount) or in cash; the drugstore
+//! dispenses once and asks to be paid quoting the order number the patient handed over. Every
+//! read of a prescription's content is logged; the patient lists the log.
 
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Json, Path, Query};
+use crate::idempotency::{self, IdempotencyKey, Outcome};
 use crate::state::AppState;
 use axum::Router;
-use utoipa::OpenApi;
+use axum::extract::{FromRequestParts, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use chrono::{DateTime, Utc};
+use holdfast_core::Money;
+use holdfast_core::cards::CardNumber;
+use holdfast_core::escrow::{Fault, Mediation};
+use holdfast_core::ids::PartyId;
+use holdfast_core::order_number::OrderNumber;
+use holdfast_core::parties::Role;
+use holdfast_pharmacy::audit::{self, AccessEntry};
+use holdfast_pharmacy::claims::{self, Claim, Existence};
+use holdfast_pharmacy::number::PrescriptionNumber;
+use holdfast_pharmacy::parties::{
+    self, Actor, Drugstore, Hospital, HospitalId, NewStaff, StaffCreated,
+};
+use holdfast_pharmacy::payment::{self, Dispensing, MediationResult, PaymentChoice};
+use holdfast_pharmacy::prescriptions::{
+    self, HistoryEntry, NewPrescription, PrescriptionSummary, PrescriptionView,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, OpenApi, ToSchema};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .route("/pharmacy/hospitals", post(create_hospital))
+        .route(
+            "/pharmacy/hospitals/{hospital_id}/prescribers",
+            post(add_prescriber),
+        )
+        .route(
+            "/pharmacy/drugstores",
+            post(create_drugstore).get(list_drugstores),
+        )
+        .route(
+            "/pharmacy/drugstores/{drugstore_id}/pharmacists",
+            post(add_pharmacist),
+        )
+        .route(
+            "/pharmacy/prescriptions",
+            post(issue_prescription).get(list_prescriptions),
+        )
+        .route("/pharmacy/prescriptions/{number}", get(get_prescription))
+        .route("/pharmacy/prescriptions/{number}/fhir", get(get_fhir))
+        .route("/pharmacy/prescriptions/{number}/history", get(history))
+        .route("/pharmacy/prescriptions/{number}/cancel", post(cancel))
+        .route("/pharmacy/lookups", post(lookup))
+        .route("/pharmacy/prescriptions/{number}/claim", post(claim))
+        .route(
+            "/pharmacy/prescriptions/{number}/hand-back",
+            post(hand_back),
+        )
+        .route("/pharmacy/prescriptions/{number}/price", post(price))
+        .route("/pharmacy/prescriptions/{number}/payment", post(pay))
+        .route("/pharmacy/prescriptions/{number}/dispense", post(dispense))
+        .route(
+            "/pharmacy/prescriptions/{number}/payment-request",
+            post(request_payment),
+        )
+        .route("/pharmacy/me/access-log", get(access_log))
+        .route("/pharmacy/disputes/{order_number}/mediation", post(mediate))
+}
+
+/// The caller as the pharmacy vertical sees it: a prescriber with its hospital, a drugstore
+/// login with its drugstore, a patient, an operator.
+pub struct PharmacyActor(pub Actor);
+
+impl FromRequestParts<AppState> for PharmacyActor {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let principal = Principal::from_request_parts(parts, state).await?;
+        let actor =
+            parties::actor(&state.db, principal.party, principal.role, principal.card).await?;
+        Ok(PharmacyActor(actor))
+    }
+}
+
+pub const CLAIM_SECRET_HEADER: &str = "claim-secret";
+
+/// The `Claim-Secret` header a drugstore received when it claimed the prescription.
+pub struct ClaimSecret(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClaimSecret {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        Ok(ClaimSecret(
+            parts
+                .headers
+                .get(CLAIM_SECRET_HEADER)
+                .and_then(|value| value.to_str().ok())
+                .map(|value| value.trim().to_owned())
+                .filter(|value| !value.is_empty()),
+        ))
+    }
+}
+
+fn scope(actor: &Actor) -> String {
+    format!("party:{}", actor.party())
+}
+
+#[derive(Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = CreatePharmacyHospital)]
+pub struct CreateHospital {
+    pub name: String,
+    /// 1 to 6 letters and digits (zero-padded to 6): the middle group of its prescription
+    /// numbers, like an NHS ODS code.
+    #[schema(example = "A83008")]
+    pub code: String,
+}
+
+/// Onboard a hospital (operator).
+#[utoipa::path(post, path = "/v1/pharmacy/hospitals", tag = "pharmacy", security(("bearer" = [])),
+    request_body = CreateHospital,
+    responses((status = 201, body = Hospital), (status = 400, body = crate::error::ErrorBody),
+        (status = 403, body = crate::error::ErrorBody),
+        (status = 409, description = "the code is taken", body = crate::error::ErrorBody)))]
+pub async fn create_hospital(
+    State(state): State<AppState>,
+    principal: Principal,
+    Json(body): Json<CreateHospital>,
+) -> ApiResult<(StatusCode, axum::Json<Hospital>)> {
+    principal.require(&[Role::Operator])?;
+    let hospital = parties::create_hospital(&state.db, &state.core, &body.name, &body.code).await?;
+    Ok((StatusCode::CREATED, axum::Json(hospital)))
+}
+
+#[derive(Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = CreatePharmacyStaff)]
+pub struct CreateStaff {
+    pub display_name: String,
+    pub username: String,
+    /// 10 to 256 characters.
+    pub password: String,
+}
+
+impl From<CreateStaff> for NewStaff {
+    fn from(body: CreateStaff) -> Self {
+        NewStaff {
+            display_name: body.display_name,
+            username: body.username,
+            password: body.password,
+        }
+    }
+}
+
+/// Give a hospital a prescriber who logs in with a username and password (operator).
+#[utoipa::path(post, path = "/v1/pharmacy/hospitals/{hospital_id}/prescribers", tag = "pharmacy",
+    security(("bearer" = [])), params(("hospital_id" = HospitalId, Path)), request_body = CreateStaff,
+    responses((status = 201, body = StaffCreated), (status = 400, body = crate::error::ErrorBody),
+        (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+pub async fn add_prescriber(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(hospital): Path<HospitalId>,
+    Json(body): Json<CreateStaff>,
+) -> ApiResult<(StatusCode, axum::Json<StaffCreated>)> {
+    principal.require(&[Role::Operator])?;
+    let created = parties::add_prescriber(&state.db, &state.core, hospital, body.into()).await?;
+    Ok((StatusCode::CREATED, axum::Json(created)))
+}
+
+#[derive(Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = CreatePharmacyDrugstore)]
+pub struct CreateDrugstore {
+    /// The drugstore's name: the payee the patient's phone shows.
+    pub name: String,
+    /// The drugstore's own login (it can add pharmacists later through the operator).
+    pub username: String,
+    pub password: String,
+    /// The platform's share of what it is paid, a decimal fraction below 1 (default `"0"`).
+    pub commission_rate: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(as = PharmacyDrugstoreCreated)]
+pub struct DrugstoreCreated {
+    pub drugstore: Drugstore,
+    pub username: String,
+}
+
+/// Onboard a member drugstore with its own login (operator).
+#[utoipa::path(post, path = "/v1/pharmacy/drugstores", tag = "pharmacy", security(("bearer" = [])),
+    request_body = CreateDrugstore,
+    responses((status = 201, body = DrugstoreCreated), (status = 400, body = crate::error::ErrorBody),
+        (status = 403, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+pub async fn create_drugstore(
+    State(state): State<AppState>,
+    principal: Principal,
+    Json(body): Json<CreateDrugstore>,
+) -> ApiResult<(StatusCode, axum::Json<DrugstoreCreated>)> {
+    principal.require(&[Role::Operator])?;
+    let commission_bps = match &body.commission_rate {
+        Some(rate) => parties::parse_commission_rate(rate)?,
+        None => 0,
+    };
+    let (drugstore, username) = parties::create_drugstore(
+        &state.db,
+        &state.core,
+        NewStaff {
+            display_name: body.name,
+            username: body.username,
+            password: body.password,
+        },
+        commission_bps,
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(DrugstoreCreated {
+            drugstore,
+            username,
+        }),
+    ))
+}
+
+/// Give a member drugstore a pharmacist who logs in with a username and password (operator).
+#[utoipa::path(post, path = "/v1/pharmacy/drugstores/{drugstore_id}/pharmacists", tag = "pharmacy",
+    security(("bearer" = [])), params(("drugstore_id" = PartyId, Path)), request_body = CreateStaff,
+    responses((status = 201, body = StaffCreated), (status = 400, body = crate::error::ErrorBody),
+        (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+pub async fn add_pharmacist(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(drugstore): Path<PartyId>,
+    Json(body): Json<CreateStaff>,
+) -> ApiResult<(StatusCode, axum::Json<StaffCreated>)> {
+    principal.require(&[Role::Operator])?;
+    let created = parties::add_pharmacist(&state.db, &state.core, drugstore, body.into()).await?;
+    Ok((StatusCode::CREATED, axum::Json(created)))
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct LimitQuery {
+    /// 1–100, default 50.
+    pub limit: Option<u64>,
+}
+
+/// Member drugstores (anyone logged in: a patient picks one to send a prescription to).
+#[utoipa::path(get, path = "/v1/pharmacy/drugstores", tag = "pharmacy", security(("bearer" = [])),
+    params(LimitQuery), responses((status = 200, body = [Drugstore])))]
+pub async fn list_drugstores(
+    State(state): State<AppState>,
+    _principal: Principal,
+    Query(query): Query<LimitQuery>,
+) -> ApiResult<axum::Json<Vec<Drugstore>>> {
+    Ok(axum::Json(
+        parties::list_drugstores(&state.db, query.limit.unwrap_or(50)).await?,
+    ))
+}
+
+/// Issue a prescription for a patient's medical card number (prescriber). Without
+/// `patient_chosen_drugstore_id` it waits in the pool; with it, it goes to the drugstore the
+/// patient chose. The patient's phone is told its number and validity (never its content).
+#[utoipa::path(post, path = "/v1/pharmacy/prescriptions", tag = "pharmacy", security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header)), request_body = NewPrescription,
+    responses((status = 201, body = PrescriptionView), (status = 400, body = crate::error::ErrorBody),
+        (status = 403, body = crate::error::ErrorBody), (status = 404, description = "no such card or drugstore", body = crate::error::ErrorBody)))]
+pub async fn issue_prescription(
+    State(state): State<AppState>,
+    PharmacyActor(actor): PharmacyActor,
+    key: IdempotencyKey,
+    Json(body): Json<NewPrescription>,
+) -> ApiResult<Response> {
+    let fingerprint = idempotency::fingerprint("issue_prescription", &body);
+    let core = state.core.clone();
+    let scope = scope(&actor);
+    idempotency::run(
+        &state,
+        scope,
+        key,
+        fingerprint,
+        StatusCode::CREATED,
+        move |txn| {
+            Box::pin(async move {
+                let view = prescriptions::issue_in_txn(txn, &core, &actor, body).await?;
+                Ok(Outcome::Done(view))
+            })
+        },
+    )
+    .await
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct ListQuery {
+    /// 1–100, default 20.
+    pub limit: Option<u64>,
+}
+
+/// The caller's prescriptions, newest first, without content: a prescriber's hospital's, a
+/// drugstore's (held, or sent to it by the patient's choice), a patient's own.
+#[utoipa::path(get, path = "/v1/pharmacy/prescriptions", tag = "pharmacy", security(("bearer" = [])),
+    params(ListQuery), responses((status = 200, body = [PrescriptionSummary])))]
+pub async fn list_prescriptions(
+    State(state): State<AppState>,
+    PharmacyActor(actor): PharmacyActor,
+    Query(query): Query<ListQuery>,
+) -> ApiResult<axum::Json<Vec<PrescriptionSummary>>> {
+    Ok(axum::Json(
+        prescriptions::list(&state.db, &state.core, &actor, query.limit.unwrap_or(20)).await?,
+    ))
+}
+
+/// One prescription with its content: for its patient, its prescriber's hospital, an operator,
+/// the drugstore the patient chose, or the drugstore holding the claim (with `Claim-Secret`).
+/// The read is logged for the patient. A mistyped number fails its check character (400)
+/// before any look-up.
+#[utoipa::path(get, path = "/v1/pharmacy/prescriptions/{number}", tag = "pharmacy",
+    security(("bearer" = [])),
+    params(("number" = PrescriptionNumber, Path), ("Claim-Secret" = Option<String>, Header)),
+    responses((status = 200, body = PrescriptionView), (status = 400, body = crate::error::ErrorBody),
+        (status = 403, description = "a drugstore that does not hold it, or a wrong claim secret", body = crate::error::ErrorBody),
+        (status = 404, body = crate::error::ErrorBody)))]
+pub async fn get_prescription(
+    State(state): State<AppState>,
+    PharmacyActor(actor): PharmacyActor,
+    Path(number): Path<PrescriptionNumber>,
+    ClaimSecret(secret): ClaimSecret,
+) -> ApiResult<axum::Json<PrescriptionView>> {
+    let view =
+        prescriptions::read(&state.db, &state.core, &actor, &number, secret.as_deref()).await?;
+    Ok(axum::Json(view))
+}
+
+/// The prescription as an HL7 FHIR R4 Bundle (`collection`): a MedicationRequest per item, the
+/// Task carrying its workflow, and a MedicationDispense per item once dispensed. Who may read
+/// it is as for the prescription; the read is logged.
+#[utoipa::path(get, path = "/v1/pharmacy/prescriptions/{number}/fhir", tag = "pharmacy",
+    security(("bearer" = [])),
+    params(("number" = PrescriptionNumber, Path), ("Claim-Secret" = Option<String>, Header)),
+    responses((status = 200, description = "a FHIR R4 Bundle", content_type = "application/fhir+json", body = Object),
+        (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn get_fhir(
+    State(state): State<AppState>,
+    PharmacyActor(actor): PharmacyActor,
+    Path(number): Path<PrescriptionNumber>,
+    ClaimSecret(secret): ClaimSecret,
+) -> ApiResult<Response> {
+    let bundle =
+        holdfast_pharmacy::fhir::bundle(&state.db, &state.core, &actor, &number, secret.as_deref())
+            .await?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/fhir+json")],
+        axum::Json(bundle),
+    )
+        .into_response())
+}
+
+/// The prescription's history, oldest first, with its payment's timeline (`payment.*`). It
+/// holds no content.
+#[utoipa::path(get, path = "/v1/pharmacy/prescriptions/{number}/history", tag = "pharmacy",
+    security(("bearer" = [])),
+    params(("number" = PrescriptionNumber, Path), ("Claim-Secret" = Option<String>, Header)),
+    responses((status = 200, body = [HistoryEntry]), (status = 403, body = crate::error::ErrorBody),
+        (status = 404, body = crate::error::ErrorBody)))]
+pub async fn history(
+    State(state): State<AppState>,
+    PharmacyActor(actor): PharmacyActor,
+    Path(number): Path<PrescriptionNumber>,
+    ClaimSecret(secret): ClaimSecret,
+) -> ApiResult<axum::Json<Vec<HistoryEntry>>> {
+    let entries =
+        prescriptions::history(&state.db, &state.core, &actor, &number, secret.as_deref()).await?;
+    Ok(axum::Json(entries))
+}
+
+/// Cancel a prescription of your hospital until it is dispensed (prescriber). The drugstore
+/// holding it is told; a held payment returns to the patient.
+#[utoipa::path(post, path = "/v1/pharmacy/prescriptions/{number}/cancel", tag = "pharmacy",
+    security(("bearer" = [])),
+    params(("number" = PrescriptionNumber, Path), ("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 200, body = PrescriptionView), (status = 404, body = crate::error::ErrorBody),
+        (status = 409, description = "already dispensed, cancelled or expired", body = crate::error::ErrorBody)))]
+pub async fn cancel(
+    State(state): State<AppState>,
+    PharmacyActor(actor): PharmacyActor,
+    Path(number): Path<PrescriptionNumber>,
+    key: IdempotencyKey,
+) -> ApiResult<Response> {
+    let fingerprint = idempotency::fingerprint("cancel_prescription", &number);
+    let core = state.core.clone();
+    let scope = scope(&actor);
+    idempotency::run(
+        &state,
+        scope,
+        key,
+        fingerprint,
+        StatusCode::OK,
+        move |txn| {
+            Box::pin(async move {
+                let view = payment::cancel_in_txn(txn, &core, &actor, &number).await?;
+                Ok(Outcome::Done(view))
+            })
+        },
+    )
+    .await
+}
+
+#[derive(Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = PrescriptionLookup)]
+pub struct Lookup {
+    /// The medical card number the patient presented.
+    pub card_number: CardNumber,
+}
+
+/// What prescriptions exist for a medical card, before any consent (drugstore): numbers, item
+/// counts and validity — never content. Each is logged for the patient as a read of its
+/// existence.
+#[utoipa::path(post, path = "/v1/pharmacy/lookups", tag = "pharmacy", security(("bearer" = [])),
+    request_body = Lookup,
+    responses((status = 200, body = [Existence]), (status = 400, body = crate::error::ErrorBody),
+        (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn lookup(
+    State(state): State<AppState>,
+    PharmacyActor(actor): PharmacyActor,
+    Json(body): Json<Lookup>,
+) -> ApiResult<axum::Json<Vec<Existence>>> {
+    Ok(axum::Json(
+        claims::lookup(&state.db, &state.core, &actor, &body.card_number).await?,
+    ))
+}
+
+#[derive(Deserialize, Serialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+#[schema(as = PrescriptionClaimRequest)]
+pub struct ClaimRequest {
+    /// The medical card number the patient presented: needed to ask the patient's consent
+    /// (flow B), not for a prescription the patient sent to this drugstore (flow A).
+    pub card_number: Option<CardNumber>,
+}
+
+/// Claim a prescription (drugstore). Sent to this drugstore by the patient's choice: it is
+/// claimed at once. In the pool: the patient's phone is asked to let this drugstore open it,
+/// and the claim secret works once the patient approves. Keep the secret: it is shown once,
+/// and every later request about the prescription sends it as `Claim-Secret`. A prescription
+/// another drugstore holds or is asking for: 409.
+#[utoipa::path(post, path = "/v1/pharmacy/prescriptions/{number}/claim", tag = "pharmacy",
+    security(("bearer" = [])), params(("number" = PrescriptionNumber, Path)),
+    request_body(content = ClaimRequest, description = "optional"),
+    responses((status = 200, body = Claim), (status = 400, body = crate::error::ErrorBody),
+        (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody),
+        (status = 409, description = "held by, routed to or awaiting another drugstore; expired; cancelled", body = crate::error::ErrorBody)))]
+pub async fn claim(
+    State(state): State<AppState>,
+    PharmacyActor(actor): PharmacyActor,
+    Path(number): Path<PrescriptionNumber>,
+    raw: axum::body::Bytes,
+) -> ApiResult<Response> {
+    let body: ClaimRequest = optional_body(&raw)?;
+    let core = state.core.clone();
+    let scope = scope(&actor);
+    // No idempotency key: a retried claim issues a fresh secret, which is what a drugstore that
+    // lost the answer needs.
+    idempotency::run(
+        &state,
+        scope,
+        IdempotencyKey(None),
+        String::new(),
+        StatusCode::OK,
+        move |txn| {
+            Box::pin(async move {
+                let claim =
+                    claims::claim_in_txn(txn, &core, &actor, &number, body.card_number).await?;
+                Ok(Outcome::Done(claim))
+            })
+        },
+    )
+    .await
+}
+
+fn optional_body<T: serde::de::DeserializeOwned + Default>(raw: &[u8]) -> ApiResult<T> {
+    if raw.iter().all(u8::is_ascii_whitespace) {
+        Ok(T::default())
+    } else {
+        serde_json::from_slice(raw)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", e.to_string()))
+    }
+}
+
+/// Hand a claimed prescription back to the pool, before it is dispensed (the drugstore holding
+/// it). The claim secret is deleted; a held payment returns to the patient.
+#[utoipa::path(post, path = "/v1/pharmacy/prescriptions/{number}/hand-back", tag = "pharmacy",
+    security(("bearer" = [])),
+    params(("number" = PrescriptionNumber, Path), ("Claim-Secret" = String, Header)),
+    responses((status = 200, body = PrescriptionSummary), (status = 403, body = crate::error::ErrorBody),
+        (status = 409, body = crate::error::ErrorBody)))]
+pub async fn hand_back(
+    State(state): State<AppState>,
+    PharmacyActor(actor): PharmacyActor,
+    Path(number): Path<PrescriptionNumber>,
+    ClaimSecret(secret): ClaimSecret,
+    key: IdempotencyKey,
+) -> ApiResult<Response> {
+    let fingerprint = idempotency::fingerprint("hand_back", &number);
+    let core = state.core.clone();
+    let scope = scope(&actor);
+    idempotency::run(
+        &state,
+        scope,
+        key,
+        fingerprint,
+        StatusCode::OK,
+        move |txn| {
+            Box::pin(async move {
+                let summary =
+                    claims::hand_back_in_txn(txn, &core, &actor, &number, secret.as_deref())
+                        .await?;
+                Ok(Outcome::Done(summary))
+            })
+        },
+    )
+    .await
+}
+
+#[derive(Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = PrescriptionPricing)]
+pub struct Pricing {
+    pub price: Money,
+}
+
+/// Price a claimed prescription (the drugstore holding it; again until the patient pays). The
+/// patient's phone is told the amount and what is available on the card.
+#[utoipa::path(post, path = "/v1/pharmacy/prescriptions/{number}/price", tag = "pharmacy",
+    security(("bearer" = [])),
+    params(("number" = PrescriptionNumber, Path), ("Claim-Secret" = String, Header)),
+    request_body = Pricing,
+    responses((status = 200, body = PrescriptionView), (status = 400, body = crate::error::ErrorBody),
+        (status = 403, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody),
+        (status = 422, description = "not the card's currency", body = crate::error::ErrorBody)))]
+pub async fn price(
+    State(state): State<AppState>,
+    PharmacyActor(actor): PharmacyActor,
+    Path(number): Path<PrescriptionNumber>,
+    ClaimSecret(secret): ClaimSecret,
+    Json(body): Json<Pricing>,
+) -> ApiResult<Response> {
+    let core = state.core.clone();
+    let scope = scope(&actor);
+    idempotency::run(
+        &state,
+        scope,
+        IdempotencyKey(None),
+        String::new(),
+        StatusCode::OK,
+        move |txn| {
+            Box::pin(async move {
+                let view = payment::price_in_txn(
+                    txn,
+                    &core,
+                    &actor,
+                    &number,
+                    secret.as_deref(),
+                    body.price,
+                )
+                .await?;
+                Ok(Outcome::Done(view))
+            })
+        },
+    )
+    .await
+}
+
+/// Pay for a priced prescription (its patient, with the card of the session): `lump_sum` or
+/// `installments` hold the amount in escrow and ask the phone to confirm the exact amount,
+/// drugstore and terms (answer with `POST /v1/challenges/{id}/answer`); `cash` holds nothing
+/// and records the choice.
+#[utoipa::path(post, path = "/v1/pharmacy/prescriptions/{number}/payment", tag = "pharmacy",
+    security(("bearer" = [])),
+    params(("number" = PrescriptionNumber, Path), ("Idempotency-Key" = String, Header, description = "required")),
+    request_body = PaymentChoice,
+    responses((status = 200, body = PrescriptionView), (status = 400, body = crate::error::ErrorBody),
+        (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody),
+        (status = 422, description = "not enough funds", body = crate::error::ErrorBody)))]
+pub async fn pay(
+    State(state): State<AppState>,
+    PharmacyActor(actor): PharmacyActor,
+    Path(number): Path<PrescriptionNumber>,
+    key: IdempotencyKey,
+    Json(body): Json<PaymentChoice>,
+) -> ApiResult<Response> {
+    let key = key.required()?;
+    let fingerprint = idempotency::fingerprint("pay_prescription", &(&number, &body));
+    let core = state.core.clone();
+    let scope = scope(&actor);
+    idempotency::run(
+        &state,
+        scope,
+        key,
+        fingerprint,
+        StatusCode::OK,
+        move |txn| {
+            Box::pin(async move {
+                let view =
+                    payment::choose_payment_in_txn(txn, &core, &actor, &number, body).await?;
+                Ok(Outcome::Done(view))
+            })
+        },
+    )
+    .await
+}
+
+/// Record that the paid prescription was handed over (the drugstore holding it) — once; a
+/// second request, concurrent or not, gets 409 `prescription_already_dispensed`. A card payment
+/// needs the order number the patient handed over.
+#[utoipa::path(post, path = "/v1/pharmacy/prescriptions/{number}/dispense", tag = "pharmacy",
+    security(("bearer" = [])),
+    params(("number" = PrescriptionNumber, Path), ("Claim-Secret" = String, Header),
+        ("Idempotency-Key" = Option<String>, Header)),
+    request_body = Dispensing,
+    responses((status = 200, body = PrescriptionView), (status = 400, body = crate::error::ErrorBody),
+        (status = 403, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+pub async fn dispense(
+    State(state): State<AppState>,
+    PharmacyActor(actor): PharmacyActor,
+    Path(number): Path<PrescriptionNumber>,
+    ClaimSecret(secret): ClaimSecret,
+    key: IdempotencyKey,
+    raw: axum::body::Bytes,
+) -> ApiResult<Response> {
+    let body: Dispensing = optional_body(&raw)?;
+    let fingerprint = idempotency::fingerprint("dispense", &(&number, &body));
+    let core = state.core.clone();
+    let scope = scope(&actor);
+    idempotency::run(
+        &state,
+        scope,
+        key,
+        fingerprint,
+        StatusCode::OK,
+        move |txn| {
+            Box::pin(async move {
+                let view =
+                    payment::dispense_in_txn(txn, &core, &actor, &number, secret.as_deref(), body)
+                        .await?;
+                Ok(Outcome::Done(view))
+            })
+        },
+    )
+    .await
+}
+
+#[derive(Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = PrescriptionPaymentRequest)]
+pub struct PaymentRequest {
+    /// The order number the patient handed over.
+    pub order_number: OrderNumber,
+}
+
+/// Ask to be paid for a dispensed prescription, quoting the order number the patient handed
+/// over (the drugstore holding it). The patient's phone is asked to release the money; without
+/// an answer it is released when the settlement period ends.
+#[utoipa::path(post, path = "/v1/pharmacy/prescriptions/{number}/payment-request", tag = "pharmacy",
+    security(("bearer" = [])),
+    params(("number" = PrescriptionNumber, Path), ("Claim-Secret" = String, Header),
+        ("Idempotency-Key" = Option<String>, Header)),
+    request_body = PaymentRequest,
+    responses((status = 200, body = PrescriptionView), (status = 400, body = crate::error::ErrorBody),
+        (status = 403, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+pub async fn request_payment(
+    State(state): State<AppState>,
+    PharmacyActor(actor): PharmacyActor,
+    Path(number): Path<PrescriptionNumber>,
+    ClaimSecret(secret): ClaimSecret,
+    key: IdempotencyKey,
+    Json(body): Json<PaymentRequest>,
+) -> ApiResult<Response> {
+    let fingerprint = idempotency::fingerprint("request_payment", &(&number, &body));
+    let core = state.core.clone();
+    let scope = scope(&actor);
+    idempotency::run(
+        &state,
+        scope,
+        key,
+        fingerprint,
+        StatusCode::OK,
+        move |txn| {
+            Box::pin(async move {
+                let view = payment::request_payment_in_txn(
+                    txn,
+                    &core,
+                    &actor,
+                    &number,
+                    secret.as_deref(),
+                    &body.order_number,
+                )
+                .await?;
+                Ok(Outcome::Done(view))
+            })
+        },
+    )
+    .await
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct AccessLogQuery {
+    /// 1–100, default 50.
+    pub limit: Option<u64>,
+    /// Entries before this time (the `at` of the last entry of the previous page).
+    pub before: Option<DateTime<Utc>>,
+}
+
+/// Who read your prescriptions, newest first (patient): every read of content, of the FHIR
+/// view, and of existence, with the reader's role and organisation.
+#[utoipa::path(get, path = "/v1/pharmacy/me/access-log", tag = "pharmacy", security(("bearer" = [])),
+    params(AccessLogQuery), responses((status = 200, body = [AccessEntry]),
+        (status = 403, body = crate::error::ErrorBody)))]
+pub async fn access_log(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(query): Query<AccessLogQuery>,
+) -> ApiResult<axum::Json<Vec<AccessEntry>>> {
+    principal.require(&[Role::Shopper])?;
+    Ok(axum::Json(
+        audit::access_log_of(
+            &state.db,
+            principal.party,
+            query.before,
+            query.limit.unwrap_or(50),
+        )
+        .await?,
+    ))
+}
+
+#[derive(Clone, Copy, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = PrescriptionMediationOutcome)]
+pub enum MediationOutcome {
+    /// All of it to the drugstore.
+    Release,
+    /// All of it back to the patient.
+    Refund,
+    /// `to_drugstore` to the drugstore, the rest back to the patient.
+    Split,
+}
+
+#[derive(Deserialize, Serialize, ToSchema)]
+#[schema(as = PrescriptionPenalty)]
+pub struct Penalty {
+    pub party: Fault,
+    pub amount: Money,
+}
+
+#[derive(Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PrescriptionMediation {
+    pub outcome: MediationOutcome,
+    pub to_drugstore: Option<Money>,
+    /// Charged to the party at fault (`buyer` the patient, `seller` the drugstore).
+    pub penalty: Option<Penalty>,
+    pub note: String,
+}
+
+/// Mediate a disputed prescription payment (operator): release, refund or split, with a
+/// penalty for the party at fault.
+#[utoipa::path(post, path = "/v1/pharmacy/disputes/{order_number}/mediation", tag = "pharmacy",
+    security(("bearer" = [])),
+    params(("order_number" = OrderNumber, Path), ("Idempotency-Key" = String, Header, description = "required")),
+    request_body = PrescriptionMediation,
+    responses((status = 200, body = MediationResult), (status = 400, body = crate::error::ErrorBody),
+        (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+pub async fn mediate(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(number): Path<OrderNumber>,
+    key: IdempotencyKey,
+    Json(body): Json<PrescriptionMediation>,
+) -> ApiResult<Response> {
+    principal.require(&[Role::Operator])?;
+    let key = key.required()?;
+    let fingerprint = idempotency::fingerprint("mediate_prescription", &(&number, &body));
+    let core = state.core.clone();
+    idempotency::run(
+        &state,
+        principal.scope(),
+        key,
+        fingerprint,
+        StatusCode::OK,
+        move |txn| {
+            Box::pin(async move {
+                let case = holdfast_core::escrow::find_case_by_number(txn, &number)
+                    .await?
+                    .ok_or_else(|| ApiError::not_found("order"))?;
+                let to_seller = match body.outcome {
+                    MediationOutcome::Release => case.amount,
+                    MediationOutcome::Refund => Money::zero(case.amount.currency()),
+                    MediationOutcome::Split => body.to_drugstore.ok_or_else(|| {
+                        ApiError::invalid("a split names what goes to the drugstore")
+                    })?,
+                };
+                let result = payment::mediate_in_txn(
+                    txn,
+                    &core,
+                    &number,
+                    Mediation {
+                        to_seller,
+                        penalty: body.penalty.map(|p| (p.party, p.amount)),
+                        note: body.note,
+                    },
+                )
+                .await?;
+                Ok(Outcome::Done(result))
+            })
+        },
+    )
+    .await
 }
 
 /// This module's part of the OpenAPI document (merged into the whole one).
 #[derive(OpenApi)]
-#[openapi(tags((name = "pharmacy")))]
+#[openapi(
+    paths(
+        create_hospital,
+        add_prescriber,
+        create_drugstore,
+        add_pharmacist,
+        list_drugstores,
+        issue_prescription,
+        list_prescriptions,
+        get_prescription,
+        get_fhir,
+        history,
+        cancel,
+        lookup,
+        claim,
+        hand_back,
+        price,
+        pay,
+        dispense,
+        request_payment,
+        access_log,
+        mediate,
+    ),
+    tags((name = "pharmacy", description = "Prescriptions between hospitals and drugstores, paid through escrow"))
+)]
 pub struct Doc;

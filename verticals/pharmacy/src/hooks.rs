@@ -1,21 +1,59 @@
 //! How the server plugs this vertical in: plain functions it calls when a phone answer or a
-//! timer concerns one of the vertical's cases. (Filled in by the vertical's own work.)
+//! timer concerns one of the vertical's cases or prescriptions.
 
+use crate::entities::prescriptions;
 use crate::error::PharmacyResult;
+use crate::number::PrescriptionNumber;
+use crate::{CONSENT_TIMER, EXPIRY_TIMER, VERTICAL, claims, payment};
 use holdfast_core::challenge::Decision;
 use holdfast_core::escrow::{CaseOutcome, EscrowCase};
 use holdfast_core::ids::ChallengeId;
-use holdfast_core::{Core, CoreError};
-use sea_orm::DatabaseTransaction;
+use holdfast_core::{Core, CoreError, events};
+use sea_orm::entity::prelude::*;
+use sea_orm::{DatabaseTransaction, QuerySelect};
 
 /// The vertical's follow-up when an answer on the phone changed one of its escrow cases (the
-/// buyer approved the payment, the settlement…), in the answer's transaction.
+/// patient approved or denied the payment, released or disputed it), in the answer's
+/// transaction: the drugstore is told.
+///
+/// It does not touch the prescription row. The answer holds the case's lock, and every use
+/// case locks a prescription before its case: taking the prescription here would invert that
+/// order. The prescription catches up with its case when it is next locked, and every read
+/// derives its state from the case meanwhile.
 pub async fn after_answer_in_txn(
-    _txn: &DatabaseTransaction,
-    _core: &Core,
-    _case: &EscrowCase,
-    _outcome: CaseOutcome,
+    txn: &DatabaseTransaction,
+    core: &Core,
+    case: &EscrowCase,
+    outcome: CaseOutcome,
 ) -> PharmacyResult<()> {
+    if case.vertical != VERTICAL {
+        return Ok(());
+    }
+    let Some(row) = prescriptions::Entity::find()
+        .filter(prescriptions::Column::CaseId.eq(case.id.uuid()))
+        .one(txn)
+        .await?
+    else {
+        return Ok(());
+    };
+    let kind = match outcome {
+        CaseOutcome::OrderApproved => "prescription.paid",
+        CaseOutcome::OrderDenied => "prescription.payment_denied",
+        CaseOutcome::Settled => "prescription.settled",
+        CaseOutcome::Disputed => "prescription.payment_disputed",
+    };
+    events::publish_in_txn(
+        txn,
+        &core.clock,
+        case.payee,
+        kind,
+        serde_json::json!({
+            "prescription_number": PrescriptionNumber::from_stored(row.number),
+            "amount": case.amount,
+            "case_state": case.state,
+        }),
+    )
+    .await?;
     Ok(())
 }
 
@@ -27,37 +65,45 @@ pub enum VerticalAnswer {
     Refused(CoreError),
 }
 
-/// Answers a challenge whose purpose belongs to this vertical.
+/// Answers a challenge whose purpose belongs to this vertical: a `prescription_open` consent.
 pub async fn answer_in_txn(
-    _txn: &DatabaseTransaction,
-    _core: &Core,
-    _challenge: ChallengeId,
-    _code: &str,
-    _decision: Decision,
+    txn: &DatabaseTransaction,
+    core: &Core,
+    challenge: ChallengeId,
+    code: &str,
+    decision: Decision,
 ) -> PharmacyResult<VerticalAnswer> {
-    Ok(VerticalAnswer::Refused(CoreError::ChallengeNotAnswerable))
+    claims::answer_consent_in_txn(txn, core, challenge, code, decision).await
 }
 
 /// Whether a timer kind is this vertical's.
-pub fn handles_timer(_kind: &str) -> bool {
-    false
+pub fn handles_timer(kind: &str) -> bool {
+    matches!(kind, EXPIRY_TIMER | CONSENT_TIMER)
 }
 
-/// Locks what one of the vertical's timers is about (before the timer row is locked).
+/// Locks the prescription a timer is about (before the timer row is locked).
 pub async fn lock_timer_subject_in_txn(
-    _txn: &DatabaseTransaction,
+    txn: &DatabaseTransaction,
     _kind: &str,
-    _subject: uuid::Uuid,
+    subject: uuid::Uuid,
 ) -> PharmacyResult<()> {
+    prescriptions::Entity::find_by_id(subject)
+        .lock_exclusive()
+        .one(txn)
+        .await?;
     Ok(())
 }
 
 /// Fires one of the vertical's timers.
 pub async fn fire_timer_in_txn(
-    _txn: &DatabaseTransaction,
-    _core: &Core,
-    _kind: &str,
-    _subject: uuid::Uuid,
+    txn: &DatabaseTransaction,
+    core: &Core,
+    kind: &str,
+    subject: uuid::Uuid,
 ) -> PharmacyResult<()> {
-    Ok(())
+    match kind {
+        EXPIRY_TIMER => payment::expire_in_txn(txn, core, subject).await,
+        CONSENT_TIMER => claims::lapse_in_txn(txn, core, subject).await,
+        other => Err(CoreError::invalid(format!("not a pharmacy timer: {other}")).into()),
+    }
 }
