@@ -1,6 +1,7 @@
 //! Configuration from flags and environment variables (flags win).
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use holdfast_core::db::PoolSize;
 use secrecy::SecretString;
 use std::net::SocketAddr;
 
@@ -117,6 +118,9 @@ pub struct Config {
     pub phone_webhook_secret: Option<SecretString>,
     #[arg(long, env = "HOLDFAST_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
+    /// Database connections in the pool (default 4 on SQLite, 32 on PostgreSQL).
+    #[arg(long, env = "HOLDFAST_DB_POOL", global = true)]
+    pub db_pool: Option<u32>,
 }
 
 pub const DEFAULT_SQLITE_URL: &str = "sqlite://holdfast.db?mode=rwc";
@@ -131,6 +135,17 @@ impl Config {
         self.database_url
             .clone()
             .unwrap_or_else(|| DEFAULT_SQLITE_URL.to_owned())
+    }
+
+    pub fn pool_size(&self) -> PoolSize {
+        let default = PoolSize::default();
+        match self.db_pool {
+            Some(size) => PoolSize {
+                sqlite: size.max(1),
+                postgres: size.max(1),
+            },
+            None => default,
+        }
     }
 
     pub fn uses_postgres(&self) -> bool {

@@ -1,7 +1,6 @@
 use anyhow::Context;
 use clap::Parser;
 use holdfast_core::challenge::ChallengePolicy;
-use holdfast_core::db::PoolSize;
 use holdfast_core::phone::PhoneGateway;
 use holdfast_core::{Clock, onboarding};
 use holdfast_server::config::{
@@ -23,7 +22,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(cli.config).await,
         Command::Migrate => {
-            open_database(&cli.config.database_url(), PoolSize::default()).await?;
+            open_database(&cli.config.database_url(), cli.config.pool_size()).await?;
             tracing::info!("migrations applied");
             Ok(())
         }
@@ -125,7 +124,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         "simulator"
     };
     let url = config.database_url();
-    let db = open_database(&url, PoolSize::default()).await?;
+    let db = open_database(&url, config.pool_size()).await?;
     tracing::info!(
         database = if config.uses_postgres() {
             "postgresql"
@@ -167,7 +166,7 @@ async fn create_operator(config: Config, username: &str, display_name: &str) -> 
         }
     };
     let secret = secret(&config)?;
-    let db = open_database(&config.database_url(), PoolSize::default()).await?;
+    let db = open_database(&config.database_url(), config.pool_size()).await?;
     let state = simulator_state(
         db,
         Clock::system(),

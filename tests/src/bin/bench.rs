@@ -65,7 +65,9 @@ async fn main() -> anyhow::Result<()> {
     let server = Server::start(store.clone(), workdir.path(), &[]).await?;
     let api = Api::new(&server.url);
     let shoppers = args.shoppers.unwrap_or(args.concurrency).max(1);
-    let per_shopper = (args.lifecycles + args.warmup) / shoppers + 2;
+    // Workers take lifecycles as they free up, so one shopper may run more than its share:
+    // fund each for twice the even split.
+    let per_shopper = 2 * (args.lifecycles + args.warmup) / shoppers + 2;
     let deposit = format!("{}.00", per_shopper * 10 + 10);
     let cast = Arc::new(driver::cast(&api, run, shoppers, &deposit).await?);
 
