@@ -14,6 +14,8 @@ use sea_orm::{
     ActiveValue::Set, ConnectionTrait, DatabaseConnection, QueryFilter, QueryOrder, QuerySelect,
 };
 use serde::Serialize;
+use std::sync::Arc;
+use tokio::sync::Notify;
 use utoipa::ToSchema;
 
 #[derive(Debug, thiserror::Error)]
@@ -30,18 +32,48 @@ pub trait PhoneGateway: Send + Sync + std::fmt::Debug {
     fn name(&self) -> &'static str;
 
     async fn send(&self, message: &PhoneMessage) -> Result<(), GatewayError>;
+
+    /// Sends a batch; one result per message, in order. Providers with a bulk endpoint (and the
+    /// simulator, with one insert) override it; the default sends one after another.
+    async fn send_many(&self, messages: &[PhoneMessage]) -> Vec<Result<(), GatewayError>> {
+        let mut results = Vec::with_capacity(messages.len());
+        for message in messages {
+            results.push(self.send(message).await);
+        }
+        results
+    }
 }
 
-/// Delivers into the `phone_inbox` table.
+/// Delivers into the `phone_inbox` table, and wakes whoever waits for a message.
 #[derive(Debug, Clone)]
 pub struct PhoneSimulator {
     db: DatabaseConnection,
     clock: Clock,
+    arrivals: Arc<Notify>,
 }
 
 impl PhoneSimulator {
     pub fn new(db: DatabaseConnection, clock: Clock) -> PhoneSimulator {
-        PhoneSimulator { db, clock }
+        PhoneSimulator {
+            db,
+            clock,
+            arrivals: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Notified after every delivery into the inbox.
+    pub fn arrivals(&self) -> Arc<Notify> {
+        self.arrivals.clone()
+    }
+
+    fn row(&self, message: &PhoneMessage) -> phone_inbox::ActiveModel {
+        phone_inbox::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            phone_e164: Set(message.to.e164().to_owned()),
+            challenge_id: Set(message.challenge.map(|c| c.uuid())),
+            body: Set(message.body.clone()),
+            created_at: Set(self.clock.now()),
+        }
     }
 }
 
@@ -52,17 +84,33 @@ impl PhoneGateway for PhoneSimulator {
     }
 
     async fn send(&self, message: &PhoneMessage) -> Result<(), GatewayError> {
-        phone_inbox::ActiveModel {
-            id: Set(Uuid::now_v7()),
-            phone_e164: Set(message.to.e164().to_owned()),
-            challenge_id: Set(message.challenge.map(|c| c.uuid())),
-            body: Set(message.body.clone()),
-            created_at: Set(self.clock.now()),
+        let sent = phone_inbox::Entity::insert(self.row(message))
+            .exec_without_returning(&self.db)
+            .await
+            .map(|_| ())
+            .map_err(|e| GatewayError::Unreachable(crate::db::describe(&e)));
+        self.arrivals.notify_waiters();
+        sent
+    }
+
+    async fn send_many(&self, messages: &[PhoneMessage]) -> Vec<Result<(), GatewayError>> {
+        if messages.is_empty() {
+            return Vec::new();
         }
-        .insert(&self.db)
-        .await
-        .map(|_| ())
-        .map_err(|e| GatewayError::Unreachable(e.to_string()))
+        let sent = phone_inbox::Entity::insert_many(messages.iter().map(|m| self.row(m)))
+            .exec_without_returning(&self.db)
+            .await;
+        self.arrivals.notify_waiters();
+        match sent {
+            Ok(_) => messages.iter().map(|_| Ok(())).collect(),
+            Err(error) => {
+                let reason = crate::db::describe(&error);
+                messages
+                    .iter()
+                    .map(|_| Err(GatewayError::Unreachable(reason.clone())))
+                    .collect()
+            }
+        }
     }
 }
 
@@ -104,6 +152,44 @@ pub async fn inbox(
             received_at: row.created_at,
         })
         .collect())
+}
+
+/// The newest message to `phone` for `challenge`, waiting up to `wait` for it to arrive (a
+/// phone does not poll: it is told). `arrivals` is the simulator's signal.
+pub async fn wait_for_challenge_message(
+    db: &impl ConnectionTrait,
+    arrivals: &Notify,
+    phone: &PhoneNumber,
+    challenge: ChallengeId,
+    wait: std::time::Duration,
+) -> CoreResult<Option<InboxMessage>> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        // Registered before the look, so an arrival between the look and the wait is not
+        // missed.
+        let arrived = arrivals.notified();
+        tokio::pin!(arrived);
+        arrived.as_mut().enable();
+        let row = phone_inbox::Entity::find()
+            .filter(phone_inbox::Column::PhoneE164.eq(phone.e164()))
+            .filter(phone_inbox::Column::ChallengeId.eq(challenge.uuid()))
+            .order_by_desc(phone_inbox::Column::CreatedAt)
+            .order_by_desc(phone_inbox::Column::Id)
+            .one(db)
+            .await?;
+        if let Some(row) = row {
+            return Ok(Some(InboxMessage {
+                id: row.id,
+                challenge_id: row.challenge_id.map(ChallengeId::from_uuid),
+                code: code_in(&row.body),
+                body: row.body,
+                received_at: row.created_at,
+            }));
+        }
+        if tokio::time::timeout_at(deadline, arrived).await.is_err() {
+            return Ok(None);
+        }
+    }
 }
 
 /// The digits after "Code " in a message, if any.

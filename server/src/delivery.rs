@@ -2,7 +2,7 @@
 //! signed POST. Runs in the outbox worker only, outside any transaction.
 
 use holdfast_core::outbox::{Channel, Outbound, OutboxSender, PhoneMessage, SendFailure};
-use holdfast_core::phone::PhoneGateway;
+use holdfast_core::phone::{GatewayError, PhoneGateway};
 use holdfast_core::{Clock, webhooks};
 use sea_orm::DatabaseConnection;
 use std::sync::Arc;
@@ -74,26 +74,93 @@ impl Courier {
     }
 }
 
+fn phone_text(message: &Outbound) -> Result<PhoneMessage, SendFailure> {
+    serde_json::from_str(&message.payload).map_err(|e| SendFailure {
+        status_code: None,
+        reason: format!("unreadable phone message: {e}"),
+    })
+}
+
+fn gateway_failure(error: GatewayError) -> SendFailure {
+    SendFailure {
+        status_code: None,
+        reason: error.to_string(),
+    }
+}
+
+/// How many webhook POSTs one batch makes side by side.
+const WEBHOOKS_IN_FLIGHT: usize = 16;
+
 #[async_trait::async_trait]
 impl OutboxSender for Courier {
     async fn send(&self, message: &Outbound) -> Result<Option<u16>, SendFailure> {
         match message.channel {
             Channel::Phone => {
-                let text: PhoneMessage =
-                    serde_json::from_str(&message.payload).map_err(|e| SendFailure {
-                        status_code: None,
-                        reason: format!("unreadable phone message: {e}"),
-                    })?;
+                let text = phone_text(message)?;
                 self.gateway
                     .send(&text)
                     .await
                     .map(|()| None)
-                    .map_err(|e| SendFailure {
-                        status_code: None,
-                        reason: e.to_string(),
-                    })
+                    .map_err(gateway_failure)
             }
             Channel::Webhook => self.send_webhook(message).await,
         }
+    }
+
+    /// Texts go to the gateway as one batch; webhooks are posted side by side, a slow receiver
+    /// holding up no one else's.
+    async fn send_many(&self, messages: &[Outbound]) -> Vec<Result<Option<u16>, SendFailure>> {
+        let mut outcomes: Vec<Option<Result<Option<u16>, SendFailure>>> =
+            messages.iter().map(|_| None).collect();
+        let mut texts = Vec::new();
+        let mut text_slots = Vec::new();
+        for (slot, message) in messages.iter().enumerate() {
+            if message.channel == Channel::Phone {
+                match phone_text(message) {
+                    Ok(text) => {
+                        texts.push(text);
+                        text_slots.push(slot);
+                    }
+                    Err(failure) => outcomes[slot] = Some(Err(failure)),
+                }
+            }
+        }
+        for (slot, sent) in text_slots
+            .into_iter()
+            .zip(self.gateway.send_many(&texts).await)
+        {
+            outcomes[slot] = Some(sent.map(|()| None).map_err(gateway_failure));
+        }
+
+        let mut posts = tokio::task::JoinSet::new();
+        for (slot, message) in messages.iter().enumerate() {
+            if message.channel != Channel::Webhook {
+                continue;
+            }
+            if posts.len() >= WEBHOOKS_IN_FLIGHT
+                && let Some(Ok((done, outcome))) = posts.join_next().await
+            {
+                outcomes[done] = Some(outcome);
+            }
+            let courier = self.clone();
+            let message = message.clone();
+            posts.spawn(async move { (slot, courier.send_webhook(&message).await) });
+        }
+        while let Some(joined) = posts.join_next().await {
+            if let Ok((done, outcome)) = joined {
+                outcomes[done] = Some(outcome);
+            }
+        }
+        outcomes
+            .into_iter()
+            .map(|outcome| {
+                outcome.unwrap_or_else(|| {
+                    Err(SendFailure {
+                        status_code: None,
+                        reason: "the send was interrupted".to_owned(),
+                    })
+                })
+            })
+            .collect()
     }
 }

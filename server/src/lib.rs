@@ -84,9 +84,9 @@ pub fn build_state(db: DatabaseConnection, clock: Clock, settings: Settings) -> 
     let core = Core::new(clock.clone(), challenge_keys, settings.policy)
         .with_auto_settle(settings.auto_settle);
     let simulator_inbox = settings.gateway.is_none();
-    let gateway: Arc<dyn PhoneGateway> = settings
-        .gateway
-        .unwrap_or_else(|| Arc::new(PhoneSimulator::new(db.clone(), clock.clone())));
+    let simulator = PhoneSimulator::new(db.clone(), clock.clone());
+    let inbox_arrivals = simulator.arrivals();
+    let gateway: Arc<dyn PhoneGateway> = settings.gateway.unwrap_or_else(|| Arc::new(simulator));
     let courier = Arc::new(delivery::Courier::new(gateway.clone(), db.clone(), clock));
     AppState {
         gateway,
@@ -95,6 +95,7 @@ pub fn build_state(db: DatabaseConnection, clock: Clock, settings: Settings) -> 
         core,
         jwt,
         simulator_inbox,
+        inbox_arrivals,
         webhook_secret: settings
             .webhook_secret
             .map(|secret| state::WebhookSecret(Arc::from(secret))),

@@ -25,6 +25,8 @@ pub struct AppState {
     pub courier: Arc<crate::delivery::Courier>,
     /// The phone simulator's inbox is readable over the API (development and tests only).
     pub simulator_inbox: bool,
+    /// Signalled when the simulator delivers a message (long-polling readers wait on it).
+    pub inbox_arrivals: Arc<tokio::sync::Notify>,
     /// Verifies the phone provider's signed inbound replies; `None` turns that endpoint off.
     pub webhook_secret: Option<WebhookSecret>,
 }

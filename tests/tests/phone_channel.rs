@@ -17,6 +17,7 @@ use holdfast_server::phone_gateways::{Channel, HttpPhoneGateway};
 use holdfast_server::state::WebhookSecret;
 use holdfast_tests::TestApp;
 use http_body_util::BodyExt;
+use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 use tower::ServiceExt;
@@ -414,4 +415,112 @@ async fn the_outbox_delivers_a_login_code_through_the_sms_provider() {
         .await
         .unwrap();
     assert!(taken(&received).is_empty());
+}
+
+#[tokio::test]
+async fn a_reader_waiting_on_the_simulator_gets_the_code_the_moment_it_is_delivered() {
+    let app = TestApp::spawn().await;
+    let operator = app.operator_token().await;
+    let phone = "+821055501234";
+    let (_, card) = app.prepaid_card(&operator, phone, "10.00").await;
+    let started = app
+        .post("/v1/auth/card-login", None, json!({"card_number": card}))
+        .await;
+    assert_eq!(started.status, StatusCode::ACCEPTED, "{started:?}");
+    let challenge = started.body["challenge_id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/phone-simulator/{phone}/messages?challenge_id={challenge}");
+
+    // Not delivered yet: without a wait the answer is empty at once.
+    let now = app.get(&path, None).await;
+    assert_eq!(now.status, StatusCode::OK, "{now:?}");
+    assert_eq!(now.body, json!([]));
+
+    // A waiting reader is answered as soon as the outbox delivers.
+    let waiting = {
+        let app_router = app.router.clone();
+        let path = format!("{path}&wait_ms=10000");
+        tokio::spawn(async move {
+            let response = app_router
+                .oneshot(Request::get(path).body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            let bytes = response.into_body().collect().await.unwrap().to_bytes();
+            serde_json::from_slice::<Value>(&bytes).unwrap()
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert!(!waiting.is_finished(), "it waits for the message");
+    let started_at = std::time::Instant::now();
+    app.deliver().await;
+    let messages = tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+        .await
+        .expect("answered after delivery")
+        .unwrap();
+    assert!(started_at.elapsed() < std::time::Duration::from_secs(5));
+    let messages = messages.as_array().unwrap();
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert_eq!(messages[0]["challenge_id"], challenge.as_str());
+    assert_eq!(messages[0]["code"].as_str().unwrap().len(), 6);
+
+    // A wait needs something to wait for.
+    let aimless = app
+        .get(
+            &format!("/v1/phone-simulator/{phone}/messages?wait_ms=100"),
+            None,
+        )
+        .await;
+    assert_eq!(aimless.status, StatusCode::BAD_REQUEST, "{aimless:?}");
+}
+
+#[tokio::test]
+async fn one_delivery_round_sends_many_texts_and_redacts_every_one() {
+    let app = TestApp::spawn().await;
+    let operator = app.operator_token().await;
+    let mut challenges = Vec::new();
+    for index in 0..12 {
+        let phone = format!("+8210555{index:05}");
+        let (_, card) = app.prepaid_card(&operator, &phone, "10.00").await;
+        let started = app
+            .post("/v1/auth/card-login", None, json!({"card_number": card}))
+            .await;
+        challenges.push((
+            phone,
+            started.body["challenge_id"].as_str().unwrap().to_owned(),
+        ));
+    }
+    let delivered = holdfast_server::workers::deliver_outbox(&app.state)
+        .await
+        .unwrap();
+    assert!(delivered >= 12, "{delivered}");
+    for (phone, challenge) in &challenges {
+        let inbox = app
+            .get(
+                &format!("/v1/phone-simulator/{phone}/messages?challenge_id={challenge}"),
+                None,
+            )
+            .await;
+        assert_eq!(
+            inbox.body.as_array().unwrap().len(),
+            1,
+            "{phone}: {inbox:?}"
+        );
+    }
+    // Nothing pending, and no delivered text keeps its code in the outbox.
+    let backend = app.backend();
+    let rows = app
+        .state
+        .db
+        .query_all_raw(sea_orm::Statement::from_string(
+            backend,
+            "SELECT status, payload FROM outbox WHERE channel = 'phone'",
+        ))
+        .await
+        .unwrap();
+    assert!(rows.len() >= 12);
+    for row in rows {
+        let status: String = row.try_get("", "status").unwrap();
+        let payload: String = row.try_get("", "payload").unwrap();
+        assert_eq!(status, "delivered");
+        assert_eq!(payload, "{\"redacted\":true}");
+    }
 }
