@@ -403,10 +403,17 @@ pub async fn open_case_in_txn(
     let institution = funding
         .institution
         .ok_or_else(|| CoreError::invalid("the funding account has no institution"))?;
-    let freezing = funding::freezing_account_in_txn(txn, clock, institution, currency).await?;
+    let id = CaseId::new();
+    let freezing = funding::freezing_shard_in_txn(
+        txn,
+        clock,
+        institution,
+        currency,
+        funding::freezing_shard_of(id.uuid()),
+    )
+    .await?;
     let payee_account = withdrawal_account_in_txn(txn, core, open.payee, currency).await?;
 
-    let id = CaseId::new();
     let order_number = unused_order_number(txn).await?;
     let now = clock.now();
     if !is_order_confirmation(open.confirmation) {
@@ -1658,9 +1665,16 @@ pub async fn open_preauthorised_case_in_txn(
     let institution = funding
         .institution
         .ok_or_else(|| CoreError::invalid("the funding account has no institution"))?;
-    let freezing = funding::freezing_account_in_txn(txn, clock, institution, currency).await?;
-    let payee_account = withdrawal_account_in_txn(txn, core, open.payee, currency).await?;
     let id = CaseId::new();
+    let freezing = funding::freezing_shard_in_txn(
+        txn,
+        clock,
+        institution,
+        currency,
+        funding::freezing_shard_of(id.uuid()),
+    )
+    .await?;
+    let payee_account = withdrawal_account_in_txn(txn, core, open.payee, currency).await?;
     let now = clock.now();
     let hold = holds::place_hold_in_txn(
         txn,

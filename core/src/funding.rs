@@ -346,6 +346,29 @@ pub async fn freezing_account_in_txn(
     institution: PartyId,
     currency: Currency,
 ) -> CoreResult<Account> {
+    freezing_shard_in_txn(txn, clock, institution, currency, 0).await
+}
+
+/// How many accounts a freezing pool spreads its holds over, per currency. Every hold places
+/// money into one freezing account and settles out of it, so one account per pool would make
+/// every purchase of every shopper wait for the one before it on that account's row lock;
+/// shards let them run side by side. Each shard is a whole account (balance = its postings =
+/// its pending holds); the pool holds their sum.
+pub const FREEZING_SHARDS: u8 = 8;
+
+/// The shard of a pool's freezing account a subject's holds use (its id's random bits pick it).
+pub fn freezing_shard_of(subject: Uuid) -> u8 {
+    subject.as_bytes()[15] % FREEZING_SHARDS
+}
+
+/// One shard of the freezing account of `institution`'s pool, opened on first use.
+pub async fn freezing_shard_in_txn(
+    txn: &DatabaseTransaction,
+    clock: &Clock,
+    institution: PartyId,
+    currency: Currency,
+    shard: u8,
+) -> CoreResult<Account> {
     let institution = get_institution(txn, institution).await?;
     let owner = if institution.freezing_pool == institution.code {
         institution.party_id
@@ -359,7 +382,11 @@ pub async fn freezing_account_in_txn(
         txn,
         clock,
         NewAccount {
-            key: Some(ledger::keys::freezing(&institution.freezing_pool, currency)),
+            key: Some(ledger::keys::freezing_shard(
+                &institution.freezing_pool,
+                currency,
+                shard % FREEZING_SHARDS,
+            )),
             kind: AccountKind::Freezing,
             owner,
             institution: Some(owner),

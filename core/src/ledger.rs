@@ -269,6 +269,13 @@ pub mod keys {
     pub fn freezing(pool_code: &str, currency: Currency) -> String {
         format!("freezing:{pool_code}:{currency}")
     }
+    /// One shard of a pool's freezing account (shard 0 is the pool's first account).
+    pub fn freezing_shard(pool_code: &str, currency: Currency, shard: u8) -> String {
+        match shard {
+            0 => freezing(pool_code, currency),
+            n => format!("freezing:{pool_code}:{currency}:{n}"),
+        }
+    }
     pub fn external(institution: PartyId, currency: Currency) -> String {
         format!("external:{institution}:{currency}")
     }
