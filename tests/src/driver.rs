@@ -2,9 +2,9 @@
 //! (and kill -9, and restart) `holdfast` on a fresh SQLite file or PostgreSQL database, onboard
 //! parties through the API, and run retail lifecycles, reading phone codes from the simulator.
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{Context, anyhow, bail};
 use reqwest::{Client, StatusCode};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -31,14 +31,20 @@ impl Store {
 
 /// A fresh database: a SQLite file in `dir`, or a new database on the PostgreSQL server that
 /// `admin_url` reaches.
-pub async fn fresh_store(postgres_admin: Option<&str>, dir: &Path, name: &str) -> anyhow::Result<Store> {
+pub async fn fresh_store(
+    postgres_admin: Option<&str>,
+    dir: &Path,
+    name: &str,
+) -> anyhow::Result<Store> {
     match postgres_admin {
         None => Ok(Store::Sqlite(dir.join(format!("{name}.db")))),
         Some(admin) => {
             use sea_orm::ConnectionTrait;
             let db = sea_orm::Database::connect(admin).await?;
-            db.execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await?;
-            db.execute_unprepared(&format!("CREATE DATABASE \"{name}\"")).await?;
+            db.execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                .await?;
+            db.execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+                .await?;
             db.close().await?;
             Ok(Store::Postgres(replace_database(admin, name)))
         }
@@ -52,7 +58,11 @@ pub fn replace_database(url: &str, name: &str) -> String {
     };
     let slash = base.rfind('/').unwrap_or(base.len());
     let authority_end = base.find("://").map_or(0, |i| i + 3);
-    let prefix = if slash >= authority_end { &base[..slash] } else { base };
+    let prefix = if slash >= authority_end {
+        &base[..slash]
+    } else {
+        base
+    };
     format!("{prefix}/{name}{query}")
 }
 
@@ -89,8 +99,15 @@ pub struct Server {
 
 impl Server {
     /// Starts a server on `store` (creating the operator first) and waits until it answers.
-    pub async fn start(store: Store, workdir: &Path, env: &[(&str, &str)]) -> anyhow::Result<Server> {
-        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    pub async fn start(
+        store: Store,
+        workdir: &Path,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Server> {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let binary = server_binary()?;
         let mut create = Command::new(&binary);
         create
@@ -122,7 +139,11 @@ impl Server {
 
     /// A second process on the same store, on another port.
     pub async fn another(&self, workdir: &Path) -> anyhow::Result<Server> {
-        let env: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         Server::start(self.store.clone(), workdir, &env).await
     }
 
@@ -167,7 +188,14 @@ impl Server {
     /// Starts the process again on the same store and port.
     pub async fn restart(&mut self, workdir: &Path) -> anyhow::Result<()> {
         let binary = server_binary()?;
-        self.child = spawn(&binary, &self.store, self.port, &self.env, workdir, &self.log)?;
+        self.child = spawn(
+            &binary,
+            &self.store,
+            self.port,
+            &self.env,
+            workdir,
+            &self.log,
+        )?;
         self.wait_ready().await
     }
 
@@ -191,7 +219,10 @@ fn spawn(
     workdir: &Path,
     log: &Path,
 ) -> anyhow::Result<Child> {
-    let log_file = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)?;
     let mut command = Command::new(binary);
     command
         .args(["--bind", &format!("127.0.0.1:{port}")])
@@ -279,36 +310,62 @@ impl Api {
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> anyhow::Result<Reply> {
-        self.call(reqwest::Method::GET, path, token, None, None).await
+        self.call(reqwest::Method::GET, path, token, None, None)
+            .await
     }
 
-    pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> anyhow::Result<Reply> {
-        self.call(reqwest::Method::POST, path, token, Some(body), None).await
+    pub async fn post(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: &Value,
+    ) -> anyhow::Result<Reply> {
+        self.call(reqwest::Method::POST, path, token, Some(body), None)
+            .await
     }
 
-    pub async fn post_keyed(&self, path: &str, token: Option<&str>, body: &Value, key: &str) -> anyhow::Result<Reply> {
-        self.call(reqwest::Method::POST, path, token, Some(body), Some(key)).await
+    pub async fn post_keyed(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: &Value,
+        key: &str,
+    ) -> anyhow::Result<Reply> {
+        self.call(reqwest::Method::POST, path, token, Some(body), Some(key))
+            .await
     }
 
     pub async fn login(&self, username: &str, password: &str) -> anyhow::Result<String> {
         let reply = self
-            .post("/v1/auth/login", None, &json!({"username": username, "password": password}))
+            .post(
+                "/v1/auth/login",
+                None,
+                &json!({"username": username, "password": password}),
+            )
             .await?
             .ok()?;
-        reply["access_token"].as_str().map(str::to_owned).context("no token")
+        reply["access_token"]
+            .as_str()
+            .map(str::to_owned)
+            .context("no token")
     }
 
     /// The code the simulated phone got for `challenge`, waiting for the outbox to deliver it.
+    /// The code the phone got for `challenge`, waiting for the message to arrive (the simulator
+    /// answers the moment it is delivered).
     pub async fn code_for(&self, phone: &str, challenge: &str) -> anyhow::Result<String> {
         let started = Instant::now();
         loop {
             let inbox = self
-                .get(&format!("/v1/phone-simulator/{phone}/messages?limit=20"), None)
+                .get(
+                    &format!("/v1/phone-simulator/{phone}/messages?challenge_id={challenge}&wait_ms=10000"),
+                    None,
+                )
                 .await?
                 .ok()?;
             if let Some(code) = inbox
                 .as_array()
-                .and_then(|messages| messages.iter().find(|m| m["challenge_id"] == challenge))
+                .and_then(|messages| messages.first())
                 .and_then(|m| m["code"].as_str())
             {
                 return Ok(code.to_owned());
@@ -316,11 +373,15 @@ impl Api {
             if started.elapsed() > Duration::from_secs(30) {
                 bail!("no code for {challenge} after 30 s");
             }
-            tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
 
-    pub async fn answer(&self, challenge: &str, code: &str, decision: &str) -> anyhow::Result<Reply> {
+    pub async fn answer(
+        &self,
+        challenge: &str,
+        code: &str,
+        decision: &str,
+    ) -> anyhow::Result<Reply> {
         self.post(
             &format!("/v1/challenges/{challenge}/answer"),
             None,
@@ -330,22 +391,29 @@ impl Api {
     }
 }
 
-/// A shopper: its card, phone and session.
+/// A shopper: its card, phone and session, and the seller it buys from.
 #[derive(Debug, Clone)]
 pub struct Shopper {
     pub card: String,
     pub phone: String,
     pub token: String,
+    pub seller: usize,
+}
+
+/// A supplier with one commodity.
+#[derive(Debug, Clone)]
+pub struct Seller {
+    pub id: String,
+    pub token: String,
+    pub commodity: String,
 }
 
 /// Everyone a retail lifecycle needs.
 #[derive(Debug, Clone)]
 pub struct Cast {
     pub operator: String,
-    pub supplier: String,
-    pub supplier_id: String,
+    pub sellers: Vec<Seller>,
     pub carrier: String,
-    pub commodity: String,
     pub price_minor: i64,
     pub commission_minor: i64,
     pub shoppers: Vec<Shopper>,
@@ -356,57 +424,98 @@ pub fn phone_of(run: u32, index: usize) -> String {
     format!("+82109{:03}{:04}", run % 1000, index % 10_000)
 }
 
-/// Onboards an operator session, a supplier with a carrier, one commodity and `shoppers`
-/// shoppers, each with a prepaid card holding `deposit` and logged in on its phone.
-pub async fn cast(api: &Api, run: u32, shoppers: usize, deposit: &str) -> anyhow::Result<Cast> {
+/// Onboards an operator session, a carrier, `sellers` suppliers (5 % commission, the carrier
+/// by default) with one 10.00 USD commodity each, and `shoppers` shoppers, each with a prepaid
+/// card holding `deposit`, logged in on its phone and buying from seller `index % sellers`.
+pub async fn cast(
+    api: &Api,
+    run: u32,
+    sellers: usize,
+    shoppers: usize,
+    deposit: &str,
+) -> anyhow::Result<Cast> {
     let operator = api.login(OPERATOR_USERNAME, OPERATOR_PASSWORD).await?;
-    let carrier_name = format!("carrier-{run}-{}", rand::random::<u32>());
+    let tag = rand::random::<u32>();
+    let carrier_name = format!("carrier-{run}-{tag}");
     let carrier = api
         .post("/v1/operator/distributors", Some(&operator),
             &json!({"display_name": "Carrier", "username": carrier_name, "password": "carrier-password"}))
         .await?
         .ok()?;
-    let supplier_name = format!("supplier-{run}-{}", rand::random::<u32>());
-    let supplier = api
-        .post("/v1/operator/suppliers", Some(&operator),
-            &json!({"display_name": "Bench Supplies", "username": supplier_name, "password": "supplier-password",
-                    "commission_rate": "0.05", "default_distributor_id": carrier["party_id"]}))
-        .await?
-        .ok()?;
-    let supplier_id = supplier["party_id"].as_str().context("supplier id")?.to_owned();
-    let supplier_token = api.login(&supplier_name, "supplier-password").await?;
     let carrier_token = api.login(&carrier_name, "carrier-password").await?;
-    let commodity = api
-        .post("/v1/retail/commodities", Some(&supplier_token),
-            &json!({"name": "Bench kettle", "price": {"amount": "10.00", "currency": "USD"}}))
-        .await?
-        .ok()?;
-    let commodity = commodity["id"].as_str().context("commodity id")?.to_owned();
+    let mut seller_list = Vec::with_capacity(sellers);
+    for index in 0..sellers.max(1) {
+        let supplier_name = format!("supplier-{run}-{tag}-{index}");
+        let supplier = api
+            .post("/v1/operator/suppliers", Some(&operator),
+                &json!({"display_name": format!("Bench Supplies {index}"), "username": supplier_name,
+                        "password": "supplier-password", "commission_rate": "0.05",
+                        "default_distributor_id": carrier["party_id"]}))
+            .await?
+            .ok()?;
+        let id = supplier["party_id"]
+            .as_str()
+            .context("supplier id")?
+            .to_owned();
+        let token = api.login(&supplier_name, "supplier-password").await?;
+        let commodity = api
+            .post(
+                "/v1/retail/commodities",
+                Some(&token),
+                &json!({"name": "Bench kettle", "price": {"amount": "10.00", "currency": "USD"}}),
+            )
+            .await?
+            .ok()?;
+        let commodity = commodity["id"].as_str().context("commodity id")?.to_owned();
+        seller_list.push(Seller {
+            id,
+            token,
+            commodity,
+        });
+    }
     let mut list = Vec::with_capacity(shoppers);
     for index in 0..shoppers {
         let phone = phone_of(run, index);
         let created = api
-            .post_keyed("/v1/operator/shoppers", Some(&operator),
+            .post_keyed(
+                "/v1/operator/shoppers",
+                Some(&operator),
                 &json!({"display_name": "Shopper", "phone": phone, "currency": "USD",
                         "initial_deposit": {"amount": deposit, "currency": "USD"},
                         "delivery_address": "1 Bench Street"}),
-                &format!("shopper-{run}-{index}"))
+                &format!("shopper-{run}-{index}"),
+            )
             .await?
             .ok()?;
-        let card = created["card"]["card_number"].as_str().context("card")?.to_owned();
-        let started = api.post("/v1/auth/card-login", None, &json!({"card_number": card})).await?.ok()?;
-        let challenge = started["challenge_id"].as_str().context("challenge")?.to_owned();
+        let card = created["card"]["card_number"]
+            .as_str()
+            .context("card")?
+            .to_owned();
+        let started = api
+            .post("/v1/auth/card-login", None, &json!({"card_number": card}))
+            .await?
+            .ok()?;
+        let challenge = started["challenge_id"]
+            .as_str()
+            .context("challenge")?
+            .to_owned();
         let code = api.code_for(&phone, &challenge).await?;
         let answered = api.answer(&challenge, &code, "approve").await?.ok()?;
-        let token = answered["token"]["access_token"].as_str().context("token")?.to_owned();
-        list.push(Shopper { card, phone, token });
+        let token = answered["token"]["access_token"]
+            .as_str()
+            .context("token")?
+            .to_owned();
+        list.push(Shopper {
+            card,
+            phone,
+            token,
+            seller: index % seller_list.len(),
+        });
     }
     Ok(Cast {
         operator,
-        supplier: supplier_token,
-        supplier_id,
+        sellers: seller_list,
         carrier: carrier_token,
-        commodity,
         price_minor: 1000,
         commission_minor: 50,
         shoppers: list,
@@ -426,7 +535,13 @@ pub const STEPS: [&str; 7] = [
 
 /// Runs one whole lifecycle for `shopper`: order → approve on the phone → delivered with the
 /// order number → settlement request → approve → released. Returns each step's duration.
-pub async fn lifecycle(api: &Api, cast: &Cast, shopper: &Shopper, key: &str) -> anyhow::Result<[Duration; 7]> {
+pub async fn lifecycle(
+    api: &Api,
+    cast: &Cast,
+    shopper: &Shopper,
+    key: &str,
+) -> anyhow::Result<[Duration; 7]> {
+    let seller = &cast.sellers[shopper.seller];
     let mut times = [Duration::ZERO; 7];
     let mut clock = Instant::now();
     let mut lap = |step: usize, times: &mut [Duration; 7]| {
@@ -434,29 +549,52 @@ pub async fn lifecycle(api: &Api, cast: &Cast, shopper: &Shopper, key: &str) -> 
         clock = Instant::now();
     };
     let order = api
-        .post_keyed("/v1/retail/orders", Some(&shopper.token),
-            &json!({"lines": [{"commodity_id": cast.commodity, "quantity": 1}]}), key)
+        .post_keyed(
+            "/v1/retail/orders",
+            Some(&shopper.token),
+            &json!({"lines": [{"commodity_id": seller.commodity, "quantity": 1}]}),
+            key,
+        )
         .await?
         .ok()?;
     lap(0, &mut times);
-    let number = order["order_number"].as_str().context("order number")?.to_owned();
-    let challenge = order["pending_confirmation"]["challenge_id"].as_str().context("challenge")?.to_owned();
+    let number = order["order_number"]
+        .as_str()
+        .context("order number")?
+        .to_owned();
+    let challenge = order["pending_confirmation"]["challenge_id"]
+        .as_str()
+        .context("challenge")?
+        .to_owned();
     let code = api.code_for(&shopper.phone, &challenge).await?;
     lap(1, &mut times);
     api.answer(&challenge, &code, "approve").await?.ok()?;
     lap(2, &mut times);
     let parcel = find_parcel(api, &cast.carrier, &number).await?;
-    api.post(&format!("/v1/distributor/parcels/{parcel}/tracking"), Some(&cast.carrier),
-        &json!({"kind": "delivered", "location": "door", "order_number": number}))
-        .await?
-        .ok()?;
+    api.post(
+        &format!("/v1/distributor/parcels/{parcel}/tracking"),
+        Some(&cast.carrier),
+        &json!({"kind": "delivered", "location": "door", "order_number": number}),
+    )
+    .await?
+    .ok()?;
     lap(3, &mut times);
-    api.post(&format!("/v1/retail/orders/{number}/settlement-request"), Some(&cast.supplier), &json!({}))
+    api.post(
+        &format!("/v1/retail/orders/{number}/settlement-request"),
+        Some(&seller.token),
+        &json!({}),
+    )
+    .await?
+    .ok()?;
+    lap(4, &mut times);
+    let view = api
+        .get(&format!("/v1/retail/orders/{number}"), Some(&shopper.token))
         .await?
         .ok()?;
-    lap(4, &mut times);
-    let view = api.get(&format!("/v1/retail/orders/{number}"), Some(&shopper.token)).await?.ok()?;
-    let settlement = view["pending_confirmation"]["challenge_id"].as_str().context("settlement challenge")?.to_owned();
+    let settlement = view["pending_confirmation"]["challenge_id"]
+        .as_str()
+        .context("settlement challenge")?
+        .to_owned();
     let code = api.code_for(&shopper.phone, &settlement).await?;
     lap(5, &mut times);
     let settled = api.answer(&settlement, &code, "approve").await?.ok()?;
@@ -469,7 +607,10 @@ pub async fn lifecycle(api: &Api, cast: &Cast, shopper: &Shopper, key: &str) -> 
 
 async fn find_parcel(api: &Api, carrier: &str, number: &str) -> anyhow::Result<String> {
     let parcels = api
-        .get(&format!("/v1/distributor/parcels?order_number={number}"), Some(carrier))
+        .get(
+            &format!("/v1/distributor/parcels?order_number={number}"),
+            Some(carrier),
+        )
         .await?
         .ok()?;
     parcels

@@ -10,11 +10,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::Parser;
-use holdfast_tests::driver::{self, Api, Server, STEPS};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use holdfast_tests::driver::{self, Api, STEPS, Server};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Parser)]
@@ -29,6 +29,9 @@ struct Args {
     /// Shoppers (cards, phones) the clients share; default: one per client.
     #[arg(long)]
     shoppers: Option<usize>,
+    /// Suppliers the shoppers buy from (shopper i buys from supplier i mod this).
+    #[arg(long, default_value_t = 8)]
+    suppliers: usize,
     /// Run on PostgreSQL: an admin URL on which the benchmark may create its database.
     #[arg(long, env = "BENCH_POSTGRES_URL")]
     postgres: Option<String>,
@@ -57,7 +60,12 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let workdir = tempfile::tempdir()?;
     let run = std::process::id();
-    let store = driver::fresh_store(args.postgres.as_deref(), workdir.path(), &format!("holdfast_bench_{run}")).await?;
+    let store = driver::fresh_store(
+        args.postgres.as_deref(),
+        workdir.path(),
+        &format!("holdfast_bench_{run}"),
+    )
+    .await?;
     let database = match &store {
         driver::Store::Sqlite(_) => "sqlite",
         driver::Store::Postgres(_) => "postgresql",
@@ -69,18 +77,24 @@ async fn main() -> anyhow::Result<()> {
     // fund each for twice the even split.
     let per_shopper = 2 * (args.lifecycles + args.warmup) / shoppers + 2;
     let deposit = format!("{}.00", per_shopper * 10 + 10);
-    let cast = Arc::new(driver::cast(&api, run, shoppers, &deposit).await?);
+    let cast = Arc::new(driver::cast(&api, run, args.suppliers, shoppers, &deposit).await?);
 
     if args.preload > 0 {
         let started = Instant::now();
-        holdfast_tests::preload::settled_orders(&store.url(), &cast.supplier_id, args.preload).await?;
-        println!("preloaded {} settled orders in {:.1} s", args.preload, started.elapsed().as_secs_f64());
+        holdfast_tests::preload::settled_orders(&store.url(), &cast.sellers[0].id, args.preload)
+            .await?;
+        println!(
+            "preloaded {} settled orders in {:.1} s",
+            args.preload,
+            started.elapsed().as_secs_f64()
+        );
     }
 
     // Warm-up, unmeasured.
-    run_lifecycles(&api, &cast, args.warmup, args.concurrency, "warm").await?;
+    let warm = run_lifecycles(&api, &cast, args.warmup, args.concurrency, "warm").await?;
     let started = Instant::now();
-    let timings = run_lifecycles(&api, &cast, args.lifecycles, args.concurrency, "run").await?;
+    let measured = run_lifecycles(&api, &cast, args.lifecycles, args.concurrency, "run").await?;
+    let timings = &measured.timings;
     let elapsed = started.elapsed();
 
     let lifecycles_per_sec = args.lifecycles as f64 / elapsed.as_secs_f64();
@@ -93,7 +107,10 @@ async fn main() -> anyhow::Result<()> {
     println!("  preloaded orders    {}", args.preload);
     println!("  elapsed             {:.2} s", elapsed.as_secs_f64());
     println!("  lifecycles/s        {lifecycles_per_sec:.1}");
-    println!("  API calls/s         {:.0} (≥ {calls_per_lifecycle} per lifecycle)", lifecycles_per_sec * calls_per_lifecycle);
+    println!(
+        "  API calls/s         {:.0} (≥ {calls_per_lifecycle} per lifecycle)",
+        lifecycles_per_sec * calls_per_lifecycle
+    );
     println!("  latency per step (ms)        p50      p95      p99");
     for (step, name) in STEPS.iter().enumerate() {
         let mut column: Vec<Duration> = timings.iter().map(|t| t[step]).collect();
@@ -111,29 +128,70 @@ async fn main() -> anyhow::Result<()> {
     }
 
     // The ledger balances, and every lifecycle paid the supplier price minus commission.
-    let audit = api.get("/v1/operator/ledger/audit", Some(&cast.operator)).await?.ok()?;
-    let clean = audit["unbalanced_transfers"].as_array().is_some_and(Vec::is_empty)
-        && audit["balance_mismatches"].as_array().is_some_and(Vec::is_empty)
-        && audit["overdrawn_accounts"].as_array().is_some_and(Vec::is_empty)
-        && audit["freezing_mismatches"].as_array().is_some_and(Vec::is_empty)
-        && audit["reservation_mismatches"].as_array().is_some_and(Vec::is_empty)
-        && audit["net_by_currency"]["USD"] == "0.00";
-    let accounts = api.get("/v1/accounts", Some(&cast.supplier)).await?.ok()?;
-    let paid = accounts
+    let audit = api
+        .get("/v1/operator/ledger/audit", Some(&cast.operator))
+        .await?
+        .ok()?;
+    let clean = audit["unbalanced_transfers"]
         .as_array()
-        .and_then(|a| a.iter().find(|x| x["kind"] == "withdrawal"))
-        .and_then(|x| x["balance"].as_str())
-        .context("no withdrawal account")?
-        .to_owned();
-    let lifecycles = (args.lifecycles + args.warmup) as i64;
-    let expected_minor = lifecycles * (cast.price_minor - cast.commission_minor);
-    let expected = format!("{}.{:02}", expected_minor / 100, expected_minor % 100);
-    println!("  ledger audit        {}", if clean { "clean" } else { "FAILED" });
-    println!("  supplier paid       {paid} (expected {expected})");
-    if !clean || paid != expected {
+        .is_some_and(Vec::is_empty)
+        && audit["balance_mismatches"]
+            .as_array()
+            .is_some_and(Vec::is_empty)
+        && audit["overdrawn_accounts"]
+            .as_array()
+            .is_some_and(Vec::is_empty)
+        && audit["freezing_mismatches"]
+            .as_array()
+            .is_some_and(Vec::is_empty)
+        && audit["reservation_mismatches"]
+            .as_array()
+            .is_some_and(Vec::is_empty)
+        && audit["net_by_currency"]["USD"] == "0.00";
+    // Every supplier was paid price minus commission for each of its lifecycles, no more.
+    let mut underpaid = Vec::new();
+    for (index, seller) in cast.sellers.iter().enumerate() {
+        let accounts = api.get("/v1/accounts", Some(&seller.token)).await?.ok()?;
+        let paid = accounts
+            .as_array()
+            .and_then(|a| a.iter().find(|x| x["kind"] == "withdrawal"))
+            .and_then(|x| x["balance"].as_str())
+            .unwrap_or("0.00")
+            .to_owned();
+        let lifecycles = (warm.by_seller[index] + measured.by_seller[index]) as i64;
+        let expected_minor = lifecycles * (cast.price_minor - cast.commission_minor);
+        let expected = format!("{}.{:02}", expected_minor / 100, expected_minor % 100);
+        if paid != expected {
+            underpaid.push(format!(
+                "supplier {index}: paid {paid}, expected {expected}"
+            ));
+        }
+    }
+    println!(
+        "  ledger audit        {}",
+        if clean { "clean" } else { "FAILED" }
+    );
+    println!(
+        "  suppliers paid      {}",
+        if underpaid.is_empty() {
+            format!(
+                "all {} exactly price − commission per lifecycle",
+                cast.sellers.len()
+            )
+        } else {
+            underpaid.join("; ")
+        }
+    );
+    if !clean || !underpaid.is_empty() {
         bail!("verification failed: audit {audit}");
     }
     Ok(())
+}
+
+/// What a batch of lifecycles took, and how many each supplier sold.
+struct Ran {
+    timings: Vec<[Duration; 7]>,
+    by_seller: Vec<usize>,
 }
 
 async fn run_lifecycles(
@@ -142,7 +200,7 @@ async fn run_lifecycles(
     total: usize,
     concurrency: usize,
     label: &'static str,
-) -> anyhow::Result<Vec<[Duration; 7]>> {
+) -> anyhow::Result<Ran> {
     let next = Arc::new(AtomicUsize::new(0));
     let mut workers = Vec::new();
     for worker in 0..concurrency {
@@ -151,20 +209,25 @@ async fn run_lifecycles(
         let next = next.clone();
         workers.push(tokio::spawn(async move {
             let mut timings = Vec::new();
+            let shopper = &cast.shoppers[worker % cast.shoppers.len()];
             loop {
                 let index = next.fetch_add(1, Ordering::Relaxed);
                 if index >= total {
-                    return Ok::<_, anyhow::Error>(timings);
+                    return Ok::<_, anyhow::Error>((shopper.seller, timings));
                 }
-                let shopper = &cast.shoppers[worker % cast.shoppers.len()];
                 let key = format!("{label}-{worker}-{index}");
                 timings.push(driver::lifecycle(&api, &cast, shopper, &key).await?);
             }
         }));
     }
-    let mut all = Vec::with_capacity(total);
+    let mut ran = Ran {
+        timings: Vec::with_capacity(total),
+        by_seller: vec![0; cast.sellers.len()],
+    };
     for worker in workers {
-        all.extend(worker.await??);
+        let (seller, timings) = worker.await??;
+        ran.by_seller[seller] += timings.len();
+        ran.timings.extend(timings);
     }
-    Ok(all)
+    Ok(ran)
 }
