@@ -147,7 +147,6 @@ impl From<holdfast_insurance::InsuranceError> for ApiError {
     fn from(error: holdfast_insurance::InsuranceError) -> Self {
         match error {
             holdfast_insurance::InsuranceError::Core(core) => ApiError::from(core),
-            #[allow(unreachable_patterns)]
             other => ApiError::from_kind(other.kind(), other.code(), other.to_string(), ""),
         }
     }

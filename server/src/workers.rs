@@ -2,9 +2,9 @@
 //! timers. Both are safe to run in several processes against one PostgreSQL.
 
 use crate::state::AppState;
-use holdfast_core::escrow;
 use holdfast_core::timers::{self, Fired, Timer, TimerHandler};
 use holdfast_core::{Core, CoreError, CoreResult};
+use holdfast_core::{card_present, escrow};
 use holdfast_retail::RetailError;
 use holdfast_retail::auctions;
 use sea_orm::DatabaseTransaction;
@@ -22,6 +22,9 @@ impl TimerHandler for TimerDispatch {
         match timer.kind.as_str() {
             kind if escrow::is_case_timer(kind) => {
                 escrow::lock_timer_subject_in_txn(txn, timer.subject).await
+            }
+            kind if card_present::is_timer(kind) => {
+                card_present::lock_timer_subject_in_txn(txn, timer.subject).await
             }
             auctions::CLOSE_TIMER => auctions::lock_in_txn(txn, timer.subject)
                 .await
@@ -46,6 +49,9 @@ impl TimerHandler for TimerDispatch {
         match timer.kind.as_str() {
             kind if escrow::is_case_timer(kind) => {
                 escrow::fire_timer_in_txn(txn, &self.core, kind, timer.subject).await
+            }
+            kind if card_present::is_timer(kind) => {
+                card_present::fire_timer_in_txn(txn, &self.core, kind, timer.subject).await
             }
             auctions::CLOSE_TIMER => auctions::close_in_txn(txn, &self.core, timer.subject)
                 .await

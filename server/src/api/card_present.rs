@@ -1,14 +1,356 @@
 //! Card-present authorisation: a shop terminal, confirmed on the holder's phone.
 
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Json, Path, Query};
 use crate::state::AppState;
 use axum::Router;
-use utoipa::OpenApi;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use chrono::{DateTime, Utc};
+use holdfast_core::Money;
+use holdfast_core::card_present::{
+    self, ArmRequest, ArmedApproval, Authorisation, AuthorisationStatus, AuthoriseRequest,
+    Merchant, Terminal,
+};
+use holdfast_core::cards::CardNumber;
+use holdfast_core::ids::PartyId;
+use holdfast_core::parties::Role;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, OpenApi, ToSchema};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .route("/card-present/terminals", post(register_terminal))
+        .route("/card-present/merchants", get(list_merchants))
+        .route(
+            "/card-present/authorisations",
+            post(authorise).get(list_authorisations),
+        )
+        .route(
+            "/card-present/authorisations/{authorisation_id}",
+            get(get_authorisation),
+        )
+        .route(
+            "/card-present/authorisations/{authorisation_id}/capture",
+            post(capture),
+        )
+        .route(
+            "/card-present/authorisations/{authorisation_id}/void",
+            post(void),
+        )
+        .route(
+            "/card-present/armed-approvals",
+            post(arm).get(list_armed_approvals),
+        )
+        .route(
+            "/card-present/armed-approvals/{armed_approval_id}/cancel",
+            post(cancel_armed_approval),
+        )
 }
 
 /// This module's part of the OpenAPI document (merged into the whole one).
 #[derive(OpenApi)]
-#[openapi(tags((name = "card-present")))]
+#[openapi(
+    paths(
+        register_terminal,
+        list_merchants,
+        authorise,
+        list_authorisations,
+        get_authorisation,
+        capture,
+        void,
+        arm,
+        list_armed_approvals,
+        cancel_armed_approval,
+    ),
+    tags((name = "card-present", description = "A shop terminal asks to authorise a card; the \
+holder's phone confirms. The first answer is `challenge_required` while the phone is asked; a \
+retry with the same authorisation id is approved once the phone approved. A holder may arm an \
+approval ahead (merchant, ceiling, time window) so that a matching payment is approved at once.")))
+]
 pub struct Doc;
+
+#[derive(Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterTerminal {
+    /// The merchant (a supplier) the terminal takes payments for; a supplier registering its
+    /// own terminal leaves it out.
+    pub merchant_id: Option<PartyId>,
+    /// Which terminal of the shop, e.g. "till 1".
+    pub label: String,
+    pub username: String,
+    /// 10 to 256 characters.
+    pub password: String,
+}
+
+/// Register a shop terminal that logs in as a merchant device (operators, or a supplier for
+/// itself); it then logs in with `POST /v1/auth/login`.
+#[utoipa::path(post, path = "/v1/card-present/terminals", tag = "card-present",
+    security(("bearer" = [])), request_body = RegisterTerminal,
+    responses((status = 201, body = Terminal), (status = 400, body = crate::error::ErrorBody),
+        (status = 403, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+pub async fn register_terminal(
+    State(state): State<AppState>,
+    principal: Principal,
+    Json(body): Json<RegisterTerminal>,
+) -> ApiResult<(StatusCode, axum::Json<Terminal>)> {
+    principal.require(&[Role::Operator, Role::Supplier])?;
+    let merchant = match (principal.role, body.merchant_id) {
+        (Role::Supplier, None) => principal.party,
+        (Role::Supplier, Some(id)) if id == principal.party => id,
+        (Role::Supplier, Some(_)) => {
+            return Err(ApiError::forbidden(
+                "a supplier registers terminals for itself only",
+            ));
+        }
+        (_, Some(id)) => id,
+        (_, None) => return Err(ApiError::invalid("name the merchant_id")),
+    };
+    let terminal = card_present::register_terminal(
+        &state.db,
+        &state.core,
+        merchant,
+        &body.label,
+        &body.username,
+        &body.password,
+    )
+    .await?;
+    Ok((StatusCode::CREATED, axum::Json(terminal)))
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct LimitQuery {
+    /// 1–100, default 20.
+    pub limit: Option<u64>,
+}
+
+/// Merchants that take card-present payments (for a holder arming an approval).
+#[utoipa::path(get, path = "/v1/card-present/merchants", tag = "card-present",
+    security(("bearer" = [])), params(LimitQuery), responses((status = 200, body = [Merchant])))]
+pub async fn list_merchants(
+    State(state): State<AppState>,
+    _principal: Principal,
+    Query(query): Query<LimitQuery>,
+) -> ApiResult<axum::Json<Vec<Merchant>>> {
+    Ok(axum::Json(
+        card_present::merchants(&state.db, query.limit.unwrap_or(20)).await?,
+    ))
+}
+
+#[derive(Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorisationRequest {
+    /// The terminal's own id for this payment (1–64 letters, digits, `-_.:`): asking again with
+    /// it is a retry of the same payment, never a second one.
+    #[schema(example = "till1-20260501-0042")]
+    pub authorisation_id: String,
+    pub card_number: CardNumber,
+    pub amount: Money,
+}
+
+/// Ask to authorise a card for an amount (terminals). Answers at once: `challenge_required`
+/// (202) while the holder's phone is asked — ask again with the same `authorisation_id` after
+/// `retry_after_secs`; `approved` (200) once the phone approved, or at once when the holder armed
+/// an approval for this merchant; `declined` (200) for an unknown or blocked card, too little
+/// money, or a phone that denied or did not answer. Nothing is held unless approved.
+#[utoipa::path(post, path = "/v1/card-present/authorisations", tag = "card-present",
+    security(("bearer" = [])), request_body = AuthorisationRequest,
+    responses((status = 200, description = "approved or declined", body = Authorisation),
+        (status = 202, description = "challenge_required: ask again", body = Authorisation),
+        (status = 400, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody),
+        (status = 409, description = "the authorisation id was used for another card or amount", body = crate::error::ErrorBody)))]
+pub async fn authorise(
+    State(state): State<AppState>,
+    principal: Principal,
+    Json(body): Json<AuthorisationRequest>,
+) -> ApiResult<(StatusCode, axum::Json<Authorisation>)> {
+    principal.require(&[Role::Terminal])?;
+    let authorisation = card_present::authorise(
+        &state.db,
+        &state.core,
+        principal.party,
+        AuthoriseRequest {
+            reference: body.authorisation_id,
+            card_number: body.card_number,
+            amount: body.amount,
+        },
+    )
+    .await?;
+    let status = if authorisation.status == AuthorisationStatus::ChallengeRequired {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, axum::Json(authorisation)))
+}
+
+/// The newest authorisations: a terminal's own, or those asked on a holder's cards (shoppers,
+/// with the pending phone confirmations to answer).
+#[utoipa::path(get, path = "/v1/card-present/authorisations", tag = "card-present",
+    security(("bearer" = [])), params(LimitQuery), responses((status = 200, body = [Authorisation])))]
+pub async fn list_authorisations(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(query): Query<LimitQuery>,
+) -> ApiResult<axum::Json<Vec<Authorisation>>> {
+    principal.require(&[Role::Terminal, Role::Shopper])?;
+    let limit = query.limit.unwrap_or(20);
+    let list = if principal.role == Role::Terminal {
+        card_present::authorisations_of_terminal(&state.db, &state.core, principal.party, limit)
+            .await?
+    } else {
+        card_present::authorisations_of_holder(&state.db, &state.core, principal.party, limit)
+            .await?
+    };
+    Ok(axum::Json(list))
+}
+
+/// One of the terminal's authorisations, as it stands now.
+#[utoipa::path(get, path = "/v1/card-present/authorisations/{authorisation_id}", tag = "card-present",
+    security(("bearer" = [])), params(("authorisation_id" = String, Path)),
+    responses((status = 200, body = Authorisation), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn get_authorisation(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(reference): Path<String>,
+) -> ApiResult<axum::Json<Authorisation>> {
+    principal.require(&[Role::Terminal])?;
+    Ok(axum::Json(
+        card_present::get(&state.db, &state.core, principal.party, &reference).await?,
+    ))
+}
+
+#[derive(Deserialize, Serialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureRequest {
+    /// At most the authorised amount (the rest returns to the card); all of it when absent.
+    pub amount: Option<Money>,
+}
+
+/// Take the money of an approved authorisation (terminals): the merchant's withdrawal account
+/// receives it minus the card institution's fee. Capturing again the same amount is a no-op.
+#[utoipa::path(post, path = "/v1/card-present/authorisations/{authorisation_id}/capture",
+    tag = "card-present", security(("bearer" = [])), params(("authorisation_id" = String, Path)),
+    request_body(content = CaptureRequest, description = "optional"),
+    responses((status = 200, body = Authorisation), (status = 400, body = crate::error::ErrorBody),
+        (status = 404, body = crate::error::ErrorBody), (status = 409, description = "not approved", body = crate::error::ErrorBody)))]
+pub async fn capture(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(reference): Path<String>,
+    raw: axum::body::Bytes,
+) -> ApiResult<axum::Json<Authorisation>> {
+    principal.require(&[Role::Terminal])?;
+    let body: CaptureRequest = if raw.iter().all(u8::is_ascii_whitespace) {
+        CaptureRequest::default()
+    } else {
+        serde_json::from_slice(&raw)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", e.to_string()))?
+    };
+    Ok(axum::Json(
+        card_present::capture(
+            &state.db,
+            &state.core,
+            principal.party,
+            &reference,
+            body.amount,
+        )
+        .await?,
+    ))
+}
+
+/// Cancel an authorisation the terminal will not capture: a pending phone question is
+/// withdrawn, a hold returns. Voiding again is a no-op.
+#[utoipa::path(post, path = "/v1/card-present/authorisations/{authorisation_id}/void",
+    tag = "card-present", security(("bearer" = [])), params(("authorisation_id" = String, Path)),
+    responses((status = 200, body = Authorisation), (status = 404, body = crate::error::ErrorBody),
+        (status = 409, body = crate::error::ErrorBody)))]
+pub async fn void(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(reference): Path<String>,
+) -> ApiResult<axum::Json<Authorisation>> {
+    principal.require(&[Role::Terminal])?;
+    Ok(axum::Json(
+        card_present::void(&state.db, &state.core, principal.party, &reference).await?,
+    ))
+}
+
+#[derive(Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ArmApproval {
+    pub merchant_id: PartyId,
+    /// The most the payment may be.
+    pub max_amount: Money,
+    /// When the window opens (now when absent; at most 7 days ahead).
+    pub valid_from: Option<DateTime<Utc>>,
+    /// How long it stays open, 1 to 1440 minutes.
+    pub valid_for_minutes: i64,
+}
+
+/// Arm an approval ahead of paying at a shop (shoppers, with the card of the session): once
+/// confirmed with the code sent to the phone, one payment at that merchant up to the ceiling
+/// and within the window is approved at once.
+#[utoipa::path(post, path = "/v1/card-present/armed-approvals", tag = "card-present",
+    security(("bearer" = [])), request_body = ArmApproval,
+    responses((status = 201, body = ArmedApproval), (status = 400, body = crate::error::ErrorBody),
+        (status = 404, body = crate::error::ErrorBody)))]
+pub async fn arm(
+    State(state): State<AppState>,
+    principal: Principal,
+    Json(body): Json<ArmApproval>,
+) -> ApiResult<(StatusCode, axum::Json<ArmedApproval>)> {
+    let card = principal.shopper_card()?;
+    let armed = card_present::arm(
+        &state.db,
+        &state.core,
+        principal.party,
+        card,
+        ArmRequest {
+            merchant: body.merchant_id,
+            max_amount: body.max_amount,
+            valid_from: body.valid_from,
+            valid_for_minutes: body.valid_for_minutes,
+        },
+    )
+    .await?;
+    Ok((StatusCode::CREATED, axum::Json(armed)))
+}
+
+/// The holder's armed approvals, newest first.
+#[utoipa::path(get, path = "/v1/card-present/armed-approvals", tag = "card-present",
+    security(("bearer" = [])), params(LimitQuery), responses((status = 200, body = [ArmedApproval])))]
+pub async fn list_armed_approvals(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(query): Query<LimitQuery>,
+) -> ApiResult<axum::Json<Vec<ArmedApproval>>> {
+    principal.require(&[Role::Shopper])?;
+    Ok(axum::Json(
+        card_present::armed_approvals_of(
+            &state.db,
+            &state.core,
+            principal.party,
+            query.limit.unwrap_or(20),
+        )
+        .await?,
+    ))
+}
+
+/// Withdraw an armed approval before it is used.
+#[utoipa::path(post, path = "/v1/card-present/armed-approvals/{armed_approval_id}/cancel",
+    tag = "card-present", security(("bearer" = [])), params(("armed_approval_id" = uuid::Uuid, Path)),
+    responses((status = 200, body = ArmedApproval), (status = 404, body = crate::error::ErrorBody),
+        (status = 409, body = crate::error::ErrorBody)))]
+pub async fn cancel_armed_approval(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<uuid::Uuid>,
+) -> ApiResult<axum::Json<ArmedApproval>> {
+    principal.require(&[Role::Shopper])?;
+    Ok(axum::Json(
+        card_present::cancel_armed(&state.db, &state.core, principal.party, id).await?,
+    ))
+}

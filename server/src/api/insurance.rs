@@ -1,14 +1,678 @@
 //! Insurance: products, policies, premiums, certificates and insurer settlement.
 
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Json, Path, Query};
+use crate::idempotency::{self, IdempotencyKey, Outcome};
 use crate::state::AppState;
 use axum::Router;
-use utoipa::OpenApi;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{get, post};
+use holdfast_core::Money;
+use holdfast_core::ids::PartyId;
+use holdfast_core::order_number::OrderNumber;
+use holdfast_core::parties::Role;
+use holdfast_insurance::cycle;
+use holdfast_insurance::policies::{
+    self, Cancellation, CertificateTask, PolicyEvent, PolicyRef, PolicyState, PolicyView, Recheck,
+};
+use holdfast_insurance::products::{
+    self, NewProduct, PaymentPlan, Product, ProductId, ProductViewer,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, OpenApi, ToSchema};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .route("/insurance/insurers", post(create_insurer))
+        .route(
+            "/insurance/products",
+            post(create_product).get(list_products),
+        )
+        .route(
+            "/insurance/products/{product_id}",
+            get(get_product).patch(change_product),
+        )
+        .route("/insurance/policies", post(purchase).get(list_policies))
+        .route("/insurance/policies/{policy}", get(get_policy))
+        .route("/insurance/policies/{policy}/history", get(policy_history))
+        .route("/insurance/policies/{policy}/recheck", post(recheck))
+        .route(
+            "/insurance/policies/{policy}/settlement-request",
+            post(request_settlement),
+        )
+        .route("/insurance/policies/{policy}/cancel", post(cancel))
+        .route(
+            "/insurance/policies/{policy}/overdue-premium",
+            post(pay_overdue),
+        )
+        .route("/insurance/certificates", get(list_certificates))
+        .route(
+            "/insurance/certificates/{policy_number}/received",
+            post(receive_certificate),
+        )
+        .route(
+            "/insurance/certificates/{policy_number}/delivery",
+            post(record_delivery),
+        )
 }
 
 /// This module's part of the OpenAPI document (merged into the whole one).
 #[derive(OpenApi)]
-#[openapi(tags((name = "insurance")))]
+#[openapi(
+    paths(
+        create_insurer,
+        create_product,
+        list_products,
+        get_product,
+        change_product,
+        purchase,
+        list_policies,
+        get_policy,
+        policy_history,
+        recheck,
+        request_settlement,
+        cancel,
+        pay_overdue,
+        list_certificates,
+        receive_certificate,
+        record_delivery,
+    ),
+    tags((name = "insurance", description = "Insurers, products, policies, premiums, certificates \
+and the insurer's settlement: a purchase confirmed on the phone, premiums held in escrow until \
+the insurer quotes the policy number and the holder confirms, a monthly cycle with grace and \
+lapse, and free-look cancellation.")))
+]
 pub struct Doc;
+
+fn policy_ref(raw: &str) -> ApiResult<PolicyRef> {
+    raw.parse::<PolicyRef>().map_err(ApiError::from)
+}
+
+#[derive(Deserialize, Serialize, ToSchema)]
+pub struct CreateInsurer {
+    pub display_name: String,
+    pub username: String,
+    /// 10 to 256 characters.
+    pub password: String,
+    /// The platform's share of each premium settled, a decimal fraction up to 0.5 (default
+    /// `"0.05"`).
+    pub commission_rate: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct InsurerCreated {
+    pub party_id: PartyId,
+    pub role: Role,
+    pub display_name: String,
+    pub username: String,
+}
+
+/// Onboard an insurer whose staff log in with a username and password (operators).
+#[utoipa::path(post, path = "/v1/insurance/insurers", tag = "insurance", security(("bearer" = [])),
+    request_body = CreateInsurer,
+    responses((status = 201, body = InsurerCreated), (status = 400, body = crate::error::ErrorBody),
+        (status = 403, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+pub async fn create_insurer(
+    State(state): State<AppState>,
+    principal: Principal,
+    Json(body): Json<CreateInsurer>,
+) -> ApiResult<(StatusCode, axum::Json<InsurerCreated>)> {
+    principal.require(&[Role::Operator])?;
+    let commission_bps = body
+        .commission_rate
+        .as_deref()
+        .map(|rate| {
+            holdfast_retail::catalogue::CommissionRate::parse(rate).map(|r| r.basis_points())
+        })
+        .transpose()?;
+    let (party, username) = products::onboard_insurer(
+        &state.db,
+        &state.core,
+        &body.display_name,
+        &body.username,
+        &body.password,
+        commission_bps,
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(InsurerCreated {
+            party_id: party.id,
+            role: party.role,
+            display_name: party.display_name,
+            username,
+        }),
+    ))
+}
+
+#[derive(Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateProduct {
+    pub name: String,
+    /// What is covered, in the insurer's words.
+    pub coverage: String,
+    /// The sum insured.
+    pub coverage_amount: Money,
+    /// Per month (`monthly`) or for the whole term (`lump_sum`).
+    pub premium: Money,
+    pub term_months: i32,
+    pub payment_plan: PaymentPlan,
+    /// The distributor that delivers the certificates.
+    pub service_company_id: PartyId,
+    /// Days of notice after a missed premium before the policy lapses (default 14; at least
+    /// 14, or 7 for terms under a year).
+    pub grace_days: Option<i32>,
+    /// Days after the certificate's delivery during which the holder may cancel with every
+    /// premium returned (default 15, 10 to 30).
+    pub free_look_days: Option<i32>,
+}
+
+/// List a product (insurers).
+#[utoipa::path(post, path = "/v1/insurance/products", tag = "insurance", security(("bearer" = [])),
+    request_body = CreateProduct,
+    responses((status = 201, body = Product), (status = 400, body = crate::error::ErrorBody),
+        (status = 403, body = crate::error::ErrorBody)))]
+pub async fn create_product(
+    State(state): State<AppState>,
+    principal: Principal,
+    Json(body): Json<CreateProduct>,
+) -> ApiResult<(StatusCode, axum::Json<Product>)> {
+    principal.require(&[Role::Insurer])?;
+    let product = products::create_product(
+        &state.db,
+        &state.core,
+        principal.party,
+        NewProduct {
+            name: body.name,
+            coverage: body.coverage,
+            coverage_amount: body.coverage_amount,
+            premium: body.premium,
+            term_months: body.term_months,
+            payment_plan: body.payment_plan,
+            service_company: body.service_company_id,
+            grace_days: body.grace_days,
+            free_look_days: body.free_look_days,
+        },
+    )
+    .await?;
+    Ok((StatusCode::CREATED, axum::Json(product)))
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct ProductPage {
+    /// The last id of the previous page.
+    pub after: Option<ProductId>,
+    /// 1–100, default 20.
+    pub limit: Option<u64>,
+}
+
+/// Products: an insurer sees its own, on sale or not; everyone else what is on sale.
+#[utoipa::path(get, path = "/v1/insurance/products", tag = "insurance", security(("bearer" = [])),
+    params(ProductPage), responses((status = 200, body = [Product])))]
+pub async fn list_products(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(page): Query<ProductPage>,
+) -> ApiResult<axum::Json<Vec<Product>>> {
+    let viewer = match principal.role {
+        Role::Insurer => ProductViewer::Insurer(principal.party),
+        _ => ProductViewer::Buyer,
+    };
+    let list =
+        products::list_products(&state.db, viewer, page.after, page.limit.unwrap_or(20)).await?;
+    Ok(axum::Json(list))
+}
+
+/// One product.
+#[utoipa::path(get, path = "/v1/insurance/products/{product_id}", tag = "insurance",
+    security(("bearer" = [])), params(("product_id" = ProductId, Path)),
+    responses((status = 200, body = Product), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn get_product(
+    State(state): State<AppState>,
+    _principal: Principal,
+    Path(id): Path<ProductId>,
+) -> ApiResult<axum::Json<Product>> {
+    Ok(axum::Json(products::get_product(&state.db, id).await?))
+}
+
+#[derive(Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeProduct {
+    /// `false` takes it off sale; policies sold keep their terms.
+    pub active: bool,
+}
+
+/// Take a product off sale or put it back (its insurer).
+#[utoipa::path(patch, path = "/v1/insurance/products/{product_id}", tag = "insurance",
+    security(("bearer" = [])), params(("product_id" = ProductId, Path)), request_body = ChangeProduct,
+    responses((status = 200, body = Product), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn change_product(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<ProductId>,
+    Json(body): Json<ChangeProduct>,
+) -> ApiResult<axum::Json<Product>> {
+    principal.require(&[Role::Insurer])?;
+    let product =
+        products::set_active(&state.db, &state.core, principal.party, id, body.active).await?;
+    Ok(axum::Json(product))
+}
+
+#[derive(Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Purchase {
+    pub product_id: ProductId,
+}
+
+/// Buy a policy (shoppers) with the card of the session: the first premium (a month's, or the
+/// lump sum) is held at once and the card's phone is asked to approve product, insurer and
+/// premium; answer with `POST /v1/challenges/{id}/answer`. The insurer then rechecks and issues
+/// the policy number, which is texted to the phone.
+#[utoipa::path(post, path = "/v1/insurance/policies", tag = "insurance", security(("bearer" = [])),
+    params(("Idempotency-Key" = String, Header, description = "required")),
+    request_body = Purchase,
+    responses((status = 201, body = PolicyView), (status = 400, body = crate::error::ErrorBody),
+        (status = 404, body = crate::error::ErrorBody),
+        (status = 422, description = "not enough funds, product off sale…", body = crate::error::ErrorBody)))]
+pub async fn purchase(
+    State(state): State<AppState>,
+    principal: Principal,
+    key: IdempotencyKey,
+    Json(body): Json<Purchase>,
+) -> ApiResult<Response> {
+    let key = key.required()?;
+    let card = principal.shopper_card()?;
+    let fingerprint = idempotency::fingerprint("buy_policy", &(card, &body));
+    let core = state.core.clone();
+    idempotency::run(
+        &state,
+        principal.scope(),
+        key,
+        fingerprint,
+        StatusCode::CREATED,
+        move |txn| {
+            Box::pin(async move {
+                let view =
+                    policies::purchase_in_txn(txn, &core, principal.party, card, body.product_id)
+                        .await?;
+                Ok(Outcome::Done(view))
+            })
+        },
+    )
+    .await
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct PolicyQuery {
+    /// Only policies in this state (an insurer's applications to recheck: `awaiting_recheck`).
+    pub state: Option<PolicyState>,
+    /// 1–100, default 20.
+    pub limit: Option<u64>,
+}
+
+/// The caller's policies, newest first: held (shoppers), sold (insurers), or all (operators).
+#[utoipa::path(get, path = "/v1/insurance/policies", tag = "insurance", security(("bearer" = [])),
+    params(PolicyQuery), responses((status = 200, body = [PolicyView])))]
+pub async fn list_policies(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(query): Query<PolicyQuery>,
+) -> ApiResult<axum::Json<Vec<PolicyView>>> {
+    principal.require(&[Role::Shopper, Role::Insurer, Role::Operator])?;
+    let list = policies::list_policies(
+        &state.db,
+        &state.core,
+        principal.party,
+        principal.role,
+        query.state,
+        query.limit.unwrap_or(20),
+    )
+    .await?;
+    Ok(axum::Json(list))
+}
+
+/// One policy, by its id or its number, for its holder, its insurer or an operator. Only the
+/// holder sees its pending phone confirmations.
+#[utoipa::path(get, path = "/v1/insurance/policies/{policy}", tag = "insurance",
+    security(("bearer" = [])), params(("policy" = String, Path, description = "the policy id or number")),
+    responses((status = 200, body = PolicyView), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn get_policy(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(policy): Path<String>,
+) -> ApiResult<axum::Json<PolicyView>> {
+    let policy = policy_ref(&policy)?;
+    let view = policies::get_policy(
+        &state.db,
+        &state.core,
+        principal.party,
+        principal.role,
+        &policy,
+    )
+    .await?;
+    Ok(axum::Json(view))
+}
+
+/// The policy's timeline, oldest first: its own steps and every state change, text and
+/// confirmation of its premiums (never a code).
+#[utoipa::path(get, path = "/v1/insurance/policies/{policy}/history", tag = "insurance",
+    security(("bearer" = [])), params(("policy" = String, Path, description = "the policy id or number")),
+    responses((status = 200, body = [PolicyEvent]), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn policy_history(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(policy): Path<String>,
+) -> ApiResult<axum::Json<Vec<PolicyEvent>>> {
+    let policy = policy_ref(&policy)?;
+    let lines = policies::history(&state.db, principal.party, principal.role, &policy).await?;
+    Ok(axum::Json(lines))
+}
+
+#[derive(Clone, Copy, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RecheckDecision {
+    Issue,
+    Decline,
+}
+
+#[derive(Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecheckRequest {
+    pub decision: RecheckDecision,
+    /// Why it is declined (required to decline).
+    pub reason: Option<String>,
+}
+
+/// Recheck an application the holder approved on the phone (its insurer): `issue` gives it a
+/// policy number, texted to the holder, asks the service company to deliver the certificate
+/// and starts the monthly cycle; `decline` returns the first premium.
+#[utoipa::path(post, path = "/v1/insurance/policies/{policy}/recheck", tag = "insurance",
+    security(("bearer" = [])),
+    params(("policy" = String, Path, description = "the policy id"), ("Idempotency-Key" = Option<String>, Header)),
+    request_body = RecheckRequest,
+    responses((status = 200, body = PolicyView), (status = 404, body = crate::error::ErrorBody),
+        (status = 409, body = crate::error::ErrorBody)))]
+pub async fn recheck(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(policy): Path<String>,
+    key: IdempotencyKey,
+    Json(body): Json<RecheckRequest>,
+) -> ApiResult<Response> {
+    principal.require(&[Role::Insurer])?;
+    let policy = policy_ref(&policy)?;
+    let decision = match body.decision {
+        RecheckDecision::Issue => Recheck::Issue,
+        RecheckDecision::Decline => Recheck::Decline {
+            reason: body
+                .reason
+                .clone()
+                .ok_or_else(|| ApiError::invalid("a decline needs a reason"))?,
+        },
+    };
+    let fingerprint = idempotency::fingerprint("recheck_policy", &(format!("{policy:?}"), &body));
+    let core = state.core.clone();
+    idempotency::run(
+        &state,
+        principal.scope(),
+        key,
+        fingerprint,
+        StatusCode::OK,
+        move |txn| {
+            Box::pin(async move {
+                let view = policies::recheck_in_txn(txn, &core, principal.party, &policy, decision)
+                    .await?;
+                Ok(Outcome::Done(view))
+            })
+        },
+    )
+    .await
+}
+
+#[derive(Deserialize, Serialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PremiumSettlementRequest {
+    /// The premium to be paid; the oldest one held when absent.
+    pub installment: Option<i32>,
+}
+
+/// Ask to be paid a premium, quoting the policy number (its insurer): the holder's phone is
+/// asked to release it, and without an answer it is released when the settlement period ends.
+/// Only after the certificate and the signed application are recorded.
+#[utoipa::path(post, path = "/v1/insurance/policies/{policy}/settlement-request", tag = "insurance",
+    security(("bearer" = [])),
+    params(("policy" = String, Path, description = "the policy number"), ("Idempotency-Key" = Option<String>, Header)),
+    request_body(content = PremiumSettlementRequest, description = "optional"),
+    responses((status = 200, body = PolicyView), (status = 404, body = crate::error::ErrorBody),
+        (status = 409, description = "documents missing, nothing to settle", body = crate::error::ErrorBody)))]
+pub async fn request_settlement(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(policy): Path<OrderNumber>,
+    key: IdempotencyKey,
+    raw: axum::body::Bytes,
+) -> ApiResult<Response> {
+    principal.require(&[Role::Insurer])?;
+    // The body is optional: none asks for the oldest premium held.
+    let body: PremiumSettlementRequest = if raw.iter().all(u8::is_ascii_whitespace) {
+        PremiumSettlementRequest::default()
+    } else {
+        serde_json::from_slice(&raw)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", e.to_string()))?
+    };
+    let fingerprint = idempotency::fingerprint("request_premium_settlement", &(&policy, &body));
+    let core = state.core.clone();
+    idempotency::run(
+        &state,
+        principal.scope(),
+        key,
+        fingerprint,
+        StatusCode::OK,
+        move |txn| {
+            Box::pin(async move {
+                let view = policies::request_settlement_in_txn(
+                    txn,
+                    &core,
+                    principal.party,
+                    &policy,
+                    body.installment,
+                )
+                .await?;
+                Ok(Outcome::Done(view))
+            })
+        },
+    )
+    .await
+}
+
+/// Cancel a policy within its free-look period (its holder, from the phone's app): every
+/// premium paid or held returns to the card's funding source. Before the certificate arrives
+/// the period has not begun, and cancelling is allowed too.
+#[utoipa::path(post, path = "/v1/insurance/policies/{policy}/cancel", tag = "insurance",
+    security(("bearer" = [])),
+    params(("policy" = String, Path, description = "the policy id or number"), ("Idempotency-Key" = String, Header, description = "required")),
+    responses((status = 200, body = Cancellation), (status = 404, body = crate::error::ErrorBody),
+        (status = 409, description = "the free-look period ended, or the policy has ended", body = crate::error::ErrorBody)))]
+pub async fn cancel(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(policy): Path<String>,
+    key: IdempotencyKey,
+) -> ApiResult<Response> {
+    let key = key.required()?;
+    principal.require(&[Role::Shopper])?;
+    let policy = policy_ref(&policy)?;
+    let fingerprint = idempotency::fingerprint("cancel_policy", &format!("{policy:?}"));
+    let core = state.core.clone();
+    idempotency::run(
+        &state,
+        principal.scope(),
+        key,
+        fingerprint,
+        StatusCode::OK,
+        move |txn| {
+            Box::pin(async move {
+                let cancelled =
+                    policies::cancel_in_txn(txn, &core, principal.party, &policy).await?;
+                Ok(Outcome::Done(cancelled))
+            })
+        },
+    )
+    .await
+}
+
+/// Pay the overdue premium during the grace period (its holder, after topping up the card's
+/// funding source): it is collected at once and the policy is in force again.
+#[utoipa::path(post, path = "/v1/insurance/policies/{policy}/overdue-premium", tag = "insurance",
+    security(("bearer" = [])),
+    params(("policy" = String, Path, description = "the policy id or number"), ("Idempotency-Key" = String, Header, description = "required")),
+    responses((status = 200, body = PolicyView), (status = 404, body = crate::error::ErrorBody),
+        (status = 409, description = "not in grace", body = crate::error::ErrorBody),
+        (status = 422, description = "still not enough funds", body = crate::error::ErrorBody)))]
+pub async fn pay_overdue(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(policy): Path<String>,
+    key: IdempotencyKey,
+) -> ApiResult<Response> {
+    let key = key.required()?;
+    principal.require(&[Role::Shopper])?;
+    let policy = policy_ref(&policy)?;
+    let fingerprint = idempotency::fingerprint("pay_overdue_premium", &format!("{policy:?}"));
+    let core = state.core.clone();
+    idempotency::run(
+        &state,
+        principal.scope(),
+        key,
+        fingerprint,
+        StatusCode::OK,
+        move |txn| {
+            Box::pin(async move {
+                let view = cycle::pay_overdue_in_txn(txn, &core, principal.party, &policy).await?;
+                Ok(Outcome::Done(view))
+            })
+        },
+    )
+    .await
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct LimitQuery {
+    /// 1–100, default 50.
+    pub limit: Option<u64>,
+}
+
+/// The certificates a service company has to fetch from the insurer or deliver (distributors),
+/// oldest first: policy number, product and destination, never payment data.
+#[utoipa::path(get, path = "/v1/insurance/certificates", tag = "insurance", security(("bearer" = [])),
+    params(LimitQuery), responses((status = 200, body = [CertificateTask])))]
+pub async fn list_certificates(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(query): Query<LimitQuery>,
+) -> ApiResult<axum::Json<Vec<CertificateTask>>> {
+    principal.require(&[Role::Distributor])?;
+    let list =
+        policies::certificates_of(&state.db, principal.party, query.limit.unwrap_or(50)).await?;
+    Ok(axum::Json(list))
+}
+
+/// The service company fetched the certificate from the insurer.
+#[utoipa::path(post, path = "/v1/insurance/certificates/{policy_number}/received", tag = "insurance",
+    security(("bearer" = [])), params(("policy_number" = OrderNumber, Path)),
+    responses((status = 200, body = CertificateTask), (status = 404, body = crate::error::ErrorBody),
+        (status = 409, body = crate::error::ErrorBody)))]
+pub async fn receive_certificate(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(number): Path<OrderNumber>,
+    key: IdempotencyKey,
+) -> ApiResult<Response> {
+    principal.require(&[Role::Distributor])?;
+    let fingerprint = idempotency::fingerprint("receive_certificate", &number);
+    let core = state.core.clone();
+    idempotency::run(
+        &state,
+        principal.scope(),
+        key,
+        fingerprint,
+        StatusCode::OK,
+        move |txn| {
+            Box::pin(async move {
+                let task =
+                    policies::receive_certificate_in_txn(txn, &core, principal.party, &number)
+                        .await?;
+                Ok(Outcome::Done(task))
+            })
+        },
+    )
+    .await
+}
+
+#[derive(Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateDelivery {
+    /// The policy number the holder handed over on delivery.
+    #[schema(value_type = String, example = "1234-5678-9012")]
+    pub order_number: OrderNumber,
+    /// The signed application collected (the reference of its scan or form).
+    pub application_reference: String,
+}
+
+/// The service company delivered the certificate and collected the signed application and the
+/// policy number from the holder: it records both. The free-look period starts, and the
+/// insurer may now ask to be paid.
+#[utoipa::path(post, path = "/v1/insurance/certificates/{policy_number}/delivery", tag = "insurance",
+    security(("bearer" = [])), params(("policy_number" = OrderNumber, Path)),
+    request_body = CertificateDelivery,
+    responses((status = 200, body = CertificateTask), (status = 400, body = crate::error::ErrorBody),
+        (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody),
+        (status = 422, description = "the number handed over is not this policy's", body = crate::error::ErrorBody)))]
+pub async fn record_delivery(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(number): Path<OrderNumber>,
+    key: IdempotencyKey,
+    Json(body): Json<CertificateDelivery>,
+) -> ApiResult<Response> {
+    principal.require(&[Role::Distributor])?;
+    let fingerprint = idempotency::fingerprint("record_certificate_delivery", &(&number, &body));
+    let core = state.core.clone();
+    idempotency::run(
+        &state,
+        principal.scope(),
+        key,
+        fingerprint,
+        StatusCode::OK,
+        move |txn| {
+            Box::pin(async move {
+                let task = policies::record_documents_in_txn(
+                    txn,
+                    &core,
+                    principal.party,
+                    &number,
+                    &body.order_number,
+                    &body.application_reference,
+                )
+                .await?;
+                Ok(Outcome::Done(task))
+            })
+        },
+    )
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_policy_path_takes_an_id_or_a_number() {
+        assert!(policy_ref(&uuid::Uuid::now_v7().to_string()).is_ok());
+        assert!(policy_ref(&OrderNumber::generate().to_string()).is_ok());
+        assert!(policy_ref("nope").is_err());
+    }
+}

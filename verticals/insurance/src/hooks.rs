@@ -1,22 +1,25 @@
 //! How the server plugs this vertical in: plain functions it calls when a phone answer or a
-//! timer concerns one of the vertical's cases. (Filled in by the vertical's own work.)
+//! timer concerns one of the vertical's cases.
 
+use crate::cycle;
 use crate::error::InsuranceResult;
+use crate::policies::{self, CONFIRMATION_DEADLINE_TIMER, RECHECK_DEADLINE_TIMER};
 use holdfast_core::challenge::Decision;
-use holdfast_core::escrow::{CaseOutcome, EscrowCase};
+use holdfast_core::escrow::{self, CaseOutcome, EscrowCase};
+use holdfast_core::ids::CaseId;
 use holdfast_core::ids::ChallengeId;
 use holdfast_core::{Core, CoreError};
 use sea_orm::DatabaseTransaction;
 
 /// The vertical's follow-up when an answer on the phone changed one of its escrow cases (the
-/// buyer approved the payment, the settlement…), in the answer's transaction.
+/// holder approved the application, a premium's settlement…), in the answer's transaction.
 pub async fn after_answer_in_txn(
-    _txn: &DatabaseTransaction,
-    _core: &Core,
-    _case: &EscrowCase,
-    _outcome: CaseOutcome,
+    txn: &DatabaseTransaction,
+    core: &Core,
+    case: &EscrowCase,
+    outcome: CaseOutcome,
 ) -> InsuranceResult<()> {
-    Ok(())
+    policies::after_answer_in_txn(txn, core, case, outcome).await
 }
 
 /// What answering one of the vertical's own challenges did: a JSON summary for the answer's
@@ -27,7 +30,9 @@ pub enum VerticalAnswer {
     Refused(CoreError),
 }
 
-/// Answers a challenge whose purpose belongs to this vertical.
+/// Answers a challenge whose purpose belongs to this vertical. Insurance has none of its own:
+/// the application (`policy`) and premium settlements are escrow cases' challenges, answered
+/// through the core.
 pub async fn answer_in_txn(
     _txn: &DatabaseTransaction,
     _core: &Core,
@@ -39,25 +44,46 @@ pub async fn answer_in_txn(
 }
 
 /// Whether a timer kind is this vertical's.
-pub fn handles_timer(_kind: &str) -> bool {
-    false
+pub fn handles_timer(kind: &str) -> bool {
+    matches!(
+        kind,
+        cycle::PREMIUM_DUE_TIMER
+            | cycle::GRACE_END_TIMER
+            | cycle::TERM_END_TIMER
+            | CONFIRMATION_DEADLINE_TIMER
+            | RECHECK_DEADLINE_TIMER
+    )
 }
 
-/// Locks what one of the vertical's timers is about (before the timer row is locked).
+/// Locks what one of the vertical's timers is about (before the timer row is locked), in the
+/// order every use case follows: a policy's premium case before the policy.
 pub async fn lock_timer_subject_in_txn(
-    _txn: &DatabaseTransaction,
-    _kind: &str,
-    _subject: uuid::Uuid,
+    txn: &DatabaseTransaction,
+    kind: &str,
+    subject: uuid::Uuid,
 ) -> InsuranceResult<()> {
-    Ok(())
+    if matches!(kind, CONFIRMATION_DEADLINE_TIMER | RECHECK_DEADLINE_TIMER) {
+        let row = policies::get_row(txn, subject).await?;
+        escrow::lock_case_in_txn(txn, CaseId::from_uuid(row.first_case_id)).await?;
+    }
+    policies::lock_row(txn, subject).await.map(|_| ())
 }
 
 /// Fires one of the vertical's timers.
 pub async fn fire_timer_in_txn(
-    _txn: &DatabaseTransaction,
-    _core: &Core,
-    _kind: &str,
-    _subject: uuid::Uuid,
+    txn: &DatabaseTransaction,
+    core: &Core,
+    kind: &str,
+    subject: uuid::Uuid,
 ) -> InsuranceResult<()> {
-    Ok(())
+    match kind {
+        cycle::PREMIUM_DUE_TIMER => cycle::premium_due_in_txn(txn, core, subject).await,
+        cycle::GRACE_END_TIMER => cycle::grace_end_in_txn(txn, core, subject).await,
+        cycle::TERM_END_TIMER => cycle::term_end_in_txn(txn, core, subject).await,
+        CONFIRMATION_DEADLINE_TIMER => {
+            policies::confirmation_deadline_in_txn(txn, core, subject).await
+        }
+        RECHECK_DEADLINE_TIMER => policies::recheck_deadline_in_txn(txn, core, subject).await,
+        other => Err(CoreError::invalid(format!("not an insurance timer: {other}")).into()),
+    }
 }

@@ -1,7 +1,16 @@
-//! The insurance vertical.
+//! The insurance vertical: insurers list products; a holder buys one on the phone; the insurer
+//! rechecks and issues the policy number; a service company delivers the certificate against
+//! the signed application; premiums are held in escrow (a month's at a time, or the lump sum)
+//! and released to the insurer when it quotes the policy number and the holder confirms; a
+//! monthly cycle collects them, with a grace period and a lapse; the holder may cancel within
+//! the free-look period with every premium returned.
 
+pub mod cycle;
+pub mod entities;
 mod error;
 pub mod hooks;
+pub mod policies;
+pub mod products;
 
 pub use error::{InsuranceError, InsuranceResult};
 

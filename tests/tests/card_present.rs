@@ -1,0 +1,858 @@
+//! Card-present authorisation through the API: a shop terminal is answered `challenge_required`
+//! at once while the holder's phone is asked, and its retry is approved once the phone
+//! approved; a denial or an unanswered phone declines it; an approval armed ahead on the phone
+//! approves a matching payment at once; a lost card is declined without money moving; an
+//! approval never captured returns its hold. The clock is manual.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use axum::http::{Method, StatusCode};
+use chrono::Duration;
+use holdfast_core::cards::{AgeClass, CardNumber, PurchaseType};
+use holdfast_tests::{Reply, TestApp};
+use serde_json::{Value, json};
+
+const STAFF_PASSWORD: &str = "staff-password-1";
+
+fn usd(amount: &str) -> Value {
+    json!({"amount": amount, "currency": "USD"})
+}
+
+/// A merchant with a terminal, and a card holder.
+struct Shop {
+    app: TestApp,
+    operator: String,
+    merchant_id: String,
+    merchant: String,
+    terminal: String,
+    holder: String,
+    card: String,
+    phone: &'static str,
+}
+
+async fn terminal_of(app: &TestApp, operator: &str, merchant_id: &str, label: &str) -> String {
+    let username = format!("till-{}", uuid::Uuid::new_v4().simple());
+    let created = app
+        .post(
+            "/v1/card-present/terminals",
+            Some(operator),
+            json!({"merchant_id": merchant_id, "label": label, "username": username,
+                   "password": STAFF_PASSWORD}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
+    assert_eq!(created.body["merchant_id"], merchant_id);
+    let token = app.password_login(&username, STAFF_PASSWORD).await;
+    let me = app
+        .get("/v1/card-present/authorisations", Some(&token))
+        .await;
+    assert_eq!(
+        me.status,
+        StatusCode::OK,
+        "a terminal logs in as role terminal: {me:?}"
+    );
+    token
+}
+
+async fn shop(phone: &'static str, deposit: &str) -> Shop {
+    let app = TestApp::spawn().await;
+    let operator = app.operator_token().await;
+    let (merchant_id, merchant) = app.supplier(&operator, "Corner Bakery").await;
+    let terminal = terminal_of(&app, &operator, &merchant_id, "till 1").await;
+    let (_, card) = app.prepaid_card(&operator, phone, deposit).await;
+    let holder = app.card_login(&card, phone).await;
+    Shop {
+        app,
+        operator,
+        merchant_id,
+        merchant,
+        terminal,
+        holder,
+        card,
+        phone,
+    }
+}
+
+impl Shop {
+    async fn authorise_at(&self, terminal: &str, id: &str, card: &str, amount: &str) -> Reply {
+        self.app
+            .post(
+                "/v1/card-present/authorisations",
+                Some(terminal),
+                json!({"authorisation_id": id, "card_number": card, "amount": usd(amount)}),
+            )
+            .await
+    }
+
+    async fn authorise(&self, id: &str, amount: &str) -> Reply {
+        self.authorise_at(&self.terminal, id, &self.card, amount)
+            .await
+    }
+
+    /// The holder's pending phone confirmation of authorisation `id`, as its app lists it.
+    async fn pending(&self, id: &str) -> String {
+        let list = self
+            .app
+            .get("/v1/card-present/authorisations", Some(&self.holder))
+            .await;
+        assert_eq!(list.status, StatusCode::OK, "{list:?}");
+        list.body
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["authorisation_id"] == id)
+            .and_then(|a| a["pending_confirmation"]["challenge_id"].as_str())
+            .unwrap_or_else(|| panic!("no pending confirmation for {id}: {}", list.body))
+            .to_owned()
+    }
+
+    async fn answer(&self, challenge: &str, decision: &str) -> Reply {
+        let code = self.app.code_for(self.phone, challenge).await;
+        self.app.answer(challenge, &code, decision).await
+    }
+
+    /// (balance, available) of the holder's prepaid account.
+    async fn prepaid(&self) -> (String, String) {
+        let accounts = self.app.get("/v1/accounts", Some(&self.holder)).await;
+        let account = accounts
+            .body
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["kind"] == "prepaid")
+            .unwrap()
+            .clone();
+        (
+            account["balance"].as_str().unwrap().to_owned(),
+            account["available"]["amount"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    async fn inbox(&self) -> Vec<Value> {
+        self.app.deliver().await;
+        let inbox = self
+            .app
+            .get(
+                &format!("/v1/phone-simulator/{}/messages?limit=100", self.phone),
+                None,
+            )
+            .await;
+        inbox.body.as_array().unwrap().clone()
+    }
+}
+
+fn pair(balance: &str, available: &str) -> (String, String) {
+    (balance.to_owned(), available.to_owned())
+}
+
+#[tokio::test]
+async fn a_terminal_hears_challenge_required_at_once_and_its_retry_is_approved_after_the_phone() {
+    let s = shop("+821066600001", "100.00").await;
+    let asked = s.authorise("till1-0001", "12.00").await;
+    assert_eq!(asked.status, StatusCode::ACCEPTED, "{asked:?}");
+    assert_eq!(asked.body["status"], "challenge_required");
+    assert_eq!(asked.body["merchant_name"], "Corner Bakery");
+    assert!(asked.body["retry_after_secs"].as_u64().unwrap() > 0);
+    // The terminal never learns how to answer the phone's question.
+    assert!(asked.body["pending_confirmation"].is_null(), "{asked:?}");
+    assert!(asked.body["card"].as_str().unwrap().contains('•'));
+    // Nothing is held while the phone is asked.
+    assert_eq!(s.prepaid().await, pair("100.00", "100.00"));
+
+    // The phone is asked about this shop and this amount.
+    let inbox = s.inbox().await;
+    let text = inbox[0]["body"].as_str().unwrap();
+    assert!(text.contains("Approve card payment"), "{text}");
+    assert!(
+        text.contains("12.00 USD") && text.contains("Corner Bakery"),
+        "{text}"
+    );
+
+    // Asking again before the answer: still waiting, and no second question.
+    let again = s.authorise("till1-0001", "12.00").await;
+    assert_eq!(again.body["status"], "challenge_required", "{again:?}");
+    assert_eq!(s.inbox().await.len(), inbox.len());
+
+    let challenge = s.pending("till1-0001").await;
+    let approved = s.answer(&challenge, "approve").await;
+    assert_eq!(approved.status, StatusCode::OK, "{approved:?}");
+    assert_eq!(approved.body["purpose"], "card_present");
+    assert_eq!(
+        approved.body["result"]["authorisation"]["status"],
+        "approved"
+    );
+    assert_eq!(s.prepaid().await, pair("88.00", "88.00"));
+
+    // The retry is approved, with an approval code for the receipt.
+    let retry = s.authorise("till1-0001", "12.00").await;
+    assert_eq!(retry.status, StatusCode::OK, "{retry:?}");
+    assert_eq!(retry.body["status"], "approved");
+    assert_eq!(retry.body["approved_by"], "phone");
+    let approval_code = retry.body["approval_code"].as_str().unwrap().to_owned();
+    assert_eq!(approval_code.len(), 6);
+    // The same id for another amount is another payment: refused.
+    let reused = s.authorise("till1-0001", "13.00").await;
+    assert_eq!(reused.status, StatusCode::CONFLICT, "{reused:?}");
+    assert_eq!(reused.code(), "idempotency_key_reused");
+
+    // The capture pays the merchant; capturing again changes nothing.
+    for _ in 0..2 {
+        let captured = s
+            .app
+            .post(
+                "/v1/card-present/authorisations/till1-0001/capture",
+                Some(&s.terminal),
+                json!({}),
+            )
+            .await;
+        assert_eq!(captured.status, StatusCode::OK, "{captured:?}");
+        assert_eq!(captured.body["status"], "captured");
+        assert_eq!(captured.body["captured_amount"], usd("12.00"));
+    }
+    assert_eq!(s.app.balance(&s.merchant, "withdrawal").await, "12.00");
+    assert_eq!(s.prepaid().await, pair("88.00", "88.00"));
+    let seen = s
+        .app
+        .get(
+            "/v1/card-present/authorisations/till1-0001",
+            Some(&s.terminal),
+        )
+        .await;
+    assert_eq!(seen.body["status"], "captured", "{seen:?}");
+    assert_eq!(seen.body["approval_code"], approval_code.as_str());
+    // The merchant hears of each step.
+    let feed = s.app.get("/v1/events", Some(&s.merchant)).await;
+    let kinds: Vec<&str> = feed
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert!(kinds.contains(&"card_present.approved"), "{kinds:?}");
+    assert!(kinds.contains(&"card_present.captured"), "{kinds:?}");
+    s.app.assert_ledger_clean().await;
+}
+
+#[tokio::test]
+async fn a_denial_on_the_phone_declines_and_moves_no_money() {
+    let s = shop("+821066600002", "100.00").await;
+    assert_eq!(
+        s.authorise("t-deny", "40.00").await.status,
+        StatusCode::ACCEPTED
+    );
+    let challenge = s.pending("t-deny").await;
+    let denied = s.answer(&challenge, "deny").await;
+    assert_eq!(denied.status, StatusCode::OK, "{denied:?}");
+    assert_eq!(denied.body["result"]["authorisation"]["status"], "declined");
+    let retry = s.authorise("t-deny", "40.00").await;
+    assert_eq!(retry.status, StatusCode::OK, "{retry:?}");
+    assert_eq!(retry.body["status"], "declined");
+    assert_eq!(retry.body["decline_reason"], "denied_on_phone");
+    assert!(retry.body["approval_code"].is_null());
+    assert_eq!(s.prepaid().await, pair("100.00", "100.00"));
+    // A declined authorisation cannot be captured.
+    let capture = s
+        .app
+        .post(
+            "/v1/card-present/authorisations/t-deny/capture",
+            Some(&s.terminal),
+            json!({}),
+        )
+        .await;
+    assert_eq!(capture.status, StatusCode::CONFLICT, "{capture:?}");
+    // The code cannot be used twice.
+    let twice = s.answer(&challenge, "approve").await;
+    assert_eq!(twice.status, StatusCode::CONFLICT, "{twice:?}");
+    s.app.assert_ledger_clean().await;
+}
+
+#[tokio::test]
+async fn an_unanswered_phone_expires_and_the_retry_is_declined() {
+    let s = shop("+821066600003", "100.00").await;
+    assert_eq!(
+        s.authorise("t-late", "25.00").await.status,
+        StatusCode::ACCEPTED
+    );
+    let challenge = s.pending("t-late").await;
+    let code = s.app.code_for(s.phone, &challenge).await;
+    s.app.clock.advance(Duration::minutes(11));
+    let retry = s.authorise("t-late", "25.00").await;
+    assert_eq!(retry.status, StatusCode::OK, "{retry:?}");
+    assert_eq!(retry.body["status"], "declined");
+    assert_eq!(retry.body["decline_reason"], "confirmation_expired");
+    // A late answer approves nothing.
+    let late = s.app.answer(&challenge, &code, "approve").await;
+    assert!(
+        late.status == StatusCode::UNPROCESSABLE_ENTITY || late.status == StatusCode::CONFLICT,
+        "{late:?}"
+    );
+    assert_eq!(s.prepaid().await, pair("100.00", "100.00"));
+    let seen = s
+        .app
+        .get("/v1/card-present/authorisations/t-late", Some(&s.terminal))
+        .await;
+    assert_eq!(seen.body["status"], "declined", "{seen:?}");
+
+    // The same when the phone answers after its deadline without any retry first.
+    assert_eq!(
+        s.authorise("t-late-2", "25.00").await.status,
+        StatusCode::ACCEPTED
+    );
+    let challenge = s.pending("t-late-2").await;
+    let code = s.app.code_for(s.phone, &challenge).await;
+    s.app.clock.advance(Duration::minutes(11));
+    let late = s.app.answer(&challenge, &code, "approve").await;
+    assert_eq!(late.status, StatusCode::UNPROCESSABLE_ENTITY, "{late:?}");
+    assert_eq!(late.code(), "challenge_expired");
+    let retry = s.authorise("t-late-2", "25.00").await;
+    assert_eq!(
+        retry.body["decline_reason"], "confirmation_expired",
+        "{retry:?}"
+    );
+    assert_eq!(s.prepaid().await, pair("100.00", "100.00"));
+    s.app.assert_ledger_clean().await;
+}
+
+#[tokio::test]
+async fn an_approval_armed_ahead_approves_one_matching_payment_at_once() {
+    let s = shop("+821066600004", "200.00").await;
+    let merchants = s
+        .app
+        .get("/v1/card-present/merchants", Some(&s.holder))
+        .await;
+    assert!(
+        merchants
+            .body
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["merchant_id"] == s.merchant_id),
+        "{merchants:?}"
+    );
+    let armed = s
+        .app
+        .post(
+            "/v1/card-present/armed-approvals",
+            Some(&s.holder),
+            json!({"merchant_id": s.merchant_id, "max_amount": usd("50.00"),
+                   "valid_for_minutes": 30}),
+        )
+        .await;
+    assert_eq!(armed.status, StatusCode::CREATED, "{armed:?}");
+    assert_eq!(armed.body["status"], "awaiting_confirmation");
+    let challenge = armed.body["pending_confirmation"]["challenge_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Until confirmed on the phone it approves nothing.
+    assert_eq!(
+        s.authorise("t-early", "10.00").await.status,
+        StatusCode::ACCEPTED
+    );
+    let confirmed = s.answer(&challenge, "approve").await;
+    assert_eq!(confirmed.status, StatusCode::OK, "{confirmed:?}");
+    assert_eq!(
+        confirmed.body["result"]["armed_approval"]["status"],
+        "armed"
+    );
+
+    // Above the ceiling: the phone is asked as usual.
+    let above = s.authorise("t-above", "50.01").await;
+    assert_eq!(above.body["status"], "challenge_required", "{above:?}");
+    // Another merchant's terminal: asked as usual.
+    let (other_id, _) = s.app.supplier(&s.operator, "Other Shop").await;
+    let other = terminal_of(&s.app, &s.operator, &other_id, "till 9").await;
+    let elsewhere = s.authorise_at(&other, "o-1", &s.card, "20.00").await;
+    assert_eq!(
+        elsewhere.body["status"], "challenge_required",
+        "{elsewhere:?}"
+    );
+
+    // Within ceiling, merchant and window: approved at once, no phone question.
+    let questions = s.inbox().await.len();
+    let now = s.authorise("t-armed", "42.50").await;
+    assert_eq!(now.status, StatusCode::OK, "{now:?}");
+    assert_eq!(now.body["status"], "approved");
+    assert_eq!(now.body["approved_by"], "armed_approval");
+    assert_eq!(s.prepaid().await, pair("157.50", "157.50"));
+    let sent = s.inbox().await;
+    assert_eq!(sent.len(), questions + 1, "only the approval notice");
+    assert!(sent[0]["challenge_id"].is_null());
+    assert!(sent[0]["body"].as_str().unwrap().contains("approved"));
+
+    // Used once: the next payment asks the phone again.
+    let next = s.authorise("t-next", "5.00").await;
+    assert_eq!(next.body["status"], "challenge_required", "{next:?}");
+    let list = s
+        .app
+        .get("/v1/card-present/armed-approvals", Some(&s.holder))
+        .await;
+    assert_eq!(list.body[0]["status"], "used", "{list:?}");
+    assert_eq!(list.body[0]["used_by"], "t-armed");
+
+    // An armed approval whose window passed approves nothing; one cancelled neither.
+    let short = s
+        .app
+        .post(
+            "/v1/card-present/armed-approvals",
+            Some(&s.holder),
+            json!({"merchant_id": s.merchant_id, "max_amount": usd("50.00"),
+                   "valid_for_minutes": 5}),
+        )
+        .await;
+    let id = short.body["id"].as_str().unwrap().to_owned();
+    let c = short.body["pending_confirmation"]["challenge_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(s.answer(&c, "approve").await.status, StatusCode::OK);
+    s.app.clock.advance(Duration::minutes(6));
+    let after = s.authorise("t-after", "5.00").await;
+    assert_eq!(after.body["status"], "challenge_required", "{after:?}");
+    let cancelled = s
+        .app
+        .post(
+            &format!("/v1/card-present/armed-approvals/{id}/cancel"),
+            Some(&s.holder),
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        cancelled.status,
+        StatusCode::CONFLICT,
+        "expired, not cancellable: {cancelled:?}"
+    );
+    let third = s
+        .app
+        .post(
+            "/v1/card-present/armed-approvals",
+            Some(&s.holder),
+            json!({"merchant_id": s.merchant_id, "max_amount": usd("50.00"),
+                   "valid_for_minutes": 60}),
+        )
+        .await;
+    let id = third.body["id"].as_str().unwrap().to_owned();
+    let c = third.body["pending_confirmation"]["challenge_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(s.answer(&c, "approve").await.status, StatusCode::OK);
+    let cancelled = s
+        .app
+        .post(
+            &format!("/v1/card-present/armed-approvals/{id}/cancel"),
+            Some(&s.holder),
+            json!({}),
+        )
+        .await;
+    assert_eq!(cancelled.status, StatusCode::OK, "{cancelled:?}");
+    assert_eq!(cancelled.body["status"], "cancelled");
+    let after = s.authorise("t-cancelled", "5.00").await;
+    assert_eq!(after.body["status"], "challenge_required", "{after:?}");
+
+    // Bad windows are refused.
+    for body in [
+        json!({"merchant_id": s.merchant_id, "max_amount": usd("5.00"), "valid_for_minutes": 0}),
+        json!({"merchant_id": s.merchant_id, "max_amount": usd("5.00"), "valid_for_minutes": 1441}),
+        json!({"merchant_id": s.merchant_id, "max_amount": usd("0.00"), "valid_for_minutes": 5}),
+    ] {
+        let refused = s
+            .app
+            .post(
+                "/v1/card-present/armed-approvals",
+                Some(&s.holder),
+                body.clone(),
+            )
+            .await;
+        assert_eq!(
+            refused.status,
+            StatusCode::BAD_REQUEST,
+            "{body}: {refused:?}"
+        );
+    }
+    let unknown = s
+        .app
+        .post(
+            "/v1/card-present/armed-approvals",
+            Some(&s.holder),
+            json!({"merchant_id": uuid::Uuid::now_v7(), "max_amount": usd("5.00"),
+                   "valid_for_minutes": 5}),
+        )
+        .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND, "{unknown:?}");
+    s.app.assert_ledger_clean().await;
+}
+
+#[tokio::test]
+async fn a_lost_card_used_by_someone_else_is_declined_without_money_moving() {
+    let s = shop("+821066600005", "100.00").await;
+    // Someone else holds the card before it is reported: the holder's phone says no.
+    assert_eq!(
+        s.authorise("thief-1", "80.00").await.status,
+        StatusCode::ACCEPTED
+    );
+    let challenge = s.pending("thief-1").await;
+    assert_eq!(s.answer(&challenge, "deny").await.status, StatusCode::OK);
+    assert_eq!(
+        s.authorise("thief-1", "80.00").await.body["status"],
+        "declined"
+    );
+
+    // Reported lost: declined at once, no question to the phone, and the holder is told.
+    let blocked = s
+        .app
+        .post(
+            &format!("/v1/me/cards/{}/block", s.card),
+            Some(&s.holder),
+            json!({}),
+        )
+        .await;
+    assert_eq!(blocked.status, StatusCode::OK, "{blocked:?}");
+    let questions = s.inbox().await.len();
+    let refused = s.authorise("thief-2", "80.00").await;
+    assert_eq!(refused.status, StatusCode::OK, "{refused:?}");
+    assert_eq!(refused.body["status"], "declined");
+    assert_eq!(refused.body["decline_reason"], "card_blocked");
+    let inbox = s.inbox().await;
+    assert_eq!(inbox.len(), questions + 1);
+    assert!(inbox[0]["challenge_id"].is_null());
+    assert!(inbox[0]["body"].as_str().unwrap().contains("blocked card"));
+    assert_eq!(s.prepaid().await, pair("100.00", "100.00"));
+
+    // A card blocked while its phone is asked cannot be approved any more.
+    let s = shop("+821066600015", "100.00").await;
+    assert_eq!(
+        s.authorise("race-1", "30.00").await.status,
+        StatusCode::ACCEPTED
+    );
+    let challenge = s.pending("race-1").await;
+    s.app
+        .post(
+            &format!("/v1/me/cards/{}/block", s.card),
+            Some(&s.holder),
+            json!({}),
+        )
+        .await;
+    let answered = s.answer(&challenge, "approve").await;
+    assert_eq!(answered.status, StatusCode::FORBIDDEN, "{answered:?}");
+    assert_eq!(answered.code(), "card_not_active");
+    let retry = s.authorise("race-1", "30.00").await;
+    assert_eq!(retry.body["decline_reason"], "card_blocked", "{retry:?}");
+    assert_eq!(s.prepaid().await, pair("100.00", "100.00"));
+
+    // An unknown number, and too little money, are declined without asking anyone.
+    let never_issued = CardNumber::generate("9000", AgeClass::Adult, PurchaseType::Personal)
+        .unwrap()
+        .to_string();
+    let unknown = s
+        .authorise_at(&s.terminal, "u-1", &never_issued, "5.00")
+        .await;
+    assert_eq!(unknown.status, StatusCode::OK, "{unknown:?}");
+    assert_eq!(
+        unknown.body["decline_reason"], "card_unknown",
+        "{unknown:?}"
+    );
+    let (_, rich_card) = s
+        .app
+        .prepaid_card(&s.operator, "+821066600025", "10.00")
+        .await;
+    let poor = s
+        .authorise_at(&s.terminal, "p-1", &rich_card, "10.01")
+        .await;
+    assert_eq!(
+        poor.body["decline_reason"], "insufficient_funds",
+        "{poor:?}"
+    );
+    s.app.assert_ledger_clean().await;
+}
+
+#[tokio::test]
+async fn an_approval_never_captured_returns_its_hold_and_a_void_returns_it_at_once() {
+    let s = shop("+821066600006", "100.00").await;
+    assert_eq!(
+        s.authorise("t-keep", "30.00").await.status,
+        StatusCode::ACCEPTED
+    );
+    let challenge = s.pending("t-keep").await;
+    assert_eq!(s.answer(&challenge, "approve").await.status, StatusCode::OK);
+    assert_eq!(s.prepaid().await, pair("70.00", "70.00"));
+    let approved = s.authorise("t-keep", "30.00").await;
+    assert!(approved.body["valid_until"].is_string(), "{approved:?}");
+    s.app.clock.advance(Duration::hours(49));
+    assert!(s.app.fire_timers().await >= 1);
+    assert_eq!(s.prepaid().await, pair("100.00", "100.00"));
+    let expired = s
+        .app
+        .get("/v1/card-present/authorisations/t-keep", Some(&s.terminal))
+        .await;
+    assert_eq!(expired.body["status"], "expired", "{expired:?}");
+    let capture = s
+        .app
+        .post(
+            "/v1/card-present/authorisations/t-keep/capture",
+            Some(&s.terminal),
+            json!({}),
+        )
+        .await;
+    assert_eq!(capture.status, StatusCode::CONFLICT, "{capture:?}");
+
+    // Voided by the terminal: returned at once; voiding again changes nothing.
+    assert_eq!(
+        s.authorise("t-void", "20.00").await.status,
+        StatusCode::ACCEPTED
+    );
+    let challenge = s.pending("t-void").await;
+    assert_eq!(s.answer(&challenge, "approve").await.status, StatusCode::OK);
+    assert_eq!(s.prepaid().await, pair("80.00", "80.00"));
+    for _ in 0..2 {
+        let voided = s
+            .app
+            .post(
+                "/v1/card-present/authorisations/t-void/void",
+                Some(&s.terminal),
+                json!({}),
+            )
+            .await;
+        assert_eq!(voided.status, StatusCode::OK, "{voided:?}");
+        assert_eq!(voided.body["status"], "voided");
+    }
+    assert_eq!(s.prepaid().await, pair("100.00", "100.00"));
+
+    // A terminal that gives up while the phone is asked withdraws the question.
+    assert_eq!(
+        s.authorise("t-abandon", "20.00").await.status,
+        StatusCode::ACCEPTED
+    );
+    let challenge = s.pending("t-abandon").await;
+    let voided = s
+        .app
+        .post(
+            "/v1/card-present/authorisations/t-abandon/void",
+            Some(&s.terminal),
+            json!({}),
+        )
+        .await;
+    assert_eq!(voided.body["status"], "voided", "{voided:?}");
+    let answered = s.answer(&challenge, "approve").await;
+    assert_eq!(answered.status, StatusCode::CONFLICT, "{answered:?}");
+    assert_eq!(s.prepaid().await, pair("100.00", "100.00"));
+
+    // A partial capture pays the merchant that much and returns the rest.
+    assert_eq!(
+        s.authorise("t-part", "50.00").await.status,
+        StatusCode::ACCEPTED
+    );
+    let challenge = s.pending("t-part").await;
+    assert_eq!(s.answer(&challenge, "approve").await.status, StatusCode::OK);
+    let over = s
+        .app
+        .post(
+            "/v1/card-present/authorisations/t-part/capture",
+            Some(&s.terminal),
+            json!({"amount": usd("50.01")}),
+        )
+        .await;
+    assert_eq!(over.status, StatusCode::BAD_REQUEST, "{over:?}");
+    let part = s
+        .app
+        .post(
+            "/v1/card-present/authorisations/t-part/capture",
+            Some(&s.terminal),
+            json!({"amount": usd("35.00")}),
+        )
+        .await;
+    assert_eq!(part.status, StatusCode::OK, "{part:?}");
+    assert_eq!(s.prepaid().await, pair("65.00", "65.00"));
+    assert_eq!(s.app.balance(&s.merchant, "withdrawal").await, "35.00");
+    s.app.assert_ledger_clean().await;
+}
+
+#[tokio::test]
+async fn a_card_credit_line_is_reserved_at_approval_and_the_card_fee_taken_at_capture() {
+    let s = shop("+821066600007", "1.00").await;
+    let username = format!("inst-{}", uuid::Uuid::new_v4().simple());
+    let created = s
+        .app
+        .post(
+            "/v1/operator/institutions",
+            Some(&s.operator),
+            json!({"display_name": "Daehan Card", "code": "2601", "kind": "card_company",
+                   "card_fee_rate": "0.02", "username": username, "password": STAFF_PASSWORD}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
+    let desk = s.app.password_login(&username, STAFF_PASSWORD).await;
+    let phone = "+821066600017";
+    let issued = s
+        .app
+        .post_idempotent(
+            "/v1/institution/cards",
+            Some(&desk),
+            json!({"holder_name": "Holder", "age_class": "adult", "purchase_type": "personal",
+                   "mapping_kind": "ec_credit_line_card", "currency": "USD", "phone": phone,
+                   "credit_limit": usd("300.00")}),
+        )
+        .await;
+    assert_eq!(issued.status, StatusCode::CREATED, "{issued:?}");
+    let card = issued.body["card"]["card_number"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let holder = s.app.card_login(&card, phone).await;
+    let line = || async {
+        let accounts = s.app.get("/v1/accounts", Some(&holder)).await;
+        let account = accounts.body.as_array().unwrap()[0].clone();
+        (
+            account["balance"].as_str().unwrap().to_owned(),
+            account["available"]["amount"].as_str().unwrap().to_owned(),
+        )
+    };
+    let asked = s.authorise_at(&s.terminal, "c-1", &card, "100.00").await;
+    assert_eq!(asked.status, StatusCode::ACCEPTED, "{asked:?}");
+    let list = s
+        .app
+        .get("/v1/card-present/authorisations", Some(&holder))
+        .await;
+    let challenge = list.body[0]["pending_confirmation"]["challenge_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let code = s.app.code_for(phone, &challenge).await;
+    assert_eq!(
+        s.app.answer(&challenge, &code, "approve").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(line().await, pair("0.00", "200.00"));
+    let captured = s
+        .app
+        .post(
+            "/v1/card-present/authorisations/c-1/capture",
+            Some(&s.terminal),
+            json!({}),
+        )
+        .await;
+    assert_eq!(captured.status, StatusCode::OK, "{captured:?}");
+    assert_eq!(line().await, pair("-100.00", "200.00"));
+    assert_eq!(s.app.balance(&s.merchant, "withdrawal").await, "98.00");
+    s.app.assert_ledger_clean().await;
+}
+
+#[tokio::test]
+async fn terminals_and_their_requests_are_checked() {
+    let s = shop("+821066600008", "100.00").await;
+    // Only a terminal authorises; a shopper cannot.
+    let shopper = s.authorise_at(&s.holder, "x-1", &s.card, "1.00").await;
+    assert_eq!(shopper.status, StatusCode::FORBIDDEN, "{shopper:?}");
+    for (id, amount, code) in [
+        ("has space", "1.00", "invalid_request"),
+        ("", "1.00", "invalid_request"),
+        ("ok-1", "0.00", "invalid_request"),
+    ] {
+        let reply = s.authorise(id, amount).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{id}: {reply:?}");
+        assert_eq!(reply.code(), code);
+    }
+    let typo = s
+        .app
+        .post(
+            "/v1/card-present/authorisations",
+            Some(&s.terminal),
+            json!({"authorisation_id": "t-typo", "card_number": "1234-5678-9012-3456",
+                   "amount": usd("1.00")}),
+        )
+        .await;
+    assert_eq!(typo.code(), "invalid_json", "{typo:?}");
+    // A supplier registers terminals for itself only; a terminal's ids are its own.
+    let (_, other) = s.app.supplier(&s.operator, "Elsewhere").await;
+    let foreign = s
+        .app
+        .post(
+            "/v1/card-present/terminals",
+            Some(&other),
+            json!({"merchant_id": s.merchant_id, "label": "x", "username": "x-till",
+                   "password": STAFF_PASSWORD}),
+        )
+        .await;
+    assert_eq!(foreign.status, StatusCode::FORBIDDEN, "{foreign:?}");
+    let own = s
+        .app
+        .post(
+            "/v1/card-present/terminals",
+            Some(&s.merchant),
+            json!({"label": "till 2", "username": "bakery-till-2", "password": STAFF_PASSWORD}),
+        )
+        .await;
+    assert_eq!(own.status, StatusCode::CREATED, "{own:?}");
+    let till2 = s.app.password_login("bakery-till-2", STAFF_PASSWORD).await;
+    assert_eq!(
+        s.authorise("shared-id", "1.00").await.status,
+        StatusCode::ACCEPTED
+    );
+    let theirs = s.authorise_at(&till2, "shared-id", &s.card, "2.00").await;
+    assert_eq!(
+        theirs.status,
+        StatusCode::ACCEPTED,
+        "another terminal's id space: {theirs:?}"
+    );
+    let missing = s
+        .app
+        .get("/v1/card-present/authorisations/nope", Some(&till2))
+        .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND, "{missing:?}");
+    let no_capture = s
+        .app
+        .request(
+            Method::POST,
+            "/v1/card-present/authorisations/shared-id/capture",
+            Some(&till2),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(no_capture.status, StatusCode::CONFLICT, "{no_capture:?}");
+    s.app.assert_ledger_clean().await;
+}
+
+#[tokio::test]
+async fn concurrent_requests_make_one_payment_per_id_and_use_an_armed_approval_once() {
+    let s = shop("+821066600009", "200.00").await;
+    let armed = s
+        .app
+        .post(
+            "/v1/card-present/armed-approvals",
+            Some(&s.holder),
+            json!({"merchant_id": s.merchant_id, "max_amount": usd("50.00"),
+                   "valid_for_minutes": 30}),
+        )
+        .await;
+    let challenge = armed.body["pending_confirmation"]["challenge_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(s.answer(&challenge, "approve").await.status, StatusCode::OK);
+    let (a1, a2, b1, b2) = tokio::join!(
+        s.authorise("race-a", "40.00"),
+        s.authorise("race-a", "40.00"),
+        s.authorise("race-b", "40.00"),
+        s.authorise("race-b", "40.00"),
+    );
+    for reply in [&a1, &a2, &b1, &b2] {
+        assert!(
+            reply.status == StatusCode::OK || reply.status == StatusCode::ACCEPTED,
+            "{reply:?}"
+        );
+    }
+    assert_eq!(a1.body["status"], a2.body["status"], "one id, one outcome");
+    assert_eq!(b1.body["status"], b2.body["status"], "one id, one outcome");
+    let approved = [&a1, &b1]
+        .iter()
+        .filter(|r| r.body["status"] == "approved")
+        .count();
+    assert_eq!(
+        approved, 1,
+        "the armed approval is used once: {a1:?} {b1:?}"
+    );
+    assert_eq!(s.prepaid().await, pair("160.00", "160.00"));
+    s.app.assert_ledger_clean().await;
+}
