@@ -8,11 +8,13 @@
 //! window, used once; a matching request is then approved at once.
 //!
 //! ```text
-//! authorise ─┬─ unknown / blocked card, short of funds ──────────→ declined (nothing held)
-//!            ├─ an armed approval matches ───────────────────────→ approved (hold placed)
+//! authorise ─┬─ too many requests on the card ───────────────────→ refused (nothing recorded)
+//!            ├─ unknown / blocked card ──────────────────────────→ declined (nothing held)
+//!            ├─ an armed approval matches and the money is there → approved (hold placed)
 //!            └─→ challenge_required ─phone approves→ approved ─capture→ captured
-//!                   │ denied, expired, locked → declined         │ void → voided
-//!                   │ terminal gives up → voided                 │ validity ends → expired
+//!                   │ denied, short of funds,                    │ void → voided
+//!                   │   expired, locked → declined               │ validity ends → expired
+//!                   │ terminal gives up → voided
 //! ```
 //! An approval places an ordinary hold on the card's funding source (reserved on a credit
 //! line, frozen for bank and prepaid money); the capture pays the merchant's withdrawal account
@@ -20,8 +22,16 @@
 //! retry is the same authorisation, never a second payment, and a different card or amount
 //! under a used id is refused.
 //!
-//! Lock order: the authorisation (or armed approval), then its challenge, then its hold —
-//! as escrow cases do.
+//! A merchant never learns the holder's balance: the money is only looked at once the holder
+//! approved on the phone (or armed an approval), and a payment the money cannot cover is then
+//! declined to the terminal as `not_approved`, exactly like a holder's "no"; the holder sees
+//! the real reason. Asking the phone for every amount is bounded per card
+//! ([`MAX_OPEN_CONFIRMATIONS_PER_CARD`], [`MAX_REQUESTS_PER_CARD_PER_WINDOW`]), so a terminal
+//! cannot bury the holder in questions until one is approved out of fatigue.
+//!
+//! Lock order: the authorisation, then (deciding a new one) its card, then an armed approval,
+//! then a challenge, then the hold — as escrow cases do (case, challenge, hold). A card is
+//! otherwise locked only by blocking, unblocking and replacing it, which lock nothing else.
 
 use crate::Core;
 use crate::cards::{self, Card, CardId, CardNumber};
@@ -66,6 +76,20 @@ pub const MAX_LABEL_CHARS: usize = 60;
 pub const MAX_PAGE: u64 = 100;
 /// What a terminal is told to wait before asking again while the phone is asked.
 pub const RETRY_AFTER_SECS: u32 = 5;
+/// Terminals' questions a card's phone may have open at once. One for the till in use and one
+/// for a till that asks again under a new id before the first was answered or voided (a
+/// restarted till, the next shop); more would only pile up codes for a tired holder to approve
+/// one to make them stop (NIST SP 800-63B-4 §3.1.3: limit the number of pushes).
+pub const MAX_OPEN_CONFIRMATIONS_PER_CARD: u64 = 2;
+/// New authorisation ids a card may be asked for within [`REQUEST_WINDOW_MINUTES`], whatever
+/// became of them: each one texts the holder (a question, an approval notice, a blocked-card
+/// alert). A shopper declined and paying again, or paying at a few tills in a row, stays under
+/// it; a terminal flooding the phone gets five texts through per window, not one per request.
+pub const MAX_REQUESTS_PER_CARD_PER_WINDOW: u64 = 5;
+/// The window of [`MAX_REQUESTS_PER_CARD_PER_WINDOW`]: the longest a phone code lives, so every
+/// question still open was asked within it.
+pub const REQUEST_WINDOW_MINUTES: i64 = 10;
+const _: () = assert!(REQUEST_WINDOW_MINUTES * 60 >= challenge::MAX_TTL_SECS);
 
 /// An approved authorisation whose validity ended without a capture: its hold expires.
 pub const CAPTURE_DEADLINE_TIMER: &str = "card_present_capture_deadline";
@@ -143,13 +167,32 @@ pub enum DeclineReason {
     CardBlocked,
     /// The card's funding source is in another currency.
     CurrencyMismatch,
+    /// The holder approved on the phone, but the funding source could not cover the amount
+    /// (shown to the holder only; the terminal and merchant see `not_approved`).
     InsufficientFunds,
-    /// The holder said no on the phone.
+    /// The holder said no on the phone (shown to the holder only; the terminal and merchant
+    /// see `not_approved`).
     DeniedOnPhone,
     /// The phone did not answer in time.
     ConfirmationExpired,
     /// Too many wrong codes on the phone.
     ConfirmationLocked,
+    /// What the terminal and merchant are told for `denied_on_phone` and
+    /// `insufficient_funds`: both come when the holder answers, and telling them apart would
+    /// let a terminal find the holder's balance by trying amounts.
+    NotApproved,
+}
+
+impl DeclineReason {
+    /// The reason as a terminal or merchant may see it: never whether the money was there.
+    pub fn for_merchant(self) -> DeclineReason {
+        match self {
+            DeclineReason::InsufficientFunds | DeclineReason::DeniedOnPhone => {
+                DeclineReason::NotApproved
+            }
+            other => other,
+        }
+    }
 }
 
 #[derive(
@@ -208,6 +251,8 @@ pub struct Authorisation {
     /// The terminal's own id for it.
     pub authorisation_id: String,
     pub status: AuthorisationStatus,
+    /// Why it was declined. A terminal sees `not_approved` both for a holder's "no" and for
+    /// money that was not there; the holder sees which.
     pub decline_reason: Option<DeclineReason>,
     pub amount: Money,
     /// The card, masked: all a merchant learns of the holder.
@@ -443,6 +488,9 @@ async fn view_of(
         status = AuthorisationStatus::Declined;
         decline_reason = Some(DeclineReason::ConfirmationExpired);
     }
+    if !for_holder {
+        decline_reason = decline_reason.map(DeclineReason::for_merchant);
+    }
     if status == AuthorisationStatus::Approved && row.valid_until.is_some_and(|t| now >= t) {
         status = AuthorisationStatus::Expired;
     }
@@ -600,7 +648,7 @@ async fn apply(
                 "authorisation_id": updated.reference,
                 "terminal_id": updated.terminal_party_id,
                 "status": status,
-                "decline_reason": updated.decline_reason,
+                "decline_reason": updated.decline_reason.map(DeclineReason::for_merchant),
                 "amount": money_of(updated.amount, &updated.currency)?,
                 "card": updated.card_masked,
                 "approval_code": updated.approval_code,
@@ -685,17 +733,17 @@ async fn try_hold(
 }
 
 /// Approves: holds the money until the capture is due, gives an approval code, and tells the
-/// holder.
+/// holder. `None` when the money is not there; then nothing changed.
 async fn approve(
     txn: &DatabaseTransaction,
     core: &Core,
     card: &Card,
     row: &auth_rows::Model,
     armed: Option<Uuid>,
-) -> CoreResult<auth_rows::Model> {
+) -> CoreResult<Option<auth_rows::Model>> {
     let valid_until = core.clock.now() + Duration::hours(AUTHORISATION_VALIDITY_HOURS);
     let Some(hold) = try_hold(txn, core, card, row, valid_until).await? else {
-        return apply(txn, core, row, decline(DeclineReason::InsufficientFunds)).await;
+        return Ok(None);
     };
     let approved = apply(
         txn,
@@ -732,7 +780,58 @@ async fn approve(
         ),
     )
     .await?;
-    Ok(approved)
+    Ok(Some(approved))
+}
+
+/// The holder approved on the phone but the funding source cannot cover the amount: declined,
+/// and the holder (only) is told why.
+async fn decline_short_of_funds(
+    txn: &DatabaseTransaction,
+    core: &Core,
+    card: &Card,
+    row: &auth_rows::Model,
+) -> CoreResult<auth_rows::Model> {
+    let merchant = merchant_name(txn, row.merchant_party_id).await?;
+    text_holder(
+        txn,
+        core,
+        card,
+        format!(
+            "Holdfast: card payment of {} to {merchant} declined: not enough money available \
+             (card {}).",
+            money_of(row.amount, &row.currency)?,
+            row.card_masked,
+        ),
+    )
+    .await?;
+    apply(txn, core, row, decline(DeclineReason::InsufficientFunds)).await
+}
+
+/// Counts what a new authorisation of `card` would add to (the one being decided, `except`, is
+/// not counted): requests within [`REQUEST_WINDOW_MINUTES`], and of those the questions still
+/// open on the phone. The caller holds the card's row lock, so two requests cannot both see room
+/// for one.
+async fn requests_on_card_in_txn(
+    txn: &DatabaseTransaction,
+    card: &Card,
+    except: Uuid,
+    now: DateTime<Utc>,
+) -> CoreResult<(u64, u64)> {
+    let recent = || {
+        auth_rows::Entity::find()
+            .filter(auth_rows::Column::CardId.eq(card.id.uuid()))
+            .filter(
+                auth_rows::Column::CreatedAt.gt(now - Duration::minutes(REQUEST_WINDOW_MINUTES)),
+            )
+            .filter(auth_rows::Column::Id.ne(except))
+    };
+    let requests = recent().count(txn).await?;
+    let open = recent()
+        .filter(auth_rows::Column::Status.eq(AuthorisationStatus::ChallengeRequired))
+        .filter(auth_rows::Column::ConfirmBy.gt(now))
+        .count(txn)
+        .await?;
+    Ok((requests, open))
 }
 
 /// An armed approval that covers this payment now: the holder's, for this merchant, within its
@@ -758,10 +857,13 @@ async fn matching_armed_approval(
 }
 
 /// A terminal asks to authorise a card for an amount. The first ask of an authorisation id
-/// decides: declined at once (unknown or blocked card, not enough money), approved at once (an
-/// armed approval matches), or `challenge_required` while the holder's phone is asked. Asking
-/// again with the same id returns where it stands (approved once the phone approved); the same
-/// id with another card or amount is refused.
+/// decides: declined at once (unknown or blocked card, another currency), approved at once (an
+/// armed approval matches and the money is there), or `challenge_required` while the holder's
+/// phone is asked — whatever the balance, which is only looked at once the holder approved.
+/// Asking again with the same id returns where it stands (approved once the phone approved);
+/// the same id with another card or amount is refused. A card asked for too often
+/// ([`MAX_OPEN_CONFIRMATIONS_PER_CARD`], [`MAX_REQUESTS_PER_CARD_PER_WINDOW`]) refuses a new id
+/// with [`CoreError::TooManyAttempts`], records nothing and texts no one.
 pub async fn authorise_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
@@ -831,6 +933,14 @@ async fn decide_in_txn(
     let Some(card) = card else {
         return apply(txn, core, &row, decline(DeclineReason::CardUnknown)).await;
     };
+    // From here on nearly every outcome texts the holder: count the card's requests first,
+    // under its row lock, so that concurrent requests are counted one after another.
+    let card = cards::lock_by_number_in_txn(txn, &card.number).await?;
+    let now = core.clock.now();
+    let (requests, open) = requests_on_card_in_txn(txn, &card, row.id, now).await?;
+    if requests >= MAX_REQUESTS_PER_CARD_PER_WINDOW {
+        return Err(CoreError::TooManyAttempts);
+    }
     let merchant = merchant_name(txn, row.merchant_party_id).await?;
     if card.ensure_active().is_err() {
         // Whoever holds a lost card learns nothing; its holder is told at once.
@@ -851,38 +961,33 @@ async fn decide_in_txn(
     if funding.currency != amount.currency() {
         return apply(txn, core, &row, decline(DeclineReason::CurrencyMismatch)).await;
     }
-    if funding.available().minor() < amount.minor() {
-        return apply(txn, core, &row, decline(DeclineReason::InsufficientFunds)).await;
-    }
-    let now = core.clock.now();
+    // No look at the balance here: a decline before the phone is asked would tell the terminal,
+    // amount by amount, what the holder has.
     if let Some(armed) = matching_armed_approval(txn, &card, &row, now).await? {
-        let used = armed_rows::Entity::update_many()
-            .col_expr(armed_rows::Column::Status, Expr::value(ArmedStatus::Used))
-            .col_expr(
-                armed_rows::Column::UsedByAuthorisationId,
-                Expr::value(Some(row.id)),
-            )
-            .col_expr(armed_rows::Column::UpdatedAt, Expr::value(now))
-            .filter(armed_rows::Column::Id.eq(armed.id))
-            .filter(armed_rows::Column::Status.eq(ArmedStatus::Armed))
-            .exec(txn)
-            .await?;
-        if used.rows_affected == 1 {
-            let approved = approve(txn, core, &card, &row, Some(armed.id)).await?;
-            if approved.status != AuthorisationStatus::Approved {
-                // Not approved after all (the money went meanwhile): the approval stays armed.
-                armed_rows::Entity::update_many()
-                    .col_expr(armed_rows::Column::Status, Expr::value(ArmedStatus::Armed))
-                    .col_expr(
-                        armed_rows::Column::UsedByAuthorisationId,
-                        Expr::value(Option::<Uuid>::None),
-                    )
-                    .filter(armed_rows::Column::Id.eq(armed.id))
-                    .exec(txn)
-                    .await?;
+        // When the money is not there nothing changed: the phone is asked below as for any
+        // payment, so the terminal hears the same as without an armed approval, and the
+        // approval stays armed.
+        if let Some(approved) = approve(txn, core, &card, &row, Some(armed.id)).await? {
+            let used = armed_rows::Entity::update_many()
+                .col_expr(armed_rows::Column::Status, Expr::value(ArmedStatus::Used))
+                .col_expr(
+                    armed_rows::Column::UsedByAuthorisationId,
+                    Expr::value(Some(row.id)),
+                )
+                .col_expr(armed_rows::Column::UpdatedAt, Expr::value(now))
+                .filter(armed_rows::Column::Id.eq(armed.id))
+                .filter(armed_rows::Column::Status.eq(ArmedStatus::Armed))
+                .exec(txn)
+                .await?;
+            if used.rows_affected != 1 {
+                // The row lock makes this unreachable; without it, all of this rolls back.
+                return Err(CoreError::Conflict);
             }
             return Ok(approved);
         }
+    }
+    if open >= MAX_OPEN_CONFIRMATIONS_PER_CARD {
+        return Err(CoreError::TooManyAttempts);
     }
     let binding = authorisation_binding(&row, &merchant)?;
     let challenge = challenge::issue_challenge_in_txn(
@@ -1518,7 +1623,10 @@ async fn answer_authorisation_in_txn(
     .await?;
     let outcome = match answer {
         Answer::Approved(_) if row.status == AuthorisationStatus::ChallengeRequired => {
-            approve(txn, core, &card, &row, None).await?
+            match approve(txn, core, &card, &row, None).await? {
+                Some(approved) => approved,
+                None => decline_short_of_funds(txn, core, &card, &row).await?,
+            }
         }
         Answer::Denied(_) if row.status == AuthorisationStatus::ChallengeRequired => {
             apply(txn, core, &row, decline(DeclineReason::DeniedOnPhone)).await?

@@ -2,15 +2,20 @@
 //! at once while the holder's phone is asked, and its retry is approved once the phone
 //! approved; a denial or an unanswered phone declines it; an approval armed ahead on the phone
 //! approves a matching payment at once; a lost card is declined without money moving; an
-//! approval never captured returns its hold. The clock is manual.
+//! approval never captured returns its hold; a terminal trying amounts learns nothing of the
+//! balance; a card's phone is asked only so often. The clock is manual.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use axum::http::{Method, StatusCode};
 use chrono::Duration;
+use holdfast_core::card_present::{
+    MAX_OPEN_CONFIRMATIONS_PER_CARD, MAX_REQUESTS_PER_CARD_PER_WINDOW, REQUEST_WINDOW_MINUTES,
+};
 use holdfast_core::cards::{AgeClass, CardNumber, PurchaseType};
 use holdfast_tests::{Reply, TestApp};
 use serde_json::{Value, json};
+use std::sync::Arc;
 
 const STAFF_PASSWORD: &str = "staff-password-1";
 
@@ -129,16 +134,78 @@ impl Shop {
     }
 
     async fn inbox(&self) -> Vec<Value> {
-        self.app.deliver().await;
-        let inbox = self
+        inbox_of(&self.app, self.phone).await
+    }
+
+    /// How many payment questions the holder's phone was sent (not login codes, not notices).
+    async fn questions(&self) -> usize {
+        self.inbox()
+            .await
+            .iter()
+            .filter(|m| {
+                !m["challenge_id"].is_null()
+                    && m["body"]
+                        .as_str()
+                        .is_some_and(|b| b.contains("Approve card payment"))
+            })
+            .count()
+    }
+
+    /// The terminal gives up on authorisation `id`.
+    async fn void(&self, id: &str) {
+        let voided = self
             .app
-            .get(
-                &format!("/v1/phone-simulator/{}/messages?limit=100", self.phone),
-                None,
+            .post(
+                &format!("/v1/card-present/authorisations/{id}/void"),
+                Some(&self.terminal),
+                json!({}),
             )
             .await;
-        inbox.body.as_array().unwrap().clone()
+        assert_eq!(voided.status, StatusCode::OK, "{voided:?}");
     }
+
+    /// The decline reason of authorisation `id` in the holder's own list.
+    async fn reason_for_holder(&self, id: &str) -> Value {
+        let list = self
+            .app
+            .get("/v1/card-present/authorisations", Some(&self.holder))
+            .await;
+        list.body
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["authorisation_id"] == id)
+            .map(|a| a["decline_reason"].clone())
+            .unwrap_or_else(|| panic!("{id} not in the holder's list: {}", list.body))
+    }
+}
+
+async fn inbox_of(app: &TestApp, phone: &str) -> Vec<Value> {
+    app.deliver().await;
+    let inbox = app
+        .get(
+            &format!("/v1/phone-simulator/{phone}/messages?limit=100"),
+            None,
+        )
+        .await;
+    inbox.body.as_array().unwrap().clone()
+}
+
+/// An answer as a terminal could compare two of them: without what differs for every request
+/// (its id, amount and times).
+fn seen_by_terminal(body: &Value) -> Value {
+    let mut body = body.clone();
+    let fields = body.as_object_mut().unwrap();
+    for per_request in [
+        "authorisation_id",
+        "amount",
+        "confirm_by",
+        "created_at",
+        "updated_at",
+    ] {
+        assert!(fields.remove(per_request).is_some(), "{per_request}");
+    }
+    body
 }
 
 fn pair(balance: &str, available: &str) -> (String, String) {
@@ -245,10 +312,16 @@ async fn a_denial_on_the_phone_declines_and_moves_no_money() {
     let denied = s.answer(&challenge, "deny").await;
     assert_eq!(denied.status, StatusCode::OK, "{denied:?}");
     assert_eq!(denied.body["result"]["authorisation"]["status"], "declined");
+    assert_eq!(
+        denied.body["result"]["authorisation"]["decline_reason"],
+        "denied_on_phone"
+    );
     let retry = s.authorise("t-deny", "40.00").await;
     assert_eq!(retry.status, StatusCode::OK, "{retry:?}");
     assert_eq!(retry.body["status"], "declined");
-    assert_eq!(retry.body["decline_reason"], "denied_on_phone");
+    // The terminal hears "not approved"; only the holder sees it was their no.
+    assert_eq!(retry.body["decline_reason"], "not_approved");
+    assert_eq!(s.reason_for_holder("t-deny").await, "denied_on_phone");
     assert!(retry.body["approval_code"].is_null());
     assert_eq!(s.prepaid().await, pair("100.00", "100.00"));
     // A declined authorisation cannot be captured.
@@ -350,6 +423,7 @@ async fn an_approval_armed_ahead_approves_one_matching_payment_at_once() {
         s.authorise("t-early", "10.00").await.status,
         StatusCode::ACCEPTED
     );
+    s.void("t-early").await;
     let confirmed = s.answer(&challenge, "approve").await;
     assert_eq!(confirmed.status, StatusCode::OK, "{confirmed:?}");
     assert_eq!(
@@ -360,6 +434,7 @@ async fn an_approval_armed_ahead_approves_one_matching_payment_at_once() {
     // Above the ceiling: the phone is asked as usual.
     let above = s.authorise("t-above", "50.01").await;
     assert_eq!(above.body["status"], "challenge_required", "{above:?}");
+    s.void("t-above").await;
     // Another merchant's terminal: asked as usual.
     let (other_id, _) = s.app.supplier(&s.operator, "Other Shop").await;
     let other = terminal_of(&s.app, &s.operator, &other_id, "till 9").await;
@@ -368,6 +443,15 @@ async fn an_approval_armed_ahead_approves_one_matching_payment_at_once() {
         elsewhere.body["status"], "challenge_required",
         "{elsewhere:?}"
     );
+    let given_up = s
+        .app
+        .post(
+            "/v1/card-present/authorisations/o-1/void",
+            Some(&other),
+            json!({}),
+        )
+        .await;
+    assert_eq!(given_up.status, StatusCode::OK, "{given_up:?}");
 
     // Within ceiling, merchant and window: approved at once, no phone question.
     let questions = s.inbox().await.len();
@@ -407,7 +491,10 @@ async fn an_approval_armed_ahead_approves_one_matching_payment_at_once() {
         .unwrap()
         .to_owned();
     assert_eq!(s.answer(&c, "approve").await.status, StatusCode::OK);
-    s.app.clock.advance(Duration::minutes(6));
+    // (Past the card's request window too: five new ids were asked above.)
+    s.app
+        .clock
+        .advance(Duration::minutes(REQUEST_WINDOW_MINUTES + 1));
     let after = s.authorise("t-after", "5.00").await;
     assert_eq!(after.body["status"], "challenge_required", "{after:?}");
     let cancelled = s
@@ -541,7 +628,7 @@ async fn a_lost_card_used_by_someone_else_is_declined_without_money_moving() {
     assert_eq!(retry.body["decline_reason"], "card_blocked", "{retry:?}");
     assert_eq!(s.prepaid().await, pair("100.00", "100.00"));
 
-    // An unknown number, and too little money, are declined without asking anyone.
+    // An unknown number is declined without asking anyone.
     let never_issued = CardNumber::generate("9000", AgeClass::Adult, PurchaseType::Personal)
         .unwrap()
         .to_string();
@@ -552,17 +639,6 @@ async fn a_lost_card_used_by_someone_else_is_declined_without_money_moving() {
     assert_eq!(
         unknown.body["decline_reason"], "card_unknown",
         "{unknown:?}"
-    );
-    let (_, rich_card) = s
-        .app
-        .prepaid_card(&s.operator, "+821066600025", "10.00")
-        .await;
-    let poor = s
-        .authorise_at(&s.terminal, "p-1", &rich_card, "10.01")
-        .await;
-    assert_eq!(
-        poor.body["decline_reason"], "insufficient_funds",
-        "{poor:?}"
     );
     s.app.assert_ledger_clean().await;
 }
@@ -814,9 +890,9 @@ async fn terminals_and_their_requests_are_checked() {
     s.app.assert_ledger_clean().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_requests_make_one_payment_per_id_and_use_an_armed_approval_once() {
-    let s = shop("+821066600009", "200.00").await;
+    let s = Arc::new(shop("+821066600009", "200.00").await);
     let armed = s
         .app
         .post(
@@ -831,12 +907,19 @@ async fn concurrent_requests_make_one_payment_per_id_and_use_an_armed_approval_o
         .unwrap()
         .to_owned();
     assert_eq!(s.answer(&challenge, "approve").await.status, StatusCode::OK);
-    let (a1, a2, b1, b2) = tokio::join!(
-        s.authorise("race-a", "40.00"),
-        s.authorise("race-a", "40.00"),
-        s.authorise("race-b", "40.00"),
-        s.authorise("race-b", "40.00"),
-    );
+    // Each request a task of its own, so they run side by side on the runtime's threads.
+    let asks: Vec<_> = ["race-a", "race-a", "race-b", "race-b"]
+        .into_iter()
+        .map(|id| {
+            let s = Arc::clone(&s);
+            tokio::spawn(async move { s.authorise(id, "40.00").await })
+        })
+        .collect();
+    let mut replies = Vec::new();
+    for ask in asks {
+        replies.push(ask.await.unwrap());
+    }
+    let [a1, a2, b1, b2] = <[Reply; 4]>::try_from(replies).unwrap();
     for reply in [&a1, &a2, &b1, &b2] {
         assert!(
             reply.status == StatusCode::OK || reply.status == StatusCode::ACCEPTED,
@@ -854,5 +937,244 @@ async fn concurrent_requests_make_one_payment_per_id_and_use_an_armed_approval_o
         "the armed approval is used once: {a1:?} {b1:?}"
     );
     assert_eq!(s.prepaid().await, pair("160.00", "160.00"));
+    s.app.assert_ledger_clean().await;
+}
+
+#[tokio::test]
+async fn a_terminal_trying_amounts_learns_nothing_of_the_balance() {
+    let s = shop("+821066600010", "100.00").await;
+    // Just within and just over the balance: the same answer, and the phone is asked for both.
+    let within = s.authorise("probe-within", "100.00").await;
+    let over = s.authorise("probe-over", "100.01").await;
+    assert_eq!(within.status, StatusCode::ACCEPTED, "{within:?}");
+    assert_eq!(over.status, within.status, "{over:?}");
+    let asked = seen_by_terminal(&within.body);
+    assert_eq!(seen_by_terminal(&over.body), asked);
+    assert_eq!(s.questions().await, 2);
+
+    // The holder approves the one over the balance: the money is not there, so it is declined,
+    // and only the holder is told why.
+    let challenge = s.pending("probe-over").await;
+    let approved = s.answer(&challenge, "approve").await;
+    assert_eq!(approved.status, StatusCode::OK, "{approved:?}");
+    let outcome = &approved.body["result"]["authorisation"];
+    assert_eq!(outcome["status"], "declined", "{approved:?}");
+    assert_eq!(outcome["decline_reason"], "insufficient_funds");
+    let told = s.inbox().await;
+    assert!(told[0]["challenge_id"].is_null());
+    let text = told[0]["body"].as_str().unwrap();
+    assert!(
+        text.contains("not enough money") && text.contains("100.01 USD"),
+        "{text}"
+    );
+    // The holder says no to the one within it.
+    let challenge = s.pending("probe-within").await;
+    assert_eq!(s.answer(&challenge, "deny").await.status, StatusCode::OK);
+
+    // The terminal's retries: both declined, for the same reason, in the same shape.
+    let over = s.authorise("probe-over", "100.01").await;
+    let within = s.authorise("probe-within", "100.00").await;
+    assert_eq!(over.status, StatusCode::OK, "{over:?}");
+    assert_eq!(within.status, StatusCode::OK, "{within:?}");
+    assert_eq!(over.body["status"], "declined");
+    assert_eq!(over.body["decline_reason"], "not_approved");
+    assert_eq!(seen_by_terminal(&over.body), seen_by_terminal(&within.body));
+    // Nor do the terminal's views or the merchant's events tell them apart.
+    for path in [
+        "/v1/card-present/authorisations",
+        "/v1/card-present/authorisations/probe-over",
+        "/v1/card-present/authorisations/probe-within",
+    ] {
+        let seen = s.app.get(path, Some(&s.terminal)).await;
+        assert_eq!(seen.status, StatusCode::OK, "{seen:?}");
+        let text = seen.body.to_string();
+        assert!(
+            !text.contains("insufficient_funds") && !text.contains("denied_on_phone"),
+            "{path}: {text}"
+        );
+    }
+    let feed = s.app.get("/v1/events", Some(&s.merchant)).await;
+    let declined: Vec<&Value> = feed
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "card_present.declined")
+        .collect();
+    assert_eq!(declined.len(), 2, "{feed:?}");
+    let feed_text = feed.body.to_string();
+    assert!(
+        feed_text.contains("not_approved")
+            && !feed_text.contains("insufficient_funds")
+            && !feed_text.contains("denied_on_phone"),
+        "{feed_text}"
+    );
+    // The holder's own list says which was which.
+    assert_eq!(
+        s.reason_for_holder("probe-over").await,
+        "insufficient_funds"
+    );
+    assert_eq!(s.reason_for_holder("probe-within").await, "denied_on_phone");
+    assert_eq!(s.prepaid().await, pair("100.00", "100.00"));
+
+    // An armed approval gives nothing away either: over the balance, the phone is asked as
+    // without one, and the approval stays armed for a payment the money covers.
+    let armed = s
+        .app
+        .post(
+            "/v1/card-present/armed-approvals",
+            Some(&s.holder),
+            json!({"merchant_id": s.merchant_id, "max_amount": usd("150.00"),
+                   "valid_for_minutes": 30}),
+        )
+        .await;
+    let challenge = armed.body["pending_confirmation"]["challenge_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(s.answer(&challenge, "approve").await.status, StatusCode::OK);
+    let questions = s.questions().await;
+    let armed_over = s.authorise("armed-over", "120.00").await;
+    assert_eq!(armed_over.status, StatusCode::ACCEPTED, "{armed_over:?}");
+    assert_eq!(seen_by_terminal(&armed_over.body), asked);
+    assert_eq!(s.questions().await, questions + 1);
+    let list = s
+        .app
+        .get("/v1/card-present/armed-approvals", Some(&s.holder))
+        .await;
+    assert_eq!(list.body[0]["status"], "armed", "{list:?}");
+    s.void("armed-over").await;
+    let covered = s.authorise("armed-within", "80.00").await;
+    assert_eq!(covered.status, StatusCode::OK, "{covered:?}");
+    assert_eq!(covered.body["approved_by"], "armed_approval");
+    assert_eq!(s.prepaid().await, pair("20.00", "20.00"));
+    s.app.assert_ledger_clean().await;
+}
+
+#[tokio::test]
+async fn a_card_is_asked_a_few_questions_at_a_time_and_a_few_per_window() {
+    let s = shop("+821066600011", "100.00").await;
+    let open = usize::try_from(MAX_OPEN_CONFIRMATIONS_PER_CARD).unwrap();
+    let per_window = usize::try_from(MAX_REQUESTS_PER_CARD_PER_WINDOW).unwrap();
+    assert!(open < per_window);
+
+    // Open questions up to the cap; one more is refused, recorded nowhere, texted to no one.
+    for i in 0..open {
+        let asked = s.authorise(&format!("q-{i}"), "5.00").await;
+        assert_eq!(asked.status, StatusCode::ACCEPTED, "{asked:?}");
+    }
+    let refused = s.authorise("q-extra", "5.00").await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS, "{refused:?}");
+    assert_eq!(refused.code(), "too_many_attempts");
+    assert_eq!(s.questions().await, open);
+    let nothing = s
+        .app
+        .get("/v1/card-present/authorisations/q-extra", Some(&s.terminal))
+        .await;
+    assert_eq!(nothing.status, StatusCode::NOT_FOUND, "{nothing:?}");
+    // A retry is no new request; another card is not held back.
+    let retry = s.authorise("q-0", "5.00").await;
+    assert_eq!(retry.status, StatusCode::ACCEPTED, "{retry:?}");
+    let (_, other_card) = s
+        .app
+        .prepaid_card(&s.operator, "+821066600021", "10.00")
+        .await;
+    let other = s
+        .authorise_at(&s.terminal, "other-1", &other_card, "5.00")
+        .await;
+    assert_eq!(other.status, StatusCode::ACCEPTED, "{other:?}");
+    // Once the holder answered one, the same id may ask again.
+    let challenge = s.pending("q-0").await;
+    assert_eq!(s.answer(&challenge, "deny").await.status, StatusCode::OK);
+    let later = s.authorise("q-extra", "5.00").await;
+    assert_eq!(later.status, StatusCode::ACCEPTED, "{later:?}");
+
+    // New ids per window: with no question open, still refused once the window's are used up.
+    s.void("q-1").await;
+    s.void("q-extra").await;
+    for i in (open + 1)..per_window {
+        let id = format!("w-{i}");
+        let asked = s.authorise(&id, "5.00").await;
+        assert_eq!(asked.status, StatusCode::ACCEPTED, "{asked:?}");
+        s.void(&id).await;
+    }
+    let questions = s.questions().await;
+    assert_eq!(questions, per_window);
+    let refused = s.authorise("w-extra", "5.00").await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS, "{refused:?}");
+    assert_eq!(refused.code(), "too_many_attempts");
+    assert_eq!(s.questions().await, questions);
+    // The window passes: asked again.
+    s.app
+        .clock
+        .advance(Duration::minutes(REQUEST_WINDOW_MINUTES) + Duration::seconds(1));
+    let asked = s.authorise("w-extra", "5.00").await;
+    assert_eq!(asked.status, StatusCode::ACCEPTED, "{asked:?}");
+
+    // A blocked card's holder is told of each attempt, but only so often.
+    let phone = "+821066600031";
+    let (_, lost) = s.app.prepaid_card(&s.operator, phone, "10.00").await;
+    let holder = s.app.card_login(&lost, phone).await;
+    let blocked = s
+        .app
+        .post(
+            &format!("/v1/me/cards/{lost}/block"),
+            Some(&holder),
+            json!({}),
+        )
+        .await;
+    assert_eq!(blocked.status, StatusCode::OK, "{blocked:?}");
+    let before = inbox_of(&s.app, phone).await.len();
+    for i in 0..per_window {
+        let declined = s
+            .authorise_at(&s.terminal, &format!("lost-{i}"), &lost, "5.00")
+            .await;
+        assert_eq!(
+            declined.body["decline_reason"], "card_blocked",
+            "{declined:?}"
+        );
+    }
+    let refused = s
+        .authorise_at(&s.terminal, "lost-extra", &lost, "5.00")
+        .await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS, "{refused:?}");
+    assert_eq!(inbox_of(&s.app, phone).await.len(), before + per_window);
+    assert_eq!(s.prepaid().await, pair("100.00", "100.00"));
+    s.app.assert_ledger_clean().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_of_new_requests_on_one_card_asks_the_phone_no_more_than_the_cap() {
+    let s = Arc::new(shop("+821066600012", "100.00").await);
+    let burst = 8;
+    let asks: Vec<_> = (0..burst)
+        .map(|i| {
+            let s = Arc::clone(&s);
+            tokio::spawn(async move { s.authorise(&format!("burst-{i}"), "1.00").await })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for ask in asks {
+        let reply = ask.await.unwrap();
+        assert!(
+            reply.status == StatusCode::ACCEPTED
+                || (reply.status == StatusCode::TOO_MANY_REQUESTS
+                    && reply.code() == "too_many_attempts"),
+            "{reply:?}"
+        );
+        statuses.push(reply.status);
+    }
+    let open = usize::try_from(MAX_OPEN_CONFIRMATIONS_PER_CARD).unwrap();
+    let asked = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::ACCEPTED)
+        .count();
+    assert_eq!(asked, open, "{statuses:?}");
+    assert_eq!(s.questions().await, open);
+    let listed = s
+        .app
+        .get("/v1/card-present/authorisations", Some(&s.terminal))
+        .await;
+    assert_eq!(listed.body.as_array().unwrap().len(), open, "{listed:?}");
     s.app.assert_ledger_clean().await;
 }

@@ -9,7 +9,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
-use holdfast_core::Money;
 use holdfast_core::card_present::{
     self, ArmRequest, ArmedApproval, Authorisation, AuthorisationStatus, AuthoriseRequest,
     Merchant, Terminal,
@@ -17,6 +16,7 @@ use holdfast_core::card_present::{
 use holdfast_core::cards::CardNumber;
 use holdfast_core::ids::PartyId;
 use holdfast_core::parties::Role;
+use holdfast_core::{CoreError, Money};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
@@ -153,14 +153,21 @@ pub struct AuthorisationRequest {
 /// Ask to authorise a card for an amount (terminals). Answers at once: `challenge_required`
 /// (202) while the holder's phone is asked — ask again with the same `authorisation_id` after
 /// `retry_after_secs`; `approved` (200) once the phone approved, or at once when the holder armed
-/// an approval for this merchant; `declined` (200) for an unknown or blocked card, too little
-/// money, or a phone that denied or did not answer. Nothing is held unless approved.
+/// an approval for this merchant and the money is there; `declined` (200) for an unknown or
+/// blocked card (`card_unknown`, `card_blocked`), a card in another currency, a phone that did
+/// not answer (`confirmation_expired`) or was locked by wrong codes, and `not_approved` when the
+/// holder said no or the money was not there — the terminal is never told which, so it learns
+/// nothing of the holder's balance. Nothing is held unless approved. A card whose phone already
+/// has 2 questions open, or that was asked for 5 new authorisations within 10 minutes, is
+/// refused with 429 `too_many_attempts`: nothing is recorded under the id and the phone is not
+/// texted, so the same id may be asked again later.
 #[utoipa::path(post, path = "/v1/card-present/authorisations", tag = "card-present",
     security(("bearer" = [])), request_body = AuthorisationRequest,
     responses((status = 200, description = "approved or declined", body = Authorisation),
         (status = 202, description = "challenge_required: ask again", body = Authorisation),
         (status = 400, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody),
-        (status = 409, description = "the authorisation id was used for another card or amount", body = crate::error::ErrorBody)))]
+        (status = 409, description = "the authorisation id was used for another card or amount", body = crate::error::ErrorBody),
+        (status = 429, description = "too_many_attempts: the card's phone was asked too often; try later", body = crate::error::ErrorBody)))]
 pub async fn authorise(
     State(state): State<AppState>,
     principal: Principal,
@@ -177,7 +184,21 @@ pub async fn authorise(
             amount: body.amount,
         },
     )
-    .await?;
+    .await
+    .map_err(|error| match error {
+        CoreError::TooManyAttempts => ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            error.code(),
+            format!(
+                "this card's phone was asked too often (at most {} open questions, {} new \
+                 payments per {} minutes); ask again later or take another payment method",
+                card_present::MAX_OPEN_CONFIRMATIONS_PER_CARD,
+                card_present::MAX_REQUESTS_PER_CARD_PER_WINDOW,
+                card_present::REQUEST_WINDOW_MINUTES
+            ),
+        ),
+        other => ApiError::from(other),
+    })?;
     let status = if authorisation.status == AuthorisationStatus::ChallengeRequired {
         StatusCode::ACCEPTED
     } else {
