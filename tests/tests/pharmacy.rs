@@ -10,6 +10,7 @@
 use axum::http::{Method, StatusCode};
 use chrono::Duration;
 use holdfast_tests::{Reply, TestApp};
+use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -337,6 +338,48 @@ impl Ward {
                 json!({}),
             )
             .await
+    }
+
+    /// A POST with an `Idempotency-Key` of the test's choosing, and a drugstore's claim secret.
+    async fn keyed(
+        &self,
+        token: &str,
+        path: &str,
+        secret: Option<&str>,
+        key: &str,
+        body: Value,
+    ) -> Reply {
+        let mut headers = vec![("idempotency-key", key)];
+        if let Some(secret) = secret {
+            headers.push(("claim-secret", secret));
+        }
+        self.app
+            .request(Method::POST, path, Some(token), Some(body), &headers)
+            .await
+    }
+
+    /// The patient's access log, newest first: (prescription number, reader role, what).
+    async fn access_log(&self) -> Vec<(String, String, String)> {
+        let log = self
+            .app
+            .get(
+                "/v1/pharmacy/me/access-log?limit=100",
+                Some(&self.patient.token),
+            )
+            .await;
+        assert_eq!(log.status, StatusCode::OK, "{log:?}");
+        log.body
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["prescription_number"].as_str().unwrap().to_owned(),
+                    e["reader_role"].as_str().unwrap().to_owned(),
+                    e["what"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
     }
 
     async fn events_of(&self, token: &str) -> Vec<Value> {
@@ -1384,6 +1427,378 @@ async fn before_consent_a_drugstore_learns_only_that_a_prescription_exists() {
     assert_no_content("a validation error", &invalid.body);
 }
 
+/// An answer to a change: no item, no note — not even their keys.
+fn assert_receipt(what: &str, reply: &Reply) {
+    assert!(reply.status.is_success(), "{what}: {reply:?}");
+    assert_no_content(what, &reply.body);
+    for key in ["items", "notes"] {
+        assert!(reply.body.get(key).is_none(), "{what} has {key}: {reply:?}");
+    }
+}
+
+/// Every stored idempotency answer, read from the table itself.
+async fn idempotency_bodies(app: &TestApp) -> Vec<String> {
+    app.state
+        .db
+        .query_all_raw(sea_orm::Statement::from_string(
+            app.backend(),
+            "SELECT response_body FROM idempotency_records",
+        ))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| row.try_get::<String>("", "response_body").unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn no_answer_to_a_change_holds_content_and_every_read_is_in_the_access_log() {
+    let ward = ward().await;
+    let app = &ward.app;
+    let rx = |number: &str, step: &str| format!("/v1/pharmacy/prescriptions/{number}/{step}");
+
+    // Issued (with a key), claimed and priced by the drugstore the patient chose: the answers
+    // carry state, price and payment, and the patient's access log stays empty because nobody
+    // has read the content.
+    let issued = ward
+        .keyed(
+            &ward.prescriber,
+            "/v1/pharmacy/prescriptions",
+            None,
+            "issue-1",
+            json!({"card_number": ward.patient.card, "items": items(false), "notes": NOTE,
+                   "patient_chosen_drugstore_id": ward.store(0).id}),
+        )
+        .await;
+    assert_eq!(issued.status, StatusCode::CREATED, "{issued:?}");
+    assert_receipt("the issue", &issued);
+    assert_eq!(issued.body["state"], "routed");
+    assert_eq!(issued.body["routed_to"]["name"], ward.store(0).name);
+    let number = str_of(&issued, "/prescription_number").to_owned();
+    let claimed = ward.claim(0, &number, false).await;
+    assert_receipt("the claim", &claimed);
+    let secret = str_of(&claimed, "/claim_secret").to_owned();
+    let priced = ward.price(0, &number, &secret, "42.00").await;
+    assert_receipt("the price", &priced);
+    assert_eq!(priced.body["state"], "priced");
+    assert_eq!(priced.body["price"]["amount"], "42.00");
+    assert_eq!(ward.access_log().await, vec![]);
+
+    // Paid, dispensed and asked to be paid, each with a key; the answers hold what the next
+    // step needs (the confirmation to answer, the order number), never the content.
+    let paying = ward
+        .keyed(
+            &ward.patient.token,
+            &rx(&number, "payment"),
+            None,
+            "pay-1",
+            json!({"method": "lump_sum"}),
+        )
+        .await;
+    assert_receipt("the payment", &paying);
+    assert_eq!(paying.body["state"], "payment_pending");
+    let order = str_of(&paying, "/payment/order_number").to_owned();
+    let challenge = str_of(&paying, "/pending_confirmation/challenge_id").to_owned();
+    let code = app.code_for(&ward.patient.phone, &challenge).await;
+    assert_eq!(
+        app.answer(&challenge, &code, "approve").await.status,
+        StatusCode::OK
+    );
+    let dispensing = json!({"order_number": order, "handover": "collected_at_counter"});
+    let dispensed = ward
+        .keyed(
+            &ward.store(0).token,
+            &rx(&number, "dispense"),
+            Some(&secret),
+            "dispense-1",
+            dispensing.clone(),
+        )
+        .await;
+    assert_receipt("the dispensing", &dispensed);
+    assert_eq!(dispensed.body["state"], "dispensed");
+    assert_eq!(dispensed.body["handover"], "collected_at_counter");
+    assert_eq!(dispensed.body["payment"]["order_number"], order);
+    let requested = ward
+        .keyed(
+            &ward.store(0).token,
+            &rx(&number, "payment-request"),
+            Some(&secret),
+            "request-1",
+            json!({"order_number": order}),
+        )
+        .await;
+    assert_receipt("the payment request", &requested);
+    assert_eq!(
+        requested.body["payment"]["escrow_state"],
+        "settlement_requested"
+    );
+
+    // A replay answers the stored receipt: still no content, and still no read.
+    let replayed = ward
+        .keyed(
+            &ward.store(0).token,
+            &rx(&number, "dispense"),
+            Some(&secret),
+            "dispense-1",
+            dispensing,
+        )
+        .await;
+    assert_eq!(replayed.headers["idempotent-replayed"], "true");
+    assert_eq!(replayed.body, dispensed.body);
+    assert_receipt("a replayed dispensing", &replayed);
+    let replayed = ward
+        .keyed(
+            &ward.prescriber,
+            "/v1/pharmacy/prescriptions",
+            None,
+            "issue-1",
+            json!({"card_number": ward.patient.card, "items": items(false), "notes": NOTE,
+                   "patient_chosen_drugstore_id": ward.store(0).id}),
+        )
+        .await;
+    assert_eq!(replayed.headers["idempotent-replayed"], "true");
+    assert_receipt("a replayed issue", &replayed);
+
+    // A cancellation and a hand-back, with keys, answer without content too.
+    let pooled = ward.issue(None, false).await;
+    let cancelled = ward
+        .keyed(
+            &ward.prescriber,
+            &rx(&pooled, "cancel"),
+            None,
+            "cancel-1",
+            json!({}),
+        )
+        .await;
+    assert_receipt("the cancellation", &cancelled);
+    assert_eq!(cancelled.body["state"], "cancelled");
+    let routed = ward.issue(Some(1), false).await;
+    let secret_1 = str_of(&ward.claim(1, &routed, false).await, "/claim_secret").to_owned();
+    let back = ward
+        .keyed(
+            &ward.store(1).token,
+            &rx(&routed, "hand-back"),
+            Some(&secret_1),
+            "hand-back-1",
+            json!({}),
+        )
+        .await;
+    assert_receipt("the hand-back", &back);
+    assert_eq!(ward.access_log().await, vec![]);
+
+    // Nothing of the content was kept with the idempotent answers.
+    let bodies = idempotency_bodies(app).await;
+    assert!(bodies.len() >= 6, "{bodies:?}");
+    for body in &bodies {
+        for content in [DRUG, "Ibuprofen", "confidential-note", "1 tablet at night"] {
+            assert!(
+                !body.contains(content),
+                "an idempotency record holds {content}: {body}"
+            );
+        }
+    }
+
+    // The content is read where the read is logged: each read is one entry.
+    assert_eq!(
+        ward.store_view(0, &number, Some(&secret)).await.body["items"][0]["name"],
+        DRUG
+    );
+    let by_prescriber = app
+        .get(
+            &format!("/v1/pharmacy/prescriptions/{number}"),
+            Some(&ward.prescriber),
+        )
+        .await;
+    assert_eq!(by_prescriber.body["notes"], NOTE);
+    assert_eq!(
+        ward.patient_view(&number).await.body["items"][1]["name"],
+        "Ibuprofen"
+    );
+    let fhir = app
+        .get(
+            &format!("/v1/pharmacy/prescriptions/{pooled}/fhir"),
+            Some(&ward.prescriber),
+        )
+        .await;
+    assert_eq!(fhir.status, StatusCode::OK, "{fhir:?}");
+    let entry = |n: &str, role: &str, what: &str| (n.to_owned(), role.to_owned(), what.to_owned());
+    assert_eq!(
+        ward.access_log().await,
+        vec![
+            entry(&pooled, "prescriber", "fhir"),
+            entry(&number, "shopper", "content"),
+            entry(&number, "prescriber", "content"),
+            entry(&number, "drugstore", "content"),
+        ],
+        "newest first"
+    );
+}
+
+#[tokio::test]
+async fn the_holder_that_lost_its_claim_secret_claims_again_for_a_fresh_one() {
+    let ward = ward().await;
+    let number = ward.issue(Some(0), false).await;
+    let first = str_of(&ward.claim(0, &number, false).await, "/claim_secret").to_owned();
+
+    // The answer was lost: the same drugstore claims again and gets a fresh secret; the old
+    // one stops working.
+    let again = ward.claim(0, &number, false).await;
+    assert_eq!(again.status, StatusCode::OK, "{again:?}");
+    assert_eq!(again.body["state"], "claimed");
+    let second = str_of(&again, "/claim_secret").to_owned();
+    assert_eq!(second.len(), 64);
+    assert_ne!(second, first);
+    assert_eq!(
+        ward.store_view(0, &number, Some(&first)).await.code(),
+        "claim_secret_invalid"
+    );
+    assert_eq!(
+        ward.store_view(0, &number, Some(&second)).await.status,
+        StatusCode::OK
+    );
+
+    // Priced, then lost again: the claim answers the state it is in.
+    assert_eq!(
+        ward.price(0, &number, &second, "30.00").await.status,
+        StatusCode::OK
+    );
+    let again = ward.claim(0, &number, false).await;
+    assert_eq!(again.status, StatusCode::OK, "{again:?}");
+    assert_eq!(again.body["state"], "priced");
+    let third = str_of(&again, "/claim_secret").to_owned();
+    assert_eq!(
+        ward.price(0, &number, &second, "31.00").await.code(),
+        "claim_secret_invalid"
+    );
+    let hand_back = format!("/v1/pharmacy/prescriptions/{number}/hand-back");
+    let stale = ward
+        .as_store(0, Method::POST, &hand_back, Some(&second), None)
+        .await;
+    assert_eq!(stale.code(), "claim_secret_invalid");
+
+    // Another drugstore still gets 409, with or without the medical card.
+    for with_card in [true, false] {
+        let other = ward.claim(1, &number, with_card).await;
+        assert_eq!(other.status, StatusCode::CONFLICT, "{other:?}");
+        assert_eq!(other.code(), "prescription_held_elsewhere");
+    }
+
+    // Paid: the fresh secret dispenses. Once dispensed, a claim is refused and the secret it
+    // dispensed with still asks to be paid.
+    let order = ward.paid(0, &number, &third, "30.00").await;
+    let again = ward.claim(0, &number, false).await;
+    assert_eq!(again.body["state"], "paid", "{again:?}");
+    let fourth = str_of(&again, "/claim_secret").to_owned();
+    assert_eq!(
+        ward.dispense(0, &number, &third, Some(&order)).await.code(),
+        "claim_secret_invalid"
+    );
+    let dispensed = ward.dispense(0, &number, &fourth, Some(&order)).await;
+    assert_eq!(dispensed.status, StatusCode::OK, "{dispensed:?}");
+    let late = ward.claim(0, &number, false).await;
+    assert_eq!(late.status, StatusCode::CONFLICT, "{late:?}");
+    assert_eq!(late.code(), "prescription_already_dispensed");
+    let requested = ward.request_payment(0, &number, &fourth, &order).await;
+    assert_eq!(requested.status, StatusCode::OK, "{requested:?}");
+
+    // Each re-issue is in the history, which the patient reads.
+    let history = ward
+        .app
+        .get(
+            &format!("/v1/pharmacy/prescriptions/{number}/history"),
+            Some(&ward.patient.token),
+        )
+        .await;
+    let reissued: Vec<&Value> = history
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "claim_secret_reissued")
+        .collect();
+    assert_eq!(reissued.len(), 3, "{history:?}");
+    assert_eq!(reissued[0]["detail"], "to Hanil Pharmacy");
+
+    // Flow B: the drugstore the patient let open it claims again without asking the phone,
+    // a limited number of times an hour.
+    let pooled = ward.issue(None, false).await;
+    let mut secret = ward.held_by_consent(1, &pooled).await;
+    for _ in 0..5 {
+        let again = ward.claim(1, &pooled, false).await;
+        assert_eq!(again.status, StatusCode::OK, "{again:?}");
+        assert_eq!(again.body["state"], "claimed");
+        let fresh = str_of(&again, "/claim_secret").to_owned();
+        assert_eq!(
+            ward.store_view(1, &pooled, Some(&secret)).await.code(),
+            "claim_secret_invalid"
+        );
+        secret = fresh;
+    }
+    let flooding = ward.claim(1, &pooled, false).await;
+    assert_eq!(
+        flooding.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{flooding:?}"
+    );
+    assert_eq!(flooding.code(), "too_many_attempts");
+    assert_eq!(
+        ward.store_view(1, &pooled, Some(&secret)).await.status,
+        StatusCode::OK
+    );
+    let other = ward.claim(0, &pooled, true).await;
+    assert_eq!(other.code(), "prescription_held_elsewhere");
+    ward.app.clock.advance(Duration::minutes(61));
+    let again = ward.claim(1, &pooled, false).await;
+    assert_eq!(again.status, StatusCode::OK, "{again:?}");
+    // With its fresh secret it can hand the prescription back.
+    let back = ward
+        .as_store(
+            1,
+            Method::POST,
+            &format!("/v1/pharmacy/prescriptions/{pooled}/hand-back"),
+            Some(str_of(&again, "/claim_secret")),
+            None,
+        )
+        .await;
+    assert_eq!(back.status, StatusCode::OK, "{back:?}");
+    assert_eq!(back.body["state"], "issued");
+}
+
+#[tokio::test]
+async fn a_price_the_commission_would_take_whole_is_refused_when_it_is_set() {
+    let mut ward = ward().await;
+    let greedy = store(&ward.app, &ward.operator, "Half Pharmacy", Some("0.5")).await;
+    ward.stores.push(greedy);
+    let number = ward.issue(Some(2), false).await;
+    let secret = str_of(&ward.claim(2, &number, false).await, "/claim_secret").to_owned();
+
+    // Half of 0.01 rounds up to 0.01: the drugstore is told, with the lowest price it can set.
+    let refused = ward.price(2, &number, &secret, "0.01").await;
+    assert_eq!(
+        refused.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{refused:?}"
+    );
+    assert_eq!(refused.code(), "price_below_minimum");
+    let message = refused.body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("0.02 USD"), "{message}");
+    assert_eq!(ward.patient_view(&number).await.body["state"], "claimed");
+
+    // At the lowest price the patient can pay: the escrow takes it.
+    let priced = ward.price(2, &number, &secret, "0.02").await;
+    assert_eq!(priced.status, StatusCode::OK, "{priced:?}");
+    let paying = ward.pay(&number, json!({"method": "lump_sum"})).await;
+    assert_eq!(paying.status, StatusCode::OK, "{paying:?}");
+    assert_eq!(paying.body["state"], "payment_pending");
+
+    // A low rate leaves even the smallest price its drugstore's.
+    let number = ward.issue(Some(0), false).await;
+    let secret = str_of(&ward.claim(0, &number, false).await, "/claim_secret").to_owned();
+    let priced = ward.price(0, &number, &secret, "0.01").await;
+    assert_eq!(priced.status, StatusCode::OK, "{priced:?}");
+    ward.app.assert_ledger_clean().await;
+}
+
 #[tokio::test]
 async fn a_mistyped_prescription_number_is_refused_before_any_look_up() {
     let ward = ward().await;
@@ -1826,6 +2241,7 @@ async fn the_openapi_document_describes_the_pharmacy() {
     let schemas = doc.body["components"]["schemas"].as_object().unwrap();
     for schema in [
         "PrescriptionView",
+        "PrescriptionReceipt",
         "NewPrescription",
         "PrescriptionClaim",
         "PrescriptionState",

@@ -7,6 +7,11 @@
 //! The patient pays by card (the phone confirms the exact amount) or in cash; the drugstore
 //! dispenses once and asks to be paid quoting the order number the patient handed over. Every
 //! read of a prescription's content is logged; the patient lists the log.
+//!
+//! Only `GET …/prescriptions/{number}` (and its FHIR view) answers with content, and it logs
+//! the read. Every request that changes a prescription answers with a [`PrescriptionReceipt`]
+//! — state, price, payment, no items or notes — because that answer is not logged, and with an
+//! `Idempotency-Key` it is stored and replayed.
 
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
@@ -34,7 +39,7 @@ use holdfast_pharmacy::parties::{
 };
 use holdfast_pharmacy::payment::{self, Dispensing, MediationResult, PaymentChoice};
 use holdfast_pharmacy::prescriptions::{
-    self, HistoryEntry, NewPrescription, PrescriptionSummary, PrescriptionView,
+    self, HistoryEntry, NewPrescription, PrescriptionReceipt, PrescriptionSummary, PrescriptionView,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
@@ -274,9 +279,11 @@ pub async fn list_drugstores(
 /// Issue a prescription for a patient's medical card number (prescriber). Without
 /// `patient_chosen_drugstore_id` it waits in the pool; with it, it goes to the drugstore the
 /// patient chose. The patient's phone is told its number and validity (never its content).
+/// The answer is a receipt without the content: read it with `GET …/prescriptions/{number}`,
+/// which is logged for the patient.
 #[utoipa::path(post, path = "/v1/pharmacy/prescriptions", tag = "pharmacy", security(("bearer" = [])),
     params(("Idempotency-Key" = Option<String>, Header)), request_body = NewPrescription,
-    responses((status = 201, body = PrescriptionView), (status = 400, body = crate::error::ErrorBody),
+    responses((status = 201, body = PrescriptionReceipt), (status = 400, body = crate::error::ErrorBody),
         (status = 403, body = crate::error::ErrorBody), (status = 404, description = "no such card or drugstore", body = crate::error::ErrorBody)))]
 pub async fn issue_prescription(
     State(state): State<AppState>,
@@ -295,8 +302,8 @@ pub async fn issue_prescription(
         StatusCode::CREATED,
         move |txn| {
             Box::pin(async move {
-                let view = prescriptions::issue_in_txn(txn, &core, &actor, body).await?;
-                Ok(Outcome::Done(view))
+                let receipt = prescriptions::issue_in_txn(txn, &core, &actor, body).await?;
+                Ok(Outcome::Done(receipt))
             })
         },
     )
@@ -391,7 +398,7 @@ pub async fn history(
 #[utoipa::path(post, path = "/v1/pharmacy/prescriptions/{number}/cancel", tag = "pharmacy",
     security(("bearer" = [])),
     params(("number" = PrescriptionNumber, Path), ("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 200, body = PrescriptionView), (status = 404, body = crate::error::ErrorBody),
+    responses((status = 200, body = PrescriptionReceipt), (status = 404, body = crate::error::ErrorBody),
         (status = 409, description = "already dispensed, cancelled or expired", body = crate::error::ErrorBody)))]
 pub async fn cancel(
     State(state): State<AppState>,
@@ -410,8 +417,8 @@ pub async fn cancel(
         StatusCode::OK,
         move |txn| {
             Box::pin(async move {
-                let view = payment::cancel_in_txn(txn, &core, &actor, &number).await?;
-                Ok(Outcome::Done(view))
+                let receipt = payment::cancel_in_txn(txn, &core, &actor, &number).await?;
+                Ok(Outcome::Done(receipt))
             })
         },
     )
@@ -455,14 +462,17 @@ pub struct ClaimRequest {
 /// Claim a prescription (drugstore). Sent to this drugstore by the patient's choice: it is
 /// claimed at once. In the pool: the patient's phone is asked to let this drugstore open it,
 /// and the claim secret works once the patient approves. Keep the secret: it is shown once,
-/// and every later request about the prescription sends it as `Claim-Secret`. A prescription
-/// another drugstore holds or is asking for: 409.
+/// and every later request about the prescription sends it as `Claim-Secret`. Lost it? Claim
+/// again: the drugstore holding the prescription gets a fresh secret until it dispenses (the
+/// old one stops working; 429 after a few an hour). A prescription another drugstore holds or
+/// is asking for: 409.
 #[utoipa::path(post, path = "/v1/pharmacy/prescriptions/{number}/claim", tag = "pharmacy",
     security(("bearer" = [])), params(("number" = PrescriptionNumber, Path)),
     request_body(content = ClaimRequest, description = "optional"),
     responses((status = 200, body = Claim), (status = 400, body = crate::error::ErrorBody),
         (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody),
-        (status = 409, description = "held by, routed to or awaiting another drugstore; expired; cancelled", body = crate::error::ErrorBody)))]
+        (status = 409, description = "held by, routed to or awaiting another drugstore; already dispensed; expired; cancelled", body = crate::error::ErrorBody),
+        (status = 429, description = "asked the patient, or had the secret re-issued, too often this hour", body = crate::error::ErrorBody)))]
 pub async fn claim(
     State(state): State<AppState>,
     PharmacyActor(actor): PharmacyActor,
@@ -472,8 +482,10 @@ pub async fn claim(
     let body: ClaimRequest = optional_body(&raw)?;
     let core = state.core.clone();
     let scope = scope(&actor);
-    // No idempotency key: a retried claim issues a fresh secret, which is what a drugstore that
-    // lost the answer needs.
+    // No idempotency key: a stored answer would keep the claim secret in the idempotency
+    // records, and a replay would hand it out again. A drugstore that lost the answer claims
+    // again instead: while it holds the prescription (until dispensing) that re-issues the
+    // secret and the old one stops working; while the patient is asked, it asks again.
     idempotency::run(
         &state,
         scope,
@@ -548,9 +560,9 @@ pub struct Pricing {
     security(("bearer" = [])),
     params(("number" = PrescriptionNumber, Path), ("Claim-Secret" = String, Header)),
     request_body = Pricing,
-    responses((status = 200, body = PrescriptionView), (status = 400, body = crate::error::ErrorBody),
+    responses((status = 200, body = PrescriptionReceipt), (status = 400, body = crate::error::ErrorBody),
         (status = 403, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody),
-        (status = 422, description = "not the card's currency", body = crate::error::ErrorBody)))]
+        (status = 422, description = "not the card's currency; or `price_below_minimum`: the drugstore's commission would take the whole price (the message names the lowest price)", body = crate::error::ErrorBody)))]
 pub async fn price(
     State(state): State<AppState>,
     PharmacyActor(actor): PharmacyActor,
@@ -568,7 +580,7 @@ pub async fn price(
         StatusCode::OK,
         move |txn| {
             Box::pin(async move {
-                let view = payment::price_in_txn(
+                let receipt = payment::price_in_txn(
                     txn,
                     &core,
                     &actor,
@@ -577,7 +589,7 @@ pub async fn price(
                     body.price,
                 )
                 .await?;
-                Ok(Outcome::Done(view))
+                Ok(Outcome::Done(receipt))
             })
         },
     )
@@ -592,7 +604,7 @@ pub async fn price(
     security(("bearer" = [])),
     params(("number" = PrescriptionNumber, Path), ("Idempotency-Key" = String, Header, description = "required")),
     request_body = PaymentChoice,
-    responses((status = 200, body = PrescriptionView), (status = 400, body = crate::error::ErrorBody),
+    responses((status = 200, body = PrescriptionReceipt), (status = 400, body = crate::error::ErrorBody),
         (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody),
         (status = 422, description = "not enough funds", body = crate::error::ErrorBody)))]
 pub async fn pay(
@@ -614,9 +626,9 @@ pub async fn pay(
         StatusCode::OK,
         move |txn| {
             Box::pin(async move {
-                let view =
+                let receipt =
                     payment::choose_payment_in_txn(txn, &core, &actor, &number, body).await?;
-                Ok(Outcome::Done(view))
+                Ok(Outcome::Done(receipt))
             })
         },
     )
@@ -631,7 +643,7 @@ pub async fn pay(
     params(("number" = PrescriptionNumber, Path), ("Claim-Secret" = String, Header),
         ("Idempotency-Key" = Option<String>, Header)),
     request_body = Dispensing,
-    responses((status = 200, body = PrescriptionView), (status = 400, body = crate::error::ErrorBody),
+    responses((status = 200, body = PrescriptionReceipt), (status = 400, body = crate::error::ErrorBody),
         (status = 403, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
 pub async fn dispense(
     State(state): State<AppState>,
@@ -653,10 +665,10 @@ pub async fn dispense(
         StatusCode::OK,
         move |txn| {
             Box::pin(async move {
-                let view =
+                let receipt =
                     payment::dispense_in_txn(txn, &core, &actor, &number, secret.as_deref(), body)
                         .await?;
-                Ok(Outcome::Done(view))
+                Ok(Outcome::Done(receipt))
             })
         },
     )
@@ -679,7 +691,7 @@ pub struct PaymentRequest {
     params(("number" = PrescriptionNumber, Path), ("Claim-Secret" = String, Header),
         ("Idempotency-Key" = Option<String>, Header)),
     request_body = PaymentRequest,
-    responses((status = 200, body = PrescriptionView), (status = 400, body = crate::error::ErrorBody),
+    responses((status = 200, body = PrescriptionReceipt), (status = 400, body = crate::error::ErrorBody),
         (status = 403, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
 pub async fn request_payment(
     State(state): State<AppState>,
@@ -700,7 +712,7 @@ pub async fn request_payment(
         StatusCode::OK,
         move |txn| {
             Box::pin(async move {
-                let view = payment::request_payment_in_txn(
+                let receipt = payment::request_payment_in_txn(
                     txn,
                     &core,
                     &actor,
@@ -709,7 +721,7 @@ pub async fn request_payment(
                     &body.order_number,
                 )
                 .await?;
-                Ok(Outcome::Done(view))
+                Ok(Outcome::Done(receipt))
             })
         },
     )

@@ -11,6 +11,8 @@
 //!   drugstore at once: the patient's choice is its consent.
 //! - The holder may hand it back ([`hand_back_in_txn`]): the secret is deleted and the
 //!   prescription returns to the pool.
+//! - The holder that lost the secret claims again: until it dispenses, it gets a fresh one and
+//!   the old one stops working (a limited number of times an hour, each in the history).
 //!
 //! The secret (256 random bits, shown once) is stored only as its SHA-256.
 
@@ -174,7 +176,8 @@ pub async fn lookup(
 pub struct Claim {
     pub prescription_number: PrescriptionNumber,
     /// `claimed` (the patient chose this drugstore) or `awaiting_consent` (the patient's phone
-    /// is asked; the secret works once the patient approves).
+    /// is asked; the secret works once the patient approves); for a drugstore claiming again
+    /// what it already holds, the state it is in (`claimed` up to `paid`).
     pub state: PrescriptionState,
     #[schema(example = "9f2c…64 hex digits")]
     pub claim_secret: String,
@@ -209,7 +212,9 @@ pub const CONSENT_WINDOW_MINUTES: i64 = 60;
 
 /// A drugstore claims a prescription. Sent to it by the patient's choice: it holds it at once.
 /// In the pool: `card_number` (the medical card the patient presented) must be the patient's,
-/// and the patient's phone is asked to let this drugstore open it.
+/// and the patient's phone is asked to let this drugstore open it. Asked again by the drugstore
+/// that already holds it, until it is dispensed: a fresh secret replaces the old one (the
+/// drugstore lost the first answer).
 pub async fn claim_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
@@ -333,14 +338,69 @@ pub async fn claim_in_txn(
         state if state.is_claimed() && loaded.row.holder_drugstore_party_id != mine => {
             Err(PharmacyError::HeldElsewhere)
         }
-        state => Err(PharmacyError::InvalidTransition(
-            crate::state::TransitionError {
-                state,
-                action: "claim it",
-            },
-        )),
+        state if state.is_claimed() && state.is_undispensed() => {
+            reissue_secret_in_txn(txn, core, actor, drugstore, &mut loaded).await
+        }
+        // Dispensed or settled: the holder used its secret to get there, and needs no new one.
+        state => Err(PharmacyError::refused(crate::state::TransitionError {
+            state,
+            action: "claim it",
+        })),
     }
 }
+
+/// How many times the drugstore holding a prescription may have its claim secret re-issued
+/// within [`SECRET_REISSUE_WINDOW_MINUTES`]. Each is a line in the prescription's history.
+pub const MAX_SECRET_REISSUES: u64 = 5;
+pub const SECRET_REISSUE_WINDOW_MINUTES: i64 = 60;
+
+/// The drugstore already holding the prescription claims it again: it lost the claim's answer,
+/// and with it the secret every later request needs (handing it back too). A fresh secret
+/// replaces the stored hash, so the old one stops working wherever it was kept; nothing else
+/// changes, and the patient's consent still covers this drugstore only.
+async fn reissue_secret_in_txn(
+    txn: &DatabaseTransaction,
+    core: &Core,
+    actor: &Actor,
+    drugstore: &Drugstore,
+    loaded: &mut Loaded,
+) -> PharmacyResult<Claim> {
+    let now = core.clock.now();
+    let since = now - chrono::Duration::minutes(SECRET_REISSUE_WINDOW_MINUTES);
+    let recent = prescription_events::Entity::find()
+        .filter(prescription_events::Column::PrescriptionId.eq(loaded.row.id))
+        .filter(prescription_events::Column::Kind.eq(SECRET_REISSUED))
+        .filter(prescription_events::Column::At.gte(since))
+        .count(txn)
+        .await?;
+    if recent >= MAX_SECRET_REISSUES {
+        return Err(CoreError::TooManyAttempts.into());
+    }
+    let (secret, hash) = new_secret();
+    loaded.row.claim_secret_hash = Some(hash);
+    let state = loaded.row.state;
+    rx::save_in_txn(txn, core, &loaded.row, state).await?;
+    record_event_at(
+        txn,
+        loaded.row.id,
+        SECRET_REISSUED,
+        None,
+        None,
+        Some(actor.party()),
+        Some(format!("to {}", drugstore.name)),
+        now,
+    )
+    .await?;
+    Ok(Claim {
+        prescription_number: loaded.number(),
+        state,
+        claim_secret: secret,
+        consent_expires_at: None,
+    })
+}
+
+/// The history's name for a re-issued claim secret.
+const SECRET_REISSUED: &str = "claim_secret_reissued";
 
 /// Withdraws a request to open: the patient denied it, or did not answer in time. The
 /// prescription returns to the pool and the asking drugstore's secret is deleted.

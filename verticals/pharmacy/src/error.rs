@@ -31,6 +31,13 @@ pub enum PharmacyError {
     NotAMember(&'static str),
     #[error("an installment plan has 2 to {max} months")]
     InstallmentMonths { max: u32 },
+    /// At the drugstore's commission rate the price would leave it nothing: the escrow would
+    /// refuse the patient's payment, so the price is refused when it is set.
+    #[error(
+        "at this drugstore's commission rate the commission would take the whole price: the lowest \
+         price is {minimum}"
+    )]
+    PriceBelowMinimum { minimum: holdfast_core::Money },
 }
 
 impl PharmacyError {
@@ -48,6 +55,7 @@ impl PharmacyError {
             PharmacyError::ClaimSecret => "claim_secret_invalid",
             PharmacyError::NotAMember(_) => "not_a_member",
             PharmacyError::InstallmentMonths { .. } => "installment_months_invalid",
+            PharmacyError::PriceBelowMinimum { .. } => "price_below_minimum",
         }
     }
 
@@ -66,6 +74,7 @@ impl PharmacyError {
             PharmacyError::NotHeld | PharmacyError::ClaimSecret | PharmacyError::NotAMember(_) => {
                 ErrorKind::Forbidden
             }
+            PharmacyError::PriceBelowMinimum { .. } => ErrorKind::Unprocessable,
         }
     }
 

@@ -18,9 +18,9 @@ use crate::error::{PharmacyError, PharmacyResult};
 use crate::number::PrescriptionNumber;
 use crate::parties::{self, Actor};
 use crate::prescriptions::{
-    self as rx, Handover, Loaded, PaymentMethod, PrescriptionView, ensure_valid,
-    lock_by_number_in_txn, notify_in_txn, terms_of, text_patient_in_txn, transition_in_txn,
-    view_of,
+    self as rx, Handover, Loaded, PaymentMethod, PrescriptionReceipt, ensure_valid,
+    lock_by_number_in_txn, notify_in_txn, receipt_of, terms_of, text_patient_in_txn,
+    transition_in_txn,
 };
 use crate::state::PrescriptionState;
 use crate::{CONSENT_TIMER, EXPIRY_TIMER, VERTICAL};
@@ -30,7 +30,7 @@ use holdfast_core::db::MinorUnits;
 use holdfast_core::escrow::{self, CaseState, Mediation, OpenCase, PayoutSplit};
 use holdfast_core::ids::{ChallengeId, PartyId};
 use holdfast_core::order_number::OrderNumber;
-use holdfast_core::{Core, CoreError, Money, ledger, timers};
+use holdfast_core::{Core, CoreError, Currency, Money, ledger, timers};
 use rust_decimal::Decimal;
 use sea_orm::DatabaseTransaction;
 use sea_orm::entity::prelude::*;
@@ -39,8 +39,21 @@ use utoipa::ToSchema;
 
 pub const MAX_INSTALLMENT_MONTHS: u32 = 24;
 
+/// The lowest price whose commission, rounded half up to the currency's minor unit, leaves the
+/// drugstore something: the escrow refuses a commission of the whole amount. In minor units,
+/// `round(p × bps / 10 000) < p` holds exactly when `p × (10 000 − bps) > 5 000`.
+fn lowest_price(commission_bps: i32, currency: Currency) -> PharmacyResult<Money> {
+    let kept = 10_000 - i64::from(commission_bps);
+    if !(1..=10_000).contains(&kept) {
+        return Err(CoreError::invalid("a commission rate is from 0 up to 1").into());
+    }
+    Ok(Money::from_minor(5_000 / kept + 1, currency)?)
+}
+
 /// The holder sets the price (again, if it changed, until the patient pays). The patient's
-/// phone is told the amount and what is available on the card.
+/// phone is told the amount and what is available on the card. A price the drugstore's
+/// commission would take whole is refused here, with the lowest price, rather than when the
+/// patient pays.
 pub async fn price_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
@@ -48,7 +61,7 @@ pub async fn price_in_txn(
     number: &PrescriptionNumber,
     secret: Option<&str>,
     price: Money,
-) -> PharmacyResult<PrescriptionView> {
+) -> PharmacyResult<PrescriptionReceipt> {
     let mut loaded = lock_by_number_in_txn(txn, core, number).await?;
     let drugstore = check_holder(&loaded, actor, secret)?.clone();
     ensure_valid(&loaded, core.clock.now())?;
@@ -69,6 +82,11 @@ pub async fn price_in_txn(
     }
     let commission =
         price.share_rounded_half_up(Decimal::new(i64::from(drugstore.commission_bps), 4))?;
+    if commission.minor() >= price.minor() {
+        return Err(PharmacyError::PriceBelowMinimum {
+            minimum: lowest_price(drugstore.commission_bps, price.currency())?,
+        });
+    }
     loaded.row.price = Some(MinorUnits(price.minor()));
     loaded.row.commission = Some(MinorUnits(commission.minor()));
     loaded.row.currency = Some(price.currency().code().to_owned());
@@ -95,7 +113,7 @@ pub async fn price_in_txn(
         ),
     )
     .await?;
-    view_of(txn, &loaded, actor, core.clock.now()).await
+    receipt_of(txn, &loaded, actor, core.clock.now()).await
 }
 
 /// How the patient pays.
@@ -117,7 +135,7 @@ pub async fn choose_payment_in_txn(
     actor: &Actor,
     number: &PrescriptionNumber,
     choice: PaymentChoice,
-) -> PharmacyResult<PrescriptionView> {
+) -> PharmacyResult<PrescriptionReceipt> {
     let Actor::Patient {
         party,
         card: Some(card),
@@ -225,7 +243,7 @@ pub async fn choose_payment_in_txn(
             .await?;
         }
     }
-    view_of(txn, &loaded, actor, core.clock.now()).await
+    receipt_of(txn, &loaded, actor, core.clock.now()).await
 }
 
 /// What the drugstore records when it hands the medicine over.
@@ -249,7 +267,7 @@ pub async fn dispense_in_txn(
     number: &PrescriptionNumber,
     secret: Option<&str>,
     dispensing: Dispensing,
-) -> PharmacyResult<PrescriptionView> {
+) -> PharmacyResult<PrescriptionReceipt> {
     let mut loaded = lock_by_number_in_txn(txn, core, number).await?;
     let drugstore = check_holder(&loaded, actor, secret)?.clone();
     let now = core.clock.now();
@@ -310,7 +328,7 @@ pub async fn dispense_in_txn(
         ),
     )
     .await?;
-    view_of(txn, &loaded, actor, now).await
+    receipt_of(txn, &loaded, actor, now).await
 }
 
 /// The holder asks to be paid for a dispensed prescription, quoting the order number the
@@ -323,7 +341,7 @@ pub async fn request_payment_in_txn(
     number: &PrescriptionNumber,
     secret: Option<&str>,
     order_number: &OrderNumber,
-) -> PharmacyResult<PrescriptionView> {
+) -> PharmacyResult<PrescriptionReceipt> {
     let mut loaded = lock_by_number_in_txn(txn, core, number).await?;
     let drugstore = check_holder(&loaded, actor, secret)?.clone();
     if loaded.row.state != PrescriptionState::Dispensed {
@@ -352,7 +370,7 @@ pub async fn request_payment_in_txn(
         Some(actor.party()),
     )
     .await?;
-    view_of(txn, &loaded, actor, core.clock.now()).await
+    receipt_of(txn, &loaded, actor, core.clock.now()).await
 }
 
 /// Ends what an undispensed prescription had started: the pending consent request, the payment
@@ -401,7 +419,7 @@ pub async fn cancel_in_txn(
     core: &Core,
     actor: &Actor,
     number: &PrescriptionNumber,
-) -> PharmacyResult<PrescriptionView> {
+) -> PharmacyResult<PrescriptionReceipt> {
     let Actor::Prescriber { party, hospital } = actor else {
         return Err(CoreError::Forbidden("this needs the role prescriber").into());
     };
@@ -440,7 +458,7 @@ pub async fn cancel_in_txn(
         ),
     )
     .await?;
-    view_of(txn, &loaded, actor, core.clock.now()).await
+    receipt_of(txn, &loaded, actor, core.clock.now()).await
 }
 
 /// The expiry timer: a prescription not dispensed by the end of its validity expires; a held
@@ -520,4 +538,32 @@ pub async fn mediate_in_txn(
         penalty: split.penalty,
         refunded_to_patient: split.refund,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lowest_price_is_the_first_the_commission_does_not_take_whole() {
+        for currency in [Currency::USD, Currency::KRW] {
+            for bps in 0..10_000 {
+                let lowest = lowest_price(bps, currency).unwrap();
+                let rate = Decimal::new(i64::from(bps), 4);
+                let commission = lowest.share_rounded_half_up(rate).unwrap();
+                assert!(commission.minor() < lowest.minor(), "{bps} bps: {lowest}");
+                if lowest.minor() > 1 {
+                    let below = Money::from_minor(lowest.minor() - 1, currency).unwrap();
+                    let taken = below.share_rounded_half_up(rate).unwrap();
+                    assert_eq!(taken.minor(), below.minor(), "{bps} bps: {below}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_rate_of_one_or_more_has_no_lowest_price() {
+        assert!(lowest_price(10_000, Currency::USD).is_err());
+        assert!(lowest_price(-1, Currency::USD).is_err());
+    }
 }

@@ -381,6 +381,29 @@ impl std::fmt::Debug for PrescriptionView {
     }
 }
 
+/// Where a prescription stands after a change, without its content: what every request that
+/// changes a prescription answers. Its items and notes are read with
+/// `GET /v1/pharmacy/prescriptions/{number}`, which writes the read to the patient's access log;
+/// an answer to a change is not logged, and may be kept as an idempotency record and replayed,
+/// so it must never hold them.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PrescriptionReceipt {
+    pub prescription_number: PrescriptionNumber,
+    pub state: PrescriptionState,
+    pub valid_from: DateTime<Utc>,
+    pub valid_until: DateTime<Utc>,
+    /// The drugstore the patient chose when it was prescribed (the patient's choice).
+    pub routed_to: Option<Named>,
+    /// The drugstore holding the claim (or, while the patient is asked, asking for it).
+    pub held_by: Option<Named>,
+    pub price: Option<Money>,
+    pub payment: Option<PaymentView>,
+    pub dispensed_at: Option<DateTime<Utc>>,
+    pub handover: Option<Handover>,
+    /// For the patient only: the confirmation its phone is asked for now.
+    pub pending_confirmation: Option<PendingConfirmation>,
+}
+
 /// A prescription without its content: what lists show.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct PrescriptionSummary {
@@ -701,13 +724,14 @@ pub(crate) async fn notify_in_txn(
 }
 
 /// Issues a prescription (a prescriber): for the patient whose medical card number was given,
-/// in the pool or sent to the drugstore the patient chose.
+/// in the pool or sent to the drugstore the patient chose. The answer holds no content: the
+/// prescriber reads it back like anyone else, with a logged read.
 pub async fn issue_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
     actor: &Actor,
     new: NewPrescription,
-) -> PharmacyResult<PrescriptionView> {
+) -> PharmacyResult<PrescriptionReceipt> {
     let Actor::Prescriber { party, hospital } = actor else {
         return Err(CoreError::Forbidden("this needs the role prescriber").into());
     };
@@ -857,7 +881,7 @@ pub async fn issue_in_txn(
         ),
     };
     text_patient_in_txn(txn, core, &loaded.row, text).await?;
-    view_of(txn, &loaded, actor, core.clock.now()).await
+    receipt_of(txn, &loaded, actor, core.clock.now()).await
 }
 
 async fn unused_number(
@@ -978,7 +1002,73 @@ pub(crate) fn terms_of(method: PaymentMethod, months: Option<i32>) -> Option<Str
     }
 }
 
-/// The prescription as `viewer` sees it (who may see it at all was checked before).
+/// The payment as `viewer` sees it: a drugstore is shown the order number only once the
+/// patient handed it over.
+fn payment_view(loaded: &Loaded, viewer: &Actor) -> Option<PaymentView> {
+    let row = &loaded.row;
+    let method = row.payment_method?;
+    let is_drugstore = matches!(viewer, Actor::Drugstore { .. });
+    let handed_over = row.dispensed_at.is_some();
+    Some(PaymentView {
+        method,
+        installment_months: row.installment_months,
+        terms: terms_of(method, row.installment_months),
+        order_number: loaded
+            .case
+            .as_ref()
+            .filter(|_| !is_drugstore || handed_over)
+            .map(|c| c.order_number.clone()),
+        escrow_state: loaded.case.as_ref().map(|c| c.state),
+    })
+}
+
+/// The confirmation the patient's phone is asked for now, for the patient only.
+async fn pending_for(
+    db: &impl ConnectionTrait,
+    loaded: &Loaded,
+    viewer: &Actor,
+    state: PrescriptionState,
+) -> PharmacyResult<Option<PendingConfirmation>> {
+    let is_patient = matches!(
+        viewer,
+        Actor::Patient { party, .. } if party.uuid() == loaded.row.patient_party_id
+    );
+    if is_patient {
+        pending_confirmation(db, loaded, state).await
+    } else {
+        Ok(None)
+    }
+}
+
+/// Where the prescription stands, as `viewer` sees it, without its content: the answer to a
+/// change, which needs no entry in the access log.
+pub(crate) async fn receipt_of(
+    db: &impl ConnectionTrait,
+    loaded: &Loaded,
+    viewer: &Actor,
+    now: DateTime<Utc>,
+) -> PharmacyResult<PrescriptionReceipt> {
+    let row = &loaded.row;
+    let state = loaded.state_at(now);
+    Ok(PrescriptionReceipt {
+        prescription_number: loaded.number(),
+        state,
+        valid_from: row.issued_at,
+        valid_until: row.expires_at,
+        routed_to: named_drugstore(db, row.routed_drugstore_party_id).await?,
+        held_by: named_drugstore(db, row.holder_drugstore_party_id)
+            .await?
+            .filter(|_| state != PrescriptionState::Issued),
+        price: loaded.price()?,
+        payment: payment_view(loaded, viewer),
+        dispensed_at: row.dispensed_at,
+        handover: row.handover,
+        pending_confirmation: pending_for(db, loaded, viewer, state).await?,
+    })
+}
+
+/// The prescription with its content, as `viewer` sees it. Only for a read that was allowed
+/// and written to the access log (see [`read_in_txn`]).
 pub(crate) async fn view_of(
     db: &impl ConnectionTrait,
     loaded: &Loaded,
@@ -989,31 +1079,8 @@ pub(crate) async fn view_of(
     let state = loaded.state_at(now);
     let hospital = parties::get_hospital(db, HospitalId::from_uuid(row.hospital_id)).await?;
     let card = cards::get_card(db, CardId::from_uuid(row.patient_card_id)).await?;
-    let is_patient =
-        matches!(viewer, Actor::Patient { party, .. } if party.uuid() == row.patient_party_id);
-    let is_drugstore = matches!(viewer, Actor::Drugstore { .. });
-    let payment = match row.payment_method {
-        Some(method) => {
-            let handed_over = row.dispensed_at.is_some();
-            Some(PaymentView {
-                method,
-                installment_months: row.installment_months,
-                terms: terms_of(method, row.installment_months),
-                order_number: loaded
-                    .case
-                    .as_ref()
-                    .filter(|_| !is_drugstore || handed_over)
-                    .map(|c| c.order_number.clone()),
-                escrow_state: loaded.case.as_ref().map(|c| c.state),
-            })
-        }
-        None => None,
-    };
-    let pending = if is_patient {
-        pending_confirmation(db, loaded, state).await?
-    } else {
-        None
-    };
+    let payment = payment_view(loaded, viewer);
+    let pending = pending_for(db, loaded, viewer, state).await?;
     Ok(PrescriptionView {
         prescription_number: loaded.number(),
         state,
