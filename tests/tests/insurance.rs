@@ -11,6 +11,8 @@ use chrono::Duration;
 use holdfast_core::cards::CardNumber;
 use holdfast_tests::{Reply, TestApp};
 use serde_json::{Value, json};
+use std::str::FromStr;
+use std::sync::Arc;
 
 const STAFF_PASSWORD: &str = "staff-password-1";
 
@@ -417,8 +419,20 @@ async fn a_policy_goes_from_purchase_through_recheck_and_documents_to_settlement
         task.get("card").is_none() && task.get("premium").is_none(),
         "{task}"
     );
-    // A wrong number handed over is refused.
+    // A number handed over that is not this policy's (a well-formed one: another policy's) is
+    // refused, and so is one that is not a number at all.
+    let another = holdfast_core::order_number::OrderNumber::generate().to_string();
     let wrong = w
+        .app
+        .post(
+            &format!("/v1/insurance/certificates/{number}/delivery"),
+            Some(&w.service),
+            json!({"order_number": another, "application_reference": "APP-1"}),
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNPROCESSABLE_ENTITY, "{wrong:?}");
+    assert_eq!(wrong.code(), "order_number_mismatch");
+    let garbled = w
         .app
         .post(
             &format!("/v1/insurance/certificates/{number}/delivery"),
@@ -426,10 +440,7 @@ async fn a_policy_goes_from_purchase_through_recheck_and_documents_to_settlement
             json!({"order_number": "1234-5678-9012", "application_reference": "APP-1"}),
         )
         .await;
-    assert!(
-        wrong.status == StatusCode::UNPROCESSABLE_ENTITY || wrong.status == StatusCode::BAD_REQUEST,
-        "{wrong:?}"
-    );
+    assert_eq!(garbled.status, StatusCode::BAD_REQUEST, "{garbled:?}");
     w.deliver_documents(&number).await;
     let view = w.policy(&shopper, &number).await;
     assert_eq!(view["certificate_status"], "delivered");
@@ -678,6 +689,16 @@ async fn a_failed_collection_starts_grace_with_notice_and_the_policy_lapses_unpa
         )
         .await;
     assert_eq!(late.status, StatusCode::CONFLICT, "{late:?}");
+    // The insurer never asks for premium 2: ninety days after the lapse it returns to the
+    // holder's bank account, and the settled one stays paid.
+    w.app.clock.advance(Duration::days(31));
+    w.app.fire_timers().await;
+    let view = w.policy(&shopper, &number).await;
+    assert_eq!(view["premiums"][0]["state"], "settled", "{view}");
+    assert_eq!(view["premiums"][1]["state"], "cancelled", "{view}");
+    assert_eq!(account(&w.app, &shopper, "bank_account").await.0, "30.00");
+    assert_eq!(w.insurer_balance().await, "28.50");
+    assert!(last_text(&w.app, phone).await.contains("not claimed"));
     w.app.assert_ledger_clean().await;
 }
 
@@ -1163,6 +1184,343 @@ async fn a_premium_settlement_denied_on_the_phone_is_mediated_by_an_operator() {
     let view = w.policy(&shopper, &number).await;
     assert_eq!(view["premiums"][0]["state"], "settled");
     w.app.assert_ledger_clean().await;
+}
+
+fn at(value: &Value) -> chrono::DateTime<chrono::Utc> {
+    value
+        .as_str()
+        .unwrap_or_else(|| panic!("not a time: {value}"))
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_certificate_never_delivered_starts_the_free_look_thirty_days_after_issue() {
+    let w = world().await;
+    let phone = "+821055500021";
+    let (_, shopper) = w.app.shopper(&w.operator, phone, "500.00").await;
+    let product = w.product(json!({})).await;
+    let first = w.buy_and_approve(&shopper, phone, &product).await;
+    let first = w.issue(&first).await;
+    let second = w.buy_and_approve(&shopper, phone, &product).await;
+    let second = w.issue(&second).await;
+
+    // Bounded from the issue on: the delivery deadline (30 days) plus the 15 days' period,
+    // and the holder is told so with the number.
+    let view = w.policy(&shopper, &first).await;
+    let ends = at(&view["free_look_ends_at"]);
+    assert_eq!(ends - at(&view["issued_at"]), Duration::days(45), "{view}");
+    assert!(last_text(&w.app, phone).await.contains("at the latest"));
+
+    // 44 days on, no certificate ever recorded: still within it; everything comes back.
+    w.app.clock.advance(Duration::days(44));
+    w.app.fire_timers().await;
+    assert_eq!(account(&w.app, &shopper, "prepaid").await.0, "380.00");
+    let cancelled = w
+        .app
+        .post_idempotent(
+            &format!("/v1/insurance/policies/{first}/cancel"),
+            Some(&shopper),
+            json!({}),
+        )
+        .await;
+    assert_eq!(cancelled.status, StatusCode::OK, "{cancelled:?}");
+    assert_eq!(cancelled.body["returned"], usd("60.00"));
+    assert_eq!(account(&w.app, &shopper, "prepaid").await.0, "440.00");
+
+    // A certificate delivered after the deadline does not open the period again.
+    w.deliver_documents(&second).await;
+    let view = w.policy(&shopper, &second).await;
+    assert_eq!(at(&view["free_look_ends_at"]), ends, "{view}");
+    w.app
+        .clock
+        .advance(Duration::days(1) + Duration::seconds(1));
+    let late = w
+        .app
+        .post_idempotent(
+            &format!("/v1/insurance/policies/{second}/cancel"),
+            Some(&shopper),
+            json!({}),
+        )
+        .await;
+    assert_eq!(late.status, StatusCode::CONFLICT, "{late:?}");
+    assert_eq!(late.code(), "free_look_ended");
+    assert_eq!(w.policy(&shopper, &second).await["state"], "in_force");
+    w.app.assert_ledger_clean().await;
+}
+
+#[tokio::test]
+async fn premiums_of_an_ended_policy_nobody_claims_return_to_the_holder_after_ninety_days() {
+    let w = world().await;
+    let phone = "+821055500022";
+    let (_, shopper) = w.app.shopper(&w.operator, phone, "100.00").await;
+    // A month's cover paid at once; the certificate is never delivered.
+    let product = w
+        .product(
+            json!({"name": "Travel", "premium": usd("40.00"), "term_months": 1,
+                        "payment_plan": "lump_sum", "grace_days": 7}),
+        )
+        .await;
+    let policy = w.buy_and_approve(&shopper, phone, &product).await;
+    let number = w.issue(&policy).await;
+    w.app.clock.advance(Duration::days(32));
+    w.app.fire_timers().await;
+    assert_eq!(w.policy(&shopper, &number).await["state"], "matured");
+    // The insurer still cannot be paid without the documents; it was told how long it has.
+    let refused = w.request_settlement(&number).await;
+    assert_eq!(refused.code(), "documents_missing", "{refused:?}");
+    let feed = w.app.get("/v1/events", Some(&w.insurer)).await;
+    let matured = feed
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "policy.matured")
+        .unwrap_or_else(|| panic!("no policy.matured in {feed:?}"))
+        .clone();
+    assert!(
+        matured.to_string().contains("settle_held_premiums_by"),
+        "{matured}"
+    );
+    assert_eq!(account(&w.app, &shopper, "prepaid").await.0, "60.00");
+
+    // Not a day before ninety days…
+    w.app.clock.advance(Duration::days(89));
+    w.app.fire_timers().await;
+    let view = w.policy(&shopper, &number).await;
+    assert_eq!(view["premiums"][0]["state"], "frozen", "{view}");
+    // …and then the premium returns to the holder, with a text and a notice to the insurer.
+    w.app
+        .clock
+        .advance(Duration::days(1) + Duration::minutes(1));
+    w.app.fire_timers().await;
+    let view = w.policy(&shopper, &number).await;
+    assert_eq!(view["premiums"][0]["state"], "cancelled", "{view}");
+    assert_eq!(view["state"], "matured");
+    assert_eq!(account(&w.app, &shopper, "prepaid").await.0, "100.00");
+    assert!(last_text(&w.app, phone).await.contains("not claimed"));
+    let feed = w.app.get("/v1/events", Some(&w.insurer)).await;
+    assert!(
+        feed.body
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "premiums.returned"),
+        "{feed:?}"
+    );
+    let history = w
+        .app
+        .get(
+            &format!("/v1/insurance/policies/{number}/history"),
+            Some(&shopper),
+        )
+        .await;
+    assert!(
+        history
+            .body
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "unclaimed_premiums_returned"),
+        "{history:?}"
+    );
+    w.app.assert_ledger_clean().await;
+}
+
+/// Moves `cents` out of (or, with `back`, into) the insurer's withdrawal account, as a payout
+/// to its bank would: the API has no payout yet, so the ledger is driven directly.
+async fn insurer_payout(w: &World, cents: i64, back: bool) {
+    use holdfast_core::ledger::{self, AccountKind, Leg, NewAccount, NewTransfer, TransferKind};
+    use holdfast_core::{Currency, Money};
+    let accounts = w.app.get("/v1/accounts", Some(&w.insurer)).await;
+    let withdrawal: holdfast_core::ids::AccountId = accounts
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["kind"] == "withdrawal")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let owner: holdfast_core::ids::PartyId = w.insurer_id.parse().unwrap();
+    let usd = Currency::from_str("USD").unwrap();
+    let money = Money::from_minor(cents, usd).unwrap();
+    let txn = holdfast_core::db::begin_write(&w.app.state.db)
+        .await
+        .unwrap();
+    let bank = ledger::get_or_open_keyed_account_in_txn(
+        &txn,
+        &w.app.clock,
+        NewAccount {
+            key: Some(format!("test-bank:{owner}")),
+            kind: AccountKind::External,
+            owner,
+            institution: None,
+            currency: usd,
+            credit_limit: Money::zero(usd),
+            credit_class: None,
+        },
+    )
+    .await
+    .unwrap();
+    let (from, to) = if back {
+        (bank.id, withdrawal)
+    } else {
+        (withdrawal, bank.id)
+    };
+    ledger::post_transfer_in_txn(
+        &txn,
+        &w.app.clock,
+        NewTransfer {
+            key: format!("test-payout:{}", uuid::Uuid::now_v7()),
+            kind: TransferKind::Deposit,
+            currency: usd,
+            legs: vec![Leg::debit(from, money), Leg::credit(to, money)],
+            hold: None,
+            case: None,
+        },
+    )
+    .await
+    .unwrap();
+    txn.commit().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_cancellation_meeting_a_premium_paid_out_moves_nothing_and_keeps_the_right() {
+    let w = world().await;
+    let phone = "+821055500023";
+    let (_, shopper) = w.app.shopper(&w.operator, phone, "500.00").await;
+    let product = w.product(json!({})).await;
+    let policy = w.buy_and_approve(&shopper, phone, &product).await;
+    let number = w.issue(&policy).await;
+    w.deliver_documents(&number).await;
+    assert_eq!(w.request_settlement(&number).await.status, StatusCode::OK);
+    let settled = w
+        .answer_settlement(&shopper, phone, &number, 1, "approve")
+        .await;
+    assert_eq!(settled.status, StatusCode::OK, "{settled:?}");
+    // The insurer takes its 28.50 out to its bank.
+    insurer_payout(&w, 2850, false).await;
+    assert_eq!(w.insurer_balance().await, "0.00");
+
+    // Within the period the holder cancels: the platform cannot return money it no longer
+    // holds, so nothing moves, and the answer says why.
+    let cancel_path = format!("/v1/insurance/policies/{number}/cancel");
+    let blocked = w
+        .app
+        .post_idempotent(&cancel_path, Some(&shopper), json!({}))
+        .await;
+    assert_eq!(blocked.status, StatusCode::CONFLICT, "{blocked:?}");
+    assert_eq!(blocked.code(), "premium_paid_out");
+    let view = w.policy(&shopper, &number).await;
+    assert_eq!(view["state"], "in_force");
+    assert_eq!(view["premiums"][0]["state"], "settled");
+    assert_eq!(account(&w.app, &shopper, "prepaid").await.0, "470.00");
+    assert_eq!(w.app.platform_commission(&w.operator).await, "1.50");
+    // The insurer was told what to return; the attempt is on the timeline.
+    let feed = w.app.get("/v1/events", Some(&w.insurer)).await;
+    assert!(
+        feed.body
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "policy.cancellation_blocked"),
+        "{feed:?}"
+    );
+    w.app.assert_ledger_clean().await;
+
+    // The period ends; then the insurer returns the money. The holder asked in time, so the
+    // cancellation still goes through, returning everything exactly once.
+    w.app.clock.advance(Duration::days(16));
+    insurer_payout(&w, 2850, true).await;
+    let cancelled = w
+        .app
+        .post_idempotent(&cancel_path, Some(&shopper), json!({}))
+        .await;
+    assert_eq!(cancelled.status, StatusCode::OK, "{cancelled:?}");
+    assert_eq!(cancelled.body["returned"], usd("30.00"));
+    assert_eq!(account(&w.app, &shopper, "prepaid").await.0, "500.00");
+    assert_eq!(w.insurer_balance().await, "0.00");
+    assert_eq!(w.app.platform_commission(&w.operator).await, "0.00");
+    w.app.assert_ledger_clean().await;
+}
+
+/// How many times the lock-order race runs: on PostgreSQL a deadlock showed up in about one
+/// run in three before the lock order was made one, so twelve runs miss it about once in a
+/// hundred; SQLite serialises writers and needs only a couple.
+fn race_runs() -> usize {
+    if holdfast_tests::on_postgres() { 12 } else { 2 }
+}
+
+/// The holder approves premium 1's settlement on the phone while the cycle collects premium 2
+/// from the same credit line: both write the line's account and the policy. Each takes the
+/// policy before anything of its cases (the house lock order), so neither can wait for the
+/// other in a circle — before, the answer locked the case and the account first and the policy
+/// last, the cycle the other way round, and PostgreSQL killed one of them as a deadlock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_settlement_answer_racing_the_monthly_collection_neither_deadlocks_nor_fails() {
+    for run in 0..race_runs() {
+        let w = Arc::new(world().await);
+        let phone = "+821055500020";
+        let shopper = holder_at_institution(
+            &w.app,
+            &w.operator,
+            "card_company",
+            "2402",
+            "ec_credit_line_card",
+            json!({"credit_limit": usd("500.00")}),
+            phone,
+        )
+        .await;
+        let product = w.product(json!({})).await;
+        let policy = w.buy_and_approve(&shopper, phone, &product).await;
+        let number = w.issue(&policy).await;
+        w.deliver_documents(&number).await;
+        // Just before premium 2 falls due the insurer asks for premium 1; the holder answers
+        // just after it fell due, while the cycle collects it.
+        let due = w.policy(&shopper, &number).await["next_premium_due_at"]
+            .as_str()
+            .unwrap()
+            .parse::<chrono::DateTime<chrono::Utc>>()
+            .unwrap();
+        w.app
+            .clock
+            .advance(due - w.app.clock.now() - Duration::minutes(2));
+        assert_eq!(w.request_settlement(&number).await.status, StatusCode::OK);
+        let view = w.policy(&shopper, &number).await;
+        let challenge = view["premiums"][0]["pending_confirmation"]["challenge_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let code = w.app.code_for(phone, &challenge).await;
+        w.app.clock.advance(Duration::minutes(3));
+        let answer = {
+            let w = w.clone();
+            tokio::spawn(async move { w.app.answer(&challenge, &code, "approve").await })
+        };
+        let cycle = {
+            let w = w.clone();
+            tokio::spawn(async move { w.app.fire_timers().await })
+        };
+        let (answered, fired) = (answer.await.unwrap(), cycle.await.unwrap());
+        assert_eq!(answered.status, StatusCode::OK, "run {run}: {answered:?}");
+        assert_eq!(answered.body["outcome"], "settled", "run {run}");
+        assert_eq!(fired, 1, "run {run}: premium 2's timer fired, not failed");
+        let view = w.policy(&shopper, &number).await;
+        assert_eq!(view["installments_collected"], 2, "run {run}: {view}");
+        assert_eq!(view["premiums"][0]["state"], "settled", "run {run}");
+        assert_eq!(view["premiums"][1]["state"], "frozen", "run {run}");
+        // Premium 1 drawn on the line, premium 2 reserved on it; the insurer paid once.
+        assert_eq!(
+            account(&w.app, &shopper, "card_ec_line").await,
+            ("-30.00".to_owned(), "440.00".to_owned()),
+            "run {run}"
+        );
+        assert_eq!(w.insurer_balance().await, "28.50", "run {run}");
+        w.app.assert_ledger_clean().await;
+    }
 }
 
 /// Every `$ref` in `value`.

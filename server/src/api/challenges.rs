@@ -162,6 +162,9 @@ pub async fn answer_case(
         StatusCode::OK,
         move |txn| {
             Box::pin(async move {
+                // Lock order: a vertical's own row before the case (insurance: the policy),
+                // as the vertical's use cases and timers take them.
+                holdfast_insurance::hooks::lock_answer_subject_in_txn(txn, challenge_id).await?;
                 let effect = escrow::answer_case_challenge_in_txn(
                     txn,
                     &core,

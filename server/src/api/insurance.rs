@@ -16,7 +16,8 @@ use holdfast_core::order_number::OrderNumber;
 use holdfast_core::parties::Role;
 use holdfast_insurance::cycle;
 use holdfast_insurance::policies::{
-    self, Cancellation, CertificateTask, PolicyEvent, PolicyRef, PolicyState, PolicyView, Recheck,
+    self, CancelOutcome, Cancellation, CertificateTask, PolicyEvent, PolicyRef, PolicyState,
+    PolicyView, Recheck,
 };
 use holdfast_insurance::products::{
     self, NewProduct, PaymentPlan, Product, ProductId, ProductViewer,
@@ -441,7 +442,8 @@ pub struct PremiumSettlementRequest {
 
 /// Ask to be paid a premium, quoting the policy number (its insurer): the holder's phone is
 /// asked to release it, and without an answer it is released when the settlement period ends.
-/// Only after the certificate and the signed application are recorded.
+/// Only after the certificate and the signed application are recorded. After the policy lapses
+/// or matures the insurer has 90 days to ask; premiums still held then return to the holder.
 #[utoipa::path(post, path = "/v1/insurance/policies/{policy}/settlement-request", tag = "insurance",
     security(("bearer" = [])),
     params(("policy" = String, Path, description = "the policy number"), ("Idempotency-Key" = Option<String>, Header)),
@@ -489,13 +491,18 @@ pub async fn request_settlement(
 }
 
 /// Cancel a policy within its free-look period (its holder, from the phone's app): every
-/// premium paid or held returns to the card's funding source. Before the certificate arrives
-/// the period has not begun, and cancelling is allowed too.
+/// premium paid or held returns to the card's funding source. The period runs `free_look_days`
+/// from the certificate's delivery, or from 30 days after issue if the certificate was not
+/// delivered by then (`free_look_ends_at` in the policy). An application still awaiting the
+/// insurer's recheck may be cancelled too. If a premium paid to the insurer has since left its
+/// account, nothing moves and the answer is `premium_paid_out`: the insurer is told what to
+/// return, and the holder may ask again once it has — even after the period, since it asked in
+/// time.
 #[utoipa::path(post, path = "/v1/insurance/policies/{policy}/cancel", tag = "insurance",
     security(("bearer" = [])),
     params(("policy" = String, Path, description = "the policy id or number"), ("Idempotency-Key" = String, Header, description = "required")),
     responses((status = 200, body = Cancellation), (status = 404, body = crate::error::ErrorBody),
-        (status = 409, description = "the free-look period ended, or the policy has ended", body = crate::error::ErrorBody)))]
+        (status = 409, description = "the free-look period ended, the policy has ended, or a premium paid out must be returned first (`premium_paid_out`)", body = crate::error::ErrorBody)))]
 pub async fn cancel(
     State(state): State<AppState>,
     principal: Principal,
@@ -515,9 +522,13 @@ pub async fn cancel(
         StatusCode::OK,
         move |txn| {
             Box::pin(async move {
-                let cancelled =
-                    policies::cancel_in_txn(txn, &core, principal.party, &policy).await?;
-                Ok(Outcome::Done(cancelled))
+                Ok(
+                    match policies::cancel_in_txn(txn, &core, principal.party, &policy).await? {
+                        CancelOutcome::Cancelled(cancelled) => Outcome::Done(*cancelled),
+                        // The attempt and the insurer's notice are kept: committed, then refused.
+                        CancelOutcome::Blocked(error) => Outcome::Refused(error.into()),
+                    },
+                )
             })
         },
     )

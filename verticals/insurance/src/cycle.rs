@@ -3,7 +3,9 @@
 //! is reduced by it; a bank account's automatic transfer freezes it), as an escrow case of its
 //! own. A collection that fails starts a grace period with notice to the phone; the holder may
 //! pay during it (top up, then retry), and a last attempt is made when it ends; unpaid, the
-//! policy lapses. After the last premium the term runs out and the policy matures.
+//! policy lapses. After the last premium the term runs out and the policy matures. Once a
+//! policy has lapsed or matured, the insurer has [`SETTLEMENT_WINDOW_DAYS`] to ask for the
+//! premiums still held for it; then they return to the holder.
 
 use crate::VERTICAL;
 use crate::entities::{policies, premiums};
@@ -13,13 +15,13 @@ use crate::policies::{
     number_of, premium_of, record_in_txn, save_in_txn, term_end, text_holder_in_txn,
     total_installments,
 };
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 use holdfast_core::cards::{self, CardId, CardStatus};
 use holdfast_core::challenge::ChallengePurpose;
-use holdfast_core::escrow::{self, EscrowCase, OpenCase};
-use holdfast_core::ids::PartyId;
+use holdfast_core::escrow::{self, CaseState, EscrowCase, OpenCase};
+use holdfast_core::ids::{CaseId, PartyId};
 use holdfast_core::money::MoneyError;
-use holdfast_core::{Core, CoreError, timers};
+use holdfast_core::{Core, CoreError, Money, timers};
 use sea_orm::entity::prelude::*;
 use sea_orm::{ActiveValue::Set, DatabaseTransaction, TransactionTrait};
 
@@ -29,6 +31,16 @@ pub const PREMIUM_DUE_TIMER: &str = "insurance_premium_due";
 pub const GRACE_END_TIMER: &str = "insurance_grace_end";
 /// The term ends.
 pub const TERM_END_TIMER: &str = "insurance_term_end";
+/// The insurer's time to ask for the premiums held for an ended policy runs out.
+pub const UNCLAIMED_TIMER: &str = "insurance_unclaimed_premiums";
+/// How long after a policy lapses or matures the insurer may still ask to be paid the premiums
+/// held for it; what it has not asked for by then returns to the holder, so that no premium
+/// stays frozen for ever (a certificate never delivered, an insurer that never asks). Ninety
+/// days leaves room for a late delivery to be recorded and the settlement asked for — each a
+/// day's back-office work — without keeping a holder's bank money or credit line tied up for
+/// more than a quarter after the cover ended. A premium whose settlement is under way (asked
+/// for, or disputed) is left to that: the settlement period or the operator ends it.
+pub const SETTLEMENT_WINDOW_DAYS: i64 = 90;
 
 /// Why a collection failed, for the phone and the insurer; `None` for a fault of ours (the
 /// timer is then retried rather than the holder put in grace).
@@ -359,6 +371,7 @@ pub(crate) async fn grace_end_in_txn(
     for kind in [PREMIUM_DUE_TIMER, TERM_END_TIMER] {
         timers::cancel_in_txn(txn, kind, row.id).await?;
     }
+    let settle_by = schedule_unclaimed_in_txn(txn, core, row.id).await?;
     record_in_txn(
         txn,
         core,
@@ -389,6 +402,7 @@ pub(crate) async fn grace_end_in_txn(
             "policy_number": row.policy_number,
             "unpaid_installment": installment,
             "lapsed_at": now,
+            "settle_held_premiums_by": settle_by,
         }),
     )
     .await?;
@@ -412,12 +426,25 @@ pub(crate) async fn term_end_in_txn(
     active.ended_at = Set(Some(core.clock.now()));
     active.next_due_at = Set(None);
     let row = save_in_txn(txn, core, active).await?;
+    let settle_by = schedule_unclaimed_in_txn(txn, core, row.id).await?;
     record_in_txn(
         txn,
         core,
         row.id,
         "matured",
         Some("the term ended".to_owned()),
+    )
+    .await?;
+    policy::publish_in_txn(
+        txn,
+        core,
+        row.insurer_party_id,
+        "policy.matured",
+        serde_json::json!({
+            "policy_number": row.policy_number,
+            "matured_at": row.ended_at,
+            "settle_held_premiums_by": settle_by,
+        }),
     )
     .await?;
     let note = if row.certificate_status == CertificateStatus::Delivered {
@@ -433,6 +460,97 @@ pub(crate) async fn term_end_in_txn(
             "Holdfast: policy {} reached the end of its term{note}.",
             number_of(&row)
         ),
+    )
+    .await?;
+    Ok(())
+}
+
+/// The policy ended (lapsed or matured): the insurer has [`SETTLEMENT_WINDOW_DAYS`] to ask for
+/// what is held for it. Returns when the window closes.
+async fn schedule_unclaimed_in_txn(
+    txn: &DatabaseTransaction,
+    core: &Core,
+    policy_id: Uuid,
+) -> InsuranceResult<DateTime<Utc>> {
+    let at = core.clock.now() + Duration::days(SETTLEMENT_WINDOW_DAYS);
+    timers::schedule_in_txn(txn, &core.clock, UNCLAIMED_TIMER, policy_id, at).await?;
+    Ok(at)
+}
+
+/// The settlement window of an ended policy closed: every premium still simply held (nobody
+/// asked for it) returns to the holder's funding source. Locks the policy (the timer did),
+/// then the premiums' cases by installment.
+pub(crate) async fn unclaimed_in_txn(
+    txn: &DatabaseTransaction,
+    core: &Core,
+    policy_id: Uuid,
+) -> InsuranceResult<()> {
+    let row = policy::lock_row(txn, policy_id).await?;
+    if !matches!(row.state, PolicyState::Lapsed | PolicyState::Matured) {
+        return Ok(());
+    }
+    let currency = premium_of(&row)?.currency();
+    let mut returned = Money::zero(currency);
+    let mut installments = Vec::new();
+    for premium in policy::premiums_of(txn, row.id).await? {
+        let mut case = escrow::lock_case_in_txn(txn, CaseId::from_uuid(premium.case_id)).await?;
+        if case.state != CaseState::Frozen {
+            continue;
+        }
+        escrow::withdraw_in_txn(
+            txn,
+            core,
+            &mut case,
+            format!(
+                "not claimed by the insurer within {SETTLEMENT_WINDOW_DAYS} days of the \
+                 policy's end"
+            ),
+        )
+        .await?;
+        returned = returned.checked_add(&case.amount)?;
+        installments.push(premium.installment);
+    }
+    if installments.is_empty() {
+        return Ok(());
+    }
+    let list = installments
+        .iter()
+        .map(i32::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    record_in_txn(
+        txn,
+        core,
+        row.id,
+        "unclaimed_premiums_returned",
+        Some(format!(
+            "premiums {list} ({returned}) not claimed by the insurer within \
+             {SETTLEMENT_WINDOW_DAYS} days of the policy's end: returned to the holder"
+        )),
+    )
+    .await?;
+    text_holder_in_txn(
+        txn,
+        core,
+        &row,
+        format!(
+            "Holdfast: {returned} held for policy {} was not claimed by the insurer within \
+             {SETTLEMENT_WINDOW_DAYS} days of the policy's end and is returned to you.",
+            number_of(&row)
+        ),
+    )
+    .await?;
+    policy::publish_in_txn(
+        txn,
+        core,
+        row.insurer_party_id,
+        "premiums.returned",
+        serde_json::json!({
+            "policy_number": row.policy_number,
+            "installments": installments,
+            "returned": returned,
+            "reason": "not_claimed",
+        }),
     )
     .await?;
     Ok(())

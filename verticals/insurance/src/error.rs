@@ -41,6 +41,15 @@ pub enum InsuranceError {
     HandedOverNumber,
     #[error("an application reference has 1 to {max} printable characters")]
     ApplicationReference { max: usize },
+    #[error(
+        "premium {installment} ({amount}) was paid to the insurer and has since left its account: \
+         it must be returned before the policy can be cancelled; this request was recorded and \
+         keeps the free-look right"
+    )]
+    PremiumPaidOut {
+        installment: i32,
+        amount: holdfast_core::Money,
+    },
 }
 
 impl InsuranceError {
@@ -61,6 +70,7 @@ impl InsuranceError {
             InsuranceError::FreeLookEnded { .. } => "free_look_ended",
             InsuranceError::HandedOverNumber => "order_number_mismatch",
             InsuranceError::ApplicationReference { .. } => "application_reference_invalid",
+            InsuranceError::PremiumPaidOut { .. } => "premium_paid_out",
         }
     }
 
@@ -78,7 +88,8 @@ impl InsuranceError {
             | InsuranceError::CertificateState { .. }
             | InsuranceError::DocumentsMissing
             | InsuranceError::NothingToSettle
-            | InsuranceError::FreeLookEnded { .. } => ErrorKind::Conflict,
+            | InsuranceError::FreeLookEnded { .. }
+            | InsuranceError::PremiumPaidOut { .. } => ErrorKind::Conflict,
             InsuranceError::ProductUnavailable | InsuranceError::HandedOverNumber => {
                 ErrorKind::Unprocessable
             }

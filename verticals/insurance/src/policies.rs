@@ -16,8 +16,16 @@
 //! and the holder's phone approves (or does not answer in time) — never before the
 //! certificate and the signed application are recorded.
 //!
-//! Lock order: a policy's premium cases (by installment), then the policy — the order a phone
-//! answer takes (the core locks the case, then this vertical's hook the policy).
+//! Lock order — the house rule, a vertical's own row before the case: the policy, then its
+//! premium cases by installment, then what the core locks under a case (its challenge, its
+//! hold, the accounts it moves money between). Every use case and timer of this vertical
+//! follows it; a phone answer does too, because the server calls
+//! [`crate::hooks::lock_answer_subject_in_txn`] before the core locks the case. The paths that
+//! touch a premium's case without this vertical (the core's auto-settlement and order
+//! deadline, an operator's mediation) never take the policy, so they cannot close a circle.
+//! The monthly cycle holds the policy while it reserves or moves the next premium on the
+//! card's funding account; an answer taking the policy last — after the core had written that
+//! same account — deadlocked against it on PostgreSQL.
 
 use crate::VERTICAL;
 use crate::entities::{policies, policy_events, premiums};
@@ -43,7 +51,7 @@ use rust_decimal::Decimal;
 use sea_orm::entity::prelude::*;
 use sea_orm::{
     ActiveValue::Set, Condition, ConnectionTrait, DatabaseTransaction, QueryFilter, QueryOrder,
-    QuerySelect,
+    QuerySelect, TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -53,6 +61,15 @@ use utoipa::ToSchema;
 /// The insurer has this long to recheck an application before it is declined by itself and
 /// the first premium returned.
 pub const RECHECK_DAYS: i64 = 7;
+/// How long after its issue the certificate may take to reach the holder: if the service
+/// company has not recorded its delivery by then, the free-look period starts anyway, as if
+/// it had been delivered that day. Thirty days is several times what a courier needs (so an
+/// honest delivery never shortens the holder's period), it echoes the Korean standard terms
+/// (no withdrawal once 30 days have passed since the application), and it keeps the full
+/// refund from staying open for the whole term when a delivery is never recorded (at most
+/// 30 + `free_look_days` days after issue). A constant rather than a product setting: products
+/// have no column for it (that would take a migration).
+pub const CERTIFICATE_DELIVERY_DAYS: i64 = 30;
 pub const MAX_REASON_CHARS: usize = 500;
 pub const MAX_APPLICATION_REFERENCE_CHARS: usize = 100;
 pub const MAX_PAGE: u64 = 100;
@@ -340,7 +357,10 @@ pub struct PolicyView {
     pub certificate_delivered_at: Option<DateTime<Utc>>,
     /// The signed application the service company collected.
     pub application_reference: Option<String>,
-    /// The holder may cancel with every premium returned until then.
+    /// The holder may cancel with every premium returned until then: `free_look_days` after
+    /// the certificate's delivery, or after the delivery deadline (30 days after issue) if the
+    /// certificate was not recorded by then. Set from the issue on (the latest it can be, until
+    /// a delivery brings it forward); before the issue an application may always be cancelled.
     pub free_look_ends_at: Option<DateTime<Utc>>,
     pub grace_days: i32,
     pub free_look_days: i32,
@@ -407,6 +427,26 @@ pub(crate) fn due_date(issued_at: DateTime<Utc>, installment: i32) -> DateTime<U
     issued_at
         .checked_add_months(Months::new(months))
         .unwrap_or(issued_at)
+}
+
+/// When the free-look period of a policy issued at `issued_at` ends: `free_look_days` after
+/// the certificate's delivery, or after the delivery deadline if that came first (a delivery
+/// recorded after the deadline does not open the period again).
+pub(crate) fn free_look_end_from(
+    issued_at: DateTime<Utc>,
+    delivered_at: Option<DateTime<Utc>>,
+    free_look_days: i32,
+) -> DateTime<Utc> {
+    let deadline = issued_at + Duration::days(CERTIFICATE_DELIVERY_DAYS);
+    let starts = delivered_at.map_or(deadline, |at| at.min(deadline));
+    starts + Duration::days(i64::from(free_look_days))
+}
+
+/// The policy's free-look end, computed rather than read, so that a policy stored without one
+/// is bounded too; `None` before the issue.
+pub(crate) fn free_look_end(row: &policies::Model) -> Option<DateTime<Utc>> {
+    row.issued_at
+        .map(|at| free_look_end_from(at, row.certificate_delivered_at, row.free_look_days))
 }
 
 pub(crate) fn term_end(row: &policies::Model) -> Option<DateTime<Utc>> {
@@ -681,7 +721,7 @@ pub(crate) async fn view_of(
         certificate_status: row.certificate_status,
         certificate_delivered_at: row.certificate_delivered_at,
         application_reference: row.application_reference.clone(),
-        free_look_ends_at: row.free_look_ends_at,
+        free_look_ends_at: free_look_end(row),
         grace_days: row.grace_days,
         free_look_days: row.free_look_days,
         premiums,
@@ -925,8 +965,8 @@ pub async fn recheck_in_txn(
     if unlocked.insurer_party_id != insurer.uuid() {
         return Err(CoreError::NotFound("policy").into());
     }
-    let mut case = escrow::lock_case_in_txn(txn, CaseId::from_uuid(unlocked.first_case_id)).await?;
     let row = lock_row(txn, unlocked.id).await?;
+    let mut case = escrow::lock_case_in_txn(txn, CaseId::from_uuid(row.first_case_id)).await?;
     match decision {
         Recheck::Issue => issue_in_txn(txn, core, row, &case).await?,
         Recheck::Decline { reason } => {
@@ -956,11 +996,13 @@ async fn issue_in_txn(
     // number for the holder, the service company and the insurer's settlement requests.
     let number = case.order_number.clone();
     let now = core.clock.now();
+    let free_look_ends_at = free_look_end_from(now, None, row.free_look_days);
     let mut active: policies::ActiveModel = row.clone().into();
     active.state = Set(to);
     active.policy_number = Set(Some(number.digits().to_owned()));
     active.issued_at = Set(Some(now));
     active.certificate_status = Set(CertificateStatus::AwaitingPickup);
+    active.free_look_ends_at = Set(Some(free_look_ends_at));
     let issued = save_in_txn(txn, core, active).await?;
     timers::cancel_in_txn(txn, RECHECK_DEADLINE_TIMER, row.id).await?;
     let issued = crate::cycle::schedule_next_in_txn(txn, core, issued).await?;
@@ -980,8 +1022,13 @@ async fn issue_in_txn(
         &issued,
         format!(
             "Holdfast: {} issued your policy {number} ({}). Keep this number: hand it to the \
-             service company with your signed application when your certificate arrives.",
-            case.payee_name, issued.product_name
+             service company with your signed application when your certificate arrives. You \
+             may cancel with every premium returned until {} days after it arrives, and until \
+             {} UTC at the latest.",
+            case.payee_name,
+            issued.product_name,
+            issued.free_look_days,
+            free_look_ends_at.format("%Y-%m-%d %H:%M")
         ),
     )
     .await?;
@@ -1057,6 +1104,15 @@ async fn decline_in_txn(
 /// What this vertical does when the phone answered one of its premiums' confirmations: an
 /// approved application goes to the insurer's recheck, a denied one ends; a settled or
 /// disputed premium goes on the timeline and to the insurer.
+///
+/// The caller locked the policy before the case ([`crate::hooks::lock_answer_subject_in_txn`]).
+/// Only the application's outcomes write the policy, and lock it (again, at no cost); a
+/// premium's settlement or dispute only reads what its issue fixed (number, insurer, term), so
+/// it takes no lock at all — even a caller that forgot the pre-lock cannot turn the lock order
+/// round there. A premium settled without an answer (the settlement period ended) or through
+/// an operator's mediation does not come here: its state in the policy view and timeline is
+/// its case's, and the insurer hears of it from the core's `order.settled` or
+/// `dispute.mediated` event (with the premium's order number), not from `premium.settled`.
 pub async fn after_answer_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
@@ -1070,7 +1126,12 @@ pub async fn after_answer_in_txn(
     let Some(premium) = premium_of_case(txn, case.id).await? else {
         return Ok(());
     };
-    let row = lock_row(txn, premium.policy_id).await?;
+    let row = match outcome {
+        CaseOutcome::OrderApproved | CaseOutcome::OrderDenied => {
+            lock_row(txn, premium.policy_id).await?
+        }
+        CaseOutcome::Settled | CaseOutcome::Disputed => get_row(txn, premium.policy_id).await?,
+    };
     match outcome {
         CaseOutcome::OrderApproved if row.state == PolicyState::AwaitingConfirmation => {
             let to = row.state.confirm()?;
@@ -1192,15 +1253,14 @@ pub(crate) async fn confirmation_deadline_in_txn(
     core: &Core,
     policy: Uuid,
 ) -> InsuranceResult<()> {
-    let unlocked = get_row(txn, policy).await?;
-    let case_id = CaseId::from_uuid(unlocked.first_case_id);
+    let row = lock_row(txn, policy).await?;
+    let case_id = CaseId::from_uuid(row.first_case_id);
     let case = escrow::lock_case_in_txn(txn, case_id).await?;
     if case.state == CaseState::AwaitingOrderConfirmation {
         // The core's own deadline timer may not have run yet: it is idempotent, run it now.
         escrow::fire_timer_in_txn(txn, core, escrow::ORDER_DEADLINE_TIMER, case_id.uuid()).await?;
     }
     let case = escrow::get_case(txn, case_id).await?;
-    let row = lock_row(txn, policy).await?;
     if row.state == PolicyState::AwaitingConfirmation
         && matches!(
             case.state,
@@ -1233,9 +1293,8 @@ pub(crate) async fn recheck_deadline_in_txn(
     core: &Core,
     policy: Uuid,
 ) -> InsuranceResult<()> {
-    let unlocked = get_row(txn, policy).await?;
-    let mut case = escrow::lock_case_in_txn(txn, CaseId::from_uuid(unlocked.first_case_id)).await?;
     let row = lock_row(txn, policy).await?;
+    let mut case = escrow::lock_case_in_txn(txn, CaseId::from_uuid(row.first_case_id)).await?;
     if row.state == PolicyState::AwaitingRecheck {
         decline_in_txn(
             txn,
@@ -1348,8 +1407,11 @@ pub async fn receive_certificate_in_txn(
 }
 
 /// The service company delivered the certificate and collected, from the holder, the signed
-/// application and the policy number: it records both. The free-look period starts now, and
-/// the insurer may from now on ask to be paid.
+/// application and the policy number: it records both, and the number the holder handed over
+/// must be the policy's own (the one issued and texted to the holder), or the documents are
+/// another policy's. The free-look period starts now (or started at the delivery deadline, if
+/// that passed: a late delivery does not open it again), and the insurer may from now on ask
+/// to be paid.
 pub async fn record_documents_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
@@ -1368,7 +1430,7 @@ pub async fn record_documents_in_txn(
         });
     }
     let row = service_row_in_txn(txn, service, number).await?;
-    if handed_over != number {
+    if row.policy_number.as_deref() != Some(handed_over.digits()) {
         return Err(InsuranceError::HandedOverNumber);
     }
     if !matches!(
@@ -1384,7 +1446,20 @@ pub async fn record_documents_in_txn(
         return Err(row.state.refuse("record the delivery"));
     }
     let now = core.clock.now();
-    let free_look_ends_at = now + Duration::days(i64::from(row.free_look_days));
+    let free_look_ends_at =
+        free_look_end_from(row.issued_at.unwrap_or(now), Some(now), row.free_look_days);
+    let free_look = if now < free_look_ends_at {
+        format!(
+            "You may cancel it with every premium returned until {} UTC.",
+            free_look_ends_at.format("%Y-%m-%d %H:%M")
+        )
+    } else {
+        format!(
+            "Its free-look period ended on {} UTC: it started {CERTIFICATE_DELIVERY_DAYS} days \
+             after the policy was issued, without the certificate.",
+            free_look_ends_at.format("%Y-%m-%d %H:%M")
+        )
+    };
     let mut active: policies::ActiveModel = row.clone().into();
     if row.certificate_received_at.is_none() {
         active.certificate_received_at = Set(Some(now));
@@ -1412,8 +1487,7 @@ pub async fn record_documents_in_txn(
         &row,
         format!(
             "Holdfast: the certificate of policy {number} was delivered and your signed \
-             application collected. You may cancel it with every premium returned until {} UTC.",
-            free_look_ends_at.format("%Y-%m-%d %H:%M")
+             application collected. {free_look}"
         ),
     )
     .await?;
@@ -1452,14 +1526,15 @@ pub async fn request_settlement_in_txn(
     if unlocked.insurer_party_id != insurer.uuid() {
         return Err(CoreError::NotFound("policy").into());
     }
-    if !unlocked.state.settles() {
-        return Err(unlocked.state.refuse("request settlement"));
+    let row = lock_row(txn, unlocked.id).await?;
+    if !row.state.settles() {
+        return Err(row.state.refuse("request settlement"));
     }
-    if unlocked.certificate_status != CertificateStatus::Delivered {
+    if row.certificate_status != CertificateStatus::Delivered {
         return Err(InsuranceError::DocumentsMissing);
     }
     let mut chosen = None;
-    for premium in premiums_of(txn, unlocked.id).await? {
+    for premium in premiums_of(txn, row.id).await? {
         if installment.is_some_and(|n| n != premium.installment) {
             continue;
         }
@@ -1471,8 +1546,8 @@ pub async fn request_settlement_in_txn(
     }
     let premium = chosen.ok_or(InsuranceError::NothingToSettle)?;
     let mut case = escrow::lock_case_in_txn(txn, CaseId::from_uuid(premium.case_id)).await?;
-    let row = lock_row(txn, unlocked.id).await?;
-    if case.state != CaseState::Frozen || !row.state.settles() {
+    if case.state != CaseState::Frozen {
+        // Whatever changes a held premium takes the policy first, which is locked: a guard.
         return Err(InsuranceError::NothingToSettle);
     }
     // What the phone is told of the delivery: the certificate's, handed over with the number.
@@ -1498,71 +1573,70 @@ pub async fn request_settlement_in_txn(
 // Free-look cancellation (the holder)
 // ---------------------------------------------------------------------------------------
 
-/// The holder cancels within the free-look period (or before the certificate arrived, when the
-/// period has not begun): every premium returns to the card's funding source — held ones are
-/// released, settled ones taken back from the insurer (and the platform's commission and any
-/// card fee with them), ones awaiting settlement withdrawn.
+/// What a free-look cancellation did.
+#[derive(Debug)]
+pub enum CancelOutcome {
+    Cancelled(Box<Cancellation>),
+    /// A premium paid to the insurer could not be taken back: its money has left the
+    /// insurer's account (or the platform's), and the platform cannot return what it does not
+    /// hold. Nothing moved; the attempt is on the policy's timeline — so the right it exercised
+    /// outlives the period — and the insurer was told what to return. Commit, then report.
+    Blocked(InsuranceError),
+}
+
+/// The holder cancels within the free-look period (or, before the issue, while the insurer
+/// rechecks): every premium returns to the card's funding source — held ones are released,
+/// settled ones taken back from the insurer (and the platform's commission and any card fee
+/// with them), ones awaiting settlement withdrawn. If a settled premium has since been paid
+/// out of the insurer's account, nothing moves ([`CancelOutcome::Blocked`]); the holder may
+/// ask again once the insurer has returned it, even after the period, since it asked in time.
 pub async fn cancel_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
     holder: PartyId,
     policy: &PolicyRef,
-) -> InsuranceResult<Cancellation> {
+) -> InsuranceResult<CancelOutcome> {
     let unlocked = find_row(txn, policy).await?;
     if unlocked.holder_party_id != holder.uuid() {
         return Err(CoreError::NotFound("policy").into());
     }
-    let premiums = premiums_of(txn, unlocked.id).await?;
+    // The policy first: the cycle collects a premium only under this lock, so the premiums
+    // read now are all there are.
+    let row = lock_row(txn, unlocked.id).await?;
+    let premiums = premiums_of(txn, row.id).await?;
     let mut cases = Vec::with_capacity(premiums.len());
     for premium in &premiums {
         cases.push(escrow::lock_case_in_txn(txn, CaseId::from_uuid(premium.case_id)).await?);
     }
-    let row = lock_row(txn, unlocked.id).await?;
-    if row.installments_collected != i32::try_from(premiums.len()).unwrap_or(i32::MAX) {
-        // A premium was collected between the read and the locks: ask again.
-        return Err(CoreError::Busy.into());
-    }
     let to = row.state.cancel()?;
     let now = core.clock.now();
-    if let Some(ends) = row.free_look_ends_at
+    if let Some(ends) = free_look_end(&row)
         && now >= ends
+        && !blocked_before_in_txn(txn, row.id, ends).await?
     {
         return Err(InsuranceError::FreeLookEnded { ended_at: ends });
     }
     let currency = Currency::from_str(&row.currency)?;
-    let mut returned = Money::zero(currency);
     let reason = format!("free-look cancellation of policy {}", number_of(&row));
-    for case in &mut cases {
-        let back = match case.state {
-            // Held, or asked for but not yet paid: the whole hold returns, and a pending
-            // settlement confirmation is voided with its auto-settlement.
-            CaseState::AwaitingOrderConfirmation
-            | CaseState::Frozen
-            | CaseState::InDelivery
-            | CaseState::Delivered
-            | CaseState::SettlementRequested => {
-                escrow::withdraw_cooling_off_in_txn(txn, core, case, reason.clone()).await?;
-                case.amount
+    // In a savepoint: a premium that cannot be taken back undoes what the others returned.
+    let savepoint = txn.begin().await?;
+    let returned =
+        match return_premiums_in_txn(&savepoint, core, &premiums, &mut cases, currency, &reason)
+            .await
+        {
+            Ok(returned) => {
+                savepoint.commit().await?;
+                returned
             }
-            // The holder denied a settlement: the cancellation right decides the dispute.
-            CaseState::Disputed => {
-                refund_in_full_in_txn(txn, core, case, &reason)
-                    .await?
-                    .refund
+            Err(InsuranceError::PremiumPaidOut {
+                installment,
+                amount,
+            }) => {
+                savepoint.rollback().await?;
+                return blocked_in_txn(txn, core, &row, installment, amount).await;
             }
-            // Paid: taken back from the insurer, the platform and any card institution.
-            CaseState::Settled => {
-                escrow::reverse_settlement_in_txn(txn, core, case, reason.clone()).await?
-            }
-            // Already back with the holder (or never taken).
-            CaseState::Denied
-            | CaseState::Expired
-            | CaseState::Cancelled
-            | CaseState::Refunded
-            | CaseState::Refused => Money::zero(currency),
+            Err(error) => return Err(error),
         };
-        returned = returned.checked_add(&back)?;
-    }
     let mut active: policies::ActiveModel = row.clone().into();
     active.state = Set(to);
     active.ended_at = Set(Some(now));
@@ -1608,10 +1682,116 @@ pub async fn cancel_in_txn(
         }),
     )
     .await?;
-    Ok(Cancellation {
+    Ok(CancelOutcome::Cancelled(Box::new(Cancellation {
         policy: view_of(txn, core, &row, holder).await?,
         returned,
-    })
+    })))
+}
+
+/// Returns every premium of a cancelled policy to the holder; what came back.
+async fn return_premiums_in_txn(
+    txn: &DatabaseTransaction,
+    core: &Core,
+    premiums: &[premiums::Model],
+    cases: &mut [EscrowCase],
+    currency: Currency,
+    reason: &str,
+) -> InsuranceResult<Money> {
+    let mut returned = Money::zero(currency);
+    for (premium, case) in premiums.iter().zip(cases.iter_mut()) {
+        let back = match case.state {
+            // Held, or asked for but not yet paid: the whole hold returns, and a pending
+            // settlement confirmation is voided with its auto-settlement.
+            CaseState::AwaitingOrderConfirmation
+            | CaseState::Frozen
+            | CaseState::InDelivery
+            | CaseState::Delivered
+            | CaseState::SettlementRequested => {
+                escrow::withdraw_cooling_off_in_txn(txn, core, case, reason.to_owned()).await?;
+                case.amount
+            }
+            // The holder denied a settlement: the cancellation right decides the dispute.
+            CaseState::Disputed => refund_in_full_in_txn(txn, core, case, reason).await?.refund,
+            // Paid: taken back from the insurer, the platform and any card institution — as
+            // long as they still hold it; the ledger lets no account go below zero.
+            CaseState::Settled => {
+                match escrow::reverse_settlement_in_txn(txn, core, case, reason.to_owned()).await {
+                    Ok(back) => back,
+                    Err(CoreError::InsufficientFunds { .. }) => {
+                        return Err(InsuranceError::PremiumPaidOut {
+                            installment: premium.installment,
+                            amount: case.amount_to_settle(),
+                        });
+                    }
+                    Err(error) => return Err(error.into()),
+                }
+            }
+            // Already back with the holder (or never taken).
+            CaseState::Denied
+            | CaseState::Expired
+            | CaseState::Cancelled
+            | CaseState::Refunded
+            | CaseState::Refused => Money::zero(currency),
+        };
+        returned = returned.checked_add(&back)?;
+    }
+    Ok(returned)
+}
+
+/// The policy's timeline line that records a cancellation blocked by a premium paid out.
+const CANCELLATION_BLOCKED: &str = "cancellation_blocked";
+
+/// Whether the holder asked to cancel before `ends` and was blocked by a premium paid out.
+async fn blocked_before_in_txn(
+    txn: &DatabaseTransaction,
+    policy: Uuid,
+    ends: DateTime<Utc>,
+) -> InsuranceResult<bool> {
+    Ok(policy_events::Entity::find()
+        .filter(policy_events::Column::PolicyId.eq(policy))
+        .filter(policy_events::Column::Kind.eq(CANCELLATION_BLOCKED))
+        .filter(policy_events::Column::At.lt(ends))
+        .one(txn)
+        .await?
+        .is_some())
+}
+
+/// Records a cancellation a paid-out premium blocked, and tells the insurer what to return.
+async fn blocked_in_txn(
+    txn: &DatabaseTransaction,
+    core: &Core,
+    row: &policies::Model,
+    installment: i32,
+    amount: Money,
+) -> InsuranceResult<CancelOutcome> {
+    record_in_txn(
+        txn,
+        core,
+        row.id,
+        CANCELLATION_BLOCKED,
+        Some(format!(
+            "free-look cancellation asked for; premium {installment} ({amount}) was paid out \
+             and must be returned first"
+        )),
+    )
+    .await?;
+    publish_in_txn(
+        txn,
+        core,
+        row.insurer_party_id,
+        "policy.cancellation_blocked",
+        serde_json::json!({
+            "policy_number": row.policy_number,
+            "installment": installment,
+            "amount": amount,
+            "requested_at": core.clock.now(),
+        }),
+    )
+    .await?;
+    Ok(CancelOutcome::Blocked(InsuranceError::PremiumPaidOut {
+        installment,
+        amount,
+    }))
 }
 
 async fn refund_in_full_in_txn(
@@ -1687,6 +1867,25 @@ mod tests {
         assert_eq!(
             due_date(issued, 13).to_rfc3339(),
             "2027-01-31T10:00:00+00:00"
+        );
+    }
+
+    #[test]
+    fn the_free_look_starts_at_the_delivery_or_at_the_delivery_deadline_whichever_comes_first() {
+        let issued = DateTime::parse_from_rfc3339("2026-01-31T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let days = Duration::days;
+        assert_eq!(
+            free_look_end_from(issued, Some(issued + days(3)), 15),
+            issued + days(18)
+        );
+        // Never delivered: it starts at the deadline, not never.
+        assert_eq!(free_look_end_from(issued, None, 15), issued + days(45));
+        // Delivered after the deadline: it does not start again.
+        assert_eq!(
+            free_look_end_from(issued, Some(issued + days(300)), 30),
+            issued + days(60)
         );
     }
 
