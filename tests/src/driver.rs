@@ -260,11 +260,12 @@ impl Reply {
     }
 }
 
-/// A thin HTTP client for the API.
+/// A thin HTTP client for the API; optionally records how long every call took.
 #[derive(Debug, Clone)]
 pub struct Api {
     pub base: String,
     pub http: Client,
+    pub latencies: Option<std::sync::Arc<std::sync::Mutex<Vec<Duration>>>>,
 }
 
 impl Api {
@@ -277,7 +278,22 @@ impl Api {
         Api {
             base: base.to_owned(),
             http,
+            latencies: None,
         }
+    }
+
+    /// The same client, recording the latency of every call.
+    pub fn recording(mut self) -> Api {
+        self.latencies = Some(Default::default());
+        self
+    }
+
+    /// The latencies recorded so far, emptying the record.
+    pub fn take_latencies(&self) -> Vec<Duration> {
+        self.latencies
+            .as_ref()
+            .and_then(|l| l.lock().ok().map(|mut l| std::mem::take(&mut *l)))
+            .unwrap_or_default()
     }
 
     pub async fn call(
@@ -298,9 +314,15 @@ impl Api {
         if let Some(body) = body {
             request = request.json(body);
         }
+        let started = Instant::now();
         let response = request.send().await?;
         let status = response.status();
         let bytes = response.bytes().await?;
+        if let Some(latencies) = &self.latencies
+            && let Ok(mut latencies) = latencies.lock()
+        {
+            latencies.push(started.elapsed());
+        }
         let body = if bytes.is_empty() {
             Value::Null
         } else {

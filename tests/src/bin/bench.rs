@@ -71,7 +71,7 @@ async fn main() -> anyhow::Result<()> {
         driver::Store::Postgres(_) => "postgresql",
     };
     let server = Server::start(store.clone(), workdir.path(), &[]).await?;
-    let api = Api::new(&server.url);
+    let api = Api::new(&server.url).recording();
     let shoppers = args.shoppers.unwrap_or(args.concurrency).max(1);
     // Workers take lifecycles as they free up, so one shopper may run more than its share:
     // fund each for twice the even split.
@@ -92,15 +92,25 @@ async fn main() -> anyhow::Result<()> {
 
     // Warm-up, unmeasured.
     let warm = run_lifecycles(&api, &cast, args.warmup, args.concurrency, "warm").await?;
+    let database_name = match &store {
+        driver::Store::Postgres(url) => url.rsplit('/').next().map(str::to_owned),
+        driver::Store::Sqlite(_) => None,
+    };
+    let admin = args.postgres.clone();
+    let writes_before = match (&admin, &database_name) {
+        (Some(admin), Some(name)) => Some(settled_write_stats(admin, name).await?),
+        _ => None,
+    };
+    api.take_latencies();
     let started = Instant::now();
     let measured = run_lifecycles(&api, &cast, args.lifecycles, args.concurrency, "run").await?;
     let timings = &measured.timings;
     let elapsed = started.elapsed();
+    let mut calls = api.take_latencies();
+    calls.sort();
 
     let lifecycles_per_sec = args.lifecycles as f64 / elapsed.as_secs_f64();
-    // place, inbox (≥1), answer, parcel lookup, tracking, settlement request, order view,
-    // inbox (≥1), answer.
-    let calls_per_lifecycle = 9.0;
+    let calls_per_lifecycle = calls.len() as f64 / args.lifecycles as f64;
     println!("\nHoldfast lifecycle benchmark on {database}");
     println!("  lifecycles          {}", args.lifecycles);
     println!("  concurrency         {}", args.concurrency);
@@ -108,8 +118,14 @@ async fn main() -> anyhow::Result<()> {
     println!("  elapsed             {:.2} s", elapsed.as_secs_f64());
     println!("  lifecycles/s        {lifecycles_per_sec:.1}");
     println!(
-        "  API calls/s         {:.0} (≥ {calls_per_lifecycle} per lifecycle)",
-        lifecycles_per_sec * calls_per_lifecycle
+        "  API calls/s         {:.0} ({calls_per_lifecycle:.2} per lifecycle)",
+        calls.len() as f64 / elapsed.as_secs_f64()
+    );
+    println!(
+        "  latency per call    p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms",
+        ms(percentile(&calls, 50.0)),
+        ms(percentile(&calls, 95.0)),
+        ms(percentile(&calls, 99.0))
     );
     println!("  latency per step (ms)        p50      p95      p99");
     for (step, name) in STEPS.iter().enumerate() {
@@ -120,6 +136,23 @@ async fn main() -> anyhow::Result<()> {
             ms(percentile(&column, 50.0)),
             ms(percentile(&column, 95.0)),
             ms(percentile(&column, 99.0))
+        );
+    }
+    if let (Some(admin), Some(name), Some(before)) = (&admin, &database_name, writes_before) {
+        let after = settled_write_stats(admin, name).await?;
+        let rows = after.saturating_sub(before) as f64;
+        let per_lifecycle = rows / args.lifecycles as f64;
+        println!(
+            "  rows written        {per_lifecycle:.1} per lifecycle, {:.1} per writing call ({WRITING_CALLS} per lifecycle)",
+            per_lifecycle / WRITING_CALLS as f64
+        );
+        // For the ceiling script, which runs pgbench with as many single-row writes per
+        // transaction as one writing call makes.
+        println!(
+            "  ceiling: rows_per_write_call={:.2} write_calls_per_sec={:.1} concurrency={}",
+            per_lifecycle / WRITING_CALLS as f64,
+            lifecycles_per_sec * WRITING_CALLS as f64,
+            args.concurrency
         );
     }
     match server.peak_rss_kb() {
@@ -186,6 +219,50 @@ async fn main() -> anyhow::Result<()> {
         bail!("verification failed: audit {audit}");
     }
     Ok(())
+}
+
+/// Calls of a lifecycle that write: the order, its approval, the delivery, the settlement
+/// request and its approval (the outbox's and timers' own writes are counted with them).
+const WRITING_CALLS: u64 = 5;
+
+/// Rows inserted, updated and deleted in database `name` so far, once PostgreSQL's statistics
+/// have caught up (backends report them when idle, up to some seconds late).
+async fn settled_write_stats(admin: &str, name: &str) -> anyhow::Result<u64> {
+    use sea_orm::ConnectionTrait;
+    let db = sea_orm::Database::connect(admin).await?;
+    let sql = format!(
+        "SELECT CAST(tup_inserted + tup_updated + tup_deleted AS BIGINT) FROM pg_stat_database WHERE datname = '{}'",
+        name.replace('\'', "")
+    );
+    // An idle backend reports after up to ten seconds: wait until the count has not moved
+    // for longer than that.
+    let (mut last, mut unchanged) = (None, 0);
+    for _ in 0..60 {
+        let _ = db
+            .execute_unprepared("SELECT pg_stat_clear_snapshot()")
+            .await;
+        let row = db
+            .query_one_raw(sea_orm::Statement::from_string(
+                db.get_database_backend(),
+                sql.clone(),
+            ))
+            .await?;
+        let now = row
+            .and_then(|r| r.try_get_by_index::<i64>(0).ok())
+            .unwrap_or(0);
+        if last == Some(now) {
+            unchanged += 1;
+            if unchanged >= 6 {
+                break;
+            }
+        } else {
+            unchanged = 0;
+        }
+        last = Some(now);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    db.close().await?;
+    Ok(last.and_then(|n| u64::try_from(n).ok()).unwrap_or(0))
 }
 
 /// What a batch of lifecycles took, and how many each supplier sold.
