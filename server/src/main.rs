@@ -102,12 +102,20 @@ fn gateway(config: &Config) -> anyhow::Result<Option<Arc<dyn PhoneGateway>>> {
     Ok(Some(Arc::new(HttpPhoneGateway::new(channel, url, token)?)))
 }
 
+/// The settlement period: at least a second, at most a year.
+fn auto_settle(config: &Config) -> anyhow::Result<chrono::Duration> {
+    if !(1..=366 * 24 * 3600).contains(&config.auto_settle_secs) {
+        anyhow::bail!("HOLDFAST_AUTO_SETTLE_SECS must be 1 second to a year");
+    }
+    Ok(chrono::Duration::seconds(config.auto_settle_secs))
+}
+
 fn settings(config: &Config) -> anyhow::Result<Settings> {
     Ok(Settings {
         secret: secret(config)?,
         token_ttl_secs: config.token_ttl_secs,
         policy: policy(config)?,
-        auto_settle: chrono::Duration::seconds(config.auto_settle_secs),
+        auto_settle: auto_settle(config)?,
         gateway: gateway(config)?,
         webhook_secret: config
             .phone_webhook_secret

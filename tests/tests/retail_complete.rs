@@ -805,6 +805,18 @@ async fn an_auction_sells_to_the_highest_bidder_and_pays_the_holder_who_sold() {
         cards.push((phone, app.card_login(&card, phone).await));
     }
     let (seller_phone, seller) = &cards[0];
+    // A duration beyond any calendar is refused, not a crash.
+    for duration in [i64::MAX - 1, -5, 10] {
+        let refused = app
+            .post("/v1/retail/auctions", Some(seller),
+                json!({"name": "Vintage grinder", "reserve_price": {"amount": "100.00", "currency": "USD"}, "duration_secs": duration}))
+            .await;
+        assert_eq!(
+            refused.status,
+            StatusCode::BAD_REQUEST,
+            "{duration}: {refused:?}"
+        );
+    }
     let opened = app
         .post("/v1/retail/auctions", Some(seller),
             json!({"name": "Vintage grinder", "reserve_price": {"amount": "100.00", "currency": "USD"}, "duration_secs": 3600}))

@@ -492,6 +492,9 @@ pub async fn open_auction(
     Json(body): Json<OpenAuction>,
 ) -> ApiResult<(StatusCode, axum::Json<AuctionView>)> {
     principal.require(&[Role::Shopper, Role::Supplier])?;
+    // Out of chrono's range is out of ours too (60 s to 30 days, checked by the vertical).
+    let duration = chrono::Duration::try_seconds(body.duration_secs)
+        .ok_or_else(|| ApiError::invalid("an auction runs 60 seconds to 30 days"))?;
     let view = auctions::open_auction(
         &state.db,
         &state.core,
@@ -501,7 +504,7 @@ pub async fn open_auction(
             description: body.description,
             reserve_price: body.reserve_price,
             audience: body.audience,
-            duration: chrono::Duration::seconds(body.duration_secs),
+            duration,
         },
     )
     .await?;
