@@ -79,19 +79,24 @@ async fn main() -> anyhow::Result<()> {
     let deposit = format!("{}.00", per_shopper * 10 + 10);
     let cast = Arc::new(driver::cast(&api, run, args.suppliers, shoppers, &deposit).await?);
 
+    // Warm-up, unmeasured; it also opens every account the preloaded orders post to.
+    let warm = run_lifecycles(&api, &cast, args.warmup.max(1), args.concurrency, "warm").await?;
     if args.preload > 0 {
         let started = Instant::now();
-        holdfast_tests::preload::settled_orders(&store.url(), &cast.sellers[0].id, args.preload)
-            .await?;
+        holdfast_tests::preload::settled_orders(
+            &store.url(),
+            &cast.sellers[0].id,
+            args.preload,
+            cast.price_minor,
+            cast.commission_minor,
+        )
+        .await?;
         println!(
             "preloaded {} settled orders in {:.1} s",
             args.preload,
             started.elapsed().as_secs_f64()
         );
     }
-
-    // Warm-up, unmeasured.
-    let warm = run_lifecycles(&api, &cast, args.warmup, args.concurrency, "warm").await?;
     let database_name = match &store {
         driver::Store::Postgres(url) => url.rsplit('/').next().map(str::to_owned),
         driver::Store::Sqlite(_) => None,
@@ -191,7 +196,9 @@ async fn main() -> anyhow::Result<()> {
             .and_then(|x| x["balance"].as_str())
             .unwrap_or("0.00")
             .to_owned();
-        let lifecycles = (warm.by_seller[index] + measured.by_seller[index]) as i64;
+        let preloaded = if index == 0 { args.preload } else { 0 };
+        let lifecycles =
+            (warm.by_seller[index] + measured.by_seller[index]) as i64 + preloaded as i64;
         let expected_minor = lifecycles * (cast.price_minor - cast.commission_minor);
         let expected = format!("{}.{:02}", expected_minor / 100, expected_minor % 100);
         if paid != expected {
@@ -216,7 +223,14 @@ async fn main() -> anyhow::Result<()> {
         }
     );
     if !clean || !underpaid.is_empty() {
-        bail!("verification failed: audit {audit}");
+        bail!("verification failed (the database is kept for a look): audit {audit}");
+    }
+    drop(server);
+    if let (Some(admin), Some(name)) = (&admin, &database_name) {
+        use sea_orm::ConnectionTrait;
+        let db = sea_orm::Database::connect(admin).await?;
+        db.execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+            .await?;
     }
     Ok(())
 }
