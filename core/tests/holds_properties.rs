@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use chrono::{Duration, Utc};
+use chrono::{Duration, TimeZone, Utc};
 use holdfast_core::clock::Clock;
 use holdfast_core::db::{self, PoolSize};
 use holdfast_core::holds::{self, HoldMode, HoldStatus, Payout, PlaceHold};
@@ -45,7 +45,7 @@ async fn world() -> World {
     .await
     .unwrap();
     Migrator::up(&db, None).await.unwrap();
-    let clock = Clock::manual(Utc::now());
+    let clock = Clock::manual(Utc.with_ymd_and_hms(2026, 3, 10, 9, 0, 0).unwrap());
     let txn = db.begin().await.unwrap();
     let party = |role| {
         let txn = &txn;

@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use chrono::{Duration, Utc};
+use chrono::{DateTime, Duration, TimeZone, Utc};
 use holdfast_core::clock::Clock;
 use holdfast_core::db::{self, PoolSize};
 use holdfast_core::timers::{self, Fired, Timer, TimerHandler};
@@ -15,6 +15,11 @@ use std::sync::Mutex;
 use uuid::Uuid;
 
 const MONTHLY: &str = "test_monthly";
+
+/// A fixed start, so a run does not depend on the day it happens on.
+fn start() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 10, 9, 0, 0).unwrap()
+}
 
 async fn database() -> DatabaseConnection {
     let db = db::connect(
@@ -80,7 +85,7 @@ async fn fire_all(db: &DatabaseConnection, clock: &Clock, handler: &Monthly) -> 
 #[tokio::test]
 async fn a_timer_can_schedule_its_successor_for_the_same_subject() {
     let db = database().await;
-    let clock = Clock::manual(Utc::now());
+    let clock = Clock::manual(start());
     let subject = Uuid::now_v7();
     let handler = Monthly {
         clock: clock.clone(),
@@ -116,7 +121,7 @@ async fn a_timer_can_schedule_its_successor_for_the_same_subject() {
 #[tokio::test]
 async fn a_failing_handler_leaves_the_timer_pending_and_schedules_nothing() {
     let db = database().await;
-    let clock = Clock::manual(Utc::now());
+    let clock = Clock::manual(start());
     let subject = Uuid::now_v7();
     let handler = Monthly {
         clock: clock.clone(),

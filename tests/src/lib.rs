@@ -11,7 +11,7 @@ pub mod preload;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
-use chrono::Utc;
+use chrono::{DateTime, TimeZone, Utc};
 use holdfast_core::challenge::ChallengePolicy;
 use holdfast_core::db::PoolSize;
 use holdfast_core::{Clock, onboarding};
@@ -22,6 +22,14 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 
 pub const SECRET: &[u8] = b"test-secret-test-secret-test-secret!";
+
+/// Where every test's clock starts unless the test is about the calendar: a fixed instant, so
+/// that no test depends on the day it runs. A Wednesday in March, mid-month, nothing special
+/// about it: tests that need a month's end or a leap day start there with
+/// [`TestApp::spawn_at`].
+pub fn test_epoch() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 11, 9, 30, 0).unwrap()
+}
 
 /// Where the test's database lives, and how to get rid of it.
 enum Storage {
@@ -113,7 +121,16 @@ impl TestApp {
         TestApp::spawn_with(ChallengePolicy::default()).await
     }
 
+    /// A test about the calendar: the clock starts at `start`.
+    pub async fn spawn_at(start: DateTime<Utc>) -> TestApp {
+        TestApp::spawn_starting(ChallengePolicy::default(), start).await
+    }
+
     pub async fn spawn_with(policy: ChallengePolicy) -> TestApp {
+        TestApp::spawn_starting(policy, test_epoch()).await
+    }
+
+    async fn spawn_starting(policy: ChallengePolicy, start: DateTime<Utc>) -> TestApp {
         let (url, storage, pool) = match postgres_url() {
             Some(admin_url) => {
                 let name = format!("holdfast_test_{}", uuid::Uuid::new_v4().simple());
@@ -141,7 +158,7 @@ impl TestApp {
             }
         };
         let db = open_database(&url, pool).await.unwrap();
-        let clock = Clock::manual(Utc::now());
+        let clock = Clock::manual(start);
         let state = simulator_state(db, clock.clone(), SECRET, 3600, policy);
         TestApp {
             router: holdfast_server::app(state.clone()),

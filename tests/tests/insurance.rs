@@ -7,7 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use axum::http::{Method, StatusCode};
-use chrono::Duration;
+use chrono::{DateTime, Duration, Months, TimeZone, Utc};
 use holdfast_core::cards::CardNumber;
 use holdfast_tests::{Reply, TestApp};
 use serde_json::{Value, json};
@@ -31,7 +31,15 @@ struct World {
 }
 
 async fn world() -> World {
-    let app = TestApp::spawn().await;
+    world_with(TestApp::spawn().await).await
+}
+
+/// A world whose clock starts at `start`, for tests about the calendar.
+async fn world_at(start: DateTime<Utc>) -> World {
+    world_with(TestApp::spawn_at(start).await).await
+}
+
+async fn world_with(app: TestApp) -> World {
     let operator = app.operator_token().await;
     let username = format!("ins-{}", uuid::Uuid::new_v4().simple());
     let created = app
@@ -536,7 +544,7 @@ async fn a_card_credit_line_is_reduced_by_each_monthly_premium_and_a_lump_sum_on
     let number = w.issue(&policy).await;
 
     // A month later the cycle reserves the second premium, under the same consent.
-    w.app.clock.advance(Duration::days(31));
+    w.app.clock.advance_months(1);
     assert!(w.app.fire_timers().await >= 1);
     let view = w.policy(&shopper, &number).await;
     assert_eq!(view["installments_collected"], 2);
@@ -577,7 +585,7 @@ async fn a_card_credit_line_is_reduced_by_each_monthly_premium_and_a_lump_sum_on
         ("-30.00".to_owned(), "320.00".to_owned())
     );
     // Its term ends after six months.
-    w.app.clock.advance(Duration::days(190));
+    w.app.clock.advance_months(6);
     w.app.fire_timers().await;
     assert_eq!(w.policy(&shopper, &number).await["state"], "matured");
     w.app.assert_ledger_clean().await;
@@ -604,7 +612,7 @@ async fn a_failed_collection_starts_grace_with_notice_and_the_policy_lapses_unpa
     w.deliver_documents(&number).await;
     // Bank money moves into the freezing account each month.
     assert_eq!(account(&w.app, &shopper, "bank_account").await.0, "30.00");
-    w.app.clock.advance(Duration::days(31));
+    w.app.clock.advance_months(1);
     w.app.fire_timers().await;
     assert_eq!(account(&w.app, &shopper, "bank_account").await.0, "0.00");
     assert_eq!(
@@ -612,7 +620,7 @@ async fn a_failed_collection_starts_grace_with_notice_and_the_policy_lapses_unpa
         2
     );
 
-    w.app.clock.advance(Duration::days(30));
+    w.app.clock.advance_months(1);
     w.app.fire_timers().await;
     let view = w.policy(&shopper, &number).await;
     assert_eq!(view["state"], "grace", "{view}");
@@ -710,7 +718,7 @@ async fn an_overdue_premium_paid_during_grace_keeps_the_policy_in_force() {
     let product = w.product(json!({})).await;
     let policy = w.buy_and_approve(&shopper, phone, &product).await;
     let number = w.issue(&policy).await;
-    w.app.clock.advance(Duration::days(31));
+    w.app.clock.advance_months(1);
     w.app.fire_timers().await;
     assert_eq!(w.policy(&shopper, &number).await["state"], "grace");
 
@@ -771,7 +779,7 @@ async fn free_look_cancellation_returns_exactly_every_premium_paid_or_held() {
     let policy = w.buy_and_approve(&shopper, phone, &product).await;
     let number = w.issue(&policy).await;
     // The certificate comes late: a second premium is collected first.
-    w.app.clock.advance(Duration::days(31));
+    w.app.clock.advance_months(1);
     w.app.fire_timers().await;
     w.app.clock.advance(Duration::days(3));
     w.deliver_documents(&number).await;
@@ -1088,7 +1096,7 @@ async fn a_card_replaced_with_a_new_number_keeps_paying_the_policy() {
         .await;
     assert_eq!(replaced.status, StatusCode::CREATED, "{replaced:?}");
     let new_card = replaced.body["card_number"].as_str().unwrap().to_owned();
-    w.app.clock.advance(Duration::days(31));
+    w.app.clock.advance_months(1);
     w.app.fire_timers().await;
     let view = w.policy(&issued.holder, &number).await;
     assert_eq!(view["state"], "in_force", "{view}");
@@ -1263,7 +1271,7 @@ async fn premiums_of_an_ended_policy_nobody_claims_return_to_the_holder_after_ni
         .await;
     let policy = w.buy_and_approve(&shopper, phone, &product).await;
     let number = w.issue(&policy).await;
-    w.app.clock.advance(Duration::days(32));
+    w.app.clock.advance_months(1);
     w.app.fire_timers().await;
     assert_eq!(w.policy(&shopper, &number).await["state"], "matured");
     // The insurer still cannot be paid without the documents; it was told how long it has.
@@ -1580,4 +1588,110 @@ async fn the_openapi_document_describes_insurance_and_card_present() {
         let name = target.trim_start_matches("#/components/schemas/");
         assert!(schemas.contains_key(name), "{target} does not resolve");
     }
+}
+
+fn utc(y: i32, m: u32, d: u32, h: u32, min: u32, sec: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(y, m, d, h, min, sec).unwrap()
+}
+
+/// Issues a 12-month policy at `start` and walks the calendar through all twelve premiums:
+/// each falls due exactly a whole number of months after the issue (clamped to a shorter
+/// month's end), is not collected a minute before, is collected at its due time, and the term
+/// ends twelve months after the issue. The clock moves to each due date read from the policy,
+/// never by a count of days standing for a month.
+async fn twelve_monthly_premiums_from(start: DateTime<Utc>) {
+    let w = world_at(start).await;
+    let phone = "+821055500090";
+    let (_, shopper) = w.app.shopper(&w.operator, phone, "400.00").await;
+    let product = w.product(json!({})).await;
+    let policy = w.buy_and_approve(&shopper, phone, &product).await;
+    let number = w.issue(&policy).await;
+    let view = w.policy(&shopper, &number).await;
+    let issued = at(&view["issued_at"]);
+    assert_eq!(issued, start, "issued at the start: {view}");
+    assert_eq!(view["installments_collected"], 1);
+
+    for n in 2..=12_u32 {
+        let due = issued.checked_add_months(Months::new(n - 1)).unwrap();
+        let view = w.policy(&shopper, &number).await;
+        assert_eq!(
+            at(&view["next_premium_due_at"]),
+            due,
+            "premium {n} from {start}: {view}"
+        );
+        w.app.clock.set(due - Duration::minutes(1));
+        w.app.fire_timers().await;
+        let view = w.policy(&shopper, &number).await;
+        assert_eq!(
+            view["installments_collected"],
+            n - 1,
+            "premium {n} taken early (from {start}): {view}"
+        );
+        w.app.clock.set(due);
+        w.app.fire_timers().await;
+        let view = w.policy(&shopper, &number).await;
+        assert_eq!(
+            view["installments_collected"], n,
+            "premium {n} not taken at {due} (from {start}): {view}"
+        );
+        assert_eq!(view["state"], "in_force", "{view}");
+        assert!(
+            last_text(&w.app, phone)
+                .await
+                .contains(&format!("premium {n} of 12")),
+            "premium {n}"
+        );
+    }
+
+    let view = w.policy(&shopper, &number).await;
+    assert!(view["next_premium_due_at"].is_null(), "{view}");
+    let term_end = issued.checked_add_months(Months::new(12)).unwrap();
+    w.app.clock.set(term_end - Duration::minutes(1));
+    w.app.fire_timers().await;
+    assert_eq!(w.policy(&shopper, &number).await["state"], "in_force");
+    w.app.clock.set(term_end);
+    w.app.fire_timers().await;
+    assert_eq!(w.policy(&shopper, &number).await["state"], "matured");
+    assert_eq!(account(&w.app, &shopper, "prepaid").await.0, "40.00");
+    w.app.assert_ledger_clean().await;
+}
+
+#[tokio::test]
+async fn twelve_premiums_from_the_29th_of_january_keep_the_29th_but_in_february() {
+    twelve_monthly_premiums_from(utc(2027, 1, 29, 10, 0, 0)).await;
+}
+
+#[tokio::test]
+async fn twelve_premiums_from_the_30th_of_january() {
+    twelve_monthly_premiums_from(utc(2027, 1, 30, 10, 0, 0)).await;
+}
+
+#[tokio::test]
+async fn twelve_premiums_from_the_31st_of_january_follow_each_months_end() {
+    twelve_monthly_premiums_from(utc(2027, 1, 31, 10, 0, 0)).await;
+}
+
+#[tokio::test]
+async fn twelve_premiums_from_the_31st_of_january_of_a_leap_year() {
+    twelve_monthly_premiums_from(utc(2028, 1, 31, 10, 0, 0)).await;
+}
+
+#[tokio::test]
+async fn twelve_premiums_from_the_28th_of_february() {
+    twelve_monthly_premiums_from(utc(2027, 2, 28, 10, 0, 0)).await;
+}
+
+#[tokio::test]
+async fn twelve_premiums_from_a_leap_day() {
+    twelve_monthly_premiums_from(utc(2028, 2, 29, 10, 0, 0)).await;
+}
+
+#[tokio::test]
+async fn twelve_premiums_from_new_years_eve_a_minute_before_midnight() {
+    twelve_monthly_premiums_from(utc(2026, 12, 31, 23, 59, 30)).await;
+}
+
+#[tokio::test]
+async fn twelve_premiums_from_the_31st_of_july() {
+    twelve_monthly_premiums_from(utc(2026, 7, 31, 12, 0, 0)).await;
 }

@@ -1818,6 +1818,83 @@ mod tests {
     use super::PolicyState::*;
     use super::*;
 
+    fn utc(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
+        use chrono::TimeZone;
+        Utc.with_ymd_and_hms(y, m, d, h, min, 0).unwrap()
+    }
+
+    #[test]
+    fn premiums_fall_due_on_the_issue_day_or_the_last_day_of_a_shorter_month() {
+        // Each due date counts whole months from the issue, never from the previous due date,
+        // so a short month does not pull the rest of the year earlier.
+        let issued = utc(2027, 1, 31, 10, 0);
+        let days: Vec<u32> = (1..=13)
+            .map(|n| {
+                let due = due_date(issued, n);
+                assert_eq!(due.time(), issued.time(), "installment {n}");
+                chrono::Datelike::day(&due)
+            })
+            .collect();
+        assert_eq!(
+            days,
+            [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31, 31],
+            "from 31 January 2027"
+        );
+        assert_eq!(
+            due_date(utc(2028, 1, 31, 10, 0), 2),
+            utc(2028, 2, 29, 10, 0)
+        );
+        assert_eq!(
+            due_date(utc(2028, 1, 30, 10, 0), 2),
+            utc(2028, 2, 29, 10, 0)
+        );
+        assert_eq!(
+            due_date(utc(2027, 1, 29, 10, 0), 2),
+            utc(2027, 2, 28, 10, 0)
+        );
+        assert_eq!(
+            due_date(utc(2027, 1, 29, 10, 0), 3),
+            utc(2027, 3, 29, 10, 0)
+        );
+    }
+
+    #[test]
+    fn a_leap_day_issue_falls_due_on_the_29th_and_on_28_february_in_common_years() {
+        let issued = utc(2028, 2, 29, 8, 0);
+        assert_eq!(due_date(issued, 2), utc(2028, 3, 29, 8, 0));
+        assert_eq!(due_date(issued, 12), utc(2029, 1, 29, 8, 0));
+        assert_eq!(due_date(issued, 13), utc(2029, 2, 28, 8, 0));
+        let issued = utc(2027, 2, 28, 8, 0);
+        assert_eq!(due_date(issued, 2), utc(2027, 3, 28, 8, 0));
+        assert_eq!(due_date(issued, 13), utc(2028, 2, 28, 8, 0));
+    }
+
+    #[test]
+    fn an_issue_just_before_new_year_falls_due_at_the_same_minute_of_each_month_end() {
+        let issued = utc(2026, 12, 31, 23, 59);
+        assert_eq!(due_date(issued, 1), issued);
+        assert_eq!(due_date(issued, 2), utc(2027, 1, 31, 23, 59));
+        assert_eq!(due_date(issued, 3), utc(2027, 2, 28, 23, 59));
+        assert_eq!(due_date(issued, 4), utc(2027, 3, 31, 23, 59));
+        assert_eq!(due_date(issued, 5), utc(2027, 4, 30, 23, 59));
+        assert_eq!(due_date(issued, 13), utc(2027, 12, 31, 23, 59));
+    }
+
+    #[test]
+    fn due_dates_never_go_backwards_and_are_a_month_apart_at_most_by_the_calendar() {
+        // Every start minute-of-month edge over four years: installments strictly increase and
+        // each lies 28 to 31 days after the one before.
+        let mut issued = utc(2026, 1, 1, 0, 0);
+        while issued < utc(2030, 1, 1, 0, 0) {
+            for n in 1..=24 {
+                let (this, next) = (due_date(issued, n), due_date(issued, n + 1));
+                let gap = (next - this).num_days();
+                assert!((28..=31).contains(&gap), "{issued} #{n}: {gap} days");
+            }
+            issued += Duration::days(1) + Duration::hours(7);
+        }
+    }
+
     #[test]
     fn a_policy_runs_from_application_to_maturity() {
         let state = AwaitingConfirmation.confirm().unwrap();
