@@ -5,7 +5,6 @@
 //! Functions named `*_in_txn` run inside a transaction their caller owns; the others open and
 //! commit their own.
 
-pub mod card_present;
 pub mod cards;
 pub mod challenge;
 pub mod check_digit;

@@ -2,9 +2,10 @@
 //! timers. Both are safe to run in several processes against one PostgreSQL.
 
 use crate::state::AppState;
+use holdfast_card_present as card_present;
+use holdfast_core::escrow;
 use holdfast_core::timers::{self, Fired, Timer, TimerHandler};
 use holdfast_core::{Core, CoreError, CoreResult};
-use holdfast_core::{card_present, escrow};
 use holdfast_retail::RetailError;
 use holdfast_retail::auctions;
 use sea_orm::DatabaseTransaction;

@@ -9,7 +9,7 @@
 
 use axum::http::{Method, StatusCode};
 use chrono::Duration;
-use holdfast_core::card_present::{
+use holdfast_card_present::{
     MAX_OPEN_CONFIRMATIONS_PER_CARD, MAX_REQUESTS_PER_CARD_PER_WINDOW, REQUEST_WINDOW_MINUTES,
 };
 use holdfast_core::cards::{AgeClass, CardNumber, PurchaseType};

@@ -2,9 +2,6 @@
 //! cases turn them into domain types before anything leaves the crate.
 
 pub mod accounts;
-pub mod card_present_armed_approvals;
-pub mod card_present_authorisations;
-pub mod card_present_terminals;
 pub mod cards;
 pub mod case_events;
 pub mod challenges;

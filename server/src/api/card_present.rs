@@ -9,9 +9,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
-use holdfast_core::card_present::{
-    self, ArmRequest, ArmedApproval, Authorisation, AuthorisationStatus, AuthoriseRequest,
-    Merchant, Terminal,
+use holdfast_card_present::{
+    self as card_present, ArmRequest, ArmedApproval, Authorisation, AuthorisationStatus,
+    AuthoriseRequest, Merchant, Terminal,
 };
 use holdfast_core::cards::CardNumber;
 use holdfast_core::ids::PartyId;

@@ -107,7 +107,7 @@ pub async fn answer_vertical(
                             holdfast_pharmacy::hooks::VerticalAnswer::Refused(e) => Err(e),
                         }
                     }
-                    _ => match holdfast_core::card_present::answer_in_txn(
+                    _ => match holdfast_card_present::answer_in_txn(
                         txn,
                         &core,
                         challenge_id,
@@ -116,8 +116,8 @@ pub async fn answer_vertical(
                     )
                     .await?
                     {
-                        holdfast_core::card_present::Answered::Applied(v) => Ok(v),
-                        holdfast_core::card_present::Answered::Refused(e) => Err(e),
+                        holdfast_card_present::Answered::Applied(v) => Ok(v),
+                        holdfast_card_present::Answered::Refused(e) => Err(e),
                     },
                 };
                 Ok(match answered {

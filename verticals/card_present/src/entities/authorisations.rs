@@ -1,4 +1,4 @@
-use crate::db::MinorUnits;
+use holdfast_core::db::MinorUnits;
 use sea_orm::entity::prelude::*;
 
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
@@ -14,8 +14,8 @@ pub struct Model {
     pub card_masked: String,
     pub amount: MinorUnits,
     pub currency: String,
-    pub status: crate::card_present::AuthorisationStatus,
-    pub decline_reason: Option<crate::card_present::DeclineReason>,
+    pub status: crate::authorisations::AuthorisationStatus,
+    pub decline_reason: Option<crate::authorisations::DeclineReason>,
     pub challenge_id: Option<Uuid>,
     pub armed_approval_id: Option<Uuid>,
     pub hold_id: Option<Uuid>,

@@ -1,4 +1,4 @@
-use crate::db::MinorUnits;
+use holdfast_core::db::MinorUnits;
 use sea_orm::entity::prelude::*;
 
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
@@ -13,7 +13,7 @@ pub struct Model {
     pub currency: String,
     pub valid_from: DateTimeUtc,
     pub valid_until: DateTimeUtc,
-    pub status: crate::card_present::ArmedStatus,
+    pub status: crate::authorisations::ArmedStatus,
     pub challenge_id: Option<Uuid>,
     pub used_by_authorisation_id: Option<Uuid>,
     pub created_at: DateTimeUtc,

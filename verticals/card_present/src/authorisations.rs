@@ -33,26 +33,25 @@
 //! then a challenge, then the hold — as escrow cases do (case, challenge, hold). A card is
 //! otherwise locked only by blocking, unblocking and replacing it, which lock nothing else.
 
-use crate::Core;
-use crate::cards::{self, Card, CardId, CardNumber};
-use crate::challenge::{
+use crate::entities::{
+    armed_approvals as armed_rows, authorisations as auth_rows, terminals as terminal_rows,
+};
+use chrono::{DateTime, Duration, Utc};
+use holdfast_core::Core;
+use holdfast_core::cards::{self, Card, CardId, CardNumber};
+use holdfast_core::challenge::{
     self, Answer, ChallengeBinding, ChallengePurpose, ChallengeStatus, Decision, NewChallenge,
 };
-use crate::db::MinorUnits;
-use crate::entities::{
-    card_present_armed_approvals as armed_rows, card_present_authorisations as auth_rows,
-    card_present_terminals as terminal_rows,
-};
-use crate::error::{CoreError, CoreResult};
-use crate::funding;
-use crate::holds::{self, HoldMode, Payout, PlaceHold};
-use crate::ids::{HoldId, PartyId};
-use crate::ledger::{self, AccountKind, NewAccount, keys};
-use crate::money::{Currency, Money};
-use crate::onboarding::{self, StaffCredentials};
-use crate::outbox::{self, PhoneMessage};
-use crate::parties::{self, Role};
-use chrono::{DateTime, Duration, Utc};
+use holdfast_core::db::MinorUnits;
+use holdfast_core::error::{CoreError, CoreResult};
+use holdfast_core::funding;
+use holdfast_core::holds::{self, HoldMode, Payout, PlaceHold};
+use holdfast_core::ids::{HoldId, PartyId};
+use holdfast_core::ledger::{self, AccountKind, NewAccount, keys};
+use holdfast_core::money::{Currency, Money};
+use holdfast_core::onboarding::{self, StaffCredentials};
+use holdfast_core::outbox::{self, PhoneMessage};
+use holdfast_core::parties::{self, Role};
 use rand::Rng;
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::Expr;
@@ -241,7 +240,7 @@ pub enum ApprovedBy {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
 #[schema(as = CardPresentPendingConfirmation)]
 pub struct PendingConfirmation {
-    pub challenge_id: crate::ids::ChallengeId,
+    pub challenge_id: holdfast_core::ids::ChallengeId,
     pub expires_at: DateTime<Utc>,
 }
 
@@ -496,7 +495,7 @@ async fn view_of(
     }
     let pending_confirmation = match (for_holder, status, row.challenge_id) {
         (true, AuthorisationStatus::ChallengeRequired, Some(id)) => Some(PendingConfirmation {
-            challenge_id: crate::ids::ChallengeId::from_uuid(id),
+            challenge_id: holdfast_core::ids::ChallengeId::from_uuid(id),
             expires_at: row.confirm_by.unwrap_or(now),
         }),
         _ => None,
@@ -639,7 +638,7 @@ async fn apply(
     if let Some(status) = change.status
         && status != row.status
     {
-        crate::events::publish_in_txn(
+        holdfast_core::events::publish_in_txn(
             txn,
             &core.clock,
             PartyId::from_uuid(row.merchant_party_id),
@@ -759,7 +758,7 @@ async fn approve(
         },
     )
     .await?;
-    crate::timers::schedule_in_txn(
+    holdfast_core::timers::schedule_in_txn(
         txn,
         &core.clock,
         CAPTURE_DEADLINE_TIMER,
@@ -1032,7 +1031,7 @@ async fn refresh_in_txn(
                 challenge::close_in_txn(
                     txn,
                     &core.clock,
-                    crate::ids::ChallengeId::from_uuid(challenge),
+                    holdfast_core::ids::ChallengeId::from_uuid(challenge),
                 )
                 .await?;
             }
@@ -1053,7 +1052,7 @@ async fn expire_in_txn(
     if let Some(hold) = row.hold_id {
         holds::expire_hold_in_txn(txn, &core.clock, HoldId::from_uuid(hold)).await?;
     }
-    crate::timers::cancel_in_txn(txn, CAPTURE_DEADLINE_TIMER, row.id).await?;
+    holdfast_core::timers::cancel_in_txn(txn, CAPTURE_DEADLINE_TIMER, row.id).await?;
     apply(
         txn,
         core,
@@ -1160,7 +1159,7 @@ pub async fn capture_in_txn(
         &payouts,
     )
     .await?;
-    crate::timers::cancel_in_txn(txn, CAPTURE_DEADLINE_TIMER, row.id).await?;
+    holdfast_core::timers::cancel_in_txn(txn, CAPTURE_DEADLINE_TIMER, row.id).await?;
     let captured = apply(
         txn,
         core,
@@ -1207,7 +1206,7 @@ pub async fn void_in_txn(
                 challenge::void_in_txn(
                     txn,
                     &core.clock,
-                    crate::ids::ChallengeId::from_uuid(challenge),
+                    holdfast_core::ids::ChallengeId::from_uuid(challenge),
                 )
                 .await?;
             }
@@ -1232,7 +1231,7 @@ pub async fn void_in_txn(
                 )
                 .await?;
             }
-            crate::timers::cancel_in_txn(txn, CAPTURE_DEADLINE_TIMER, row.id).await?;
+            holdfast_core::timers::cancel_in_txn(txn, CAPTURE_DEADLINE_TIMER, row.id).await?;
             apply(
                 txn,
                 core,
@@ -1328,7 +1327,8 @@ async fn armed_view(
         ArmedStatus::AwaitingConfirmation => match row.challenge_id {
             Some(id) => {
                 let challenge =
-                    challenge::get_challenge(db, crate::ids::ChallengeId::from_uuid(id)).await?;
+                    challenge::get_challenge(db, holdfast_core::ids::ChallengeId::from_uuid(id))
+                        .await?;
                 if challenge.status == ChallengeStatus::Pending
                     && now < challenge.expires_at
                     && now < row.valid_until
@@ -1410,7 +1410,7 @@ pub async fn arm_in_txn(
     let funding = ledger::get_account(txn, card.funding_account).await?;
     if funding.currency != request.max_amount.currency() {
         return Err(CoreError::Money(
-            crate::money::MoneyError::CurrencyMismatch {
+            holdfast_core::money::MoneyError::CurrencyMismatch {
                 left: funding.currency,
                 right: request.max_amount.currency(),
             },
@@ -1503,7 +1503,7 @@ pub async fn cancel_armed_in_txn(
             challenge::close_in_txn(
                 txn,
                 &core.clock,
-                crate::ids::ChallengeId::from_uuid(challenge),
+                holdfast_core::ids::ChallengeId::from_uuid(challenge),
             )
             .await?;
         }
@@ -1518,7 +1518,7 @@ pub async fn cancel_armed_in_txn(
                 challenge::void_in_txn(
                     txn,
                     &core.clock,
-                    crate::ids::ChallengeId::from_uuid(challenge),
+                    holdfast_core::ids::ChallengeId::from_uuid(challenge),
                 )
                 .await?;
             }
@@ -1562,7 +1562,7 @@ pub async fn armed_approvals_of(
 pub async fn answer_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
-    challenge_id: crate::ids::ChallengeId,
+    challenge_id: holdfast_core::ids::ChallengeId,
     code: &str,
     decision: Decision,
 ) -> CoreResult<Answered> {
@@ -1586,7 +1586,7 @@ pub async fn answer_in_txn(
 async fn answer_authorisation_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
-    challenge_id: crate::ids::ChallengeId,
+    challenge_id: holdfast_core::ids::ChallengeId,
     subject: Uuid,
     code: &str,
     decision: Decision,
@@ -1665,7 +1665,7 @@ async fn answer_authorisation_in_txn(
 async fn answer_armed_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
-    challenge_id: crate::ids::ChallengeId,
+    challenge_id: holdfast_core::ids::ChallengeId,
     subject: Uuid,
     code: &str,
     decision: Decision,
@@ -1769,7 +1769,7 @@ pub async fn register_terminal(
     password: &str,
 ) -> CoreResult<Terminal> {
     let credentials = StaffCredentials::hash(username, password, None)?;
-    let txn = crate::db::begin_write(db).await?;
+    let txn = holdfast_core::db::begin_write(db).await?;
     let result = register_terminal_in_txn(&txn, core, merchant, label, credentials).await?;
     txn.commit().await?;
     core.wake_outbox();
@@ -1783,7 +1783,7 @@ pub async fn authorise(
     terminal: PartyId,
     request: AuthoriseRequest,
 ) -> CoreResult<Authorisation> {
-    let txn = crate::db::begin_write(db).await?;
+    let txn = holdfast_core::db::begin_write(db).await?;
     let result = authorise_in_txn(&txn, core, terminal, request).await?;
     txn.commit().await?;
     core.wake_outbox();
@@ -1798,7 +1798,7 @@ pub async fn capture(
     reference: &str,
     amount: Option<Money>,
 ) -> CoreResult<Authorisation> {
-    let txn = crate::db::begin_write(db).await?;
+    let txn = holdfast_core::db::begin_write(db).await?;
     let result = capture_in_txn(&txn, core, terminal, reference, amount).await?;
     txn.commit().await?;
     core.wake_outbox();
@@ -1812,7 +1812,7 @@ pub async fn void(
     terminal: PartyId,
     reference: &str,
 ) -> CoreResult<Authorisation> {
-    let txn = crate::db::begin_write(db).await?;
+    let txn = holdfast_core::db::begin_write(db).await?;
     let result = void_in_txn(&txn, core, terminal, reference).await?;
     txn.commit().await?;
     core.wake_outbox();
@@ -1827,7 +1827,7 @@ pub async fn arm(
     card: CardId,
     request: ArmRequest,
 ) -> CoreResult<ArmedApproval> {
-    let txn = crate::db::begin_write(db).await?;
+    let txn = holdfast_core::db::begin_write(db).await?;
     let result = arm_in_txn(&txn, core, holder, card, request).await?;
     txn.commit().await?;
     core.wake_outbox();
@@ -1841,7 +1841,7 @@ pub async fn cancel_armed(
     holder: PartyId,
     id: Uuid,
 ) -> CoreResult<ArmedApproval> {
-    let txn = crate::db::begin_write(db).await?;
+    let txn = holdfast_core::db::begin_write(db).await?;
     let result = cancel_armed_in_txn(&txn, core, holder, id).await?;
     txn.commit().await?;
     core.wake_outbox();
