@@ -246,7 +246,7 @@ impl From<TransitionError> for CoreError {
 pub struct EscrowCase {
     pub id: CaseId,
     pub order_number: OrderNumber,
-    pub vertical: String,
+    pub vertical: crate::vertical::Vertical,
     pub payer: PartyId,
     pub funding_account: AccountId,
     pub payee: PartyId,
@@ -341,7 +341,7 @@ impl EscrowCase {
 /// Everything a vertical decides about an order before it is put in escrow.
 #[derive(Debug, Clone)]
 pub struct OpenCase {
-    pub vertical: &'static str,
+    pub vertical: crate::vertical::Vertical,
     pub payer: PartyId,
     /// The card the buyer pays with; its phone confirms and its funding source pays.
     pub payer_card: CardId,
@@ -442,7 +442,7 @@ pub async fn open_case_in_txn(
     let mut case = EscrowCase {
         id,
         order_number,
-        vertical: open.vertical.to_owned(),
+        vertical: open.vertical,
         payer: open.payer,
         funding_account: funding.id,
         payee: open.payee,
@@ -481,7 +481,7 @@ pub async fn open_case_in_txn(
     escrow_cases::Entity::insert(escrow_cases::ActiveModel {
         id: Set(id.uuid()),
         order_number: Set(case.order_number.digits().to_owned()),
-        vertical: Set(case.vertical.clone()),
+        vertical: Set(case.vertical),
         payer_party_id: Set(case.payer.uuid()),
         funding_account_id: Set(case.funding_account.uuid()),
         payee_party_id: Set(case.payee.uuid()),
@@ -1354,13 +1354,14 @@ pub async fn answer_case_challenge(
 
 /// The buyer's order confirmation deadline: an order still unanswered then expires and its
 /// money returns, whatever became of its code (expired, locked by wrong tries…).
-pub const ORDER_DEADLINE_TIMER: &str = "case_order_deadline";
+pub const ORDER_DEADLINE_TIMER: crate::timers::TimerKind =
+    crate::timers::TimerKind::CaseOrderDeadline;
 /// The end of the settlement period: a settlement request neither approved nor disputed by
 /// then is paid out.
-pub const AUTO_SETTLE_TIMER: &str = "case_auto_settle";
+pub const AUTO_SETTLE_TIMER: crate::timers::TimerKind = crate::timers::TimerKind::CaseAutoSettle;
 
 /// Whether a timer kind is one of the escrow case's.
-pub fn is_case_timer(kind: &str) -> bool {
+pub fn is_case_timer(kind: crate::timers::TimerKind) -> bool {
     matches!(kind, ORDER_DEADLINE_TIMER | AUTO_SETTLE_TIMER)
 }
 
@@ -1376,7 +1377,7 @@ pub async fn lock_timer_subject_in_txn(txn: &DatabaseTransaction, subject: Uuid)
 pub async fn fire_timer_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
-    kind: &str,
+    kind: crate::timers::TimerKind,
     subject: Uuid,
 ) -> CoreResult<()> {
     let mut case = lock_case_in_txn(txn, CaseId::from_uuid(subject)).await?;
@@ -1696,7 +1697,7 @@ pub async fn open_preauthorised_case_in_txn(
     escrow_cases::Entity::insert(escrow_cases::ActiveModel {
         id: Set(id.uuid()),
         order_number: Set(order_number.digits().to_owned()),
-        vertical: Set(open.vertical.to_owned()),
+        vertical: Set(open.vertical),
         payer_party_id: Set(open.payer.uuid()),
         funding_account_id: Set(funding.id.uuid()),
         payee_party_id: Set(open.payee.uuid()),
@@ -1805,7 +1806,7 @@ pub async fn reverse_settlement_in_txn(
 /// The oldest cases of `vertical` in `state` (an operator's queue).
 pub async fn cases_in_state(
     db: &impl ConnectionTrait,
-    vertical: &str,
+    vertical: crate::vertical::Vertical,
     state: CaseState,
     limit: u64,
 ) -> CoreResult<Vec<EscrowCase>> {
@@ -1838,7 +1839,7 @@ pub async fn disputed_cases(db: &impl ConnectionTrait, limit: u64) -> CoreResult
 pub async fn cases_of(
     db: &impl ConnectionTrait,
     party: PartyId,
-    vertical: &str,
+    vertical: crate::vertical::Vertical,
     limit: u64,
 ) -> CoreResult<Vec<EscrowCase>> {
     use sea_orm::Condition;

@@ -27,11 +27,14 @@ pub mod parties;
 pub mod phone;
 pub mod phone_number;
 pub mod timers;
+pub mod vertical;
 pub mod webhooks;
 
 pub use clock::Clock;
 pub use error::{CoreError, CoreResult, ErrorKind};
 pub use money::{Currency, Money};
+pub use timers::TimerKind;
+pub use vertical::Vertical;
 
 use challenge::{ChallengeKeys, ChallengePolicy};
 use std::sync::Arc;

@@ -41,10 +41,84 @@ pub enum TimerStatus {
     Failed,
 }
 
+/// Every kind of deadline the timer table holds. A closed set, stored by these names: the
+/// worker that fires timers matches it exhaustively, so a kind without a handler does not
+/// compile.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    EnumIter,
+    DeriveActiveEnum,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
+#[sea_orm(
+    rs_type = "String",
+    db_type = "String(StringLen::N(48))",
+    rename_all = "snake_case"
+)]
+#[serde(rename_all = "snake_case")]
+pub enum TimerKind {
+    /// An escrow case's order confirmation was not answered in time.
+    CaseOrderDeadline,
+    /// A settlement request nobody answered settles by itself.
+    CaseAutoSettle,
+    /// An auction's bidding ends.
+    RetailAuctionClose,
+    /// A prescription's validity ends.
+    PharmacyPrescriptionExpiry,
+    /// A patient did not answer a drugstore's request to open a prescription.
+    PharmacyConsentDeadline,
+    /// A policy's monthly premium falls due.
+    InsurancePremiumDue,
+    /// A policy's grace period for an overdue premium ends.
+    InsuranceGraceEnd,
+    /// A policy's term ends.
+    InsuranceTermEnd,
+    /// Premiums of an ended policy that the insurer never claimed return to the holder.
+    InsuranceUnclaimedPremiums,
+    /// A policy purchase was not confirmed on the phone in time.
+    InsuranceConfirmationDeadline,
+    /// The insurer did not recheck an application in time.
+    InsuranceRecheckDeadline,
+    /// An approved card-present authorisation was never captured.
+    CardPresentCaptureDeadline,
+}
+
+impl TimerKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TimerKind::CaseOrderDeadline => "case_order_deadline",
+            TimerKind::CaseAutoSettle => "case_auto_settle",
+            TimerKind::RetailAuctionClose => "retail_auction_close",
+            TimerKind::PharmacyPrescriptionExpiry => "pharmacy_prescription_expiry",
+            TimerKind::PharmacyConsentDeadline => "pharmacy_consent_deadline",
+            TimerKind::InsurancePremiumDue => "insurance_premium_due",
+            TimerKind::InsuranceGraceEnd => "insurance_grace_end",
+            TimerKind::InsuranceTermEnd => "insurance_term_end",
+            TimerKind::InsuranceUnclaimedPremiums => "insurance_unclaimed_premiums",
+            TimerKind::InsuranceConfirmationDeadline => "insurance_confirmation_deadline",
+            TimerKind::InsuranceRecheckDeadline => "insurance_recheck_deadline",
+            TimerKind::CardPresentCaptureDeadline => "card_present_capture_deadline",
+        }
+    }
+}
+
+impl std::fmt::Display for TimerKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Timer {
     pub id: TimerId,
-    pub kind: String,
+    pub kind: TimerKind,
     pub subject: Uuid,
     pub due_at: DateTime<Utc>,
     pub attempts: i32,
@@ -58,7 +132,7 @@ pub const LEASE_SECS: i64 = 60;
 pub async fn schedule_in_txn(
     txn: &DatabaseTransaction,
     clock: &Clock,
-    kind: &str,
+    kind: TimerKind,
     subject: Uuid,
     due_at: DateTime<Utc>,
 ) -> CoreResult<()> {
@@ -79,7 +153,7 @@ pub async fn schedule_in_txn(
         sql,
         [
             TimerId::new().uuid().into(),
-            kind.into(),
+            kind.as_str().into(),
             subject.into(),
             due_at.into(),
             clock.now().into(),
@@ -91,7 +165,11 @@ pub async fn schedule_in_txn(
 
 /// Cancels the pending timer of `kind` for `subject`, if there is one. Call it with the
 /// subject locked.
-pub async fn cancel_in_txn(txn: &DatabaseTransaction, kind: &str, subject: Uuid) -> CoreResult<()> {
+pub async fn cancel_in_txn(
+    txn: &DatabaseTransaction,
+    kind: TimerKind,
+    subject: Uuid,
+) -> CoreResult<()> {
     timers::Entity::update_many()
         .col_expr(timers::Column::Status, Expr::value(TimerStatus::Cancelled))
         .filter(timers::Column::Kind.eq(kind))
@@ -105,7 +183,7 @@ pub async fn cancel_in_txn(txn: &DatabaseTransaction, kind: &str, subject: Uuid)
 /// The pending timer of `kind` for `subject`.
 pub async fn find_pending(
     db: &impl ConnectionTrait,
-    kind: &str,
+    kind: TimerKind,
     subject: Uuid,
 ) -> CoreResult<Option<Timer>> {
     Ok(timers::Entity::find()
@@ -284,4 +362,17 @@ pub async fn next_due(db: &DatabaseConnection) -> CoreResult<Option<DateTime<Utc
         .one(db)
         .await?
         .map(|row| row.due_at))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sea_orm::{ActiveEnum, Iterable};
+
+    #[test]
+    fn a_timer_kind_is_stored_by_its_name() {
+        for kind in TimerKind::iter() {
+            assert_eq!(kind.to_value(), kind.as_str());
+        }
+    }
 }

@@ -8,13 +8,14 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use holdfast_core::clock::Clock;
 use holdfast_core::db::{self, PoolSize};
 use holdfast_core::timers::{self, Fired, Timer, TimerHandler};
-use holdfast_core::{CoreError, CoreResult};
+use holdfast_core::{CoreError, CoreResult, TimerKind};
 use holdfast_migrations::{Migrator, MigratorTrait};
 use sea_orm::{DatabaseConnection, DatabaseTransaction};
 use std::sync::Mutex;
 use uuid::Uuid;
 
-const MONTHLY: &str = "test_monthly";
+/// The handler below stands in for the real one; any kind will do as the label of its timers.
+const MONTHLY: TimerKind = TimerKind::InsurancePremiumDue;
 
 /// A fixed start, so a run does not depend on the day it happens on.
 fn start() -> DateTime<Utc> {

@@ -152,6 +152,18 @@ impl From<holdfast_insurance::InsuranceError> for ApiError {
     }
 }
 
+impl From<crate::app::AppError> for ApiError {
+    fn from(error: crate::app::AppError) -> Self {
+        use crate::app::AppError;
+        match error {
+            AppError::Core(error) => ApiError::from(error),
+            AppError::Retail(error) => ApiError::from(error),
+            AppError::Pharmacy(error) => ApiError::from(error),
+            AppError::Insurance(error) => ApiError::from(error),
+        }
+    }
+}
+
 impl From<sea_orm::DbErr> for ApiError {
     fn from(error: sea_orm::DbErr) -> Self {
         ApiError::from(CoreError::from(error))

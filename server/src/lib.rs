@@ -1,6 +1,7 @@
 //! Holdfast's API server: one axum application under `/v1`, with its background workers.
 
 pub mod api;
+pub mod app;
 pub mod auth;
 pub mod config;
 pub mod delivery;

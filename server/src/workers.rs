@@ -1,103 +1,12 @@
 //! Background work that runs in every server process: delivering the outbox and firing due
 //! timers. Both are safe to run in several processes against one PostgreSQL.
 
+use crate::app::timers::TimerDispatch;
 use crate::state::AppState;
-use holdfast_card_present as card_present;
-use holdfast_core::escrow;
-use holdfast_core::timers::{self, Fired, Timer, TimerHandler};
-use holdfast_core::{Core, CoreError, CoreResult};
-use holdfast_retail::RetailError;
-use holdfast_retail::auctions;
-use sea_orm::DatabaseTransaction;
+use holdfast_core::CoreResult;
+use holdfast_core::timers::{self, Fired};
 use std::time::Duration;
 use tokio::sync::watch;
-
-/// Knows every timer kind and what firing it does.
-pub struct TimerDispatch {
-    pub core: Core,
-}
-
-#[async_trait::async_trait]
-impl TimerHandler for TimerDispatch {
-    async fn lock_subject(&self, txn: &DatabaseTransaction, timer: &Timer) -> CoreResult<()> {
-        match timer.kind.as_str() {
-            kind if escrow::is_case_timer(kind) => {
-                escrow::lock_timer_subject_in_txn(txn, timer.subject).await
-            }
-            kind if card_present::is_timer(kind) => {
-                card_present::lock_timer_subject_in_txn(txn, timer.subject).await
-            }
-            auctions::CLOSE_TIMER => auctions::lock_in_txn(txn, timer.subject)
-                .await
-                .map_err(retail_error),
-            kind if holdfast_pharmacy::hooks::handles_timer(kind) => {
-                holdfast_pharmacy::hooks::lock_timer_subject_in_txn(txn, kind, timer.subject)
-                    .await
-                    .map_err(pharmacy_error)
-            }
-            kind if holdfast_insurance::hooks::handles_timer(kind) => {
-                holdfast_insurance::hooks::lock_timer_subject_in_txn(txn, kind, timer.subject)
-                    .await
-                    .map_err(insurance_error)
-            }
-            other => Err(CoreError::invalid(format!(
-                "no handler for timer kind '{other}'"
-            ))),
-        }
-    }
-
-    async fn fire(&self, txn: &DatabaseTransaction, timer: &Timer) -> CoreResult<()> {
-        match timer.kind.as_str() {
-            kind if escrow::is_case_timer(kind) => {
-                escrow::fire_timer_in_txn(txn, &self.core, kind, timer.subject).await
-            }
-            kind if card_present::is_timer(kind) => {
-                card_present::fire_timer_in_txn(txn, &self.core, kind, timer.subject).await
-            }
-            auctions::CLOSE_TIMER => auctions::close_in_txn(txn, &self.core, timer.subject)
-                .await
-                .map(|_| ())
-                .map_err(retail_error),
-            kind if holdfast_pharmacy::hooks::handles_timer(kind) => {
-                holdfast_pharmacy::hooks::fire_timer_in_txn(txn, &self.core, kind, timer.subject)
-                    .await
-                    .map_err(pharmacy_error)
-            }
-            kind if holdfast_insurance::hooks::handles_timer(kind) => {
-                holdfast_insurance::hooks::fire_timer_in_txn(txn, &self.core, kind, timer.subject)
-                    .await
-                    .map_err(insurance_error)
-            }
-            other => Err(CoreError::invalid(format!(
-                "no handler for timer kind '{other}'"
-            ))),
-        }
-    }
-}
-
-/// A vertical's error, as the timer table records it.
-fn retail_error(error: RetailError) -> CoreError {
-    match error {
-        RetailError::Core(core) => core,
-        other => CoreError::Invalid(other.to_string()),
-    }
-}
-
-fn pharmacy_error(error: holdfast_pharmacy::PharmacyError) -> CoreError {
-    match error {
-        holdfast_pharmacy::PharmacyError::Core(core) => core,
-        #[allow(unreachable_patterns)]
-        other => CoreError::Invalid(other.to_string()),
-    }
-}
-
-fn insurance_error(error: holdfast_insurance::InsuranceError) -> CoreError {
-    match error {
-        holdfast_insurance::InsuranceError::Core(core) => core,
-        #[allow(unreachable_patterns)]
-        other => CoreError::Invalid(other.to_string()),
-    }
-}
 
 /// How often idle workers look for work they were not woken for.
 #[derive(Debug, Clone, Copy)]

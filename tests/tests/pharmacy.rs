@@ -2198,15 +2198,21 @@ async fn an_operator_mediates_a_disputed_prescription_payment() {
     let mediated = ward
         .app
         .post_idempotent(
-            &format!("/v1/pharmacy/disputes/{order}/mediation"),
+            // One mediation endpoint for every vertical.
+            &format!("/v1/operator/disputes/{order}/mediation"),
             Some(&ward.operator),
-            json!({"outcome": "split", "to_drugstore": {"amount": "30.00", "currency": "USD"},
+            json!({"outcome": "split", "to_seller": {"amount": "30.00", "currency": "USD"},
                    "note": "one pack was missing"}),
         )
         .await;
     assert_eq!(mediated.status, StatusCode::OK, "{mediated:?}");
+    assert_eq!(mediated.body["vertical"], "pharmacy");
     assert_eq!(mediated.body["state"], "settled");
-    assert_eq!(mediated.body["refunded_to_patient"]["amount"], "10.00");
+    assert_eq!(mediated.body["refunded_to_buyer"]["amount"], "10.00");
+    let prescription = &mediated.body["prescription"];
+    assert_eq!(prescription["refunded_to_patient"]["amount"], "10.00");
+    assert_eq!(prescription["escrow_state"], "settled");
+    assert_eq!(prescription["prescription_number"], number.as_str());
     // 30.00 less 3 % (0.90).
     assert_eq!(
         ward.app.balance(&ward.store(0).token, "withdrawal").await,

@@ -7,7 +7,7 @@ pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: Uuid,
     pub order_number: String,
-    pub vertical: String,
+    pub vertical: crate::vertical::Vertical,
     pub payer_party_id: Uuid,
     pub funding_account_id: Uuid,
     pub payee_party_id: Uuid,

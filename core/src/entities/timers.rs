@@ -5,7 +5,7 @@ use sea_orm::entity::prelude::*;
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: Uuid,
-    pub kind: String,
+    pub kind: crate::timers::TimerKind,
     pub subject_id: Uuid,
     pub due_at: DateTimeUtc,
     pub status: crate::timers::TimerStatus,

@@ -2,6 +2,7 @@
 //! received may answer (in production through the SMS/ARS provider's signed webhook; in
 //! development straight from the simulator's inbox).
 
+use crate::app::answers::{self, AnswerRoute, VerticalAnswer};
 use crate::auth::{TokenResponse, issue_token};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path};
@@ -14,7 +15,7 @@ use axum::response::Response;
 use axum::routing::post;
 use chrono::{DateTime, Utc};
 use holdfast_core::challenge::{self, ChallengePurpose, Decision};
-use holdfast_core::escrow::{self, AnswerEffect, CaseOutcome, CaseState};
+use holdfast_core::escrow::{AnswerEffect, CaseOutcome, CaseState};
 use holdfast_core::ids::ChallengeId;
 use holdfast_core::login;
 use holdfast_core::order_number::OrderNumber;
@@ -64,12 +65,12 @@ pub async fn answer(
 ) -> ApiResult<Response> {
     challenge::parse_code(&body.code)?;
     let found = challenge::get_challenge(&state.db, challenge_id).await?;
-    match found.purpose {
-        ChallengePurpose::Login => answer_login(&state, challenge_id, &body).await,
-        ChallengePurpose::PrescriptionOpen | ChallengePurpose::CardPresent => {
+    match answers::route_of(found.purpose) {
+        AnswerRoute::Login => answer_login(&state, challenge_id, &body).await,
+        AnswerRoute::Vertical => {
             answer_vertical(&state, challenge_id, found.purpose, body, key).await
         }
-        _ => answer_case(&state, challenge_id, found.purpose, body, key).await,
+        AnswerRoute::Case => answer_case(&state, challenge_id, found.purpose, body, key).await,
     }
 }
 
@@ -92,41 +93,22 @@ pub async fn answer_vertical(
         StatusCode::OK,
         move |txn| {
             Box::pin(async move {
-                let answered = match purpose {
-                    ChallengePurpose::PrescriptionOpen => {
-                        match holdfast_pharmacy::hooks::answer_in_txn(
-                            txn,
-                            &core,
-                            challenge_id,
-                            &body.code,
-                            body.decision,
-                        )
-                        .await?
-                        {
-                            holdfast_pharmacy::hooks::VerticalAnswer::Applied(v) => Ok(v),
-                            holdfast_pharmacy::hooks::VerticalAnswer::Refused(e) => Err(e),
-                        }
-                    }
-                    _ => match holdfast_card_present::answer_in_txn(
-                        txn,
-                        &core,
-                        challenge_id,
-                        &body.code,
-                        body.decision,
-                    )
-                    .await?
-                    {
-                        holdfast_card_present::Answered::Applied(v) => Ok(v),
-                        holdfast_card_present::Answered::Refused(e) => Err(e),
-                    },
-                };
+                let answered = answers::answer_vertical_in_txn(
+                    txn,
+                    &core,
+                    purpose,
+                    challenge_id,
+                    &body.code,
+                    body.decision,
+                )
+                .await?;
                 Ok(match answered {
-                    Ok(summary) => Outcome::Done(VerticalAnswered {
+                    VerticalAnswer::Applied(summary) => Outcome::Done(VerticalAnswered {
                         challenge_id,
                         purpose,
                         result: summary,
                     }),
-                    Err(error) => Outcome::Refused(error.into()),
+                    VerticalAnswer::Refused(error) => Outcome::Refused(error.into()),
                 })
             })
         },
@@ -162,10 +144,7 @@ pub async fn answer_case(
         StatusCode::OK,
         move |txn| {
             Box::pin(async move {
-                // Lock order: a vertical's own row before the case (insurance: the policy),
-                // as the vertical's use cases and timers take them.
-                holdfast_insurance::hooks::lock_answer_subject_in_txn(txn, challenge_id).await?;
-                let effect = escrow::answer_case_challenge_in_txn(
+                let effect = answers::answer_case_in_txn(
                     txn,
                     &core,
                     challenge_id,
@@ -173,29 +152,6 @@ pub async fn answer_case(
                     body.decision,
                 )
                 .await?;
-                if let AnswerEffect::Applied(case, outcome) = &effect {
-                    // The vertical's own follow-up (a parcel, a prescription's state, a
-                    // policy…), in the same transaction.
-                    match case.vertical.as_str() {
-                        holdfast_retail::VERTICAL => {
-                            holdfast_retail::orders::after_answer_in_txn(txn, &core, case, *outcome)
-                                .await?
-                        }
-                        holdfast_pharmacy::VERTICAL => {
-                            holdfast_pharmacy::hooks::after_answer_in_txn(
-                                txn, &core, case, *outcome,
-                            )
-                            .await?
-                        }
-                        holdfast_insurance::VERTICAL => {
-                            holdfast_insurance::hooks::after_answer_in_txn(
-                                txn, &core, case, *outcome,
-                            )
-                            .await?
-                        }
-                        _ => {}
-                    }
-                }
                 Ok(match effect {
                     AnswerEffect::Applied(case, outcome) => Outcome::Done(ChallengeAnswered {
                         challenge_id,

@@ -3,6 +3,7 @@
 
 use crate::api::accounts::AccountView;
 use crate::api::cards::CardView;
+use crate::app::mediation::{self, Decision, Mediated, MediationOrder};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
@@ -14,7 +15,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post, put};
 use chrono::{DateTime, Utc};
-use holdfast_core::escrow::{self, CaseState, Fault, Mediation};
+use holdfast_core::escrow::{self, CaseState, Fault};
 use holdfast_core::funding::{CreditClass, Institution, InstitutionKind, NewInstitution};
 use holdfast_core::ids::PartyId;
 use holdfast_core::ledger::{self, LedgerAudit};
@@ -22,9 +23,9 @@ use holdfast_core::onboarding::{self, NewShopper, NewSupplier};
 use holdfast_core::order_number::OrderNumber;
 use holdfast_core::parties::{PLATFORM_PARTY, Role};
 use holdfast_core::phone_number::PhoneNumber;
-use holdfast_core::{Currency, Money};
+use holdfast_core::{Currency, Money, Vertical};
 use holdfast_retail::catalogue::{self, CommissionRate, Commodity, CommodityId};
-use holdfast_retail::orders::{self, OrderView};
+use holdfast_retail::orders::OrderView;
 use holdfast_retail::sellers::{self, SellerTerms, SellerTermsView};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -395,8 +396,7 @@ pub struct DisputesQuery {
 #[derive(Serialize, ToSchema)]
 pub struct DisputeSummary {
     pub order_number: OrderNumber,
-    /// retail, pharmacy, insurance…
-    pub vertical: String,
+    pub vertical: Vertical,
     pub state: CaseState,
     pub amount: Money,
     pub payee_name: String,
@@ -461,10 +461,12 @@ pub struct MediationRequest {
 #[derive(Serialize, ToSchema)]
 pub struct MediationResult {
     pub order_number: OrderNumber,
-    pub vertical: String,
+    pub vertical: Vertical,
     pub state: CaseState,
     /// The order as its seller sees it, for a retail order.
     pub order: Option<OrderView>,
+    /// The prescription's payment, for a pharmacy order.
+    pub prescription: Option<holdfast_pharmacy::payment::MediationResult>,
     pub released_to_seller: Money,
     pub seller_payout: Money,
     pub commission: Money,
@@ -500,34 +502,37 @@ pub async fn mediate(
         StatusCode::OK,
         move |txn| {
             Box::pin(async move {
-                let current = escrow::lock_case_by_number_in_txn(txn, &number).await?;
-                let to_seller = match body.outcome {
-                    MediationOutcome::Release => current.amount,
-                    MediationOutcome::Refund => Money::zero(current.amount.currency()),
-                    MediationOutcome::Split => body.to_seller.ok_or_else(|| {
-                        ApiError::invalid("a split names what goes to the seller")
-                    })?,
+                let decision = match body.outcome {
+                    MediationOutcome::Release => Decision::Release,
+                    MediationOutcome::Refund => Decision::Refund,
+                    MediationOutcome::Split => {
+                        Decision::Split(body.to_seller.ok_or_else(|| {
+                            ApiError::invalid("a split names what goes to the seller")
+                        })?)
+                    }
                 };
-                let mediation = Mediation {
-                    to_seller,
-                    penalty: body.penalty.map(|p| (p.party, p.amount)),
-                    note: body.note,
-                };
-                let (case, order, split) = if current.vertical == holdfast_retail::VERTICAL {
-                    let (order, split) =
-                        orders::mediate_order_in_txn(txn, &core, &number, mediation).await?;
-                    let case = escrow::lock_case_by_number_in_txn(txn, &number).await?;
-                    (case, Some(order), split)
-                } else {
-                    let mut case = current;
-                    let split = escrow::mediate_in_txn(txn, &core, &mut case, mediation).await?;
-                    (case, None, split)
-                };
+                let Mediated {
+                    case,
+                    split,
+                    order,
+                    prescription,
+                } = mediation::mediate_in_txn(
+                    txn,
+                    &core,
+                    &number,
+                    MediationOrder {
+                        decision,
+                        penalty: body.penalty.map(|p| (p.party, p.amount)),
+                        note: body.note,
+                    },
+                )
+                .await?;
                 Ok(Outcome::Done(MediationResult {
                     order_number: case.order_number,
                     vertical: case.vertical,
                     state: case.state,
                     order,
+                    prescription,
                     released_to_seller: split.to_seller,
                     seller_payout: split.seller_net,
                     commission: split.commission,

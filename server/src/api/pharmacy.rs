@@ -27,7 +27,6 @@ use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use holdfast_core::Money;
 use holdfast_core::cards::CardNumber;
-use holdfast_core::escrow::{Fault, Mediation};
 use holdfast_core::ids::PartyId;
 use holdfast_core::order_number::OrderNumber;
 use holdfast_core::parties::Role;
@@ -37,7 +36,7 @@ use holdfast_pharmacy::number::PrescriptionNumber;
 use holdfast_pharmacy::parties::{
     self, Actor, Drugstore, Hospital, HospitalId, NewStaff, StaffCreated,
 };
-use holdfast_pharmacy::payment::{self, Dispensing, MediationResult, PaymentChoice};
+use holdfast_pharmacy::payment::{self, Dispensing, PaymentChoice};
 use holdfast_pharmacy::prescriptions::{
     self, HistoryEntry, NewPrescription, PrescriptionReceipt, PrescriptionSummary, PrescriptionView,
 };
@@ -81,7 +80,6 @@ pub fn routes() -> Router<AppState> {
             post(request_payment),
         )
         .route("/pharmacy/me/access-log", get(access_log))
-        .route("/pharmacy/disputes/{order_number}/mediation", post(mediate))
 }
 
 /// The caller as the pharmacy vertical sees it: a prescriber with its hospital, a drugstore
@@ -758,90 +756,6 @@ pub async fn access_log(
     ))
 }
 
-#[derive(Clone, Copy, Deserialize, Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-#[schema(as = PrescriptionMediationOutcome)]
-pub enum MediationOutcome {
-    /// All of it to the drugstore.
-    Release,
-    /// All of it back to the patient.
-    Refund,
-    /// `to_drugstore` to the drugstore, the rest back to the patient.
-    Split,
-}
-
-#[derive(Deserialize, Serialize, ToSchema)]
-#[schema(as = PrescriptionPenalty)]
-pub struct Penalty {
-    pub party: Fault,
-    pub amount: Money,
-}
-
-#[derive(Deserialize, Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PrescriptionMediation {
-    pub outcome: MediationOutcome,
-    pub to_drugstore: Option<Money>,
-    /// Charged to the party at fault (`buyer` the patient, `seller` the drugstore).
-    pub penalty: Option<Penalty>,
-    pub note: String,
-}
-
-/// Mediate a disputed prescription payment (operator): release, refund or split, with a
-/// penalty for the party at fault.
-#[utoipa::path(post, path = "/v1/pharmacy/disputes/{order_number}/mediation", tag = "pharmacy",
-    security(("bearer" = [])),
-    params(("order_number" = OrderNumber, Path), ("Idempotency-Key" = String, Header, description = "required")),
-    request_body = PrescriptionMediation,
-    responses((status = 200, body = MediationResult), (status = 400, body = crate::error::ErrorBody),
-        (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
-pub async fn mediate(
-    State(state): State<AppState>,
-    principal: Principal,
-    Path(number): Path<OrderNumber>,
-    key: IdempotencyKey,
-    Json(body): Json<PrescriptionMediation>,
-) -> ApiResult<Response> {
-    principal.require(&[Role::Operator])?;
-    let key = key.required()?;
-    let fingerprint = idempotency::fingerprint("mediate_prescription", &(&number, &body));
-    let core = state.core.clone();
-    idempotency::run(
-        &state,
-        principal.scope(),
-        key,
-        fingerprint,
-        StatusCode::OK,
-        move |txn| {
-            Box::pin(async move {
-                let case = holdfast_core::escrow::find_case_by_number(txn, &number)
-                    .await?
-                    .ok_or_else(|| ApiError::not_found("order"))?;
-                let to_seller = match body.outcome {
-                    MediationOutcome::Release => case.amount,
-                    MediationOutcome::Refund => Money::zero(case.amount.currency()),
-                    MediationOutcome::Split => body.to_drugstore.ok_or_else(|| {
-                        ApiError::invalid("a split names what goes to the drugstore")
-                    })?,
-                };
-                let result = payment::mediate_in_txn(
-                    txn,
-                    &core,
-                    &number,
-                    Mediation {
-                        to_seller,
-                        penalty: body.penalty.map(|p| (p.party, p.amount)),
-                        note: body.note,
-                    },
-                )
-                .await?;
-                Ok(Outcome::Done(result))
-            })
-        },
-    )
-    .await
-}
-
 /// This module's part of the OpenAPI document (merged into the whole one).
 #[derive(OpenApi)]
 #[openapi(
@@ -865,7 +779,6 @@ pub async fn mediate(
         dispense,
         request_payment,
         access_log,
-        mediate,
     ),
     tags((name = "pharmacy", description = "Prescriptions between hospitals and drugstores, paid through escrow"))
 )]

@@ -91,7 +91,8 @@ pub const REQUEST_WINDOW_MINUTES: i64 = 10;
 const _: () = assert!(REQUEST_WINDOW_MINUTES * 60 >= challenge::MAX_TTL_SECS);
 
 /// An approved authorisation whose validity ended without a capture: its hold expires.
-pub const CAPTURE_DEADLINE_TIMER: &str = "card_present_capture_deadline";
+pub const CAPTURE_DEADLINE_TIMER: holdfast_core::TimerKind =
+    holdfast_core::TimerKind::CardPresentCaptureDeadline;
 
 #[derive(
     Clone,
@@ -1730,7 +1731,7 @@ async fn answer_armed_in_txn(
 // ---------------------------------------------------------------------------------------
 
 /// Whether a timer kind is card-present's.
-pub fn is_timer(kind: &str) -> bool {
+pub fn is_timer(kind: holdfast_core::TimerKind) -> bool {
     kind == CAPTURE_DEADLINE_TIMER
 }
 
@@ -1743,7 +1744,7 @@ pub async fn lock_timer_subject_in_txn(txn: &DatabaseTransaction, subject: Uuid)
 pub async fn fire_timer_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
-    kind: &str,
+    kind: holdfast_core::TimerKind,
     subject: Uuid,
 ) -> CoreResult<()> {
     if !is_timer(kind) {

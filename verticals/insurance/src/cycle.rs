@@ -26,13 +26,15 @@ use sea_orm::entity::prelude::*;
 use sea_orm::{ActiveValue::Set, DatabaseTransaction, TransactionTrait};
 
 /// A premium falls due.
-pub const PREMIUM_DUE_TIMER: &str = "insurance_premium_due";
+pub const PREMIUM_DUE_TIMER: holdfast_core::TimerKind =
+    holdfast_core::TimerKind::InsurancePremiumDue;
 /// The grace period after a failed collection ends.
-pub const GRACE_END_TIMER: &str = "insurance_grace_end";
+pub const GRACE_END_TIMER: holdfast_core::TimerKind = holdfast_core::TimerKind::InsuranceGraceEnd;
 /// The term ends.
-pub const TERM_END_TIMER: &str = "insurance_term_end";
+pub const TERM_END_TIMER: holdfast_core::TimerKind = holdfast_core::TimerKind::InsuranceTermEnd;
 /// The insurer's time to ask for the premiums held for an ended policy runs out.
-pub const UNCLAIMED_TIMER: &str = "insurance_unclaimed_premiums";
+pub const UNCLAIMED_TIMER: holdfast_core::TimerKind =
+    holdfast_core::TimerKind::InsuranceUnclaimedPremiums;
 /// How long after a policy lapses or matures the insurer may still ask to be paid the premiums
 /// held for it; what it has not asked for by then returns to the holder, so that no premium
 /// stays frozen for ever (a certificate never delivered, an insurer that never asks). Ninety

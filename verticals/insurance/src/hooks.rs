@@ -61,7 +61,7 @@ pub async fn answer_in_txn(
 }
 
 /// Whether a timer kind is this vertical's.
-pub fn handles_timer(kind: &str) -> bool {
+pub fn handles_timer(kind: holdfast_core::TimerKind) -> bool {
     matches!(
         kind,
         cycle::PREMIUM_DUE_TIMER
@@ -77,7 +77,7 @@ pub fn handles_timer(kind: &str) -> bool {
 /// order every use case follows: the policy, then the premium case the timer acts on.
 pub async fn lock_timer_subject_in_txn(
     txn: &DatabaseTransaction,
-    kind: &str,
+    kind: holdfast_core::TimerKind,
     subject: uuid::Uuid,
 ) -> InsuranceResult<()> {
     let row = policies::lock_row(txn, subject).await?;
@@ -91,7 +91,7 @@ pub async fn lock_timer_subject_in_txn(
 pub async fn fire_timer_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
-    kind: &str,
+    kind: holdfast_core::TimerKind,
     subject: uuid::Uuid,
 ) -> InsuranceResult<()> {
     match kind {

@@ -17,4 +17,4 @@ pub mod products;
 pub use error::{InsuranceError, InsuranceResult};
 
 /// The vertical's name on escrow cases.
-pub const VERTICAL: &str = "insurance";
+pub const VERTICAL: holdfast_core::Vertical = holdfast_core::Vertical::Insurance;

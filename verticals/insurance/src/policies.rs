@@ -75,9 +75,11 @@ pub const MAX_APPLICATION_REFERENCE_CHARS: usize = 100;
 pub const MAX_PAGE: u64 = 100;
 
 /// Fires when the application's phone confirmation is due: an unanswered one is not taken.
-pub const CONFIRMATION_DEADLINE_TIMER: &str = "insurance_confirmation_deadline";
+pub const CONFIRMATION_DEADLINE_TIMER: holdfast_core::TimerKind =
+    holdfast_core::TimerKind::InsuranceConfirmationDeadline;
 /// Fires when the insurer's recheck is due.
-pub const RECHECK_DEADLINE_TIMER: &str = "insurance_recheck_deadline";
+pub const RECHECK_DEADLINE_TIMER: holdfast_core::TimerKind =
+    holdfast_core::TimerKind::InsuranceRecheckDeadline;
 
 #[derive(
     Clone,

@@ -77,14 +77,14 @@ pub async fn answer_in_txn(
 }
 
 /// Whether a timer kind is this vertical's.
-pub fn handles_timer(kind: &str) -> bool {
+pub fn handles_timer(kind: holdfast_core::TimerKind) -> bool {
     matches!(kind, EXPIRY_TIMER | CONSENT_TIMER)
 }
 
 /// Locks the prescription a timer is about (before the timer row is locked).
 pub async fn lock_timer_subject_in_txn(
     txn: &DatabaseTransaction,
-    _kind: &str,
+    _kind: holdfast_core::TimerKind,
     subject: uuid::Uuid,
 ) -> PharmacyResult<()> {
     prescriptions::Entity::find_by_id(subject)
@@ -98,7 +98,7 @@ pub async fn lock_timer_subject_in_txn(
 pub async fn fire_timer_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
-    kind: &str,
+    kind: holdfast_core::TimerKind,
     subject: uuid::Uuid,
 ) -> PharmacyResult<()> {
     match kind {

@@ -28,9 +28,11 @@ pub mod state;
 pub use error::{PharmacyError, PharmacyResult};
 
 /// The vertical's name on escrow cases.
-pub const VERTICAL: &str = "pharmacy";
+pub const VERTICAL: holdfast_core::Vertical = holdfast_core::Vertical::Pharmacy;
 
 /// A prescription's validity ends: it expires if not yet dispensed.
-pub const EXPIRY_TIMER: &str = "pharmacy_prescription_expiry";
+pub const EXPIRY_TIMER: holdfast_core::TimerKind =
+    holdfast_core::TimerKind::PharmacyPrescriptionExpiry;
 /// A request to open a prescription that the patient has not answered lapses.
-pub const CONSENT_TIMER: &str = "pharmacy_consent_deadline";
+pub const CONSENT_TIMER: holdfast_core::TimerKind =
+    holdfast_core::TimerKind::PharmacyConsentDeadline;

@@ -30,7 +30,7 @@ impl IdKind for AuctionKind {
 }
 pub type AuctionId = Id<AuctionKind>;
 
-pub const CLOSE_TIMER: &str = "retail_auction_close";
+pub const CLOSE_TIMER: holdfast_core::TimerKind = holdfast_core::TimerKind::RetailAuctionClose;
 pub const MIN_DURATION_SECS: i64 = 60;
 pub const MAX_DURATION_SECS: i64 = 30 * 24 * 3600;
 

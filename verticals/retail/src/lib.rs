@@ -14,4 +14,4 @@ pub mod sellers;
 pub use error::{RetailError, RetailResult};
 
 /// The vertical's name on escrow cases.
-pub const VERTICAL: &str = "retail";
+pub const VERTICAL: holdfast_core::Vertical = holdfast_core::Vertical::Retail;
