@@ -32,6 +32,8 @@ pub enum Command {
     },
     /// Apply the database migrations and exit.
     Migrate,
+    /// Print the OpenAPI document (the one served at /openapi.json) and exit.
+    Openapi,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

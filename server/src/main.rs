@@ -33,6 +33,11 @@ async fn main() -> anyhow::Result<()> {
             username,
             display_name,
         } => create_operator(cli.config, &username, &display_name).await,
+        Command::Openapi => {
+            // For client generators and validators; touches no database.
+            println!("{}", holdfast_server::openapi::document().to_pretty_json()?);
+            Ok(())
+        }
     }
 }
 

@@ -272,6 +272,45 @@ async fn the_openapi_document_describes_the_api() {
     }
     assert!(doc.body["components"]["schemas"]["Money"].is_object());
     assert!(doc.body["components"]["securitySchemes"]["bearer"].is_object());
+
+    // What OpenAPI 3.1 requires and client generators enforce: a description on every
+    // response, one operation per operationId. (CI also runs a validator over the document.)
+    let mut operation_ids = std::collections::BTreeMap::new();
+    for (path, item) in paths {
+        for (method, operation) in item.as_object().unwrap() {
+            let Some(responses) = operation["responses"].as_object() else {
+                continue;
+            };
+            for (status, response) in responses {
+                assert!(
+                    response["description"]
+                        .as_str()
+                        .is_some_and(|d| !d.is_empty()),
+                    "{method} {path} {status} has no description"
+                );
+            }
+            let id = operation["operationId"].as_str().unwrap().to_owned();
+            if let Some(other) = operation_ids.insert(id.clone(), format!("{method} {path}")) {
+                panic!("operationId {id} of {method} {path} is also {other}'s");
+            }
+        }
+    }
+    // An operation that refuses to run without an Idempotency-Key documents it as required.
+    for (path, method) in [
+        ("/v1/institution/cards", "post"),
+        ("/v1/accounts/{account_id}/deposits", "post"),
+        ("/v1/operator/shoppers", "post"),
+        ("/v1/retail/orders", "post"),
+    ] {
+        let parameters = doc.body["paths"][path][method]["parameters"]
+            .as_array()
+            .unwrap();
+        let key = parameters
+            .iter()
+            .find(|p| p["name"] == "Idempotency-Key")
+            .unwrap_or_else(|| panic!("{method} {path} does not document Idempotency-Key"));
+        assert_eq!(key["required"], true, "{method} {path}");
+    }
     let health = app.get("/healthz", None).await;
     assert_eq!(health.status, StatusCode::OK);
     assert_eq!(health.body["database"], "ok");

@@ -71,7 +71,7 @@ pub struct Deposit {
 /// `Idempotency-Key` so that a retry cannot pay twice.
 #[utoipa::path(post, path = "/v1/accounts/{account_id}/deposits", tag = "accounts",
     security(("bearer" = [])),
-    params(("account_id" = AccountId, Path), ("Idempotency-Key" = Option<String>, Header)),
+    params(("account_id" = AccountId, Path), ("Idempotency-Key" = String, Header, description = "required: any unique string; a retry with the same key and body replays the first answer")),
     request_body = Deposit,
     responses((status = 201, body = AccountView), (status = 404, body = crate::error::ErrorBody),
         (status = 409, body = crate::error::ErrorBody)))]

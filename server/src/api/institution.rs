@@ -79,7 +79,7 @@ pub struct IssuedCardView {
 /// Issue an EC card to a holder, with its funding source. Send an `Idempotency-Key`: an initial
 /// deposit moves money.
 #[utoipa::path(post, path = "/v1/institution/cards", tag = "institution", security(("bearer" = [])),
-    params(("Idempotency-Key" = Option<String>, Header)),
+    params(("Idempotency-Key" = String, Header, description = "required: any unique string; a retry with the same key and body replays the first answer")),
     request_body = IssueCardRequest,
     responses((status = 201, body = IssuedCardView), (status = 400, body = crate::error::ErrorBody),
         (status = 403, body = crate::error::ErrorBody)))]

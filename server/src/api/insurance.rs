@@ -444,7 +444,7 @@ pub struct PremiumSettlementRequest {
 /// asked to release it, and without an answer it is released when the settlement period ends.
 /// Only after the certificate and the signed application are recorded. After the policy lapses
 /// or matures the insurer has 90 days to ask; premiums still held then return to the holder.
-#[utoipa::path(post, path = "/v1/insurance/policies/{policy}/settlement-request", tag = "insurance",
+#[utoipa::path(post, path = "/v1/insurance/policies/{policy}/settlement-request", tag = "insurance", operation_id = "request_premium_settlement",
     security(("bearer" = [])),
     params(("policy" = String, Path, description = "the policy number"), ("Idempotency-Key" = Option<String>, Header)),
     request_body(content = PremiumSettlementRequest, description = "optional"),
@@ -498,7 +498,7 @@ pub async fn request_settlement(
 /// account, nothing moves and the answer is `premium_paid_out`: the insurer is told what to
 /// return, and the holder may ask again once it has — even after the period, since it asked in
 /// time.
-#[utoipa::path(post, path = "/v1/insurance/policies/{policy}/cancel", tag = "insurance",
+#[utoipa::path(post, path = "/v1/insurance/policies/{policy}/cancel", tag = "insurance", operation_id = "cancel_policy",
     security(("bearer" = [])),
     params(("policy" = String, Path, description = "the policy id or number"), ("Idempotency-Key" = String, Header, description = "required")),
     responses((status = 200, body = Cancellation), (status = 404, body = crate::error::ErrorBody),

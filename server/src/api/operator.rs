@@ -135,7 +135,7 @@ pub struct ShopperCreated {
 /// Onboard a shopper: an EC card mapped to the phone and to a prepayment account at the
 /// built-in institution (funded with the initial deposit, so send an `Idempotency-Key`).
 #[utoipa::path(post, path = "/v1/operator/shoppers", tag = "operator", security(("bearer" = [])),
-    params(("Idempotency-Key" = Option<String>, Header)),
+    params(("Idempotency-Key" = String, Header, description = "required: any unique string; a retry with the same key and body replays the first answer")),
     request_body = CreateShopper,
     responses((status = 201, body = ShopperCreated), (status = 400, body = crate::error::ErrorBody),
         (status = 403, body = crate::error::ErrorBody)))]

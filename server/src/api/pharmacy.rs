@@ -393,7 +393,7 @@ pub async fn history(
 
 /// Cancel a prescription of your hospital until it is dispensed (prescriber). The drugstore
 /// holding it is told; a held payment returns to the patient.
-#[utoipa::path(post, path = "/v1/pharmacy/prescriptions/{number}/cancel", tag = "pharmacy",
+#[utoipa::path(post, path = "/v1/pharmacy/prescriptions/{number}/cancel", tag = "pharmacy", operation_id = "cancel_prescription",
     security(("bearer" = [])),
     params(("number" = PrescriptionNumber, Path), ("Idempotency-Key" = Option<String>, Header)),
     responses((status = 200, body = PrescriptionReceipt), (status = 404, body = crate::error::ErrorBody),
