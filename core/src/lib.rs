@@ -27,6 +27,7 @@ pub mod outbox;
 pub mod parties;
 pub mod phone;
 pub mod phone_number;
+pub mod service_secret;
 pub mod timers;
 pub mod webhooks;
 

@@ -25,6 +25,7 @@ use holdfast_core::phone::{PhoneGateway, PhoneSimulator};
 use holdfast_core::{Clock, Core, funding, parties};
 use holdfast_migrations::{Migrator, MigratorTrait};
 use sea_orm::DatabaseConnection;
+use secrecy::{ExposeSecret, SecretString};
 use std::sync::Arc;
 
 /// The application router for `state`.
@@ -46,6 +47,30 @@ pub async fn open_database(url: &str, pool: PoolSize) -> anyhow::Result<Database
     funding::ensure_default_institution_in_txn(&txn, &clock).await?;
     txn.commit().await?;
     Ok(db)
+}
+
+/// The service secret that signs tokens and phone codes: `configured` (the `--jwt-secret` flag,
+/// at least [`config::MIN_SECRET_CHARS`] characters) when given, otherwise the random secret
+/// stored in `db` (generated at first start). Nothing is compiled in: a token minted for one
+/// database does not verify on another.
+pub async fn service_secret(
+    db: &DatabaseConnection,
+    configured: Option<&SecretString>,
+) -> anyhow::Result<Vec<u8>> {
+    match configured {
+        Some(secret) => {
+            let secret = secret.expose_secret();
+            anyhow::ensure!(
+                secret.chars().count() >= config::MIN_SECRET_CHARS,
+                "HOLDFAST_JWT_SECRET must have at least {} characters",
+                config::MIN_SECRET_CHARS
+            );
+            Ok(secret.as_bytes().to_vec())
+        }
+        None => holdfast_core::service_secret::load_or_create(db, &Clock::system())
+            .await
+            .context("could not read or store the service secret"),
+    }
 }
 
 /// Keys for tokens and phone codes, each derived from the one service secret.

@@ -3,12 +3,12 @@ use clap::Parser;
 use holdfast_core::challenge::ChallengePolicy;
 use holdfast_core::phone::PhoneGateway;
 use holdfast_core::{Clock, onboarding};
-use holdfast_server::config::{
-    Cli, Command, Config, DEVELOPMENT_JWT_SECRET, GatewayKind, LogFormat, MIN_SECRET_CHARS,
-};
+use holdfast_server::config::{Cli, Command, Config, GatewayKind, LogFormat};
 use holdfast_server::phone_gateways::{Channel, HttpPhoneGateway};
 use holdfast_server::workers::{self, WorkerIntervals};
-use holdfast_server::{Settings, build_state, demo, open_database, simulator_state};
+use holdfast_server::{
+    Settings, build_state, demo, open_database, service_secret, simulator_state,
+};
 use secrecy::ExposeSecret;
 use std::io::BufRead;
 use std::sync::Arc;
@@ -43,30 +43,6 @@ fn init_logging(format: LogFormat) {
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
-    }
-}
-
-/// The service secret: required with PostgreSQL; a logged development default with SQLite.
-fn secret(config: &Config) -> anyhow::Result<Vec<u8>> {
-    match &config.jwt_secret {
-        Some(secret) => {
-            let secret = secret.expose_secret();
-            anyhow::ensure!(
-                secret.chars().count() >= MIN_SECRET_CHARS,
-                "HOLDFAST_JWT_SECRET must have at least {MIN_SECRET_CHARS} characters"
-            );
-            Ok(secret.as_bytes().to_vec())
-        }
-        None if config.uses_postgres() => {
-            anyhow::bail!("HOLDFAST_JWT_SECRET is required when DATABASE_URL points at PostgreSQL")
-        }
-        None => {
-            tracing::warn!(
-                "using the built-in DEVELOPMENT secret for tokens and phone codes; \
-                 set HOLDFAST_JWT_SECRET for anything but local development"
-            );
-            Ok(DEVELOPMENT_JWT_SECRET.as_bytes().to_vec())
-        }
     }
 }
 
@@ -113,9 +89,9 @@ fn auto_settle(config: &Config) -> anyhow::Result<chrono::Duration> {
     Ok(chrono::Duration::seconds(config.auto_settle_secs))
 }
 
-fn settings(config: &Config) -> anyhow::Result<Settings> {
+fn settings(config: &Config, secret: Vec<u8>) -> anyhow::Result<Settings> {
     Ok(Settings {
-        secret: secret(config)?,
+        secret,
         token_ttl_secs: config.token_ttl_secs,
         policy: policy(config)?,
         auto_settle: auto_settle(config)?,
@@ -128,14 +104,19 @@ fn settings(config: &Config) -> anyhow::Result<Settings> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    let settings = settings(&config)?;
+    // The configuration is checked before the database is touched; the secret may live there.
+    let mut settings = settings(&config, Vec::new())?;
+    let url = config.database_url();
+    let db = open_database(&url, config.pool_size()).await?;
+    settings.secret = service_secret(&db, config.jwt_secret.as_ref()).await?;
+    if config.jwt_secret.is_none() {
+        tracing::info!("signing with the service secret stored in the database");
+    }
     let gateway_name = if settings.gateway.is_some() {
         "provider"
     } else {
         "simulator"
     };
-    let url = config.database_url();
-    let db = open_database(&url, config.pool_size()).await?;
     tracing::info!(
         database = if config.uses_postgres() {
             "postgresql"
@@ -156,13 +137,17 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let (stop, stopped) = watch::channel(false);
     workers::spawn(state.clone(), WorkerIntervals::default(), stopped);
     tracing::info!(%base_url, phone_gateway = gateway_name, "listening");
-    axum::serve(listener, holdfast_server::app(state))
-        .with_graceful_shutdown(async move {
-            let _ = tokio::signal::ctrl_c().await;
-            tracing::info!("shutting down");
-            let _ = stop.send(true);
-        })
-        .await?;
+    // The peer address feeds the login throttle.
+    axum::serve(
+        listener,
+        holdfast_server::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
+        let _ = stop.send(true);
+    })
+    .await?;
     Ok(())
 }
 
@@ -176,8 +161,8 @@ async fn create_operator(config: Config, username: &str, display_name: &str) -> 
             line.trim_end_matches(['\r', '\n']).to_owned()
         }
     };
-    let secret = secret(&config)?;
     let db = open_database(&config.database_url(), config.pool_size()).await?;
+    let secret = service_secret(&db, config.jwt_secret.as_ref()).await?;
     let state = simulator_state(
         db,
         Clock::system(),

@@ -81,6 +81,45 @@ fn replace_database(url: &str, name: &str) -> String {
     format!("{prefix}/{name}{query}")
 }
 
+/// A fresh, empty database of the kind the tests run on (not yet migrated); dropped with it.
+pub struct TestDatabase {
+    pub url: String,
+    pub pool: PoolSize,
+    storage: Storage,
+}
+
+impl TestDatabase {
+    pub async fn create() -> TestDatabase {
+        let (url, storage, pool) = match postgres_url() {
+            Some(admin_url) => {
+                let name = format!("holdfast_test_{}", uuid::Uuid::new_v4().simple());
+                let admin = Database::connect(&admin_url)
+                    .await
+                    .expect("TEST_DATABASE_URL");
+                admin
+                    .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+                    .await
+                    .unwrap();
+                admin.close().await.unwrap();
+                (
+                    replace_database(&admin_url, &name),
+                    Storage::Postgres { admin_url, name },
+                    PoolSize {
+                        sqlite: 4,
+                        postgres: 16,
+                    },
+                )
+            }
+            None => {
+                let dir = tempfile::tempdir().unwrap();
+                let url = format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display());
+                (url, Storage::Sqlite(dir), PoolSize::default())
+            }
+        };
+        TestDatabase { url, pool, storage }
+    }
+}
+
 pub struct TestApp {
     pub state: AppState,
     pub router: Router,
@@ -114,33 +153,8 @@ impl TestApp {
     }
 
     pub async fn spawn_with(policy: ChallengePolicy) -> TestApp {
-        let (url, storage, pool) = match postgres_url() {
-            Some(admin_url) => {
-                let name = format!("holdfast_test_{}", uuid::Uuid::new_v4().simple());
-                let admin = Database::connect(&admin_url)
-                    .await
-                    .expect("TEST_DATABASE_URL");
-                admin
-                    .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
-                    .await
-                    .unwrap();
-                admin.close().await.unwrap();
-                (
-                    replace_database(&admin_url, &name),
-                    Storage::Postgres { admin_url, name },
-                    PoolSize {
-                        sqlite: 4,
-                        postgres: 16,
-                    },
-                )
-            }
-            None => {
-                let dir = tempfile::tempdir().unwrap();
-                let url = format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display());
-                (url, Storage::Sqlite(dir), PoolSize::default())
-            }
-        };
-        let db = open_database(&url, pool).await.unwrap();
+        let database = TestDatabase::create().await;
+        let db = open_database(&database.url, database.pool).await.unwrap();
         let clock = Clock::manual(Utc::now());
         let state = simulator_state(db, clock.clone(), SECRET, 3600, policy);
         TestApp {
@@ -148,7 +162,7 @@ impl TestApp {
             state,
             clock,
             harness_operator: tokio::sync::OnceCell::new(),
-            _storage: storage,
+            _storage: database.storage,
         }
     }
 

@@ -1,0 +1,147 @@
+//! Issue #12, "Secure by default", on the authentication side: no compiled-in secret, the
+//! simulator's inbox behind a credential, login throttling instead of lockout, no card
+//! enumeration, and `Retry-After` on every 429 and 503.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use chrono::Utc;
+use holdfast_core::challenge::ChallengePolicy;
+use holdfast_core::{Clock, onboarding};
+use holdfast_server::{AppState, auth, keys_from_secret, open_database, service_secret};
+use holdfast_tests::TestDatabase;
+use http_body_util::BodyExt;
+use secrecy::SecretString;
+use tower::ServiceExt;
+
+/// The secret every plain start used to sign with, compiled into the binary.
+const OLD_DEVELOPMENT_SECRET: &[u8] = b"holdfast-development-secret-not-for-production-use";
+
+async fn state_on(url: &str, database: &TestDatabase, secret: &[u8]) -> AppState {
+    let db = open_database(url, database.pool).await.unwrap();
+    holdfast_server::simulator_state(
+        db,
+        Clock::manual(Utc::now()),
+        secret,
+        3600,
+        ChallengePolicy::default(),
+    )
+}
+
+/// An operator on `state` and a token for it signed with `jwt`.
+async fn operator_token_signed_with(state: &AppState, jwt: &auth::JwtKeys) -> String {
+    let username = format!("op-{}", uuid::Uuid::new_v4().simple());
+    let (party, _) = onboarding::create_operator(
+        &state.db,
+        &state.core,
+        "Operator",
+        &username,
+        "operator-password",
+    )
+    .await
+    .unwrap();
+    auth::issue_token(jwt, &party, None).unwrap().access_token
+}
+
+async fn status_of(state: &AppState, path: &str, token: &str) -> StatusCode {
+    let request = Request::get(path)
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap();
+    let response = holdfast_server::app(state.clone())
+        .oneshot(request)
+        .await
+        .unwrap();
+    let status = response.status();
+    let _ = response.into_body().collect().await;
+    status
+}
+
+#[tokio::test]
+async fn a_plain_start_generates_a_secret_and_the_old_development_secret_no_longer_verifies() {
+    let database = TestDatabase::create().await;
+    let db = open_database(&database.url, database.pool).await.unwrap();
+    let secret = service_secret(&db, None).await.unwrap();
+    assert!(secret.len() >= 32, "{} bytes", secret.len());
+    assert_ne!(secret, OLD_DEVELOPMENT_SECRET);
+
+    let state = state_on(&database.url, &database, &secret).await;
+    let own = operator_token_signed_with(&state, &state.jwt).await;
+    assert_eq!(
+        status_of(&state, "/v1/accounts", &own).await,
+        StatusCode::OK
+    );
+    let (old_keys, _) = keys_from_secret(OLD_DEVELOPMENT_SECRET, 3600);
+    let forged = operator_token_signed_with(&state, &old_keys).await;
+    assert_eq!(
+        status_of(&state, "/v1/accounts", &forged).await,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn the_generated_secret_survives_reopening_the_database() {
+    let database = TestDatabase::create().await;
+    let first = {
+        let db = open_database(&database.url, database.pool).await.unwrap();
+        let secret = service_secret(&db, None).await.unwrap();
+        db.close().await.unwrap();
+        secret
+    };
+    let db = open_database(&database.url, database.pool).await.unwrap();
+    assert_eq!(service_secret(&db, None).await.unwrap(), first);
+    assert_eq!(service_secret(&db, None).await.unwrap(), first);
+}
+
+#[tokio::test]
+async fn two_databases_get_different_secrets_and_tokens_do_not_cross() {
+    let (one, two) = (TestDatabase::create().await, TestDatabase::create().await);
+    let db_one = open_database(&one.url, one.pool).await.unwrap();
+    let db_two = open_database(&two.url, two.pool).await.unwrap();
+    let secret_one = service_secret(&db_one, None).await.unwrap();
+    let secret_two = service_secret(&db_two, None).await.unwrap();
+    assert_ne!(secret_one, secret_two);
+
+    let state_one = state_on(&one.url, &one, &secret_one).await;
+    let state_two = state_on(&two.url, &two, &secret_two).await;
+    let token = operator_token_signed_with(&state_one, &state_one.jwt).await;
+    assert_eq!(
+        status_of(&state_one, "/v1/accounts", &token).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        status_of(&state_two, "/v1/accounts", &token).await,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn instances_starting_together_agree_on_the_secret() {
+    let database = TestDatabase::create().await;
+    let db = open_database(&database.url, database.pool).await.unwrap();
+    let other = open_database(&database.url, database.pool).await.unwrap();
+    let (a, b, c) = tokio::join!(
+        service_secret(&db, None),
+        service_secret(&other, None),
+        service_secret(&db, None)
+    );
+    let (a, b, c) = (a.unwrap(), b.unwrap(), c.unwrap());
+    assert_eq!(a, b);
+    assert_eq!(b, c);
+}
+
+#[tokio::test]
+async fn a_configured_secret_wins_and_must_be_long_enough() {
+    let database = TestDatabase::create().await;
+    let db = open_database(&database.url, database.pool).await.unwrap();
+    let stored = service_secret(&db, None).await.unwrap();
+    let flag = SecretString::from("a-configured-secret-of-at-least-32-chars");
+    let configured = service_secret(&db, Some(&flag)).await.unwrap();
+    assert_eq!(configured, b"a-configured-secret-of-at-least-32-chars");
+    assert_ne!(configured, stored);
+    let short = SecretString::from("too-short");
+    assert!(service_secret(&db, Some(&short)).await.is_err());
+    // The flag does not replace what is stored: without it, the stored secret is back.
+    assert_eq!(service_secret(&db, None).await.unwrap(), stored);
+}
