@@ -174,7 +174,8 @@ pub async fn seed(state: &AppState) -> anyhow::Result<Demo> {
 }
 
 /// What the demo prints: who exists, and the variables README.md's walkthrough uses.
-pub fn instructions(demo: &Demo, base_url: &str) -> String {
+pub fn instructions(demo: &Demo, base_url: &str, simulator_key: Option<&str>) -> String {
+    let simulator = simulator_key.map_or(String::new(), |key| format!(" SIMULATOR_KEY={key}"));
     format!(
         r#"
 Holdfast demo is ready at {base_url}
@@ -184,7 +185,7 @@ Holdfast demo is ready at {base_url}
   shopper   card {shopper_card}   phone {SHOPPER_PHONE}   500.00 USD prepaid
 Paste this into another terminal, then follow the walkthrough in README.md:
 
-export HOLDFAST={base_url} OPERATOR_PASSWORD={operator_password} SUPPLIER_PASSWORD={supplier_password} CARRIER_PASSWORD={carrier_password} CARD={shopper_card} PHONE={SHOPPER_PHONE}
+export HOLDFAST={base_url} OPERATOR_PASSWORD={operator_password} SUPPLIER_PASSWORD={supplier_password} CARRIER_PASSWORD={carrier_password} CARD={shopper_card} PHONE={SHOPPER_PHONE}{simulator}
 "#,
         operator_password = demo.operator_password,
         supplier_password = demo.supplier_password,

@@ -108,7 +108,10 @@ pub fn build_state(db: DatabaseConnection, clock: Clock, settings: Settings) -> 
     let (jwt, challenge_keys) = keys_from_secret(&settings.secret, settings.token_ttl_secs);
     let core = Core::new(clock.clone(), challenge_keys, settings.policy)
         .with_auto_settle(settings.auto_settle);
-    let simulator_inbox = settings.gateway.is_none();
+    let simulator_key = settings
+        .gateway
+        .is_none()
+        .then(state::SimulatorKey::generate);
     let simulator = PhoneSimulator::new(db.clone(), clock.clone());
     let inbox_arrivals = simulator.arrivals();
     let gateway: Arc<dyn PhoneGateway> = settings.gateway.unwrap_or_else(|| Arc::new(simulator));
@@ -119,7 +122,7 @@ pub fn build_state(db: DatabaseConnection, clock: Clock, settings: Settings) -> 
         db,
         core,
         jwt,
-        simulator_inbox,
+        simulator_key,
         inbox_arrivals,
         webhook_secret: settings
             .webhook_secret

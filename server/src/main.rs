@@ -130,9 +130,19 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("could not listen on {}", config.bind))?;
     let base_url = format!("http://{}", listener.local_addr()?);
+    let simulator_key = state
+        .simulator_key
+        .as_ref()
+        .map(|key| key.expose().to_owned());
     if config.demo {
         let seeded = demo::seed(&state).await?;
-        println!("{}", demo::instructions(&seeded, &base_url));
+        println!(
+            "{}",
+            demo::instructions(&seeded, &base_url, simulator_key.as_deref())
+        );
+    } else if let Some(key) = &simulator_key {
+        // On standard output, not in the log: it opens an inbox full of codes.
+        println!("phone simulator inbox: send 'x-simulator-key: {key}' (or an operator's token)");
     }
     let (stop, stopped) = watch::channel(false);
     workers::spawn(state.clone(), WorkerIntervals::default(), stopped);

@@ -341,12 +341,7 @@ impl TestApp {
     /// The newest code the phone received for `challenge`, read from the simulator's inbox.
     pub async fn code_for(&self, phone: &str, challenge: &str) -> String {
         self.deliver().await;
-        let inbox = self
-            .get(
-                &format!("/v1/phone-simulator/{phone}/messages?limit=100"),
-                None,
-            )
-            .await;
+        let inbox = self.inbox(phone, "limit=100").await;
         assert_eq!(inbox.status, StatusCode::OK, "{inbox:?}");
         inbox
             .body
@@ -357,6 +352,18 @@ impl TestApp {
             .and_then(|m| m["code"].as_str())
             .unwrap_or_else(|| panic!("no code for {challenge} in {}", inbox.body))
             .to_owned()
+    }
+
+    /// The simulator's inbox of `phone`, read with the harness's operator token; `query` is
+    /// the query string without `?`.
+    pub async fn inbox(&self, phone: &str, query: &str) -> Reply {
+        let operator = self.harness_operator().await;
+        let path = if query.is_empty() {
+            format!("/v1/phone-simulator/{phone}/messages")
+        } else {
+            format!("/v1/phone-simulator/{phone}/messages?{query}")
+        };
+        self.get(&path, Some(&operator)).await
     }
 
     pub async fn answer(&self, challenge: &str, code: &str, decision: &str) -> Reply {

@@ -5,15 +5,22 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::{Method, Request, StatusCode};
 use chrono::Utc;
+use holdfast_core::cards::{AgeClass, CardNumber, PurchaseType};
 use holdfast_core::challenge::ChallengePolicy;
 use holdfast_core::{Clock, onboarding};
 use holdfast_server::{AppState, auth, keys_from_secret, open_database, service_secret};
-use holdfast_tests::TestDatabase;
+use holdfast_tests::{TestApp, TestDatabase};
 use http_body_util::BodyExt;
 use secrecy::SecretString;
+use serde_json::json;
 use tower::ServiceExt;
+
+/// A card number with a valid check digit that no card has.
+fn unknown_card() -> CardNumber {
+    CardNumber::generate("9876", AgeClass::Adult, PurchaseType::Personal).unwrap()
+}
 
 /// The secret every plain start used to sign with, compiled into the binary.
 const OLD_DEVELOPMENT_SECRET: &[u8] = b"holdfast-development-secret-not-for-production-use";
@@ -144,4 +151,113 @@ async fn a_configured_secret_wins_and_must_be_long_enough() {
     assert!(service_secret(&db, Some(&short)).await.is_err());
     // The flag does not replace what is stored: without it, the stored secret is back.
     assert_eq!(service_secret(&db, None).await.unwrap(), stored);
+}
+
+// ---- 2. The phone simulator's inbox needs a credential ----
+
+#[tokio::test]
+async fn the_simulator_inbox_opens_to_an_operator_or_the_simulator_key_only() {
+    let app = TestApp::spawn().await;
+    let operator = app.harness_operator().await;
+    let phone = "+821077770001";
+    let (_, card) = app.prepaid_card(&operator, phone, "10.00").await;
+    let started = app
+        .post("/v1/auth/card-login", None, json!({"card_number": card}))
+        .await;
+    assert_eq!(started.status, StatusCode::ACCEPTED, "{started:?}");
+    app.deliver().await;
+    let path = format!("/v1/phone-simulator/{phone}/messages");
+
+    let anonymous = app.get(&path, None).await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED, "{anonymous:?}");
+    assert_eq!(anonymous.code(), "unauthenticated");
+    assert!(anonymous.body["error"]["request_id"].is_string());
+    assert!(!anonymous.body.to_string().contains("Code "));
+
+    let wrong_key = app
+        .request(
+            Method::GET,
+            &path,
+            None,
+            None,
+            &[("x-simulator-key", "not-the-key")],
+        )
+        .await;
+    assert_eq!(wrong_key.status, StatusCode::UNAUTHORIZED, "{wrong_key:?}");
+    assert_eq!(wrong_key.code(), "unauthenticated");
+
+    let forged = app.get(&path, Some("not.a.token")).await;
+    assert_eq!(forged.status, StatusCode::UNAUTHORIZED, "{forged:?}");
+
+    let (_, supplier) = app.supplier(&operator, "Shop").await;
+    let not_operator = app.get(&path, Some(&supplier)).await;
+    assert_eq!(
+        not_operator.status,
+        StatusCode::FORBIDDEN,
+        "{not_operator:?}"
+    );
+    assert_eq!(not_operator.code(), "forbidden");
+
+    let by_operator = app.get(&path, Some(&operator)).await;
+    assert_eq!(by_operator.status, StatusCode::OK, "{by_operator:?}");
+    assert_eq!(by_operator.body.as_array().unwrap().len(), 1);
+
+    let key = app
+        .state
+        .simulator_key
+        .as_ref()
+        .expect("the simulator is on")
+        .expose()
+        .to_owned();
+    assert!(key.len() >= 32);
+    let by_key = app
+        .request(Method::GET, &path, None, None, &[("x-simulator-key", &key)])
+        .await;
+    assert_eq!(by_key.status, StatusCode::OK, "{by_key:?}");
+    assert_eq!(by_key.body, by_operator.body);
+}
+
+#[test]
+fn the_demo_prints_the_simulator_key_in_its_export_line() {
+    let demo = holdfast_server::demo::Demo {
+        operator_password: "o".to_owned(),
+        supplier_password: "s".to_owned(),
+        carrier_password: "c".to_owned(),
+        shopper_card: unknown_card(),
+    };
+    let printed =
+        holdfast_server::demo::instructions(&demo, "http://127.0.0.1:8080", Some("the-key"));
+    let export = printed
+        .lines()
+        .find(|line| line.starts_with("export HOLDFAST="))
+        .unwrap();
+    assert!(export.contains("SIMULATOR_KEY=the-key"), "{export}");
+}
+
+// ---- 8. Every 429 and 503 says when to retry ----
+
+#[tokio::test]
+async fn a_refused_card_login_says_when_to_retry() {
+    let app = TestApp::spawn().await;
+    let operator = app.harness_operator().await;
+    let (_, card) = app.prepaid_card(&operator, "+821077770002", "10.00").await;
+    let mut last = None;
+    for _ in 0..12 {
+        let reply = app
+            .post("/v1/auth/card-login", None, json!({"card_number": card}))
+            .await;
+        if reply.status == StatusCode::TOO_MANY_REQUESTS {
+            last = Some(reply);
+            break;
+        }
+        assert_eq!(reply.status, StatusCode::ACCEPTED, "{reply:?}");
+    }
+    let refused = last.expect("the card's phone is asked at most ten times an hour");
+    assert_eq!(refused.code(), "too_many_attempts");
+    let retry: u64 = refused.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry >= 1, "{retry}");
 }
