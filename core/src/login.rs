@@ -10,17 +10,22 @@ use crate::ids::ChallengeId;
 use crate::parties::{self, Party};
 use sea_orm::DatabaseTransaction;
 
-/// Sends a login code to the phone mapped to `number`. A blocked or replaced card cannot log
-/// in.
+/// Sends a login code to the phone mapped to `number`. A number that cannot log in — unknown,
+/// blocked or replaced — gets a decoy challenge instead, answered alike and sending nothing, so
+/// that the answer does not tell which card numbers exist or are blocked.
 pub async fn start_card_login_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
     number: &CardNumber,
 ) -> CoreResult<challenge::Challenge> {
-    let card = cards::find_by_number(txn, number)
-        .await?
-        .ok_or(CoreError::NotFound("card"))?;
-    card.ensure_active()?;
+    let card = match cards::find_by_number(txn, number).await? {
+        Some(card) if card.ensure_active().is_ok() => card,
+        _ => {
+            let subject = core.keys.decoy_subject(&number.to_string());
+            return challenge::issue_decoy_login_in_txn(txn, &core.clock, &core.policy, subject)
+                .await;
+        }
+    };
     challenge::issue_challenge_in_txn(
         txn,
         &core.clock,

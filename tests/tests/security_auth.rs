@@ -13,6 +13,7 @@ use holdfast_core::{Clock, onboarding};
 use holdfast_server::{AppState, auth, keys_from_secret, open_database, service_secret};
 use holdfast_tests::{TestApp, TestDatabase};
 use http_body_util::BodyExt;
+use sea_orm::ConnectionTrait;
 use secrecy::SecretString;
 use serde_json::json;
 use tower::ServiceExt;
@@ -237,11 +238,22 @@ fn the_demo_prints_the_simulator_key_in_its_export_line() {
 // ---- 8. Every 429 and 503 says when to retry ----
 
 #[tokio::test]
-async fn a_refused_card_login_says_when_to_retry() {
+async fn a_refused_card_login_says_when_to_retry_for_known_and_unknown_cards_alike() {
     let app = TestApp::spawn().await;
     let operator = app.harness_operator().await;
     let (_, card) = app.prepaid_card(&operator, "+821077770002", "10.00").await;
+    let mut refusals = Vec::new();
+    for card in [card, unknown_card().to_string()] {
+        let (tries, refused) = refused_card_login(&app, &card).await;
+        refusals.push((tries, shape(&refused)));
+    }
+    assert_eq!(refusals[0], refusals[1]);
+}
+
+/// Starts logins with `card` until one is refused; how many were accepted, and the refusal.
+async fn refused_card_login(app: &TestApp, card: &str) -> (usize, holdfast_tests::Reply) {
     let mut last = None;
+    let mut tries = 0;
     for _ in 0..12 {
         let reply = app
             .post("/v1/auth/card-login", None, json!({"card_number": card}))
@@ -251,6 +263,7 @@ async fn a_refused_card_login_says_when_to_retry() {
             break;
         }
         assert_eq!(reply.status, StatusCode::ACCEPTED, "{reply:?}");
+        tries += 1;
     }
     let refused = last.expect("the card's phone is asked at most ten times an hour");
     assert_eq!(refused.code(), "too_many_attempts");
@@ -260,4 +273,180 @@ async fn a_refused_card_login_says_when_to_retry() {
         .parse()
         .unwrap();
     assert!(retry >= 1, "{retry}");
+    (tries, refused)
+}
+
+// ---- 7. Card login does not tell which cards exist ----
+
+/// What a reply gives away: its status, error code and message, and the fields it has.
+fn shape(reply: &holdfast_tests::Reply) -> (StatusCode, String, String, Vec<String>) {
+    let fields = reply
+        .body
+        .as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default();
+    (
+        reply.status,
+        reply.code().to_owned(),
+        reply.body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned(),
+        fields,
+    )
+}
+
+async fn phone_messages_queued(app: &TestApp) -> i64 {
+    let row = app
+        .state
+        .db
+        .query_one_raw(sea_orm::Statement::from_string(
+            app.backend(),
+            "SELECT CAST(COUNT(*) AS BIGINT) AS n FROM outbox WHERE channel = 'phone'",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get("", "n").unwrap()
+}
+
+#[tokio::test]
+async fn an_unknown_or_blocked_card_starts_a_login_like_a_real_one_and_nothing_is_sent() {
+    let app = TestApp::spawn().await;
+    let operator = app.harness_operator().await;
+    let phone = "+821077770003";
+    let (_, real) = app.prepaid_card(&operator, phone, "10.00").await;
+    let blocked_phone = "+821077770004";
+    let (_, blocked) = app.prepaid_card(&operator, blocked_phone, "10.00").await;
+    let holder = app.card_login(&blocked, blocked_phone).await;
+    let block = app
+        .post(
+            &format!("/v1/me/cards/{blocked}/block"),
+            Some(&holder),
+            json!({}),
+        )
+        .await;
+    assert_eq!(block.status, StatusCode::OK, "{block:?}");
+    app.deliver().await;
+    let queued_before = phone_messages_queued(&app).await;
+
+    let start = |number: String| {
+        let app = &app;
+        async move {
+            app.post("/v1/auth/card-login", None, json!({"card_number": number}))
+                .await
+        }
+    };
+    let real_started = start(real.clone()).await;
+    assert_eq!(
+        real_started.status,
+        StatusCode::ACCEPTED,
+        "{real_started:?}"
+    );
+    let expected = shape(&real_started);
+    let real_lifetime =
+        chrono::DateTime::parse_from_rfc3339(real_started.body["expires_at"].as_str().unwrap())
+            .unwrap();
+    for number in [unknown_card().to_string(), blocked.clone()] {
+        let started = start(number).await;
+        assert_eq!(shape(&started), expected, "{started:?}");
+        let lifetime =
+            chrono::DateTime::parse_from_rfc3339(started.body["expires_at"].as_str().unwrap())
+                .unwrap();
+        assert_eq!(lifetime, real_lifetime);
+    }
+    // One text, for the real card only.
+    assert_eq!(phone_messages_queued(&app).await, queued_before + 1);
+    app.deliver().await;
+    // The blocked card's phone has only the code of the holder's own earlier login.
+    let blocked_inbox = app.inbox(blocked_phone, "limit=100").await;
+    assert_eq!(
+        blocked_inbox.body.as_array().unwrap().len(),
+        1,
+        "{blocked_inbox:?}"
+    );
+}
+
+#[tokio::test]
+async fn answering_a_decoy_login_fails_exactly_as_a_wrong_code_on_a_real_one() {
+    let app = TestApp::spawn().await;
+    let operator = app.harness_operator().await;
+    let phone = "+821077770005";
+    let (_, real) = app.prepaid_card(&operator, phone, "10.00").await;
+    let start = |number: String| {
+        let app = &app;
+        async move {
+            let started = app
+                .post("/v1/auth/card-login", None, json!({"card_number": number}))
+                .await;
+            assert_eq!(started.status, StatusCode::ACCEPTED, "{started:?}");
+            started.body["challenge_id"].as_str().unwrap().to_owned()
+        }
+    };
+    let unknown = unknown_card().to_string();
+
+    // A resend looks alike, and sends nothing for the decoy.
+    let real_challenge = start(real.clone()).await;
+    let decoy_challenge = start(unknown.clone()).await;
+    let resend = |challenge: String| {
+        let app = &app;
+        async move {
+            app.post(
+                &format!("/v1/challenges/{challenge}/resend"),
+                None,
+                json!({}),
+            )
+            .await
+        }
+    };
+    let (real_resent, decoy_resent) = (
+        resend(real_challenge.clone()).await,
+        resend(decoy_challenge.clone()).await,
+    );
+    assert_eq!(real_resent.status, StatusCode::ACCEPTED, "{real_resent:?}");
+    assert_eq!(shape(&decoy_resent), shape(&real_resent));
+    assert_eq!(
+        decoy_resent.body["sends_left"],
+        real_resent.body["sends_left"]
+    );
+
+    // Every wrong code counts alike, down to the lock and after it.
+    let code = app.code_for(phone, &real_challenge).await;
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    for attempt in 0..7 {
+        let real_reply = app.answer(&real_challenge, wrong, "approve").await;
+        let decoy_reply = app.answer(&decoy_challenge, wrong, "approve").await;
+        assert_eq!(
+            shape(&decoy_reply),
+            shape(&real_reply),
+            "attempt {attempt}: {decoy_reply:?} vs {real_reply:?}"
+        );
+        assert!(
+            matches!(
+                real_reply.code(),
+                "challenge_wrong_code" | "challenge_locked"
+            ),
+            "{real_reply:?}"
+        );
+    }
+    // Any code at all on a fresh decoy is just a wrong code; a new login voids the old one.
+    let decoy_challenge = start(unknown.clone()).await;
+    let real_challenge = start(real.clone()).await;
+    let code = app.code_for(phone, &real_challenge).await;
+    let real_wrong = app
+        .answer(
+            &real_challenge,
+            if code == "123456" { "654321" } else { "123456" },
+            "approve",
+        )
+        .await;
+    let decoy_any = app.answer(&decoy_challenge, &code, "approve").await;
+    assert_eq!(shape(&decoy_any), shape(&real_wrong), "{decoy_any:?}");
+    let old_real = start(real.clone()).await;
+    let old_decoy = start(unknown.clone()).await;
+    let _ = (old_real, old_decoy);
+    let voided_real = app.answer(&real_challenge, "123456", "approve").await;
+    let voided_decoy = app.answer(&decoy_challenge, "123456", "approve").await;
+    assert_eq!(voided_real.code(), "challenge_closed", "{voided_real:?}");
+    assert_eq!(shape(&voided_decoy), shape(&voided_real));
 }

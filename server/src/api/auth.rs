@@ -56,11 +56,13 @@ pub struct LoginStarted {
 }
 
 /// Start a shopper's login with an EC card number: a code goes to the phone mapped to it. A
-/// mistyped number fails its check digit before any look-up.
+/// mistyped number fails its check digit before any look-up. A number that cannot log in
+/// (unknown, blocked or replaced) gets the same answer, but no code goes anywhere; so this does
+/// not tell which cards exist.
 #[utoipa::path(post, path = "/v1/auth/card-login", tag = "auth", request_body = CardLogin,
-    responses((status = 202, body = LoginStarted), (status = 400, body = crate::error::ErrorBody),
-        (status = 403, description = "the card is blocked or replaced", body = crate::error::ErrorBody),
-        (status = 404, body = crate::error::ErrorBody)))]
+    responses((status = 202, description = "a code is on its way to the card's phone, if the card can log in", body = LoginStarted),
+        (status = 400, description = "not a card number (check digit)", body = crate::error::ErrorBody),
+        (status = 429, description = "too_many_attempts: too many codes or wrong codes for this card within an hour", body = crate::error::ErrorBody)))]
 pub async fn start_card_login(
     State(state): State<AppState>,
     Json(body): Json<CardLogin>,
