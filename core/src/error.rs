@@ -79,6 +79,9 @@ pub enum CoreError {
     Conflict,
     #[error("database error")]
     Database(#[source] DbErr),
+    /// A fault of ours that is not the database's (logged, never shown).
+    #[error("{0}")]
+    Internal(&'static str),
 }
 
 impl From<DbErr> for CoreError {
@@ -127,7 +130,7 @@ impl CoreError {
             CoreError::TooManyAttempts | CoreError::Throttled { .. } => "too_many_attempts",
             CoreError::Busy => "busy",
             CoreError::Conflict => "conflict",
-            CoreError::Database(_) => "internal",
+            CoreError::Database(_) | CoreError::Internal(_) => "internal",
         }
     }
 
@@ -153,7 +156,7 @@ impl CoreError {
             | CoreError::ChallengeBindingMismatch
             | CoreError::ChallengeNotAnswerable => ErrorKind::Unprocessable,
             CoreError::Busy => ErrorKind::Unavailable,
-            CoreError::Database(_) => ErrorKind::Internal,
+            CoreError::Database(_) | CoreError::Internal(_) => ErrorKind::Internal,
         }
     }
 

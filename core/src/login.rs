@@ -7,6 +7,7 @@ use crate::cards::{self, Card, CardId, CardNumber};
 use crate::challenge::{self, Answer, ChallengeBinding, ChallengePurpose, NewChallenge};
 use crate::error::{CoreError, CoreResult};
 use crate::ids::ChallengeId;
+use crate::login_throttle::{ClientKey, LoginThrottle};
 use crate::parties::{self, Party};
 use sea_orm::DatabaseTransaction;
 
@@ -114,4 +115,30 @@ pub async fn answer_login(
         LoginEffect::LoggedIn(party, card) => Ok((party, card)),
         LoginEffect::Refused(error) => Err(error),
     }
+}
+
+/// A password login from `client`: refused at once while that client must wait (too many
+/// wrong passwords for this username from there, or for any username), otherwise checked, and
+/// the outcome counted. Unknown usernames count like wrong passwords.
+pub async fn password_login(
+    db: &sea_orm::DatabaseConnection,
+    core: &Core,
+    throttle: &LoginThrottle,
+    client: ClientKey,
+    username: &str,
+    password: &str,
+) -> CoreResult<Party> {
+    throttle.check(username, client)?;
+    // Far longer than any password: refused without hashing it.
+    let verified = if password.len() > parties::MAX_PASSWORD_CHARS * 4 {
+        Err(CoreError::BadCredentials)
+    } else {
+        parties::verify_password(db, &core.passwords, username, password).await
+    };
+    match &verified {
+        Ok(_) => throttle.record_success(username, client),
+        Err(CoreError::BadCredentials) => throttle.record_failure(username, client),
+        Err(_) => {}
+    }
+    verified
 }

@@ -40,7 +40,7 @@ async fn ensure_user(
     username: &str,
 ) -> anyhow::Result<(String, bool)> {
     let password = random_password();
-    let hash = parties::hash_password(&password)?;
+    let hash = parties::hash_password_off_thread(&state.core.passwords, &password).await?;
     let txn = db::begin_write(&state.db).await?;
     let reset = parties::reset_password_in_txn(&txn, username, hash).await;
     txn.commit().await?;
@@ -89,14 +89,14 @@ pub async fn seed(state: &AppState) -> anyhow::Result<Demo> {
         ensure_user(state, Role::Distributor, "Swift Couriers", CARRIER_USERNAME).await?;
     let carrier = parties::verify_password(
         &state.db,
-        &state.core.clock,
+        &state.core.passwords,
         CARRIER_USERNAME,
         &carrier_password,
     )
     .await?;
     let supplier = parties::verify_password(
         &state.db,
-        &state.core.clock,
+        &state.core.passwords,
         SUPPLIER_USERNAME,
         &supplier_password,
     )

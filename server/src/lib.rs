@@ -115,6 +115,9 @@ pub fn build_state(db: DatabaseConnection, clock: Clock, settings: Settings) -> 
     let simulator = PhoneSimulator::new(db.clone(), clock.clone());
     let inbox_arrivals = simulator.arrivals();
     let gateway: Arc<dyn PhoneGateway> = settings.gateway.unwrap_or_else(|| Arc::new(simulator));
+    let login_throttle = Arc::new(holdfast_core::login_throttle::LoginThrottle::new(
+        clock.clone(),
+    ));
     let courier = Arc::new(delivery::Courier::new(gateway.clone(), db.clone(), clock));
     AppState {
         gateway,
@@ -123,6 +126,7 @@ pub fn build_state(db: DatabaseConnection, clock: Clock, settings: Settings) -> 
         core,
         jwt,
         simulator_key,
+        login_throttle,
         inbox_arrivals,
         webhook_secret: settings
             .webhook_secret

@@ -64,4 +64,6 @@ pub struct AppState {
     pub inbox_arrivals: Arc<tokio::sync::Notify>,
     /// Verifies the phone provider's signed inbound replies; `None` turns that endpoint off.
     pub webhook_secret: Option<WebhookSecret>,
+    /// Wrong passwords per (username, client address) and per client address.
+    pub login_throttle: Arc<holdfast_core::login_throttle::LoginThrottle>,
 }

@@ -450,3 +450,155 @@ async fn answering_a_decoy_login_fails_exactly_as_a_wrong_code_on_a_real_one() {
     assert_eq!(voided_real.code(), "challenge_closed", "{voided_real:?}");
     assert_eq!(shape(&voided_decoy), shape(&voided_real));
 }
+
+// ---- 6. Password guessing is throttled per address; nobody is locked out ----
+
+/// A password login as if from `address`.
+async fn login_from(
+    app: &TestApp,
+    address: [u8; 4],
+    username: &str,
+    password: &str,
+) -> holdfast_tests::Reply {
+    let mut request = Request::post("/v1/auth/login")
+        .header("content-type", "application/json")
+        .body(Body::from(
+            json!({"username": username, "password": password}).to_string(),
+        ))
+        .unwrap();
+    let peer = std::net::SocketAddr::from((address, 40_000));
+    request
+        .extensions_mut()
+        .insert(axum::extract::ConnectInfo(peer));
+    app.send(request).await
+}
+
+fn retry_after(reply: &holdfast_tests::Reply) -> u64 {
+    reply.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// A supplier account; returns its username.
+async fn supplier_account(app: &TestApp) -> String {
+    let operator = app.harness_operator().await;
+    let username = format!("sup-{}", uuid::Uuid::new_v4().simple());
+    let created = app
+        .post(
+            "/v1/operator/suppliers",
+            Some(&operator),
+            json!({"display_name": "Shop", "username": username, "password": "supplier-password"}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
+    username
+}
+
+const ATTACKER: [u8; 4] = [203, 0, 113, 7];
+const OWNER: [u8; 4] = [198, 51, 100, 20];
+
+#[tokio::test]
+async fn wrong_passwords_slow_down_the_guesser_but_never_lock_out_the_owner() {
+    let app = TestApp::spawn().await;
+    let username = supplier_account(&app).await;
+    for _ in 0..5 {
+        let wrong = login_from(&app, ATTACKER, &username, "wrong-password-1").await;
+        assert_eq!(wrong.status, StatusCode::UNAUTHORIZED, "{wrong:?}");
+        assert_eq!(wrong.code(), "bad_credentials");
+    }
+    // From there, even the right password waits, and is told how long.
+    let held = login_from(&app, ATTACKER, &username, "supplier-password").await;
+    assert_eq!(held.status, StatusCode::TOO_MANY_REQUESTS, "{held:?}");
+    assert_eq!(held.code(), "too_many_attempts");
+    assert_eq!(retry_after(&held), 15);
+    // The owner, elsewhere, gets in — also after many more guesses (the old lockout took ten).
+    for round in 0..6 {
+        app.clock.advance(chrono::Duration::seconds(
+            i64::try_from(retry_after(&held)).unwrap() << round,
+        ));
+        let wrong = login_from(&app, ATTACKER, &username, "wrong-password-1").await;
+        assert_eq!(
+            wrong.status,
+            StatusCode::UNAUTHORIZED,
+            "round {round}: {wrong:?}"
+        );
+        let held = login_from(&app, ATTACKER, &username, "wrong-password-1").await;
+        assert_eq!(held.status, StatusCode::TOO_MANY_REQUESTS, "{held:?}");
+        // The wait doubles, up to 15 minutes.
+        assert_eq!(
+            retry_after(&held),
+            (15u64 << (round + 1)).min(900),
+            "round {round}"
+        );
+    }
+    let owner = login_from(&app, OWNER, &username, "supplier-password").await;
+    assert_eq!(owner.status, StatusCode::OK, "{owner:?}");
+    // Once the wait is over, the right password works from the guesser's address too.
+    app.clock.advance(chrono::Duration::minutes(15));
+    let later = login_from(&app, ATTACKER, &username, "supplier-password").await;
+    assert_eq!(later.status, StatusCode::OK, "{later:?}");
+}
+
+#[tokio::test]
+async fn one_address_guessing_across_many_accounts_is_held_back() {
+    let app = TestApp::spawn().await;
+    let username = supplier_account(&app).await;
+    // Unknown usernames count like wrong passwords; none of them reaches five on its own.
+    for n in 0..50 {
+        let wrong = login_from(&app, ATTACKER, &format!("guess-{n}"), "wrong-password-1").await;
+        assert_eq!(wrong.status, StatusCode::UNAUTHORIZED, "{n}: {wrong:?}");
+    }
+    let held = login_from(&app, ATTACKER, &username, "supplier-password").await;
+    assert_eq!(held.status, StatusCode::TOO_MANY_REQUESTS, "{held:?}");
+    assert_eq!(retry_after(&held), 600);
+    let owner = login_from(&app, OWNER, &username, "supplier-password").await;
+    assert_eq!(owner.status, StatusCode::OK, "{owner:?}");
+    app.clock.advance(chrono::Duration::minutes(10));
+    let later = login_from(&app, ATTACKER, &username, "supplier-password").await;
+    assert_eq!(later.status, StatusCode::OK, "{later:?}");
+}
+
+/// On a runtime with a single worker thread: while every hashing slot is taken and logins
+/// queue for one, other requests are still served — the logins wait off the worker. When the
+/// slots free up, the logins complete.
+#[tokio::test(flavor = "current_thread")]
+async fn logins_waiting_for_a_hash_do_not_hold_up_other_requests() {
+    let app = std::sync::Arc::new(TestApp::spawn().await);
+    let username = supplier_account(&app).await;
+    let (_, supplier) = app.supplier(&app.harness_operator().await, "Other").await;
+    let slots = app.state.core.passwords.occupy_all().await.unwrap();
+
+    let logins: Vec<_> = (0..16)
+        .map(|n| {
+            let app = app.clone();
+            let username = username.clone();
+            tokio::spawn(async move {
+                login_from(&app, [10, 0, 0, n], &username, "supplier-password").await
+            })
+        })
+        .collect();
+    // Let every login reach the queue.
+    for _ in 0..50 {
+        tokio::task::yield_now().await;
+    }
+    let started = std::time::Instant::now();
+    let cheap = app.get("/v1/accounts", Some(&supplier)).await;
+    assert_eq!(cheap.status, StatusCode::OK, "{cheap:?}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        logins.iter().all(|login| !login.is_finished()),
+        "no login can finish while the hashing slots are taken"
+    );
+
+    drop(slots);
+    for login in logins {
+        let reply = login.await.unwrap();
+        assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    }
+}
