@@ -58,13 +58,16 @@ fn gateway(config: &Config) -> anyhow::Result<Option<Arc<dyn PhoneGateway>>> {
         Some(kind) => kind,
         None if config.uses_postgres() => anyhow::bail!(
             "with PostgreSQL, choose HOLDFAST_PHONE_GATEWAY: sms, ars, or simulator (development \
-             only: its inbox, codes included, is readable over the API)"
+             only: its inbox, codes included, is readable by operators over the API)"
         ),
         None => GatewayKind::Simulator,
     };
     let channel = match kind {
         GatewayKind::Simulator => {
-            tracing::warn!("phone gateway: the SIMULATOR; every code is readable over the API");
+            tracing::warn!(
+                "phone gateway: the SIMULATOR; every code is readable over the API by an \
+                 operator or with the simulator key"
+            );
             return Ok(None);
         }
         GatewayKind::Sms => Channel::Sms,
