@@ -206,6 +206,19 @@ impl ChallengeKeys {
         }
     }
 
+    /// A stand-in subject for login attempts on a card number that cannot log in (unknown,
+    /// blocked or replaced): stable per number, so decoys are counted per number as real
+    /// logins are per party, and keyed, so the number cannot be read back from it.
+    pub fn decoy_subject(&self, card_number: &str) -> Uuid {
+        let mut mac = keyed_mac(&self.mac_key);
+        mac.update(b"holdfast login decoy subject v1");
+        mac.update(card_number.as_bytes());
+        let bytes = mac.finalize().into_bytes();
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&bytes[..16]);
+        uuid::Builder::from_random_bytes(id).into_uuid()
+    }
+
     fn code_mac(&self, id: ChallengeId, digest: &str, code: &str) -> HmacSha256 {
         let mut mac = keyed_mac(&self.mac_key);
         mac.update(id.uuid().as_bytes());
@@ -405,12 +418,8 @@ pub async fn issue_challenge_in_txn(
     new: NewChallenge,
 ) -> CoreResult<Challenge> {
     if new.purpose == ChallengePurpose::Login {
-        let recent = recent_logins(txn, clock, new.party).await?;
-        if recent.failures >= i64::from(policy.max_login_failures)
-            || recent.issued >= i64::try_from(policy.max_login_challenges).unwrap_or(i64::MAX)
-        {
-            return Err(CoreError::TooManyAttempts);
-        }
+        let recent = recent_logins(txn, clock, LoginsOf::Party(new.party)).await?;
+        recent.check(policy)?;
         // One login code at a time: a new one voids the ones before it.
         challenges::Entity::update_many()
             .col_expr(
@@ -460,10 +469,99 @@ pub async fn issue_challenge_in_txn(
     Ok(challenge)
 }
 
+/// Whether `challenge` is a decoy: a login challenge of the platform itself, which never logs
+/// in.
+pub fn is_decoy(challenge: &Challenge) -> bool {
+    challenge.purpose == ChallengePurpose::Login
+        && challenge.party == crate::parties::PLATFORM_PARTY
+}
+
+/// A MAC no code can produce: the decoy's code was never chosen.
+fn unmatchable_mac() -> String {
+    let mut bytes = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
+    hex::encode(bytes)
+}
+
+/// A login challenge for a card number that cannot log in (unknown, blocked or replaced): it
+/// looks and answers like a real one — the same limits per number, wrong codes counted, locked
+/// after as many tries, expired as late, voided by the next — but nothing is sent anywhere and
+/// no code opens it. So neither starting a login nor answering it tells whether a card exists.
+pub async fn issue_decoy_login_in_txn(
+    txn: &DatabaseTransaction,
+    clock: &Clock,
+    policy: &ChallengePolicy,
+    subject: Uuid,
+) -> CoreResult<Challenge> {
+    recent_logins(txn, clock, LoginsOf::Decoy(subject))
+        .await?
+        .check(policy)?;
+    challenges::Entity::update_many()
+        .col_expr(
+            challenges::Column::Status,
+            Expr::value(ChallengeStatus::Voided),
+        )
+        .col_expr(challenges::Column::ResolvedAt, Expr::value(clock.now()))
+        .filter(challenges::Column::SubjectId.eq(subject))
+        .filter(challenges::Column::Purpose.eq(ChallengePurpose::Login))
+        .filter(challenges::Column::Status.eq(ChallengeStatus::Pending))
+        .exec(txn)
+        .await?;
+    let id = ChallengeId::new();
+    let now = clock.now();
+    let party = crate::parties::PLATFORM_PARTY;
+    let row = challenges::ActiveModel {
+        id: Set(id.uuid()),
+        purpose: Set(ChallengePurpose::Login),
+        party_id: Set(party.uuid()),
+        // No phone: nothing is ever sent for a decoy.
+        phone_e164: Set(String::new()),
+        subject_id: Set(Some(subject)),
+        amount: Set(None),
+        currency: Set(None),
+        payee: Set(None),
+        order_number: Set(None),
+        digest: Set(ChallengeBinding::default().digest(ChallengePurpose::Login, party)),
+        code_mac: Set(unmatchable_mac()),
+        status: Set(ChallengeStatus::Pending),
+        failed_attempts: Set(0),
+        max_attempts: Set(policy.max_failed_attempts),
+        sends: Set(1),
+        expires_at: Set(now + policy.ttl(ChallengePurpose::Login)),
+        created_at: Set(now),
+        resolved_at: Set(None),
+        note: Set(None),
+        terms: Set(None),
+    };
+    challenges::Entity::insert(row)
+        .exec_without_returning(txn)
+        .await?;
+    get_challenge(txn, id).await
+}
+
 #[derive(Debug, FromQueryResult)]
 struct RecentLogins {
     failures: i64,
     issued: i64,
+}
+
+impl RecentLogins {
+    fn check(&self, policy: &ChallengePolicy) -> CoreResult<()> {
+        if self.failures >= i64::from(policy.max_login_failures)
+            || self.issued >= i64::try_from(policy.max_login_challenges).unwrap_or(i64::MAX)
+        {
+            Err(CoreError::TooManyAttempts)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Whose login challenges to count: a real party's, or the decoys of one card number.
+#[derive(Clone, Copy, Debug)]
+enum LoginsOf {
+    Party(PartyId),
+    Decoy(Uuid),
 }
 
 /// Wrong login codes and login challenges of `party` within the failure window: the failure
@@ -471,25 +569,39 @@ struct RecentLogins {
 async fn recent_logins(
     db: &impl ConnectionTrait,
     clock: &Clock,
-    party: PartyId,
+    of: LoginsOf,
 ) -> CoreResult<RecentLogins> {
     let backend = db.get_database_backend();
-    let sql = match backend {
-        sea_orm::DbBackend::Postgres => {
+    let postgres = backend == sea_orm::DbBackend::Postgres;
+    let sql = match (of, postgres) {
+        (LoginsOf::Party(_), true) => {
             "SELECT CAST(COALESCE(SUM(failed_attempts), 0) AS BIGINT) AS failures, \
              COUNT(*) AS issued FROM challenges \
              WHERE party_id = $1 AND purpose = 'login' AND created_at >= $2"
         }
-        _ => {
+        (LoginsOf::Party(_), false) => {
             "SELECT COALESCE(SUM(failed_attempts), 0) AS failures, COUNT(*) AS issued \
              FROM challenges WHERE party_id = ? AND purpose = 'login' AND created_at >= ?"
         }
+        (LoginsOf::Decoy(_), true) => {
+            "SELECT CAST(COALESCE(SUM(failed_attempts), 0) AS BIGINT) AS failures, \
+             COUNT(*) AS issued FROM challenges \
+             WHERE subject_id = $1 AND purpose = 'login' AND created_at >= $2"
+        }
+        (LoginsOf::Decoy(_), false) => {
+            "SELECT COALESCE(SUM(failed_attempts), 0) AS failures, COUNT(*) AS issued \
+             FROM challenges WHERE subject_id = ? AND purpose = 'login' AND created_at >= ?"
+        }
+    };
+    let key = match of {
+        LoginsOf::Party(party) => party.uuid(),
+        LoginsOf::Decoy(subject) => subject,
     };
     let since = clock.now() - Duration::minutes(FAILURE_WINDOW_MINUTES);
     let row = RecentLogins::find_by_statement(Statement::from_sql_and_values(
         backend,
         sql,
-        [party.uuid().into(), since.into()],
+        [key.into(), since.into()],
     ))
     .one(db)
     .await?;
@@ -697,11 +809,16 @@ pub async fn resend_in_txn(
         return Err(CoreError::ResendLimit);
     }
     let code = new_code();
-    let code_mac = hex::encode(
-        keys.code_mac(id, &challenge.digest, &code)
-            .finalize()
-            .into_bytes(),
-    );
+    let decoy = is_decoy(&challenge);
+    let code_mac = if decoy {
+        unmatchable_mac()
+    } else {
+        hex::encode(
+            keys.code_mac(id, &challenge.digest, &code)
+                .finalize()
+                .into_bytes(),
+        )
+    };
     challenges::ActiveModel {
         id: Set(id.uuid()),
         code_mac: Set(code_mac),
@@ -711,7 +828,9 @@ pub async fn resend_in_txn(
     .update(txn)
     .await?;
     let challenge = get_challenge(txn, id).await?;
-    send_code_in_txn(txn, clock, &challenge, &code).await?;
+    if !decoy {
+        send_code_in_txn(txn, clock, &challenge, &code).await?;
+    }
     Ok(challenge)
 }
 

@@ -70,12 +70,18 @@ pub enum CoreError {
     ResendLimit,
     #[error("too many attempts; try again later")]
     TooManyAttempts,
+    /// Too many wrong passwords from one place; refused without checking the password.
+    #[error("too many failed logins; try again in {retry_after_secs} s")]
+    Throttled { retry_after_secs: u64 },
     #[error("the database is busy; try again")]
     Busy,
     #[error("a concurrent request changed the same record; try again")]
     Conflict,
     #[error("database error")]
     Database(#[source] DbErr),
+    /// A fault of ours that is not the database's (logged, never shown).
+    #[error("{0}")]
+    Internal(&'static str),
 }
 
 impl From<DbErr> for CoreError {
@@ -121,10 +127,10 @@ impl CoreError {
             CoreError::ChallengeBindingMismatch => "challenge_binding_mismatch",
             CoreError::ChallengeNotAnswerable => "challenge_not_answerable",
             CoreError::ResendLimit => "challenge_resend_limit",
-            CoreError::TooManyAttempts => "too_many_attempts",
+            CoreError::TooManyAttempts | CoreError::Throttled { .. } => "too_many_attempts",
             CoreError::Busy => "busy",
             CoreError::Conflict => "conflict",
-            CoreError::Database(_) => "internal",
+            CoreError::Database(_) | CoreError::Internal(_) => "internal",
         }
     }
 
@@ -143,14 +149,25 @@ impl CoreError {
             | CoreError::ChallengeClosed { .. }
             | CoreError::ResendLimit
             | CoreError::Conflict => ErrorKind::Conflict,
-            CoreError::TooManyAttempts => ErrorKind::TooManyRequests,
+            CoreError::TooManyAttempts | CoreError::Throttled { .. } => ErrorKind::TooManyRequests,
             CoreError::WrongCode { .. }
             | CoreError::ChallengeExpired
             | CoreError::ChallengeLocked
             | CoreError::ChallengeBindingMismatch
             | CoreError::ChallengeNotAnswerable => ErrorKind::Unprocessable,
             CoreError::Busy => ErrorKind::Unavailable,
-            CoreError::Database(_) => ErrorKind::Internal,
+            CoreError::Database(_) | CoreError::Internal(_) => ErrorKind::Internal,
+        }
+    }
+
+    /// How long to wait before trying again, when this error says so.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            CoreError::Throttled { retry_after_secs } => Some(*retry_after_secs),
+            // Login codes are counted per hour; a minute is a polite first wait.
+            CoreError::TooManyAttempts => Some(60),
+            CoreError::Busy => Some(1),
+            _ => None,
         }
     }
 

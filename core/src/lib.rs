@@ -19,13 +19,16 @@ pub mod holds;
 pub mod ids;
 pub mod ledger;
 pub mod login;
+pub mod login_throttle;
 pub mod money;
 pub mod onboarding;
 pub mod order_number;
 pub mod outbox;
 pub mod parties;
+pub mod passwords;
 pub mod phone;
 pub mod phone_number;
+pub mod service_secret;
 pub mod timers;
 pub mod vertical;
 pub mod webhooks;
@@ -49,6 +52,8 @@ pub struct Core {
     pub policy: ChallengePolicy,
     /// How long a settlement request waits for the buyer before it pays out by itself.
     pub auto_settle: chrono::Duration,
+    /// Runs password hashes off the async workers, a bounded number at a time.
+    pub passwords: passwords::PasswordWork,
     outbox_wakeup: Arc<Notify>,
 }
 
@@ -62,6 +67,7 @@ impl Core {
             keys,
             policy,
             auto_settle: chrono::Duration::hours(DEFAULT_AUTO_SETTLE_HOURS),
+            passwords: passwords::PasswordWork::for_this_machine(),
             outbox_wakeup: Arc::new(Notify::new()),
         }
     }

@@ -7,20 +7,26 @@ use crate::cards::{self, Card, CardId, CardNumber};
 use crate::challenge::{self, Answer, ChallengeBinding, ChallengePurpose, NewChallenge};
 use crate::error::{CoreError, CoreResult};
 use crate::ids::ChallengeId;
+use crate::login_throttle::{ClientKey, LoginThrottle};
 use crate::parties::{self, Party};
 use sea_orm::DatabaseTransaction;
 
-/// Sends a login code to the phone mapped to `number`. A blocked or replaced card cannot log
-/// in.
+/// Sends a login code to the phone mapped to `number`. A number that cannot log in — unknown,
+/// blocked or replaced — gets a decoy challenge instead, answered alike and sending nothing, so
+/// that the answer does not tell which card numbers exist or are blocked.
 pub async fn start_card_login_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
     number: &CardNumber,
 ) -> CoreResult<challenge::Challenge> {
-    let card = cards::find_by_number(txn, number)
-        .await?
-        .ok_or(CoreError::NotFound("card"))?;
-    card.ensure_active()?;
+    let card = match cards::find_by_number(txn, number).await? {
+        Some(card) if card.ensure_active().is_ok() => card,
+        _ => {
+            let subject = core.keys.decoy_subject(&number.to_string());
+            return challenge::issue_decoy_login_in_txn(txn, &core.clock, &core.policy, subject)
+                .await;
+        }
+    };
     challenge::issue_challenge_in_txn(
         txn,
         &core.clock,
@@ -109,4 +115,30 @@ pub async fn answer_login(
         LoginEffect::LoggedIn(party, card) => Ok((party, card)),
         LoginEffect::Refused(error) => Err(error),
     }
+}
+
+/// A password login from `client`: refused at once while that client must wait (too many
+/// wrong passwords for this username from there, or for any username), otherwise checked, and
+/// the outcome counted. Unknown usernames count like wrong passwords.
+pub async fn password_login(
+    db: &sea_orm::DatabaseConnection,
+    core: &Core,
+    throttle: &LoginThrottle,
+    client: ClientKey,
+    username: &str,
+    password: &str,
+) -> CoreResult<Party> {
+    throttle.check(username, client)?;
+    // Far longer than any password: refused without hashing it.
+    let verified = if password.len() > parties::MAX_PASSWORD_CHARS * 4 {
+        Err(CoreError::BadCredentials)
+    } else {
+        parties::verify_password(db, &core.passwords, username, password).await
+    };
+    match &verified {
+        Ok(_) => throttle.record_success(username, client),
+        Err(CoreError::BadCredentials) => throttle.record_failure(username, client),
+        Err(_) => {}
+    }
+    verified
 }

@@ -11,6 +11,7 @@ use crate::ids::{PartyId, TransferId};
 use crate::ledger::{Account, Applied};
 use crate::money::{Currency, Money};
 use crate::parties::{self, NewParty, Party, Role};
+use crate::passwords::PasswordWork;
 use crate::phone_number::PhoneNumber;
 use crate::{Core, db};
 use sea_orm::{DatabaseConnection, DatabaseTransaction};
@@ -44,7 +45,7 @@ pub async fn create_institution(
     username: &str,
     password: &str,
 ) -> CoreResult<(Institution, String)> {
-    let password_hash = parties::hash_password(password)?;
+    let password_hash = parties::hash_password_off_thread(&core.passwords, password).await?;
     let txn = db::begin_write(db).await?;
     let institution = funding::create_institution_in_txn(&txn, &core.clock, new).await?;
     let username = parties::store_credentials_in_txn(
@@ -97,7 +98,8 @@ async fn create_with_credentials(
 ) -> CoreResult<(Party, String)> {
     // Hash before the transaction: argon2 takes tens of milliseconds, and SQLite's write lock
     // should not wait on it.
-    let credentials = StaffCredentials::hash(username, password, second_password)?;
+    let credentials =
+        StaffCredentials::hash(&core.passwords, username, password, second_password).await?;
     let txn = db::begin_write(db).await?;
     let created = create_staff_in_txn(&txn, core, role, display_name, credentials).await?;
     txn.commit().await?;
@@ -121,16 +123,22 @@ impl std::fmt::Debug for StaffCredentials {
 }
 
 impl StaffCredentials {
-    /// Hashes the passwords (slow on purpose: do it outside any transaction).
-    pub fn hash(
+    /// Hashes the passwords (slow on purpose: do it outside any transaction), off the async
+    /// workers.
+    pub async fn hash(
+        work: &PasswordWork,
         username: &str,
         password: &str,
         second_password: Option<&str>,
     ) -> CoreResult<StaffCredentials> {
+        let second_password_hash = match second_password {
+            Some(second) => Some(parties::hash_password_off_thread(work, second).await?),
+            None => None,
+        };
         Ok(StaffCredentials {
             username: username.to_owned(),
-            password_hash: parties::hash_password(password)?,
-            second_password_hash: second_password.map(parties::hash_password).transpose()?,
+            password_hash: parties::hash_password_off_thread(work, password).await?,
+            second_password_hash,
         })
     }
 }

@@ -5,6 +5,7 @@ use crate::clock::Clock;
 use crate::entities::{credentials, parties};
 use crate::error::{CoreError, CoreResult};
 use crate::ids::PartyId;
+use crate::passwords::PasswordWork;
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use sea_orm::entity::prelude::*;
@@ -272,17 +273,13 @@ pub async fn reset_password_in_txn(
     Ok(party)
 }
 
-/// Wrong passwords in a row before a username is locked for [`LOCKOUT_MINUTES`].
-pub const MAX_FAILED_LOGINS: i32 = 10;
-pub const LOCKOUT_MINUTES: i64 = 15;
-
 /// The party that `username` and `password` identify, or `BadCredentials` (the same answer,
-/// after the same work, for an unknown username as for a wrong password). After
-/// [`MAX_FAILED_LOGINS`] wrong passwords in a row the username is locked for a while, and the
-/// answer is `TooManyAttempts` whatever the password.
+/// after the same work, for an unknown username as for a wrong password). Nothing is locked
+/// here: guessing is throttled per client address by [`crate::login_throttle`], so a stranger
+/// cannot lock the owner out. The hash is checked off the async workers.
 pub async fn verify_password(
     db: &sea_orm::DatabaseConnection,
-    clock: &Clock,
+    work: &PasswordWork,
     username: &str,
     password: &str,
 ) -> CoreResult<Party> {
@@ -291,55 +288,39 @@ pub async fn verify_password(
         .filter(credentials::Column::Username.eq(username))
         .one(db)
         .await?;
-    let Some(credentials) = found else {
-        let _ = password_matches(password, decoy_hash());
-        return Err(CoreError::BadCredentials);
+    let (party, stored_hash) = match found {
+        Some(credentials) => (Some(credentials.party_id), Some(credentials.password_hash)),
+        None => (None, None),
     };
-    let now = clock.now();
-    if credentials.locked_until.is_some_and(|until| until > now) {
-        return Err(CoreError::TooManyAttempts);
+    let password = password.to_owned();
+    let matches = work
+        .run(move || match stored_hash {
+            Some(hash) => password_matches(&password, &hash),
+            // The decoy is hashed once, lazily: on the blocking pool too.
+            None => {
+                let _ = password_matches(&password, decoy_hash());
+                false
+            }
+        })
+        .await?;
+    match party {
+        Some(party) if matches => get_party(db, PartyId::from_uuid(party)).await,
+        _ => Err(CoreError::BadCredentials),
     }
-    let matches = password_matches(password, &credentials.password_hash);
-    let txn = crate::db::begin_write(db).await?;
-    let mut update = credentials::ActiveModel {
-        party_id: Set(credentials.party_id),
-        ..Default::default()
-    };
-    if matches {
-        if credentials.failed_logins != 0 || credentials.locked_until.is_some() {
-            update.failed_logins = Set(0);
-            update.locked_until = Set(None);
-            update.update(&txn).await?;
-        }
-    } else {
-        // Counted in the database, so concurrent guesses all count.
-        credentials::Entity::update_many()
-            .col_expr(
-                credentials::Column::FailedLogins,
-                sea_orm::sea_query::ExprTrait::add(
-                    sea_orm::sea_query::Expr::col(credentials::Column::FailedLogins),
-                    1,
-                ),
-            )
-            .filter(credentials::Column::PartyId.eq(credentials.party_id))
-            .exec(&txn)
-            .await?;
-        if credentials.failed_logins + 1 >= MAX_FAILED_LOGINS {
-            update.failed_logins = Set(0);
-            update.locked_until = Set(Some(now + chrono::Duration::minutes(LOCKOUT_MINUTES)));
-            update.update(&txn).await?;
-        }
-    }
-    txn.commit().await?;
-    if !matches {
-        return Err(CoreError::BadCredentials);
-    }
-    get_party(db, PartyId::from_uuid(credentials.party_id)).await
+}
+
+/// [`hash_password`] off the async workers.
+pub async fn hash_password_off_thread(work: &PasswordWork, password: &str) -> CoreResult<String> {
+    // Refuse a bad length before queueing for a hash.
+    validate_password(password)?;
+    let password = password.to_owned();
+    work.run(move || hash_password(&password)).await?
 }
 
 /// Checks the second password that guards a party's information change.
 pub async fn verify_second_password(
     db: &impl ConnectionTrait,
+    work: &PasswordWork,
     party: PartyId,
     second_password: &str,
 ) -> CoreResult<()> {
@@ -347,9 +328,17 @@ pub async fn verify_second_password(
         .one(db)
         .await?
         .ok_or(CoreError::BadCredentials)?;
-    match credentials.second_password_hash {
-        Some(hash) if password_matches(second_password, &hash) => Ok(()),
-        _ => Err(CoreError::BadCredentials),
+    let Some(hash) = credentials.second_password_hash else {
+        return Err(CoreError::BadCredentials);
+    };
+    let second_password = second_password.to_owned();
+    if work
+        .run(move || password_matches(&second_password, &hash))
+        .await?
+    {
+        Ok(())
+    } else {
+        Err(CoreError::BadCredentials)
     }
 }
 
@@ -357,12 +346,13 @@ pub async fn verify_second_password(
 /// guarded by it).
 pub async fn change_display_name(
     db: &sea_orm::DatabaseConnection,
+    work: &PasswordWork,
     party: PartyId,
     second_password: &str,
     display_name: &str,
 ) -> CoreResult<Party> {
     let display_name = validate_display_name(display_name)?;
-    verify_second_password(db, party, second_password).await?;
+    verify_second_password(db, work, party, second_password).await?;
     let txn = crate::db::begin_write(db).await?;
     parties::ActiveModel {
         id: Set(party.uuid()),

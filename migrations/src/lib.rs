@@ -18,6 +18,7 @@ mod m0007_retail_complete;
 mod m0008_confirmation_terms;
 mod m0009_pharmacy;
 mod m0010_insurance;
+mod m0011_service_secrets;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0008_confirmation_terms::Migration),
             Box::new(m0009_pharmacy::Migration),
             Box::new(m0010_insurance::Migration),
+            Box::new(m0011_service_secrets::Migration),
         ]
     }
 }

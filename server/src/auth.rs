@@ -127,12 +127,13 @@ impl Principal {
     }
 }
 
-impl FromRequestParts<AppState> for Principal {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
+impl Principal {
+    /// The caller named by the bearer token in `headers`.
+    pub fn from_headers(
+        headers: &axum::http::HeaderMap,
+        keys: &JwtKeys,
+    ) -> Result<Principal, ApiError> {
+        let header = headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
             .ok_or_else(|| ApiError::unauthenticated("a bearer token is required"))?;
@@ -142,7 +143,7 @@ impl FromRequestParts<AppState> for Principal {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[ISSUER]);
         validation.leeway = 5;
-        let claims = jsonwebtoken::decode::<Claims>(token, &state.jwt.decoding, &validation)
+        let claims = jsonwebtoken::decode::<Claims>(token, &keys.decoding, &validation)
             .map_err(|_| ApiError::unauthenticated("the token is invalid or expired"))?
             .claims;
         Ok(Principal {
@@ -150,5 +151,13 @@ impl FromRequestParts<AppState> for Principal {
             role: claims.role,
             card: claims.card,
         })
+    }
+}
+
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        Principal::from_headers(&parts.headers, &state.jwt)
     }
 }

@@ -62,7 +62,8 @@ pub struct Config {
     /// `postgres://…` for production; without it, a SQLite file in the working directory.
     #[arg(long, env = "DATABASE_URL", global = true)]
     pub database_url: Option<String>,
-    /// Signs tokens and phone codes; at least 32 characters. Required with PostgreSQL.
+    /// Signs tokens and phone codes; at least 32 characters. Without it, a random secret is
+    /// generated at first start and kept in the database.
     #[arg(
         long,
         env = "HOLDFAST_JWT_SECRET",
@@ -126,9 +127,6 @@ pub struct Config {
 }
 
 pub const DEFAULT_SQLITE_URL: &str = "sqlite://holdfast.db?mode=rwc";
-
-/// Used only for SQLite development databases, and said so in the log at start.
-pub const DEVELOPMENT_JWT_SECRET: &str = "holdfast-development-secret-not-for-production-use";
 
 pub const MIN_SECRET_CHARS: usize = 32;
 

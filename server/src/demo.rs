@@ -40,7 +40,7 @@ async fn ensure_user(
     username: &str,
 ) -> anyhow::Result<(String, bool)> {
     let password = random_password();
-    let hash = parties::hash_password(&password)?;
+    let hash = parties::hash_password_off_thread(&state.core.passwords, &password).await?;
     let txn = db::begin_write(&state.db).await?;
     let reset = parties::reset_password_in_txn(&txn, username, hash).await;
     txn.commit().await?;
@@ -89,14 +89,14 @@ pub async fn seed(state: &AppState) -> anyhow::Result<Demo> {
         ensure_user(state, Role::Distributor, "Swift Couriers", CARRIER_USERNAME).await?;
     let carrier = parties::verify_password(
         &state.db,
-        &state.core.clock,
+        &state.core.passwords,
         CARRIER_USERNAME,
         &carrier_password,
     )
     .await?;
     let supplier = parties::verify_password(
         &state.db,
-        &state.core.clock,
+        &state.core.passwords,
         SUPPLIER_USERNAME,
         &supplier_password,
     )
@@ -174,7 +174,8 @@ pub async fn seed(state: &AppState) -> anyhow::Result<Demo> {
 }
 
 /// What the demo prints: who exists, and the variables README.md's walkthrough uses.
-pub fn instructions(demo: &Demo, base_url: &str) -> String {
+pub fn instructions(demo: &Demo, base_url: &str, simulator_key: Option<&str>) -> String {
+    let simulator = simulator_key.map_or(String::new(), |key| format!(" SIMULATOR_KEY={key}"));
     format!(
         r#"
 Holdfast demo is ready at {base_url}
@@ -184,7 +185,7 @@ Holdfast demo is ready at {base_url}
   shopper   card {shopper_card}   phone {SHOPPER_PHONE}   500.00 USD prepaid
 Paste this into another terminal, then follow the walkthrough in README.md:
 
-export HOLDFAST={base_url} OPERATOR_PASSWORD={operator_password} SUPPLIER_PASSWORD={supplier_password} CARRIER_PASSWORD={carrier_password} CARD={shopper_card} PHONE={SHOPPER_PHONE}
+export HOLDFAST={base_url} OPERATOR_PASSWORD={operator_password} SUPPLIER_PASSWORD={supplier_password} CARRIER_PASSWORD={carrier_password} CARD={shopper_card} PHONE={SHOPPER_PHONE}{simulator}
 "#,
         operator_password = demo.operator_password,
         supplier_password = demo.supplier_password,

@@ -24,6 +24,34 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// For a 429 or 503: when to try again; without it, [`default_retry_after_secs`].
+    pub retry_after_secs: Option<u64>,
+}
+
+/// How long a client should wait after a 429 or 503 that names no time of its own: a second
+/// for a busy database, a minute for a rate limit. `None` for other statuses.
+pub fn default_retry_after_secs(status: StatusCode) -> Option<u64> {
+    match status {
+        StatusCode::SERVICE_UNAVAILABLE => Some(1),
+        StatusCode::TOO_MANY_REQUESTS => Some(60),
+        _ => None,
+    }
+}
+
+/// Gives a 429 or 503 response a `Retry-After` (seconds) unless it has one.
+pub fn ensure_retry_after(response: &mut Response, secs: Option<u64>) {
+    let Some(secs) = secs.or_else(|| default_retry_after_secs(response.status())) else {
+        return;
+    };
+    if !response
+        .headers()
+        .contains_key(axum::http::header::RETRY_AFTER)
+    {
+        response.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from(secs.max(1)),
+        );
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -48,7 +76,14 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after_secs: None,
         }
+    }
+
+    /// Tells the client to wait `secs` seconds before trying again (`Retry-After`).
+    pub fn retry_after(mut self, secs: u64) -> ApiError {
+        self.retry_after_secs = Some(secs);
+        self
     }
 
     pub fn unauthenticated(message: impl Into<String>) -> ApiError {
@@ -115,12 +150,14 @@ impl ApiError {
 
 impl From<CoreError> for ApiError {
     fn from(error: CoreError) -> Self {
-        ApiError::from_kind(
+        let mut api = ApiError::from_kind(
             error.kind(),
             error.code(),
             error.to_string(),
             &error.log_description(),
-        )
+        );
+        api.retry_after_secs = error.retry_after_secs();
+        api
     }
 }
 
@@ -173,6 +210,7 @@ impl From<sea_orm::DbErr> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status, axum::Json(self.body())).into_response();
+        ensure_retry_after(&mut response, self.retry_after_secs);
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,
@@ -184,3 +222,29 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn every_429_and_503_says_when_to_retry() {
+        let statuses = [
+            (StatusCode::TOO_MANY_REQUESTS, None, "60"),
+            (StatusCode::SERVICE_UNAVAILABLE, None, "1"),
+            (StatusCode::TOO_MANY_REQUESTS, Some(7), "7"),
+        ];
+        for (status, secs, expected) in statuses {
+            let mut error = ApiError::new(status, "x", "x");
+            error.retry_after_secs = secs;
+            let response = error.into_response();
+            assert_eq!(response.headers()["retry-after"], expected, "{status}");
+        }
+        let busy = ApiError::from(CoreError::Busy).into_response();
+        assert_eq!(busy.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(busy.headers().contains_key("retry-after"));
+        let other = ApiError::invalid("x").into_response();
+        assert!(!other.headers().contains_key("retry-after"));
+    }
+}

@@ -59,3 +59,26 @@ impl From<QueryRejection> for ApiError {
         )
     }
 }
+
+/// The client's address for throttling: the TCP peer (`ConnectInfo`, which `main` serves
+/// with), or one shared "unknown" bucket when there is none (a router called directly, as in
+/// tests). Forwarded-for headers are not trusted: anyone can write them.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddress(pub holdfast_core::login_throttle::ClientKey);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        use holdfast_core::login_throttle::ClientKey;
+        Ok(ClientAddress(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map_or_else(ClientKey::unknown, |info| ClientKey::of(info.0.ip())),
+        ))
+    }
+}

@@ -26,6 +26,7 @@ use holdfast_core::phone::{PhoneGateway, PhoneSimulator};
 use holdfast_core::{Clock, Core, funding, parties};
 use holdfast_migrations::{Migrator, MigratorTrait};
 use sea_orm::DatabaseConnection;
+use secrecy::{ExposeSecret, SecretString};
 use std::sync::Arc;
 
 /// The application router for `state`.
@@ -47,6 +48,30 @@ pub async fn open_database(url: &str, pool: PoolSize) -> anyhow::Result<Database
     funding::ensure_default_institution_in_txn(&txn, &clock).await?;
     txn.commit().await?;
     Ok(db)
+}
+
+/// The service secret that signs tokens and phone codes: `configured` (the `--jwt-secret` flag,
+/// at least [`config::MIN_SECRET_CHARS`] characters) when given, otherwise the random secret
+/// stored in `db` (generated at first start). Nothing is compiled in: a token minted for one
+/// database does not verify on another.
+pub async fn service_secret(
+    db: &DatabaseConnection,
+    configured: Option<&SecretString>,
+) -> anyhow::Result<Vec<u8>> {
+    match configured {
+        Some(secret) => {
+            let secret = secret.expose_secret();
+            anyhow::ensure!(
+                secret.chars().count() >= config::MIN_SECRET_CHARS,
+                "HOLDFAST_JWT_SECRET must have at least {} characters",
+                config::MIN_SECRET_CHARS
+            );
+            Ok(secret.as_bytes().to_vec())
+        }
+        None => holdfast_core::service_secret::load_or_create(db, &Clock::system())
+            .await
+            .context("could not read or store the service secret"),
+    }
 }
 
 /// Keys for tokens and phone codes, each derived from the one service secret.
@@ -84,10 +109,16 @@ pub fn build_state(db: DatabaseConnection, clock: Clock, settings: Settings) -> 
     let (jwt, challenge_keys) = keys_from_secret(&settings.secret, settings.token_ttl_secs);
     let core = Core::new(clock.clone(), challenge_keys, settings.policy)
         .with_auto_settle(settings.auto_settle);
-    let simulator_inbox = settings.gateway.is_none();
+    let simulator_key = settings
+        .gateway
+        .is_none()
+        .then(state::SimulatorKey::generate);
     let simulator = PhoneSimulator::new(db.clone(), clock.clone());
     let inbox_arrivals = simulator.arrivals();
     let gateway: Arc<dyn PhoneGateway> = settings.gateway.unwrap_or_else(|| Arc::new(simulator));
+    let login_throttle = Arc::new(holdfast_core::login_throttle::LoginThrottle::new(
+        clock.clone(),
+    ));
     let courier = Arc::new(delivery::Courier::new(gateway.clone(), db.clone(), clock));
     AppState {
         gateway,
@@ -95,7 +126,8 @@ pub fn build_state(db: DatabaseConnection, clock: Clock, settings: Settings) -> 
         db,
         core,
         jwt,
-        simulator_inbox,
+        simulator_key,
+        login_throttle,
         inbox_arrivals,
         webhook_secret: settings
             .webhook_secret

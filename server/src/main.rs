@@ -3,12 +3,12 @@ use clap::Parser;
 use holdfast_core::challenge::ChallengePolicy;
 use holdfast_core::phone::PhoneGateway;
 use holdfast_core::{Clock, onboarding};
-use holdfast_server::config::{
-    Cli, Command, Config, DEVELOPMENT_JWT_SECRET, GatewayKind, LogFormat, MIN_SECRET_CHARS,
-};
+use holdfast_server::config::{Cli, Command, Config, GatewayKind, LogFormat};
 use holdfast_server::phone_gateways::{Channel, HttpPhoneGateway};
 use holdfast_server::workers::{self, WorkerIntervals};
-use holdfast_server::{Settings, build_state, demo, open_database, simulator_state};
+use holdfast_server::{
+    Settings, build_state, demo, open_database, service_secret, simulator_state,
+};
 use secrecy::ExposeSecret;
 use std::io::BufRead;
 use std::sync::Arc;
@@ -51,30 +51,6 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-/// The service secret: required with PostgreSQL; a logged development default with SQLite.
-fn secret(config: &Config) -> anyhow::Result<Vec<u8>> {
-    match &config.jwt_secret {
-        Some(secret) => {
-            let secret = secret.expose_secret();
-            anyhow::ensure!(
-                secret.chars().count() >= MIN_SECRET_CHARS,
-                "HOLDFAST_JWT_SECRET must have at least {MIN_SECRET_CHARS} characters"
-            );
-            Ok(secret.as_bytes().to_vec())
-        }
-        None if config.uses_postgres() => {
-            anyhow::bail!("HOLDFAST_JWT_SECRET is required when DATABASE_URL points at PostgreSQL")
-        }
-        None => {
-            tracing::warn!(
-                "using the built-in DEVELOPMENT secret for tokens and phone codes; \
-                 set HOLDFAST_JWT_SECRET for anything but local development"
-            );
-            Ok(DEVELOPMENT_JWT_SECRET.as_bytes().to_vec())
-        }
-    }
-}
-
 fn policy(config: &Config) -> anyhow::Result<ChallengePolicy> {
     ChallengePolicy::default()
         .with_ttls(&config.challenge_ttls)
@@ -87,13 +63,16 @@ fn gateway(config: &Config) -> anyhow::Result<Option<Arc<dyn PhoneGateway>>> {
         Some(kind) => kind,
         None if config.uses_postgres() => anyhow::bail!(
             "with PostgreSQL, choose HOLDFAST_PHONE_GATEWAY: sms, ars, or simulator (development \
-             only: its inbox, codes included, is readable over the API)"
+             only: its inbox, codes included, is readable by operators over the API)"
         ),
         None => GatewayKind::Simulator,
     };
     let channel = match kind {
         GatewayKind::Simulator => {
-            tracing::warn!("phone gateway: the SIMULATOR; every code is readable over the API");
+            tracing::warn!(
+                "phone gateway: the SIMULATOR; every code is readable over the API by an \
+                 operator or with the simulator key"
+            );
             return Ok(None);
         }
         GatewayKind::Sms => Channel::Sms,
@@ -118,9 +97,9 @@ fn auto_settle(config: &Config) -> anyhow::Result<chrono::Duration> {
     Ok(chrono::Duration::seconds(config.auto_settle_secs))
 }
 
-fn settings(config: &Config) -> anyhow::Result<Settings> {
+fn settings(config: &Config, secret: Vec<u8>) -> anyhow::Result<Settings> {
     Ok(Settings {
-        secret: secret(config)?,
+        secret,
         token_ttl_secs: config.token_ttl_secs,
         policy: policy(config)?,
         auto_settle: auto_settle(config)?,
@@ -133,14 +112,19 @@ fn settings(config: &Config) -> anyhow::Result<Settings> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    let settings = settings(&config)?;
+    // The configuration is checked before the database is touched; the secret may live there.
+    let mut settings = settings(&config, Vec::new())?;
+    let url = config.database_url();
+    let db = open_database(&url, config.pool_size()).await?;
+    settings.secret = service_secret(&db, config.jwt_secret.as_ref()).await?;
+    if config.jwt_secret.is_none() {
+        tracing::info!("signing with the service secret stored in the database");
+    }
     let gateway_name = if settings.gateway.is_some() {
         "provider"
     } else {
         "simulator"
     };
-    let url = config.database_url();
-    let db = open_database(&url, config.pool_size()).await?;
     tracing::info!(
         database = if config.uses_postgres() {
             "postgresql"
@@ -154,20 +138,34 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("could not listen on {}", config.bind))?;
     let base_url = format!("http://{}", listener.local_addr()?);
+    let simulator_key = state
+        .simulator_key
+        .as_ref()
+        .map(|key| key.expose().to_owned());
     if config.demo {
         let seeded = demo::seed(&state).await?;
-        println!("{}", demo::instructions(&seeded, &base_url));
+        println!(
+            "{}",
+            demo::instructions(&seeded, &base_url, simulator_key.as_deref())
+        );
+    } else if let Some(key) = &simulator_key {
+        // On standard output, not in the log: it opens an inbox full of codes.
+        println!("phone simulator inbox: send 'x-simulator-key: {key}' (or an operator's token)");
     }
     let (stop, stopped) = watch::channel(false);
     workers::spawn(state.clone(), WorkerIntervals::default(), stopped);
     tracing::info!(%base_url, phone_gateway = gateway_name, "listening");
-    axum::serve(listener, holdfast_server::app(state))
-        .with_graceful_shutdown(async move {
-            let _ = tokio::signal::ctrl_c().await;
-            tracing::info!("shutting down");
-            let _ = stop.send(true);
-        })
-        .await?;
+    // The peer address feeds the login throttle.
+    axum::serve(
+        listener,
+        holdfast_server::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
+        let _ = stop.send(true);
+    })
+    .await?;
     Ok(())
 }
 
@@ -181,8 +179,8 @@ async fn create_operator(config: Config, username: &str, display_name: &str) -> 
             line.trim_end_matches(['\r', '\n']).to_owned()
         }
     };
-    let secret = secret(&config)?;
     let db = open_database(&config.database_url(), config.pool_size()).await?;
+    let secret = service_secret(&db, config.jwt_secret.as_ref()).await?;
     let state = simulator_state(
         db,
         Clock::system(),

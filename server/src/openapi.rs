@@ -2,7 +2,7 @@
 //! `/openapi.json`.
 
 use crate::api;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 #[derive(OpenApi)]
@@ -90,6 +90,14 @@ impl Modify for BearerAuth {
                     .bearer_format("JWT")
                     .build(),
             ),
+        );
+        // The phone simulator's inbox also opens with the key the server prints at start.
+        components.add_security_scheme(
+            "simulator_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                api::simulator::SIMULATOR_KEY_HEADER,
+                "the phone simulator's key, printed at start (development only)",
+            ))),
         );
     }
 }

@@ -266,6 +266,8 @@ pub struct Api {
     pub base: String,
     pub http: Client,
     pub latencies: Option<std::sync::Arc<std::sync::Mutex<Vec<Duration>>>>,
+    /// The operator token that reads the simulator's inbox, logged in at first use.
+    inbox_reader: std::sync::Arc<tokio::sync::OnceCell<String>>,
 }
 
 impl Api {
@@ -279,6 +281,7 @@ impl Api {
             base: base.to_owned(),
             http,
             latencies: None,
+            inbox_reader: Default::default(),
         }
     }
 
@@ -377,11 +380,16 @@ impl Api {
     /// answers the moment it is delivered).
     pub async fn code_for(&self, phone: &str, challenge: &str) -> anyhow::Result<String> {
         let started = Instant::now();
+        // The inbox opens to an operator (or the key the server prints at start).
+        let reader = self
+            .inbox_reader
+            .get_or_try_init(|| self.login(OPERATOR_USERNAME, OPERATOR_PASSWORD))
+            .await?;
         loop {
             let inbox = self
                 .get(
                     &format!("/v1/phone-simulator/{phone}/messages?challenge_id={challenge}&wait_ms=10000"),
-                    None,
+                    Some(reader),
                 )
                 .await?
                 .ok()?;

@@ -89,6 +89,45 @@ fn replace_database(url: &str, name: &str) -> String {
     format!("{prefix}/{name}{query}")
 }
 
+/// A fresh, empty database of the kind the tests run on (not yet migrated); dropped with it.
+pub struct TestDatabase {
+    pub url: String,
+    pub pool: PoolSize,
+    storage: Storage,
+}
+
+impl TestDatabase {
+    pub async fn create() -> TestDatabase {
+        let (url, storage, pool) = match postgres_url() {
+            Some(admin_url) => {
+                let name = format!("holdfast_test_{}", uuid::Uuid::new_v4().simple());
+                let admin = Database::connect(&admin_url)
+                    .await
+                    .expect("TEST_DATABASE_URL");
+                admin
+                    .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+                    .await
+                    .unwrap();
+                admin.close().await.unwrap();
+                (
+                    replace_database(&admin_url, &name),
+                    Storage::Postgres { admin_url, name },
+                    PoolSize {
+                        sqlite: 4,
+                        postgres: 16,
+                    },
+                )
+            }
+            None => {
+                let dir = tempfile::tempdir().unwrap();
+                let url = format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display());
+                (url, Storage::Sqlite(dir), PoolSize::default())
+            }
+        };
+        TestDatabase { url, pool, storage }
+    }
+}
+
 pub struct TestApp {
     pub state: AppState,
     pub router: Router,
@@ -131,33 +170,8 @@ impl TestApp {
     }
 
     async fn spawn_starting(policy: ChallengePolicy, start: DateTime<Utc>) -> TestApp {
-        let (url, storage, pool) = match postgres_url() {
-            Some(admin_url) => {
-                let name = format!("holdfast_test_{}", uuid::Uuid::new_v4().simple());
-                let admin = Database::connect(&admin_url)
-                    .await
-                    .expect("TEST_DATABASE_URL");
-                admin
-                    .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
-                    .await
-                    .unwrap();
-                admin.close().await.unwrap();
-                (
-                    replace_database(&admin_url, &name),
-                    Storage::Postgres { admin_url, name },
-                    PoolSize {
-                        sqlite: 4,
-                        postgres: 16,
-                    },
-                )
-            }
-            None => {
-                let dir = tempfile::tempdir().unwrap();
-                let url = format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display());
-                (url, Storage::Sqlite(dir), PoolSize::default())
-            }
-        };
-        let db = open_database(&url, pool).await.unwrap();
+        let database = TestDatabase::create().await;
+        let db = open_database(&database.url, database.pool).await.unwrap();
         let clock = Clock::manual(start);
         let state = simulator_state(db, clock.clone(), SECRET, 3600, policy);
         TestApp {
@@ -165,7 +179,7 @@ impl TestApp {
             state,
             clock,
             harness_operator: tokio::sync::OnceCell::new(),
-            _storage: storage,
+            _storage: database.storage,
         }
     }
 
@@ -344,12 +358,7 @@ impl TestApp {
     /// The newest code the phone received for `challenge`, read from the simulator's inbox.
     pub async fn code_for(&self, phone: &str, challenge: &str) -> String {
         self.deliver().await;
-        let inbox = self
-            .get(
-                &format!("/v1/phone-simulator/{phone}/messages?limit=100"),
-                None,
-            )
-            .await;
+        let inbox = self.inbox(phone, "limit=100").await;
         assert_eq!(inbox.status, StatusCode::OK, "{inbox:?}");
         inbox
             .body
@@ -360,6 +369,18 @@ impl TestApp {
             .and_then(|m| m["code"].as_str())
             .unwrap_or_else(|| panic!("no code for {challenge} in {}", inbox.body))
             .to_owned()
+    }
+
+    /// The simulator's inbox of `phone`, read with the harness's operator token; `query` is
+    /// the query string without `?`.
+    pub async fn inbox(&self, phone: &str, query: &str) -> Reply {
+        let operator = self.harness_operator().await;
+        let path = if query.is_empty() {
+            format!("/v1/phone-simulator/{phone}/messages")
+        } else {
+            format!("/v1/phone-simulator/{phone}/messages?{query}")
+        };
+        self.get(&path, Some(&operator)).await
     }
 
     pub async fn answer(&self, challenge: &str, code: &str, decision: &str) -> Reply {

@@ -182,12 +182,7 @@ impl Shop {
 
 async fn inbox_of(app: &TestApp, phone: &str) -> Vec<Value> {
     app.deliver().await;
-    let inbox = app
-        .get(
-            &format!("/v1/phone-simulator/{phone}/messages?limit=100"),
-            None,
-        )
-        .await;
+    let inbox = app.inbox(phone, "limit=100").await;
     inbox.body.as_array().unwrap().clone()
 }
 

@@ -869,9 +869,10 @@ async fn a_blocked_card_cannot_log_in_order_or_confirm_and_a_replaced_number_is_
         .await;
     assert_eq!(blocked.status, StatusCode::OK, "{blocked:?}");
     assert_eq!(blocked.body["status"], "blocked");
+    // A blocked card's login is answered like any other, but no code is sent.
     let refused = login(number.clone()).await;
-    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{refused:?}");
-    assert_eq!(refused.code(), "card_not_active");
+    assert_eq!(refused.status, StatusCode::ACCEPTED, "{refused:?}");
+    assert_no_code_sent(&app, phone, &refused).await;
     let refused = app.place_order(&shopper, &commodity, 1).await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN, "{refused:?}");
     assert_eq!(refused.code(), "card_not_active");
@@ -919,7 +920,7 @@ async fn a_blocked_card_cannot_log_in_order_or_confirm_and_a_replaced_number_is_
         .await;
     assert_eq!(blocked.status, StatusCode::OK, "{blocked:?}");
     assert_eq!(blocked.body["status"], "blocked");
-    assert_eq!(login(number.clone()).await.code(), "card_not_active");
+    assert_no_code_sent(&app, phone, &login(number.clone()).await).await;
     assert_eq!(
         app.place_order(&shopper, &commodity, 1).await.code(),
         "card_not_active"
@@ -949,8 +950,8 @@ async fn a_blocked_card_cannot_log_in_order_or_confirm_and_a_replaced_number_is_
     order(&app, &new_shopper, &commodity, 1).await;
 
     let dead = login(number.clone()).await;
-    assert_eq!(dead.status, StatusCode::FORBIDDEN, "{dead:?}");
-    assert_eq!(dead.code(), "card_not_active");
+    assert_eq!(dead.status, StatusCode::ACCEPTED, "{dead:?}");
+    assert_no_code_sent(&app, phone, &dead).await;
     for action in ["unblock", "block", "replace"] {
         let refused = app
             .post(
@@ -968,7 +969,7 @@ async fn a_blocked_card_cannot_log_in_order_or_confirm_and_a_replaced_number_is_
     }
     let refused = app.place_order(&shopper, &commodity, 1).await;
     assert_eq!(refused.code(), "card_not_active", "{refused:?}");
-    assert_eq!(login(number).await.code(), "card_not_active");
+    assert_no_code_sent(&app, phone, &login(number).await).await;
     let cards = app.get("/v1/me/cards", Some(&new_shopper)).await;
     let mut statuses: Vec<_> = cards
         .body
@@ -1126,6 +1127,15 @@ async fn a_supplier_changes_its_information_only_with_its_second_password() {
         )
         .await;
     assert_eq!(by_shopper.status, StatusCode::FORBIDDEN, "{by_shopper:?}");
+}
+
+/// A login was started (202) and no text for it reached the phone.
+async fn assert_no_code_sent(app: &TestApp, phone: &str, started: &Reply) {
+    assert_eq!(started.status, StatusCode::ACCEPTED, "{started:?}");
+    let challenge = started.body["challenge_id"].as_str().unwrap();
+    app.deliver().await;
+    let inbox = app.inbox(phone, &format!("challenge_id={challenge}")).await;
+    assert_eq!(inbox.body, json!([]), "{inbox:?}");
 }
 
 fn wrong_code(right: &str) -> &'static str {

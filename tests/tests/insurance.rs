@@ -237,12 +237,7 @@ async fn account(app: &TestApp, token: &str, kind: &str) -> (String, String) {
 /// The newest text the phone received.
 async fn last_text(app: &TestApp, phone: &str) -> String {
     app.deliver().await;
-    let inbox = app
-        .get(
-            &format!("/v1/phone-simulator/{phone}/messages?limit=1"),
-            None,
-        )
-        .await;
+    let inbox = app.inbox(phone, "limit=1").await;
     inbox.body[0]["body"]
         .as_str()
         .unwrap_or_default()
@@ -252,12 +247,7 @@ async fn last_text(app: &TestApp, phone: &str) -> String {
 /// Every text the phone received, newest first.
 async fn texts(app: &TestApp, phone: &str) -> Vec<String> {
     app.deliver().await;
-    let inbox = app
-        .get(
-            &format!("/v1/phone-simulator/{phone}/messages?limit=100"),
-            None,
-        )
-        .await;
+    let inbox = app.inbox(phone, "limit=100").await;
     inbox
         .body
         .as_array()

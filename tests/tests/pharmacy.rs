@@ -390,16 +390,7 @@ impl Ward {
 
     async fn inbox(&self) -> Vec<String> {
         self.app.deliver().await;
-        let inbox = self
-            .app
-            .get(
-                &format!(
-                    "/v1/phone-simulator/{}/messages?limit=100",
-                    self.patient.phone
-                ),
-                None,
-            )
-            .await;
+        let inbox = self.app.inbox(&self.patient.phone, "limit=100").await;
         inbox
             .body
             .as_array()

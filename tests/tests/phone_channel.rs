@@ -358,7 +358,7 @@ async fn the_outbox_delivers_a_login_code_through_the_sms_provider() {
             webhook_secret: None,
         },
     );
-    assert!(!state.simulator_inbox);
+    assert!(state.simulator_key.is_none());
     let router = holdfast_server::app(state.clone());
 
     let request = Request::builder()
@@ -373,12 +373,14 @@ async fn the_outbox_delivers_a_login_code_through_the_sms_provider() {
     let started: Value = serde_json::from_slice(&bytes).unwrap();
     let challenge = started["challenge_id"].as_str().unwrap().to_owned();
 
-    // With a real gateway the simulator's inbox is closed.
+    // With a real gateway the simulator's inbox is closed, even to an operator.
+    let operator_token = app.harness_operator().await;
     let inbox = router
         .clone()
         .oneshot(
             Request::builder()
                 .uri(format!("/v1/phone-simulator/{phone}/messages"))
+                .header("authorization", format!("Bearer {operator_token}"))
                 .body(Body::empty())
                 .unwrap(),
         )
@@ -428,22 +430,24 @@ async fn a_reader_waiting_on_the_simulator_gets_the_code_the_moment_it_is_delive
         .await;
     assert_eq!(started.status, StatusCode::ACCEPTED, "{started:?}");
     let challenge = started.body["challenge_id"].as_str().unwrap().to_owned();
-    let path = format!("/v1/phone-simulator/{phone}/messages?challenge_id={challenge}");
+    let query = format!("challenge_id={challenge}");
+    let reader = app.harness_operator().await;
 
     // Not delivered yet: without a wait the answer is empty at once.
-    let now = app.get(&path, None).await;
+    let now = app.inbox(phone, &query).await;
     assert_eq!(now.status, StatusCode::OK, "{now:?}");
     assert_eq!(now.body, json!([]));
 
     // A waiting reader is answered as soon as the outbox delivers.
     let waiting = {
         let app_router = app.router.clone();
-        let path = format!("{path}&wait_ms=10000");
+        let path = format!("/v1/phone-simulator/{phone}/messages?{query}&wait_ms=10000");
         tokio::spawn(async move {
-            let response = app_router
-                .oneshot(Request::get(path).body(Body::empty()).unwrap())
-                .await
+            let request = Request::get(path)
+                .header("authorization", format!("Bearer {reader}"))
+                .body(Body::empty())
                 .unwrap();
+            let response = app_router.oneshot(request).await.unwrap();
             let bytes = response.into_body().collect().await.unwrap().to_bytes();
             serde_json::from_slice::<Value>(&bytes).unwrap()
         })
@@ -463,12 +467,7 @@ async fn a_reader_waiting_on_the_simulator_gets_the_code_the_moment_it_is_delive
     assert_eq!(messages[0]["code"].as_str().unwrap().len(), 6);
 
     // A wait needs something to wait for.
-    let aimless = app
-        .get(
-            &format!("/v1/phone-simulator/{phone}/messages?wait_ms=100"),
-            None,
-        )
-        .await;
+    let aimless = app.inbox(phone, "wait_ms=100").await;
     assert_eq!(aimless.status, StatusCode::BAD_REQUEST, "{aimless:?}");
 }
 
@@ -493,12 +492,7 @@ async fn one_delivery_round_sends_many_texts_and_redacts_every_one() {
         .unwrap();
     assert!(delivered >= 12, "{delivered}");
     for (phone, challenge) in &challenges {
-        let inbox = app
-            .get(
-                &format!("/v1/phone-simulator/{phone}/messages?challenge_id={challenge}"),
-                None,
-            )
-            .await;
+        let inbox = app.inbox(phone, &format!("challenge_id={challenge}")).await;
         assert_eq!(
             inbox.body.as_array().unwrap().len(),
             1,

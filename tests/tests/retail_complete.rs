@@ -214,13 +214,7 @@ impl Shop {
 
     async fn texts(&self) -> Vec<String> {
         self.app.deliver().await;
-        let inbox = self
-            .app
-            .get(
-                &format!("/v1/phone-simulator/{}/messages?limit=100", self.phone),
-                None,
-            )
-            .await;
+        let inbox = self.app.inbox(&self.phone, "limit=100").await;
         inbox
             .body
             .as_array()

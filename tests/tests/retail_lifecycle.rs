@@ -90,10 +90,7 @@ async fn a_purchase_settles_price_minus_commission_to_the_supplier() {
     assert_eq!(shop.app.balance(&shop.shopper, "prepaid").await, "452.00");
 
     shop.app.deliver().await;
-    let message = shop
-        .app
-        .get(&format!("/v1/phone-simulator/{PHONE}/messages"), None)
-        .await;
+    let message = shop.app.inbox(PHONE, "").await;
     let text = message.body[0]["body"].as_str().unwrap().to_owned();
     assert!(
         text.contains("48.00 USD") && text.contains("Acme Supplies") && text.contains(&number),

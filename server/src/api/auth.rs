@@ -1,6 +1,6 @@
 use crate::auth::{TokenResponse, issue_token};
-use crate::error::{ApiError, ApiResult};
-use crate::extract::Json;
+use crate::error::ApiResult;
+use crate::extract::{ClientAddress, Json};
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::State;
@@ -9,7 +9,7 @@ use axum::routing::post;
 use chrono::{DateTime, Utc};
 use holdfast_core::cards::CardNumber;
 use holdfast_core::ids::ChallengeId;
-use holdfast_core::{login, parties};
+use holdfast_core::login;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -26,18 +26,27 @@ pub struct PasswordLogin {
 }
 
 /// Log in with a username and password (operators, institutions, suppliers, carriers, staff).
+/// Wrong passwords are throttled per username and client address (after 5, a wait that doubles
+/// from 15 s up to 15 min) and per client address (50 per 10 min); no account is ever locked.
 #[utoipa::path(post, path = "/v1/auth/login", tag = "auth", request_body = PasswordLogin,
-    responses((status = 200, body = TokenResponse), (status = 401, body = crate::error::ErrorBody)))]
+    responses((status = 200, description = "logged in", body = TokenResponse),
+        (status = 401, description = "bad_credentials: wrong username or password", body = crate::error::ErrorBody),
+        (status = 429, description = "too_many_attempts: too many wrong passwords from this address; see Retry-After", body = crate::error::ErrorBody,
+            headers(("Retry-After" = u64, description = "seconds to wait")))))]
 pub async fn login_with_password(
     State(state): State<AppState>,
+    ClientAddress(client): ClientAddress,
     Json(body): Json<PasswordLogin>,
 ) -> ApiResult<axum::Json<TokenResponse>> {
-    if body.password.len() > parties::MAX_PASSWORD_CHARS * 4 {
-        return Err(ApiError::unauthenticated("wrong username or password"));
-    }
-    let party =
-        parties::verify_password(&state.db, &state.core.clock, &body.username, &body.password)
-            .await?;
+    let party = login::password_login(
+        &state.db,
+        &state.core,
+        &state.login_throttle,
+        client,
+        &body.username,
+        &body.password,
+    )
+    .await?;
     Ok(axum::Json(issue_token(&state.jwt, &party, None)?))
 }
 
@@ -56,11 +65,13 @@ pub struct LoginStarted {
 }
 
 /// Start a shopper's login with an EC card number: a code goes to the phone mapped to it. A
-/// mistyped number fails its check digit before any look-up.
+/// mistyped number fails its check digit before any look-up. A number that cannot log in
+/// (unknown, blocked or replaced) gets the same answer, but no code goes anywhere; so this does
+/// not tell which cards exist.
 #[utoipa::path(post, path = "/v1/auth/card-login", tag = "auth", request_body = CardLogin,
-    responses((status = 202, body = LoginStarted), (status = 400, body = crate::error::ErrorBody),
-        (status = 403, description = "the card is blocked or replaced", body = crate::error::ErrorBody),
-        (status = 404, body = crate::error::ErrorBody)))]
+    responses((status = 202, description = "a code is on its way to the card's phone, if the card can log in", body = LoginStarted),
+        (status = 400, description = "not a card number (check digit)", body = crate::error::ErrorBody),
+        (status = 429, description = "too_many_attempts: too many codes or wrong codes for this card within an hour", body = crate::error::ErrorBody)))]
 pub async fn start_card_login(
     State(state): State<AppState>,
     Json(body): Json<CardLogin>,

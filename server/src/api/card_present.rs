@@ -196,7 +196,9 @@ pub async fn authorise(
                 card_present::MAX_REQUESTS_PER_CARD_PER_WINDOW,
                 card_present::REQUEST_WINDOW_MINUTES
             ),
-        ),
+        )
+        // An open question is answered or expires within the window.
+        .retry_after(u64::try_from(card_present::REQUEST_WINDOW_MINUTES * 60).unwrap_or(600)),
         other => ApiError::from(other),
     })?;
     let status = if authorisation.status == AuthorisationStatus::ChallengeRequired {

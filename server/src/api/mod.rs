@@ -100,6 +100,9 @@ async fn request_context(request: Request, next: Next) -> Response {
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", value);
     }
+    // Whatever produced a 429 or 503 (a replayed refusal, the health check), it says when to
+    // come back.
+    crate::error::ensure_retry_after(&mut response, None);
     tracing::info!(
         parent: &span,
         status = response.status().as_u16(),

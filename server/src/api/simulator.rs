@@ -1,14 +1,17 @@
 //! The phone simulator's inbox: what a phone number has received. Development and tests
-//! only; off when a real phone gateway is configured.
+//! only; off when a real phone gateway is configured. Its texts hold codes, so reading it takes
+//! an operator's token or the simulator key printed at start.
 
+use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Path, Query};
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use holdfast_core::ids::ChallengeId;
+use holdfast_core::parties::Role;
 use holdfast_core::phone::{self, InboxMessage};
 use holdfast_core::phone_number::PhoneNumber;
 use serde::Deserialize;
@@ -33,23 +36,50 @@ pub struct InboxQuery {
 /// The longest a reader may wait for a message.
 const MAX_WAIT_MS: u64 = 30_000;
 
-/// Messages received by a simulated phone, newest first.
-#[utoipa::path(get, path = "/v1/phone-simulator/{phone}/messages", tag = "phone",
-    params(("phone" = String, Path, description = "E.164, e.g. +821012345678"), InboxQuery),
-    responses((status = 200, body = [InboxMessage]), (status = 400, body = crate::error::ErrorBody),
-        (status = 404, body = crate::error::ErrorBody)))]
-pub async fn messages(
-    State(state): State<AppState>,
-    Path(phone): Path<String>,
-    Query(query): Query<InboxQuery>,
-) -> ApiResult<axum::Json<Vec<InboxMessage>>> {
-    if !state.simulator_inbox {
+/// The header that carries the simulator key.
+pub const SIMULATOR_KEY_HEADER: &str = "x-simulator-key";
+
+/// Lets the caller read the inbox: the simulator key, or else an operator's bearer token.
+fn authorise_reader(state: &AppState, headers: &HeaderMap) -> ApiResult<()> {
+    let Some(key) = &state.simulator_key else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "simulator_disabled",
             "the phone simulator is off: a real phone gateway is configured",
         ));
+    };
+    if let Some(presented) = headers.get(SIMULATOR_KEY_HEADER) {
+        return if key.matches(presented.as_bytes()) {
+            Ok(())
+        } else {
+            Err(ApiError::unauthenticated("the simulator key is wrong"))
+        };
     }
+    if !headers.contains_key(axum::http::header::AUTHORIZATION) {
+        return Err(ApiError::unauthenticated(
+            "the inbox needs an operator's bearer token or the header x-simulator-key",
+        ));
+    }
+    Principal::from_headers(headers, &state.jwt)?.require(&[Role::Operator])
+}
+
+/// Messages received by a simulated phone, newest first. Needs the simulator key printed at
+/// start (header `x-simulator-key`) or an operator's bearer token.
+#[utoipa::path(get, path = "/v1/phone-simulator/{phone}/messages", tag = "phone",
+    params(("phone" = String, Path, description = "E.164, e.g. +821012345678"), InboxQuery),
+    security(("simulator_key" = []), ("bearer" = [])),
+    responses((status = 200, description = "the messages", body = [InboxMessage]),
+        (status = 400, description = "not a phone number", body = crate::error::ErrorBody),
+        (status = 401, description = "no credential, a wrong simulator key, or an invalid token", body = crate::error::ErrorBody),
+        (status = 403, description = "the token is not an operator's", body = crate::error::ErrorBody),
+        (status = 404, description = "simulator_disabled: a real phone gateway is configured", body = crate::error::ErrorBody)))]
+pub async fn messages(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(phone): Path<String>,
+    Query(query): Query<InboxQuery>,
+) -> ApiResult<axum::Json<Vec<InboxMessage>>> {
+    authorise_reader(&state, &headers)?;
     let phone = PhoneNumber::parse(&phone).map_err(|e| ApiError::invalid(e.to_string()))?;
     match (query.challenge_id, query.wait_ms) {
         (Some(challenge), wait) => {

@@ -36,6 +36,7 @@ pub async fn change_profile(
     principal.require(&[Role::Supplier])?;
     let party = parties::change_display_name(
         &state.db,
+        &state.core.passwords,
         principal.party,
         &body.second_password,
         &body.display_name,

@@ -1769,7 +1769,7 @@ pub async fn register_terminal(
     username: &str,
     password: &str,
 ) -> CoreResult<Terminal> {
-    let credentials = StaffCredentials::hash(username, password, None)?;
+    let credentials = StaffCredentials::hash(&core.passwords, username, password, None).await?;
     let txn = holdfast_core::db::begin_write(db).await?;
     let result = register_terminal_in_txn(&txn, core, merchant, label, credentials).await?;
     txn.commit().await?;

@@ -160,7 +160,7 @@ pub async fn onboard_insurer(
         });
     }
     // Hash before the transaction: argon2 is slow, and SQLite's write lock should not wait.
-    let credentials = StaffCredentials::hash(username, password, None)?;
+    let credentials = StaffCredentials::hash(&core.passwords, username, password, None).await?;
     let txn = db::begin_write(db).await?;
     let (party, username) =
         onboarding::create_staff_in_txn(&txn, core, Role::Insurer, display_name, credentials)

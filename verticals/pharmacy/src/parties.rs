@@ -276,7 +276,8 @@ pub async fn add_prescriber(
     new: NewStaff,
 ) -> PharmacyResult<StaffCreated> {
     // Hashing is slow on purpose: before the transaction, so the write lock does not wait.
-    let credentials = StaffCredentials::hash(&new.username, &new.password, None)?;
+    let credentials =
+        StaffCredentials::hash(&core.passwords, &new.username, &new.password, None).await?;
     let txn = db::begin_write(db).await?;
     let hospital = get_hospital(&txn, hospital).await?;
     let (party, username) =
@@ -311,7 +312,8 @@ pub async fn create_drugstore(
             "a commission rate is a decimal from 0 up to 1, e.g. 0.03",
         ));
     }
-    let credentials = StaffCredentials::hash(&new.username, &new.password, None)?;
+    let credentials =
+        StaffCredentials::hash(&core.passwords, &new.username, &new.password, None).await?;
     let txn = db::begin_write(db).await?;
     let (party, username) =
         create_staff_in_txn(&txn, core, Role::Drugstore, &new.display_name, credentials).await?;
@@ -351,7 +353,8 @@ pub async fn add_pharmacist(
     drugstore: PartyId,
     new: NewStaff,
 ) -> PharmacyResult<StaffCreated> {
-    let credentials = StaffCredentials::hash(&new.username, &new.password, None)?;
+    let credentials =
+        StaffCredentials::hash(&core.passwords, &new.username, &new.password, None).await?;
     let txn = db::begin_write(db).await?;
     let drugstore = get_drugstore(&txn, drugstore).await?;
     let (party, username) =

@@ -121,8 +121,13 @@ pub async fn onboard_supplier(
     terms: SellerTerms,
 ) -> RetailResult<(parties::Party, String, SellerTerms)> {
     use holdfast_core::onboarding::{StaffCredentials, create_staff_in_txn};
-    let credentials =
-        StaffCredentials::hash(&new.username, &new.password, new.second_password.as_deref())?;
+    let credentials = StaffCredentials::hash(
+        &core.passwords,
+        &new.username,
+        &new.password,
+        new.second_password.as_deref(),
+    )
+    .await?;
     let txn = holdfast_core::db::begin_write(db).await?;
     let (party, username) =
         create_staff_in_txn(&txn, core, Role::Supplier, &new.display_name, credentials).await?;
