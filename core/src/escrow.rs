@@ -31,6 +31,7 @@ use crate::order_number::OrderNumber;
 use crate::outbox::{self, PhoneMessage};
 use crate::parties::PLATFORM_PARTY;
 use crate::phone_number::PhoneNumber;
+use crate::rate::BasisPoints;
 use chrono::{DateTime, Utc};
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::Expr;
@@ -377,9 +378,8 @@ pub async fn open_case_in_txn(
     if open.amount.is_zero() {
         return Err(CoreError::invalid("an order must be for more than zero"));
     }
-    if open.commission.currency() != open.amount.currency()
-        || open.commission.minor() >= open.amount.minor()
-    {
+    // Less than the amount, in its currency (another currency does not compare).
+    if open.commission.checked_cmp(&open.amount) != Ok(std::cmp::Ordering::Less) {
         return Err(CoreError::invalid(
             "the commission must be less than the amount, in its currency",
         ));
@@ -870,13 +870,11 @@ pub async fn split_in_txn(
     let funding = ledger::get_account(txn, case.funding_account).await?;
     let fee_rate = match (funding::hold_mode(funding.kind), funding.institution) {
         (Some(holds::HoldMode::Reserve), Some(institution)) => {
-            funding::get_institution(txn, institution)
-                .await?
-                .card_fee_rate()
+            funding::get_institution(txn, institution).await?.card_fee
         }
-        _ => rust_decimal::Decimal::ZERO,
+        _ => BasisPoints::ZERO,
     };
-    let institution_fee = to_seller.share_rounded_half_up(fee_rate)?;
+    let institution_fee = to_seller.share_at(fee_rate)?;
     let mut seller_net = to_seller
         .checked_sub(&commission)?
         .checked_sub(&institution_fee)
@@ -1424,8 +1422,7 @@ pub async fn request_settlement_in_txn(
     let to = case.state.request_settlement()?;
     if let Some(amount) = amount
         && (amount.is_zero()
-            || amount.currency() != case.amount.currency()
-            || amount.minor() > case.amount.minor())
+            || !matches!(amount.checked_cmp(&case.amount), Ok(order) if order.is_le()))
     {
         return Err(CoreError::invalid(
             "a settlement is for more than zero and at most the order's amount, in its currency",
@@ -1641,7 +1638,7 @@ pub async fn open_preauthorised_case_in_txn(
     let currency = open.amount.currency();
     if open.amount.is_zero()
         || open.commission.currency() != currency
-        || open.commission.minor() >= open.amount.minor()
+        || open.commission.checked_cmp(&open.amount) != Ok(std::cmp::Ordering::Less)
     {
         return Err(CoreError::invalid(
             "a case is for more than zero, with a commission less than its amount",

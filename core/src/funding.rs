@@ -17,6 +17,7 @@ use crate::ledger::{
 use crate::money::{Currency, Money};
 use crate::parties::{self, NewParty, Role};
 use crate::phone_number::PhoneNumber;
+use crate::rate::BasisPoints;
 use sea_orm::entity::prelude::*;
 use sea_orm::{ActiveValue::Set, ConnectionTrait, DatabaseTransaction, QueryFilter};
 use serde::{Deserialize, Serialize};
@@ -140,15 +141,13 @@ pub struct Institution {
     /// The code of the institution whose freezing account holds this one's frozen money.
     pub freezing_pool: String,
     /// What it keeps of a settlement its card paid, in basis points.
-    pub card_fee_bps: i32,
+    #[serde(rename = "card_fee_bps")]
+    #[schema(value_type = i32)]
+    pub card_fee: BasisPoints,
 }
 
-impl Institution {
-    /// The card fee as a fraction of the settled amount.
-    pub fn card_fee_rate(&self) -> rust_decimal::Decimal {
-        rust_decimal::Decimal::new(i64::from(self.card_fee_bps.clamp(0, 10_000)), 4)
-    }
-}
+/// The highest card fee an institution may charge (10 %).
+pub const MAX_CARD_FEE: BasisPoints = BasisPoints::of(1_000);
 
 async fn institution_from_row(
     db: &impl ConnectionTrait,
@@ -166,7 +165,7 @@ async fn institution_from_row(
         code: row.code,
         kind: row.kind,
         freezing_pool,
-        card_fee_bps: row.card_fee_bps,
+        card_fee: BasisPoints::new(row.card_fee_bps)?,
     })
 }
 
@@ -228,8 +227,8 @@ pub struct NewInstitution {
     pub shares_freezing_with: Option<String>,
     /// The largest limit granted per credit-line class and currency.
     pub credit_class_caps: Vec<(CreditClass, Money)>,
-    /// What the institution keeps of a settlement its card paid, in basis points (0–1000).
-    pub card_fee_bps: i32,
+    /// What the institution keeps of a settlement its card paid (at most [`MAX_CARD_FEE`]).
+    pub card_fee: BasisPoints,
 }
 
 /// Creates the institution's party and record. Its staff log in with credentials the caller
@@ -243,7 +242,7 @@ pub async fn create_institution_in_txn(
     if code.len() != cards::INSTITUTION_CODE_DIGITS || !code.bytes().all(|b| b.is_ascii_digit()) {
         return Err(CoreError::invalid("an institution code is 4 digits"));
     }
-    if !(0..=1_000).contains(&new.card_fee_bps) {
+    if new.card_fee > MAX_CARD_FEE {
         return Err(CoreError::invalid(
             "a card fee is 0 to 1000 basis points (10 %)",
         ));
@@ -278,7 +277,7 @@ pub async fn create_institution_in_txn(
         code: Set(code.clone()),
         kind: Set(new.kind),
         freezing_pool: Set(freezing_pool.clone()),
-        card_fee_bps: Set(new.card_fee_bps),
+        card_fee_bps: Set(new.card_fee.get()),
         created_at: Set(clock.now()),
     })
     .exec_without_returning(txn)
@@ -292,7 +291,7 @@ pub async fn create_institution_in_txn(
         code,
         kind: new.kind,
         freezing_pool,
-        card_fee_bps: new.card_fee_bps,
+        card_fee: new.card_fee,
     })
 }
 
@@ -516,7 +515,7 @@ pub async fn issue_card_in_txn(
                         "the institution offers no {class:?} credit line in {currency}"
                     ))
                 })?;
-            if limit.minor() > cap.minor() {
+            if limit.exceeds(&cap)? {
                 return Err(CoreError::Invalid(format!(
                     "a {class:?} credit line is limited to {cap}"
                 )));

@@ -28,6 +28,7 @@ pub mod parties;
 pub mod passwords;
 pub mod phone;
 pub mod phone_number;
+pub mod rate;
 pub mod service_secret;
 pub mod timers;
 pub mod vertical;
@@ -36,6 +37,7 @@ pub mod webhooks;
 pub use clock::Clock;
 pub use error::{CoreError, CoreResult, ErrorKind};
 pub use money::{Currency, Money};
+pub use rate::BasisPoints;
 pub use timers::TimerKind;
 pub use vertical::Vertical;
 

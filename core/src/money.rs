@@ -92,9 +92,11 @@ pub enum MoneyError {
 }
 
 /// A non-negative amount of one currency, held at exactly the currency's scale.
+/// Kept as whole minor units (cents, won): every constructor checks the amount fits, so
+/// reading it back never fails and never has to guess.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Money {
-    amount: Decimal,
+    minor: i64,
     currency: Currency,
 }
 
@@ -111,14 +113,10 @@ impl Money {
         if normalized.scale() > scale {
             return Err(MoneyError::ExcessScale { currency, scale });
         }
-        let mut exact = normalized;
+        let mut exact = normalized.abs();
         exact.rescale(scale);
-        let money = Money {
-            amount: exact.abs(),
-            currency,
-        };
-        money.minor_units()?;
-        Ok(money)
+        let minor = i64::try_from(exact.mantissa()).map_err(|_| MoneyError::TooLarge)?;
+        Money::from_minor(minor, currency)
     }
 
     /// Parses a decimal string such as `"12.50"`.
@@ -135,21 +133,16 @@ impl Money {
         if minor > MAX_MINOR_UNITS {
             return Err(MoneyError::TooLarge);
         }
-        Ok(Money {
-            amount: Decimal::new(minor, currency.scale()),
-            currency,
-        })
+        Ok(Money { minor, currency })
     }
 
     pub fn zero(currency: Currency) -> Money {
-        Money {
-            amount: Decimal::new(0, currency.scale()),
-            currency,
-        }
+        Money { minor: 0, currency }
     }
 
+    /// The amount at the currency's scale (`12.50` USD, `12000` KRW).
     pub fn amount(&self) -> Decimal {
-        self.amount
+        Decimal::new(self.minor, self.currency.scale())
     }
 
     pub fn currency(&self) -> Currency {
@@ -157,23 +150,24 @@ impl Money {
     }
 
     pub fn is_zero(&self) -> bool {
-        self.amount.is_zero()
+        self.minor == 0
     }
 
     /// The amount in minor units (cents, won): what the database stores.
-    pub fn minor_units(&self) -> Result<i64, MoneyError> {
-        let mantissa = self.amount.mantissa();
-        debug_assert_eq!(self.amount.scale(), self.currency.scale());
-        let minor = i64::try_from(mantissa).map_err(|_| MoneyError::TooLarge)?;
-        if minor > MAX_MINOR_UNITS {
-            return Err(MoneyError::TooLarge);
-        }
-        Ok(minor)
+    pub fn minor(&self) -> i64 {
+        self.minor
     }
 
-    /// Infallible for values built through the constructors, which bound the amount.
-    pub fn minor(&self) -> i64 {
-        self.minor_units().unwrap_or(MAX_MINOR_UNITS)
+    /// Orders two amounts of one currency; amounts in two currencies do not compare (an
+    /// error, never an answer read off their digits).
+    pub fn checked_cmp(&self, other: &Money) -> Result<std::cmp::Ordering, MoneyError> {
+        self.same_currency(other)?;
+        Ok(self.minor.cmp(&other.minor))
+    }
+
+    /// Whether this amount is more than `other`, of the same currency.
+    pub fn exceeds(&self, other: &Money) -> Result<bool, MoneyError> {
+        Ok(self.checked_cmp(other)?.is_gt())
     }
 
     fn same_currency(&self, other: &Money) -> Result<(), MoneyError> {
@@ -221,7 +215,10 @@ impl Money {
         if rate.is_sign_negative() || rate > Decimal::ONE {
             return Err(MoneyError::RateOutOfRange);
         }
-        let raw = self.amount.checked_mul(rate).ok_or(MoneyError::TooLarge)?;
+        let raw = self
+            .amount()
+            .checked_mul(rate)
+            .ok_or(MoneyError::TooLarge)?;
         let rounded = raw.round_dp_with_strategy(
             self.currency.scale(),
             RoundingStrategy::MidpointAwayFromZero,
@@ -234,7 +231,7 @@ impl Money {
     pub fn prorate(&self, part: &Money, whole: &Money) -> Result<Money, MoneyError> {
         self.same_currency(part)?;
         self.same_currency(whole)?;
-        if whole.is_zero() || part.minor() > whole.minor() {
+        if whole.is_zero() || part.exceeds(whole)? {
             return Err(MoneyError::RateOutOfRange);
         }
         let numerator = i128::from(self.minor()) * i128::from(part.minor());
@@ -247,24 +244,19 @@ impl Money {
     }
 
     pub fn min(self, other: Money) -> Result<Money, MoneyError> {
-        self.same_currency(&other)?;
-        Ok(if self.minor() <= other.minor() {
-            self
-        } else {
-            other
-        })
+        Ok(if other.exceeds(&self)? { self } else { other })
     }
 }
 
 impl fmt::Display for Money {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.amount, self.currency)
+        write!(f, "{} {}", self.amount(), self.currency)
     }
 }
 
 impl fmt::Debug for Money {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Money({} {})", self.amount, self.currency)
+        write!(f, "Money({} {})", self.amount(), self.currency)
     }
 }
 
@@ -282,7 +274,7 @@ struct MoneyJson {
 impl Serialize for Money {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         MoneyJson {
-            amount: self.amount.to_string(),
+            amount: self.amount().to_string(),
             currency: self.currency,
         }
         .serialize(serializer)
@@ -321,6 +313,33 @@ mod tests {
         assert_eq!(money.minor(), 1250);
         let won = Money::new(dec!(12000.000), Currency::KRW).unwrap();
         assert_eq!(won.amount().to_string(), "12000");
+    }
+
+    #[test]
+    fn amounts_of_two_currencies_do_not_compare() {
+        let dollars = Money::parse("5.00", Currency::USD).unwrap();
+        let won = Money::parse("500", Currency::KRW).unwrap();
+        assert!(matches!(
+            dollars.checked_cmp(&won),
+            Err(MoneyError::CurrencyMismatch { .. })
+        ));
+        assert!(dollars.exceeds(&won).is_err());
+        assert!(dollars.min(won).is_err());
+        let more = Money::parse("5.01", Currency::USD).unwrap();
+        assert_eq!(more.exceeds(&dollars), Ok(true));
+        assert_eq!(dollars.exceeds(&dollars), Ok(false));
+        assert_eq!(dollars.min(more), Ok(dollars));
+    }
+
+    #[test]
+    fn the_largest_amount_reads_back_exactly_in_minor_units() {
+        let most = Money::from_minor(MAX_MINOR_UNITS, Currency::USD).unwrap();
+        assert_eq!(most.minor(), MAX_MINOR_UNITS);
+        assert_eq!(Money::new(most.amount(), Currency::USD), Ok(most));
+        assert_eq!(
+            Money::new(most.amount() + Decimal::new(1, 2), Currency::USD),
+            Err(MoneyError::TooLarge)
+        );
     }
 
     #[test]

@@ -10,8 +10,8 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use holdfast_card_present::{
-    self as card_present, ArmRequest, ArmedApproval, Authorisation, AuthorisationStatus,
-    AuthoriseRequest, Merchant, Terminal,
+    self as card_present, ArmRequest, ArmedApproval, ArmedApprovalId, Authorisation,
+    AuthorisationStatus, AuthoriseRequest, Merchant, Terminal,
 };
 use holdfast_core::cards::CardNumber;
 use holdfast_core::ids::PartyId;
@@ -364,13 +364,13 @@ pub async fn list_armed_approvals(
 
 /// Withdraw an armed approval before it is used.
 #[utoipa::path(post, path = "/v1/card-present/armed-approvals/{armed_approval_id}/cancel",
-    tag = "card-present", security(("bearer" = [])), params(("armed_approval_id" = uuid::Uuid, Path)),
+    tag = "card-present", security(("bearer" = [])), params(("armed_approval_id" = ArmedApprovalId, Path)),
     responses((status = 200, body = ArmedApproval), (status = 404, body = crate::error::ErrorBody),
         (status = 409, body = crate::error::ErrorBody)))]
 pub async fn cancel_armed_approval(
     State(state): State<AppState>,
     principal: Principal,
-    Path(id): Path<uuid::Uuid>,
+    Path(id): Path<ArmedApprovalId>,
 ) -> ApiResult<axum::Json<ArmedApproval>> {
     principal.require(&[Role::Shopper])?;
     Ok(axum::Json(

@@ -10,10 +10,10 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
-use holdfast_core::Money;
 use holdfast_core::ids::PartyId;
 use holdfast_core::order_number::OrderNumber;
 use holdfast_core::parties::Role;
+use holdfast_core::{BasisPoints, CoreError, Money};
 use holdfast_insurance::cycle;
 use holdfast_insurance::policies::{
     self, CancelOutcome, Cancellation, CertificateTask, PolicyEvent, PolicyRef, PolicyState,
@@ -122,11 +122,12 @@ pub async fn create_insurer(
     Json(body): Json<CreateInsurer>,
 ) -> ApiResult<(StatusCode, axum::Json<InsurerCreated>)> {
     principal.require(&[Role::Operator])?;
-    let commission_bps = body
+    let commission = body
         .commission_rate
         .as_deref()
-        .map(|rate| {
-            holdfast_retail::catalogue::CommissionRate::parse(rate).map(|r| r.basis_points())
+        .map(|rate| -> ApiResult<BasisPoints> {
+            let rate = holdfast_retail::catalogue::CommissionRate::parse(rate)?;
+            Ok(BasisPoints::new(rate.basis_points()).map_err(CoreError::Money)?)
         })
         .transpose()?;
     let (party, username) = products::onboard_insurer(
@@ -135,7 +136,7 @@ pub async fn create_insurer(
         &body.display_name,
         &body.username,
         &body.password,
-        commission_bps,
+        commission,
     )
     .await?;
     Ok((

@@ -23,7 +23,7 @@ use holdfast_core::onboarding::{self, NewShopper, NewSupplier};
 use holdfast_core::order_number::OrderNumber;
 use holdfast_core::parties::{PLATFORM_PARTY, Role};
 use holdfast_core::phone_number::PhoneNumber;
-use holdfast_core::{Currency, Money, Vertical};
+use holdfast_core::{BasisPoints, Currency, Money, Vertical};
 use holdfast_retail::catalogue::{self, CommissionRate, Commodity, CommodityId};
 use holdfast_retail::orders::OrderView;
 use holdfast_retail::sellers::{self, SellerTerms, SellerTermsView};
@@ -218,9 +218,10 @@ pub async fn create_institution(
     Json(body): Json<CreateInstitution>,
 ) -> ApiResult<(StatusCode, axum::Json<InstitutionCreated>)> {
     principal.require(&[Role::Operator])?;
-    let card_fee_bps = match &body.card_fee_rate {
-        Some(rate) => CommissionRate::parse(rate)?.basis_points(),
-        None => 0,
+    let card_fee = match &body.card_fee_rate {
+        Some(rate) => BasisPoints::new(CommissionRate::parse(rate)?.basis_points())
+            .map_err(holdfast_core::CoreError::Money)?,
+        None => BasisPoints::ZERO,
     };
     let (institution, username) = onboarding::create_institution(
         &state.db,
@@ -235,7 +236,7 @@ pub async fn create_institution(
                 .into_iter()
                 .map(|cap| (cap.class, cap.max_limit))
                 .collect(),
-            card_fee_bps,
+            card_fee,
         },
         &body.username,
         &body.password,

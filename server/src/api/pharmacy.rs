@@ -25,11 +25,11 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
-use holdfast_core::Money;
 use holdfast_core::cards::CardNumber;
 use holdfast_core::ids::PartyId;
 use holdfast_core::order_number::OrderNumber;
 use holdfast_core::parties::Role;
+use holdfast_core::{BasisPoints, Money};
 use holdfast_pharmacy::audit::{self, AccessEntry};
 use holdfast_pharmacy::claims::{self, Claim, Existence};
 use holdfast_pharmacy::number::PrescriptionNumber;
@@ -215,9 +215,9 @@ pub async fn create_drugstore(
     Json(body): Json<CreateDrugstore>,
 ) -> ApiResult<(StatusCode, axum::Json<DrugstoreCreated>)> {
     principal.require(&[Role::Operator])?;
-    let commission_bps = match &body.commission_rate {
+    let commission = match &body.commission_rate {
         Some(rate) => parties::parse_commission_rate(rate)?,
-        None => 0,
+        None => BasisPoints::ZERO,
     };
     let (drugstore, username) = parties::create_drugstore(
         &state.db,
@@ -227,7 +227,7 @@ pub async fn create_drugstore(
             username: body.username,
             password: body.password,
         },
-        commission_bps,
+        commission,
     )
     .await?;
     Ok((

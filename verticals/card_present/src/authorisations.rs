@@ -46,7 +46,7 @@ use holdfast_core::db::MinorUnits;
 use holdfast_core::error::{CoreError, CoreResult};
 use holdfast_core::funding;
 use holdfast_core::holds::{self, HoldMode, Payout, PlaceHold};
-use holdfast_core::ids::{HoldId, PartyId};
+use holdfast_core::ids::{HoldId, Id, IdKind, PartyId};
 use holdfast_core::ledger::{self, AccountKind, NewAccount, keys};
 use holdfast_core::money::{Currency, Money};
 use holdfast_core::onboarding::{self, StaffCredentials};
@@ -62,6 +62,21 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 use std::str::FromStr;
 use utoipa::ToSchema;
+
+#[derive(Debug)]
+pub enum AuthorisationKind {}
+impl IdKind for AuthorisationKind {
+    const NAME: &'static str = "authorisation";
+}
+/// An authorisation's own id (terminals name theirs with a reference of their own).
+pub type AuthorisationId = Id<AuthorisationKind>;
+
+#[derive(Debug)]
+pub enum ArmedApprovalKind {}
+impl IdKind for ArmedApprovalKind {
+    const NAME: &'static str = "armed_approval";
+}
+pub type ArmedApprovalId = Id<ArmedApprovalKind>;
 
 /// How long an approved authorisation holds the money before it must be captured (card-present
 /// authorisations are valid for about two days).
@@ -280,7 +295,7 @@ pub struct Authorisation {
 /// An approval armed ahead of a payment, as its holder sees it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
 pub struct ArmedApproval {
-    pub id: Uuid,
+    pub id: ArmedApprovalId,
     pub status: ArmedStatus,
     pub card: String,
     pub merchant_id: PartyId,
@@ -564,7 +579,10 @@ async fn lock_by_reference(
         .ok_or(CoreError::NotFound("authorisation"))
 }
 
-async fn lock_by_id(txn: &DatabaseTransaction, id: Uuid) -> CoreResult<auth_rows::Model> {
+async fn lock_by_id(
+    txn: &DatabaseTransaction,
+    id: AuthorisationId,
+) -> CoreResult<auth_rows::Model> {
     auth_rows::Entity::find_by_id(id)
         .lock_exclusive()
         .one(txn)
@@ -877,10 +895,10 @@ pub async fn authorise_in_txn(
     let terminal_row = terminal_row(txn, terminal).await?;
     let card = cards::find_by_number(txn, &request.card_number).await?;
     let now = core.clock.now();
-    let id = Uuid::now_v7();
+    let id = AuthorisationId::new();
     // Claim the id first: whatever happens next happens once.
     let inserted = auth_rows::Entity::insert(auth_rows::ActiveModel {
-        id: Set(id),
+        id: Set(id.uuid()),
         terminal_party_id: Set(terminal.uuid()),
         merchant_party_id: Set(terminal_row.merchant_party_id),
         reference: Set(reference.clone()),
@@ -1101,10 +1119,7 @@ pub async fn capture_in_txn(
     if row.status != AuthorisationStatus::Approved {
         return Err(refuse(row.status.as_str(), "capture the payment"));
     }
-    if amount.is_zero()
-        || amount.currency() != authorised.currency()
-        || amount.minor() > authorised.minor()
-    {
+    if amount.is_zero() || !matches!(amount.checked_cmp(&authorised), Ok(order) if order.is_le()) {
         return Err(CoreError::invalid(
             "a capture is for more than zero and at most the authorised amount, in its currency",
         ));
@@ -1119,9 +1134,7 @@ pub async fn capture_in_txn(
         hold.mode,
         funding::get_institution(txn, hold.institution).await,
     ) {
-        (HoldMode::Reserve, Ok(institution)) => {
-            amount.share_rounded_half_up(institution.card_fee_rate())?
-        }
+        (HoldMode::Reserve, Ok(institution)) => amount.share_at(institution.card_fee)?,
         _ => Money::zero(currency),
     };
     let merchant = PartyId::from_uuid(row.merchant_party_id);
@@ -1355,7 +1368,7 @@ async fn armed_view(
     };
     let card = cards::get_card(db, CardId::from_uuid(row.card_id)).await?;
     Ok(ArmedApproval {
-        id: row.id,
+        id: ArmedApprovalId::from_uuid(row.id),
         status,
         card: card.number.masked(),
         merchant_id: PartyId::from_uuid(row.merchant_party_id),
@@ -1461,7 +1474,10 @@ pub async fn arm_in_txn(
     armed_view(txn, &row, now).await
 }
 
-async fn lock_armed(txn: &DatabaseTransaction, id: Uuid) -> CoreResult<armed_rows::Model> {
+async fn lock_armed(
+    txn: &DatabaseTransaction,
+    id: ArmedApprovalId,
+) -> CoreResult<armed_rows::Model> {
     armed_rows::Entity::find_by_id(id)
         .lock_exclusive()
         .one(txn)
@@ -1482,7 +1498,7 @@ async fn set_armed_status(
         .filter(armed_rows::Column::Status.eq(row.status))
         .exec(txn)
         .await?;
-    lock_armed(txn, row.id).await
+    lock_armed(txn, ArmedApprovalId::from_uuid(row.id)).await
 }
 
 /// The holder withdraws an armed approval before it is used.
@@ -1490,7 +1506,7 @@ pub async fn cancel_armed_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
     holder: PartyId,
-    id: Uuid,
+    id: ArmedApprovalId,
 ) -> CoreResult<ArmedApproval> {
     let row = lock_armed(txn, id).await?;
     if row.holder_party_id != holder.uuid() {
@@ -1593,7 +1609,7 @@ async fn answer_authorisation_in_txn(
     decision: Decision,
 ) -> CoreResult<Answered> {
     // Lock order: the authorisation, then its challenge, then (placing it) the hold.
-    let row = lock_by_id(txn, subject).await?;
+    let row = lock_by_id(txn, AuthorisationId::from_uuid(subject)).await?;
     let challenge = challenge::lock_challenge_in_txn(txn, challenge_id).await?;
     if row.challenge_id != Some(challenge_id.uuid()) {
         return Err(CoreError::NotFound("challenge"));
@@ -1671,7 +1687,7 @@ async fn answer_armed_in_txn(
     code: &str,
     decision: Decision,
 ) -> CoreResult<Answered> {
-    let row = lock_armed(txn, subject).await?;
+    let row = lock_armed(txn, ArmedApprovalId::from_uuid(subject)).await?;
     let challenge = challenge::lock_challenge_in_txn(txn, challenge_id).await?;
     if row.challenge_id != Some(challenge_id.uuid()) {
         return Err(CoreError::NotFound("challenge"));
@@ -1737,7 +1753,9 @@ pub fn is_timer(kind: holdfast_core::TimerKind) -> bool {
 
 /// Locks the authorisation a timer is about (before the timer row).
 pub async fn lock_timer_subject_in_txn(txn: &DatabaseTransaction, subject: Uuid) -> CoreResult<()> {
-    lock_by_id(txn, subject).await.map(|_| ())
+    lock_by_id(txn, AuthorisationId::from_uuid(subject))
+        .await
+        .map(|_| ())
 }
 
 /// An approval never captured in time: its hold returns. One that moved on is left alone.
@@ -1752,7 +1770,7 @@ pub async fn fire_timer_in_txn(
             "not a card-present timer: {kind}"
         )));
     }
-    let row = lock_by_id(txn, subject).await?;
+    let row = lock_by_id(txn, AuthorisationId::from_uuid(subject)).await?;
     refresh_in_txn(txn, core, row).await.map(|_| ())
 }
 
@@ -1840,7 +1858,7 @@ pub async fn cancel_armed(
     db: &DatabaseConnection,
     core: &Core,
     holder: PartyId,
-    id: Uuid,
+    id: ArmedApprovalId,
 ) -> CoreResult<ArmedApproval> {
     let txn = holdfast_core::db::begin_write(db).await?;
     let result = cancel_armed_in_txn(&txn, core, holder, id).await?;

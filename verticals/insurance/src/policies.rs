@@ -46,8 +46,7 @@ use holdfast_core::ids::{CaseId, ChallengeId, PartyId};
 use holdfast_core::ledger;
 use holdfast_core::order_number::OrderNumber;
 use holdfast_core::parties::{self, Role};
-use holdfast_core::{Core, CoreError, Currency, Money, timers};
-use rust_decimal::Decimal;
+use holdfast_core::{BasisPoints, Core, CoreError, Currency, Money, timers};
 use sea_orm::entity::prelude::*;
 use sea_orm::{
     ActiveValue::Set, Condition, ConnectionTrait, DatabaseTransaction, QueryFilter, QueryOrder,
@@ -460,7 +459,8 @@ pub(crate) fn term_end(row: &policies::Model) -> Option<DateTime<Utc>> {
 
 /// The platform's commission on a premium, from the rate the policy was sold at.
 pub(crate) fn commission_on(row: &policies::Model, premium: Money) -> InsuranceResult<Money> {
-    Ok(premium.share_rounded_half_up(Decimal::new(i64::from(row.commission_bps), 4))?)
+    let rate = BasisPoints::new(row.commission_bps).map_err(CoreError::Money)?;
+    Ok(premium.share_at(rate)?)
 }
 
 fn policy_terms(name: &str, plan: PaymentPlan, premium: Money, term: i32, cover: Money) -> String {
@@ -837,9 +837,9 @@ pub async fn purchase_in_txn(
     if !product.active {
         return Err(InsuranceError::ProductUnavailable);
     }
-    let commission_bps = products::commission_bps_of(txn, product.insurer_id).await?;
+    let commission_rate = products::commission_of(txn, product.insurer_id).await?;
     let premium = product.premium;
-    let commission = premium.share_rounded_half_up(Decimal::new(i64::from(commission_bps), 4))?;
+    let commission = premium.share_at(commission_rate)?;
     let terms = policy_terms(
         &product.name,
         product.payment_plan,
@@ -880,7 +880,7 @@ pub async fn purchase_in_txn(
         currency: Set(premium.currency().code().to_owned()),
         payment_plan: Set(product.payment_plan),
         term_months: Set(product.term_months),
-        commission_bps: Set(commission_bps),
+        commission_bps: Set(commission_rate.get()),
         grace_days: Set(product.grace_days),
         free_look_days: Set(product.free_look_days),
         installments_collected: Set(1),

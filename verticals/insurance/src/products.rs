@@ -8,7 +8,7 @@ use holdfast_core::db::{self, MinorUnits};
 use holdfast_core::ids::{Id, IdKind, PartyId};
 use holdfast_core::onboarding::{self, StaffCredentials};
 use holdfast_core::parties::{self, Party, Role};
-use holdfast_core::{Core, CoreError, Currency, Money};
+use holdfast_core::{BasisPoints, Core, CoreError, Currency, Money};
 use sea_orm::entity::prelude::*;
 use sea_orm::{
     ActiveValue::Set, ConnectionTrait, DatabaseConnection, QueryFilter, QueryOrder, QuerySelect,
@@ -66,8 +66,8 @@ pub const DEFAULT_FREE_LOOK_DAYS: i32 = 15;
 pub const MIN_FREE_LOOK_DAYS: i32 = 10;
 pub const MAX_FREE_LOOK_DAYS: i32 = 30;
 /// The platform's share of a premium when none is set, and the most it may be.
-pub const DEFAULT_COMMISSION_BPS: i32 = 500;
-pub const MAX_COMMISSION_BPS: i32 = 5_000;
+pub const DEFAULT_COMMISSION: BasisPoints = BasisPoints::of(500);
+pub const MAX_COMMISSION: BasisPoints = BasisPoints::of(5_000);
 pub const MAX_PAGE: u64 = 100;
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -151,12 +151,12 @@ pub async fn onboard_insurer(
     display_name: &str,
     username: &str,
     password: &str,
-    commission_bps: Option<i32>,
+    commission: Option<BasisPoints>,
 ) -> InsuranceResult<(Party, String)> {
-    let commission_bps = commission_bps.unwrap_or(DEFAULT_COMMISSION_BPS);
-    if !(0..=MAX_COMMISSION_BPS).contains(&commission_bps) {
+    let commission = commission.unwrap_or(DEFAULT_COMMISSION);
+    if commission > MAX_COMMISSION {
         return Err(InsuranceError::Commission {
-            max_bps: MAX_COMMISSION_BPS,
+            max_bps: MAX_COMMISSION.get(),
         });
     }
     // Hash before the transaction: argon2 is slow, and SQLite's write lock should not wait.
@@ -167,7 +167,7 @@ pub async fn onboard_insurer(
             .await?;
     insurers::Entity::insert(insurers::ActiveModel {
         party_id: Set(party.id.uuid()),
-        commission_bps: Set(commission_bps),
+        commission_bps: Set(commission.get()),
         created_at: Set(core.clock.now()),
     })
     .exec_without_returning(&txn)
@@ -176,16 +176,17 @@ pub async fn onboard_insurer(
     Ok((party, username))
 }
 
-/// The platform's commission on an insurer's premiums, in basis points.
-pub async fn commission_bps_of(
+/// The platform's commission on an insurer's premiums.
+pub async fn commission_of(
     db: &impl ConnectionTrait,
     insurer: PartyId,
-) -> InsuranceResult<i32> {
-    Ok(insurers::Entity::find_by_id(insurer.uuid())
+) -> InsuranceResult<BasisPoints> {
+    let stored = insurers::Entity::find_by_id(insurer.uuid())
         .one(db)
         .await?
         .ok_or(CoreError::NotFound("insurer"))?
-        .commission_bps)
+        .commission_bps;
+    Ok(BasisPoints::new(stored).map_err(CoreError::Money)?)
 }
 
 async fn product_from_row(
@@ -238,7 +239,7 @@ pub async fn create_product(
         .await?
         .filter(|p| p.role == Role::Distributor)
         .ok_or(InsuranceError::ServiceCompany)?;
-    commission_bps_of(db, insurer).await?;
+    commission_of(db, insurer).await?;
     let id = ProductId::new();
     let now = core.clock.now();
     products::Entity::insert(products::ActiveModel {

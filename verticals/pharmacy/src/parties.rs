@@ -12,7 +12,7 @@ use holdfast_core::cards::CardId;
 use holdfast_core::ids::{Id, IdKind, PartyId};
 use holdfast_core::onboarding::{StaffCredentials, create_staff_in_txn};
 use holdfast_core::parties::{self, Party, Role};
-use holdfast_core::{Core, CoreError, db};
+use holdfast_core::{BasisPoints, Core, CoreError, db};
 use rust_decimal::Decimal;
 use sea_orm::entity::prelude::*;
 use sea_orm::{
@@ -58,7 +58,7 @@ pub struct Drugstore {
     #[schema(example = "0.03")]
     pub commission_rate: String,
     #[serde(skip)]
-    pub commission_bps: i32,
+    pub commission: BasisPoints,
 }
 
 /// A member of staff as created: the login its holder uses.
@@ -181,36 +181,29 @@ pub async fn get_drugstore(db: &impl ConnectionTrait, id: PartyId) -> PharmacyRe
         .await?
         .ok_or(CoreError::NotFound("drugstore"))?;
     let party = parties::get_party(db, id).await?;
-    Ok(drugstore_of(party, row.commission_bps))
+    drugstore_of(party, row.commission_bps)
 }
 
-fn drugstore_of(party: Party, commission_bps: i32) -> Drugstore {
-    Drugstore {
+fn drugstore_of(party: Party, stored_commission: i32) -> PharmacyResult<Drugstore> {
+    let commission = BasisPoints::new(stored_commission).map_err(CoreError::Money)?;
+    Ok(Drugstore {
         drugstore_id: party.id,
         name: party.display_name,
-        commission_rate: Decimal::new(i64::from(commission_bps), 4)
-            .normalize()
-            .to_string(),
-        commission_bps,
-    }
+        commission_rate: commission.to_string(),
+        commission,
+    })
 }
 
 /// Parses a commission rate: a decimal fraction from 0 up to (not including) 1, to a basis
 /// point.
-pub fn parse_commission_rate(input: &str) -> PharmacyResult<i32> {
+pub fn parse_commission_rate(input: &str) -> PharmacyResult<BasisPoints> {
     let invalid =
         || PharmacyError::invalid("a commission rate is a decimal from 0 up to 1, e.g. 0.03");
-    let rate = Decimal::from_str_exact(input.trim())
-        .map_err(|_| invalid())?
-        .normalize();
-    if rate.is_sign_negative() || rate >= Decimal::ONE || rate.scale() > 4 {
-        return Err(invalid());
-    }
-    (rate * Decimal::from(10_000))
-        .trunc()
-        .to_string()
-        .parse::<i32>()
-        .map_err(|_| invalid())
+    let rate = Decimal::from_str_exact(input.trim()).map_err(|_| invalid())?;
+    BasisPoints::from_fraction(rate)
+        .ok()
+        .filter(|rate| *rate < BasisPoints::WHOLE)
+        .ok_or_else(invalid)
 }
 
 pub const MAX_NAME_CHARS: usize = parties::MAX_DISPLAY_NAME_CHARS;
@@ -305,9 +298,9 @@ pub async fn create_drugstore(
     db: &DatabaseConnection,
     core: &Core,
     new: NewStaff,
-    commission_bps: i32,
+    commission: BasisPoints,
 ) -> PharmacyResult<(Drugstore, String)> {
-    if !(0..10_000).contains(&commission_bps) {
+    if commission >= BasisPoints::WHOLE {
         return Err(PharmacyError::invalid(
             "a commission rate is a decimal from 0 up to 1, e.g. 0.03",
         ));
@@ -320,14 +313,14 @@ pub async fn create_drugstore(
     let now = core.clock.now();
     drugstores::Entity::insert(drugstores::ActiveModel {
         party_id: Set(party.id.uuid()),
-        commission_bps: Set(commission_bps),
+        commission_bps: Set(commission.get()),
         created_at: Set(now),
     })
     .exec_without_returning(&txn)
     .await?;
     link_staff_in_txn(&txn, core, party.id, party.id).await?;
     txn.commit().await?;
-    Ok((drugstore_of(party, commission_bps), username))
+    Ok((drugstore_of(party, commission.get())?, username))
 }
 
 async fn link_staff_in_txn(
@@ -384,7 +377,7 @@ pub async fn list_drugstores(
     let mut list = Vec::with_capacity(rows.len());
     for row in rows {
         let party = parties::get_party(db, PartyId::from_uuid(row.party_id)).await?;
-        list.push(drugstore_of(party, row.commission_bps));
+        list.push(drugstore_of(party, row.commission_bps)?);
     }
     Ok(list)
 }
@@ -403,9 +396,9 @@ mod tests {
 
     #[test]
     fn commission_rates_are_fractions_below_one() {
-        assert_eq!(parse_commission_rate("0.03").unwrap(), 300);
-        assert_eq!(parse_commission_rate("0").unwrap(), 0);
-        assert_eq!(parse_commission_rate("0.1234").unwrap(), 1234);
+        assert_eq!(parse_commission_rate("0.03").unwrap().get(), 300);
+        assert_eq!(parse_commission_rate("0").unwrap().get(), 0);
+        assert_eq!(parse_commission_rate("0.1234").unwrap().get(), 1234);
         assert!(parse_commission_rate("1").is_err());
         assert!(parse_commission_rate("-0.1").is_err());
         assert!(parse_commission_rate("0.12345").is_err());

@@ -30,8 +30,7 @@ use holdfast_core::db::MinorUnits;
 use holdfast_core::escrow::{self, CaseState, Mediation, OpenCase, PayoutSplit};
 use holdfast_core::ids::{ChallengeId, PartyId};
 use holdfast_core::order_number::OrderNumber;
-use holdfast_core::{Core, CoreError, Currency, Money, ledger, timers};
-use rust_decimal::Decimal;
+use holdfast_core::{BasisPoints, Core, CoreError, Currency, Money, ledger, timers};
 use sea_orm::DatabaseTransaction;
 use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -42,9 +41,9 @@ pub const MAX_INSTALLMENT_MONTHS: u32 = 24;
 /// The lowest price whose commission, rounded half up to the currency's minor unit, leaves the
 /// drugstore something: the escrow refuses a commission of the whole amount. In minor units,
 /// `round(p × bps / 10 000) < p` holds exactly when `p × (10 000 − bps) > 5 000`.
-fn lowest_price(commission_bps: i32, currency: Currency) -> PharmacyResult<Money> {
-    let kept = 10_000 - i64::from(commission_bps);
-    if !(1..=10_000).contains(&kept) {
+fn lowest_price(commission: BasisPoints, currency: Currency) -> PharmacyResult<Money> {
+    let kept = i64::from(commission.remainder().get());
+    if kept == 0 {
         return Err(CoreError::invalid("a commission rate is from 0 up to 1").into());
     }
     Ok(Money::from_minor(5_000 / kept + 1, currency)?)
@@ -80,11 +79,10 @@ pub async fn price_in_txn(
             .into(),
         );
     }
-    let commission =
-        price.share_rounded_half_up(Decimal::new(i64::from(drugstore.commission_bps), 4))?;
-    if commission.minor() >= price.minor() {
+    let commission = price.share_at(drugstore.commission)?;
+    if commission.checked_cmp(&price)?.is_ge() {
         return Err(PharmacyError::PriceBelowMinimum {
-            minimum: lowest_price(drugstore.commission_bps, price.currency())?,
+            minimum: lowest_price(drugstore.commission, price.currency())?,
         });
     }
     loaded.row.price = Some(MinorUnits(price.minor()));
@@ -548,13 +546,13 @@ mod tests {
     fn the_lowest_price_is_the_first_the_commission_does_not_take_whole() {
         for currency in [Currency::USD, Currency::KRW] {
             for bps in 0..10_000 {
-                let lowest = lowest_price(bps, currency).unwrap();
-                let rate = Decimal::new(i64::from(bps), 4);
-                let commission = lowest.share_rounded_half_up(rate).unwrap();
+                let rate = BasisPoints::new(bps).unwrap();
+                let lowest = lowest_price(rate, currency).unwrap();
+                let commission = lowest.share_at(rate).unwrap();
                 assert!(commission.minor() < lowest.minor(), "{bps} bps: {lowest}");
                 if lowest.minor() > 1 {
                     let below = Money::from_minor(lowest.minor() - 1, currency).unwrap();
-                    let taken = below.share_rounded_half_up(rate).unwrap();
+                    let taken = below.share_at(rate).unwrap();
                     assert_eq!(taken.minor(), below.minor(), "{bps} bps: {below}");
                 }
             }
@@ -563,7 +561,6 @@ mod tests {
 
     #[test]
     fn a_rate_of_one_or_more_has_no_lowest_price() {
-        assert!(lowest_price(10_000, Currency::USD).is_err());
-        assert!(lowest_price(-1, Currency::USD).is_err());
+        assert!(lowest_price(BasisPoints::WHOLE, Currency::USD).is_err());
     }
 }
