@@ -32,6 +32,13 @@ use utoipa::ToSchema;
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// How much of an oversized body is read (and thrown away) before the 413 is sent. A server
+/// that answers and closes while the client is still sending leaves unread bytes in its socket,
+/// and the kernel then resets the connection — often before the client has read the answer.
+/// Reading the rest first lets the client see the 413; beyond this much the connection is
+/// closed after the answer instead, and a client still sending may see a reset.
+pub const MAX_DRAINED_BODY_BYTES: usize = 8 * 1024 * 1024;
+
 pub fn router(state: AppState) -> Router {
     let v1 = Router::new()
         .merge(auth::routes())
@@ -54,10 +61,8 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(openapi))
         .nest("/v1", v1)
         .fallback(not_found)
+        .layer(axum::middleware::from_fn(limit_body))
         .layer(axum::middleware::from_fn(request_context))
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(
-            MAX_BODY_BYTES,
-        ))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             panic_response,
         ))
@@ -105,6 +110,56 @@ async fn request_context(request: Request, next: Next) -> Response {
         status = response.status().as_u16(),
         elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
         "served"
+    );
+    response
+}
+
+/// Reads the whole body (at most [`MAX_BODY_BYTES`]) before any handler runs, so an oversized
+/// one is refused in the error envelope (`413 body_too_large`) whatever the route extracts, and
+/// whether it came with a `Content-Length` or chunked.
+async fn limit_body(request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let (parts, body) = request.into_parts();
+    if declared.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
+        return body_too_large(body, declared).await;
+    }
+    let bytes = match axum::body::to_bytes(body, MAX_BODY_BYTES + 1).await {
+        Ok(bytes) if bytes.len() <= MAX_BODY_BYTES => bytes,
+        Ok(_) => return body_too_large(axum::body::Body::empty(), None).await,
+        Err(error) => {
+            // Over the limit while streaming, or the client went away mid-body.
+            if std::error::Error::source(&error)
+                .is_some_and(|cause| cause.is::<http_body_util::LengthLimitError>())
+            {
+                return body_too_large(axum::body::Body::empty(), None).await;
+            }
+            return ApiError::invalid("the request body could not be read").into_response();
+        }
+    };
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await
+}
+
+async fn body_too_large(rest: axum::body::Body, declared: Option<u64>) -> Response {
+    if declared.is_some_and(|length| length <= MAX_DRAINED_BODY_BYTES as u64) {
+        use http_body_util::BodyExt;
+        let _ = http_body_util::Limited::new(rest, MAX_DRAINED_BODY_BYTES)
+            .collect()
+            .await;
+    }
+    let mut response = ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        format!("a request body has at most {MAX_BODY_BYTES} bytes"),
+    )
+    .into_response();
+    response.headers_mut().insert(
+        axum::http::header::CONNECTION,
+        HeaderValue::from_static("close"),
     );
     response
 }
