@@ -74,6 +74,8 @@ pub enum CoreError {
     Busy,
     #[error("a concurrent request changed the same record; try again")]
     Conflict,
+    #[error("webhooks may not be sent to {0}")]
+    WebhookTargetForbidden(crate::webhook_target::Forbidden),
     #[error("database error")]
     Database(#[source] DbErr),
 }
@@ -124,6 +126,7 @@ impl CoreError {
             CoreError::TooManyAttempts => "too_many_attempts",
             CoreError::Busy => "busy",
             CoreError::Conflict => "conflict",
+            CoreError::WebhookTargetForbidden(_) => "webhook_target_forbidden",
             CoreError::Database(_) => "internal",
         }
     }
@@ -149,6 +152,7 @@ impl CoreError {
             | CoreError::ChallengeLocked
             | CoreError::ChallengeBindingMismatch
             | CoreError::ChallengeNotAnswerable => ErrorKind::Unprocessable,
+            CoreError::WebhookTargetForbidden(_) => ErrorKind::Unprocessable,
             CoreError::Busy => ErrorKind::Unavailable,
             CoreError::Database(_) => ErrorKind::Internal,
         }

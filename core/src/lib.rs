@@ -28,6 +28,7 @@ pub mod parties;
 pub mod phone;
 pub mod phone_number;
 pub mod timers;
+pub mod webhook_target;
 pub mod webhooks;
 
 pub use clock::Clock;

@@ -2,6 +2,7 @@ use anyhow::Context;
 use clap::Parser;
 use holdfast_core::challenge::ChallengePolicy;
 use holdfast_core::phone::PhoneGateway;
+use holdfast_core::webhook_target::TargetPolicy;
 use holdfast_core::{Clock, onboarding};
 use holdfast_server::config::{
     Cli, Command, Config, DEVELOPMENT_JWT_SECRET, GatewayKind, LogFormat, MIN_SECRET_CHARS,
@@ -124,6 +125,12 @@ fn settings(config: &Config) -> anyhow::Result<Settings> {
             .phone_webhook_secret
             .as_ref()
             .map(|s| s.expose_secret().as_bytes().to_vec()),
+        webhook_policy: if config.webhook_allow_private {
+            tracing::warn!("webhooks may go to private and loopback addresses (development only)");
+            TargetPolicy::AllowPrivate
+        } else {
+            TargetPolicy::PublicOnly
+        },
     })
 }
 

@@ -29,4 +29,6 @@ pub struct AppState {
     pub inbox_arrivals: Arc<tokio::sync::Notify>,
     /// Verifies the phone provider's signed inbound replies; `None` turns that endpoint off.
     pub webhook_secret: Option<WebhookSecret>,
+    /// Where parties' webhooks may go (public addresses only by default).
+    pub webhook_policy: holdfast_core::webhook_target::TargetPolicy,
 }

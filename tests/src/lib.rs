@@ -14,6 +14,7 @@ use axum::http::{Method, Request, StatusCode};
 use chrono::Utc;
 use holdfast_core::challenge::ChallengePolicy;
 use holdfast_core::db::PoolSize;
+use holdfast_core::webhook_target::TargetPolicy;
 use holdfast_core::{Clock, onboarding};
 use holdfast_server::{AppState, open_database, simulator_state, workers};
 use http_body_util::BodyExt;
@@ -114,6 +115,20 @@ impl TestApp {
     }
 
     pub async fn spawn_with(policy: ChallengePolicy) -> TestApp {
+        // Tests' webhook receivers listen on 127.0.0.1: allowed here on purpose.
+        TestApp::spawn_with_webhook_policy(policy, TargetPolicy::AllowPrivate).await
+    }
+
+    /// A server with the production webhook rule: public targets only.
+    pub async fn spawn_public_webhooks_only() -> TestApp {
+        TestApp::spawn_with_webhook_policy(ChallengePolicy::default(), TargetPolicy::PublicOnly)
+            .await
+    }
+
+    pub async fn spawn_with_webhook_policy(
+        policy: ChallengePolicy,
+        webhooks: TargetPolicy,
+    ) -> TestApp {
         let (url, storage, pool) = match postgres_url() {
             Some(admin_url) => {
                 let name = format!("holdfast_test_{}", uuid::Uuid::new_v4().simple());
@@ -142,7 +157,8 @@ impl TestApp {
         };
         let db = open_database(&url, pool).await.unwrap();
         let clock = Clock::manual(Utc::now());
-        let state = simulator_state(db, clock.clone(), SECRET, 3600, policy);
+        let state =
+            simulator_state(db, clock.clone(), SECRET, 3600, policy).with_webhook_policy(webhooks);
         TestApp {
             router: holdfast_server::app(state.clone()),
             state,
