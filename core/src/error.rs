@@ -96,16 +96,7 @@ impl From<DbErr> for CoreError {
 impl CoreError {
     pub fn code(&self) -> &'static str {
         match self {
-            CoreError::Money(error) => match error {
-                MoneyError::Negative => "amount_negative",
-                MoneyError::ExcessScale { .. } => "amount_scale",
-                MoneyError::TooLarge => "amount_too_large",
-                MoneyError::CurrencyMismatch { .. } => "currency_mismatch",
-                MoneyError::WouldBeNegative => "amount_negative",
-                MoneyError::UnknownCurrency(_) => "currency_unsupported",
-                MoneyError::NotANumber(_) => "amount_invalid",
-                MoneyError::RateOutOfRange => "rate_out_of_range",
-            },
+            CoreError::Money(error) => error.code(),
             CoreError::Invalid(_) => "invalid_request",
             CoreError::NotFound(_) => "not_found",
             CoreError::Forbidden(_) => "forbidden",

@@ -27,6 +27,7 @@ pub mod outbox;
 pub mod parties;
 pub mod phone;
 pub mod phone_number;
+pub mod text;
 pub mod timers;
 pub mod webhook_target;
 pub mod webhooks;

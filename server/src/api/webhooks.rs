@@ -28,7 +28,7 @@ pub fn routes() -> Router<AppState> {
 pub struct NewEndpoint {
     /// Where events are POSTed.
     #[schema(example = "https://supplier.example/holdfast-events")]
-    pub url: String,
+    pub url: holdfast_core::text::WebhookUrl,
 }
 
 /// Register an endpoint for the caller's events. It must be a public address: loopback,
