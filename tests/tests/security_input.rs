@@ -271,3 +271,247 @@ async fn with_the_development_flag_the_same_receiver_is_reached() {
     assert_eq!(log.body[0]["status"], "delivered", "{log:?}");
     assert_eq!(connections.load(Ordering::SeqCst), 1);
 }
+
+// ---- text fields and amounts ---------------------------------------------------------------
+
+async fn count_rows(app: &TestApp, table: &str) -> i64 {
+    use sea_orm::{ConnectionTrait, Statement};
+    let row = app
+        .state
+        .db
+        .query_one_raw(Statement::from_string(
+            app.backend(),
+            format!("SELECT COUNT(*) FROM {table}"),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get_by_index::<i64>(0).unwrap()
+}
+
+/// Text no field accepts, with the code it gets.
+fn bad_texts() -> Vec<(String, &'static str)> {
+    vec![
+        ("Thing\u{0}".to_owned(), "text_control_character"),
+        ("\u{0}".to_owned(), "text_control_character"),
+        ("Thing\u{1b}[31m".to_owned(), "text_control_character"),
+        ("Thing\u{7f}".to_owned(), "text_control_character"),
+        ("Two\nlines".to_owned(), "text_control_character"),
+        ("x".repeat(60_000), "text_too_long"),
+        (String::new(), "text_empty"),
+        ("   ".to_owned(), "text_empty"),
+    ]
+}
+
+fn assert_refused(reply: &holdfast_tests::Reply, code: &str, what: &str) {
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{what}: {reply:?}");
+    assert_eq!(reply.code(), code, "{what}: {reply:?}");
+}
+
+#[tokio::test]
+async fn bad_commodity_text_is_refused_with_its_code_and_nothing_is_stored() {
+    let app = TestApp::spawn().await;
+    let operator = app.operator_token().await;
+    let (_, supplier) = app.supplier(&operator, "Acme").await;
+    let before = count_rows(&app, "retail_commodities").await;
+    let commodity = |fields: Value| {
+        let mut body = json!({"name": "Thing", "price": {"amount": "10.00", "currency": "USD"}});
+        for (key, value) in fields.as_object().unwrap() {
+            body[key] = value.clone();
+        }
+        body
+    };
+    for (text, code) in bad_texts() {
+        let reply = app
+            .post(
+                "/v1/retail/commodities",
+                Some(&supplier),
+                commodity(json!({"name": text})),
+            )
+            .await;
+        assert_refused(&reply, code, "name");
+        assert!(
+            reply.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("name:")
+        );
+    }
+    // Optional fields may be empty, never hold control characters or run long.
+    for field in ["manufacturer", "description"] {
+        for (text, code) in [
+            ("a\u{0}b".to_owned(), "text_control_character"),
+            ("x".repeat(60_000), "text_too_long"),
+        ] {
+            let reply = app
+                .post(
+                    "/v1/retail/commodities",
+                    Some(&supplier),
+                    commodity(json!({field: text})),
+                )
+                .await;
+            assert_refused(&reply, code, field);
+        }
+    }
+    assert_eq!(count_rows(&app, "retail_commodities").await, before);
+    // A description may run over lines; a manufacturer may be empty.
+    let fine = app
+        .post(
+            "/v1/retail/commodities",
+            Some(&supplier),
+            commodity(json!({"manufacturer": "", "description": "Line one\n\tLine two\r\n"})),
+        )
+        .await;
+    assert_eq!(fine.status, StatusCode::CREATED, "{fine:?}");
+    assert_eq!(fine.body["description"], "Line one\n\tLine two");
+}
+
+#[tokio::test]
+async fn bad_text_is_refused_on_onboarding_login_webhooks_and_queries() {
+    let app = TestApp::spawn().await;
+    let operator = app.operator_token().await;
+    let (_, supplier) = app.supplier(&operator, "Acme").await;
+    let parties = count_rows(&app, "parties").await;
+    for (text, code) in bad_texts() {
+        let username = format!("sup-{}", uuid::Uuid::new_v4().simple());
+        let onboard = app
+            .post(
+                "/v1/operator/suppliers",
+                Some(&operator),
+                json!({"display_name": text, "username": username, "password": "supplier-password"}),
+            )
+            .await;
+        assert_refused(&onboard, code, "display_name");
+        let login = app
+            .post(
+                "/v1/auth/login",
+                None,
+                json!({"username": text, "password": "supplier-password"}),
+            )
+            .await;
+        assert_refused(&login, code, "username");
+        let hook = app
+            .post("/v1/webhooks", Some(&supplier), json!({"url": text}))
+            .await;
+        assert_refused(&hook, code, "url");
+    }
+    let password = app
+        .post(
+            "/v1/operator/suppliers",
+            Some(&operator),
+            json!({"display_name": "Acme", "username": "acme-2", "password": "supplier\u{0}password"}),
+        )
+        .await;
+    assert_refused(&password, "text_control_character", "password");
+    assert_eq!(count_rows(&app, "parties").await, parties, "nothing stored");
+    assert_eq!(count_rows(&app, "webhook_endpoints").await, 0);
+
+    for (query, code) in [
+        ("owner=%00", "text_control_character"),
+        ("owner=", "text_empty"),
+        ("owner=plat%1Bform", "text_control_character"),
+    ] {
+        let reply = app
+            .get(&format!("/v1/operator/accounts?{query}"), Some(&operator))
+            .await;
+        assert_refused(&reply, code, query);
+    }
+}
+
+#[tokio::test]
+async fn a_dispute_reason_may_span_lines_but_holds_no_nul() {
+    let app = TestApp::spawn().await;
+    let operator = app.operator_token().await;
+    let (_, shopper) = app.shopper(&operator, "+821077700001", "50.00").await;
+    // The reason is checked before the order is looked up: any number will do.
+    let number = holdfast_core::order_number::OrderNumber::generate().to_string();
+    for (reason, code) in [
+        ("late\u{0}".to_owned(), "text_control_character"),
+        ("x".repeat(60_000), "text_too_long"),
+        ("\n\t ".to_owned(), "text_empty"),
+    ] {
+        let reply = app
+            .post(
+                &format!("/v1/retail/orders/{number}/dispute"),
+                Some(&shopper),
+                json!({"reason": reason}),
+            )
+            .await;
+        assert_refused(&reply, code, "reason");
+    }
+}
+
+#[tokio::test]
+async fn amounts_follow_one_grammar_and_refusals_carry_their_code() {
+    let app = TestApp::spawn().await;
+    let operator = app.operator_token().await;
+    let (_, supplier) = app.supplier(&operator, "Acme").await;
+    let before = count_rows(&app, "retail_commodities").await;
+    for (amount, code) in [
+        (" 10.00", "amount_invalid"),
+        ("10.00 ", "amount_invalid"),
+        ("+10.00", "amount_invalid"),
+        ("-1", "amount_invalid"),
+        ("1e3", "amount_invalid"),
+        ("", "amount_invalid"),
+        (".5", "amount_invalid"),
+        ("5.", "amount_invalid"),
+        ("010", "amount_invalid"),
+        ("10.001", "amount_scale"),
+        ("10.000", "amount_scale"),
+    ] {
+        let reply = app
+            .post(
+                "/v1/retail/commodities",
+                Some(&supplier),
+                json!({"name": "Thing", "price": {"amount": amount, "currency": "USD"}}),
+            )
+            .await;
+        assert_refused(&reply, code, amount);
+        assert!(
+            reply.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("price"),
+            "{reply:?}"
+        );
+    }
+    assert_eq!(count_rows(&app, "retail_commodities").await, before);
+    let won = app
+        .post(
+            "/v1/retail/commodities",
+            Some(&supplier),
+            json!({"name": "Thing", "price": {"amount": "1000.5", "currency": "KRW"}}),
+        )
+        .await;
+    assert_refused(&won, "amount_scale", "KRW with decimals");
+}
+
+#[tokio::test]
+async fn the_openapi_document_declares_the_text_and_amount_rules() {
+    let app = TestApp::spawn().await;
+    let document = app.get("/openapi.json", None).await;
+    let schemas = &document.body["components"]["schemas"];
+    let name = &schemas["Text_1_200"];
+    assert_eq!(name["minLength"], 1, "{name}");
+    assert_eq!(name["maxLength"], 200);
+    assert!(
+        name["pattern"]
+            .as_str()
+            .unwrap()
+            .contains("\\u0000-\\u001F")
+    );
+    let notes = &schemas["MultilineText_0_1000"];
+    assert_eq!(notes["maxLength"], 1000, "{notes}");
+    let commodity = &schemas["CreateCommodity"]["properties"]["name"];
+    assert_eq!(
+        commodity["$ref"], "#/components/schemas/Text_1_200",
+        "{commodity}"
+    );
+    let amount = &schemas["Money"]["properties"]["amount"];
+    assert_eq!(
+        amount["pattern"],
+        holdfast_core::money::AMOUNT_PATTERN,
+        "{amount}"
+    );
+}
