@@ -77,6 +77,41 @@ async fn a_two_megabyte_body_sent_over_tcp_reads_the_413_envelope() {
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["error"]["code"], "body_too_large", "{body}");
     }
+    // A client that writes its whole body before reading (as curl does without
+    // `Expect: 100-continue`): answering early and closing made its writes fail with a broken
+    // pipe or reset. The server now reads the rest first.
+    let outcomes = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        (0..5)
+            .map(|_| {
+                let mut stream = std::net::TcpStream::connect(address).unwrap();
+                let body = vec![b'x'; 2 * 1024 * 1024];
+                let head = format!(
+                    "POST /v1/auth/login HTTP/1.1\r\nhost: holdfast\r\n\
+                     content-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                    body.len()
+                );
+                let written = stream
+                    .write_all(head.as_bytes())
+                    .and_then(|()| stream.write_all(&body));
+                let mut answer = Vec::new();
+                let read = stream.read_to_end(&mut answer);
+                (
+                    written.map_err(|e| e.kind()),
+                    read.map_err(|e| e.kind()),
+                    String::from_utf8_lossy(&answer).into_owned(),
+                )
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    for (written, read, answer) in outcomes {
+        assert_eq!(written, Ok(()), "{answer}");
+        assert!(read.is_ok(), "{read:?}");
+        assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+        assert!(answer.contains("\"code\":\"body_too_large\""), "{answer}");
+    }
 }
 
 // ---- webhook targets ------------------------------------------------------------------------

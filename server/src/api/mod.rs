@@ -116,41 +116,45 @@ async fn request_context(request: Request, next: Next) -> Response {
 
 /// Reads the whole body (at most [`MAX_BODY_BYTES`]) before any handler runs, so an oversized
 /// one is refused in the error envelope (`413 body_too_large`) whatever the route extracts, and
-/// whether it came with a `Content-Length` or chunked.
+/// whether it came with a `Content-Length` or chunked. The rest of an oversized body is read
+/// and dropped, up to [`MAX_DRAINED_BODY_BYTES`], so that the client reads the answer.
 async fn limit_body(request: Request, next: Next) -> Response {
+    use http_body_util::BodyExt;
     let declared = request
         .headers()
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let (parts, body) = request.into_parts();
-    if declared.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
-        return body_too_large(body, declared).await;
+    if declared.is_some_and(|length| length > MAX_DRAINED_BODY_BYTES as u64) {
+        // Far too large to be worth reading: answer, and the connection closes.
+        return body_too_large();
     }
-    let bytes = match axum::body::to_bytes(body, MAX_BODY_BYTES + 1).await {
-        Ok(bytes) if bytes.len() <= MAX_BODY_BYTES => bytes,
-        Ok(_) => return body_too_large(axum::body::Body::empty(), None).await,
-        Err(error) => {
-            // Over the limit while streaming, or the client went away mid-body.
-            if std::error::Error::source(&error)
-                .is_some_and(|cause| cause.is::<http_body_util::LengthLimitError>())
-            {
-                return body_too_large(axum::body::Body::empty(), None).await;
-            }
+    let (parts, mut body) = request.into_parts();
+    let mut kept = Vec::new();
+    let mut seen = 0_usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
             return ApiError::invalid("the request body could not be read").into_response();
+        };
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        seen = seen.saturating_add(data.len());
+        if seen > MAX_DRAINED_BODY_BYTES {
+            break;
         }
-    };
-    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        if seen <= MAX_BODY_BYTES {
+            kept.extend_from_slice(&data);
+        }
+    }
+    if seen > MAX_BODY_BYTES {
+        return body_too_large();
+    }
+    next.run(Request::from_parts(parts, axum::body::Body::from(kept)))
         .await
 }
 
-async fn body_too_large(rest: axum::body::Body, declared: Option<u64>) -> Response {
-    if declared.is_some_and(|length| length <= MAX_DRAINED_BODY_BYTES as u64) {
-        use http_body_util::BodyExt;
-        let _ = http_body_util::Limited::new(rest, MAX_DRAINED_BODY_BYTES)
-            .collect()
-            .await;
-    }
+fn body_too_large() -> Response {
     let mut response = ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         "body_too_large",
