@@ -39,8 +39,8 @@ pub const MAX_UNIT_CHARS: usize = 32;
 pub type DrugCode = Text<1, MAX_DRUG_CODE_CHARS>;
 pub type DrugName = Text<1, MAX_DRUG_NAME_CHARS>;
 pub type Strength = Text<0, MAX_STRENGTH_CHARS>;
-/// Dosage instructions, over several lines if need be.
-pub type Dose = MultilineText<1, MAX_DOSE_CHARS>;
+/// Dosage instructions, on one line (the patient's phone shows them in a text).
+pub type Dose = Text<1, MAX_DOSE_CHARS>;
 pub type Unit = Text<0, MAX_UNIT_CHARS>;
 pub type PrescriptionNotes = MultilineText<0, MAX_NOTES_CHARS>;
 pub const MAX_QUANTITY: u32 = 10_000;
