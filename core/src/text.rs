@@ -28,8 +28,6 @@ pub type MultilineText<const MIN: usize, const MAX: usize> = Text<MIN, MAX, true
 
 /// Names people and organisations go by (parties, card holders, commodities, drugs).
 pub type Name = Text<1, { crate::parties::MAX_DISPLAY_NAME_CHARS }>;
-/// A login name (its character set is checked where accounts are made).
-pub type Username = Text<1, { crate::parties::MAX_USERNAME_CHARS }>;
 /// A password as typed at login.
 pub type Password = Text<1, { crate::parties::MAX_PASSWORD_CHARS }>;
 /// A password chosen for a new account.
@@ -57,9 +55,17 @@ pub type AuthorisationReference = Text<1, { crate::card_present::MAX_REFERENCE_C
 /// Why text was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TextError {
-    Empty { min: usize },
-    TooLong { max: usize },
+    Empty {
+        min: usize,
+    },
+    TooLong {
+        max: usize,
+    },
     ControlCharacter,
+    /// A character outside the field's set (usernames).
+    Character {
+        allowed: &'static str,
+    },
 }
 
 impl TextError {
@@ -69,6 +75,7 @@ impl TextError {
             TextError::Empty { .. } => "text_empty",
             TextError::TooLong { .. } => "text_too_long",
             TextError::ControlCharacter => "text_control_character",
+            TextError::Character { .. } => "text_invalid_character",
         }
     }
 }
@@ -83,6 +90,7 @@ impl fmt::Display for TextError {
             ),
             TextError::TooLong { max } => write!(f, "must have at most {max} characters"),
             TextError::ControlCharacter => f.write_str("must not contain control characters"),
+            TextError::Character { allowed } => write!(f, "may only contain {allowed}"),
         }
     }
 }
@@ -94,6 +102,7 @@ pub const FIELD_ERROR_CODES: &[&str] = &[
     "text_empty",
     "text_too_long",
     "text_control_character",
+    "text_invalid_character",
     "amount_invalid",
     "amount_scale",
     "amount_too_large",
@@ -252,6 +261,75 @@ impl<const MIN: usize, const MAX: usize, const LINES: bool> utoipa::ToSchema
     }
 }
 
+/// A login name: 1 to 64 letters, digits, `.`, `_`, `-` or `@` (case does not matter).
+#[derive(Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct Username(String);
+
+const USERNAME_CHARACTERS: &str = "letters, digits, '.', '_', '-' and '@'";
+
+impl Username {
+    pub const PATTERN: &'static str = "^[A-Za-z0-9._@-]+$";
+
+    pub fn parse(value: String) -> Result<Username, TextError> {
+        let text = Text::<1, { crate::parties::MAX_USERNAME_CHARS }>::parse(value)?;
+        if text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))
+        {
+            Ok(Username(text.into_string()))
+        } else {
+            Err(TextError::Character {
+                allowed: USERNAME_CHARACTERS,
+            })
+        }
+    }
+}
+
+impl std::ops::Deref for Username {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<Username> for String {
+    fn from(username: Username) -> String {
+        username.0
+    }
+}
+
+impl fmt::Debug for Username {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Username(…)")
+    }
+}
+
+impl<'de> Deserialize<'de> for Username {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Username::parse(String::deserialize(deserializer)?)
+            .map_err(|error| serde::de::Error::custom(format!("{}: {error}", error.code())))
+    }
+}
+
+impl utoipa::PartialSchema for Username {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .max_length(Some(crate::parties::MAX_USERNAME_CHARS))
+            .pattern(Some(Username::PATTERN))
+            .description(Some(
+                "A login name: letters, digits, '.', '_', '-' and '@'; case does not matter.",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Username {}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -307,6 +385,19 @@ mod tests {
         assert_eq!(code::<Note>(r#""a\u0000""#), Some("text_control_character"));
         assert_eq!(code::<Note>(r#""a\u000b""#), Some("text_control_character"));
         assert_eq!(code::<Note>(r#""a\u009f""#), Some("text_control_character"));
+    }
+
+    #[test]
+    fn a_username_keeps_to_its_characters() {
+        assert!(Username::parse("Sup-1.a_b@x".to_owned()).is_ok());
+        for bad in ["has space", "ünï", "a/b", "", "\u{0}"] {
+            assert!(Username::parse(bad.to_owned()).is_err(), "{bad:?}");
+        }
+        let error = serde_json::from_str::<Username>(r#""a b""#).unwrap_err();
+        assert_eq!(
+            field_error_code(&error.to_string()),
+            Some("text_invalid_character")
+        );
     }
 
     #[test]

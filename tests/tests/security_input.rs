@@ -438,6 +438,14 @@ async fn bad_text_is_refused_on_onboarding_login_webhooks_and_queries() {
         )
         .await;
     assert_refused(&password, "text_control_character", "password");
+    let username = app
+        .post(
+            "/v1/operator/suppliers",
+            Some(&operator),
+            json!({"display_name": "Acme", "username": "has space", "password": "supplier-password"}),
+        )
+        .await;
+    assert_refused(&username, "text_invalid_character", "username");
     assert_eq!(count_rows(&app, "parties").await, parties, "nothing stored");
     assert_eq!(count_rows(&app, "webhook_endpoints").await, 0);
 
@@ -549,4 +557,31 @@ async fn the_openapi_document_declares_the_text_and_amount_rules() {
         holdfast_core::money::AMOUNT_PATTERN,
         "{amount}"
     );
+}
+
+#[tokio::test]
+async fn every_schema_the_openapi_document_refers_to_is_in_it() {
+    let app = TestApp::spawn().await;
+    let document = app.get("/openapi.json", None).await;
+    fn refs(value: &Value, found: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                for (key, inner) in map {
+                    match (key.as_str(), inner) {
+                        ("$ref", Value::String(target)) => found.push(target.clone()),
+                        _ => refs(inner, found),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|item| refs(item, found)),
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    refs(&document.body, &mut found);
+    let schemas = &document.body["components"]["schemas"];
+    for target in found {
+        let name = target.trim_start_matches("#/components/schemas/");
+        assert!(schemas.get(name).is_some(), "dangling {target}");
+    }
 }
