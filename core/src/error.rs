@@ -77,6 +77,8 @@ pub enum CoreError {
     Busy,
     #[error("a concurrent request changed the same record; try again")]
     Conflict,
+    #[error("webhooks may not be sent to {0}")]
+    WebhookTargetForbidden(crate::webhook_target::Forbidden),
     #[error("database error")]
     Database(#[source] DbErr),
     /// A fault of ours that is not the database's (logged, never shown).
@@ -100,16 +102,7 @@ impl From<DbErr> for CoreError {
 impl CoreError {
     pub fn code(&self) -> &'static str {
         match self {
-            CoreError::Money(error) => match error {
-                MoneyError::Negative => "amount_negative",
-                MoneyError::ExcessScale { .. } => "amount_scale",
-                MoneyError::TooLarge => "amount_too_large",
-                MoneyError::CurrencyMismatch { .. } => "currency_mismatch",
-                MoneyError::WouldBeNegative => "amount_negative",
-                MoneyError::UnknownCurrency(_) => "currency_unsupported",
-                MoneyError::NotANumber(_) => "amount_invalid",
-                MoneyError::RateOutOfRange => "rate_out_of_range",
-            },
+            CoreError::Money(error) => error.code(),
             CoreError::Invalid(_) => "invalid_request",
             CoreError::NotFound(_) => "not_found",
             CoreError::Forbidden(_) => "forbidden",
@@ -130,6 +123,7 @@ impl CoreError {
             CoreError::TooManyAttempts | CoreError::Throttled { .. } => "too_many_attempts",
             CoreError::Busy => "busy",
             CoreError::Conflict => "conflict",
+            CoreError::WebhookTargetForbidden(_) => "webhook_target_forbidden",
             CoreError::Database(_) | CoreError::Internal(_) => "internal",
         }
     }
@@ -155,6 +149,7 @@ impl CoreError {
             | CoreError::ChallengeLocked
             | CoreError::ChallengeBindingMismatch
             | CoreError::ChallengeNotAnswerable => ErrorKind::Unprocessable,
+            CoreError::WebhookTargetForbidden(_) => ErrorKind::Unprocessable,
             CoreError::Busy => ErrorKind::Unavailable,
             CoreError::Database(_) | CoreError::Internal(_) => ErrorKind::Internal,
         }

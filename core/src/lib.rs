@@ -30,8 +30,10 @@ pub mod phone;
 pub mod phone_number;
 pub mod rate;
 pub mod service_secret;
+pub mod text;
 pub mod timers;
 pub mod vertical;
+pub mod webhook_target;
 pub mod webhooks;
 
 pub use clock::Clock;

@@ -14,6 +14,15 @@ use utoipa::ToSchema;
 /// Far below `i64::MAX`, so sums of many amounts cannot overflow the storage type.
 pub const MAX_MINOR_UNITS: i64 = 1_000_000_000_000_000;
 
+/// The grammar of an amount in JSON (ECMA-262, for the OpenAPI document): no sign, spaces or
+/// exponent, no leading zeros, at most [`MAX_AMOUNT_DIGITS`] digits before the point and at
+/// most two after it — the largest scale of any [`Currency`]; a currency with fewer decimals
+/// (KRW, JPY: none) allows fewer, which [`Money::parse`] checks.
+pub const AMOUNT_PATTERN: &str = r"^(0|[1-9][0-9]{0,15})(\.[0-9]{1,2})?$";
+
+/// Digits before the point: [`MAX_MINOR_UNITS`] in a currency without decimals has 16.
+pub const MAX_AMOUNT_DIGITS: usize = 16;
+
 /// ISO 4217 currencies Holdfast settles in.
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
@@ -85,10 +94,27 @@ pub enum MoneyError {
     WouldBeNegative,
     #[error("unknown or unsupported currency '{0}'")]
     UnknownCurrency(String),
-    #[error("'{0}' is not a decimal amount")]
+    #[error(
+        "'{0}' is not an amount: digits, optionally '.' and decimals (no sign, spaces or exponent)"
+    )]
     NotANumber(String),
     #[error("rate must be between 0 and 1")]
     RateOutOfRange,
+}
+
+impl MoneyError {
+    /// The stable code for the error envelope.
+    pub fn code(&self) -> &'static str {
+        match self {
+            MoneyError::Negative | MoneyError::WouldBeNegative => "amount_negative",
+            MoneyError::ExcessScale { .. } => "amount_scale",
+            MoneyError::TooLarge => "amount_too_large",
+            MoneyError::CurrencyMismatch { .. } => "currency_mismatch",
+            MoneyError::UnknownCurrency(_) => "currency_unsupported",
+            MoneyError::NotANumber(_) => "amount_invalid",
+            MoneyError::RateOutOfRange => "rate_out_of_range",
+        }
+    }
 }
 
 /// A non-negative amount of one currency, held at exactly the currency's scale.
@@ -119,10 +145,29 @@ impl Money {
         Money::from_minor(minor, currency)
     }
 
-    /// Parses a decimal string such as `"12.50"`.
+    /// Parses a decimal string in the one grammar amounts have ([`AMOUNT_PATTERN`]):
+    /// `0` or digits without a leading zero, then optionally `.` and at most the currency's
+    /// number of decimals (`"12.50"`, `"12.5"`, `"0.05"`, `"12000"`). No sign, no spaces, no
+    /// exponent, no `.5` or `5.`.
     pub fn parse(amount: &str, currency: Currency) -> Result<Money, MoneyError> {
-        let decimal = Decimal::from_str_exact(amount.trim())
-            .map_err(|_| MoneyError::NotANumber(amount.chars().take(40).collect()))?;
+        let not_a_number = || MoneyError::NotANumber(amount.chars().take(40).collect());
+        let (whole, fraction) = match amount.split_once('.') {
+            Some((whole, fraction)) => (whole, Some(fraction)),
+            None => (amount, None),
+        };
+        let digits = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
+        let whole_ok = digits(whole) && (whole == "0" || !whole.starts_with('0'));
+        if !whole_ok || !fraction.is_none_or(digits) {
+            return Err(not_a_number());
+        }
+        let scale = currency.scale();
+        if fraction.is_some_and(|f| f.len() > scale as usize) {
+            return Err(MoneyError::ExcessScale { currency, scale });
+        }
+        if whole.len() > MAX_AMOUNT_DIGITS {
+            return Err(MoneyError::TooLarge);
+        }
+        let decimal = Decimal::from_str_exact(amount).map_err(|_| not_a_number())?;
         Money::new(decimal, currency)
     }
 
@@ -265,8 +310,14 @@ impl fmt::Debug for Money {
 #[derive(Serialize, Deserialize, ToSchema)]
 #[schema(as = Money)]
 struct MoneyJson {
-    /// Decimal string, at most the currency's number of decimals, never negative.
-    #[schema(example = "12.50")]
+    /// Decimal string, at most the currency's number of decimals (two for USD, EUR, GBP;
+    /// none for KRW, JPY), never negative: no sign, spaces, exponent or leading zeros.
+    #[schema(
+        example = "12.50",
+        pattern = r"^(0|[1-9][0-9]{0,15})(\.[0-9]{1,2})?$",
+        min_length = 1,
+        max_length = 19
+    )]
     amount: String,
     currency: Currency,
 }
@@ -284,7 +335,9 @@ impl Serialize for Money {
 impl<'de> Deserialize<'de> for Money {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let json = MoneyJson::deserialize(deserializer)?;
-        Money::parse(&json.amount, json.currency).map_err(serde::de::Error::custom)
+        // The code first: the HTTP layer reads it from the message.
+        Money::parse(&json.amount, json.currency)
+            .map_err(|error| serde::de::Error::custom(format!("{}: {error}", error.code())))
     }
 }
 
@@ -397,6 +450,62 @@ mod tests {
         assert!(won.share_rounded_half_up(dec!(1.1)).is_err());
     }
 
+    #[test]
+    fn amounts_follow_one_strict_grammar() {
+        for good in ["0", "0.5", "0.05", "12", "12.5", "12.50", "1000000"] {
+            assert!(Money::parse(good, Currency::USD).is_ok(), "{good}");
+        }
+        for bad in [
+            "", " 1", "1 ", " ", "+1", "-1", "-0", "1e3", "1E3", "0x10", ".5", "5.", "01", "00",
+            "1,000", "1_000", "１", "NaN", "inf", "1..2", "1.2.3", "\u{0}1", "1\n",
+        ] {
+            assert!(
+                matches!(
+                    Money::parse(bad, Currency::USD),
+                    Err(MoneyError::NotANumber(_))
+                ),
+                "{bad:?}"
+            );
+        }
+        assert!(matches!(
+            Money::parse("12.500", Currency::USD),
+            Err(MoneyError::ExcessScale { .. })
+        ));
+        assert!(matches!(
+            Money::parse("12.0", Currency::KRW),
+            Err(MoneyError::ExcessScale { .. })
+        ));
+        assert_eq!(
+            Money::parse("10000000000000000", Currency::KRW),
+            Err(MoneyError::TooLarge)
+        );
+    }
+
+    #[test]
+    fn the_documented_pattern_covers_every_currency_scale() {
+        let largest = Currency::ALL.iter().map(|c| c.scale()).max().unwrap();
+        assert!(AMOUNT_PATTERN.ends_with(&format!("{{1,{largest}}})?$")));
+        assert_eq!(
+            MAX_MINOR_UNITS.to_string().len(),
+            MAX_AMOUNT_DIGITS,
+            "the largest amount in a currency without decimals"
+        );
+        let schema = serde_json::to_value(<Money as utoipa::PartialSchema>::schema()).unwrap();
+        assert_eq!(schema["properties"]["amount"]["pattern"], AMOUNT_PATTERN);
+    }
+
+    #[test]
+    fn a_refused_json_amount_carries_its_code() {
+        let error = serde_json::from_str::<Money>(r#"{"amount":" 1.00","currency":"USD"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(error.starts_with("amount_invalid:"), "{error}");
+        let error = serde_json::from_str::<Money>(r#"{"amount":"1.001","currency":"USD"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(error.starts_with("amount_scale:"), "{error}");
+    }
+
     fn currency() -> impl Strategy<Value = Currency> {
         prop::sample::select(Currency::ALL.to_vec())
     }
@@ -408,6 +517,17 @@ mod tests {
             prop_assert_eq!(money.minor(), minor);
             let reparsed = Money::parse(&money.amount().to_string(), currency).unwrap();
             prop_assert_eq!(reparsed, money);
+        }
+
+        #[test]
+        fn parse_accepts_exactly_the_grammar(text in "[ +\\-0-9.eE]{0,8}") {
+            let grammar = {
+                let (whole, fraction) = text.split_once('.').map_or((text.as_str(), None), |(w, f)| (w, Some(f)));
+                let digits = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+                digits(whole) && (whole == "0" || !whole.starts_with('0'))
+                    && fraction.is_none_or(|f| digits(f) && f.len() <= 2)
+            };
+            prop_assert_eq!(Money::parse(&text, Currency::USD).is_ok(), grammar, "{:?}", text);
         }
 
         #[test]

@@ -8,6 +8,7 @@ use crate::entities::webhook_endpoints;
 use crate::error::{CoreError, CoreResult};
 use crate::ids::PartyId;
 use crate::outbox::{self, Channel, DeliveryRecord};
+use crate::webhook_target::{self, TargetError, TargetPolicy};
 use hmac::Mac;
 use rand::Rng;
 use sea_orm::entity::prelude::*;
@@ -41,15 +42,24 @@ impl std::fmt::Debug for Registered {
     }
 }
 
-fn validate_url(url: &str) -> CoreResult<String> {
+/// An http(s) URL of at most [`MAX_URL_CHARS`] characters, whose host `policy` allows (see
+/// [`crate::webhook_target`]).
+fn validate_url(url: &str, policy: TargetPolicy) -> CoreResult<String> {
     let url = url.trim();
-    let scheme_ok = url.starts_with("https://") || url.starts_with("http://");
-    if !scheme_ok || url.len() > MAX_URL_CHARS || url.chars().any(char::is_whitespace) {
+    if url.chars().count() > MAX_URL_CHARS
+        || url.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
         return Err(CoreError::invalid(format!(
             "a webhook URL is an http(s) URL of at most {MAX_URL_CHARS} characters"
         )));
     }
-    Ok(url.to_owned())
+    match webhook_target::check_url(url, policy) {
+        Ok(_) => Ok(url.to_owned()),
+        Err(TargetError::Malformed(why)) => Err(CoreError::invalid(format!(
+            "{why}: a webhook URL is an http(s) URL of at most {MAX_URL_CHARS} characters"
+        ))),
+        Err(TargetError::Forbidden(why)) => Err(CoreError::WebhookTargetForbidden(why)),
+    }
 }
 
 pub async fn register_in_txn(
@@ -57,8 +67,9 @@ pub async fn register_in_txn(
     clock: &Clock,
     party: PartyId,
     url: &str,
+    policy: TargetPolicy,
 ) -> CoreResult<Registered> {
-    let url = validate_url(url)?;
+    let url = validate_url(url, policy)?;
     let existing = endpoints_of(txn, party).await?;
     if existing.iter().filter(|e| e.active).count() >= MAX_ENDPOINTS_PER_PARTY {
         return Err(CoreError::invalid(format!(

@@ -119,6 +119,11 @@ pub struct Config {
         global = true
     )]
     pub phone_webhook_secret: Option<SecretString>,
+    /// Let webhooks go to loopback, private and other non-public addresses (development and
+    /// tests only: a receiver on this machine). Off, such targets are refused at registration
+    /// and again at each delivery.
+    #[arg(long, env = "HOLDFAST_WEBHOOK_ALLOW_PRIVATE", global = true)]
+    pub webhook_allow_private: bool,
     #[arg(long, env = "HOLDFAST_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
     /// Database connections in the pool (default 4 on SQLite, 32 on PostgreSQL).

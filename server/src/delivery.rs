@@ -1,10 +1,20 @@
 //! Delivers outbox messages: texts through the phone gateway, events to webhook endpoints as a
 //! signed POST. Runs in the outbox worker only, outside any transaction.
+//!
+//! Webhook URLs are chosen by whoever registers them, so a POST goes only to an address that
+//! was checked (see [`holdfast_core::webhook_target`]): an IP literal is checked here before
+//! sending, and a host name is resolved by [`PublicOnlyResolver`], which drops the addresses
+//! webhooks may not go to — the connection can only use an address that passed, so a name
+//! that resolves differently the second time (DNS rebinding) gains nothing. No redirect is
+//! followed and no proxy from the environment is used. A refused target is recorded in the
+//! delivery log, and nothing is sent.
 
 use holdfast_core::outbox::{Channel, Outbound, OutboxSender, PhoneMessage, SendFailure};
 use holdfast_core::phone::{GatewayError, PhoneGateway};
+use holdfast_core::webhook_target::{self, Forbidden, TargetError, TargetPolicy};
 use holdfast_core::{Clock, webhooks};
 use sea_orm::DatabaseConnection;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,22 +25,40 @@ pub struct Courier {
     pub gateway: Arc<dyn PhoneGateway>,
     pub db: DatabaseConnection,
     pub clock: Clock,
-    pub http: reqwest::Client,
+    /// `None` if the client could not be built (no TLS backend): webhooks then fail, rather
+    /// than go out through a client without the checks.
+    pub http: Option<reqwest::Client>,
+    pub policy: TargetPolicy,
 }
 
 impl Courier {
-    pub fn new(gateway: Arc<dyn PhoneGateway>, db: DatabaseConnection, clock: Clock) -> Courier {
-        let http = reqwest::Client::builder()
+    pub fn new(
+        gateway: Arc<dyn PhoneGateway>,
+        db: DatabaseConnection,
+        clock: Clock,
+        policy: TargetPolicy,
+    ) -> Courier {
+        let mut builder = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .connect_timeout(Duration::from_secs(5))
             .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap_or_default();
+            .no_proxy();
+        if policy == TargetPolicy::PublicOnly {
+            builder = builder.dns_resolver(Arc::new(PublicOnlyResolver));
+        }
+        let http = match builder.build() {
+            Ok(client) => Some(client),
+            Err(error) => {
+                tracing::error!(error = %error, "could not build the webhook HTTP client");
+                None
+            }
+        };
         Courier {
             gateway,
             db,
             clock,
             http,
+            policy,
         }
     }
 
@@ -47,21 +75,34 @@ impl Courier {
             .await
             .map_err(|e| failure(&e.log_description()))?
             .ok_or_else(|| failure("the endpoint no longer exists"))?;
+        // IP literals never reach the resolver: check them (and any old, unchecked row) here.
+        let url = match webhook_target::check_url(&target.url, self.policy) {
+            Ok(url) => url,
+            Err(TargetError::Forbidden(why)) => return Err(refusal(why)),
+            Err(TargetError::Malformed(why)) => return Err(failure(why)),
+        };
+        let http = self
+            .http
+            .as_ref()
+            .ok_or_else(|| failure("no HTTP client"))?;
         let body = message.payload.clone().into_bytes();
         let signature = webhooks::signature(&target.secret, self.clock.now().timestamp(), &body);
-        let mut request = self
-            .http
-            .post(&target.url)
+        let mut request = http
+            .post(url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header(webhooks::SIGNATURE_HEADER, signature);
         if let Some(event) = message.event {
             request = request.header(EVENT_ID_HEADER, event.to_string());
         }
-        let response = request
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| failure(&e.without_url().to_string()))?;
+        let response =
+            request
+                .body(body)
+                .send()
+                .await
+                .map_err(|e| match refused_by_resolver(&e) {
+                    Some(why) => refusal(why),
+                    None => failure(&e.without_url().to_string()),
+                })?;
         let status = response.status().as_u16();
         if response.status().is_success() {
             Ok(Some(status))
@@ -71,6 +112,79 @@ impl Courier {
                 reason: format!("the receiver answered {status}"),
             })
         }
+    }
+}
+
+/// A target that was not tried: the log says so, and why.
+fn refusal(why: Forbidden) -> SendFailure {
+    SendFailure {
+        status_code: None,
+        reason: format!("refused, not sent: webhooks may not be sent to {why}"),
+    }
+}
+
+/// What the resolver refused, if that is why `error` happened.
+fn refused_by_resolver(error: &reqwest::Error) -> Option<Forbidden> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = cause {
+        if let Some(refused) = current.downcast_ref::<RefusedTarget>() {
+            return Some(refused.0);
+        }
+        cause = current.source();
+    }
+    None
+}
+
+/// The resolver's answer when every address of a name is one webhooks may not go to.
+#[derive(Debug, Clone, Copy)]
+pub struct RefusedTarget(pub Forbidden);
+
+impl std::fmt::Display for RefusedTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "webhooks may not be sent to {}", self.0)
+    }
+}
+
+impl std::error::Error for RefusedTarget {}
+
+/// Resolves a webhook host and keeps only the addresses webhooks may go to; with none left,
+/// fails with [`RefusedTarget`]. The client connects only to what this returns.
+#[derive(Debug, Clone, Copy)]
+pub struct PublicOnlyResolver;
+
+impl PublicOnlyResolver {
+    pub async fn lookup(
+        host: &str,
+    ) -> Result<Vec<SocketAddr>, Box<dyn std::error::Error + Send + Sync>> {
+        if let Some(why) = webhook_target::classify_name(host) {
+            return Err(Box::new(RefusedTarget(why)));
+        }
+        let mut refused = None;
+        let public: Vec<SocketAddr> = tokio::net::lookup_host((host, 0))
+            .await?
+            .filter(|address| match webhook_target::classify_ip(address.ip()) {
+                Some(why) => {
+                    refused = Some(why);
+                    false
+                }
+                None => true,
+            })
+            .collect();
+        match refused {
+            Some(why) if public.is_empty() => Err(Box::new(RefusedTarget(why))),
+            _ => Ok(public),
+        }
+    }
+}
+
+impl reqwest::dns::Resolve for PublicOnlyResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let addresses = PublicOnlyResolver::lookup(&host).await?;
+            let addresses: reqwest::dns::Addrs = Box::new(addresses.into_iter());
+            Ok(addresses)
+        })
     }
 }
 
@@ -162,5 +276,26 @@ impl OutboxSender for Courier {
                 })
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[tokio::test]
+    async fn the_resolver_refuses_names_that_resolve_only_to_forbidden_addresses() {
+        // `localhost` is refused by name; a name for 127.0.0.1 in /etc/hosts by its address.
+        for host in ["localhost", "LOCALHOST", "api.localhost"] {
+            let error = PublicOnlyResolver::lookup(host).await.unwrap_err();
+            assert!(error.downcast_ref::<RefusedTarget>().is_some(), "{host}");
+        }
+        let ip_literal = PublicOnlyResolver::lookup("127.0.0.1").await.unwrap_err();
+        assert!(ip_literal.downcast_ref::<RefusedTarget>().is_some());
+        let mapped = PublicOnlyResolver::lookup("::ffff:169.254.169.254")
+            .await
+            .unwrap_err();
+        assert!(mapped.downcast_ref::<RefusedTarget>().is_some());
     }
 }

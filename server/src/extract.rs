@@ -1,13 +1,109 @@
 //! Extractors whose rejections use the API's error envelope instead of axum's plain text.
+//!
+//! A JSON body that parses but holds a refused value gets that value's stable code and the
+//! path of the field: `text_empty`, `text_too_long`, `text_control_character` (see
+//! [`holdfast_core::text`]), `amount_invalid`, `amount_scale`, `amount_too_large`,
+//! `amount_negative`; anything else malformed is `invalid_json`. All are 400.
 
 use crate::error::ApiError;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts};
-use axum::http::StatusCode;
+use axum::body::Bytes;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::{HeaderMap, StatusCode, header};
+use holdfast_core::text::{FIELD_ERROR_CODES, field_error_code};
+use serde::de::DeserializeOwned;
 
-#[derive(Debug, FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+/// A JSON request body, or the error envelope.
+#[derive(Debug)]
 pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        if !is_json(request.headers()) {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "expected a request with `Content-Type: application/json`",
+            ));
+        }
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "body_too_large",
+                        "the request body is too large",
+                    )
+                } else {
+                    ApiError::invalid("the request body could not be read")
+                }
+            })?;
+        parse_json(&bytes).map(Json)
+    }
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// Parses a JSON body, naming the field and its code when a value is refused.
+pub fn parse_json<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(raw);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(refused_field)?;
+    deserializer
+        .end()
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", e.to_string()))?;
+    Ok(value)
+}
+
+/// An optional JSON body: none (or only white space) is `T::default()`.
+pub fn optional_json<T: DeserializeOwned + Default>(raw: &[u8]) -> Result<T, ApiError> {
+    if raw.iter().all(u8::is_ascii_whitespace) {
+        Ok(T::default())
+    } else {
+        parse_json(raw)
+    }
+}
+
+fn refused_field(error: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let path = error.path().to_string();
+    let inner = error.into_inner();
+    let message = inner.to_string();
+    // serde_json appends the position; the field's path says more.
+    let message = message
+        .rsplit_once(" at line ")
+        .map_or(message.as_str(), |(head, _)| head);
+    match field_error_code(message) {
+        Some(code) => {
+            let detail = message
+                .split_once(':')
+                .map_or(message, |(_, rest)| rest.trim());
+            ApiError::new(StatusCode::BAD_REQUEST, code, format!("{path}: {detail}"))
+        }
+        None if path == "." => ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", message),
+        None => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("{path}: {message}"),
+        ),
+    }
+}
 
 #[derive(Debug, FromRequestParts)]
 #[from_request(via(axum::extract::Path), rejection(ApiError))]
@@ -23,23 +119,6 @@ impl<T: serde::Serialize> axum::response::IntoResponse for Json<T> {
     }
 }
 
-impl From<JsonRejection> for ApiError {
-    fn from(rejection: JsonRejection) -> Self {
-        let status = match rejection.status() {
-            StatusCode::UNSUPPORTED_MEDIA_TYPE | StatusCode::PAYLOAD_TOO_LARGE => {
-                rejection.status()
-            }
-            _ => StatusCode::BAD_REQUEST,
-        };
-        let code = match status {
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
-            StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
-            _ => "invalid_json",
-        };
-        ApiError::new(status, code, rejection.body_text())
-    }
-}
-
 impl From<PathRejection> for ApiError {
     fn from(rejection: PathRejection) -> Self {
         ApiError::new(
@@ -52,11 +131,14 @@ impl From<PathRejection> for ApiError {
 
 impl From<QueryRejection> for ApiError {
     fn from(rejection: QueryRejection) -> Self {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_query",
-            rejection.body_text(),
-        )
+        let message = rejection.body_text();
+        // A refused text parameter keeps its code (the message reads `field: code: …`).
+        let code = FIELD_ERROR_CODES
+            .iter()
+            .copied()
+            .find(|code| message.contains(&format!("{code}:")))
+            .unwrap_or("invalid_query");
+        ApiError::new(StatusCode::BAD_REQUEST, code, message)
     }
 }
 

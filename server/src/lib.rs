@@ -23,6 +23,7 @@ use hmac::Mac;
 use holdfast_core::challenge::{ChallengeKeys, ChallengePolicy, keyed_mac};
 use holdfast_core::db::{self, PoolSize};
 use holdfast_core::phone::{PhoneGateway, PhoneSimulator};
+use holdfast_core::webhook_target::TargetPolicy;
 use holdfast_core::{Clock, Core, funding, parties};
 use holdfast_migrations::{Migrator, MigratorTrait};
 use sea_orm::DatabaseConnection;
@@ -94,6 +95,9 @@ pub struct Settings {
     /// `None`: the built-in simulator, its inbox readable over the API.
     pub gateway: Option<Arc<dyn PhoneGateway>>,
     pub webhook_secret: Option<Vec<u8>>,
+    /// Where webhooks may go: public addresses only, unless private ones are allowed for
+    /// development.
+    pub webhook_policy: TargetPolicy,
 }
 
 impl std::fmt::Debug for Settings {
@@ -119,7 +123,12 @@ pub fn build_state(db: DatabaseConnection, clock: Clock, settings: Settings) -> 
     let login_throttle = Arc::new(holdfast_core::login_throttle::LoginThrottle::new(
         clock.clone(),
     ));
-    let courier = Arc::new(delivery::Courier::new(gateway.clone(), db.clone(), clock));
+    let courier = Arc::new(delivery::Courier::new(
+        gateway.clone(),
+        db.clone(),
+        clock,
+        settings.webhook_policy,
+    ));
     AppState {
         gateway,
         courier,
@@ -129,9 +138,25 @@ pub fn build_state(db: DatabaseConnection, clock: Clock, settings: Settings) -> 
         simulator_key,
         login_throttle,
         inbox_arrivals,
+        webhook_policy: settings.webhook_policy,
         webhook_secret: settings
             .webhook_secret
             .map(|secret| state::WebhookSecret(Arc::from(secret))),
+    }
+}
+
+impl AppState {
+    /// The same state with webhooks allowed (or not) to private targets: tests and development
+    /// setups with a receiver on this machine say so explicitly.
+    pub fn with_webhook_policy(mut self, policy: TargetPolicy) -> AppState {
+        self.courier = Arc::new(delivery::Courier::new(
+            self.gateway.clone(),
+            self.db.clone(),
+            self.core.clock.clone(),
+            policy,
+        ));
+        self.webhook_policy = policy;
+        self
     }
 }
 
@@ -153,6 +178,7 @@ pub fn simulator_state(
             auto_settle: chrono::Duration::hours(holdfast_core::DEFAULT_AUTO_SETTLE_HOURS),
             gateway: None,
             webhook_secret: None,
+            webhook_policy: TargetPolicy::PublicOnly,
         },
     )
 }

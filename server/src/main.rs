@@ -2,6 +2,7 @@ use anyhow::Context;
 use clap::Parser;
 use holdfast_core::challenge::ChallengePolicy;
 use holdfast_core::phone::PhoneGateway;
+use holdfast_core::webhook_target::TargetPolicy;
 use holdfast_core::{Clock, onboarding};
 use holdfast_server::config::{Cli, Command, Config, GatewayKind, LogFormat};
 use holdfast_server::phone_gateways::{Channel, HttpPhoneGateway};
@@ -108,6 +109,12 @@ fn settings(config: &Config, secret: Vec<u8>) -> anyhow::Result<Settings> {
             .phone_webhook_secret
             .as_ref()
             .map(|s| s.expose_secret().as_bytes().to_vec()),
+        webhook_policy: if config.webhook_allow_private {
+            tracing::warn!("webhooks may go to private and loopback addresses (development only)");
+            TargetPolicy::AllowPrivate
+        } else {
+            TargetPolicy::PublicOnly
+        },
     })
 }
 

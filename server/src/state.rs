@@ -66,4 +66,6 @@ pub struct AppState {
     pub webhook_secret: Option<WebhookSecret>,
     /// Wrong passwords per (username, client address) and per client address.
     pub login_throttle: Arc<holdfast_core::login_throttle::LoginThrottle>,
+    /// Where parties' webhooks may go (public addresses only by default).
+    pub webhook_policy: holdfast_core::webhook_target::TargetPolicy,
 }

@@ -14,6 +14,7 @@ use axum::http::{Method, Request, StatusCode};
 use chrono::{DateTime, TimeZone, Utc};
 use holdfast_core::challenge::ChallengePolicy;
 use holdfast_core::db::PoolSize;
+use holdfast_core::webhook_target::TargetPolicy;
 use holdfast_core::{Clock, onboarding};
 use holdfast_server::{AppState, open_database, simulator_state, workers};
 use http_body_util::BodyExt;
@@ -162,18 +163,39 @@ impl TestApp {
 
     /// A test about the calendar: the clock starts at `start`.
     pub async fn spawn_at(start: DateTime<Utc>) -> TestApp {
-        TestApp::spawn_starting(ChallengePolicy::default(), start).await
+        TestApp::spawn_starting(
+            ChallengePolicy::default(),
+            TargetPolicy::AllowPrivate,
+            start,
+        )
+        .await
     }
 
     pub async fn spawn_with(policy: ChallengePolicy) -> TestApp {
-        TestApp::spawn_starting(policy, test_epoch()).await
+        // Tests' webhook receivers listen on 127.0.0.1: allowed here on purpose.
+        TestApp::spawn_starting(policy, TargetPolicy::AllowPrivate, test_epoch()).await
     }
 
-    async fn spawn_starting(policy: ChallengePolicy, start: DateTime<Utc>) -> TestApp {
+    /// A server with the production webhook rule: public targets only.
+    pub async fn spawn_public_webhooks_only() -> TestApp {
+        TestApp::spawn_starting(
+            ChallengePolicy::default(),
+            TargetPolicy::PublicOnly,
+            test_epoch(),
+        )
+        .await
+    }
+
+    async fn spawn_starting(
+        policy: ChallengePolicy,
+        webhooks: TargetPolicy,
+        start: DateTime<Utc>,
+    ) -> TestApp {
         let database = TestDatabase::create().await;
         let db = open_database(&database.url, database.pool).await.unwrap();
         let clock = Clock::manual(start);
-        let state = simulator_state(db, clock.clone(), SECRET, 3600, policy);
+        let state =
+            simulator_state(db, clock.clone(), SECRET, 3600, policy).with_webhook_policy(webhooks);
         TestApp {
             router: holdfast_server::app(state.clone()),
             state,

@@ -817,7 +817,7 @@ async fn terminals_and_their_requests_are_checked() {
     assert_eq!(shopper.status, StatusCode::FORBIDDEN, "{shopper:?}");
     for (id, amount, code) in [
         ("has space", "1.00", "invalid_request"),
-        ("", "1.00", "invalid_request"),
+        ("", "1.00", "text_empty"),
         ("ok-1", "0.00", "invalid_request"),
     ] {
         let reply = s.authorise(id, amount).await;

@@ -947,11 +947,12 @@ async fn bad_products_and_purchases_are_refused_with_stable_codes() {
             json!({"service_company_id": shopper_id}),
             "service_company_invalid",
         ),
-        (json!({"name": ""}), "product_invalid"),
+        (json!({"name": ""}), "text_empty"),
+        (json!({"name": "Term\u{0}life"}), "text_control_character"),
         (json!({"premium": usd("0.00")}), "invalid_request"),
         (
             json!({"premium": {"amount": "1.001", "currency": "USD"}}),
-            "invalid_json",
+            "amount_scale",
         ),
     ] {
         let reply = w

@@ -1414,6 +1414,14 @@ async fn before_consent_a_drugstore_learns_only_that_a_prescription_exists() {
         .issue_with(json!({"card_number": ward.patient.card, "items": bad}))
         .await;
     assert_eq!(invalid.status, StatusCode::BAD_REQUEST, "{invalid:?}");
+    assert_eq!(invalid.code(), "text_too_long");
+    assert_no_content("a validation error", &invalid.body);
+    let mut bad = items(false);
+    bad[0]["quantity"] = json!(0);
+    let invalid = ward
+        .issue_with(json!({"card_number": ward.patient.card, "items": bad}))
+        .await;
+    assert_eq!(invalid.status, StatusCode::BAD_REQUEST, "{invalid:?}");
     assert_eq!(invalid.code(), "prescription_invalid");
     assert_no_content("a validation error", &invalid.body);
 }

@@ -356,6 +356,7 @@ async fn the_outbox_delivers_a_login_code_through_the_sms_provider() {
             auto_settle: chrono::Duration::hours(holdfast_core::DEFAULT_AUTO_SETTLE_HOURS),
             gateway: Some(Arc::new(gateway)),
             webhook_secret: None,
+            webhook_policy: holdfast_core::webhook_target::TargetPolicy::PublicOnly,
         },
     );
     assert!(state.simulator_key.is_none());

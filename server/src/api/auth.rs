@@ -21,8 +21,8 @@ pub fn routes() -> Router<AppState> {
 
 #[derive(Deserialize, Serialize, ToSchema)]
 pub struct PasswordLogin {
-    pub username: String,
-    pub password: String,
+    pub username: holdfast_core::text::Username,
+    pub password: holdfast_core::text::Password,
 }
 
 /// Log in with a username and password (operators, institutions, suppliers, carriers, staff).

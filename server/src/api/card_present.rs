@@ -79,10 +79,10 @@ pub struct RegisterTerminal {
     /// own terminal leaves it out.
     pub merchant_id: Option<PartyId>,
     /// Which terminal of the shop, e.g. "till 1".
-    pub label: String,
-    pub username: String,
+    pub label: card_present::TerminalLabel,
+    pub username: holdfast_core::text::Username,
     /// 10 to 256 characters.
-    pub password: String,
+    pub password: holdfast_core::text::NewPassword,
 }
 
 /// Register a shop terminal that logs in as a merchant device (operators, or a supplier for
@@ -145,7 +145,7 @@ pub struct AuthorisationRequest {
     /// The terminal's own id for this payment (1–64 letters, digits, `-_.:`): asking again with
     /// it is a retry of the same payment, never a second one.
     #[schema(example = "till1-20260501-0042")]
-    pub authorisation_id: String,
+    pub authorisation_id: card_present::AuthorisationReference,
     pub card_number: CardNumber,
     pub amount: Money,
 }
@@ -179,7 +179,7 @@ pub async fn authorise(
         &state.core,
         principal.party,
         AuthoriseRequest {
-            reference: body.authorisation_id,
+            reference: body.authorisation_id.into(),
             card_number: body.card_number,
             amount: body.amount,
         },
@@ -266,12 +266,7 @@ pub async fn capture(
     raw: axum::body::Bytes,
 ) -> ApiResult<axum::Json<Authorisation>> {
     principal.require(&[Role::Terminal])?;
-    let body: CaptureRequest = if raw.iter().all(u8::is_ascii_whitespace) {
-        CaptureRequest::default()
-    } else {
-        serde_json::from_slice(&raw)
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", e.to_string()))?
-    };
+    let body: CaptureRequest = crate::extract::optional_json(&raw)?;
     Ok(axum::Json(
         card_present::capture(
             &state.db,

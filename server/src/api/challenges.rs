@@ -32,7 +32,7 @@ pub fn routes() -> Router<AppState> {
 pub struct ChallengeAnswer {
     /// The 6-digit code the phone received.
     #[schema(example = "123456")]
-    pub code: String,
+    pub code: holdfast_core::text::ChallengeCode,
     pub decision: Decision,
 }
 

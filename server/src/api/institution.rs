@@ -46,7 +46,7 @@ pub struct IssueCardRequest {
     /// An existing holder (a shopper who already has a card), or none to create one.
     pub holder_id: Option<PartyId>,
     /// The new holder's name (required without `holder_id`).
-    pub holder_name: Option<String>,
+    pub holder_name: Option<holdfast_core::text::Name>,
     pub age_class: AgeClass,
     pub purchase_type: PurchaseType,
     pub mapping_kind: MappingKind,
@@ -54,8 +54,8 @@ pub struct IssueCardRequest {
     /// E.164: the phone that confirms every order and payment of this card.
     #[schema(value_type = String, example = "+821012345678")]
     pub phone: PhoneNumber,
-    pub email: Option<String>,
-    pub delivery_address: Option<String>,
+    pub email: Option<holdfast_core::text::Email>,
+    pub delivery_address: Option<holdfast_core::text::Address>,
     /// The credit limit (EC-exclusive limit for the EC-line kinds); required for every credit
     /// kind.
     pub credit_limit: Option<Money>,
@@ -104,7 +104,7 @@ pub async fn issue_card(
                 let holder = match body.holder_id {
                     Some(id) => Holder::Existing(id),
                     None => Holder::New {
-                        display_name: body.holder_name.unwrap_or_default(),
+                        display_name: body.holder_name.map(String::from).unwrap_or_default(),
                     },
                 };
                 let issued = funding::issue_card_in_txn(
@@ -118,8 +118,8 @@ pub async fn issue_card(
                         mapping_kind: body.mapping_kind,
                         currency: body.currency,
                         phone: body.phone,
-                        email: body.email,
-                        delivery_address: body.delivery_address,
+                        email: body.email.map(Into::into),
+                        delivery_address: body.delivery_address.map(Into::into),
                         terms: FundingTerms {
                             credit_limit: body.credit_limit,
                             normal_card_limit: body.normal_card_limit,

@@ -94,13 +94,13 @@ fn policy_ref(raw: &str) -> ApiResult<PolicyRef> {
 
 #[derive(Deserialize, Serialize, ToSchema)]
 pub struct CreateInsurer {
-    pub display_name: String,
-    pub username: String,
+    pub display_name: holdfast_core::text::Name,
+    pub username: holdfast_core::text::Username,
     /// 10 to 256 characters.
-    pub password: String,
+    pub password: holdfast_core::text::NewPassword,
     /// The platform's share of each premium settled, a decimal fraction up to 0.5 (default
     /// `"0.05"`).
-    pub commission_rate: Option<String>,
+    pub commission_rate: Option<holdfast_core::text::Token>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -153,9 +153,9 @@ pub async fn create_insurer(
 #[derive(Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateProduct {
-    pub name: String,
+    pub name: holdfast_insurance::products::ProductName,
     /// What is covered, in the insurer's words.
-    pub coverage: String,
+    pub coverage: holdfast_insurance::products::Coverage,
     /// The sum insured.
     pub coverage_amount: Money,
     /// Per month (`monthly`) or for the whole term (`lump_sum`).
@@ -188,8 +188,8 @@ pub async fn create_product(
         &state.core,
         principal.party,
         NewProduct {
-            name: body.name,
-            coverage: body.coverage,
+            name: body.name.into(),
+            coverage: body.coverage.into(),
             coverage_amount: body.coverage_amount,
             premium: body.premium,
             term_months: body.term_months,
@@ -385,7 +385,7 @@ pub enum RecheckDecision {
 pub struct RecheckRequest {
     pub decision: RecheckDecision,
     /// Why it is declined (required to decline).
-    pub reason: Option<String>,
+    pub reason: Option<holdfast_insurance::policies::RecheckReason>,
 }
 
 /// Recheck an application the holder approved on the phone (its insurer): `issue` gives it a
@@ -412,6 +412,7 @@ pub async fn recheck(
             reason: body
                 .reason
                 .clone()
+                .map(String::from)
                 .ok_or_else(|| ApiError::invalid("a decline needs a reason"))?,
         },
     };
@@ -460,12 +461,7 @@ pub async fn request_settlement(
 ) -> ApiResult<Response> {
     principal.require(&[Role::Insurer])?;
     // The body is optional: none asks for the oldest premium held.
-    let body: PremiumSettlementRequest = if raw.iter().all(u8::is_ascii_whitespace) {
-        PremiumSettlementRequest::default()
-    } else {
-        serde_json::from_slice(&raw)
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", e.to_string()))?
-    };
+    let body: PremiumSettlementRequest = crate::extract::optional_json(&raw)?;
     let fingerprint = idempotency::fingerprint("request_premium_settlement", &(&policy, &body));
     let core = state.core.clone();
     idempotency::run(
@@ -631,7 +627,7 @@ pub struct CertificateDelivery {
     #[schema(value_type = String, example = "1234-5678-9012")]
     pub order_number: OrderNumber,
     /// The signed application collected (the reference of its scan or form).
-    pub application_reference: String,
+    pub application_reference: holdfast_insurance::policies::ApplicationReference,
 }
 
 /// The service company delivered the certificate and collected the signed application and the

@@ -32,6 +32,13 @@ use utoipa::ToSchema;
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// How much of an oversized body is read (and thrown away) before the 413 is sent. A server
+/// that answers and closes while the client is still sending leaves unread bytes in its socket,
+/// and the kernel then resets the connection — often before the client has read the answer.
+/// Reading the rest first lets the client see the 413; beyond this much the connection is
+/// closed after the answer instead, and a client still sending may see a reset.
+pub const MAX_DRAINED_BODY_BYTES: usize = 8 * 1024 * 1024;
+
 pub fn router(state: AppState) -> Router {
     let v1 = Router::new()
         .merge(auth::routes())
@@ -54,10 +61,8 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(openapi))
         .nest("/v1", v1)
         .fallback(not_found)
+        .layer(axum::middleware::from_fn(limit_body))
         .layer(axum::middleware::from_fn(request_context))
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(
-            MAX_BODY_BYTES,
-        ))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             panic_response,
         ))
@@ -108,6 +113,60 @@ async fn request_context(request: Request, next: Next) -> Response {
         status = response.status().as_u16(),
         elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
         "served"
+    );
+    response
+}
+
+/// Reads the whole body (at most [`MAX_BODY_BYTES`]) before any handler runs, so an oversized
+/// one is refused in the error envelope (`413 body_too_large`) whatever the route extracts, and
+/// whether it came with a `Content-Length` or chunked. The rest of an oversized body is read
+/// and dropped, up to [`MAX_DRAINED_BODY_BYTES`], so that the client reads the answer.
+async fn limit_body(request: Request, next: Next) -> Response {
+    use http_body_util::BodyExt;
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > MAX_DRAINED_BODY_BYTES as u64) {
+        // Far too large to be worth reading: answer, and the connection closes.
+        return body_too_large();
+    }
+    let (parts, mut body) = request.into_parts();
+    let mut kept = Vec::new();
+    let mut seen = 0_usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            return ApiError::invalid("the request body could not be read").into_response();
+        };
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        seen = seen.saturating_add(data.len());
+        if seen > MAX_DRAINED_BODY_BYTES {
+            break;
+        }
+        if seen <= MAX_BODY_BYTES {
+            kept.extend_from_slice(&data);
+        }
+    }
+    if seen > MAX_BODY_BYTES {
+        return body_too_large();
+    }
+    next.run(Request::from_parts(parts, axum::body::Body::from(kept)))
+        .await
+}
+
+fn body_too_large() -> Response {
+    let mut response = ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        format!("a request body has at most {MAX_BODY_BYTES} bytes"),
+    )
+    .into_response();
+    response.headers_mut().insert(
+        axum::http::header::CONNECTION,
+        HeaderValue::from_static("close"),
     );
     response
 }

@@ -49,14 +49,14 @@ pub fn routes() -> Router<AppState> {
 
 #[derive(Deserialize, Serialize, ToSchema)]
 pub struct CreateSupplier {
-    pub display_name: String,
-    pub username: String,
+    pub display_name: holdfast_core::text::Name,
+    pub username: holdfast_core::text::Username,
     /// 10 to 256 characters.
-    pub password: String,
+    pub password: holdfast_core::text::NewPassword,
     /// Needed later to change the supplier's information.
-    pub second_password: Option<String>,
+    pub second_password: Option<holdfast_core::text::NewPassword>,
     /// The platform's share of its sales, a decimal fraction below 1 (default `"0.05"`).
-    pub commission_rate: Option<String>,
+    pub commission_rate: Option<holdfast_core::text::Token>,
     /// The carrier its parcels go to unless it picks another.
     pub default_distributor_id: Option<PartyId>,
 }
@@ -88,10 +88,10 @@ pub async fn create_supplier(
         &state.db,
         &state.core,
         NewSupplier {
-            display_name: body.display_name,
-            username: body.username,
-            password: body.password,
-            second_password: body.second_password,
+            display_name: body.display_name.into(),
+            username: body.username.into(),
+            password: body.password.into(),
+            second_password: body.second_password.map(Into::into),
         },
         SellerTerms {
             commission,
@@ -112,7 +112,7 @@ pub async fn create_supplier(
 
 #[derive(Clone, Deserialize, Serialize, ToSchema)]
 pub struct CreateShopper {
-    pub display_name: String,
+    pub display_name: holdfast_core::text::Name,
     /// E.164, e.g. `+821012345678`: where confirmations are sent.
     #[schema(value_type = String, example = "+821012345678")]
     pub phone: PhoneNumber,
@@ -120,7 +120,7 @@ pub struct CreateShopper {
     /// Paid into the new prepaid account.
     pub initial_deposit: Option<Money>,
     /// Where parcels go; only the carrier of an order sees it.
-    pub delivery_address: Option<String>,
+    pub delivery_address: Option<holdfast_core::text::Address>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -158,11 +158,11 @@ pub async fn create_shopper(
         move |txn| {
             Box::pin(async move {
                 let new = NewShopper {
-                    display_name: body.display_name,
+                    display_name: body.display_name.into(),
                     phone: body.phone,
                     currency: body.currency,
                     initial_deposit: body.initial_deposit,
-                    delivery_address: body.delivery_address,
+                    delivery_address: body.delivery_address.map(Into::into),
                 };
                 let issued = onboarding::onboard_shopper_in_txn(txn, &core, new).await?;
                 Ok(Outcome::Done(ShopperCreated {
@@ -184,21 +184,21 @@ pub struct CreditClassCap {
 
 #[derive(Deserialize, Serialize, ToSchema)]
 pub struct CreateInstitution {
-    pub display_name: String,
+    pub display_name: holdfast_core::text::Name,
     /// Four digits: the first four of every card number it issues.
     #[schema(example = "1001")]
-    pub code: String,
+    pub code: holdfast_core::text::Token,
     pub kind: InstitutionKind,
     /// The code of an existing institution whose freezing account to share.
-    pub shares_freezing_with: Option<String>,
+    pub shares_freezing_with: Option<holdfast_core::text::Token>,
     /// The largest limit granted per EC credit-line class (banks).
     #[serde(default)]
     pub credit_class_caps: Vec<CreditClassCap>,
     /// What it keeps of a settlement its card paid (card companies, stores), a decimal
     /// fraction up to 0.1 (default 0).
-    pub card_fee_rate: Option<String>,
-    pub username: String,
-    pub password: String,
+    pub card_fee_rate: Option<holdfast_core::text::Token>,
+    pub username: holdfast_core::text::Username,
+    pub password: holdfast_core::text::NewPassword,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -227,10 +227,10 @@ pub async fn create_institution(
         &state.db,
         &state.core,
         NewInstitution {
-            display_name: body.display_name,
-            code: body.code,
+            display_name: body.display_name.into(),
+            code: body.code.into(),
             kind: body.kind,
-            shares_freezing_with: body.shares_freezing_with,
+            shares_freezing_with: body.shares_freezing_with.map(Into::into),
             credit_class_caps: body
                 .credit_class_caps
                 .into_iter()
@@ -254,7 +254,7 @@ pub async fn create_institution(
 #[derive(Deserialize, IntoParams)]
 pub struct AccountsQuery {
     /// A party id, or `platform` for the platform's own (commission) accounts.
-    pub owner: String,
+    pub owner: holdfast_core::text::Token,
 }
 
 /// Any party's accounts.
@@ -267,7 +267,7 @@ pub async fn accounts(
     Query(query): Query<AccountsQuery>,
 ) -> ApiResult<axum::Json<Vec<AccountView>>> {
     principal.require(&[Role::Operator])?;
-    let owner = if query.owner == "platform" {
+    let owner = if query.owner.as_str() == "platform" {
         PLATFORM_PARTY
     } else {
         query
@@ -295,9 +295,9 @@ pub async fn audit(
 
 #[derive(Deserialize, Serialize, ToSchema)]
 pub struct CreateDistributor {
-    pub display_name: String,
-    pub username: String,
-    pub password: String,
+    pub display_name: holdfast_core::text::Name,
+    pub username: holdfast_core::text::Username,
+    pub password: holdfast_core::text::NewPassword,
 }
 
 /// Onboard a carrier (a distributor; an insurer's service company is one too).
@@ -335,7 +335,7 @@ pub async fn create_distributor(
 pub struct SellerTermsChange {
     /// The platform's share, a decimal fraction below 1: the default for the seller's
     /// commodities from now on.
-    pub commission_rate: String,
+    pub commission_rate: holdfast_core::text::Token,
     pub default_distributor_id: Option<PartyId>,
 }
 
@@ -366,7 +366,7 @@ pub async fn set_seller_terms(
 #[derive(Deserialize, Serialize, ToSchema)]
 pub struct CommissionChange {
     #[schema(example = "0.08")]
-    pub commission_rate: String,
+    pub commission_rate: holdfast_core::text::Token,
 }
 
 /// Set one commodity's commission, overriding its seller's default (for new orders).
@@ -456,7 +456,7 @@ pub struct MediationRequest {
     pub to_seller: Option<Money>,
     /// Charged to the party at fault, out of its share.
     pub penalty: Option<Penalty>,
-    pub note: String,
+    pub note: holdfast_core::text::Note,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -524,7 +524,7 @@ pub async fn mediate(
                     MediationOrder {
                         decision,
                         penalty: body.penalty.map(|p| (p.party, p.amount)),
-                        note: body.note,
+                        note: body.note.into(),
                     },
                 )
                 .await?;

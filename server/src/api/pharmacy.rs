@@ -125,11 +125,11 @@ fn scope(actor: &Actor) -> String {
 #[serde(deny_unknown_fields)]
 #[schema(as = CreatePharmacyHospital)]
 pub struct CreateHospital {
-    pub name: String,
+    pub name: holdfast_core::text::Name,
     /// 1 to 6 letters and digits (zero-padded to 6): the middle group of its prescription
     /// numbers, like an NHS ODS code.
     #[schema(example = "A83008")]
-    pub code: String,
+    pub code: holdfast_core::text::Token,
 }
 
 /// Onboard a hospital (operator).
@@ -152,18 +152,18 @@ pub async fn create_hospital(
 #[serde(deny_unknown_fields)]
 #[schema(as = CreatePharmacyStaff)]
 pub struct CreateStaff {
-    pub display_name: String,
-    pub username: String,
+    pub display_name: holdfast_core::text::Name,
+    pub username: holdfast_core::text::Username,
     /// 10 to 256 characters.
-    pub password: String,
+    pub password: holdfast_core::text::NewPassword,
 }
 
 impl From<CreateStaff> for NewStaff {
     fn from(body: CreateStaff) -> Self {
         NewStaff {
-            display_name: body.display_name,
-            username: body.username,
-            password: body.password,
+            display_name: body.display_name.into(),
+            username: body.username.into(),
+            password: body.password.into(),
         }
     }
 }
@@ -189,12 +189,12 @@ pub async fn add_prescriber(
 #[schema(as = CreatePharmacyDrugstore)]
 pub struct CreateDrugstore {
     /// The drugstore's name: the payee the patient's phone shows.
-    pub name: String,
+    pub name: holdfast_core::text::Name,
     /// The drugstore's own login (it can add pharmacists later through the operator).
-    pub username: String,
-    pub password: String,
+    pub username: holdfast_core::text::Username,
+    pub password: holdfast_core::text::NewPassword,
     /// The platform's share of what it is paid, a decimal fraction below 1 (default `"0"`).
-    pub commission_rate: Option<String>,
+    pub commission_rate: Option<holdfast_core::text::Token>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -223,9 +223,9 @@ pub async fn create_drugstore(
         &state.db,
         &state.core,
         NewStaff {
-            display_name: body.name,
-            username: body.username,
-            password: body.password,
+            display_name: body.name.into(),
+            username: body.username.into(),
+            password: body.password.into(),
         },
         commission,
     )
@@ -502,12 +502,7 @@ pub async fn claim(
 }
 
 fn optional_body<T: serde::de::DeserializeOwned + Default>(raw: &[u8]) -> ApiResult<T> {
-    if raw.iter().all(u8::is_ascii_whitespace) {
-        Ok(T::default())
-    } else {
-        serde_json::from_slice(raw)
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", e.to_string()))
-    }
+    crate::extract::optional_json(raw)
 }
 
 /// Hand a claimed prescription back to the pool, before it is dispensed (the drugstore holding

@@ -35,7 +35,7 @@ pub struct InboundReply {
     /// The number the answer came from (E.164).
     #[schema(value_type = String, example = "+821012345678")]
     pub from: PhoneNumber,
-    pub code: String,
+    pub code: holdfast_core::text::ChallengeCode,
     pub decision: Decision,
 }
 
@@ -122,8 +122,7 @@ pub async fn inbound(
             "the signature is invalid or its timestamp is not within five minutes",
         ));
     }
-    let reply: InboundReply = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", e.to_string()))?;
+    let reply: InboundReply = crate::extract::parse_json(&body)?;
     let found = challenge::get_challenge(&state.db, reply.challenge_id).await?;
     // Only the phone the confirmation went to can answer it; anyone else learns nothing.
     if found.phone != reply.from {

@@ -72,11 +72,11 @@ async fn viewer(state: &AppState, principal: &Principal) -> ApiResult<Viewer> {
 #[derive(Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateCommodity {
-    pub name: String,
+    pub name: holdfast_core::text::Name,
     #[serde(default)]
-    pub manufacturer: String,
+    pub manufacturer: holdfast_core::text::ShortText,
     #[serde(default)]
-    pub description: String,
+    pub description: holdfast_retail::catalogue::Description,
     pub price: Money,
     /// Who may see and buy it, by card class (default `all`).
     #[serde(default)]
@@ -100,9 +100,9 @@ pub async fn create_commodity(
         &state.core,
         principal.party,
         NewCommodity {
-            name: body.name,
-            manufacturer: body.manufacturer,
-            description: body.description,
+            name: body.name.into(),
+            manufacturer: body.manufacturer.into(),
+            description: body.description.into(),
             price: body.price,
             audience: body.audience,
         },
@@ -114,9 +114,9 @@ pub async fn create_commodity(
 #[derive(Deserialize, Serialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeCommodity {
-    pub name: Option<String>,
-    pub manufacturer: Option<String>,
-    pub description: Option<String>,
+    pub name: Option<holdfast_core::text::Name>,
+    pub manufacturer: Option<holdfast_core::text::ShortText>,
+    pub description: Option<holdfast_retail::catalogue::Description>,
     /// Applies to new orders; an order keeps the price its buyer confirmed.
     pub price: Option<Money>,
     pub audience: Option<Audience>,
@@ -141,9 +141,9 @@ pub async fn change_commodity(
         principal.party,
         id,
         CommodityChange {
-            name: body.name,
-            manufacturer: body.manufacturer,
-            description: body.description,
+            name: body.name.map(Into::into),
+            manufacturer: body.manufacturer.map(Into::into),
+            description: body.description.map(Into::into),
             price: body.price,
             audience: body.audience,
             active: body.active,
@@ -295,7 +295,7 @@ pub async fn cancel_order(
 
 #[derive(Deserialize, Serialize, ToSchema, Default)]
 pub struct Reason {
-    pub reason: Option<String>,
+    pub reason: Option<holdfast_core::text::Note>,
 }
 
 /// Refuse an order before dispatch (its supplier). The buyer's money returns.
@@ -323,9 +323,14 @@ pub async fn refuse_order(
         StatusCode::OK,
         move |txn| {
             Box::pin(async move {
-                let view =
-                    orders::refuse_order_in_txn(txn, &core, principal.party, &number, body.reason)
-                        .await?;
+                let view = orders::refuse_order_in_txn(
+                    txn,
+                    &core,
+                    principal.party,
+                    &number,
+                    body.reason.map(Into::into),
+                )
+                .await?;
                 Ok(Outcome::Done(view))
             })
         },
@@ -386,12 +391,7 @@ pub async fn request_settlement(
 ) -> ApiResult<Response> {
     principal.require(&[Role::Supplier, Role::Shopper])?;
     // The body is optional: none asks for the whole order.
-    let body: SettlementRequest = if raw.iter().all(u8::is_ascii_whitespace) {
-        SettlementRequest::default()
-    } else {
-        serde_json::from_slice(&raw)
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", e.to_string()))?
-    };
+    let body: SettlementRequest = crate::extract::optional_json(&raw)?;
     let fingerprint = idempotency::fingerprint("request_settlement", &(&number, &body));
     let core = state.core.clone();
     idempotency::run(
@@ -438,7 +438,7 @@ pub async fn renew_settlement_confirmation(
 #[derive(Deserialize, Serialize, ToSchema)]
 pub struct Dispute {
     /// What went wrong (required).
-    pub reason: String,
+    pub reason: holdfast_core::text::Reason,
 }
 
 /// Dispute a settlement request instead of approving it (its shopper). The settlement period
@@ -460,7 +460,7 @@ pub async fn dispute_order(
         &state.core,
         principal.party,
         &number,
-        body.reason,
+        body.reason.into(),
     )
     .await?;
     Ok(axum::Json(view))
@@ -469,9 +469,9 @@ pub async fn dispute_order(
 #[derive(Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OpenAuction {
-    pub name: String,
+    pub name: holdfast_core::text::Name,
     #[serde(default)]
-    pub description: String,
+    pub description: holdfast_retail::catalogue::Description,
     pub reserve_price: Money,
     #[serde(default)]
     pub audience: Audience,
@@ -500,8 +500,8 @@ pub async fn open_auction(
         &state.core,
         principal.party,
         NewAuction {
-            name: body.name,
-            description: body.description,
+            name: body.name.into(),
+            description: body.description.into(),
             reserve_price: body.reserve_price,
             audience: body.audience,
             duration,

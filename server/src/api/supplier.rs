@@ -18,9 +18,9 @@ pub fn routes() -> Router<AppState> {
 #[derive(Deserialize, Serialize, ToSchema)]
 pub struct ProfileChange {
     /// The name buyers see on their phone when they confirm.
-    pub display_name: String,
+    pub display_name: holdfast_core::text::Name,
     /// The second password given at onboarding.
-    pub second_password: String,
+    pub second_password: holdfast_core::text::Password,
 }
 
 /// Change the supplier's information. It needs the second password, not only the login.

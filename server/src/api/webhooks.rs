@@ -28,24 +28,36 @@ pub fn routes() -> Router<AppState> {
 pub struct NewEndpoint {
     /// Where events are POSTed.
     #[schema(example = "https://supplier.example/holdfast-events")]
-    pub url: String,
+    pub url: holdfast_core::text::WebhookUrl,
 }
 
-/// Register an endpoint for the caller's events. The answer carries the signing secret, once:
+/// Register an endpoint for the caller's events. It must be a public address: loopback,
+/// private, link-local, shared, multicast, documentation and reserved addresses, `localhost`
+/// and numeric disguises of them are refused with 422 `webhook_target_forbidden` (and checked
+/// again, after resolving the name, at each delivery). The answer carries the signing secret, once:
 /// each delivery is signed `Holdfast-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "t.body">`
 /// and names its event in `Holdfast-Event-Id` (deliveries are at least once: de-duplicate on
 /// it).
 #[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks", security(("bearer" = [])),
     request_body = NewEndpoint,
-    responses((status = 201, body = Registered), (status = 400, body = crate::error::ErrorBody)))]
+    responses((status = 201, description = "registered", body = Registered),
+        (status = 400, description = "not an http(s) URL", body = crate::error::ErrorBody),
+        (status = 422, description = "`webhook_target_forbidden`: not a public address",
+            body = crate::error::ErrorBody)))]
 pub async fn register(
     State(state): State<AppState>,
     principal: Principal,
     Json(body): Json<NewEndpoint>,
 ) -> ApiResult<(StatusCode, axum::Json<Registered>)> {
     let txn = db::begin_write(&state.db).await?;
-    let registered =
-        webhooks::register_in_txn(&txn, &state.core.clock, principal.party, &body.url).await?;
+    let registered = webhooks::register_in_txn(
+        &txn,
+        &state.core.clock,
+        principal.party,
+        &body.url,
+        state.webhook_policy,
+    )
+    .await?;
     txn.commit().await?;
     Ok((StatusCode::CREATED, axum::Json(registered)))
 }

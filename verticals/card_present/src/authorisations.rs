@@ -87,6 +87,10 @@ pub const MAX_ARM_WINDOW_MINUTES: i64 = 24 * 60;
 pub const MAX_ARM_LEAD_DAYS: i64 = 7;
 pub const MAX_REFERENCE_CHARS: usize = 64;
 pub const MAX_LABEL_CHARS: usize = 60;
+/// A terminal's label, as a request carries it.
+pub type TerminalLabel = holdfast_core::text::Text<1, MAX_LABEL_CHARS>;
+/// A terminal's own id for a payment (its character set is checked by [`authorise_in_txn`]).
+pub type AuthorisationReference = holdfast_core::text::Text<1, MAX_REFERENCE_CHARS>;
 pub const MAX_PAGE: u64 = 100;
 /// What a terminal is told to wait before asking again while the phone is asked.
 pub const RETRY_AFTER_SECS: u32 = 5;

@@ -71,6 +71,8 @@ pub const RECHECK_DAYS: i64 = 7;
 pub const CERTIFICATE_DELIVERY_DAYS: i64 = 30;
 pub const MAX_REASON_CHARS: usize = 500;
 pub const MAX_APPLICATION_REFERENCE_CHARS: usize = 100;
+pub type RecheckReason = holdfast_core::text::MultilineText<1, MAX_REASON_CHARS>;
+pub type ApplicationReference = holdfast_core::text::Text<1, MAX_APPLICATION_REFERENCE_CHARS>;
 pub const MAX_PAGE: u64 = 100;
 
 /// Fires when the application's phone confirmation is due: an unanswered one is not taken.

@@ -53,6 +53,8 @@ pub enum PaymentPlan {
 
 pub const MAX_NAME_CHARS: usize = 120;
 pub const MAX_COVERAGE_CHARS: usize = 2_000;
+pub type ProductName = holdfast_core::text::Text<1, MAX_NAME_CHARS>;
+pub type Coverage = holdfast_core::text::MultilineText<1, MAX_COVERAGE_CHARS>;
 pub const MAX_TERM_MONTHS: i32 = 600;
 /// Grace after a missed premium: at least 14 days' notice (7 for terms under a year), as
 /// Korean practice requires before a lapse.

@@ -19,6 +19,7 @@ use holdfast_core::escrow::{self, CaseEvent, CaseState, EscrowCase};
 use holdfast_core::ids::{ChallengeId, PartyId};
 use holdfast_core::order_number::OrderNumber;
 use holdfast_core::outbox::{self, PhoneMessage};
+use holdfast_core::text::{MultilineText, Text};
 use holdfast_core::{Core, CoreError, Currency, Money, events, timers};
 use sea_orm::entity::prelude::*;
 use sea_orm::{
@@ -35,6 +36,13 @@ pub const MAX_DRUG_NAME_CHARS: usize = 200;
 pub const MAX_STRENGTH_CHARS: usize = 64;
 pub const MAX_DOSE_CHARS: usize = 500;
 pub const MAX_UNIT_CHARS: usize = 32;
+pub type DrugCode = Text<1, MAX_DRUG_CODE_CHARS>;
+pub type DrugName = Text<1, MAX_DRUG_NAME_CHARS>;
+pub type Strength = Text<0, MAX_STRENGTH_CHARS>;
+/// Dosage instructions, on one line (the patient's phone shows them in a text).
+pub type Dose = Text<1, MAX_DOSE_CHARS>;
+pub type Unit = Text<0, MAX_UNIT_CHARS>;
+pub type PrescriptionNotes = MultilineText<0, MAX_NOTES_CHARS>;
 pub const MAX_QUANTITY: u32 = 10_000;
 pub const MAX_DAYS: u32 = 366;
 /// A prescription is valid six months unless shorter (UK, NHS EPS).
@@ -141,19 +149,19 @@ pub enum Handover {
 pub struct NewItem {
     /// The drug's code in the national catalogue (letters, digits, '.', '-').
     #[schema(example = "641400260")]
-    pub drug_code: String,
+    pub drug_code: DrugCode,
     #[schema(example = "Amoxicillin")]
-    pub name: String,
+    pub name: DrugName,
     #[serde(default)]
     #[schema(example = "500 mg capsules")]
-    pub strength: String,
+    pub strength: Strength,
     /// Dosage instructions, as the patient reads them.
     #[schema(example = "1 capsule 3 times a day")]
-    pub dose: String,
+    pub dose: Dose,
     pub quantity: u32,
     #[serde(default)]
     #[schema(example = "capsule")]
-    pub unit: String,
+    pub unit: Unit,
     /// Days of treatment.
     pub days: u32,
     #[serde(default)]
@@ -174,7 +182,7 @@ pub struct NewPrescription {
     /// and funding source stay on the server.
     pub card_number: CardNumber,
     pub items: Vec<NewItem>,
-    pub notes: Option<String>,
+    pub notes: Option<PrescriptionNotes>,
     /// Shorter validity than the default (six months; 28 days with a controlled drug).
     pub validity_days: Option<u32>,
     /// The member drugstore the patient chose to receive it (flow A). Recorded as the

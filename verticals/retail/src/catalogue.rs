@@ -193,6 +193,8 @@ pub struct CommodityChange {
 }
 
 pub const MAX_DESCRIPTION_CHARS: usize = 2_000;
+/// A commodity's or auction's description, over several lines if need be.
+pub type Description = holdfast_core::text::MultilineText<0, MAX_DESCRIPTION_CHARS>;
 pub const MAX_PAGE: u64 = 100;
 
 fn text_field(value: &str, what: &str, max: usize, required: bool) -> RetailResult<String> {

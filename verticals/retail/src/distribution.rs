@@ -12,6 +12,7 @@ use holdfast_core::events;
 use holdfast_core::ids::{Id, IdKind, PartyId};
 use holdfast_core::order_number::OrderNumber;
 use holdfast_core::parties::{self, Role};
+use holdfast_core::text::Text;
 use holdfast_core::{Core, CoreError, db};
 use sea_orm::entity::prelude::*;
 use sea_orm::{
@@ -124,6 +125,8 @@ pub struct ParcelSummary {
 
 pub const MAX_LOCATION_CHARS: usize = 200;
 pub const MAX_NOTE_CHARS: usize = 500;
+pub type Location = Text<1, MAX_LOCATION_CHARS>;
+pub type TrackingNote = Text<1, MAX_NOTE_CHARS>;
 
 /// Opens the parcel of a confirmed order and tells the seller and the carrier.
 pub async fn open_parcel_in_txn(
@@ -336,8 +339,8 @@ async fn view_of(db: &impl ConnectionTrait, row: parcels::Model) -> RetailResult
 pub struct TrackingEntry {
     pub kind: TrackingKind,
     /// Where the parcel is: a depot, a city.
-    pub location: String,
-    pub note: Option<String>,
+    pub location: Location,
+    pub note: Option<TrackingNote>,
     /// For `delivered`: the order number the buyer handed over.
     pub order_number: Option<OrderNumber>,
 }
