@@ -1,5 +1,5 @@
 //! Order numbers: what a shopper reads out to a carrier and a supplier quotes to get paid.
-//! Twelve digits, the last a Luhn check digit, shown as `1234-5678-9012`; a mistyped number is
+//! Twelve digits, the last a Luhn check digit, shown as `1234-5678-9015`; a mistyped number is
 //! refused before any look-up.
 
 use crate::check_digit::{luhn_digit, luhn_valid};
@@ -12,7 +12,7 @@ use std::str::FromStr;
 pub struct OrderNumber(String);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("not a valid order number (12 digits, e.g. 1234-5678-9012; check the digits)")]
+#[error("not a valid order number (12 digits, e.g. 1234-5678-9015; check the digits)")]
 pub struct InvalidOrderNumber;
 
 pub const ORDER_NUMBER_DIGITS: usize = 12;
@@ -101,7 +101,7 @@ impl utoipa::PartialSchema for OrderNumber {
         utoipa::openapi::ObjectBuilder::new()
             .schema_type(utoipa::openapi::schema::Type::String)
             .pattern(Some("^[0-9]{4}-?[0-9]{4}-?[0-9]{4}$"))
-            .examples([serde_json::json!("4417-1234-5678")])
+            .examples([serde_json::json!("4417-1234-5673")])
             .description(Some("Twelve digits, the last a Luhn check digit"))
             .into()
     }
@@ -112,6 +112,13 @@ impl utoipa::ToSchema for OrderNumber {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_example_in_the_documentation_is_a_valid_number() {
+        assert!(OrderNumber::parse("1234-5678-9015").is_ok());
+        assert!(OrderNumber::parse("4417-1234-5673").is_ok());
+        assert!(OrderNumber::parse("1234-5678-9012").is_err());
+    }
     use proptest::prelude::*;
 
     #[test]

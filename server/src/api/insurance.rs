@@ -624,7 +624,7 @@ pub async fn receive_certificate(
 #[serde(deny_unknown_fields)]
 pub struct CertificateDelivery {
     /// The policy number the holder handed over on delivery.
-    #[schema(value_type = String, example = "1234-5678-9012")]
+    #[schema(value_type = String, example = "1234-5678-9015")]
     pub order_number: OrderNumber,
     /// The signed application collected (the reference of its scan or form).
     pub application_reference: holdfast_insurance::policies::ApplicationReference,
