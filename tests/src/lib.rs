@@ -24,6 +24,14 @@ use tower::ServiceExt;
 
 pub const SECRET: &[u8] = b"test-secret-test-secret-test-secret!";
 
+/// The password every staff login the tests create uses.
+pub const STAFF_PASSWORD: &str = "staff-password-1";
+
+/// An amount in US dollars, as the API takes it: `{"amount": "12.50", "currency": "USD"}`.
+pub fn usd(amount: &str) -> Value {
+    json!({"amount": amount, "currency": "USD"})
+}
+
 /// Where every test's clock starts unless the test is about the calendar: a fixed instant, so
 /// that no test depends on the day it runs. A Wednesday in March, mid-month, nothing special
 /// about it: tests that need a month's end or a leap day start there with

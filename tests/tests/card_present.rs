@@ -13,15 +13,9 @@ use holdfast_card_present::{
     MAX_OPEN_CONFIRMATIONS_PER_CARD, MAX_REQUESTS_PER_CARD_PER_WINDOW, REQUEST_WINDOW_MINUTES,
 };
 use holdfast_core::cards::{AgeClass, CardNumber, PurchaseType};
-use holdfast_tests::{Reply, TestApp};
+use holdfast_tests::{Reply, STAFF_PASSWORD, TestApp, usd};
 use serde_json::{Value, json};
 use std::sync::Arc;
-
-const STAFF_PASSWORD: &str = "staff-password-1";
-
-fn usd(amount: &str) -> Value {
-    json!({"amount": amount, "currency": "USD"})
-}
 
 /// A merchant with a terminal, and a card holder.
 struct Shop {

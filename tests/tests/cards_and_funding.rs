@@ -6,20 +6,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use axum::http::{Method, StatusCode};
-use holdfast_tests::{Reply, TestApp};
+use holdfast_tests::{Reply, STAFF_PASSWORD, TestApp, usd};
 use serde_json::{Value, json};
 use std::sync::Arc;
-
-const STAFF_PASSWORD: &str = "institution-password";
 
 /// An institution's desk: its party id and its staff's token.
 struct Desk {
     id: String,
     token: String,
-}
-
-fn usd(amount: &str) -> Value {
-    json!({"amount": amount, "currency": "USD"})
 }
 
 /// Onboards an institution (`kind`: bank, card_company, department_store) and logs its staff in.

@@ -9,16 +9,10 @@
 use axum::http::{Method, StatusCode};
 use chrono::{DateTime, Duration, Months, TimeZone, Utc};
 use holdfast_core::cards::CardNumber;
-use holdfast_tests::{Reply, TestApp};
+use holdfast_tests::{Reply, STAFF_PASSWORD, TestApp, usd};
 use serde_json::{Value, json};
 use std::str::FromStr;
 use std::sync::Arc;
-
-const STAFF_PASSWORD: &str = "staff-password-1";
-
-fn usd(amount: &str) -> Value {
-    json!({"amount": amount, "currency": "USD"})
-}
 
 /// An insurer, its service company and an operator, each logged in.
 struct World {
