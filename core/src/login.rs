@@ -7,7 +7,7 @@ use crate::cards::{self, Card, CardId, CardNumber};
 use crate::challenge::{self, Answer, ChallengeBinding, ChallengePurpose, NewChallenge};
 use crate::error::{CoreError, CoreResult};
 use crate::ids::ChallengeId;
-use crate::login_throttle::{ClientKey, LoginThrottle};
+use crate::login_throttle::{AttemptOutcome, ClientKey, LoginThrottle};
 use crate::parties::{self, Party};
 use sea_orm::DatabaseTransaction;
 
@@ -128,17 +128,19 @@ pub async fn password_login(
     username: &str,
     password: &str,
 ) -> CoreResult<Party> {
-    throttle.check(username, client)?;
+    // Counted before the hash, so guesses sent side by side cannot outrun the limit.
+    throttle.begin_attempt(username, client)?;
     // Far longer than any password: refused without hashing it.
     let verified = if password.len() > parties::MAX_PASSWORD_CHARS * 4 {
         Err(CoreError::BadCredentials)
     } else {
         parties::verify_password(db, &core.passwords, username, password).await
     };
-    match &verified {
-        Ok(_) => throttle.record_success(username, client),
-        Err(CoreError::BadCredentials) => throttle.record_failure(username, client),
-        Err(_) => {}
-    }
+    let outcome = match &verified {
+        Ok(_) => AttemptOutcome::RightPassword,
+        Err(CoreError::BadCredentials) => AttemptOutcome::WrongPassword,
+        Err(_) => AttemptOutcome::NotChecked,
+    };
+    throttle.settle_attempt(username, client, outcome);
     verified
 }

@@ -70,6 +70,15 @@ struct ClientEntry {
     last_failure: DateTime<Utc>,
 }
 
+/// How a password attempt ended, for [`LoginThrottle::settle_attempt`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    RightPassword,
+    WrongPassword,
+    /// Not checked (a busy database, hashing refused).
+    NotChecked,
+}
+
 #[derive(Debug, Default)]
 struct Tables {
     pairs: HashMap<(String, ClientKey), PairEntry>,
@@ -128,6 +137,54 @@ impl LoginThrottle {
     pub fn check(&self, username: &str, client: ClientKey) -> CoreResult<()> {
         let now = self.clock.now();
         let tables = self.tables();
+        Self::check_in(&tables, username, client, now)
+    }
+
+    /// Checks and, if the attempt may go on, counts it as a failure at once, under one lock:
+    /// guesses sent side by side are each counted before any of them is hashed, so a client
+    /// cannot run more than the limit in parallel. [`LoginThrottle::settle_attempt`] gives the
+    /// count back when the password was right (or was never checked).
+    pub fn begin_attempt(&self, username: &str, client: ClientKey) -> CoreResult<()> {
+        let now = self.clock.now();
+        let mut tables = self.tables();
+        Self::check_in(&tables, username, client, now)?;
+        self.record_failure_in(&mut tables, username, client, now);
+        Ok(())
+    }
+
+    /// Ends an attempt begun with [`LoginThrottle::begin_attempt`]: a wrong password keeps its
+    /// count; a right one clears the pair and gives the client its count back; an attempt that
+    /// could not be checked (the database was busy) gives both back.
+    pub fn settle_attempt(&self, username: &str, client: ClientKey, outcome: AttemptOutcome) {
+        if outcome == AttemptOutcome::WrongPassword {
+            return;
+        }
+        let mut tables = self.tables();
+        let key = (normalise(username), client);
+        match outcome {
+            AttemptOutcome::RightPassword => {
+                tables.pairs.remove(&key);
+            }
+            _ => {
+                if let Some(entry) = tables.pairs.get_mut(&key) {
+                    entry.failures = entry.failures.saturating_sub(1);
+                    if entry.failures < FREE_FAILURES {
+                        entry.blocked_until = None;
+                    }
+                }
+            }
+        }
+        if let Some(entry) = tables.clients.get_mut(&client) {
+            entry.failures = entry.failures.saturating_sub(1);
+        }
+    }
+
+    fn check_in(
+        tables: &Tables,
+        username: &str,
+        client: ClientKey,
+        now: DateTime<Utc>,
+    ) -> CoreResult<()> {
         if let Some(entry) = tables.clients.get(&client)
             && entry.failures >= MAX_FAILURES_PER_CLIENT
         {
@@ -152,9 +209,18 @@ impl LoginThrottle {
     /// Counts a wrong password (or unknown username) for `username` from `client`.
     pub fn record_failure(&self, username: &str, client: ClientKey) {
         let now = self.clock.now();
-        let max = self.max_tracked;
         let mut tables = self.tables();
+        self.record_failure_in(&mut tables, username, client, now);
+    }
 
+    fn record_failure_in(
+        &self,
+        tables: &mut Tables,
+        username: &str,
+        client: ClientKey,
+        now: DateTime<Utc>,
+    ) {
+        let max = self.max_tracked;
         let key = (normalise(username), client);
         make_room(&mut tables.pairs, &key, max, |e| e.last_failure);
         let fresh = PairEntry {
@@ -230,9 +296,41 @@ mod tests {
         }
     }
 
+    fn start() -> DateTime<Utc> {
+        use chrono::TimeZone;
+        Utc.with_ymd_and_hms(2026, 3, 11, 9, 30, 0).unwrap()
+    }
+
+    #[test]
+    fn guesses_sent_side_by_side_are_counted_before_any_is_checked() {
+        let throttle = LoginThrottle::new(Clock::manual(start()));
+        // Five attempts in flight at once pass; the sixth is refused before it is hashed.
+        for _ in 0..FREE_FAILURES {
+            assert!(throttle.begin_attempt("alice", client(7)).is_ok());
+        }
+        assert!(matches!(
+            throttle.begin_attempt("alice", client(7)),
+            Err(CoreError::Throttled { .. })
+        ));
+        // The owner from elsewhere is not affected; a right password clears its pair.
+        assert!(throttle.begin_attempt("alice", client(8)).is_ok());
+        throttle.settle_attempt("alice", client(8), AttemptOutcome::RightPassword);
+        assert_eq!(throttle.tracked().0, 1);
+    }
+
+    #[test]
+    fn an_attempt_that_could_not_be_checked_is_given_back() {
+        let throttle = LoginThrottle::new(Clock::manual(start()));
+        for _ in 0..20 {
+            throttle.begin_attempt("bob", client(9)).unwrap();
+            throttle.settle_attempt("bob", client(9), AttemptOutcome::NotChecked);
+        }
+        assert!(throttle.begin_attempt("bob", client(9)).is_ok());
+    }
+
     #[test]
     fn delays_double_after_the_free_failures_up_to_the_cap() {
-        let clock = Clock::manual(Utc::now());
+        let clock = Clock::manual(start());
         let throttle = LoginThrottle::new(clock.clone());
         let mut waits = Vec::new();
         for _ in 0..12 {
@@ -269,7 +367,7 @@ mod tests {
 
     #[test]
     fn one_address_spraying_many_usernames_waits_for_its_window() {
-        let clock = Clock::manual(Utc::now());
+        let clock = Clock::manual(start());
         let throttle = LoginThrottle::new(clock.clone());
         for n in 0..MAX_FAILURES_PER_CLIENT {
             assert_eq!(
@@ -289,7 +387,7 @@ mod tests {
 
     #[test]
     fn the_tables_stay_bounded_and_forget_the_stalest_first() {
-        let clock = Clock::manual(Utc::now());
+        let clock = Clock::manual(start());
         let throttle = LoginThrottle::with_capacity(clock.clone(), 3);
         for n in 0..10u8 {
             throttle.record_failure(&format!("user{n}"), client(n));

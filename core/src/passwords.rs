@@ -7,6 +7,9 @@ use crate::error::{CoreError, CoreResult};
 use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+/// The longest a login waits for a hashing slot before it is refused as busy.
+pub const MAX_QUEUE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The bound on concurrent password hashes, shared by everything that hashes or verifies.
 #[derive(Clone, Debug)]
 pub struct PasswordWork {
@@ -39,11 +42,11 @@ impl PasswordWork {
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
     {
-        let permit = self
-            .permits
-            .clone()
-            .acquire_owned()
+        // A flood queues here; past the wait, the caller is told to come back (503 with
+        // Retry-After) rather than wait without end.
+        let permit = tokio::time::timeout(MAX_QUEUE_WAIT, self.permits.clone().acquire_owned())
             .await
+            .map_err(|_| CoreError::Busy)?
             .map_err(|_| CoreError::Busy)?;
         // The permit travels with the work: a caller that gives up does not free a slot while
         // its hash still runs.

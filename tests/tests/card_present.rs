@@ -589,7 +589,8 @@ async fn a_lost_card_used_by_someone_else_is_declined_without_money_moving() {
     let refused = s.authorise("thief-2", "80.00").await;
     assert_eq!(refused.status, StatusCode::OK, "{refused:?}");
     assert_eq!(refused.body["status"], "declined");
-    assert_eq!(refused.body["decline_reason"], "card_blocked");
+    // The till learns only that the card cannot pay, as for a number never issued.
+    assert_eq!(refused.body["decline_reason"], "card_declined");
     let inbox = s.inbox().await;
     assert_eq!(inbox.len(), questions + 1);
     assert!(inbox[0]["challenge_id"].is_null());
@@ -614,7 +615,7 @@ async fn a_lost_card_used_by_someone_else_is_declined_without_money_moving() {
     assert_eq!(answered.status, StatusCode::FORBIDDEN, "{answered:?}");
     assert_eq!(answered.code(), "card_not_active");
     let retry = s.authorise("race-1", "30.00").await;
-    assert_eq!(retry.body["decline_reason"], "card_blocked", "{retry:?}");
+    assert_eq!(retry.body["decline_reason"], "card_declined", "{retry:?}");
     assert_eq!(s.prepaid().await, pair("100.00", "100.00"));
 
     // An unknown number is declined without asking anyone.
@@ -626,8 +627,8 @@ async fn a_lost_card_used_by_someone_else_is_declined_without_money_moving() {
         .await;
     assert_eq!(unknown.status, StatusCode::OK, "{unknown:?}");
     assert_eq!(
-        unknown.body["decline_reason"], "card_unknown",
-        "{unknown:?}"
+        unknown.body["decline_reason"], "card_declined",
+        "a till cannot tell an unknown number from a blocked card: {unknown:?}"
     );
     s.app.assert_ledger_clean().await;
 }
@@ -1119,7 +1120,7 @@ async fn a_card_is_asked_a_few_questions_at_a_time_and_a_few_per_window() {
             .authorise_at(&s.terminal, &format!("lost-{i}"), &lost, "5.00")
             .await;
         assert_eq!(
-            declined.body["decline_reason"], "card_blocked",
+            declined.body["decline_reason"], "card_declined",
             "{declined:?}"
         );
     }
@@ -1166,4 +1167,21 @@ async fn a_burst_of_new_requests_on_one_card_asks_the_phone_no_more_than_the_cap
         .await;
     assert_eq!(listed.body.as_array().unwrap().len(), open, "{listed:?}");
     s.app.assert_ledger_clean().await;
+}
+
+#[tokio::test]
+async fn a_malformed_authorisation_id_in_the_path_is_simply_not_found() {
+    let s = shop("+821055509901", "50.00").await;
+    for path in [
+        "/v1/card-present/authorisations/till%001",
+        "/v1/card-present/authorisations/has%20space",
+    ] {
+        let read = s.app.get(path, Some(&s.terminal)).await;
+        assert_eq!(read.status, StatusCode::NOT_FOUND, "{path}: {read:?}");
+        let void = s
+            .app
+            .post(&format!("{path}/void"), Some(&s.terminal), json!({}))
+            .await;
+        assert_eq!(void.status, StatusCode::NOT_FOUND, "{path}: {void:?}");
+    }
 }

@@ -154,7 +154,8 @@ pub struct AuthorisationRequest {
 /// (202) while the holder's phone is asked — ask again with the same `authorisation_id` after
 /// `retry_after_secs`; `approved` (200) once the phone approved, or at once when the holder armed
 /// an approval for this merchant and the money is there; `declined` (200) for an unknown or
-/// blocked card (`card_unknown`, `card_blocked`), a card in another currency, a phone that did
+/// blocked card (both `card_declined`: a till cannot tell which numbers exist), a card in
+/// another currency, a phone that did
 /// not answer (`confirmation_expired`) or was locked by wrong codes, and `not_approved` when the
 /// holder said no or the money was not there — the terminal is never told which, so it learns
 /// nothing of the holder's balance. Nothing is held unless approved. A card whose phone already

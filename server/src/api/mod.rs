@@ -121,6 +121,9 @@ async fn request_context(request: Request, next: Next) -> Response {
 /// one is refused in the error envelope (`413 body_too_large`) whatever the route extracts, and
 /// whether it came with a `Content-Length` or chunked. The rest of an oversized body is read
 /// and dropped, up to [`MAX_DRAINED_BODY_BYTES`], so that the client reads the answer.
+/// How long a request's body may take to arrive.
+pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 async fn limit_body(request: Request, next: Next) -> Response {
     use http_body_util::BodyExt;
     let declared = request
@@ -135,20 +138,45 @@ async fn limit_body(request: Request, next: Next) -> Response {
     let (parts, mut body) = request.into_parts();
     let mut kept = Vec::new();
     let mut seen = 0_usize;
-    while let Some(frame) = body.frame().await {
-        let Ok(frame) = frame else {
-            return ApiError::invalid("the request body could not be read").into_response();
-        };
-        let Ok(data) = frame.into_data() else {
-            continue; // trailers
-        };
-        seen = seen.saturating_add(data.len());
-        if seen > MAX_DRAINED_BODY_BYTES {
-            break;
+    // A client that trickles its body holds a task and its buffer: it gets a deadline.
+    let read = tokio::time::timeout(BODY_READ_TIMEOUT, async {
+        while let Some(frame) = body.frame().await {
+            let Ok(frame) = frame else {
+                return Err(ApiError::invalid("the request body could not be read"));
+            };
+            let Ok(data) = frame.into_data() else {
+                continue; // trailers
+            };
+            seen = seen.saturating_add(data.len());
+            if seen > MAX_DRAINED_BODY_BYTES {
+                break;
+            }
+            if seen <= MAX_BODY_BYTES {
+                kept.extend_from_slice(&data);
+            }
         }
-        if seen <= MAX_BODY_BYTES {
-            kept.extend_from_slice(&data);
+        Ok(())
+    })
+    .await;
+    match read {
+        Err(_) => {
+            let mut response = ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!(
+                    "the request body did not arrive within {} seconds",
+                    BODY_READ_TIMEOUT.as_secs()
+                ),
+            )
+            .into_response();
+            response.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                HeaderValue::from_static("close"),
+            );
+            return response;
         }
+        Ok(Err(error)) => return error.into_response(),
+        Ok(Ok(())) => {}
     }
     if seen > MAX_BODY_BYTES {
         return body_too_large();
@@ -198,4 +226,45 @@ pub async fn health(State(state): State<AppState>) -> Response {
 
 async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(crate::openapi::document())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::{Body, Bytes};
+    use futures_util::StreamExt;
+    use tower::ServiceExt;
+
+    /// The body-reading middleware alone, in front of a handler that answers "ok".
+    fn guarded() -> Router {
+        Router::new()
+            .route("/", axum::routing::post(|| async { "ok" }))
+            .layer(axum::middleware::from_fn(limit_body))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_that_stops_arriving_gets_408_instead_of_holding_the_request() {
+        let first = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(
+            b"{\"partial\":",
+        ))]);
+        let stalled = first.chain(futures_util::stream::pending());
+        let request = Request::post("/")
+            .body(Body::from_stream(stalled))
+            .unwrap_or_default();
+        // Time is paused: the deadline passes as soon as nothing else can run.
+        let response = guarded().oneshot(request).await;
+        let response = response.unwrap_or_else(|never| match never {});
+        assert_eq!(response.status(), StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(response.headers()["connection"], "close");
+    }
+
+    #[tokio::test]
+    async fn a_whole_body_passes_through() {
+        let request = Request::post("/")
+            .body(Body::from("{}"))
+            .unwrap_or_default();
+        let response = guarded().oneshot(request).await;
+        let response = response.unwrap_or_else(|never| match never {});
+        assert_eq!(response.status(), StatusCode::OK);
+    }
 }

@@ -4,6 +4,7 @@
 //! of our clock. The answer must come from the phone the confirmation went to.
 
 use crate::api::challenges::{self, ChallengeAnswer};
+use crate::app::answers::{self, AnswerRoute};
 use crate::error::{ApiError, ApiResult};
 use crate::idempotency::IdempotencyKey;
 use crate::state::AppState;
@@ -14,7 +15,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::post;
 use hmac::Mac;
-use holdfast_core::challenge::{self, ChallengePurpose, Decision, keyed_mac};
+use holdfast_core::challenge::{self, Decision, keyed_mac};
 use holdfast_core::ids::ChallengeId;
 use holdfast_core::phone_number::PhoneNumber;
 use serde::{Deserialize, Serialize};
@@ -128,62 +129,20 @@ pub async fn inbound(
     if found.phone != reply.from {
         return Err(ApiError::not_found("challenge"));
     }
-    if found.purpose == ChallengePurpose::Login {
-        return Err(holdfast_core::CoreError::ChallengeNotAnswerable.into());
-    }
     let answer = ChallengeAnswer {
         code: reply.code,
         decision: reply.decision,
     };
-    match found.purpose {
-        ChallengePurpose::PrescriptionOpen | ChallengePurpose::CardPresent => {
-            challenges::answer_vertical(
-                &state,
-                reply.challenge_id,
-                found.purpose,
-                answer,
-                IdempotencyKey(None),
-            )
-            .await
+    let key = IdempotencyKey(None);
+    match answers::route_of(found.purpose) {
+        // A login proves the phone to a browser session: it is answered there, not by a text.
+        AnswerRoute::Login => Err(holdfast_core::CoreError::ChallengeNotAnswerable.into()),
+        AnswerRoute::Vertical => {
+            challenges::answer_vertical(&state, reply.challenge_id, found.purpose, answer, key)
+                .await
         }
-        _ => {
-            challenges::answer_case(
-                &state,
-                reply.challenge_id,
-                found.purpose,
-                answer,
-                IdempotencyKey(None),
-            )
-            .await
+        AnswerRoute::Case => {
+            challenges::answer_case(&state, reply.challenge_id, found.purpose, answer, key).await
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_signature_verifies_only_for_its_body_secret_and_time() {
-        let secret = b"provider-secret";
-        let body = br#"{"challenge_id":"x"}"#;
-        let header = sign(secret, body, 1_000_000);
-        assert!(verify_signature(secret, &header, body, 1_000_000));
-        assert!(verify_signature(
-            secret,
-            &header,
-            body,
-            1_000_000 + TOLERANCE_SECS
-        ));
-        assert!(!verify_signature(
-            secret,
-            &header,
-            body,
-            1_000_000 + TOLERANCE_SECS + 1
-        ));
-        assert!(!verify_signature(secret, &header, b"{}", 1_000_000));
-        assert!(!verify_signature(b"other", &header, body, 1_000_000));
-        assert!(!verify_signature(secret, "v1=00", body, 1_000_000));
-        assert!(!verify_signature(secret, "t=abc,v1=00", body, 1_000_000));
     }
 }

@@ -200,6 +200,9 @@ pub enum DeclineReason {
     /// `insufficient_funds`: both come when the holder answers, and telling them apart would
     /// let a terminal find the holder's balance by trying amounts.
     NotApproved,
+    /// What the terminal and merchant are told for `card_unknown` and `card_blocked`: telling
+    /// them apart would let any till find out which card numbers exist.
+    CardDeclined,
 }
 
 impl DeclineReason {
@@ -209,6 +212,7 @@ impl DeclineReason {
             DeclineReason::InsufficientFunds | DeclineReason::DeniedOnPhone => {
                 DeclineReason::NotApproved
             }
+            DeclineReason::CardUnknown | DeclineReason::CardBlocked => DeclineReason::CardDeclined,
             other => other,
         }
     }
@@ -362,14 +366,17 @@ fn refuse(state: &'static str, action: &'static str) -> CoreError {
     CoreError::InvalidTransition { state, action }
 }
 
-fn valid_reference(reference: &str) -> CoreResult<String> {
-    let reference = reference.trim();
-    let well_formed = !reference.is_empty()
+fn well_formed_reference(reference: &str) -> bool {
+    !reference.is_empty()
         && reference.len() <= MAX_REFERENCE_CHARS
         && reference
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
-    if well_formed {
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+fn valid_reference(reference: &str) -> CoreResult<String> {
+    let reference = reference.trim();
+    if well_formed_reference(reference) {
         Ok(reference.to_owned())
     } else {
         Err(CoreError::invalid(format!(
@@ -562,6 +569,11 @@ async fn find_by_reference(
     terminal: PartyId,
     reference: &str,
 ) -> CoreResult<Option<auth_rows::Model>> {
+    // No stored id is malformed (authorise checks them), and a NUL byte is not for the
+    // database to refuse: a malformed one is simply not found.
+    if !well_formed_reference(reference) {
+        return Ok(None);
+    }
     Ok(auth_rows::Entity::find()
         .filter(auth_rows::Column::TerminalPartyId.eq(terminal.uuid()))
         .filter(auth_rows::Column::Reference.eq(reference))
@@ -574,6 +586,9 @@ async fn lock_by_reference(
     terminal: PartyId,
     reference: &str,
 ) -> CoreResult<auth_rows::Model> {
+    if !well_formed_reference(reference) {
+        return Err(CoreError::NotFound("authorisation"));
+    }
     auth_rows::Entity::find()
         .filter(auth_rows::Column::TerminalPartyId.eq(terminal.uuid()))
         .filter(auth_rows::Column::Reference.eq(reference))
