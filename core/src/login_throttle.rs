@@ -97,21 +97,30 @@ fn secs_until(until: DateTime<Utc>, now: DateTime<Utc>) -> u64 {
     u64::try_from((millis + 999) / 1000).unwrap_or(1).max(1)
 }
 
-/// Removes the entry least recently failed, if `map` is full and `key` is new.
+/// Removes the entry least recently failed, if `map` is full and `key` is new — one that is
+/// not holding anyone back if there is such an entry, so that flooding the table with fresh
+/// addresses does not lift a block that is running.
 fn make_room<K: Clone + Eq + std::hash::Hash, V>(
     map: &mut HashMap<K, V>,
     key: &K,
     max: usize,
     last: impl Fn(&V) -> DateTime<Utc>,
+    holding: impl Fn(&V) -> bool,
 ) {
     if map.len() < max || map.contains_key(key) {
         return;
     }
-    if let Some(oldest) = map
+    let oldest_idle = map
         .iter()
+        .filter(|(_, v)| !holding(v))
         .min_by_key(|(_, v)| last(v))
-        .map(|(k, _)| k.clone())
-    {
+        .map(|(k, _)| k.clone());
+    let oldest = oldest_idle.or_else(|| {
+        map.iter()
+            .min_by_key(|(_, v)| last(v))
+            .map(|(k, _)| k.clone())
+    });
+    if let Some(oldest) = oldest {
         map.remove(&oldest);
     }
 }
@@ -222,7 +231,13 @@ impl LoginThrottle {
     ) {
         let max = self.max_tracked;
         let key = (normalise(username), client);
-        make_room(&mut tables.pairs, &key, max, |e| e.last_failure);
+        make_room(
+            &mut tables.pairs,
+            &key,
+            max,
+            |e| e.last_failure,
+            |e| e.blocked_until.is_some_and(|until| until > now),
+        );
         let fresh = PairEntry {
             failures: 0,
             last_failure: now,
@@ -243,7 +258,16 @@ impl LoginThrottle {
             entry.blocked_until = Some(now + Duration::seconds(delay));
         }
 
-        make_room(&mut tables.clients, &client, max, |e| e.last_failure);
+        make_room(
+            &mut tables.clients,
+            &client,
+            max,
+            |e| e.last_failure,
+            |e| {
+                e.failures >= MAX_FAILURES_PER_CLIENT
+                    && now - e.window_start < Duration::seconds(CLIENT_WINDOW_SECS)
+            },
+        );
         let entry = tables.clients.entry(client).or_insert(ClientEntry {
             failures: 0,
             window_start: now,
@@ -397,6 +421,25 @@ mod tests {
         let tables = throttle.tables();
         assert!(tables.clients.contains_key(&client(9)));
         assert!(!tables.clients.contains_key(&client(0)));
+    }
+
+    #[test]
+    fn a_running_block_is_not_flushed_out_by_fresh_addresses() {
+        let clock = Clock::manual(start());
+        let throttle = LoginThrottle::with_capacity(clock.clone(), 3);
+        for _ in 0..FREE_FAILURES {
+            throttle.record_failure("alice", client(1));
+        }
+        assert!(throttle.check("alice", client(1)).is_err());
+        // An attacker with many addresses fills the table with new entries.
+        for n in 10..40u8 {
+            clock.advance(Duration::milliseconds(10));
+            throttle.record_failure(&format!("spray{n}"), client(n));
+        }
+        assert!(
+            throttle.check("alice", client(1)).is_err(),
+            "the block must still run"
+        );
     }
 
     #[test]
