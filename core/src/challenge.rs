@@ -418,20 +418,7 @@ pub async fn issue_challenge_in_txn(
     new: NewChallenge,
 ) -> CoreResult<Challenge> {
     if new.purpose == ChallengePurpose::Login {
-        let recent = recent_logins(txn, clock, LoginsOf::Party(new.party)).await?;
-        recent.check(policy)?;
-        // One login code at a time: a new one voids the ones before it.
-        challenges::Entity::update_many()
-            .col_expr(
-                challenges::Column::Status,
-                Expr::value(ChallengeStatus::Voided),
-            )
-            .col_expr(challenges::Column::ResolvedAt, Expr::value(clock.now()))
-            .filter(challenges::Column::PartyId.eq(new.party.uuid()))
-            .filter(challenges::Column::Purpose.eq(ChallengePurpose::Login))
-            .filter(challenges::Column::Status.eq(ChallengeStatus::Pending))
-            .exec(txn)
-            .await?;
+        prepare_login_in_txn(txn, clock, policy, LoginsOf::Party(new.party)).await?;
     }
     let id = ChallengeId::new();
     let now = clock.now();
@@ -493,20 +480,7 @@ pub async fn issue_decoy_login_in_txn(
     policy: &ChallengePolicy,
     subject: Uuid,
 ) -> CoreResult<Challenge> {
-    recent_logins(txn, clock, LoginsOf::Decoy(subject))
-        .await?
-        .check(policy)?;
-    challenges::Entity::update_many()
-        .col_expr(
-            challenges::Column::Status,
-            Expr::value(ChallengeStatus::Voided),
-        )
-        .col_expr(challenges::Column::ResolvedAt, Expr::value(clock.now()))
-        .filter(challenges::Column::SubjectId.eq(subject))
-        .filter(challenges::Column::Purpose.eq(ChallengePurpose::Login))
-        .filter(challenges::Column::Status.eq(ChallengeStatus::Pending))
-        .exec(txn)
-        .await?;
+    prepare_login_in_txn(txn, clock, policy, LoginsOf::Decoy(subject)).await?;
     let id = ChallengeId::new();
     let now = clock.now();
     let party = crate::parties::PLATFORM_PARTY;
@@ -564,6 +538,40 @@ enum LoginsOf {
     Decoy(Uuid),
 }
 
+impl LoginsOf {
+    /// The challenges column that says whose a login is, and its value.
+    fn column_and_key(self) -> (challenges::Column, Uuid) {
+        match self {
+            LoginsOf::Party(party) => (challenges::Column::PartyId, party.uuid()),
+            LoginsOf::Decoy(subject) => (challenges::Column::SubjectId, subject),
+        }
+    }
+}
+
+/// Before a login challenge, real or decoy: refuses past the limits, then voids the pending
+/// ones before it (one login code at a time).
+async fn prepare_login_in_txn(
+    txn: &DatabaseTransaction,
+    clock: &Clock,
+    policy: &ChallengePolicy,
+    of: LoginsOf,
+) -> CoreResult<()> {
+    recent_logins(txn, clock, of).await?.check(policy)?;
+    let (column, key) = of.column_and_key();
+    challenges::Entity::update_many()
+        .col_expr(
+            challenges::Column::Status,
+            Expr::value(ChallengeStatus::Voided),
+        )
+        .col_expr(challenges::Column::ResolvedAt, Expr::value(clock.now()))
+        .filter(column.eq(key))
+        .filter(challenges::Column::Purpose.eq(ChallengePurpose::Login))
+        .filter(challenges::Column::Status.eq(ChallengeStatus::Pending))
+        .exec(txn)
+        .await?;
+    Ok(())
+}
+
 /// Wrong login codes and login challenges of `party` within the failure window: the failure
 /// count belongs to the party, so asking for a new code does not reset it.
 async fn recent_logins(
@@ -572,31 +580,20 @@ async fn recent_logins(
     of: LoginsOf,
 ) -> CoreResult<RecentLogins> {
     let backend = db.get_database_backend();
-    let postgres = backend == sea_orm::DbBackend::Postgres;
-    let sql = match (of, postgres) {
-        (LoginsOf::Party(_), true) => {
-            "SELECT CAST(COALESCE(SUM(failed_attempts), 0) AS BIGINT) AS failures, \
-             COUNT(*) AS issued FROM challenges \
-             WHERE party_id = $1 AND purpose = 'login' AND created_at >= $2"
-        }
-        (LoginsOf::Party(_), false) => {
-            "SELECT COALESCE(SUM(failed_attempts), 0) AS failures, COUNT(*) AS issued \
-             FROM challenges WHERE party_id = ? AND purpose = 'login' AND created_at >= ?"
-        }
-        (LoginsOf::Decoy(_), true) => {
-            "SELECT CAST(COALESCE(SUM(failed_attempts), 0) AS BIGINT) AS failures, \
-             COUNT(*) AS issued FROM challenges \
-             WHERE subject_id = $1 AND purpose = 'login' AND created_at >= $2"
-        }
-        (LoginsOf::Decoy(_), false) => {
-            "SELECT COALESCE(SUM(failed_attempts), 0) AS failures, COUNT(*) AS issued \
-             FROM challenges WHERE subject_id = ? AND purpose = 'login' AND created_at >= ?"
-        }
+    let (sum, placeholders) = match backend {
+        sea_orm::DbBackend::Postgres => (
+            "CAST(COALESCE(SUM(failed_attempts), 0) AS BIGINT)",
+            ("$1", "$2"),
+        ),
+        _ => ("COALESCE(SUM(failed_attempts), 0)", ("?", "?")),
     };
-    let key = match of {
-        LoginsOf::Party(party) => party.uuid(),
-        LoginsOf::Decoy(subject) => subject,
-    };
+    let (column, key) = of.column_and_key();
+    let column = sea_orm::IdenStatic::as_str(&column);
+    let sql = format!(
+        "SELECT {sum} AS failures, COUNT(*) AS issued FROM challenges \
+         WHERE {column} = {} AND purpose = 'login' AND created_at >= {}",
+        placeholders.0, placeholders.1
+    );
     let since = clock.now() - Duration::minutes(FAILURE_WINDOW_MINUTES);
     let row = RecentLogins::find_by_statement(Statement::from_sql_and_values(
         backend,
