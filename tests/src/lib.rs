@@ -522,6 +522,44 @@ impl TestApp {
 #[cfg(test)]
 mod tests {
     use super::replace_database;
+    use holdfast_core::cards::CardNumber;
+    use holdfast_core::order_number::OrderNumber;
+
+    /// Every run of digits and dashes shaped like an order number (`1234-5678-9015`) or an
+    /// EC card number (`1001-2112-3456-7897`) in `text`.
+    fn numbers_in(text: &str) -> Vec<&str> {
+        text.split(|c: char| !(c.is_ascii_digit() || c == '-'))
+            .map(|run| run.trim_matches('-'))
+            .filter(|run| {
+                let groups: Vec<&str> = run.split('-').collect();
+                (groups.len() == 3 || groups.len() == 4) && groups.iter().all(|g| g.len() == 4)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_example_numbers_in_the_readme_and_the_api_docs_pass_their_check_digits() {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+        let mut texts = vec![std::fs::read_to_string(format!("{root}/README.md")).unwrap()];
+        for entry in std::fs::read_dir(format!("{root}/server/src/api")).unwrap() {
+            texts.push(std::fs::read_to_string(entry.unwrap().path()).unwrap());
+        }
+        let mut checked = 0;
+        for text in &texts {
+            for number in numbers_in(text) {
+                if number.len() == 14 {
+                    assert!(OrderNumber::parse(number).is_ok(), "order number {number}");
+                } else {
+                    assert!(CardNumber::parse(number).is_ok(), "card number {number}");
+                }
+                checked += 1;
+            }
+        }
+        // The README's card number and the OpenAPI's order number at least.
+        assert!(checked >= 2, "only {checked} example numbers found");
+        assert_eq!(numbers_in("x 1234-5678-9012, y"), ["1234-5678-9012"]);
+        assert!(OrderNumber::parse("1234-5678-9012").is_err());
+    }
 
     #[test]
     fn the_database_name_is_replaced_in_a_url() {
