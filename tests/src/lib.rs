@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod driver;
 pub mod preload;
+pub mod world;
 
 use axum::Router;
 use axum::body::Body;
@@ -307,20 +308,15 @@ impl TestApp {
 
     /// A supplier; returns its id and token.
     pub async fn supplier(&self, operator: &str, name: &str) -> (String, String) {
-        let username = format!("sup-{}", uuid::Uuid::new_v4().simple());
-        let reply = self
-            .post(
+        let (created, token) = self
+            .onboard_staff(
+                operator,
                 "/v1/operator/suppliers",
-                Some(operator),
-                json!({"display_name": name, "username": username, "password": "supplier-password"}),
+                "sup",
+                json!({"display_name": name}),
             )
             .await;
-        assert_eq!(reply.status, StatusCode::CREATED, "{reply:?}");
-        let id = reply.body["party_id"].as_str().unwrap().to_owned();
-        (
-            id,
-            self.password_login(&username, "supplier-password").await,
-        )
+        (world::party_id(&created), token)
     }
 
     /// A shopper with an EC card on a prepaid balance, logged in on the phone; returns its id

@@ -13,6 +13,7 @@ use holdfast_card_present::{
     MAX_OPEN_CONFIRMATIONS_PER_CARD, MAX_REQUESTS_PER_CARD_PER_WINDOW, REQUEST_WINDOW_MINUTES,
 };
 use holdfast_core::cards::{AgeClass, CardNumber, PurchaseType};
+use holdfast_tests::world::card_request;
 use holdfast_tests::{Reply, STAFF_PASSWORD, TestApp, usd};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -30,18 +31,15 @@ struct Shop {
 }
 
 async fn terminal_of(app: &TestApp, operator: &str, merchant_id: &str, label: &str) -> String {
-    let username = format!("till-{}", uuid::Uuid::new_v4().simple());
-    let created = app
-        .post(
+    let (created, token) = app
+        .onboard_staff(
+            operator,
             "/v1/card-present/terminals",
-            Some(operator),
-            json!({"merchant_id": merchant_id, "label": label, "username": username,
-                   "password": STAFF_PASSWORD}),
+            "till",
+            json!({"merchant_id": merchant_id, "label": label}),
         )
         .await;
-    assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
-    assert_eq!(created.body["merchant_id"], merchant_id);
-    let token = app.password_login(&username, STAFF_PASSWORD).await;
+    assert_eq!(created["merchant_id"], merchant_id);
     let me = app
         .get("/v1/card-present/authorisations", Some(&token))
         .await;
@@ -112,23 +110,11 @@ impl Shop {
 
     /// (balance, available) of the holder's prepaid account.
     async fn prepaid(&self) -> (String, String) {
-        let accounts = self.app.get("/v1/accounts", Some(&self.holder)).await;
-        let account = accounts
-            .body
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|a| a["kind"] == "prepaid")
-            .unwrap()
-            .clone();
-        (
-            account["balance"].as_str().unwrap().to_owned(),
-            account["available"]["amount"].as_str().unwrap().to_owned(),
-        )
+        self.app.account_of_kind(&self.holder, "prepaid").await
     }
 
     async fn inbox(&self) -> Vec<Value> {
-        inbox_of(&self.app, self.phone).await
+        self.app.messages(self.phone).await
     }
 
     /// How many payment questions the holder's phone was sent (not login codes, not notices).
@@ -172,12 +158,6 @@ impl Shop {
             .map(|a| a["decline_reason"].clone())
             .unwrap_or_else(|| panic!("{id} not in the holder's list: {}", list.body))
     }
-}
-
-async fn inbox_of(app: &TestApp, phone: &str) -> Vec<Value> {
-    app.deliver().await;
-    let inbox = app.inbox(phone, "limit=100").await;
-    inbox.body.as_array().unwrap().clone()
 }
 
 /// An answer as a terminal could compare two of them: without what differs for every request
@@ -737,34 +717,28 @@ async fn an_approval_never_captured_returns_its_hold_and_a_void_returns_it_at_on
 #[tokio::test]
 async fn a_card_credit_line_is_reserved_at_approval_and_the_card_fee_taken_at_capture() {
     let s = shop("+821066600007", "1.00").await;
-    let username = format!("inst-{}", uuid::Uuid::new_v4().simple());
-    let created = s
+    let desk = s
         .app
-        .post(
-            "/v1/operator/institutions",
-            Some(&s.operator),
-            json!({"display_name": "Daehan Card", "code": "2601", "kind": "card_company",
-                   "card_fee_rate": "0.02", "username": username, "password": STAFF_PASSWORD}),
+        .institution(
+            &s.operator,
+            "2601",
+            "card_company",
+            json!({"display_name": "Daehan Card", "card_fee_rate": "0.02"}),
         )
         .await;
-    assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
-    let desk = s.app.password_login(&username, STAFF_PASSWORD).await;
     let phone = "+821066600017";
     let issued = s
         .app
-        .post_idempotent(
-            "/v1/institution/cards",
-            Some(&desk),
-            json!({"holder_name": "Holder", "age_class": "adult", "purchase_type": "personal",
-                   "mapping_kind": "ec_credit_line_card", "currency": "USD", "phone": phone,
-                   "credit_limit": usd("300.00")}),
+        .issue_card(
+            &desk,
+            card_request(
+                "ec_credit_line_card",
+                phone,
+                json!({"credit_limit": usd("300.00")}),
+            ),
         )
         .await;
-    assert_eq!(issued.status, StatusCode::CREATED, "{issued:?}");
-    let card = issued.body["card"]["card_number"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let card = issued["card"]["card_number"].as_str().unwrap().to_owned();
     let holder = s.app.card_login(&card, phone).await;
     let line = || async {
         let accounts = s.app.get("/v1/accounts", Some(&holder)).await;
@@ -1114,7 +1088,7 @@ async fn a_card_is_asked_a_few_questions_at_a_time_and_a_few_per_window() {
         )
         .await;
     assert_eq!(blocked.status, StatusCode::OK, "{blocked:?}");
-    let before = inbox_of(&s.app, phone).await.len();
+    let before = s.app.messages(phone).await.len();
     for i in 0..per_window {
         let declined = s
             .authorise_at(&s.terminal, &format!("lost-{i}"), &lost, "5.00")
@@ -1128,7 +1102,7 @@ async fn a_card_is_asked_a_few_questions_at_a_time_and_a_few_per_window() {
         .authorise_at(&s.terminal, "lost-extra", &lost, "5.00")
         .await;
     assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS, "{refused:?}");
-    assert_eq!(inbox_of(&s.app, phone).await.len(), before + per_window);
+    assert_eq!(s.app.messages(phone).await.len(), before + per_window);
     assert_eq!(s.prepaid().await, pair("100.00", "100.00"));
     s.app.assert_ledger_clean().await;
 }

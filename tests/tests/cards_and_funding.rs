@@ -6,66 +6,23 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use axum::http::{Method, StatusCode};
-use holdfast_tests::{Reply, STAFF_PASSWORD, TestApp, usd};
+use holdfast_tests::world::{self, Desk, balance_and_available, merged};
+use holdfast_tests::{Reply, TestApp, usd};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
-/// An institution's desk: its party id and its staff's token.
-struct Desk {
-    id: String,
-    token: String,
-}
-
-/// Onboards an institution (`kind`: bank, card_company, department_store) and logs its staff in.
-async fn institution(
-    app: &TestApp,
-    operator: &str,
-    code: &str,
-    kind: &str,
-    shares_freezing_with: Option<&str>,
-    caps: Value,
-) -> Desk {
-    let username = format!("inst-{}", uuid::Uuid::new_v4().simple());
-    let reply = app
-        .post(
-            "/v1/operator/institutions",
-            Some(operator),
-            json!({"display_name": format!("Institution {code}"), "code": code, "kind": kind,
-                   "shares_freezing_with": shares_freezing_with, "credit_class_caps": caps,
-                   "username": username, "password": STAFF_PASSWORD}),
-        )
-        .await;
-    assert_eq!(reply.status, StatusCode::CREATED, "{reply:?}");
-    assert_eq!(reply.body["institution"]["code"], code);
-    Desk {
-        id: reply.body["institution"]["party_id"]
-            .as_str()
-            .unwrap()
-            .to_owned(),
-        token: app.password_login(&username, STAFF_PASSWORD).await,
-    }
-}
-
 /// The body of a card issue request; `terms` adds credit limits or a first deposit.
 fn card_request(mapping: &str, age: &str, purchase: &str, phone: &str, terms: Value) -> Value {
-    let mut body = json!({"holder_name": "Holder", "age_class": age, "purchase_type": purchase,
-                          "mapping_kind": mapping, "currency": "USD", "phone": phone});
-    for (key, value) in terms.as_object().unwrap() {
-        body[key] = value.clone();
-    }
-    body
+    world::card_request(
+        mapping,
+        phone,
+        merged(json!({"age_class": age, "purchase_type": purchase}), terms),
+    )
 }
 
 async fn issue(app: &TestApp, desk: &Desk, body: Value) -> Reply {
     app.post_idempotent("/v1/institution/cards", Some(&desk.token), body)
         .await
-}
-
-/// A card issued by `desk`; returns the whole issue answer.
-async fn issued(app: &TestApp, desk: &Desk, body: Value) -> Value {
-    let reply = issue(app, desk, body).await;
-    assert_eq!(reply.status, StatusCode::CREATED, "{reply:?}");
-    reply.body
 }
 
 fn card_number(issued: &Value) -> String {
@@ -78,21 +35,9 @@ fn funding_id(issued: &Value) -> String {
 
 /// (balance, available) of one of the caller's accounts, as the caller sees it.
 async fn account(app: &TestApp, token: &str, id: &str) -> (String, String) {
-    let accounts = app.get("/v1/accounts", Some(token)).await;
-    assert_eq!(accounts.status, StatusCode::OK, "{accounts:?}");
-    let found = accounts
-        .body
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["id"] == id)
-        .unwrap_or_else(|| panic!("no account {id} in {}", accounts.body))
-        .clone();
+    let found = app.account_where(token, "id", id).await;
     assert_eq!(found["available"]["currency"], "USD");
-    (
-        found["balance"].as_str().unwrap().to_owned(),
-        found["available"]["amount"].as_str().unwrap().to_owned(),
-    )
+    balance_and_available(&found)
 }
 
 /// The institution's USD freezing accounts as it lists them: (id, balance).
@@ -133,33 +78,6 @@ async fn holds(app: &TestApp, desk: &Desk) -> Vec<Value> {
     reply.body.as_array().unwrap().clone()
 }
 
-/// Places an order that must be accepted; returns (order number, order challenge).
-async fn order(app: &TestApp, shopper: &str, commodity: &str, quantity: u32) -> (String, String) {
-    let placed = app.place_order(shopper, commodity, quantity).await;
-    assert_eq!(placed.status, StatusCode::CREATED, "{placed:?}");
-    assert_eq!(placed.body["state"], "awaiting_order_confirmation");
-    (
-        placed.body["order_number"].as_str().unwrap().to_owned(),
-        placed.body["pending_confirmation"]["challenge_id"]
-            .as_str()
-            .unwrap()
-            .to_owned(),
-    )
-}
-
-async fn answer(app: &TestApp, phone: &str, challenge: &str, decision: &str) -> Reply {
-    let code = app.code_for(phone, challenge).await;
-    app.answer(challenge, &code, decision).await
-}
-
-async fn state_of(app: &TestApp, shopper: &str, number: &str) -> String {
-    let order = app
-        .get(&format!("/v1/retail/orders/{number}"), Some(shopper))
-        .await;
-    assert_eq!(order.status, StatusCode::OK, "{order:?}");
-    order.body["state"].as_str().unwrap().to_owned()
-}
-
 /// A commodity for `audience` (its commission is the supplier's default).
 async fn commodity_for(app: &TestApp, supplier: &str, price: &str, audience: &str) -> String {
     let body = json!({"name": format!("Goods for {audience}"), "price": usd(price),
@@ -193,27 +111,26 @@ struct Mapping {
 async fn settle_and_deny(mapping: Mapping) {
     let app = TestApp::spawn().await;
     let operator = app.operator_token().await;
-    let desk = institution(
-        &app,
-        &operator,
-        mapping.code,
-        mapping.institution_kind,
-        None,
-        mapping.caps.clone(),
-    )
-    .await;
-    let card = issued(
-        &app,
-        &desk,
-        card_request(
-            mapping.mapping,
-            "adult",
-            "personal",
-            mapping.phone,
-            mapping.terms.clone(),
-        ),
-    )
-    .await;
+    let desk = app
+        .institution(
+            &operator,
+            mapping.code,
+            mapping.institution_kind,
+            json!({"credit_class_caps": mapping.caps.clone()}),
+        )
+        .await;
+    let card = app
+        .issue_card(
+            &desk,
+            card_request(
+                mapping.mapping,
+                "adult",
+                "personal",
+                mapping.phone,
+                mapping.terms.clone(),
+            ),
+        )
+        .await;
     assert_eq!(card["card"]["mapping_kind"], mapping.mapping);
     assert_eq!(card["card"]["status"], "active");
     assert_eq!(card["card"]["institution_id"], desk.id.as_str());
@@ -232,7 +149,7 @@ async fn settle_and_deny(mapping: Mapping) {
     assert_eq!(frozen(&app, &desk).await, "0.00");
 
     // The first order: held at once, frozen on approval.
-    let (number, challenge) = order(&app, &shopper, &commodity, 1).await;
+    let (number, challenge) = app.placed_order(&shopper, &commodity, 1).await;
     let after_hold = if mapping.moves_at_once {
         sub(opening, "30.00")
     } else {
@@ -250,10 +167,10 @@ async fn settle_and_deny(mapping: Mapping) {
         "0.00"
     };
     assert_eq!(frozen(&app, &desk).await, frozen_now, "{}", mapping.mapping);
-    let approved = answer(&app, mapping.phone, &challenge, "approve").await;
+    let approved = app.answer_on(mapping.phone, &challenge, "approve").await;
     assert_eq!(approved.status, StatusCode::OK, "{approved:?}");
     assert_eq!(approved.body["outcome"], "order_approved");
-    assert_eq!(state_of(&app, &shopper, &number).await, "frozen");
+    assert_eq!(app.order_state(&shopper, &number).await, "frozen");
     assert_eq!(
         account(&app, &shopper, &funding).await,
         (after_hold.clone(), "70.00".to_owned())
@@ -271,10 +188,10 @@ async fn settle_and_deny(mapping: Mapping) {
         .await;
     assert_eq!(requested.status, StatusCode::OK, "{requested:?}");
     let settlement = app.pending_confirmation(&shopper, &number).await;
-    let settled = answer(&app, mapping.phone, &settlement, "approve").await;
+    let settled = app.answer_on(mapping.phone, &settlement, "approve").await;
     assert_eq!(settled.status, StatusCode::OK, "{settled:?}");
     assert_eq!(settled.body["outcome"], "settled");
-    assert_eq!(state_of(&app, &shopper, &number).await, "settled");
+    assert_eq!(app.order_state(&shopper, &number).await, "settled");
     assert_eq!(app.balance(&supplier, "withdrawal").await, "27.00");
     assert_eq!(app.platform_commission(&operator).await, "3.00");
     let drawn = sub(opening, "30.00");
@@ -287,7 +204,7 @@ async fn settle_and_deny(mapping: Mapping) {
     assert_eq!(frozen(&app, &desk).await, "0.00", "{}", mapping.mapping);
 
     // The second order is denied: everything it held returns.
-    let (denied_number, challenge) = order(&app, &shopper, &commodity, 1).await;
+    let (denied_number, challenge) = app.placed_order(&shopper, &commodity, 1).await;
     let after_second_hold = if mapping.moves_at_once {
         sub(&drawn, "30.00")
     } else {
@@ -298,10 +215,10 @@ async fn settle_and_deny(mapping: Mapping) {
         (after_second_hold, "40.00".to_owned())
     );
     assert_eq!(frozen(&app, &desk).await, frozen_now);
-    let denied = answer(&app, mapping.phone, &challenge, "deny").await;
+    let denied = app.answer_on(mapping.phone, &challenge, "deny").await;
     assert_eq!(denied.status, StatusCode::OK, "{denied:?}");
     assert_eq!(denied.body["outcome"], "order_denied");
-    assert_eq!(state_of(&app, &shopper, &denied_number).await, "denied");
+    assert_eq!(app.order_state(&shopper, &denied_number).await, "denied");
     assert_eq!(
         account(&app, &shopper, &funding).await,
         (drawn, "70.00".to_owned()),
@@ -490,8 +407,12 @@ async fn a_store_card_reserves_credit_and_settles_or_releases_it() {
 async fn an_institution_issues_only_the_mappings_of_its_kind() {
     let app = TestApp::spawn().await;
     let operator = app.operator_token().await;
-    let store = institution(&app, &operator, "1110", "department_store", None, json!([])).await;
-    let cards = institution(&app, &operator, "1111", "card_company", None, json!([])).await;
+    let store = app
+        .institution(&operator, "1110", "department_store", json!({}))
+        .await;
+    let cards = app
+        .institution(&operator, "1111", "card_company", json!({}))
+        .await;
     let limit = json!({"credit_limit": usd("100.00")});
     for (desk, mapping) in [(&store, "credit_card"), (&cards, "store_card")] {
         let refused = issue(
@@ -549,16 +470,15 @@ async fn an_institution_issues_only_the_mappings_of_its_kind() {
 async fn a_bank_credit_line_is_capped_per_class_and_an_order_above_it_holds_nothing() {
     let app = TestApp::spawn().await;
     let operator = app.operator_token().await;
-    let bank = institution(
-        &app,
-        &operator,
-        "1201",
-        "bank",
-        None,
-        json!([{"class": "adolescent", "max_limit": usd("50.00")},
-               {"class": "general", "max_limit": usd("500.00")}]),
-    )
-    .await;
+    let bank = app
+        .institution(
+            &operator,
+            "1201",
+            "bank",
+            json!({"credit_class_caps": [{"class": "adolescent", "max_limit": usd("50.00")},
+                                         {"class": "general", "max_limit": usd("500.00")}]}),
+        )
+        .await;
     let phone = "+821051020001";
     let line = |age: &str, purchase: &str, limit: &str| {
         card_request(
@@ -591,7 +511,9 @@ async fn a_bank_credit_line_is_capped_per_class_and_an_order_above_it_holds_noth
     let general = issue(&app, &bank, line("adult", "personal", "500.00")).await;
     assert_eq!(general.status, StatusCode::CREATED, "{general:?}");
 
-    let card = issued(&app, &bank, line("adolescent", "personal", "50.00")).await;
+    let card = app
+        .issue_card(&bank, line("adolescent", "personal", "50.00"))
+        .await;
     assert_eq!(card["funding_account"]["kind"], "bank_credit_line");
     assert_eq!(card["card"]["age_class"], "adolescent");
     let funding = funding_id(&card);
@@ -620,7 +542,7 @@ async fn a_bank_credit_line_is_capped_per_class_and_an_order_above_it_holds_noth
     assert_eq!(orders.body.as_array().unwrap().len(), 0, "{orders:?}");
 
     // Within the line an order is held; the next one no longer fits.
-    order(&app, &shopper, &commodity, 1).await;
+    app.placed_order(&shopper, &commodity, 1).await;
     assert_eq!(
         account(&app, &shopper, &funding).await,
         ("-30.00".to_owned(), "20.00".to_owned())
@@ -640,20 +562,22 @@ async fn a_bank_credit_line_is_capped_per_class_and_an_order_above_it_holds_noth
 async fn thirty_orders_against_a_credit_limit_for_ten_reserve_exactly_ten() {
     let app = Arc::new(TestApp::spawn().await);
     let operator = app.operator_token().await;
-    let issuer = institution(&app, &operator, "1301", "card_company", None, json!([])).await;
+    let issuer = app
+        .institution(&operator, "1301", "card_company", json!({}))
+        .await;
     let phone = "+821051030001";
-    let card = issued(
-        &app,
-        &issuer,
-        card_request(
-            "credit_card",
-            "adult",
-            "personal",
-            phone,
-            json!({"credit_limit": usd("100.00")}),
-        ),
-    )
-    .await;
+    let card = app
+        .issue_card(
+            &issuer,
+            card_request(
+                "credit_card",
+                "adult",
+                "personal",
+                phone,
+                json!({"credit_limit": usd("100.00")}),
+            ),
+        )
+        .await;
     let funding = funding_id(&card);
     let shopper = app.card_login(&card_number(&card), phone).await;
     let (_, supplier) = app.supplier(&operator, "Acme").await;
@@ -714,7 +638,7 @@ async fn thirty_orders_against_a_credit_limit_for_ten_reserve_exactly_ten() {
 async fn the_card_class_decides_what_the_catalogue_shows_and_sells() {
     let app = TestApp::spawn().await;
     let operator = app.operator_token().await;
-    let bank = institution(&app, &operator, "1401", "bank", None, json!([])).await;
+    let bank = app.institution(&operator, "1401", "bank", json!({})).await;
     let (_, supplier) = app.supplier(&operator, "Acme").await;
     let for_all = commodity_for(&app, &supplier, "5.00", "all").await;
     let adult = commodity_for(&app, &supplier, "6.00", "adult_only").await;
@@ -726,18 +650,18 @@ async fn the_card_class_decides_what_the_catalogue_shows_and_sells() {
         ("adult", "personal", "+821051040002"),
         ("adult", "business", "+821051040003"),
     ] {
-        let card = issued(
-            &app,
-            &bank,
-            card_request(
-                "prepaid",
-                age,
-                purchase,
-                phone,
-                json!({"initial_deposit": usd("100.00")}),
-            ),
-        )
-        .await;
+        let card = app
+            .issue_card(
+                &bank,
+                card_request(
+                    "prepaid",
+                    age,
+                    purchase,
+                    phone,
+                    json!({"initial_deposit": usd("100.00")}),
+                ),
+            )
+            .await;
         let token = app.card_login(&card_number(&card), phone).await;
         shoppers.push((token, funding_id(&card)));
     }
@@ -791,7 +715,7 @@ async fn the_card_class_decides_what_the_catalogue_shows_and_sells() {
         account(&app, adolescent, adolescent_funding).await,
         ("100.00".to_owned(), "100.00".to_owned())
     );
-    order(&app, adolescent, &for_all, 1).await;
+    app.placed_order(adolescent, &for_all, 1).await;
 
     let (personal, _) = &shoppers[1];
     let seen = app
@@ -801,7 +725,7 @@ async fn the_card_class_decides_what_the_catalogue_shows_and_sells() {
     let refused = app.place_order(personal, &business, 1).await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN, "{refused:?}");
     assert_eq!(refused.code(), "commodity_not_for_card");
-    order(&app, personal, &adult, 1).await;
+    app.placed_order(personal, &adult, 1).await;
 
     let (company, company_funding) = &shoppers[2];
     let seen = app
@@ -812,7 +736,7 @@ async fn the_card_class_decides_what_the_catalogue_shows_and_sells() {
         visible(&seen),
         sorted(vec![for_all.clone(), adult.clone(), business.clone()])
     );
-    order(&app, company, &business, 1).await;
+    app.placed_order(company, &business, 1).await;
     assert_eq!(
         account(&app, company, company_funding).await,
         ("93.00".to_owned(), "93.00".to_owned())
@@ -824,27 +748,27 @@ async fn the_card_class_decides_what_the_catalogue_shows_and_sells() {
 async fn a_blocked_card_cannot_log_in_order_or_confirm_and_a_replaced_number_is_dead() {
     let app = TestApp::spawn().await;
     let operator = app.operator_token().await;
-    let bank = institution(&app, &operator, "1501", "bank", None, json!([])).await;
-    let other_bank = institution(&app, &operator, "1502", "bank", None, json!([])).await;
+    let bank = app.institution(&operator, "1501", "bank", json!({})).await;
+    let other_bank = app.institution(&operator, "1502", "bank", json!({})).await;
     let phone = "+821051050001";
-    let card = issued(
-        &app,
-        &bank,
-        card_request(
-            "prepaid",
-            "adult",
-            "personal",
-            phone,
-            json!({"initial_deposit": usd("100.00")}),
-        ),
-    )
-    .await;
+    let card = app
+        .issue_card(
+            &bank,
+            card_request(
+                "prepaid",
+                "adult",
+                "personal",
+                phone,
+                json!({"initial_deposit": usd("100.00")}),
+            ),
+        )
+        .await;
     let number = card_number(&card);
     let funding = funding_id(&card);
     let shopper = app.card_login(&number, phone).await;
     let (_, supplier) = app.supplier(&operator, "Acme").await;
     let commodity = app.commodity(&supplier, "10.00", "0.10").await;
-    let (pending_order, pending_challenge) = order(&app, &shopper, &commodity, 1).await;
+    let (pending_order, pending_challenge) = app.placed_order(&shopper, &commodity, 1).await;
     let login = |number: String| {
         let app = &app;
         async move {
@@ -870,11 +794,11 @@ async fn a_blocked_card_cannot_log_in_order_or_confirm_and_a_replaced_number_is_
     let refused = app.place_order(&shopper, &commodity, 1).await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN, "{refused:?}");
     assert_eq!(refused.code(), "card_not_active");
-    let refused = answer(&app, phone, &pending_challenge, "approve").await;
+    let refused = app.answer_on(phone, &pending_challenge, "approve").await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN, "{refused:?}");
     assert_eq!(refused.code(), "card_not_active");
     assert_eq!(
-        state_of(&app, &shopper, &pending_order).await,
+        app.order_state(&shopper, &pending_order).await,
         "awaiting_order_confirmation"
     );
     // Nobody else may lift or impose a block.
@@ -897,14 +821,14 @@ async fn a_blocked_card_cannot_log_in_order_or_confirm_and_a_replaced_number_is_
         .await;
     assert_eq!(unblocked.status, StatusCode::OK, "{unblocked:?}");
     assert_eq!(unblocked.body["status"], "active");
-    let approved = answer(&app, phone, &pending_challenge, "approve").await;
+    let approved = app.answer_on(phone, &pending_challenge, "approve").await;
     assert_eq!(approved.status, StatusCode::OK, "{approved:?}");
     assert_eq!(approved.body["outcome"], "order_approved");
     let again = app.card_login(&number, phone).await;
     assert!(!again.is_empty());
 
     // The institution blocks it itself.
-    let (_, second_challenge) = order(&app, &shopper, &commodity, 1).await;
+    let (_, second_challenge) = app.placed_order(&shopper, &commodity, 1).await;
     let blocked = app
         .post(
             &format!("/v1/institution/cards/{number}/block"),
@@ -919,7 +843,7 @@ async fn a_blocked_card_cannot_log_in_order_or_confirm_and_a_replaced_number_is_
         app.place_order(&shopper, &commodity, 1).await.code(),
         "card_not_active"
     );
-    let refused = answer(&app, phone, &second_challenge, "approve").await;
+    let refused = app.answer_on(phone, &second_challenge, "approve").await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN, "{refused:?}");
     assert_eq!(refused.code(), "card_not_active");
 
@@ -941,7 +865,7 @@ async fn a_blocked_card_cannot_log_in_order_or_confirm_and_a_replaced_number_is_
         account(&app, &new_shopper, &funding).await,
         ("80.00".to_owned(), "80.00".to_owned())
     );
-    order(&app, &new_shopper, &commodity, 1).await;
+    app.placed_order(&new_shopper, &commodity, 1).await;
 
     let dead = login(number.clone()).await;
     assert_eq!(dead.status, StatusCode::ACCEPTED, "{dead:?}");
@@ -981,30 +905,37 @@ async fn a_blocked_card_cannot_log_in_order_or_confirm_and_a_replaced_number_is_
 async fn two_institutions_sharing_a_freezing_account_each_see_only_their_holds() {
     let app = TestApp::spawn().await;
     let operator = app.operator_token().await;
-    let first = institution(&app, &operator, "1601", "bank", None, json!([])).await;
-    let second = institution(&app, &operator, "1602", "bank", Some("1601"), json!([])).await;
+    let first = app.institution(&operator, "1601", "bank", json!({})).await;
+    let second = app
+        .institution(
+            &operator,
+            "1602",
+            "bank",
+            json!({"shares_freezing_with": "1601"}),
+        )
+        .await;
     let (_, supplier) = app.supplier(&operator, "Acme").await;
     let cheap = app.commodity(&supplier, "20.00", "0.10").await;
     let dear = app.commodity(&supplier, "30.00", "0.10").await;
 
     let mut shoppers = Vec::new();
     for (desk, phone) in [(&first, "+821051060001"), (&second, "+821051060002")] {
-        let card = issued(
-            &app,
-            desk,
-            card_request(
-                "bank_account",
-                "adult",
-                "personal",
-                phone,
-                json!({"initial_deposit": usd("100.00")}),
-            ),
-        )
-        .await;
+        let card = app
+            .issue_card(
+                desk,
+                card_request(
+                    "bank_account",
+                    "adult",
+                    "personal",
+                    phone,
+                    json!({"initial_deposit": usd("100.00")}),
+                ),
+            )
+            .await;
         shoppers.push((app.card_login(&card_number(&card), phone).await, phone));
     }
-    let (first_order, _) = order(&app, &shoppers[0].0, &cheap, 1).await;
-    let (second_order, second_challenge) = order(&app, &shoppers[1].0, &dear, 1).await;
+    let (first_order, _) = app.placed_order(&shoppers[0].0, &cheap, 1).await;
+    let (second_order, second_challenge) = app.placed_order(&shoppers[1].0, &dear, 1).await;
 
     // The pool's freezing accounts hold both, owned by the pool's first institution; the
     // second institution has none of its own.
@@ -1034,17 +965,19 @@ async fn two_institutions_sharing_a_freezing_account_each_see_only_their_holds()
     }
 
     // Denying the second institution's order takes only its money out of the pool.
-    let denied = answer(&app, shoppers[1].1, &second_challenge, "deny").await;
+    let denied = app
+        .answer_on(shoppers[1].1, &second_challenge, "deny")
+        .await;
     assert_eq!(denied.status, StatusCode::OK, "{denied:?}");
     assert_eq!(frozen(&app, &first).await, "20.00");
     assert_eq!(holds(&app, &second).await[0]["status"], "voided");
     assert_eq!(holds(&app, &first).await[0]["status"], "pending");
     assert_eq!(
-        state_of(&app, &shoppers[0].0, &first_order).await,
+        app.order_state(&shoppers[0].0, &first_order).await,
         "awaiting_order_confirmation"
     );
     assert_eq!(
-        state_of(&app, &shoppers[1].0, &second_order).await,
+        app.order_state(&shoppers[1].0, &second_order).await,
         "denied"
     );
     app.assert_ledger_clean().await;

@@ -4,17 +4,17 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use axum::http::StatusCode;
-use holdfast_tests::TestApp;
-use std::sync::Arc;
+use holdfast_tests::world::Shop;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fifty_orders_against_a_balance_for_ten_freeze_exactly_ten() {
-    let app = Arc::new(TestApp::spawn().await);
-    let operator = app.operator_token().await;
-    let (_, supplier) = app.supplier(&operator, "Acme").await;
     let phone = "+821077770000";
-    let (_, shopper) = app.shopper(&operator, phone, "100.00").await;
-    let commodity = app.commodity(&supplier, "10.00", "0.05").await;
+    let Shop {
+        app,
+        shopper,
+        commodity,
+        ..
+    } = Shop::spawn(phone, "100.00", "10.00", "0.05").await;
 
     let mut tasks = Vec::new();
     for _ in 0..50 {
@@ -65,12 +65,14 @@ async fn fifty_orders_against_a_balance_for_ten_freeze_exactly_ten() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_same_approval_sent_twice_at_once_counts_once() {
-    let app = Arc::new(TestApp::spawn().await);
-    let operator = app.operator_token().await;
-    let (_, supplier) = app.supplier(&operator, "Acme").await;
     let phone = "+821077770001";
-    let (_, shopper) = app.shopper(&operator, phone, "100.00").await;
-    let commodity = app.commodity(&supplier, "10.00", "0.05").await;
+    let Shop {
+        app,
+        supplier,
+        shopper,
+        commodity,
+        ..
+    } = Shop::spawn(phone, "100.00", "10.00", "0.05").await;
     let order = app.place_order(&shopper, &commodity, 1).await;
     let number = order.body["order_number"].as_str().unwrap().to_owned();
     let challenge = order.body["pending_confirmation"]["challenge_id"]

@@ -9,6 +9,7 @@
 use axum::http::{Method, StatusCode};
 use chrono::{DateTime, Duration, Months, TimeZone, Utc};
 use holdfast_core::cards::CardNumber;
+use holdfast_tests::world::{card_request, party_id};
 use holdfast_tests::{Reply, STAFF_PASSWORD, TestApp, usd};
 use serde_json::{Value, json};
 use std::str::FromStr;
@@ -35,35 +36,20 @@ async fn world_at(start: DateTime<Utc>) -> World {
 
 async fn world_with(app: TestApp) -> World {
     let operator = app.operator_token().await;
-    let username = format!("ins-{}", uuid::Uuid::new_v4().simple());
-    let created = app
-        .post(
+    let (created, insurer) = app
+        .onboard_staff(
+            &operator,
             "/v1/insurance/insurers",
-            Some(&operator),
-            json!({"display_name": "Hanil Life", "username": username,
-                   "password": STAFF_PASSWORD, "commission_rate": "0.05"}),
+            "ins",
+            json!({"display_name": "Hanil Life", "commission_rate": "0.05"}),
         )
         .await;
-    assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
-    assert_eq!(created.body["role"], "insurer");
-    let insurer_id = created.body["party_id"].as_str().unwrap().to_owned();
-    let insurer = app.password_login(&username, STAFF_PASSWORD).await;
-    let username = format!("svc-{}", uuid::Uuid::new_v4().simple());
-    let created = app
-        .post(
-            "/v1/operator/distributors",
-            Some(&operator),
-            json!({"display_name": "Seoul Policy Couriers", "username": username,
-                   "password": STAFF_PASSWORD}),
-        )
-        .await;
-    assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
-    let service_id = created.body["party_id"].as_str().unwrap().to_owned();
-    let service = app.password_login(&username, STAFF_PASSWORD).await;
+    assert_eq!(created["role"], "insurer");
+    let (service_id, service) = app.distributor(&operator, "Seoul Policy Couriers").await;
     World {
+        insurer_id: party_id(&created),
         app,
         operator,
-        insurer_id,
         insurer,
         service_id,
         service,
@@ -210,24 +196,6 @@ impl World {
     }
 }
 
-/// (balance, available) of the caller's first account of `kind`.
-async fn account(app: &TestApp, token: &str, kind: &str) -> (String, String) {
-    let accounts = app.get("/v1/accounts", Some(token)).await;
-    assert_eq!(accounts.status, StatusCode::OK, "{accounts:?}");
-    let found = accounts
-        .body
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["kind"] == kind)
-        .unwrap_or_else(|| panic!("no {kind} account in {}", accounts.body))
-        .clone();
-    (
-        found["balance"].as_str().unwrap().to_owned(),
-        found["available"]["amount"].as_str().unwrap().to_owned(),
-    )
-}
-
 /// The newest text the phone received.
 async fn last_text(app: &TestApp, phone: &str) -> String {
     app.deliver().await;
@@ -236,19 +204,6 @@ async fn last_text(app: &TestApp, phone: &str) -> String {
         .as_str()
         .unwrap_or_default()
         .to_owned()
-}
-
-/// Every text the phone received, newest first.
-async fn texts(app: &TestApp, phone: &str) -> Vec<String> {
-    app.deliver().await;
-    let inbox = app.inbox(phone, "limit=100").await;
-    inbox
-        .body
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["body"].as_str().unwrap().to_owned())
-        .collect()
 }
 
 /// A holder with a card issued by a new institution on `mapping` (`bank_account` with a
@@ -283,33 +238,14 @@ async fn issued_card(
     terms: Value,
     phone: &str,
 ) -> IssuedCard {
-    let username = format!("inst-{}", uuid::Uuid::new_v4().simple());
-    let created = app
-        .post(
-            "/v1/operator/institutions",
-            Some(operator),
-            json!({"display_name": format!("Institution {code}"), "code": code, "kind": kind,
-                   "username": username, "password": STAFF_PASSWORD}),
-        )
-        .await;
-    assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
-    let desk = app.password_login(&username, STAFF_PASSWORD).await;
-    let mut body = json!({"holder_name": "Holder", "age_class": "adult",
-        "purchase_type": "personal", "mapping_kind": mapping, "currency": "USD", "phone": phone});
-    for (key, value) in terms.as_object().unwrap() {
-        body[key] = value.clone();
-    }
+    let desk = app.institution(operator, code, kind, json!({})).await;
     let issued = app
-        .post_idempotent("/v1/institution/cards", Some(&desk), body)
+        .issue_card(&desk, card_request(mapping, phone, terms))
         .await;
-    assert_eq!(issued.status, StatusCode::CREATED, "{issued:?}");
-    let card = issued.body["card"]["card_number"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let card = issued["card"]["card_number"].as_str().unwrap().to_owned();
     IssuedCard {
         holder: app.card_login(&card, phone).await,
-        desk,
+        desk: desk.token,
         card,
     }
 }
@@ -350,7 +286,7 @@ async fn a_policy_goes_from_purchase_through_recheck_and_documents_to_settlement
     assert!(text.contains("30.00 USD"), "{text}");
     assert!(text.contains("Hanil Life"), "{text}");
     assert!(text.contains("Term life"), "{text}");
-    assert_eq!(account(&w.app, &shopper, "prepaid").await.0, "470.00");
+    assert_eq!(w.app.account_of_kind(&shopper, "prepaid").await.0, "470.00");
 
     // The insurer cannot issue before the holder approved.
     let early = w.recheck(&policy, json!({"decision": "issue"})).await;
@@ -457,7 +393,7 @@ async fn a_policy_goes_from_purchase_through_recheck_and_documents_to_settlement
     assert_eq!(settled.body["outcome"], "settled");
     assert_eq!(w.insurer_balance().await, "28.50");
     assert_eq!(w.app.platform_commission(&w.operator).await, "1.50");
-    assert_eq!(account(&w.app, &shopper, "prepaid").await.0, "470.00");
+    assert_eq!(w.app.account_of_kind(&shopper, "prepaid").await.0, "470.00");
     let view = w.policy(&shopper, &number).await;
     assert_eq!(view["premiums"][0]["state"], "settled");
 
@@ -522,7 +458,7 @@ async fn a_card_credit_line_is_reduced_by_each_monthly_premium_and_a_lump_sum_on
     );
     // Reserved, not drawn: the line's available falls, its balance stays.
     assert_eq!(
-        account(&w.app, &shopper, "card_ec_line").await,
+        w.app.account_of_kind(&shopper, "card_ec_line").await,
         ("0.00".to_owned(), "470.00".to_owned())
     );
     let number = w.issue(&policy).await;
@@ -534,7 +470,7 @@ async fn a_card_credit_line_is_reduced_by_each_monthly_premium_and_a_lump_sum_on
     assert_eq!(view["installments_collected"], 2);
     assert_eq!(view["premiums"][1]["state"], "frozen");
     assert_eq!(
-        account(&w.app, &shopper, "card_ec_line").await,
+        w.app.account_of_kind(&shopper, "card_ec_line").await,
         ("0.00".to_owned(), "440.00".to_owned())
     );
     assert!(last_text(&w.app, phone).await.contains("premium 2 of 12"));
@@ -547,7 +483,7 @@ async fn a_card_credit_line_is_reduced_by_each_monthly_premium_and_a_lump_sum_on
     let view = w.policy(&shopper, &number).await;
     assert_eq!(view["premiums"][0]["state"], "settled");
     assert_eq!(
-        account(&w.app, &shopper, "card_ec_line").await,
+        w.app.account_of_kind(&shopper, "card_ec_line").await,
         ("-30.00".to_owned(), "440.00".to_owned())
     );
     assert_eq!(w.insurer_balance().await, "28.50");
@@ -565,7 +501,7 @@ async fn a_card_credit_line_is_reduced_by_each_monthly_premium_and_a_lump_sum_on
     assert_eq!(view["installments"], 1);
     assert!(view["next_premium_due_at"].is_null());
     assert_eq!(
-        account(&w.app, &shopper, "card_ec_line").await,
+        w.app.account_of_kind(&shopper, "card_ec_line").await,
         ("-30.00".to_owned(), "320.00".to_owned())
     );
     // Its term ends after six months.
@@ -595,10 +531,16 @@ async fn a_failed_collection_starts_grace_with_notice_and_the_policy_lapses_unpa
     let number = w.issue(&policy).await;
     w.deliver_documents(&number).await;
     // Bank money moves into the freezing account each month.
-    assert_eq!(account(&w.app, &shopper, "bank_account").await.0, "30.00");
+    assert_eq!(
+        w.app.account_of_kind(&shopper, "bank_account").await.0,
+        "30.00"
+    );
     w.app.clock.advance_months(1);
     w.app.fire_timers().await;
-    assert_eq!(account(&w.app, &shopper, "bank_account").await.0, "0.00");
+    assert_eq!(
+        w.app.account_of_kind(&shopper, "bank_account").await.0,
+        "0.00"
+    );
     assert_eq!(
         w.policy(&shopper, &number).await["installments_collected"],
         2
@@ -688,7 +630,10 @@ async fn a_failed_collection_starts_grace_with_notice_and_the_policy_lapses_unpa
     let view = w.policy(&shopper, &number).await;
     assert_eq!(view["premiums"][0]["state"], "settled", "{view}");
     assert_eq!(view["premiums"][1]["state"], "cancelled", "{view}");
-    assert_eq!(account(&w.app, &shopper, "bank_account").await.0, "30.00");
+    assert_eq!(
+        w.app.account_of_kind(&shopper, "bank_account").await.0,
+        "30.00"
+    );
     assert_eq!(w.insurer_balance().await, "28.50");
     assert!(last_text(&w.app, phone).await.contains("not claimed"));
     w.app.assert_ledger_clean().await;
@@ -730,7 +675,7 @@ async fn an_overdue_premium_paid_during_grace_keeps_the_policy_in_force() {
     assert_eq!(paid.body["state"], "in_force");
     assert_eq!(paid.body["installments_collected"], 2);
     assert!(paid.body["grace_ends_at"].is_null());
-    assert_eq!(account(&w.app, &shopper, "prepaid").await.0, "70.00");
+    assert_eq!(w.app.account_of_kind(&shopper, "prepaid").await.0, "70.00");
 
     // The grace period's end no longer lapses it; the third premium falls due as planned.
     w.app.clock.advance(Duration::days(15));
@@ -740,7 +685,7 @@ async fn an_overdue_premium_paid_during_grace_keeps_the_policy_in_force() {
     w.app.fire_timers().await;
     let view = w.policy(&shopper, &number).await;
     assert_eq!(view["installments_collected"], 3);
-    assert_eq!(account(&w.app, &shopper, "prepaid").await.0, "40.00");
+    assert_eq!(w.app.account_of_kind(&shopper, "prepaid").await.0, "40.00");
     // Not in grace any more: nothing overdue to pay.
     let nothing = w
         .app
@@ -767,7 +712,7 @@ async fn free_look_cancellation_returns_exactly_every_premium_paid_or_held() {
     w.app.fire_timers().await;
     w.app.clock.advance(Duration::days(3));
     w.deliver_documents(&number).await;
-    assert_eq!(account(&w.app, &shopper, "prepaid").await.0, "140.00");
+    assert_eq!(w.app.account_of_kind(&shopper, "prepaid").await.0, "140.00");
 
     // The first premium is paid to the insurer; the second is asked for and left pending.
     assert_eq!(w.request_settlement(&number).await.status, StatusCode::OK);
@@ -803,7 +748,7 @@ async fn free_look_cancellation_returns_exactly_every_premium_paid_or_held() {
         cancelled.body["policy"]["premiums"][1]["state"],
         "cancelled"
     );
-    assert_eq!(account(&w.app, &shopper, "prepaid").await.0, "200.00");
+    assert_eq!(w.app.account_of_kind(&shopper, "prepaid").await.0, "200.00");
     assert_eq!(w.insurer_balance().await, "0.00");
     assert_eq!(w.app.platform_commission(&w.operator).await, "0.00");
     assert!(
@@ -818,7 +763,7 @@ async fn free_look_cancellation_returns_exactly_every_premium_paid_or_held() {
     // Nothing more is collected.
     w.app.clock.advance(Duration::days(40));
     w.app.fire_timers().await;
-    assert_eq!(account(&w.app, &shopper, "prepaid").await.0, "200.00");
+    assert_eq!(w.app.account_of_kind(&shopper, "prepaid").await.0, "200.00");
     w.app.assert_ledger_clean().await;
 }
 
@@ -879,18 +824,18 @@ async fn an_application_denied_unanswered_or_declined_returns_the_first_premium(
     assert_eq!(denied.status, StatusCode::OK, "{denied:?}");
     let id = bought.body["policy_id"].as_str().unwrap();
     assert_eq!(w.policy(&shopper, id).await["state"], "not_taken");
-    assert_eq!(account(&w.app, &shopper, "prepaid").await.0, "100.00");
+    assert_eq!(w.app.account_of_kind(&shopper, "prepaid").await.0, "100.00");
 
     // Not answered within the code's ten minutes.
     let bought = w.buy(&shopper, &product).await;
-    assert_eq!(account(&w.app, &shopper, "prepaid").await.0, "70.00");
+    assert_eq!(w.app.account_of_kind(&shopper, "prepaid").await.0, "70.00");
     w.app.clock.advance(Duration::minutes(11));
     w.app.fire_timers().await;
     let id = bought.body["policy_id"].as_str().unwrap();
     let view = w.policy(&shopper, id).await;
     assert_eq!(view["state"], "not_taken", "{view}");
     assert_eq!(view["premiums"][0]["state"], "expired");
-    assert_eq!(account(&w.app, &shopper, "prepaid").await.0, "100.00");
+    assert_eq!(w.app.account_of_kind(&shopper, "prepaid").await.0, "100.00");
 
     // Declined at the insurer's recheck.
     let policy = w.buy_and_approve(&shopper, phone, &product).await;
@@ -906,7 +851,7 @@ async fn an_application_denied_unanswered_or_declined_returns_the_first_premium(
     assert_eq!(declined.body["state"], "declined");
     assert!(declined.body["policy_number"].is_null());
     assert!(last_text(&w.app, phone).await.contains("declined"));
-    assert_eq!(account(&w.app, &shopper, "prepaid").await.0, "100.00");
+    assert_eq!(w.app.account_of_kind(&shopper, "prepaid").await.0, "100.00");
 
     // Not rechecked within seven days: declined by itself.
     let policy = w.buy_and_approve(&shopper, phone, &product).await;
@@ -915,7 +860,7 @@ async fn an_application_denied_unanswered_or_declined_returns_the_first_premium(
         .advance(Duration::days(7) + Duration::minutes(1));
     w.app.fire_timers().await;
     assert_eq!(w.policy(&shopper, &policy).await["state"], "declined");
-    assert_eq!(account(&w.app, &shopper, "prepaid").await.0, "100.00");
+    assert_eq!(w.app.account_of_kind(&shopper, "prepaid").await.0, "100.00");
     w.app.assert_ledger_clean().await;
 }
 
@@ -1032,7 +977,7 @@ async fn bad_products_and_purchases_are_refused_with_stable_codes() {
         .await;
     assert_eq!(bad_ref.status, StatusCode::BAD_REQUEST, "{bad_ref:?}");
     // The same key with the same body replays the first answer, and moves no money twice.
-    let mut texts_before = texts(&w.app, phone).await.len();
+    let mut texts_before = w.app.texts(phone).await.len();
     let product2 = w.product(json!({"premium": usd("5.00")})).await;
     for _ in 0..2 {
         let reply = w
@@ -1047,9 +992,9 @@ async fn bad_products_and_purchases_are_refused_with_stable_codes() {
             .await;
         assert_eq!(reply.status, StatusCode::CREATED, "{reply:?}");
     }
-    assert_eq!(account(&w.app, &shopper, "prepaid").await.0, "5.00");
+    assert_eq!(w.app.account_of_kind(&shopper, "prepaid").await.0, "5.00");
     texts_before += 1;
-    assert_eq!(texts(&w.app, phone).await.len(), texts_before);
+    assert_eq!(w.app.texts(phone).await.len(), texts_before);
     w.app.assert_ledger_clean().await;
     let _ = &w.insurer_id;
 }
@@ -1088,7 +1033,10 @@ async fn a_card_replaced_with_a_new_number_keeps_paying_the_policy() {
     assert_eq!(view["installments_collected"], 2);
     assert_eq!(view["card"], CardNumber::parse(&new_card).unwrap().masked());
     assert_eq!(
-        account(&w.app, &issued.holder, "bank_account").await.0,
+        w.app
+            .account_of_kind(&issued.holder, "bank_account")
+            .await
+            .0,
         "40.00"
     );
     w.app.assert_ledger_clean().await;
@@ -1124,7 +1072,7 @@ async fn a_cancellation_racing_the_settlement_answer_still_returns_everything_on
         answered.status == StatusCode::OK || answered.status == StatusCode::CONFLICT,
         "{answered:?}"
     );
-    assert_eq!(account(&w.app, &shopper, "prepaid").await.0, "100.00");
+    assert_eq!(w.app.account_of_kind(&shopper, "prepaid").await.0, "100.00");
     assert_eq!(w.insurer_balance().await, "0.00");
     assert_eq!(w.app.platform_commission(&w.operator).await, "0.00");
     w.app.assert_ledger_clean().await;
@@ -1172,7 +1120,7 @@ async fn a_premium_settlement_denied_on_the_phone_is_mediated_by_an_operator() {
         .await;
     assert_eq!(mediated.status, StatusCode::OK, "{mediated:?}");
     assert_eq!(mediated.body["refunded_to_buyer"], usd("20.00"));
-    assert_eq!(account(&w.app, &shopper, "prepaid").await.0, "90.00");
+    assert_eq!(w.app.account_of_kind(&shopper, "prepaid").await.0, "90.00");
     assert_eq!(w.insurer_balance().await, "9.50");
     let view = w.policy(&shopper, &number).await;
     assert_eq!(view["premiums"][0]["state"], "settled");
@@ -1208,7 +1156,7 @@ async fn a_certificate_never_delivered_starts_the_free_look_thirty_days_after_is
     // 44 days on, no certificate ever recorded: still within it; everything comes back.
     w.app.clock.advance(Duration::days(44));
     w.app.fire_timers().await;
-    assert_eq!(account(&w.app, &shopper, "prepaid").await.0, "380.00");
+    assert_eq!(w.app.account_of_kind(&shopper, "prepaid").await.0, "380.00");
     let cancelled = w
         .app
         .post_idempotent(
@@ -1219,7 +1167,7 @@ async fn a_certificate_never_delivered_starts_the_free_look_thirty_days_after_is
         .await;
     assert_eq!(cancelled.status, StatusCode::OK, "{cancelled:?}");
     assert_eq!(cancelled.body["returned"], usd("60.00"));
-    assert_eq!(account(&w.app, &shopper, "prepaid").await.0, "440.00");
+    assert_eq!(w.app.account_of_kind(&shopper, "prepaid").await.0, "440.00");
 
     // A certificate delivered after the deadline does not open the period again.
     w.deliver_documents(&second).await;
@@ -1275,7 +1223,7 @@ async fn premiums_of_an_ended_policy_nobody_claims_return_to_the_holder_after_ni
         matured.to_string().contains("settle_held_premiums_by"),
         "{matured}"
     );
-    assert_eq!(account(&w.app, &shopper, "prepaid").await.0, "60.00");
+    assert_eq!(w.app.account_of_kind(&shopper, "prepaid").await.0, "60.00");
 
     // Not a day before ninety days…
     w.app.clock.advance(Duration::days(89));
@@ -1290,7 +1238,7 @@ async fn premiums_of_an_ended_policy_nobody_claims_return_to_the_holder_after_ni
     let view = w.policy(&shopper, &number).await;
     assert_eq!(view["premiums"][0]["state"], "cancelled", "{view}");
     assert_eq!(view["state"], "matured");
-    assert_eq!(account(&w.app, &shopper, "prepaid").await.0, "100.00");
+    assert_eq!(w.app.account_of_kind(&shopper, "prepaid").await.0, "100.00");
     assert!(last_text(&w.app, phone).await.contains("not claimed"));
     let feed = w.app.get("/v1/events", Some(&w.insurer)).await;
     assert!(
@@ -1410,7 +1358,7 @@ async fn a_cancellation_meeting_a_premium_paid_out_moves_nothing_and_keeps_the_r
     let view = w.policy(&shopper, &number).await;
     assert_eq!(view["state"], "in_force");
     assert_eq!(view["premiums"][0]["state"], "settled");
-    assert_eq!(account(&w.app, &shopper, "prepaid").await.0, "470.00");
+    assert_eq!(w.app.account_of_kind(&shopper, "prepaid").await.0, "470.00");
     assert_eq!(w.app.platform_commission(&w.operator).await, "1.50");
     // The insurer was told what to return; the attempt is on the timeline.
     let feed = w.app.get("/v1/events", Some(&w.insurer)).await;
@@ -1434,7 +1382,7 @@ async fn a_cancellation_meeting_a_premium_paid_out_moves_nothing_and_keeps_the_r
         .await;
     assert_eq!(cancelled.status, StatusCode::OK, "{cancelled:?}");
     assert_eq!(cancelled.body["returned"], usd("30.00"));
-    assert_eq!(account(&w.app, &shopper, "prepaid").await.0, "500.00");
+    assert_eq!(w.app.account_of_kind(&shopper, "prepaid").await.0, "500.00");
     assert_eq!(w.insurer_balance().await, "0.00");
     assert_eq!(w.app.platform_commission(&w.operator).await, "0.00");
     w.app.assert_ledger_clean().await;
@@ -1507,7 +1455,7 @@ async fn a_settlement_answer_racing_the_monthly_collection_neither_deadlocks_nor
         assert_eq!(view["premiums"][1]["state"], "frozen", "run {run}");
         // Premium 1 drawn on the line, premium 2 reserved on it; the insurer paid once.
         assert_eq!(
-            account(&w.app, &shopper, "card_ec_line").await,
+            w.app.account_of_kind(&shopper, "card_ec_line").await,
             ("-30.00".to_owned(), "440.00".to_owned()),
             "run {run}"
         );
@@ -1637,7 +1585,7 @@ async fn twelve_monthly_premiums_from(start: DateTime<Utc>) {
     w.app.clock.set(term_end);
     w.app.fire_timers().await;
     assert_eq!(w.policy(&shopper, &number).await["state"], "matured");
-    assert_eq!(account(&w.app, &shopper, "prepaid").await.0, "40.00");
+    assert_eq!(w.app.account_of_kind(&shopper, "prepaid").await.0, "40.00");
     w.app.assert_ledger_clean().await;
 }
 

@@ -9,6 +9,7 @@
 
 use axum::http::{Method, StatusCode};
 use chrono::Duration;
+use holdfast_tests::world::random_phone;
 use holdfast_tests::{Reply, TestApp};
 use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
@@ -45,16 +46,6 @@ fn random_suffix() -> u32 {
     uuid::Uuid::new_v4().as_u128() as u32
 }
 
-/// A random valid Korean mobile number, so tests never share a simulated phone.
-fn random_phone() -> String {
-    loop {
-        let candidate = format!("+8210{:08}", random_suffix() % 100_000_000);
-        if holdfast_core::phone_number::PhoneNumber::parse(&candidate).is_ok() {
-            return candidate;
-        }
-    }
-}
-
 fn username(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
 }
@@ -70,36 +61,33 @@ async fn hospital(app: &TestApp, operator: &str, name: &str) -> (String, String)
         .await;
     assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
     let id = created.body["hospital_id"].as_str().unwrap().to_owned();
-    let login = username("dr");
-    let prescriber = app
-        .post(
+    let (prescriber, token) = app
+        .onboard_staff(
+            operator,
             &format!("/v1/pharmacy/hospitals/{id}/prescribers"),
-            Some(operator),
-            json!({"display_name": "Dr Seo-yeon Kim", "username": login, "password": "prescriber-password"}),
+            "dr",
+            json!({"display_name": "Dr Seo-yeon Kim"}),
         )
         .await;
-    assert_eq!(prescriber.status, StatusCode::CREATED, "{prescriber:?}");
-    assert_eq!(prescriber.body["role"], "prescriber");
-    (id, app.password_login(&login, "prescriber-password").await)
+    assert_eq!(prescriber["role"], "prescriber");
+    (id, token)
 }
 
 async fn store(app: &TestApp, operator: &str, name: &str, rate: Option<&str>) -> Store {
-    let login = username("store");
-    let mut body = json!({"name": name, "username": login, "password": "drugstore-password"});
+    let mut body = json!({"name": name});
     if let Some(rate) = rate {
         body["commission_rate"] = json!(rate);
     }
-    let created = app
-        .post("/v1/pharmacy/drugstores", Some(operator), body)
+    let (created, token) = app
+        .onboard_staff(operator, "/v1/pharmacy/drugstores", "store", body)
         .await;
-    assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
     Store {
-        id: created.body["drugstore"]["drugstore_id"]
+        id: created["drugstore"]["drugstore_id"]
             .as_str()
             .unwrap()
             .to_owned(),
         name: name.to_owned(),
-        token: app.password_login(&login, "drugstore-password").await,
+        token,
     }
 }
 

@@ -16,6 +16,7 @@ use holdfast_server::api::phone::sign;
 use holdfast_server::phone_gateways::{Channel, HttpPhoneGateway};
 use holdfast_server::state::WebhookSecret;
 use holdfast_tests::TestApp;
+use holdfast_tests::world::Shop;
 use http_body_util::BodyExt;
 use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
@@ -65,24 +66,18 @@ fn code_of(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("")
 }
 
-async fn state_of(app: &TestApp, shopper: &str, number: &str) -> String {
-    let order = app
-        .get(&format!("/v1/retail/orders/{number}"), Some(shopper))
-        .await;
-    assert_eq!(order.status, StatusCode::OK, "{order:?}");
-    order.body["state"].as_str().unwrap().to_owned()
-}
-
 #[tokio::test]
 async fn a_signed_reply_from_the_right_phone_answers_the_confirmation() {
-    let app = TestApp::spawn().await;
-    let router = with_webhook(&app, PROVIDER_SECRET);
-    let operator = app.operator_token().await;
-    let (_, supplier) = app.supplier(&operator, "Acme").await;
     let phone = "+821052010001";
     let stranger_phone = "+821052010002";
-    let (_, shopper) = app.shopper(&operator, phone, "100.00").await;
-    let commodity = app.commodity(&supplier, "30.00", "0.10").await;
+    let Shop {
+        app,
+        supplier,
+        shopper,
+        commodity,
+        ..
+    } = Shop::spawn(phone, "100.00", "30.00", "0.10").await;
+    let router = with_webhook(&app, PROVIDER_SECRET);
     let placed = app.place_order(&shopper, &commodity, 1).await;
     assert_eq!(placed.status, StatusCode::CREATED, "{placed:?}");
     let number = placed.body["order_number"].as_str().unwrap().to_owned();
@@ -122,7 +117,7 @@ async fn a_signed_reply_from_the_right_phone_answers_the_confirmation() {
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     assert_eq!(code_of(&body), "not_found");
     assert_eq!(
-        state_of(&app, &shopper, &number).await,
+        app.order_state(&shopper, &number).await,
         "awaiting_order_confirmation"
     );
 
@@ -140,7 +135,7 @@ async fn a_signed_reply_from_the_right_phone_answers_the_confirmation() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["outcome"], "order_approved");
     assert_eq!(body["state"], "frozen");
-    assert_eq!(state_of(&app, &shopper, &number).await, "frozen");
+    assert_eq!(app.order_state(&shopper, &number).await, "frozen");
     // The same delivery replayed does nothing more.
     let (status, body) = inbound(&router, &approve, Some(&signed)).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
@@ -193,13 +188,14 @@ async fn a_login_cannot_be_answered_through_the_webhook() {
 
 #[tokio::test]
 async fn without_a_configured_secret_the_webhook_is_off() {
-    let app = TestApp::spawn().await;
-    assert!(app.state.webhook_secret.is_none());
-    let operator = app.operator_token().await;
-    let (_, supplier) = app.supplier(&operator, "Acme").await;
     let phone = "+821052030001";
-    let (_, shopper) = app.shopper(&operator, phone, "100.00").await;
-    let commodity = app.commodity(&supplier, "30.00", "0.10").await;
+    let Shop {
+        app,
+        shopper,
+        commodity,
+        ..
+    } = Shop::spawn(phone, "100.00", "30.00", "0.10").await;
+    assert!(app.state.webhook_secret.is_none());
     let placed = app.place_order(&shopper, &commodity, 1).await;
     let number = placed.body["order_number"].as_str().unwrap().to_owned();
     let challenge = placed.body["pending_confirmation"]["challenge_id"]
@@ -213,7 +209,7 @@ async fn without_a_configured_secret_the_webhook_is_off() {
     assert_eq!(status, StatusCode::NOT_FOUND, "{reply}");
     assert_eq!(code_of(&reply), "webhook_disabled");
     assert_eq!(
-        state_of(&app, &shopper, &number).await,
+        app.order_state(&shopper, &number).await,
         "awaiting_order_confirmation"
     );
 }

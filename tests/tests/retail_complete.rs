@@ -6,6 +6,7 @@
 
 use axum::http::{Method, StatusCode};
 use chrono::Duration;
+use holdfast_tests::world::{card_request, random_phone};
 use holdfast_tests::{Reply, TestApp};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
@@ -21,44 +22,22 @@ struct Shop {
     commodity: String,
 }
 
-async fn login(app: &TestApp, username: &str, password: &str) -> String {
-    app.password_login(username, password).await
-}
-
-async fn carrier(app: &TestApp, operator: &str) -> (String, String) {
-    let username = format!("carrier-{}", uuid::Uuid::new_v4().simple());
-    let created = app
-        .post(
-            "/v1/operator/distributors",
-            Some(operator),
-            json!({"display_name": "Swift Couriers", "username": username, "password": "carrier-password"}),
-        )
-        .await;
-    assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
-    (
-        created.body["party_id"].as_str().unwrap().to_owned(),
-        login(app, &username, "carrier-password").await,
-    )
-}
-
 /// A supplier whose parcels go to a carrier, and a shopper with an addressed prepaid card.
 async fn shop(deposit: &str, price: &str, rate: &str) -> Shop {
     let app = Arc::new(TestApp::spawn().await);
     let operator = app.operator_token().await;
-    let (carrier_id, carrier) = carrier(&app, &operator).await;
-    let username = format!("sup-{}", uuid::Uuid::new_v4().simple());
-    let supplier = app
-        .post(
+    let (carrier_id, carrier) = app.distributor(&operator, "Swift Couriers").await;
+    let (_, supplier) = app
+        .onboard_staff(
+            &operator,
             "/v1/operator/suppliers",
-            Some(&operator),
-            json!({"display_name": "Acme Supplies", "username": username, "password": "supplier-password",
-                   "commission_rate": rate, "default_distributor_id": carrier_id}),
+            "sup",
+            json!({"display_name": "Acme Supplies", "commission_rate": rate,
+                   "default_distributor_id": carrier_id}),
         )
         .await;
-    assert_eq!(supplier.status, StatusCode::CREATED, "{supplier:?}");
-    let supplier = login(&app, &username, "supplier-password").await;
     let phone = random_phone();
-    let (_, shopper) = addressed_shopper(&app, &phone, deposit).await;
+    let shopper = addressed_shopper(&app, &phone, deposit).await;
     let created = app
         .post(
             "/v1/retail/commodities",
@@ -78,55 +57,26 @@ async fn shop(deposit: &str, price: &str, rate: &str) -> Shop {
     }
 }
 
-/// A random valid Korean mobile number, so tests never share a simulated phone.
-fn random_phone() -> String {
-    loop {
-        let candidate = format!("+8210{:08}", rand_digits() % 100_000_000);
-        if holdfast_core::phone_number::PhoneNumber::parse(&candidate).is_ok() {
-            return candidate;
-        }
-    }
-}
-
-fn rand_digits() -> u32 {
-    uuid::Uuid::new_v4().as_u128() as u32 % 10_000_000
-}
-
-/// A holder with a bank-issued prepaid card that carries a delivery address.
-async fn addressed_shopper(app: &TestApp, phone: &str, deposit: &str) -> (String, String) {
+/// A holder with a bank-issued prepaid card that carries a delivery address, logged in;
+/// returns its token.
+async fn addressed_shopper(app: &TestApp, phone: &str, deposit: &str) -> String {
     let operator = app.harness_operator().await;
-    let code = format!("1{:03}", rand_digits() % 1000);
-    let username = format!("bank-{}", uuid::Uuid::new_v4().simple());
-    let bank = app
-        .post(
-            "/v1/operator/institutions",
-            Some(&operator),
-            json!({"display_name": "Bank", "code": code, "kind": "bank", "username": username,
-                   "password": "institution-password"}),
-        )
-        .await;
-    assert_eq!(bank.status, StatusCode::CREATED, "{bank:?}");
-    let bank = login(app, &username, "institution-password").await;
+    let code = format!("1{:03}", uuid::Uuid::new_v4().as_u128() % 1000);
+    let bank = app.institution(&operator, &code, "bank", json!({})).await;
     let issued = app
-        .post_idempotent(
-            "/v1/institution/cards",
-            Some(&bank),
-            json!({"holder_name": "Ji-woo Park", "age_class": "adult", "purchase_type": "personal",
-                   "mapping_kind": "prepaid", "currency": "USD", "phone": phone,
-                   "delivery_address": "12 Sejong-daero, Jung-gu, Seoul",
-                   "initial_deposit": {"amount": deposit, "currency": "USD"}}),
+        .issue_card(
+            &bank,
+            card_request(
+                "prepaid",
+                phone,
+                json!({"holder_name": "Ji-woo Park",
+                       "delivery_address": "12 Sejong-daero, Jung-gu, Seoul",
+                       "initial_deposit": {"amount": deposit, "currency": "USD"}}),
+            ),
         )
         .await;
-    assert_eq!(issued.status, StatusCode::CREATED, "{issued:?}");
-    let card = issued.body["card"]["card_number"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let holder = issued.body["card"]["holder_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    (holder, app.card_login(&card, phone).await)
+    let card = issued["card"]["card_number"].as_str().unwrap().to_owned();
+    app.card_login(&card, phone).await
 }
 
 impl Shop {
@@ -200,28 +150,15 @@ impl Shop {
 
     async fn answer_settlement(&self, number: &str, decision: &str) -> Reply {
         let challenge = self.app.pending_confirmation(&self.shopper, number).await;
-        let code = self.app.code_for(&self.phone, &challenge).await;
-        self.app.answer(&challenge, &code, decision).await
+        self.app.answer_on(&self.phone, &challenge, decision).await
     }
 
     async fn state(&self, number: &str) -> String {
-        let order = self
-            .app
-            .get(&format!("/v1/retail/orders/{number}"), Some(&self.shopper))
-            .await;
-        order.body["state"].as_str().unwrap().to_owned()
+        self.app.order_state(&self.shopper, number).await
     }
 
     async fn texts(&self) -> Vec<String> {
-        self.app.deliver().await;
-        let inbox = self.app.inbox(&self.phone, "limit=100").await;
-        inbox
-            .body
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m["body"].as_str().unwrap().to_owned())
-            .collect()
+        self.app.texts(&self.phone).await
     }
 }
 
@@ -339,7 +276,7 @@ async fn a_delivery_must_record_the_order_number_the_buyer_handed_over() {
     assert_eq!(wrong.status, StatusCode::BAD_REQUEST, "{wrong:?}");
     assert_eq!(shop.state(&number).await, "frozen");
     // Another carrier cannot touch it.
-    let (_, stranger) = carrier(&shop.app, &shop.operator).await;
+    let (_, stranger) = shop.app.distributor(&shop.operator, "Swift Couriers").await;
     let foreign = shop
         .app
         .post(
@@ -594,32 +531,27 @@ async fn card_funding_pays_the_institution_its_fee_and_everything_adds_up() {
     let operator = app.operator_token().await;
     let (_, supplier) = app.supplier(&operator, "Acme").await;
     let commodity = app.commodity(&supplier, "100.00", "0.05").await;
-    let username = format!("cardco-{}", uuid::Uuid::new_v4().simple());
     let cardco = app
-        .post("/v1/operator/institutions", Some(&operator),
-            json!({"display_name": "Card Co", "code": "2468", "kind": "card_company", "card_fee_rate": "0.02",
-                   "username": username, "password": "institution-password"}))
-        .await;
-    assert_eq!(cardco.status, StatusCode::CREATED, "{cardco:?}");
-    let cardco_id = cardco.body["institution"]["party_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let cardco = login(&app, &username, "institution-password").await;
-    let phone = "+821044440000";
-    let issued = app
-        .post_idempotent(
-            "/v1/institution/cards",
-            Some(&cardco),
-            json!({"holder_name": "Holder", "age_class": "adult", "purchase_type": "personal",
-                   "mapping_kind": "credit_card", "currency": "USD", "phone": phone,
-                   "credit_limit": {"amount": "1000.00", "currency": "USD"}}),
+        .institution(
+            &operator,
+            "2468",
+            "card_company",
+            json!({"display_name": "Card Co", "card_fee_rate": "0.02"}),
         )
         .await;
-    let card = issued.body["card"]["card_number"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let cardco_id = cardco.id.clone();
+    let phone = "+821044440000";
+    let issued = app
+        .issue_card(
+            &cardco,
+            card_request(
+                "credit_card",
+                phone,
+                json!({"credit_limit": {"amount": "1000.00", "currency": "USD"}}),
+            ),
+        )
+        .await;
+    let card = issued["card"]["card_number"].as_str().unwrap().to_owned();
     let shopper = app.card_login(&card, phone).await;
     let order = app.place_order(&shopper, &commodity, 1).await;
     let number = order.body["order_number"].as_str().unwrap().to_owned();
@@ -656,7 +588,7 @@ async fn card_funding_pays_the_institution_its_fee_and_everything_adds_up() {
         .unwrap();
     assert_eq!(fee["balance"], "2.00");
     // The institution hears of each step of the hold on its card.
-    let feed = app.get("/v1/events", Some(&cardco)).await;
+    let feed = app.get("/v1/events", Some(&cardco.token)).await;
     let kinds: Vec<_> = feed
         .body
         .as_array()
@@ -774,11 +706,9 @@ async fn an_auction_sells_to_the_highest_bidder_and_pays_the_holder_who_sold() {
     let app = TestApp::spawn().await;
     let operator = app.harness_operator().await;
     // The seller is a card holder with a withdrawal account.
-    let username = format!("bank-{}", uuid::Uuid::new_v4().simple());
-    app.post("/v1/operator/institutions", Some(&operator),
-        json!({"display_name": "Bank", "code": "1357", "kind": "bank", "username": username, "password": "institution-password"}))
+    let bank = app
+        .institution(&operator, "1357", "bank", json!({"display_name": "Bank"}))
         .await;
-    let bank = login(&app, &username, "institution-password").await;
     let mut cards = Vec::new();
     for (phone, seller) in [
         ("+821055550001", true),
@@ -786,16 +716,22 @@ async fn an_auction_sells_to_the_highest_bidder_and_pays_the_holder_who_sold() {
         ("+821055550003", false),
     ] {
         let issued = app
-            .post_idempotent("/v1/institution/cards", Some(&bank),
-                json!({"holder_name": "Holder", "age_class": "adult", "purchase_type": "personal",
-                       "mapping_kind": "prepaid", "currency": "USD", "phone": phone, "seller": seller,
-                       "initial_deposit": {"amount": "300.00", "currency": "USD"}}))
+            .issue_card(
+                &bank,
+                card_request(
+                    "prepaid",
+                    phone,
+                    json!({"seller": seller, "initial_deposit": {"amount": "300.00", "currency": "USD"}}),
+                ),
+            )
             .await;
-        assert_eq!(issued.status, StatusCode::CREATED, "{issued:?}");
-        let card = issued.body["card"]["card_number"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        // Only the card allowed to sell comes with a withdrawal account, at zero.
+        assert_eq!(
+            issued["withdrawal_account"]["balance"],
+            if seller { json!("0.00") } else { Value::Null },
+            "{issued}"
+        );
+        let card = issued["card"]["card_number"].as_str().unwrap().to_owned();
         cards.push((phone, app.card_login(&card, phone).await));
     }
     let (seller_phone, seller) = &cards[0];

@@ -5,54 +5,13 @@
 
 use axum::http::StatusCode;
 use chrono::Duration;
-use holdfast_tests::TestApp;
+use holdfast_tests::world::Shop;
 use serde_json::json;
 
 const PHONE: &str = "+821012345678";
 
-struct Shop {
-    app: TestApp,
-    operator: String,
-    supplier: String,
-    shopper: String,
-    commodity: String,
-}
-
-async fn shop(deposit: &str, price: &str, rate: &str) -> Shop {
-    let app = TestApp::spawn().await;
-    let operator = app.operator_token().await;
-    let (_, supplier) = app.supplier(&operator, "Acme Supplies").await;
-    let (_, shopper) = app.shopper(&operator, PHONE, deposit).await;
-    let commodity = app.commodity(&supplier, price, rate).await;
-    Shop {
-        app,
-        operator,
-        supplier,
-        shopper,
-        commodity,
-    }
-}
-
-/// Places an order and returns (order number, order challenge id).
-async fn order(shop: &Shop, quantity: u32) -> (String, String) {
-    let placed = shop
-        .app
-        .place_order(&shop.shopper, &shop.commodity, quantity)
-        .await;
-    assert_eq!(placed.status, StatusCode::CREATED, "{placed:?}");
-    assert_eq!(placed.body["state"], "awaiting_order_confirmation");
-    (
-        placed.body["order_number"].as_str().unwrap().to_owned(),
-        placed.body["pending_confirmation"]["challenge_id"]
-            .as_str()
-            .unwrap()
-            .to_owned(),
-    )
-}
-
 async fn approve(shop: &Shop, challenge: &str) -> serde_json::Value {
-    let code = shop.app.code_for(PHONE, challenge).await;
-    let answered = shop.app.answer(challenge, &code, "approve").await;
+    let answered = shop.answer(challenge, "approve").await;
     assert_eq!(answered.status, StatusCode::OK, "{answered:?}");
     answered.body
 }
@@ -73,19 +32,10 @@ async fn request_settlement(shop: &Shop, number: &str) -> String {
     shop.app.pending_confirmation(&shop.shopper, number).await
 }
 
-async fn state_of(shop: &Shop, number: &str) -> String {
-    let order = shop
-        .app
-        .get(&format!("/v1/retail/orders/{number}"), Some(&shop.shopper))
-        .await;
-    assert_eq!(order.status, StatusCode::OK, "{order:?}");
-    order.body["state"].as_str().unwrap().to_owned()
-}
-
 #[tokio::test]
 async fn a_purchase_settles_price_minus_commission_to_the_supplier() {
-    let shop = shop("500.00", "24.00", "0.05").await;
-    let (number, challenge) = order(&shop, 2).await;
+    let shop = Shop::spawn(PHONE, "500.00", "24.00", "0.05").await;
+    let (number, challenge) = shop.order(2).await;
     // The money is held at once.
     assert_eq!(shop.app.balance(&shop.shopper, "prepaid").await, "452.00");
 
@@ -99,14 +49,14 @@ async fn a_purchase_settles_price_minus_commission_to_the_supplier() {
 
     let approved = approve(&shop, &challenge).await;
     assert_eq!(approved["outcome"], "order_approved");
-    assert_eq!(state_of(&shop, &number).await, "frozen");
+    assert_eq!(shop.state(&number).await, "frozen");
     // Nothing reaches the supplier before the second yes.
     assert_eq!(shop.app.balance(&shop.supplier, "withdrawal").await, "0.00");
 
     let settlement = request_settlement(&shop, &number).await;
     let settled = approve(&shop, &settlement).await;
     assert_eq!(settled["outcome"], "settled");
-    assert_eq!(state_of(&shop, &number).await, "settled");
+    assert_eq!(shop.state(&number).await, "settled");
 
     assert_eq!(
         shop.app.balance(&shop.supplier, "withdrawal").await,
@@ -152,14 +102,14 @@ async fn a_purchase_settles_price_minus_commission_to_the_supplier() {
 
 #[tokio::test]
 async fn denying_the_order_returns_the_money() {
-    let shop = shop("100.00", "30.00", "0.10").await;
-    let (number, challenge) = order(&shop, 1).await;
+    let shop = Shop::spawn(PHONE, "100.00", "30.00", "0.10").await;
+    let (number, challenge) = shop.order(1).await;
     assert_eq!(shop.app.balance(&shop.shopper, "prepaid").await, "70.00");
     let code = shop.app.code_for(PHONE, &challenge).await;
     let denied = shop.app.answer(&challenge, &code, "deny").await;
     assert_eq!(denied.status, StatusCode::OK, "{denied:?}");
     assert_eq!(denied.body["outcome"], "order_denied");
-    assert_eq!(state_of(&shop, &number).await, "denied");
+    assert_eq!(shop.state(&number).await, "denied");
     assert_eq!(shop.app.balance(&shop.shopper, "prepaid").await, "100.00");
     // A denial is final.
     let again = shop.app.answer(&challenge, &code, "approve").await;
@@ -170,17 +120,14 @@ async fn denying_the_order_returns_the_money() {
 
 #[tokio::test]
 async fn an_unanswered_order_expires_and_returns_the_money() {
-    let shop = shop("100.00", "30.00", "0.10").await;
-    let (number, challenge) = order(&shop, 1).await;
+    let shop = Shop::spawn(PHONE, "100.00", "30.00", "0.10").await;
+    let (number, challenge) = shop.order(1).await;
     shop.app.clock.advance(Duration::minutes(9));
     assert_eq!(shop.app.fire_timers().await, 0);
-    assert_eq!(
-        state_of(&shop, &number).await,
-        "awaiting_order_confirmation"
-    );
+    assert_eq!(shop.state(&number).await, "awaiting_order_confirmation");
     shop.app.clock.advance(Duration::minutes(2));
     assert_eq!(shop.app.fire_timers().await, 1);
-    assert_eq!(state_of(&shop, &number).await, "expired");
+    assert_eq!(shop.state(&number).await, "expired");
     assert_eq!(shop.app.balance(&shop.shopper, "prepaid").await, "100.00");
     let code = shop.app.code_for(PHONE, &challenge).await;
     let late = shop.app.answer(&challenge, &code, "approve").await;
@@ -190,14 +137,14 @@ async fn an_unanswered_order_expires_and_returns_the_money() {
 
 #[tokio::test]
 async fn a_late_answer_expires_the_order_even_before_the_timer_fires() {
-    let shop = shop("100.00", "30.00", "0.10").await;
-    let (number, challenge) = order(&shop, 1).await;
+    let shop = Shop::spawn(PHONE, "100.00", "30.00", "0.10").await;
+    let (number, challenge) = shop.order(1).await;
     let code = shop.app.code_for(PHONE, &challenge).await;
     shop.app.clock.advance(Duration::minutes(11));
     let late = shop.app.answer(&challenge, &code, "approve").await;
     assert_eq!(late.status, StatusCode::UNPROCESSABLE_ENTITY, "{late:?}");
     assert_eq!(late.code(), "challenge_expired");
-    assert_eq!(state_of(&shop, &number).await, "expired");
+    assert_eq!(shop.state(&number).await, "expired");
     assert_eq!(shop.app.balance(&shop.shopper, "prepaid").await, "100.00");
     // The timer finds nothing left to do.
     shop.app.fire_timers().await;
@@ -206,9 +153,9 @@ async fn a_late_answer_expires_the_order_even_before_the_timer_fires() {
 
 #[tokio::test]
 async fn cancelling_before_settlement_returns_the_money() {
-    let shop = shop("100.00", "30.00", "0.10").await;
-    let (pending, _) = order(&shop, 1).await;
-    let (frozen, challenge) = order(&shop, 1).await;
+    let shop = Shop::spawn(PHONE, "100.00", "30.00", "0.10").await;
+    let (pending, _) = shop.order(1).await;
+    let (frozen, challenge) = shop.order(1).await;
     approve(&shop, &challenge).await;
     assert_eq!(shop.app.balance(&shop.shopper, "prepaid").await, "40.00");
 
@@ -227,7 +174,7 @@ async fn cancelling_before_settlement_returns_the_money() {
     assert_eq!(shop.app.balance(&shop.shopper, "prepaid").await, "100.00");
 
     // Once the supplier asked to be paid, the order can no longer be cancelled.
-    let (number, challenge) = order(&shop, 1).await;
+    let (number, challenge) = shop.order(1).await;
     approve(&shop, &challenge).await;
     request_settlement(&shop, &number).await;
     let refused = shop
@@ -245,8 +192,8 @@ async fn cancelling_before_settlement_returns_the_money() {
 
 #[tokio::test]
 async fn five_wrong_codes_lock_the_confirmation_and_a_resend_does_not_reset_the_count() {
-    let shop = shop("100.00", "30.00", "0.10").await;
-    let (_, challenge) = order(&shop, 1).await;
+    let shop = Shop::spawn(PHONE, "100.00", "30.00", "0.10").await;
+    let (_, challenge) = shop.order(1).await;
     let code = shop.app.code_for(PHONE, &challenge).await;
     let wrong = if code == "000000" { "111111" } else { "000000" };
     for left in [4, 3] {
@@ -299,8 +246,8 @@ async fn five_wrong_codes_lock_the_confirmation_and_a_resend_does_not_reset_the_
 
 #[tokio::test]
 async fn a_disputed_settlement_keeps_the_money_frozen() {
-    let shop = shop("100.00", "30.00", "0.10").await;
-    let (number, challenge) = order(&shop, 1).await;
+    let shop = Shop::spawn(PHONE, "100.00", "30.00", "0.10").await;
+    let (number, challenge) = shop.order(1).await;
     approve(&shop, &challenge).await;
     let settlement = request_settlement(&shop, &number).await;
     let code = shop.app.code_for(PHONE, &settlement).await;
@@ -310,7 +257,7 @@ async fn a_disputed_settlement_keeps_the_money_frozen() {
     // The auto-settle deadline no longer applies.
     shop.app.clock.advance(Duration::hours(100));
     shop.app.fire_timers().await;
-    assert_eq!(state_of(&shop, &number).await, "disputed");
+    assert_eq!(shop.state(&number).await, "disputed");
     assert_eq!(shop.app.balance(&shop.supplier, "withdrawal").await, "0.00");
     assert_eq!(shop.app.balance(&shop.shopper, "prepaid").await, "70.00");
     shop.app.assert_ledger_clean().await;
@@ -318,16 +265,16 @@ async fn a_disputed_settlement_keeps_the_money_frozen() {
 
 #[tokio::test]
 async fn an_unanswered_settlement_request_settles_by_itself() {
-    let shop = shop("100.00", "30.00", "0.10").await;
-    let (number, challenge) = order(&shop, 1).await;
+    let shop = Shop::spawn(PHONE, "100.00", "30.00", "0.10").await;
+    let (number, challenge) = shop.order(1).await;
     approve(&shop, &challenge).await;
     request_settlement(&shop, &number).await;
     shop.app.clock.advance(Duration::hours(71));
     shop.app.fire_timers().await;
-    assert_eq!(state_of(&shop, &number).await, "settlement_requested");
+    assert_eq!(shop.state(&number).await, "settlement_requested");
     shop.app.clock.advance(Duration::hours(2));
     assert_eq!(shop.app.fire_timers().await, 1);
-    assert_eq!(state_of(&shop, &number).await, "settled");
+    assert_eq!(shop.state(&number).await, "settled");
     assert_eq!(
         shop.app.balance(&shop.supplier, "withdrawal").await,
         "27.00"
@@ -338,8 +285,8 @@ async fn an_unanswered_settlement_request_settles_by_itself() {
 
 #[tokio::test]
 async fn a_code_is_void_once_the_order_it_confirms_changed() {
-    let shop = shop("100.00", "30.00", "0.10").await;
-    let (number, challenge) = order(&shop, 1).await;
+    let shop = Shop::spawn(PHONE, "100.00", "30.00", "0.10").await;
+    let (number, challenge) = shop.order(1).await;
     let code = shop.app.code_for(PHONE, &challenge).await;
     // Someone alters the amount behind the confirmation's back.
     shop.app
@@ -355,16 +302,13 @@ async fn a_code_is_void_once_the_order_it_confirms_changed() {
         "{answered:?}"
     );
     assert_eq!(answered.code(), "challenge_binding_mismatch");
-    assert_eq!(
-        state_of(&shop, &number).await,
-        "awaiting_order_confirmation"
-    );
+    assert_eq!(shop.state(&number).await, "awaiting_order_confirmation");
 }
 
 #[tokio::test]
 async fn only_the_orders_supplier_can_ask_to_be_paid_and_only_after_approval() {
-    let shop = shop("100.00", "30.00", "0.10").await;
-    let (number, challenge) = order(&shop, 1).await;
+    let shop = Shop::spawn(PHONE, "100.00", "30.00", "0.10").await;
+    let (number, challenge) = shop.order(1).await;
     let early = shop
         .app
         .post(
@@ -397,7 +341,7 @@ async fn only_the_orders_supplier_can_ask_to_be_paid_and_only_after_approval() {
 
 #[tokio::test]
 async fn an_order_the_balance_cannot_cover_is_refused_and_holds_nothing() {
-    let shop = shop("50.00", "30.00", "0.10").await;
+    let shop = Shop::spawn(PHONE, "50.00", "30.00", "0.10").await;
     let refused = shop
         .app
         .place_order(&shop.shopper, &shop.commodity, 2)
