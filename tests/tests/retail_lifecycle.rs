@@ -357,3 +357,25 @@ async fn an_order_the_balance_cannot_cover_is_refused_and_holds_nothing() {
     assert_eq!(orders.body.as_array().unwrap().len(), 0);
     shop.app.assert_ledger_clean().await;
 }
+
+#[tokio::test]
+async fn a_suppliers_withdrawal_account_is_there_at_zero_from_its_first_order() {
+    let shop = Shop::spawn(PHONE, "100.00", "10.00", "0.05").await;
+    // Onboarding names no currency, so a supplier nobody ordered from has no account yet
+    // (README, first walkthrough, step 5).
+    let before = shop.app.get("/v1/accounts", Some(&shop.supplier)).await;
+    assert_eq!(before.status, StatusCode::OK, "{before:?}");
+    assert_eq!(before.body, json!([]));
+    let (_, challenge) = shop.order(1).await;
+    let withdrawal = shop
+        .app
+        .account_where(&shop.supplier, "kind", "withdrawal")
+        .await;
+    assert_eq!(withdrawal["balance"], "0.00", "{withdrawal}");
+    assert_eq!(withdrawal["available"]["currency"], "USD", "{withdrawal}");
+    approve(&shop, &challenge).await;
+    let after = shop.app.get("/v1/accounts", Some(&shop.supplier)).await;
+    assert_eq!(after.body.as_array().unwrap().len(), 1, "{after:?}");
+    assert_eq!(shop.app.balance(&shop.supplier, "withdrawal").await, "0.00");
+    shop.app.assert_ledger_clean().await;
+}
