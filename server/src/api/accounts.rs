@@ -1,7 +1,7 @@
 use crate::auth::Principal;
 use crate::error::ApiResult;
 use crate::extract::{Json, Path};
-use crate::idempotency::{self, IdempotencyKey, Outcome};
+use crate::idempotency::{self, IdempotencyKey};
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::State;
@@ -90,19 +90,17 @@ pub async fn deposit(
         principal.party,
         key.0.as_deref().unwrap_or_default()
     );
-    let core = state.core.clone();
     let by_operator = principal.role == Role::Operator;
-    idempotency::run(
-        &state,
-        principal.scope(),
-        key,
-        fingerprint,
-        StatusCode::CREATED,
-        move |txn| {
-            Box::pin(async move {
+    state
+        .write(
+            principal.scope(),
+            key,
+            fingerprint,
+            StatusCode::CREATED,
+            async move |txn, core| {
                 let (_, account) = onboarding::pay_in_in_txn(
                     txn,
-                    &core,
+                    core,
                     principal.party,
                     by_operator,
                     account,
@@ -110,9 +108,8 @@ pub async fn deposit(
                     &transfer_key,
                 )
                 .await?;
-                Ok(Outcome::Done(AccountView::from(account)))
-            })
-        },
-    )
-    .await
+                Ok(AccountView::from(account))
+            },
+        )
+        .await
 }

@@ -130,15 +130,19 @@ pub async fn create_insurer(
             Ok(BasisPoints::new(rate.basis_points()).map_err(CoreError::Money)?)
         })
         .transpose()?;
-    let (party, username) = products::onboard_insurer(
-        &state.db,
-        &state.core,
-        &body.display_name,
+    let credentials = holdfast_core::onboarding::StaffCredentials::hash(
+        &state.core.passwords,
         &body.username,
         &body.password,
-        commission,
+        None,
     )
     .await?;
+    let (party, username) = state
+        .in_write_txn(async move |txn, core| {
+            products::onboard_insurer_in_txn(txn, core, &body.display_name, credentials, commission)
+                .await
+        })
+        .await?;
     Ok((
         StatusCode::CREATED,
         axum::Json(InsurerCreated {
@@ -288,23 +292,20 @@ pub async fn purchase(
     let key = key.required()?;
     let card = principal.shopper_card()?;
     let fingerprint = idempotency::fingerprint("buy_policy", &(card, &body));
-    let core = state.core.clone();
-    idempotency::run(
-        &state,
-        principal.scope(),
-        key,
-        fingerprint,
-        StatusCode::CREATED,
-        move |txn| {
-            Box::pin(async move {
-                let view =
-                    policies::purchase_in_txn(txn, &core, principal.party, card, body.product_id)
-                        .await?;
-                Ok(Outcome::Done(view))
-            })
-        },
-    )
-    .await
+    state
+        .write(
+            principal.scope(),
+            key,
+            fingerprint,
+            StatusCode::CREATED,
+            async move |txn, core| {
+                Ok(
+                    policies::purchase_in_txn(txn, core, principal.party, card, body.product_id)
+                        .await?,
+                )
+            },
+        )
+        .await
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -417,22 +418,17 @@ pub async fn recheck(
         },
     };
     let fingerprint = idempotency::fingerprint("recheck_policy", &(format!("{policy:?}"), &body));
-    let core = state.core.clone();
-    idempotency::run(
-        &state,
-        principal.scope(),
-        key,
-        fingerprint,
-        StatusCode::OK,
-        move |txn| {
-            Box::pin(async move {
-                let view = policies::recheck_in_txn(txn, &core, principal.party, &policy, decision)
-                    .await?;
-                Ok(Outcome::Done(view))
-            })
-        },
-    )
-    .await
+    state
+        .write(
+            principal.scope(),
+            key,
+            fingerprint,
+            StatusCode::OK,
+            async move |txn, core| {
+                Ok(policies::recheck_in_txn(txn, core, principal.party, &policy, decision).await?)
+            },
+        )
+        .await
 }
 
 #[derive(Deserialize, Serialize, ToSchema, Default)]
@@ -463,28 +459,24 @@ pub async fn request_settlement(
     // The body is optional: none asks for the oldest premium held.
     let body: PremiumSettlementRequest = crate::extract::optional_json(&raw)?;
     let fingerprint = idempotency::fingerprint("request_premium_settlement", &(&policy, &body));
-    let core = state.core.clone();
-    idempotency::run(
-        &state,
-        principal.scope(),
-        key,
-        fingerprint,
-        StatusCode::OK,
-        move |txn| {
-            Box::pin(async move {
-                let view = policies::request_settlement_in_txn(
+    state
+        .write(
+            principal.scope(),
+            key,
+            fingerprint,
+            StatusCode::OK,
+            async move |txn, core| {
+                Ok(policies::request_settlement_in_txn(
                     txn,
-                    &core,
+                    core,
                     principal.party,
                     &policy,
                     body.installment,
                 )
-                .await?;
-                Ok(Outcome::Done(view))
-            })
-        },
-    )
-    .await
+                .await?)
+            },
+        )
+        .await
 }
 
 /// Cancel a policy within its free-look period (its holder, from the phone's app): every
@@ -510,26 +502,23 @@ pub async fn cancel(
     principal.require(&[Role::Shopper])?;
     let policy = policy_ref(&policy)?;
     let fingerprint = idempotency::fingerprint("cancel_policy", &format!("{policy:?}"));
-    let core = state.core.clone();
-    idempotency::run(
-        &state,
-        principal.scope(),
-        key,
-        fingerprint,
-        StatusCode::OK,
-        move |txn| {
-            Box::pin(async move {
+    state
+        .write_outcome(
+            principal.scope(),
+            key,
+            fingerprint,
+            StatusCode::OK,
+            async move |txn, core| {
                 Ok(
-                    match policies::cancel_in_txn(txn, &core, principal.party, &policy).await? {
+                    match policies::cancel_in_txn(txn, core, principal.party, &policy).await? {
                         CancelOutcome::Cancelled(cancelled) => Outcome::Done(*cancelled),
                         // The attempt and the insurer's notice are kept: committed, then refused.
                         CancelOutcome::Blocked(error) => Outcome::Refused(error.into()),
                     },
                 )
-            })
-        },
-    )
-    .await
+            },
+        )
+        .await
 }
 
 /// Pay the overdue premium during the grace period (its holder, after topping up the card's
@@ -550,21 +539,17 @@ pub async fn pay_overdue(
     principal.require(&[Role::Shopper])?;
     let policy = policy_ref(&policy)?;
     let fingerprint = idempotency::fingerprint("pay_overdue_premium", &format!("{policy:?}"));
-    let core = state.core.clone();
-    idempotency::run(
-        &state,
-        principal.scope(),
-        key,
-        fingerprint,
-        StatusCode::OK,
-        move |txn| {
-            Box::pin(async move {
-                let view = cycle::pay_overdue_in_txn(txn, &core, principal.party, &policy).await?;
-                Ok(Outcome::Done(view))
-            })
-        },
-    )
-    .await
+    state
+        .write(
+            principal.scope(),
+            key,
+            fingerprint,
+            StatusCode::OK,
+            async move |txn, core| {
+                Ok(cycle::pay_overdue_in_txn(txn, core, principal.party, &policy).await?)
+            },
+        )
+        .await
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -601,23 +586,20 @@ pub async fn receive_certificate(
 ) -> ApiResult<Response> {
     principal.require(&[Role::Distributor])?;
     let fingerprint = idempotency::fingerprint("receive_certificate", &number);
-    let core = state.core.clone();
-    idempotency::run(
-        &state,
-        principal.scope(),
-        key,
-        fingerprint,
-        StatusCode::OK,
-        move |txn| {
-            Box::pin(async move {
-                let task =
-                    policies::receive_certificate_in_txn(txn, &core, principal.party, &number)
-                        .await?;
-                Ok(Outcome::Done(task))
-            })
-        },
-    )
-    .await
+    state
+        .write(
+            principal.scope(),
+            key,
+            fingerprint,
+            StatusCode::OK,
+            async move |txn, core| {
+                Ok(
+                    policies::receive_certificate_in_txn(txn, core, principal.party, &number)
+                        .await?,
+                )
+            },
+        )
+        .await
 }
 
 #[derive(Deserialize, Serialize, ToSchema)]
@@ -648,29 +630,25 @@ pub async fn record_delivery(
 ) -> ApiResult<Response> {
     principal.require(&[Role::Distributor])?;
     let fingerprint = idempotency::fingerprint("record_certificate_delivery", &(&number, &body));
-    let core = state.core.clone();
-    idempotency::run(
-        &state,
-        principal.scope(),
-        key,
-        fingerprint,
-        StatusCode::OK,
-        move |txn| {
-            Box::pin(async move {
-                let task = policies::record_documents_in_txn(
+    state
+        .write(
+            principal.scope(),
+            key,
+            fingerprint,
+            StatusCode::OK,
+            async move |txn, core| {
+                Ok(policies::record_documents_in_txn(
                     txn,
-                    &core,
+                    core,
                     principal.party,
                     &number,
                     &body.order_number,
                     &body.application_reference,
                 )
-                .await?;
-                Ok(Outcome::Done(task))
-            })
-        },
-    )
-    .await
+                .await?)
+            },
+        )
+        .await
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
-use crate::idempotency::{self, IdempotencyKey, Outcome};
+use crate::idempotency::{self, IdempotencyKey};
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::State;
@@ -194,22 +194,17 @@ pub async fn place_order(
     let key = key.required()?;
     let card = principal.shopper_card()?;
     let fingerprint = idempotency::fingerprint("place_order", &(card, &body));
-    let core = state.core.clone();
-    idempotency::run(
-        &state,
-        principal.scope(),
-        key,
-        fingerprint,
-        StatusCode::CREATED,
-        move |txn| {
-            Box::pin(async move {
-                let view =
-                    orders::place_order_in_txn(txn, &core, principal.party, card, body).await?;
-                Ok(Outcome::Done(view))
-            })
-        },
-    )
-    .await
+    state
+        .write(
+            principal.scope(),
+            key,
+            fingerprint,
+            StatusCode::CREATED,
+            async move |txn, core| {
+                Ok(orders::place_order_in_txn(txn, core, principal.party, card, body).await?)
+            },
+        )
+        .await
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -275,22 +270,17 @@ pub async fn cancel_order(
 ) -> ApiResult<Response> {
     principal.require(&[Role::Shopper])?;
     let fingerprint = idempotency::fingerprint("cancel_order", &number);
-    let core = state.core.clone();
-    idempotency::run(
-        &state,
-        principal.scope(),
-        key,
-        fingerprint,
-        StatusCode::OK,
-        move |txn| {
-            Box::pin(async move {
-                let view =
-                    orders::cancel_order_in_txn(txn, &core, principal.party, &number).await?;
-                Ok(Outcome::Done(view))
-            })
-        },
-    )
-    .await
+    state
+        .write(
+            principal.scope(),
+            key,
+            fingerprint,
+            StatusCode::OK,
+            async move |txn, core| {
+                Ok(orders::cancel_order_in_txn(txn, core, principal.party, &number).await?)
+            },
+        )
+        .await
 }
 
 #[derive(Deserialize, Serialize, ToSchema, Default)]
@@ -314,28 +304,24 @@ pub async fn refuse_order(
 ) -> ApiResult<Response> {
     principal.require(&[Role::Supplier, Role::Shopper])?;
     let fingerprint = idempotency::fingerprint("refuse_order", &(&number, &body));
-    let core = state.core.clone();
-    idempotency::run(
-        &state,
-        principal.scope(),
-        key,
-        fingerprint,
-        StatusCode::OK,
-        move |txn| {
-            Box::pin(async move {
-                let view = orders::refuse_order_in_txn(
+    state
+        .write(
+            principal.scope(),
+            key,
+            fingerprint,
+            StatusCode::OK,
+            async move |txn, core| {
+                Ok(orders::refuse_order_in_txn(
                     txn,
-                    &core,
+                    core,
                     principal.party,
                     &number,
                     body.reason.map(Into::into),
                 )
-                .await?;
-                Ok(Outcome::Done(view))
-            })
-        },
-    )
-    .await
+                .await?)
+            },
+        )
+        .await
 }
 
 #[derive(Deserialize, Serialize, ToSchema)]
@@ -356,14 +342,12 @@ pub async fn assign_carrier(
     Json(body): Json<CarrierChoice>,
 ) -> ApiResult<axum::Json<OrderView>> {
     principal.require(&[Role::Supplier, Role::Shopper])?;
-    let view = orders::assign_carrier(
-        &state.db,
-        &state.core,
-        principal.party,
-        &number,
-        body.distributor_id,
-    )
-    .await?;
+    let view = state
+        .in_write_txn(async move |txn, core| {
+            orders::assign_carrier_in_txn(txn, core, principal.party, &number, body.distributor_id)
+                .await
+        })
+        .await?;
     Ok(axum::Json(view))
 }
 
@@ -393,28 +377,24 @@ pub async fn request_settlement(
     // The body is optional: none asks for the whole order.
     let body: SettlementRequest = crate::extract::optional_json(&raw)?;
     let fingerprint = idempotency::fingerprint("request_settlement", &(&number, &body));
-    let core = state.core.clone();
-    idempotency::run(
-        &state,
-        principal.scope(),
-        key,
-        fingerprint,
-        StatusCode::OK,
-        move |txn| {
-            Box::pin(async move {
-                let view = orders::request_settlement_in_txn(
+    state
+        .write(
+            principal.scope(),
+            key,
+            fingerprint,
+            StatusCode::OK,
+            async move |txn, core| {
+                Ok(orders::request_settlement_in_txn(
                     txn,
-                    &core,
+                    core,
                     principal.party,
                     &number,
                     body.amount,
                 )
-                .await?;
-                Ok(Outcome::Done(view))
-            })
-        },
-    )
-    .await
+                .await?)
+            },
+        )
+        .await
 }
 
 /// Get a fresh settlement confirmation on the phone (its shopper) when the last one expired or
@@ -429,9 +409,11 @@ pub async fn renew_settlement_confirmation(
     Path(number): Path<OrderNumber>,
 ) -> ApiResult<axum::Json<OrderView>> {
     principal.require(&[Role::Shopper])?;
-    let view =
-        orders::renew_settlement_confirmation(&state.db, &state.core, principal.party, &number)
-            .await?;
+    let view = state
+        .in_write_txn(async move |txn, core| {
+            orders::renew_settlement_confirmation_in_txn(txn, core, principal.party, &number).await
+        })
+        .await?;
     Ok(axum::Json(view))
 }
 
@@ -455,14 +437,12 @@ pub async fn dispute_order(
     Json(body): Json<Dispute>,
 ) -> ApiResult<axum::Json<OrderView>> {
     principal.require(&[Role::Shopper])?;
-    let view = orders::dispute_order(
-        &state.db,
-        &state.core,
-        principal.party,
-        &number,
-        body.reason.into(),
-    )
-    .await?;
+    let view = state
+        .in_write_txn(async move |txn, core| {
+            orders::dispute_order_in_txn(txn, core, principal.party, &number, body.reason.into())
+                .await
+        })
+        .await?;
     Ok(axum::Json(view))
 }
 
@@ -495,19 +475,23 @@ pub async fn open_auction(
     // Out of chrono's range is out of ours too (60 s to 30 days, checked by the vertical).
     let duration = chrono::Duration::try_seconds(body.duration_secs)
         .ok_or_else(|| ApiError::invalid("an auction runs 60 seconds to 30 days"))?;
-    let view = auctions::open_auction(
-        &state.db,
-        &state.core,
-        principal.party,
-        NewAuction {
-            name: body.name.into(),
-            description: body.description.into(),
-            reserve_price: body.reserve_price,
-            audience: body.audience,
-            duration,
-        },
-    )
-    .await?;
+    let view = state
+        .in_write_txn(async move |txn, core| {
+            auctions::open_auction_in_txn(
+                txn,
+                core,
+                principal.party,
+                NewAuction {
+                    name: body.name.into(),
+                    description: body.description.into(),
+                    reserve_price: body.reserve_price,
+                    audience: body.audience,
+                    duration,
+                },
+            )
+            .await
+        })
+        .await?;
     Ok((StatusCode::CREATED, axum::Json(view)))
 }
 
@@ -553,15 +537,11 @@ pub async fn place_bid(
     Json(body): Json<Bid>,
 ) -> ApiResult<(StatusCode, axum::Json<BidView>)> {
     let card = principal.shopper_card()?;
-    let view = auctions::bid(
-        &state.db,
-        &state.core,
-        principal.party,
-        card,
-        id,
-        body.amount,
-    )
-    .await
-    .map_err(ApiError::from)?;
+    let view = state
+        .in_write_txn(async move |txn, core| {
+            auctions::bid_in_txn(txn, core, principal.party, card, id, body.amount).await
+        })
+        .await
+        .map_err(ApiError::from)?;
     Ok((StatusCode::CREATED, axum::Json(view)))
 }

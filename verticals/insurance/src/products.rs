@@ -4,14 +4,15 @@
 use crate::entities::{insurers, products};
 use crate::error::{InsuranceError, InsuranceResult};
 use chrono::{DateTime, Utc};
-use holdfast_core::db::{self, MinorUnits};
+use holdfast_core::db::MinorUnits;
 use holdfast_core::ids::{Id, IdKind, PartyId};
 use holdfast_core::onboarding::{self, StaffCredentials};
 use holdfast_core::parties::{self, Party, Role};
 use holdfast_core::{BasisPoints, Core, CoreError, Currency, Money};
 use sea_orm::entity::prelude::*;
 use sea_orm::{
-    ActiveValue::Set, ConnectionTrait, DatabaseConnection, QueryFilter, QueryOrder, QuerySelect,
+    ActiveValue::Set, ConnectionTrait, DatabaseConnection, DatabaseTransaction, QueryFilter,
+    QueryOrder, QuerySelect,
 };
 use serde::{Deserialize, Serialize};
 use std::str::FromStr;
@@ -146,13 +147,13 @@ pub fn free_look_days_for(requested: Option<i32>) -> InsuranceResult<i32> {
 }
 
 /// Onboards an insurer: a party of role `insurer` whose staff log in with a username and
-/// password, and the platform's commission on its premiums.
-pub async fn onboard_insurer(
-    db: &DatabaseConnection,
+/// password, and the platform's commission on its premiums. The password is hashed before the
+/// transaction ([`StaffCredentials::hash`]).
+pub async fn onboard_insurer_in_txn(
+    txn: &DatabaseTransaction,
     core: &Core,
     display_name: &str,
-    username: &str,
-    password: &str,
+    credentials: StaffCredentials,
     commission: Option<BasisPoints>,
 ) -> InsuranceResult<(Party, String)> {
     let commission = commission.unwrap_or(DEFAULT_COMMISSION);
@@ -161,20 +162,16 @@ pub async fn onboard_insurer(
             max_bps: MAX_COMMISSION.get(),
         });
     }
-    // Hash before the transaction: argon2 is slow, and SQLite's write lock should not wait.
-    let credentials = StaffCredentials::hash(&core.passwords, username, password, None).await?;
-    let txn = db::begin_write(db).await?;
     let (party, username) =
-        onboarding::create_staff_in_txn(&txn, core, Role::Insurer, display_name, credentials)
+        onboarding::create_staff_in_txn(txn, core, Role::Insurer, display_name, credentials)
             .await?;
     insurers::Entity::insert(insurers::ActiveModel {
         party_id: Set(party.id.uuid()),
         commission_bps: Set(commission.get()),
         created_at: Set(core.clock.now()),
     })
-    .exec_without_returning(&txn)
+    .exec_without_returning(txn)
     .await?;
-    txn.commit().await?;
     Ok((party, username))
 }
 
