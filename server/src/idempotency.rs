@@ -91,6 +91,36 @@ pub enum Outcome<T> {
     Refused(ApiError),
 }
 
+/// What the runner needs to know of a request to make retrying it safe: whose keys it is
+/// among (`scope`: the caller, or the challenge for an answer), its `Idempotency-Key` if it
+/// sent one, and what it asked (the operation and its parsed body, as a fingerprint).
+#[derive(Debug, Clone)]
+pub struct Idempotent {
+    pub(crate) scope: String,
+    pub(crate) key: IdempotencyKey,
+    pub(crate) fingerprint: String,
+}
+
+impl Idempotent {
+    pub fn new(
+        scope: String,
+        key: IdempotencyKey,
+        operation: &str,
+        body: &impl Serialize,
+    ) -> Idempotent {
+        Idempotent {
+            scope,
+            key,
+            fingerprint: fingerprint(operation, body),
+        }
+    }
+
+    /// The key the request sent, if any.
+    pub fn key(&self) -> Option<&str> {
+        self.key.0.as_deref()
+    }
+}
+
 /// Identifies a request's content: the operation and its parsed body.
 pub fn fingerprint(operation: &str, body: &impl Serialize) -> String {
     let mut hasher = Sha256::new();

@@ -47,6 +47,8 @@ pub async fn open_database(url: &str, pool: PoolSize) -> anyhow::Result<Database
         .await
         .context("could not apply migrations")?;
     let clock = Clock::system();
+    // The bootstrap's own transaction: there is no application state yet (the service secret
+    // and keys come after the database), so it cannot go through the runner.
     let txn = db::begin_write(&db).await?;
     parties::ensure_platform_in_txn(&txn, &clock).await?;
     funding::ensure_default_institution_in_txn(&txn, &clock).await?;

@@ -12,8 +12,9 @@
 //! handler is then a few lines:
 //!
 //! ```ignore
+//! let request = Idempotent::new(principal.scope(), key, "place_order", &(card, &body));
 //! state
-//!     .write(principal.scope(), key, fingerprint, StatusCode::CREATED, async move |txn, core| {
+//!     .write(request, StatusCode::CREATED, async move |txn, core| {
 //!         Ok(orders::place_order_in_txn(txn, core, principal.party, card, body).await?)
 //!     })
 //!     .await
@@ -31,7 +32,7 @@
 //! the service secret).
 
 use crate::error::{ApiError, ApiResult};
-use crate::idempotency::{self, IdempotencyKey, Outcome};
+use crate::idempotency::{self, Idempotent, Outcome};
 use crate::state::AppState;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -111,13 +112,11 @@ impl AppState {
     }
 
     /// A request's write: `use_case` runs in the runner's transaction together with the claim
-    /// of `key` (within `scope`, for the request `fingerprint`), and its value is the answer,
-    /// as JSON with `success`. Without a key it is simply the transaction.
+    /// of the request's key (when it sent one), and its value is the answer, as JSON with
+    /// `success`. Without a key it is simply the transaction.
     pub async fn write<T, F>(
         &self,
-        scope: String,
-        key: IdempotencyKey,
-        fingerprint: String,
+        request: Idempotent,
         success: StatusCode,
         use_case: F,
     ) -> ApiResult<Response>
@@ -125,7 +124,7 @@ impl AppState {
         T: Serialize,
         F: AsyncFnOnce(&DatabaseTransaction, &Core) -> ApiResult<T>,
     {
-        self.write_outcome(scope, key, fingerprint, success, async move |txn, core| {
+        self.write_outcome(request, success, async move |txn, core| {
             use_case(txn, core).await.map(Outcome::Done)
         })
         .await
@@ -136,9 +135,7 @@ impl AppState {
     /// as the error.
     pub async fn write_outcome<T, F>(
         &self,
-        scope: String,
-        key: IdempotencyKey,
-        fingerprint: String,
+        request: Idempotent,
         success: StatusCode,
         use_case: F,
     ) -> ApiResult<Response>
@@ -146,6 +143,11 @@ impl AppState {
         T: Serialize,
         F: AsyncFnOnce(&DatabaseTransaction, &Core) -> ApiResult<Outcome<T>>,
     {
+        let Idempotent {
+            scope,
+            key,
+            fingerprint,
+        } = request;
         let ran = self
             .in_write_txn(async move |txn, core| {
                 if let Some(key) = &key.0

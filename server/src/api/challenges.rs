@@ -6,7 +6,7 @@ use crate::app::answers::{self, AnswerRoute, VerticalAnswer};
 use crate::auth::{TokenResponse, issue_token};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path};
-use crate::idempotency::{self, IdempotencyKey, Outcome};
+use crate::idempotency::{IdempotencyKey, Idempotent, Outcome};
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::State;
@@ -83,12 +83,14 @@ pub async fn answer_vertical(
     body: ChallengeAnswer,
     key: IdempotencyKey,
 ) -> ApiResult<Response> {
-    let fingerprint = idempotency::fingerprint("answer_challenge", &(challenge_id, &body));
     state
         .write_outcome(
-            format!("challenge:{challenge_id}"),
-            key,
-            fingerprint,
+            Idempotent::new(
+                format!("challenge:{challenge_id}"),
+                key,
+                "answer_challenge",
+                &(challenge_id, &body),
+            ),
             StatusCode::OK,
             async move |txn, core| {
                 let answered = answers::answer_vertical_in_txn(
@@ -131,12 +133,14 @@ pub async fn answer_case(
     body: ChallengeAnswer,
     key: IdempotencyKey,
 ) -> ApiResult<Response> {
-    let fingerprint = idempotency::fingerprint("answer_challenge", &(challenge_id, &body));
     state
         .write_outcome(
-            format!("challenge:{challenge_id}"),
-            key,
-            fingerprint,
+            Idempotent::new(
+                format!("challenge:{challenge_id}"),
+                key,
+                "answer_challenge",
+                &(challenge_id, &body),
+            ),
             StatusCode::OK,
             async move |txn, core| {
                 let effect =

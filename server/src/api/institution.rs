@@ -6,7 +6,7 @@ use crate::api::cards::CardView;
 use crate::auth::Principal;
 use crate::error::ApiResult;
 use crate::extract::{Json, Path, Query};
-use crate::idempotency::{self, IdempotencyKey};
+use crate::idempotency::{IdempotencyKey, Idempotent};
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::State;
@@ -91,12 +91,9 @@ pub async fn issue_card(
 ) -> ApiResult<Response> {
     let key = key.required()?;
     principal.require(&[Role::Institution])?;
-    let fingerprint = idempotency::fingerprint("issue_card", &body);
     state
         .write(
-            principal.scope(),
-            key,
-            fingerprint,
+            Idempotent::new(principal.scope(), key, "issue_card", &body),
             StatusCode::CREATED,
             async move |txn, core| {
                 let holder = match body.holder_id {

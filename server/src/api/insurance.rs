@@ -3,7 +3,7 @@
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
-use crate::idempotency::{self, IdempotencyKey, Outcome};
+use crate::idempotency::{IdempotencyKey, Idempotent, Outcome};
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::State;
@@ -291,12 +291,9 @@ pub async fn purchase(
 ) -> ApiResult<Response> {
     let key = key.required()?;
     let card = principal.shopper_card()?;
-    let fingerprint = idempotency::fingerprint("buy_policy", &(card, &body));
     state
         .write(
-            principal.scope(),
-            key,
-            fingerprint,
+            Idempotent::new(principal.scope(), key, "buy_policy", &(card, &body)),
             StatusCode::CREATED,
             async move |txn, core| {
                 Ok(
@@ -417,12 +414,14 @@ pub async fn recheck(
                 .ok_or_else(|| ApiError::invalid("a decline needs a reason"))?,
         },
     };
-    let fingerprint = idempotency::fingerprint("recheck_policy", &(format!("{policy:?}"), &body));
     state
         .write(
-            principal.scope(),
-            key,
-            fingerprint,
+            Idempotent::new(
+                principal.scope(),
+                key,
+                "recheck_policy",
+                &(format!("{policy:?}"), &body),
+            ),
             StatusCode::OK,
             async move |txn, core| {
                 Ok(policies::recheck_in_txn(txn, core, principal.party, &policy, decision).await?)
@@ -458,12 +457,14 @@ pub async fn request_settlement(
     principal.require(&[Role::Insurer])?;
     // The body is optional: none asks for the oldest premium held.
     let body: PremiumSettlementRequest = crate::extract::optional_json(&raw)?;
-    let fingerprint = idempotency::fingerprint("request_premium_settlement", &(&policy, &body));
     state
         .write(
-            principal.scope(),
-            key,
-            fingerprint,
+            Idempotent::new(
+                principal.scope(),
+                key,
+                "request_premium_settlement",
+                &(&policy, &body),
+            ),
             StatusCode::OK,
             async move |txn, core| {
                 Ok(policies::request_settlement_in_txn(
@@ -501,12 +502,14 @@ pub async fn cancel(
     let key = key.required()?;
     principal.require(&[Role::Shopper])?;
     let policy = policy_ref(&policy)?;
-    let fingerprint = idempotency::fingerprint("cancel_policy", &format!("{policy:?}"));
     state
         .write_outcome(
-            principal.scope(),
-            key,
-            fingerprint,
+            Idempotent::new(
+                principal.scope(),
+                key,
+                "cancel_policy",
+                &format!("{policy:?}"),
+            ),
             StatusCode::OK,
             async move |txn, core| {
                 Ok(
@@ -538,12 +541,14 @@ pub async fn pay_overdue(
     let key = key.required()?;
     principal.require(&[Role::Shopper])?;
     let policy = policy_ref(&policy)?;
-    let fingerprint = idempotency::fingerprint("pay_overdue_premium", &format!("{policy:?}"));
     state
         .write(
-            principal.scope(),
-            key,
-            fingerprint,
+            Idempotent::new(
+                principal.scope(),
+                key,
+                "pay_overdue_premium",
+                &format!("{policy:?}"),
+            ),
             StatusCode::OK,
             async move |txn, core| {
                 Ok(cycle::pay_overdue_in_txn(txn, core, principal.party, &policy).await?)
@@ -585,12 +590,9 @@ pub async fn receive_certificate(
     key: IdempotencyKey,
 ) -> ApiResult<Response> {
     principal.require(&[Role::Distributor])?;
-    let fingerprint = idempotency::fingerprint("receive_certificate", &number);
     state
         .write(
-            principal.scope(),
-            key,
-            fingerprint,
+            Idempotent::new(principal.scope(), key, "receive_certificate", &number),
             StatusCode::OK,
             async move |txn, core| {
                 Ok(
@@ -629,12 +631,14 @@ pub async fn record_delivery(
     Json(body): Json<CertificateDelivery>,
 ) -> ApiResult<Response> {
     principal.require(&[Role::Distributor])?;
-    let fingerprint = idempotency::fingerprint("record_certificate_delivery", &(&number, &body));
     state
         .write(
-            principal.scope(),
-            key,
-            fingerprint,
+            Idempotent::new(
+                principal.scope(),
+                key,
+                "record_certificate_delivery",
+                &(&number, &body),
+            ),
             StatusCode::OK,
             async move |txn, core| {
                 Ok(policies::record_documents_in_txn(

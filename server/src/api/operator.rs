@@ -7,7 +7,7 @@ use crate::app::mediation::{self, Decision, Mediated, MediationOrder};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
-use crate::idempotency::{self, IdempotencyKey};
+use crate::idempotency::{IdempotencyKey, Idempotent};
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::State;
@@ -149,12 +149,9 @@ pub async fn create_shopper(
 ) -> ApiResult<Response> {
     let key = key.required()?;
     principal.require(&[Role::Operator])?;
-    let fingerprint = idempotency::fingerprint("create_shopper", &body);
     state
         .write(
-            principal.scope(),
-            key,
-            fingerprint,
+            Idempotent::new(principal.scope(), key, "create_shopper", &body),
             StatusCode::CREATED,
             async move |txn, core| {
                 let new = NewShopper {
@@ -501,12 +498,9 @@ pub async fn mediate(
 ) -> ApiResult<Response> {
     principal.require(&[Role::Operator])?;
     let key = key.required()?;
-    let fingerprint = idempotency::fingerprint("mediate", &(&number, &body));
     state
         .write(
-            principal.scope(),
-            key,
-            fingerprint,
+            Idempotent::new(principal.scope(), key, "mediate", &(&number, &body)),
             StatusCode::OK,
             async move |txn, core| {
                 let decision = match body.outcome {

@@ -16,7 +16,7 @@
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
-use crate::idempotency::{self, IdempotencyKey};
+use crate::idempotency::{IdempotencyKey, Idempotent};
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::{FromRequestParts, State};
@@ -304,13 +304,9 @@ pub async fn issue_prescription(
     key: IdempotencyKey,
     Json(body): Json<NewPrescription>,
 ) -> ApiResult<Response> {
-    let fingerprint = idempotency::fingerprint("issue_prescription", &body);
-    let scope = scope(&actor);
     state
         .write(
-            scope,
-            key,
-            fingerprint,
+            Idempotent::new(scope(&actor), key, "issue_prescription", &body),
             StatusCode::CREATED,
             async move |txn, core| Ok(prescriptions::issue_in_txn(txn, core, &actor, body).await?),
         )
@@ -419,13 +415,9 @@ pub async fn cancel(
     Path(number): Path<PrescriptionNumber>,
     key: IdempotencyKey,
 ) -> ApiResult<Response> {
-    let fingerprint = idempotency::fingerprint("cancel_prescription", &number);
-    let scope = scope(&actor);
     state
         .write(
-            scope,
-            key,
-            fingerprint,
+            Idempotent::new(scope(&actor), key, "cancel_prescription", &number),
             StatusCode::OK,
             async move |txn, core| Ok(payment::cancel_in_txn(txn, core, &actor, &number).await?),
         )
@@ -521,13 +513,9 @@ pub async fn hand_back(
     ClaimSecret(secret): ClaimSecret,
     key: IdempotencyKey,
 ) -> ApiResult<Response> {
-    let fingerprint = idempotency::fingerprint("hand_back", &number);
-    let scope = scope(&actor);
     state
         .write(
-            scope,
-            key,
-            fingerprint,
+            Idempotent::new(scope(&actor), key, "hand_back", &number),
             StatusCode::OK,
             async move |txn, core| {
                 Ok(claims::hand_back_in_txn(txn, core, &actor, &number, secret.as_deref()).await?)
@@ -559,28 +547,12 @@ pub async fn price(
     ClaimSecret(secret): ClaimSecret,
     Json(body): Json<Pricing>,
 ) -> ApiResult<Response> {
-    let scope = scope(&actor);
-    state
-        .write(
-            scope,
-            IdempotencyKey(None),
-            String::new(),
-            StatusCode::OK,
-            async move |txn, core| {
-                Ok(
-                    payment::price_in_txn(
-                        txn,
-                        core,
-                        &actor,
-                        &number,
-                        secret.as_deref(),
-                        body.price,
-                    )
-                    .await?,
-                )
-            },
-        )
-        .await
+    let receipt = state
+        .in_write_txn(async move |txn, core| {
+            payment::price_in_txn(txn, core, &actor, &number, secret.as_deref(), body.price).await
+        })
+        .await?;
+    Ok(axum::Json(receipt).into_response())
 }
 
 /// Pay for a priced prescription (its patient, with the card of the session): `lump_sum` or
@@ -602,13 +574,9 @@ pub async fn pay(
     Json(body): Json<PaymentChoice>,
 ) -> ApiResult<Response> {
     let key = key.required()?;
-    let fingerprint = idempotency::fingerprint("pay_prescription", &(&number, &body));
-    let scope = scope(&actor);
     state
         .write(
-            scope,
-            key,
-            fingerprint,
+            Idempotent::new(scope(&actor), key, "pay_prescription", &(&number, &body)),
             StatusCode::OK,
             async move |txn, core| {
                 Ok(payment::choose_payment_in_txn(txn, core, &actor, &number, body).await?)
@@ -636,13 +604,9 @@ pub async fn dispense(
     raw: axum::body::Bytes,
 ) -> ApiResult<Response> {
     let body: Dispensing = optional_body(&raw)?;
-    let fingerprint = idempotency::fingerprint("dispense", &(&number, &body));
-    let scope = scope(&actor);
     state
         .write(
-            scope,
-            key,
-            fingerprint,
+            Idempotent::new(scope(&actor), key, "dispense", &(&number, &body)),
             StatusCode::OK,
             async move |txn, core| {
                 Ok(
@@ -680,13 +644,9 @@ pub async fn request_payment(
     key: IdempotencyKey,
     Json(body): Json<PaymentRequest>,
 ) -> ApiResult<Response> {
-    let fingerprint = idempotency::fingerprint("request_payment", &(&number, &body));
-    let scope = scope(&actor);
     state
         .write(
-            scope,
-            key,
-            fingerprint,
+            Idempotent::new(scope(&actor), key, "request_payment", &(&number, &body)),
             StatusCode::OK,
             async move |txn, core| {
                 Ok(payment::request_payment_in_txn(

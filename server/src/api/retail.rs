@@ -4,7 +4,7 @@
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
-use crate::idempotency::{self, IdempotencyKey};
+use crate::idempotency::{IdempotencyKey, Idempotent};
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::State;
@@ -193,12 +193,9 @@ pub async fn place_order(
 ) -> ApiResult<Response> {
     let key = key.required()?;
     let card = principal.shopper_card()?;
-    let fingerprint = idempotency::fingerprint("place_order", &(card, &body));
     state
         .write(
-            principal.scope(),
-            key,
-            fingerprint,
+            Idempotent::new(principal.scope(), key, "place_order", &(card, &body)),
             StatusCode::CREATED,
             async move |txn, core| {
                 Ok(orders::place_order_in_txn(txn, core, principal.party, card, body).await?)
@@ -269,12 +266,9 @@ pub async fn cancel_order(
     key: IdempotencyKey,
 ) -> ApiResult<Response> {
     principal.require(&[Role::Shopper])?;
-    let fingerprint = idempotency::fingerprint("cancel_order", &number);
     state
         .write(
-            principal.scope(),
-            key,
-            fingerprint,
+            Idempotent::new(principal.scope(), key, "cancel_order", &number),
             StatusCode::OK,
             async move |txn, core| {
                 Ok(orders::cancel_order_in_txn(txn, core, principal.party, &number).await?)
@@ -303,12 +297,9 @@ pub async fn refuse_order(
     Json(body): Json<Reason>,
 ) -> ApiResult<Response> {
     principal.require(&[Role::Supplier, Role::Shopper])?;
-    let fingerprint = idempotency::fingerprint("refuse_order", &(&number, &body));
     state
         .write(
-            principal.scope(),
-            key,
-            fingerprint,
+            Idempotent::new(principal.scope(), key, "refuse_order", &(&number, &body)),
             StatusCode::OK,
             async move |txn, core| {
                 Ok(orders::refuse_order_in_txn(
@@ -376,12 +367,14 @@ pub async fn request_settlement(
     principal.require(&[Role::Supplier, Role::Shopper])?;
     // The body is optional: none asks for the whole order.
     let body: SettlementRequest = crate::extract::optional_json(&raw)?;
-    let fingerprint = idempotency::fingerprint("request_settlement", &(&number, &body));
     state
         .write(
-            principal.scope(),
-            key,
-            fingerprint,
+            Idempotent::new(
+                principal.scope(),
+                key,
+                "request_settlement",
+                &(&number, &body),
+            ),
             StatusCode::OK,
             async move |txn, core| {
                 Ok(orders::request_settlement_in_txn(
