@@ -98,19 +98,23 @@ pub async fn seed(state: &AppState) -> anyhow::Result<Demo> {
             ("Single-malt whisky, 70 cl", "58.00", Audience::AdultOnly),
             ("Office espresso machine", "1450.00", Audience::BusinessOnly),
         ] {
-            catalogue::create_commodity(
-                &state.db,
-                &state.core,
-                supplier.id,
-                NewCommodity {
-                    name: name.to_owned(),
-                    manufacturer: "Acme Roasters".to_owned(),
-                    description: String::new(),
-                    price: Money::parse(price, Currency::USD)?,
-                    audience,
-                },
-            )
-            .await?;
+            state
+                .in_write_txn(async |txn, core| {
+                    catalogue::create_commodity_in_txn(
+                        txn,
+                        core,
+                        supplier.id,
+                        NewCommodity {
+                            name: name.to_owned(),
+                            manufacturer: "Acme Roasters".to_owned(),
+                            description: String::new(),
+                            price: Money::parse(price, Currency::USD)?,
+                            audience,
+                        },
+                    )
+                    .await
+                })
+                .await?;
         }
     }
     let phone = PhoneNumber::parse(SHOPPER_PHONE)?;

@@ -187,23 +187,27 @@ pub async fn create_product(
     Json(body): Json<CreateProduct>,
 ) -> ApiResult<(StatusCode, axum::Json<Product>)> {
     principal.require(&[Role::Insurer])?;
-    let product = products::create_product(
-        &state.db,
-        &state.core,
-        principal.party,
-        NewProduct {
-            name: body.name.into(),
-            coverage: body.coverage.into(),
-            coverage_amount: body.coverage_amount,
-            premium: body.premium,
-            term_months: body.term_months,
-            payment_plan: body.payment_plan,
-            service_company: body.service_company_id,
-            grace_days: body.grace_days,
-            free_look_days: body.free_look_days,
-        },
-    )
-    .await?;
+    let product = state
+        .in_write_txn(async move |txn, core| {
+            products::create_product_in_txn(
+                txn,
+                core,
+                principal.party,
+                NewProduct {
+                    name: body.name.into(),
+                    coverage: body.coverage.into(),
+                    coverage_amount: body.coverage_amount,
+                    premium: body.premium,
+                    term_months: body.term_months,
+                    payment_plan: body.payment_plan,
+                    service_company: body.service_company_id,
+                    grace_days: body.grace_days,
+                    free_look_days: body.free_look_days,
+                },
+            )
+            .await
+        })
+        .await?;
     Ok((StatusCode::CREATED, axum::Json(product)))
 }
 
@@ -262,8 +266,11 @@ pub async fn change_product(
     Json(body): Json<ChangeProduct>,
 ) -> ApiResult<axum::Json<Product>> {
     principal.require(&[Role::Insurer])?;
-    let product =
-        products::set_active(&state.db, &state.core, principal.party, id, body.active).await?;
+    let product = state
+        .in_write_txn(async move |txn, core| {
+            products::set_active_in_txn(txn, core, principal.party, id, body.active).await
+        })
+        .await?;
     Ok(axum::Json(product))
 }
 

@@ -388,7 +388,9 @@ pub async fn set_commodity_commission(
     principal.require(&[Role::Operator])?;
     let rate = CommissionRate::parse(&body.commission_rate)?;
     Ok(axum::Json(
-        catalogue::set_commission(&state.db, id, rate).await?,
+        state
+            .in_write_txn(async move |txn, _| catalogue::set_commission_in_txn(txn, id, rate).await)
+            .await?,
     ))
 }
 

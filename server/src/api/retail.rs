@@ -95,19 +95,23 @@ pub async fn create_commodity(
     Json(body): Json<CreateCommodity>,
 ) -> ApiResult<(StatusCode, axum::Json<Commodity>)> {
     principal.require(&[Role::Supplier, Role::Shopper])?;
-    let commodity = catalogue::create_commodity(
-        &state.db,
-        &state.core,
-        principal.party,
-        NewCommodity {
-            name: body.name.into(),
-            manufacturer: body.manufacturer.into(),
-            description: body.description.into(),
-            price: body.price,
-            audience: body.audience,
-        },
-    )
-    .await?;
+    let commodity = state
+        .in_write_txn(async move |txn, core| {
+            catalogue::create_commodity_in_txn(
+                txn,
+                core,
+                principal.party,
+                NewCommodity {
+                    name: body.name.into(),
+                    manufacturer: body.manufacturer.into(),
+                    description: body.description.into(),
+                    price: body.price,
+                    audience: body.audience,
+                },
+            )
+            .await
+        })
+        .await?;
     Ok((StatusCode::CREATED, axum::Json(commodity)))
 }
 
@@ -136,20 +140,24 @@ pub async fn change_commodity(
     Json(body): Json<ChangeCommodity>,
 ) -> ApiResult<axum::Json<Commodity>> {
     principal.require(&[Role::Supplier, Role::Shopper])?;
-    let commodity = catalogue::update_commodity(
-        &state.db,
-        principal.party,
-        id,
-        CommodityChange {
-            name: body.name.map(Into::into),
-            manufacturer: body.manufacturer.map(Into::into),
-            description: body.description.map(Into::into),
-            price: body.price,
-            audience: body.audience,
-            active: body.active,
-        },
-    )
-    .await?;
+    let commodity = state
+        .in_write_txn(async move |txn, _| {
+            catalogue::update_commodity_in_txn(
+                txn,
+                principal.party,
+                id,
+                CommodityChange {
+                    name: body.name.map(Into::into),
+                    manufacturer: body.manufacturer.map(Into::into),
+                    description: body.description.map(Into::into),
+                    price: body.price,
+                    audience: body.audience,
+                    active: body.active,
+                },
+            )
+            .await
+        })
+        .await?;
     Ok(axum::Json(commodity))
 }
 

@@ -78,7 +78,11 @@ pub async fn deactivate(
     principal: Principal,
     Path(id): Path<Uuid>,
 ) -> ApiResult<StatusCode> {
-    webhooks::deactivate(&state.db, principal.party, id).await?;
+    state
+        .in_write_txn(async move |txn, _| {
+            webhooks::deactivate_in_txn(txn, principal.party, id).await
+        })
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -99,7 +99,7 @@ pub async fn open_auction_in_txn(
         ))
         .into());
     }
-    let commodity = catalogue::create_commodity(
+    let commodity = catalogue::create_commodity_in_txn(
         txn,
         core,
         seller,
