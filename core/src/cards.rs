@@ -608,43 +608,6 @@ pub async fn replace_in_txn(
     Ok(replacement)
 }
 
-/// What a card change did, in a transaction of its own.
-pub async fn block(
-    db: &sea_orm::DatabaseConnection,
-    clock: &Clock,
-    number: &CardNumber,
-    by: PartyId,
-) -> CoreResult<Card> {
-    let txn = crate::db::begin_write(db).await?;
-    let card = block_in_txn(&txn, clock, number, by).await?;
-    txn.commit().await?;
-    Ok(card)
-}
-
-pub async fn unblock(
-    db: &sea_orm::DatabaseConnection,
-    clock: &Clock,
-    number: &CardNumber,
-    institution: PartyId,
-) -> CoreResult<Card> {
-    let txn = crate::db::begin_write(db).await?;
-    let card = unblock_in_txn(&txn, clock, number, institution).await?;
-    txn.commit().await?;
-    Ok(card)
-}
-
-pub async fn replace(
-    db: &sea_orm::DatabaseConnection,
-    clock: &Clock,
-    number: &CardNumber,
-    institution: PartyId,
-) -> CoreResult<Card> {
-    let txn = crate::db::begin_write(db).await?;
-    let card = replace_in_txn(&txn, clock, number, institution).await?;
-    txn.commit().await?;
-    Ok(card)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -87,36 +87,6 @@ pub async fn answer_login_in_txn(
     })
 }
 
-/// [`start_card_login_in_txn`] in a transaction of its own.
-pub async fn start_card_login(
-    db: &sea_orm::DatabaseConnection,
-    core: &Core,
-    number: &CardNumber,
-) -> CoreResult<challenge::Challenge> {
-    let txn = crate::db::begin_write(db).await?;
-    let challenge = start_card_login_in_txn(&txn, core, number).await?;
-    txn.commit().await?;
-    core.wake_outbox();
-    Ok(challenge)
-}
-
-/// [`answer_login_in_txn`] in a transaction of its own: the logged-in party, or the refusal
-/// (committed first, so that a wrong code counts).
-pub async fn answer_login(
-    db: &sea_orm::DatabaseConnection,
-    core: &Core,
-    challenge_id: ChallengeId,
-    code: &str,
-) -> CoreResult<(Party, Card)> {
-    let txn = crate::db::begin_write(db).await?;
-    let effect = answer_login_in_txn(&txn, core, challenge_id, code).await?;
-    txn.commit().await?;
-    match effect {
-        LoginEffect::LoggedIn(party, card) => Ok((party, card)),
-        LoginEffect::Refused(error) => Err(error),
-    }
-}
-
 /// A password login from `client`: refused at once while that client must wait (too many
 /// wrong passwords for this username from there, or for any username), otherwise checked, and
 /// the outcome counted. Unknown usernames count like wrong passwords.

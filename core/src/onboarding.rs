@@ -1,6 +1,7 @@
 //! Bringing parties in: operators (from the bootstrap), suppliers and shoppers (by an
 //! operator).
 
+use crate::Core;
 use crate::cards::{AgeClass, MappingKind, PurchaseType};
 use crate::error::{CoreError, CoreResult};
 use crate::funding::{
@@ -13,97 +14,26 @@ use crate::money::{Currency, Money};
 use crate::parties::{self, NewParty, Party, Role};
 use crate::passwords::PasswordWork;
 use crate::phone_number::PhoneNumber;
-use crate::{Core, db};
-use sea_orm::{DatabaseConnection, DatabaseTransaction};
-
-/// Creates an operator with a username and password. Used by the bootstrap command only: the
-/// API has no way to create the first operator.
-pub async fn create_operator(
-    db: &DatabaseConnection,
-    core: &Core,
-    display_name: &str,
-    username: &str,
-    password: &str,
-) -> CoreResult<(Party, String)> {
-    create_with_credentials(
-        db,
-        core,
-        Role::Operator,
-        display_name,
-        username,
-        password,
-        None,
-    )
-    .await
-}
+use sea_orm::DatabaseTransaction;
 
 /// An institution and the username its staff log in with.
-pub async fn create_institution(
-    db: &DatabaseConnection,
+pub async fn create_institution_in_txn(
+    txn: &DatabaseTransaction,
     core: &Core,
     new: NewInstitution,
-    username: &str,
-    password: &str,
+    credentials: StaffCredentials,
 ) -> CoreResult<(Institution, String)> {
-    let password_hash = parties::hash_password_off_thread(&core.passwords, password).await?;
-    let txn = db::begin_write(db).await?;
-    let institution = funding::create_institution_in_txn(&txn, &core.clock, new).await?;
+    let institution = funding::create_institution_in_txn(txn, &core.clock, new).await?;
     let username = parties::store_credentials_in_txn(
-        &txn,
+        txn,
         &core.clock,
         institution.party_id,
-        username,
-        password_hash,
-        None,
+        &credentials.username,
+        credentials.password_hash,
+        credentials.second_password_hash,
     )
     .await?;
-    txn.commit().await?;
     Ok((institution, username))
-}
-
-#[derive(Debug, Clone)]
-pub struct NewSupplier {
-    pub display_name: String,
-    pub username: String,
-    pub password: String,
-    /// Guards changes to the supplier's information.
-    pub second_password: Option<String>,
-}
-
-pub async fn onboard_supplier(
-    db: &DatabaseConnection,
-    core: &Core,
-    new: NewSupplier,
-) -> CoreResult<(Party, String)> {
-    create_with_credentials(
-        db,
-        core,
-        Role::Supplier,
-        &new.display_name,
-        &new.username,
-        &new.password,
-        new.second_password.as_deref(),
-    )
-    .await
-}
-
-async fn create_with_credentials(
-    db: &DatabaseConnection,
-    core: &Core,
-    role: Role,
-    display_name: &str,
-    username: &str,
-    password: &str,
-    second_password: Option<&str>,
-) -> CoreResult<(Party, String)> {
-    // Hash before the transaction: argon2 takes tens of milliseconds, and SQLite's write lock
-    // should not wait on it.
-    let credentials =
-        StaffCredentials::hash(&core.passwords, username, password, second_password).await?;
-    let txn = db::begin_write(db).await?;
-    let created = create_staff_in_txn(&txn, core, role, display_name, credentials).await?;
-    txn.commit().await?;
-    Ok(created)
 }
 
 /// A username with its password (and optional second password) already hashed.
@@ -177,18 +107,6 @@ pub async fn create_staff_in_txn(
     Ok((party, username))
 }
 
-/// Onboards staff of `role` (a distributor, prescriber, drugstore, insurer…).
-pub async fn onboard_staff(
-    db: &DatabaseConnection,
-    core: &Core,
-    role: Role,
-    display_name: &str,
-    username: &str,
-    password: &str,
-) -> CoreResult<(Party, String)> {
-    create_with_credentials(db, core, role, display_name, username, password, None).await
-}
-
 #[derive(Debug, Clone)]
 pub struct NewShopper {
     pub display_name: String,
@@ -236,18 +154,6 @@ pub async fn onboard_shopper_in_txn(
         },
     )
     .await
-}
-
-/// [`onboard_shopper_in_txn`] in a transaction of its own.
-pub async fn onboard_shopper(
-    db: &DatabaseConnection,
-    core: &Core,
-    new: NewShopper,
-) -> CoreResult<IssuedCard> {
-    let txn = db::begin_write(db).await?;
-    let issued = onboard_shopper_in_txn(&txn, core, new).await?;
-    txn.commit().await?;
-    Ok(issued)
 }
 
 /// Pays `amount` into a funding account: an operator may pay into any, an institution into

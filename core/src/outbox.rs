@@ -224,6 +224,8 @@ pub async fn deliver_due(
 ) -> CoreResult<DeliveryRound> {
     let now = clock.now();
     let lease = now + Duration::seconds(LEASE_SECS);
+    // The dispatcher's own transaction, not a use case's: it leases due messages and commits
+    // before any network call, so that no transaction stays open while a gateway answers.
     let txn = db::begin_write(db).await?;
     let due = outbox::Entity::find()
         .filter(outbox::Column::Status.eq(DeliveryStatus::Pending))

@@ -342,26 +342,21 @@ pub async fn verify_second_password(
     }
 }
 
-/// Changes a party's name after checking its second password (a supplier's information is
-/// guarded by it).
-pub async fn change_display_name(
-    db: &sea_orm::DatabaseConnection,
-    work: &PasswordWork,
+/// Changes a party's name. A supplier's information is guarded by its second password: the
+/// caller checks it first with [`verify_second_password`], outside the transaction (argon2 is
+/// slow, and SQLite's write lock should not wait on it).
+pub async fn change_display_name_in_txn(
+    txn: &DatabaseTransaction,
     party: PartyId,
-    second_password: &str,
     display_name: &str,
 ) -> CoreResult<Party> {
     let display_name = validate_display_name(display_name)?;
-    verify_second_password(db, work, party, second_password).await?;
-    let txn = crate::db::begin_write(db).await?;
     parties::ActiveModel {
         id: Set(party.uuid()),
         display_name: Set(display_name),
         ..Default::default()
     }
-    .update(&txn)
+    .update(txn)
     .await?;
-    let updated = get_party(&txn, party).await?;
-    txn.commit().await?;
-    Ok(updated)
+    get_party(txn, party).await
 }

@@ -232,6 +232,8 @@ pub enum Fired {
 /// Leases the most overdue pending timer, if any.
 async fn lease_next(db: &DatabaseConnection, clock: &Clock) -> CoreResult<Option<Timer>> {
     let now = clock.now();
+    // The worker's own transaction, not a use case's: the lease must commit before the
+    // handler's transaction starts, so that another worker skips this timer meanwhile.
     let txn = db::begin_write(db).await?;
     let row = timers::Entity::find()
         .filter(timers::Column::Status.eq(TimerStatus::Pending))
@@ -270,6 +272,9 @@ pub async fn fire_next(
     let Some(timer) = lease_next(db, clock).await? else {
         return Ok(Fired::Idle);
     };
+    // The timer worker is the runner for timers: it owns this transaction, in which the
+    // subject is locked, the timer claimed, the handler's `_in_txn` use case run, and the timer
+    // finished, all or nothing.
     let txn = db::begin_write(db).await?;
     let result = async {
         handler.lock_subject(&txn, &timer).await?;
@@ -332,6 +337,8 @@ async fn record_failure(
     } else {
         TimerStatus::Pending
     };
+    // Its own transaction: the handler's was rolled back, and the failure must still be
+    // counted.
     let txn = db::begin_write(db).await?;
     timers::Entity::update_many()
         .col_expr(timers::Column::Status, Expr::value(status))

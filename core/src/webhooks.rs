@@ -115,14 +115,18 @@ pub async fn endpoints_of(db: &impl ConnectionTrait, party: PartyId) -> CoreResu
 }
 
 /// Stops deliveries to an endpoint (queued ones are still attempted).
-pub async fn deactivate(db: &impl ConnectionTrait, party: PartyId, id: Uuid) -> CoreResult<()> {
-    let row = owned(db, party, id).await?;
+pub async fn deactivate_in_txn(
+    txn: &DatabaseTransaction,
+    party: PartyId,
+    id: Uuid,
+) -> CoreResult<()> {
+    let row = owned(txn, party, id).await?;
     webhook_endpoints::ActiveModel {
         id: Set(row.id),
         active: Set(false),
         ..Default::default()
     }
-    .update(db)
+    .update(txn)
     .await?;
     Ok(())
 }

@@ -6,10 +6,10 @@ use crate::state::AppState;
 use holdfast_core::cards::{self, CardId, CardNumber, CardStatus};
 use holdfast_core::entities::cards as card_rows;
 use holdfast_core::funding::DEFAULT_INSTITUTION;
-use holdfast_core::onboarding::{self, NewShopper, NewSupplier};
+use holdfast_core::onboarding::{self, NewShopper};
 use holdfast_core::parties::{self, Role};
 use holdfast_core::phone_number::PhoneNumber;
-use holdfast_core::{Currency, Money, db};
+use holdfast_core::{CoreError, Currency, Money};
 use holdfast_retail::catalogue::{self, Audience, CommissionRate, NewCommodity};
 use holdfast_retail::sellers::{self, SellerTerms};
 use rand::distr::{Alphanumeric, SampleString};
@@ -41,42 +41,16 @@ async fn ensure_user(
 ) -> anyhow::Result<(String, bool)> {
     let password = random_password();
     let hash = parties::hash_password_off_thread(&state.core.passwords, &password).await?;
-    let txn = db::begin_write(&state.db).await?;
-    let reset = parties::reset_password_in_txn(&txn, username, hash).await;
-    txn.commit().await?;
+    // A user that does not exist yet is not an error here: it is created below.
+    let reset = state
+        .in_write_txn(async |txn, _| {
+            Ok::<_, CoreError>(parties::reset_password_in_txn(txn, username, hash).await)
+        })
+        .await?;
     if reset.is_ok() {
         return Ok((password, false));
     }
-    match role {
-        Role::Operator => {
-            onboarding::create_operator(&state.db, &state.core, display_name, username, &password)
-                .await?;
-        }
-        Role::Distributor => {
-            onboarding::onboard_staff(
-                &state.db,
-                &state.core,
-                Role::Distributor,
-                display_name,
-                username,
-                &password,
-            )
-            .await?;
-        }
-        _ => {
-            onboarding::onboard_supplier(
-                &state.db,
-                &state.core,
-                NewSupplier {
-                    display_name: display_name.to_owned(),
-                    username: username.to_owned(),
-                    password: password.clone(),
-                    second_password: None,
-                },
-            )
-            .await?;
-        }
-    }
+    crate::create_staff(state, role, display_name, username, &password).await?;
     Ok((password, true))
 }
 
@@ -102,16 +76,20 @@ pub async fn seed(state: &AppState) -> anyhow::Result<Demo> {
     )
     .await?;
     // The demo supplier's parcels go to the demo carrier; the platform keeps 5 %.
-    sellers::set_terms(
-        &state.db,
-        &state.core.clock,
-        supplier.id,
-        SellerTerms {
-            commission: CommissionRate::parse("0.05")?,
-            default_distributor: Some(carrier.id),
-        },
-    )
-    .await?;
+    state
+        .in_write_txn(async move |txn, core| {
+            sellers::set_terms_in_txn(
+                txn,
+                &core.clock,
+                supplier.id,
+                SellerTerms {
+                    commission: CommissionRate::parse("0.05")?,
+                    default_distributor: Some(carrier.id),
+                },
+            )
+            .await
+        })
+        .await?;
     if supplier_is_new {
         for (name, price, audience) in [
             ("Espresso beans, 1 kg", "24.00", Audience::All),
@@ -120,19 +98,23 @@ pub async fn seed(state: &AppState) -> anyhow::Result<Demo> {
             ("Single-malt whisky, 70 cl", "58.00", Audience::AdultOnly),
             ("Office espresso machine", "1450.00", Audience::BusinessOnly),
         ] {
-            catalogue::create_commodity(
-                &state.db,
-                &state.core,
-                supplier.id,
-                NewCommodity {
-                    name: name.to_owned(),
-                    manufacturer: "Acme Roasters".to_owned(),
-                    description: String::new(),
-                    price: Money::parse(price, Currency::USD)?,
-                    audience,
-                },
-            )
-            .await?;
+            state
+                .in_write_txn(async |txn, core| {
+                    catalogue::create_commodity_in_txn(
+                        txn,
+                        core,
+                        supplier.id,
+                        NewCommodity {
+                            name: name.to_owned(),
+                            manufacturer: "Acme Roasters".to_owned(),
+                            description: String::new(),
+                            price: Money::parse(price, Currency::USD)?,
+                            audience,
+                        },
+                    )
+                    .await
+                })
+                .await?;
         }
     }
     let phone = PhoneNumber::parse(SHOPPER_PHONE)?;
@@ -149,20 +131,20 @@ pub async fn seed(state: &AppState) -> anyhow::Result<Demo> {
                 .number
         }
         None => {
-            onboarding::onboard_shopper(
-                &state.db,
-                &state.core,
-                NewShopper {
-                    display_name: "Demo Shopper".to_owned(),
-                    phone,
-                    currency: Currency::USD,
-                    initial_deposit: Some(Money::parse("500.00", Currency::USD)?),
-                    delivery_address: Some("12 Sejong-daero, Jung-gu, Seoul".to_owned()),
-                },
-            )
-            .await?
-            .card
-            .number
+            let new = NewShopper {
+                display_name: "Demo Shopper".to_owned(),
+                phone,
+                currency: Currency::USD,
+                initial_deposit: Some(Money::parse("500.00", Currency::USD)?),
+                delivery_address: Some("12 Sejong-daero, Jung-gu, Seoul".to_owned()),
+            };
+            state
+                .in_write_txn(async |txn, core| {
+                    onboarding::onboard_shopper_in_txn(txn, core, new).await
+                })
+                .await?
+                .card
+                .number
         }
     };
     Ok(Demo {

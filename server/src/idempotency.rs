@@ -2,21 +2,18 @@
 //! key is claimed (a unique row) in the same transaction as the request's effect and stores
 //! the first answer: the same key with the same body replays that answer; with another body it
 //! is refused with 409. Concurrent requests with one key wait for the first to finish (the
-//! unique index holds them) and then replay it.
+//! unique index holds them) and then replay it. The transaction is the runner's
+//! ([`crate::txn`]); this module claims and records inside it.
 
 use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use holdfast_core::db;
 use sea_orm::entity::prelude::*;
 use sea_orm::{ActiveValue::Set, DatabaseTransaction, TryInsertResult};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use std::future::Future;
-use std::pin::Pin;
 
 pub const HEADER: &str = "idempotency-key";
 pub const MAX_KEY_CHARS: usize = 255;
@@ -86,7 +83,7 @@ impl IdempotencyKey {
     }
 }
 
-/// A use case's result inside the idempotent transaction: done, or refused after changing
+/// A use case's result inside the runner's transaction: done, or refused after changing
 /// something that must be kept (a wrong code counted). Both are committed and remembered.
 #[derive(Debug)]
 pub enum Outcome<T> {
@@ -94,7 +91,35 @@ pub enum Outcome<T> {
     Refused(ApiError),
 }
 
-pub type TxnFuture<'t, T> = Pin<Box<dyn Future<Output = ApiResult<Outcome<T>>> + Send + 't>>;
+/// What the runner needs to know of a request to make retrying it safe: whose keys it is
+/// among (`scope`: the caller, or the challenge for an answer), its `Idempotency-Key` if it
+/// sent one, and what it asked (the operation and its parsed body, as a fingerprint).
+#[derive(Debug, Clone)]
+pub struct Idempotent {
+    pub(crate) scope: String,
+    pub(crate) key: IdempotencyKey,
+    pub(crate) fingerprint: String,
+}
+
+impl Idempotent {
+    pub fn new(
+        scope: String,
+        key: IdempotencyKey,
+        operation: &str,
+        body: &impl Serialize,
+    ) -> Idempotent {
+        Idempotent {
+            scope,
+            key,
+            fingerprint: fingerprint(operation, body),
+        }
+    }
+
+    /// The key the request sent, if any.
+    pub fn key(&self) -> Option<&str> {
+        self.key.0.as_deref()
+    }
+}
 
 /// Identifies a request's content: the operation and its parsed body.
 pub fn fingerprint(operation: &str, body: &impl Serialize) -> String {
@@ -122,83 +147,62 @@ fn replay(record: &record::Model) -> Response {
     response
 }
 
-/// Runs `operation` in one write transaction together with the idempotency claim, commits,
-/// and answers `success` with its JSON. Without a key it is simply a transaction.
-pub async fn run<T, F>(
-    state: &AppState,
-    scope: String,
-    key: IdempotencyKey,
-    fingerprint: String,
-    success: StatusCode,
-    operation: F,
-) -> ApiResult<Response>
-where
-    T: Serialize,
-    F: for<'t> FnOnce(&'t DatabaseTransaction) -> TxnFuture<'t, T>,
-{
-    let txn = db::begin_write(&state.db).await?;
-    if let Some(key) = &key.0 {
-        let claimed = record::Entity::insert(record::ActiveModel {
-            scope: Set(scope.clone()),
-            key: Set(key.clone()),
-            fingerprint: Set(fingerprint.clone()),
-            status_code: Set(0),
-            response_body: Set(String::new()),
-            created_at: Set(state.core.clock.now()),
-        })
-        .on_conflict_do_nothing()
-        .exec_without_returning(&txn)
-        .await?;
-        if !matches!(claimed, TryInsertResult::Inserted(n) if n > 0) {
-            let existing = record::Entity::find_by_id((scope, key.clone()))
-                .one(&txn)
-                .await?
-                .ok_or_else(|| ApiError::internal(&"idempotency record vanished"))?;
-            txn.rollback().await?;
-            if existing.fingerprint != fingerprint {
-                return Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    "idempotency_key_reused",
-                    "this Idempotency-Key was used for a different request",
-                ));
-            }
-            return Ok(replay(&existing));
-        }
+/// Claims `key` for this request in `txn`. `None`: claimed, the request runs and its answer is
+/// recorded with [`record_in_txn`] before the commit. `Some`: the key was used before; its
+/// stored answer is to be replayed (the same request) or it is refused with 409 (another one).
+/// A concurrent request with the same key waits here (the unique index holds it) until the
+/// first commits.
+pub(crate) async fn claim_in_txn(
+    txn: &DatabaseTransaction,
+    now: chrono::DateTime<chrono::Utc>,
+    scope: &str,
+    key: &str,
+    fingerprint: &str,
+) -> ApiResult<Option<Response>> {
+    let claimed = record::Entity::insert(record::ActiveModel {
+        scope: Set(scope.to_owned()),
+        key: Set(key.to_owned()),
+        fingerprint: Set(fingerprint.to_owned()),
+        status_code: Set(0),
+        response_body: Set(String::new()),
+        created_at: Set(now),
+    })
+    .on_conflict_do_nothing()
+    .exec_without_returning(txn)
+    .await?;
+    if matches!(claimed, TryInsertResult::Inserted(n) if n > 0) {
+        return Ok(None);
     }
+    let existing = record::Entity::find_by_id((scope.to_owned(), key.to_owned()))
+        .one(txn)
+        .await?
+        .ok_or_else(|| ApiError::internal(&"idempotency record vanished"))?;
+    if existing.fingerprint != fingerprint {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "idempotency_key_reused",
+            "this Idempotency-Key was used for a different request",
+        ));
+    }
+    Ok(Some(replay(&existing)))
+}
 
-    let outcome = operation(&txn).await?;
-    let (status, body, error) = match outcome {
-        Outcome::Done(value) => (
-            success,
-            serde_json::to_string(&value).map_err(|e| ApiError::internal(&e))?,
-            None,
-        ),
-        Outcome::Refused(error) => (
-            error.status,
-            serde_json::to_string(&error.body()).map_err(|e| ApiError::internal(&e))?,
-            Some(error),
-        ),
-    };
-    if let Some(key) = key.0 {
-        record::ActiveModel {
-            scope: Set(scope),
-            key: Set(key),
-            status_code: Set(i32::from(status.as_u16())),
-            response_body: Set(body.clone()),
-            ..Default::default()
-        }
-        .update(&txn)
-        .await?;
+/// Stores the answer of the request that claimed `key`, for its replays.
+pub(crate) async fn record_in_txn(
+    txn: &DatabaseTransaction,
+    scope: String,
+    key: String,
+    status: StatusCode,
+    body: String,
+) -> ApiResult<()> {
+    record::ActiveModel {
+        scope: Set(scope),
+        key: Set(key),
+        status_code: Set(i32::from(status.as_u16())),
+        response_body: Set(body),
+        ..Default::default()
     }
-    txn.commit().await?;
-    state.core.wake_outbox();
-    match error {
-        Some(error) => Err(error),
-        None => Ok((
-            status,
-            [(axum::http::header::CONTENT_TYPE, "application/json")],
-            body,
-        )
-            .into_response()),
-    }
+    .update(txn)
+    .await?;
+    Ok(())
 }

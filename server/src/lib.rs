@@ -12,6 +12,7 @@ pub mod idempotency;
 pub mod openapi;
 pub mod phone_gateways;
 pub mod state;
+pub mod txn;
 pub mod workers;
 
 pub use state::AppState;
@@ -22,9 +23,11 @@ use axum::Router;
 use hmac::Mac;
 use holdfast_core::challenge::{ChallengeKeys, ChallengePolicy, keyed_mac};
 use holdfast_core::db::{self, PoolSize};
+use holdfast_core::onboarding::{self, StaffCredentials};
+use holdfast_core::parties::{Party, Role};
 use holdfast_core::phone::{PhoneGateway, PhoneSimulator};
 use holdfast_core::webhook_target::TargetPolicy;
-use holdfast_core::{Clock, Core, funding, parties};
+use holdfast_core::{Clock, Core, CoreResult, funding, parties};
 use holdfast_migrations::{Migrator, MigratorTrait};
 use sea_orm::DatabaseConnection;
 use secrecy::{ExposeSecret, SecretString};
@@ -44,11 +47,33 @@ pub async fn open_database(url: &str, pool: PoolSize) -> anyhow::Result<Database
         .await
         .context("could not apply migrations")?;
     let clock = Clock::system();
+    // The bootstrap's own transaction: there is no application state yet (the service secret
+    // and keys come after the database), so it cannot go through the runner.
     let txn = db::begin_write(&db).await?;
     parties::ensure_platform_in_txn(&txn, &clock).await?;
     funding::ensure_default_institution_in_txn(&txn, &clock).await?;
     txn.commit().await?;
     Ok(db)
+}
+
+/// Staff with a username and password, created outside a request: the bootstrap's first
+/// operator, the demo's users, tests. The password is hashed first (argon2 is slow on purpose,
+/// and SQLite's write lock should not wait on it), then the party is written through the
+/// runner ([`AppState::in_write_txn`]).
+pub async fn create_staff(
+    state: &AppState,
+    role: Role,
+    display_name: &str,
+    username: &str,
+    password: &str,
+) -> CoreResult<(Party, String)> {
+    let credentials =
+        StaffCredentials::hash(&state.core.passwords, username, password, None).await?;
+    state
+        .in_write_txn(async |txn, core| {
+            onboarding::create_staff_in_txn(txn, core, role, display_name, credentials).await
+        })
+        .await
 }
 
 /// The service secret that signs tokens and phone codes: `configured` (the `--jwt-secret` flag,

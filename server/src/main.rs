@@ -1,9 +1,10 @@
 use anyhow::Context;
 use clap::Parser;
+use holdfast_core::Clock;
 use holdfast_core::challenge::ChallengePolicy;
+use holdfast_core::parties::Role;
 use holdfast_core::phone::PhoneGateway;
 use holdfast_core::webhook_target::TargetPolicy;
-use holdfast_core::{Clock, onboarding};
 use holdfast_server::config::{Cli, Command, Config, GatewayKind, LogFormat};
 use holdfast_server::phone_gateways::{Channel, HttpPhoneGateway};
 use holdfast_server::workers::{self, WorkerIntervals};
@@ -199,7 +200,7 @@ async fn create_operator(config: Config, username: &str, display_name: &str) -> 
         ChallengePolicy::default(),
     );
     let (party, username) =
-        onboarding::create_operator(&state.db, &state.core, display_name, username, &password)
+        holdfast_server::create_staff(&state, Role::Operator, display_name, username, &password)
             .await?;
     println!("operator '{username}' created (party {})", party.id);
     Ok(())

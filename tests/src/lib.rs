@@ -13,10 +13,10 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use chrono::{DateTime, TimeZone, Utc};
+use holdfast_core::Clock;
 use holdfast_core::challenge::ChallengePolicy;
 use holdfast_core::db::PoolSize;
 use holdfast_core::webhook_target::TargetPolicy;
-use holdfast_core::{Clock, onboarding};
 use holdfast_server::{AppState, open_database, simulator_state, workers};
 use http_body_util::BodyExt;
 use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
@@ -282,9 +282,9 @@ impl TestApp {
 
     pub async fn operator_token(&self) -> String {
         let username = format!("op-{}", uuid::Uuid::new_v4().simple());
-        onboarding::create_operator(
-            &self.state.db,
-            &self.state.core,
+        holdfast_server::create_staff(
+            &self.state,
+            holdfast_core::parties::Role::Operator,
             "Operator",
             &username,
             "operator-password",

@@ -7,9 +7,9 @@
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use chrono::Utc;
+use holdfast_core::Clock;
 use holdfast_core::cards::{AgeClass, CardNumber, PurchaseType};
 use holdfast_core::challenge::ChallengePolicy;
-use holdfast_core::{Clock, onboarding};
 use holdfast_server::{AppState, auth, keys_from_secret, open_database, service_secret};
 use holdfast_tests::{TestApp, TestDatabase};
 use http_body_util::BodyExt;
@@ -40,9 +40,9 @@ async fn state_on(url: &str, database: &TestDatabase, secret: &[u8]) -> AppState
 /// An operator on `state` and a token for it signed with `jwt`.
 async fn operator_token_signed_with(state: &AppState, jwt: &auth::JwtKeys) -> String {
     let username = format!("op-{}", uuid::Uuid::new_v4().simple());
-    let (party, _) = onboarding::create_operator(
-        &state.db,
-        &state.core,
+    let (party, _) = holdfast_server::create_staff(
+        state,
+        holdfast_core::parties::Role::Operator,
         "Operator",
         &username,
         "operator-password",

@@ -741,19 +741,6 @@ pub async fn close_in_txn(
     Ok(())
 }
 
-/// [`resend_in_txn`] in a transaction of its own.
-pub async fn resend(
-    db: &sea_orm::DatabaseConnection,
-    core: &crate::Core,
-    id: ChallengeId,
-) -> CoreResult<Challenge> {
-    let txn = crate::db::begin_write(db).await?;
-    let challenge = resend_in_txn(&txn, &core.clock, &core.keys, id).await?;
-    txn.commit().await?;
-    core.wake_outbox();
-    Ok(challenge)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -169,25 +169,6 @@ pub async fn answer_case_challenge_in_txn(
     Ok(AnswerEffect::Applied(Box::new(case), outcome))
 }
 
-/// [`answer_case_challenge_in_txn`] in a transaction of its own; a refusal is committed, then
-/// returned as the error.
-pub async fn answer_case_challenge(
-    db: &DatabaseConnection,
-    core: &Core,
-    challenge_id: ChallengeId,
-    code: &str,
-    decision: Decision,
-) -> CoreResult<(EscrowCase, CaseOutcome)> {
-    let txn = db::begin_write(db).await?;
-    let effect = answer_case_challenge_in_txn(&txn, core, challenge_id, code, decision).await?;
-    txn.commit().await?;
-    core.wake_outbox();
-    match effect {
-        AnswerEffect::Applied(case, outcome) => Ok((*case, outcome)),
-        AnswerEffect::Refused(error) => Err(error),
-    }
-}
-
 /// The buyer's order confirmation deadline: an order still unanswered then expires and its
 /// money returns, whatever became of its code (expired, locked by wrong tries…).
 pub const ORDER_DEADLINE_TIMER: crate::timers::TimerKind =

@@ -19,7 +19,7 @@ use crate::cards::{self, CardId};
 use crate::challenge::{
     self, Answer, Challenge, ChallengeBinding, ChallengePurpose, Decision, NewChallenge,
 };
-use crate::db::{self, MinorUnits};
+use crate::db::MinorUnits;
 use crate::entities::{case_events, escrow_cases};
 use crate::error::{CoreError, CoreResult};
 use crate::funding;
@@ -36,8 +36,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ConnectionTrait, DatabaseConnection, DatabaseTransaction, QueryFilter,
-    QueryOrder, QuerySelect,
+    ActiveValue::Set, ConnectionTrait, DatabaseTransaction, QueryFilter, QueryOrder, QuerySelect,
 };
 use serde::{Deserialize, Serialize};
 use std::str::FromStr;

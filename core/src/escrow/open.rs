@@ -37,8 +37,6 @@ pub async fn open_case_in_txn(
     core: &Core,
     open: OpenCase,
 ) -> CoreResult<(EscrowCase, Challenge)> {
-    let clock = &core.clock;
-    let currency = open.amount.currency();
     if open.amount.is_zero() {
         return Err(CoreError::invalid("an order must be for more than zero"));
     }
@@ -48,6 +46,62 @@ pub async fn open_case_in_txn(
             "the commission must be less than the amount, in its currency",
         ));
     }
+    if !is_order_confirmation(open.confirmation) {
+        return Err(CoreError::invalid(
+            "a case opens with an order, payment or policy confirmation",
+        ));
+    }
+    let confirmation = open.confirmation;
+    let (mut case, card) = hold_new_case_in_txn(txn, core, open, Opening::Asking).await?;
+    let challenge = challenge::issue_challenge_in_txn(
+        txn,
+        &core.clock,
+        &core.keys,
+        &core.policy,
+        NewChallenge {
+            purpose: confirmation,
+            party: case.payer,
+            phone: card.phone,
+            subject: Some(case.id.uuid()),
+            binding: case.binding(),
+            note: None,
+        },
+    )
+    .await?;
+    case.order_challenge = Some(challenge.id);
+    insert_case_in_txn(txn, &case).await?;
+    crate::timers::schedule_in_txn(
+        txn,
+        &core.clock,
+        ORDER_DEADLINE_TIMER,
+        case.id.uuid(),
+        challenge.expires_at,
+    )
+    .await?;
+    record_event_in_txn(txn, core, case.id, "opened", None, Some(case.state), None).await?;
+    note_confirmation_in_txn(txn, core, case.id, &challenge).await?;
+    Ok((case, challenge))
+}
+
+/// How a case opens: asking the buyer's phone, or on a consent the buyer gave before.
+#[derive(Debug, Clone, Copy)]
+enum Opening {
+    Asking,
+    Preauthorised,
+}
+
+/// The steps every opening shares: the card pays for its holder, the buyer, in the amount's
+/// currency; the money is held on its funding source (until the confirmation's deadline when
+/// the phone is asked, with no deadline on a consent given before); an order number is drawn.
+/// Returns the case, not yet written ([`insert_case_in_txn`]), and the card.
+async fn hold_new_case_in_txn(
+    txn: &DatabaseTransaction,
+    core: &Core,
+    open: OpenCase,
+    opening: Opening,
+) -> CoreResult<(EscrowCase, cards::Card)> {
+    let clock = &core.clock;
+    let currency = open.amount.currency();
     let card = cards::get_card(txn, open.payer_card).await?;
     card.ensure_active()?;
     if card.holder != open.payer {
@@ -62,8 +116,12 @@ pub async fn open_case_in_txn(
             },
         ));
     }
-    let mode = funding::hold_mode(funding.kind)
-        .ok_or_else(|| CoreError::invalid("the card's account cannot fund purchases"))?;
+    let mode = funding::hold_mode(funding.kind).ok_or_else(|| {
+        CoreError::invalid(match opening {
+            Opening::Asking => "the card's account cannot fund purchases",
+            Opening::Preauthorised => "the card's account cannot fund payments",
+        })
+    })?;
     let institution = funding
         .institution
         .ok_or_else(|| CoreError::invalid("the funding account has no institution"))?;
@@ -77,15 +135,15 @@ pub async fn open_case_in_txn(
     )
     .await?;
     let payee_account = withdrawal_account_in_txn(txn, core, open.payee, currency).await?;
-
     let order_number = unused_order_number(txn).await?;
     let now = clock.now();
-    if !is_order_confirmation(open.confirmation) {
-        return Err(CoreError::invalid(
-            "a case opens with an order, payment or policy confirmation",
-        ));
-    }
-    let order_ttl = core.policy.ttl(open.confirmation);
+    let (state, hold_expires_at) = match opening {
+        Opening::Asking => (
+            CaseState::AwaitingOrderConfirmation,
+            Some(now + core.policy.ttl(open.confirmation)),
+        ),
+        Opening::Preauthorised => (CaseState::Frozen, None),
+    };
     let hold = holds::place_hold_in_txn(
         txn,
         clock,
@@ -96,14 +154,13 @@ pub async fn open_case_in_txn(
             institution,
             amount: open.amount,
             mode,
-            expires_at: Some(now + order_ttl),
+            expires_at: hold_expires_at,
             case: Some(id),
         },
     )
     .await?
     .into_inner();
-
-    let mut case = EscrowCase {
+    let case = EscrowCase {
         id,
         order_number,
         vertical: open.vertical,
@@ -114,36 +171,24 @@ pub async fn open_case_in_txn(
         payee_name: open.payee_name,
         amount: open.amount,
         commission: open.commission,
-        state: CaseState::AwaitingOrderConfirmation,
+        state,
         hold: Some(hold.id),
         order_challenge: None,
         settlement_challenge: None,
         payer_card: Some(card.id),
         settlement_amount: None,
         delivered_at: None,
-        terms: open.terms.clone(),
+        terms: open.terms,
         created_at: now,
         updated_at: now,
     };
-    let challenge = challenge::issue_challenge_in_txn(
-        txn,
-        clock,
-        &core.keys,
-        &core.policy,
-        NewChallenge {
-            purpose: open.confirmation,
-            party: open.payer,
-            phone: card.phone.clone(),
-            subject: Some(id.uuid()),
-            binding: case.binding(),
-            note: None,
-        },
-    )
-    .await?;
-    case.order_challenge = Some(challenge.id);
+    Ok((case, card))
+}
 
+/// Writes a new case's row.
+async fn insert_case_in_txn(txn: &DatabaseTransaction, case: &EscrowCase) -> CoreResult<()> {
     escrow_cases::Entity::insert(escrow_cases::ActiveModel {
-        id: Set(id.uuid()),
+        id: Set(case.id.uuid()),
         order_number: Set(case.order_number.digits().to_owned()),
         vertical: Set(case.vertical),
         payer_party_id: Set(case.payer.uuid()),
@@ -153,31 +198,23 @@ pub async fn open_case_in_txn(
         payee_name: Set(case.payee_name.clone()),
         amount: Set(MinorUnits(case.amount.minor())),
         commission: Set(MinorUnits(case.commission.minor())),
-        currency: Set(currency.code().to_owned()),
+        currency: Set(case.amount.currency().code().to_owned()),
         state: Set(case.state),
-        hold_id: Set(Some(hold.id.uuid())),
-        order_challenge_id: Set(Some(challenge.id.uuid())),
-        settlement_challenge_id: Set(None),
-        payer_card_id: Set(Some(card.id.uuid())),
-        settlement_amount: Set(None),
-        delivered_at: Set(None),
+        hold_id: Set(case.hold.map(|hold| hold.uuid())),
+        order_challenge_id: Set(case.order_challenge.map(|challenge| challenge.uuid())),
+        settlement_challenge_id: Set(case.settlement_challenge.map(|challenge| challenge.uuid())),
+        payer_card_id: Set(case.payer_card.map(|card| card.uuid())),
+        settlement_amount: Set(case
+            .settlement_amount
+            .map(|amount| MinorUnits(amount.minor()))),
+        delivered_at: Set(case.delivered_at),
         terms: Set(case.terms.clone()),
-        created_at: Set(now),
-        updated_at: Set(now),
+        created_at: Set(case.created_at),
+        updated_at: Set(case.updated_at),
     })
     .exec_without_returning(txn)
     .await?;
-    crate::timers::schedule_in_txn(
-        txn,
-        clock,
-        ORDER_DEADLINE_TIMER,
-        id.uuid(),
-        challenge.expires_at,
-    )
-    .await?;
-    record_event_in_txn(txn, core, id, "opened", None, Some(case.state), None).await?;
-    note_confirmation_in_txn(txn, core, id, &challenge).await?;
-    Ok((case, challenge))
+    Ok(())
 }
 
 /// The payee's EC withdrawal account in `currency`, opened on first use.
@@ -238,7 +275,6 @@ pub async fn open_preauthorised_case_in_txn(
     open: OpenCase,
     authority: String,
 ) -> CoreResult<EscrowCase> {
-    let clock = &core.clock;
     let currency = open.amount.currency();
     if open.amount.is_zero()
         || open.commission.currency() != currency
@@ -248,87 +284,17 @@ pub async fn open_preauthorised_case_in_txn(
             "a case is for more than zero, with a commission less than its amount",
         ));
     }
-    let card = cards::get_card(txn, open.payer_card).await?;
-    card.ensure_active()?;
-    if card.holder != open.payer {
-        return Err(CoreError::Forbidden("the card belongs to someone else"));
-    }
-    let funding = ledger::get_account(txn, card.funding_account).await?;
-    if funding.currency != currency {
-        return Err(CoreError::Money(
-            crate::money::MoneyError::CurrencyMismatch {
-                left: funding.currency,
-                right: currency,
-            },
-        ));
-    }
-    let mode = funding::hold_mode(funding.kind)
-        .ok_or_else(|| CoreError::invalid("the card's account cannot fund payments"))?;
-    let institution = funding
-        .institution
-        .ok_or_else(|| CoreError::invalid("the funding account has no institution"))?;
-    let id = CaseId::new();
-    let freezing = funding::freezing_shard_in_txn(
-        txn,
-        clock,
-        institution,
-        currency,
-        funding::freezing_shard_of(id.uuid()),
-    )
-    .await?;
-    let payee_account = withdrawal_account_in_txn(txn, core, open.payee, currency).await?;
-    let now = clock.now();
-    let hold = holds::place_hold_in_txn(
-        txn,
-        clock,
-        PlaceHold {
-            key: format!("case:{id}:hold"),
-            funding_account: funding.id,
-            freezing_account: freezing.id,
-            institution,
-            amount: open.amount,
-            mode,
-            expires_at: None,
-            case: Some(id),
-        },
-    )
-    .await?
-    .into_inner();
-    let order_number = unused_order_number(txn).await?;
-    escrow_cases::Entity::insert(escrow_cases::ActiveModel {
-        id: Set(id.uuid()),
-        order_number: Set(order_number.digits().to_owned()),
-        vertical: Set(open.vertical),
-        payer_party_id: Set(open.payer.uuid()),
-        funding_account_id: Set(funding.id.uuid()),
-        payee_party_id: Set(open.payee.uuid()),
-        payee_account_id: Set(payee_account.id.uuid()),
-        payee_name: Set(open.payee_name.clone()),
-        amount: Set(MinorUnits(open.amount.minor())),
-        commission: Set(MinorUnits(open.commission.minor())),
-        currency: Set(currency.code().to_owned()),
-        state: Set(CaseState::Frozen),
-        hold_id: Set(Some(hold.id.uuid())),
-        order_challenge_id: Set(None),
-        settlement_challenge_id: Set(None),
-        payer_card_id: Set(Some(card.id.uuid())),
-        settlement_amount: Set(None),
-        delivered_at: Set(None),
-        terms: Set(open.terms.clone()),
-        created_at: Set(now),
-        updated_at: Set(now),
-    })
-    .exec_without_returning(txn)
-    .await?;
+    let (case, _) = hold_new_case_in_txn(txn, core, open, Opening::Preauthorised).await?;
+    insert_case_in_txn(txn, &case).await?;
     record_event_in_txn(
         txn,
         core,
-        id,
+        case.id,
         "opened_preauthorised",
         None,
         Some(CaseState::Frozen),
         Some(reason_text(Some(authority))?.unwrap_or_default()),
     )
     .await?;
-    get_case(txn, id).await
+    get_case(txn, case.id).await
 }

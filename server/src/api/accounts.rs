@@ -1,7 +1,7 @@
 use crate::auth::Principal;
 use crate::error::ApiResult;
 use crate::extract::{Json, Path};
-use crate::idempotency::{self, IdempotencyKey, Outcome};
+use crate::idempotency::{IdempotencyKey, Idempotent};
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::State;
@@ -84,35 +84,26 @@ pub async fn deposit(
 ) -> ApiResult<Response> {
     let key = key.required()?;
     principal.require(&[Role::Operator, Role::Institution])?;
-    let fingerprint = idempotency::fingerprint("deposit", &(account, &body));
+    let request = Idempotent::new(principal.scope(), key, "deposit", &(account, &body));
     let transfer_key = format!(
         "deposit:{}:{}",
         principal.party,
-        key.0.as_deref().unwrap_or_default()
+        request.key().unwrap_or_default()
     );
-    let core = state.core.clone();
     let by_operator = principal.role == Role::Operator;
-    idempotency::run(
-        &state,
-        principal.scope(),
-        key,
-        fingerprint,
-        StatusCode::CREATED,
-        move |txn| {
-            Box::pin(async move {
-                let (_, account) = onboarding::pay_in_in_txn(
-                    txn,
-                    &core,
-                    principal.party,
-                    by_operator,
-                    account,
-                    body.amount,
-                    &transfer_key,
-                )
-                .await?;
-                Ok(Outcome::Done(AccountView::from(account)))
-            })
-        },
-    )
-    .await
+    state
+        .write(request, StatusCode::CREATED, async move |txn, core| {
+            let (_, account) = onboarding::pay_in_in_txn(
+                txn,
+                core,
+                principal.party,
+                by_operator,
+                account,
+                body.amount,
+                &transfer_key,
+            )
+            .await?;
+            Ok(AccountView::from(account))
+        })
+        .await
 }

@@ -76,7 +76,11 @@ pub async fn start_card_login(
     State(state): State<AppState>,
     Json(body): Json<CardLogin>,
 ) -> ApiResult<(StatusCode, axum::Json<LoginStarted>)> {
-    let challenge = login::start_card_login(&state.db, &state.core, &body.card_number).await?;
+    let challenge = state
+        .in_write_txn(async move |txn, core| {
+            login::start_card_login_in_txn(txn, core, &body.card_number).await
+        })
+        .await?;
     Ok((
         StatusCode::ACCEPTED,
         axum::Json(LoginStarted {

@@ -15,6 +15,7 @@ use holdfast_card_present::{
 };
 use holdfast_core::cards::CardNumber;
 use holdfast_core::ids::PartyId;
+use holdfast_core::onboarding::StaffCredentials;
 use holdfast_core::parties::Role;
 use holdfast_core::{CoreError, Money};
 use serde::{Deserialize, Serialize};
@@ -108,15 +109,14 @@ pub async fn register_terminal(
         (_, Some(id)) => id,
         (_, None) => return Err(ApiError::invalid("name the merchant_id")),
     };
-    let terminal = card_present::register_terminal(
-        &state.db,
-        &state.core,
-        merchant,
-        &body.label,
-        &body.username,
-        &body.password,
-    )
-    .await?;
+    let credentials =
+        StaffCredentials::hash(&state.core.passwords, &body.username, &body.password, None).await?;
+    let terminal = state
+        .in_write_txn(async move |txn, core| {
+            card_present::register_terminal_in_txn(txn, core, merchant, &body.label, credentials)
+                .await
+        })
+        .await?;
     Ok((StatusCode::CREATED, axum::Json(terminal)))
 }
 
@@ -175,33 +175,37 @@ pub async fn authorise(
     Json(body): Json<AuthorisationRequest>,
 ) -> ApiResult<(StatusCode, axum::Json<Authorisation>)> {
     principal.require(&[Role::Terminal])?;
-    let authorisation = card_present::authorise(
-        &state.db,
-        &state.core,
-        principal.party,
-        AuthoriseRequest {
-            reference: body.authorisation_id.into(),
-            card_number: body.card_number,
-            amount: body.amount,
-        },
-    )
-    .await
-    .map_err(|error| match error {
-        CoreError::TooManyAttempts => ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            error.code(),
-            format!(
-                "this card's phone was asked too often (at most {} open questions, {} new \
+    let authorisation = state
+        .in_write_txn(async move |txn, core| {
+            card_present::authorise_in_txn(
+                txn,
+                core,
+                principal.party,
+                AuthoriseRequest {
+                    reference: body.authorisation_id.into(),
+                    card_number: body.card_number,
+                    amount: body.amount,
+                },
+            )
+            .await
+        })
+        .await
+        .map_err(|error| match error {
+            CoreError::TooManyAttempts => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                error.code(),
+                format!(
+                    "this card's phone was asked too often (at most {} open questions, {} new \
                  payments per {} minutes); ask again later or take another payment method",
-                card_present::MAX_OPEN_CONFIRMATIONS_PER_CARD,
-                card_present::MAX_REQUESTS_PER_CARD_PER_WINDOW,
-                card_present::REQUEST_WINDOW_MINUTES
-            ),
-        )
-        // An open question is answered or expires within the window.
-        .retry_after(u64::try_from(card_present::REQUEST_WINDOW_MINUTES * 60).unwrap_or(600)),
-        other => ApiError::from(other),
-    })?;
+                    card_present::MAX_OPEN_CONFIRMATIONS_PER_CARD,
+                    card_present::MAX_REQUESTS_PER_CARD_PER_WINDOW,
+                    card_present::REQUEST_WINDOW_MINUTES
+                ),
+            )
+            // An open question is answered or expires within the window.
+            .retry_after(u64::try_from(card_present::REQUEST_WINDOW_MINUTES * 60).unwrap_or(600)),
+            other => ApiError::from(other),
+        })?;
     let status = if authorisation.status == AuthorisationStatus::ChallengeRequired {
         StatusCode::ACCEPTED
     } else {
@@ -269,14 +273,12 @@ pub async fn capture(
     principal.require(&[Role::Terminal])?;
     let body: CaptureRequest = crate::extract::optional_json(&raw)?;
     Ok(axum::Json(
-        card_present::capture(
-            &state.db,
-            &state.core,
-            principal.party,
-            &reference,
-            body.amount,
-        )
-        .await?,
+        state
+            .in_write_txn(async move |txn, core| {
+                card_present::capture_in_txn(txn, core, principal.party, &reference, body.amount)
+                    .await
+            })
+            .await?,
     ))
 }
 
@@ -293,7 +295,11 @@ pub async fn void(
 ) -> ApiResult<axum::Json<Authorisation>> {
     principal.require(&[Role::Terminal])?;
     Ok(axum::Json(
-        card_present::void(&state.db, &state.core, principal.party, &reference).await?,
+        state
+            .in_write_txn(async move |txn, core| {
+                card_present::void_in_txn(txn, core, principal.party, &reference).await
+            })
+            .await?,
     ))
 }
 
@@ -322,19 +328,23 @@ pub async fn arm(
     Json(body): Json<ArmApproval>,
 ) -> ApiResult<(StatusCode, axum::Json<ArmedApproval>)> {
     let card = principal.shopper_card()?;
-    let armed = card_present::arm(
-        &state.db,
-        &state.core,
-        principal.party,
-        card,
-        ArmRequest {
-            merchant: body.merchant_id,
-            max_amount: body.max_amount,
-            valid_from: body.valid_from,
-            valid_for_minutes: body.valid_for_minutes,
-        },
-    )
-    .await?;
+    let armed = state
+        .in_write_txn(async move |txn, core| {
+            card_present::arm_in_txn(
+                txn,
+                core,
+                principal.party,
+                card,
+                ArmRequest {
+                    merchant: body.merchant_id,
+                    max_amount: body.max_amount,
+                    valid_from: body.valid_from,
+                    valid_for_minutes: body.valid_for_minutes,
+                },
+            )
+            .await
+        })
+        .await?;
     Ok((StatusCode::CREATED, axum::Json(armed)))
 }
 
@@ -370,6 +380,10 @@ pub async fn cancel_armed_approval(
 ) -> ApiResult<axum::Json<ArmedApproval>> {
     principal.require(&[Role::Shopper])?;
     Ok(axum::Json(
-        card_present::cancel_armed(&state.db, &state.core, principal.party, id).await?,
+        state
+            .in_write_txn(async move |txn, core| {
+                card_present::cancel_armed_in_txn(txn, core, principal.party, id).await
+            })
+            .await?,
     ))
 }

@@ -75,6 +75,10 @@ pub async fn report_lost(
     Path(number): Path<CardNumber>,
 ) -> ApiResult<axum::Json<CardView>> {
     principal.require(&[Role::Shopper])?;
-    let card = cards::block(&state.db, &state.core.clock, &number, principal.party).await?;
+    let card = state
+        .in_write_txn(async move |txn, core| {
+            cards::block_in_txn(txn, &core.clock, &number, principal.party).await
+        })
+        .await?;
     Ok(axum::Json(CardView::from(&card)))
 }

@@ -6,7 +6,7 @@ use crate::app::answers::{self, AnswerRoute, VerticalAnswer};
 use crate::auth::{TokenResponse, issue_token};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path};
-use crate::idempotency::{self, IdempotencyKey, Outcome};
+use crate::idempotency::{IdempotencyKey, Idempotent, Outcome};
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::State;
@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use holdfast_core::challenge::{self, ChallengePurpose, Decision};
 use holdfast_core::escrow::{AnswerEffect, CaseOutcome, CaseState};
 use holdfast_core::ids::ChallengeId;
-use holdfast_core::login;
+use holdfast_core::login::{self, LoginEffect};
 use holdfast_core::order_number::OrderNumber;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -83,19 +83,19 @@ pub async fn answer_vertical(
     body: ChallengeAnswer,
     key: IdempotencyKey,
 ) -> ApiResult<Response> {
-    let fingerprint = idempotency::fingerprint("answer_challenge", &(challenge_id, &body));
-    let core = state.core.clone();
-    idempotency::run(
-        state,
-        format!("challenge:{challenge_id}"),
-        key,
-        fingerprint,
-        StatusCode::OK,
-        move |txn| {
-            Box::pin(async move {
+    state
+        .write_outcome(
+            Idempotent::new(
+                format!("challenge:{challenge_id}"),
+                key,
+                "answer_challenge",
+                &(challenge_id, &body),
+            ),
+            StatusCode::OK,
+            async move |txn, core| {
                 let answered = answers::answer_vertical_in_txn(
                     txn,
-                    &core,
+                    core,
                     purpose,
                     challenge_id,
                     &body.code,
@@ -110,10 +110,9 @@ pub async fn answer_vertical(
                     }),
                     VerticalAnswer::Refused(error) => Outcome::Refused(error.into()),
                 })
-            })
-        },
-    )
-    .await
+            },
+        )
+        .await
 }
 
 /// The answer to a vertical's own challenge.
@@ -134,24 +133,19 @@ pub async fn answer_case(
     body: ChallengeAnswer,
     key: IdempotencyKey,
 ) -> ApiResult<Response> {
-    let fingerprint = idempotency::fingerprint("answer_challenge", &(challenge_id, &body));
-    let core = state.core.clone();
-    idempotency::run(
-        state,
-        format!("challenge:{challenge_id}"),
-        key,
-        fingerprint,
-        StatusCode::OK,
-        move |txn| {
-            Box::pin(async move {
-                let effect = answers::answer_case_in_txn(
-                    txn,
-                    &core,
-                    challenge_id,
-                    &body.code,
-                    body.decision,
-                )
-                .await?;
+    state
+        .write_outcome(
+            Idempotent::new(
+                format!("challenge:{challenge_id}"),
+                key,
+                "answer_challenge",
+                &(challenge_id, &body),
+            ),
+            StatusCode::OK,
+            async move |txn, core| {
+                let effect =
+                    answers::answer_case_in_txn(txn, core, challenge_id, &body.code, body.decision)
+                        .await?;
                 Ok(match effect {
                     AnswerEffect::Applied(case, outcome) => Outcome::Done(ChallengeAnswered {
                         challenge_id,
@@ -163,10 +157,9 @@ pub async fn answer_case(
                     }),
                     AnswerEffect::Refused(error) => Outcome::Refused(error.into()),
                 })
-            })
-        },
-    )
-    .await
+            },
+        )
+        .await
 }
 
 /// A login answer is never stored for replay: its response carries a token.
@@ -180,8 +173,16 @@ async fn answer_login(
             "a login is answered with 'approve' or not at all",
         ));
     }
-    let (party, card) =
-        login::answer_login(&state.db, &state.core, challenge_id, &body.code).await?;
+    let effect = state
+        .in_write_txn(async |txn, core| {
+            login::answer_login_in_txn(txn, core, challenge_id, &body.code).await
+        })
+        .await?;
+    // A refusal was committed (the wrong code counts) before it is answered.
+    let (party, card) = match effect {
+        LoginEffect::LoggedIn(party, card) => (party, card),
+        LoginEffect::Refused(error) => return Err(error.into()),
+    };
     let answered = ChallengeAnswered {
         challenge_id,
         purpose: ChallengePurpose::Login,
@@ -212,7 +213,11 @@ pub async fn resend(
     State(state): State<AppState>,
     Path(challenge_id): Path<ChallengeId>,
 ) -> ApiResult<(StatusCode, axum::Json<ChallengeResent>)> {
-    let challenge = challenge::resend(&state.db, &state.core, challenge_id).await?;
+    let challenge = state
+        .in_write_txn(async move |txn, core| {
+            challenge::resend_in_txn(txn, &core.clock, &core.keys, challenge_id).await
+        })
+        .await?;
     Ok((
         StatusCode::ACCEPTED,
         axum::Json(ChallengeResent {

@@ -65,8 +65,10 @@ pub async fn record_tracking(
     Json(entry): Json<TrackingEntry>,
 ) -> ApiResult<(StatusCode, axum::Json<ParcelView>)> {
     principal.require(&[Role::Distributor])?;
-    let view =
-        distribution::record_tracking(&state.db, &state.core, principal.party, parcel, entry)
-            .await?;
+    let view = state
+        .in_write_txn(async move |txn, core| {
+            distribution::record_tracking_in_txn(txn, core, principal.party, parcel, entry).await
+        })
+        .await?;
     Ok((StatusCode::CREATED, axum::Json(view)))
 }

@@ -6,7 +6,7 @@ use crate::api::cards::CardView;
 use crate::auth::Principal;
 use crate::error::ApiResult;
 use crate::extract::{Json, Path, Query};
-use crate::idempotency::{self, IdempotencyKey, Outcome};
+use crate::idempotency::{IdempotencyKey, Idempotent};
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::State;
@@ -91,16 +91,11 @@ pub async fn issue_card(
 ) -> ApiResult<Response> {
     let key = key.required()?;
     principal.require(&[Role::Institution])?;
-    let fingerprint = idempotency::fingerprint("issue_card", &body);
-    let core = state.core.clone();
-    idempotency::run(
-        &state,
-        principal.scope(),
-        key,
-        fingerprint,
-        StatusCode::CREATED,
-        move |txn| {
-            Box::pin(async move {
+    state
+        .write(
+            Idempotent::new(principal.scope(), key, "issue_card", &body),
+            StatusCode::CREATED,
+            async move |txn, core| {
                 let holder = match body.holder_id {
                     Some(id) => Holder::Existing(id),
                     None => Holder::New {
@@ -129,16 +124,15 @@ pub async fn issue_card(
                     },
                 )
                 .await?;
-                Ok(Outcome::Done(IssuedCardView {
+                Ok(IssuedCardView {
                     card: CardView::from(&issued.card),
                     funding_account: issued.funding.into(),
                     linked_account: issued.linked.map(AccountView::from),
                     withdrawal_account: issued.withdrawal.map(AccountView::from),
-                }))
-            })
-        },
-    )
-    .await
+                })
+            },
+        )
+        .await
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -171,7 +165,11 @@ pub async fn block_card(
     Path(number): Path<CardNumber>,
 ) -> ApiResult<axum::Json<CardView>> {
     principal.require(&[Role::Institution])?;
-    let card = cards::block(&state.db, &state.core.clock, &number, principal.party).await?;
+    let card = state
+        .in_write_txn(async move |txn, core| {
+            cards::block_in_txn(txn, &core.clock, &number, principal.party).await
+        })
+        .await?;
     Ok(axum::Json(CardView::from(&card)))
 }
 
@@ -186,7 +184,11 @@ pub async fn unblock_card(
     Path(number): Path<CardNumber>,
 ) -> ApiResult<axum::Json<CardView>> {
     principal.require(&[Role::Institution])?;
-    let card = cards::unblock(&state.db, &state.core.clock, &number, principal.party).await?;
+    let card = state
+        .in_write_txn(async move |txn, core| {
+            cards::unblock_in_txn(txn, &core.clock, &number, principal.party).await
+        })
+        .await?;
     Ok(axum::Json(CardView::from(&card)))
 }
 
@@ -201,7 +203,11 @@ pub async fn replace_card(
     Path(number): Path<CardNumber>,
 ) -> ApiResult<(StatusCode, axum::Json<CardView>)> {
     principal.require(&[Role::Institution])?;
-    let card = cards::replace(&state.db, &state.core.clock, &number, principal.party).await?;
+    let card = state
+        .in_write_txn(async move |txn, core| {
+            cards::replace_in_txn(txn, &core.clock, &number, principal.party).await
+        })
+        .await?;
     Ok((StatusCode::CREATED, axum::Json(CardView::from(&card))))
 }
 

@@ -3,7 +3,7 @@
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
-use crate::idempotency::{self, IdempotencyKey, Outcome};
+use crate::idempotency::{IdempotencyKey, Idempotent, Outcome};
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::State;
@@ -130,15 +130,19 @@ pub async fn create_insurer(
             Ok(BasisPoints::new(rate.basis_points()).map_err(CoreError::Money)?)
         })
         .transpose()?;
-    let (party, username) = products::onboard_insurer(
-        &state.db,
-        &state.core,
-        &body.display_name,
+    let credentials = holdfast_core::onboarding::StaffCredentials::hash(
+        &state.core.passwords,
         &body.username,
         &body.password,
-        commission,
+        None,
     )
     .await?;
+    let (party, username) = state
+        .in_write_txn(async move |txn, core| {
+            products::onboard_insurer_in_txn(txn, core, &body.display_name, credentials, commission)
+                .await
+        })
+        .await?;
     Ok((
         StatusCode::CREATED,
         axum::Json(InsurerCreated {
@@ -183,23 +187,27 @@ pub async fn create_product(
     Json(body): Json<CreateProduct>,
 ) -> ApiResult<(StatusCode, axum::Json<Product>)> {
     principal.require(&[Role::Insurer])?;
-    let product = products::create_product(
-        &state.db,
-        &state.core,
-        principal.party,
-        NewProduct {
-            name: body.name.into(),
-            coverage: body.coverage.into(),
-            coverage_amount: body.coverage_amount,
-            premium: body.premium,
-            term_months: body.term_months,
-            payment_plan: body.payment_plan,
-            service_company: body.service_company_id,
-            grace_days: body.grace_days,
-            free_look_days: body.free_look_days,
-        },
-    )
-    .await?;
+    let product = state
+        .in_write_txn(async move |txn, core| {
+            products::create_product_in_txn(
+                txn,
+                core,
+                principal.party,
+                NewProduct {
+                    name: body.name.into(),
+                    coverage: body.coverage.into(),
+                    coverage_amount: body.coverage_amount,
+                    premium: body.premium,
+                    term_months: body.term_months,
+                    payment_plan: body.payment_plan,
+                    service_company: body.service_company_id,
+                    grace_days: body.grace_days,
+                    free_look_days: body.free_look_days,
+                },
+            )
+            .await
+        })
+        .await?;
     Ok((StatusCode::CREATED, axum::Json(product)))
 }
 
@@ -258,8 +266,11 @@ pub async fn change_product(
     Json(body): Json<ChangeProduct>,
 ) -> ApiResult<axum::Json<Product>> {
     principal.require(&[Role::Insurer])?;
-    let product =
-        products::set_active(&state.db, &state.core, principal.party, id, body.active).await?;
+    let product = state
+        .in_write_txn(async move |txn, core| {
+            products::set_active_in_txn(txn, core, principal.party, id, body.active).await
+        })
+        .await?;
     Ok(axum::Json(product))
 }
 
@@ -287,24 +298,18 @@ pub async fn purchase(
 ) -> ApiResult<Response> {
     let key = key.required()?;
     let card = principal.shopper_card()?;
-    let fingerprint = idempotency::fingerprint("buy_policy", &(card, &body));
-    let core = state.core.clone();
-    idempotency::run(
-        &state,
-        principal.scope(),
-        key,
-        fingerprint,
-        StatusCode::CREATED,
-        move |txn| {
-            Box::pin(async move {
-                let view =
-                    policies::purchase_in_txn(txn, &core, principal.party, card, body.product_id)
-                        .await?;
-                Ok(Outcome::Done(view))
-            })
-        },
-    )
-    .await
+    state
+        .write(
+            Idempotent::new(principal.scope(), key, "buy_policy", &(card, &body)),
+            StatusCode::CREATED,
+            async move |txn, core| {
+                Ok(
+                    policies::purchase_in_txn(txn, core, principal.party, card, body.product_id)
+                        .await?,
+                )
+            },
+        )
+        .await
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -416,23 +421,20 @@ pub async fn recheck(
                 .ok_or_else(|| ApiError::invalid("a decline needs a reason"))?,
         },
     };
-    let fingerprint = idempotency::fingerprint("recheck_policy", &(format!("{policy:?}"), &body));
-    let core = state.core.clone();
-    idempotency::run(
-        &state,
-        principal.scope(),
-        key,
-        fingerprint,
-        StatusCode::OK,
-        move |txn| {
-            Box::pin(async move {
-                let view = policies::recheck_in_txn(txn, &core, principal.party, &policy, decision)
-                    .await?;
-                Ok(Outcome::Done(view))
-            })
-        },
-    )
-    .await
+    state
+        .write(
+            Idempotent::new(
+                principal.scope(),
+                key,
+                "recheck_policy",
+                &(format!("{policy:?}"), &body),
+            ),
+            StatusCode::OK,
+            async move |txn, core| {
+                Ok(policies::recheck_in_txn(txn, core, principal.party, &policy, decision).await?)
+            },
+        )
+        .await
 }
 
 #[derive(Deserialize, Serialize, ToSchema, Default)]
@@ -462,29 +464,27 @@ pub async fn request_settlement(
     principal.require(&[Role::Insurer])?;
     // The body is optional: none asks for the oldest premium held.
     let body: PremiumSettlementRequest = crate::extract::optional_json(&raw)?;
-    let fingerprint = idempotency::fingerprint("request_premium_settlement", &(&policy, &body));
-    let core = state.core.clone();
-    idempotency::run(
-        &state,
-        principal.scope(),
-        key,
-        fingerprint,
-        StatusCode::OK,
-        move |txn| {
-            Box::pin(async move {
-                let view = policies::request_settlement_in_txn(
+    state
+        .write(
+            Idempotent::new(
+                principal.scope(),
+                key,
+                "request_premium_settlement",
+                &(&policy, &body),
+            ),
+            StatusCode::OK,
+            async move |txn, core| {
+                Ok(policies::request_settlement_in_txn(
                     txn,
-                    &core,
+                    core,
                     principal.party,
                     &policy,
                     body.installment,
                 )
-                .await?;
-                Ok(Outcome::Done(view))
-            })
-        },
-    )
-    .await
+                .await?)
+            },
+        )
+        .await
 }
 
 /// Cancel a policy within its free-look period (its holder, from the phone's app): every
@@ -509,27 +509,26 @@ pub async fn cancel(
     let key = key.required()?;
     principal.require(&[Role::Shopper])?;
     let policy = policy_ref(&policy)?;
-    let fingerprint = idempotency::fingerprint("cancel_policy", &format!("{policy:?}"));
-    let core = state.core.clone();
-    idempotency::run(
-        &state,
-        principal.scope(),
-        key,
-        fingerprint,
-        StatusCode::OK,
-        move |txn| {
-            Box::pin(async move {
+    state
+        .write_outcome(
+            Idempotent::new(
+                principal.scope(),
+                key,
+                "cancel_policy",
+                &format!("{policy:?}"),
+            ),
+            StatusCode::OK,
+            async move |txn, core| {
                 Ok(
-                    match policies::cancel_in_txn(txn, &core, principal.party, &policy).await? {
+                    match policies::cancel_in_txn(txn, core, principal.party, &policy).await? {
                         CancelOutcome::Cancelled(cancelled) => Outcome::Done(*cancelled),
                         // The attempt and the insurer's notice are kept: committed, then refused.
                         CancelOutcome::Blocked(error) => Outcome::Refused(error.into()),
                     },
                 )
-            })
-        },
-    )
-    .await
+            },
+        )
+        .await
 }
 
 /// Pay the overdue premium during the grace period (its holder, after topping up the card's
@@ -549,22 +548,20 @@ pub async fn pay_overdue(
     let key = key.required()?;
     principal.require(&[Role::Shopper])?;
     let policy = policy_ref(&policy)?;
-    let fingerprint = idempotency::fingerprint("pay_overdue_premium", &format!("{policy:?}"));
-    let core = state.core.clone();
-    idempotency::run(
-        &state,
-        principal.scope(),
-        key,
-        fingerprint,
-        StatusCode::OK,
-        move |txn| {
-            Box::pin(async move {
-                let view = cycle::pay_overdue_in_txn(txn, &core, principal.party, &policy).await?;
-                Ok(Outcome::Done(view))
-            })
-        },
-    )
-    .await
+    state
+        .write(
+            Idempotent::new(
+                principal.scope(),
+                key,
+                "pay_overdue_premium",
+                &format!("{policy:?}"),
+            ),
+            StatusCode::OK,
+            async move |txn, core| {
+                Ok(cycle::pay_overdue_in_txn(txn, core, principal.party, &policy).await?)
+            },
+        )
+        .await
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -600,24 +597,18 @@ pub async fn receive_certificate(
     key: IdempotencyKey,
 ) -> ApiResult<Response> {
     principal.require(&[Role::Distributor])?;
-    let fingerprint = idempotency::fingerprint("receive_certificate", &number);
-    let core = state.core.clone();
-    idempotency::run(
-        &state,
-        principal.scope(),
-        key,
-        fingerprint,
-        StatusCode::OK,
-        move |txn| {
-            Box::pin(async move {
-                let task =
-                    policies::receive_certificate_in_txn(txn, &core, principal.party, &number)
-                        .await?;
-                Ok(Outcome::Done(task))
-            })
-        },
-    )
-    .await
+    state
+        .write(
+            Idempotent::new(principal.scope(), key, "receive_certificate", &number),
+            StatusCode::OK,
+            async move |txn, core| {
+                Ok(
+                    policies::receive_certificate_in_txn(txn, core, principal.party, &number)
+                        .await?,
+                )
+            },
+        )
+        .await
 }
 
 #[derive(Deserialize, Serialize, ToSchema)]
@@ -647,30 +638,28 @@ pub async fn record_delivery(
     Json(body): Json<CertificateDelivery>,
 ) -> ApiResult<Response> {
     principal.require(&[Role::Distributor])?;
-    let fingerprint = idempotency::fingerprint("record_certificate_delivery", &(&number, &body));
-    let core = state.core.clone();
-    idempotency::run(
-        &state,
-        principal.scope(),
-        key,
-        fingerprint,
-        StatusCode::OK,
-        move |txn| {
-            Box::pin(async move {
-                let task = policies::record_documents_in_txn(
+    state
+        .write(
+            Idempotent::new(
+                principal.scope(),
+                key,
+                "record_certificate_delivery",
+                &(&number, &body),
+            ),
+            StatusCode::OK,
+            async move |txn, core| {
+                Ok(policies::record_documents_in_txn(
                     txn,
-                    &core,
+                    core,
                     principal.party,
                     &number,
                     &body.order_number,
                     &body.application_reference,
                 )
-                .await?;
-                Ok(Outcome::Done(task))
-            })
-        },
-    )
-    .await
+                .await?)
+            },
+        )
+        .await
 }
 
 #[cfg(test)]

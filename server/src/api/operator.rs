@@ -7,7 +7,7 @@ use crate::app::mediation::{self, Decision, Mediated, MediationOrder};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
-use crate::idempotency::{self, IdempotencyKey, Outcome};
+use crate::idempotency::{IdempotencyKey, Idempotent};
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::State;
@@ -19,7 +19,7 @@ use holdfast_core::escrow::{self, CaseState, Fault};
 use holdfast_core::funding::{CreditClass, Institution, InstitutionKind, NewInstitution};
 use holdfast_core::ids::PartyId;
 use holdfast_core::ledger::{self, LedgerAudit};
-use holdfast_core::onboarding::{self, NewShopper, NewSupplier};
+use holdfast_core::onboarding::{self, NewShopper, StaffCredentials};
 use holdfast_core::order_number::OrderNumber;
 use holdfast_core::parties::{PLATFORM_PARTY, Role};
 use holdfast_core::phone_number::PhoneNumber;
@@ -84,21 +84,23 @@ pub async fn create_supplier(
         Some(rate) => CommissionRate::parse(rate)?,
         None => CommissionRate::from_basis_points(i32::from(sellers::DEFAULT_COMMISSION_BPS))?,
     };
-    let (party, username, _) = sellers::onboard_supplier(
-        &state.db,
-        &state.core,
-        NewSupplier {
-            display_name: body.display_name.into(),
-            username: body.username.into(),
-            password: body.password.into(),
-            second_password: body.second_password.map(Into::into),
-        },
-        SellerTerms {
-            commission,
-            default_distributor: body.default_distributor_id,
-        },
+    let credentials = StaffCredentials::hash(
+        &state.core.passwords,
+        &body.username,
+        &body.password,
+        body.second_password.as_deref(),
     )
     .await?;
+    let terms = SellerTerms {
+        commission,
+        default_distributor: body.default_distributor_id,
+    };
+    let (party, username, _) = state
+        .in_write_txn(async move |txn, core| {
+            sellers::onboard_supplier_in_txn(txn, core, &body.display_name, credentials, terms)
+                .await
+        })
+        .await?;
     Ok((
         StatusCode::CREATED,
         axum::Json(PartyCreated {
@@ -147,16 +149,11 @@ pub async fn create_shopper(
 ) -> ApiResult<Response> {
     let key = key.required()?;
     principal.require(&[Role::Operator])?;
-    let fingerprint = idempotency::fingerprint("create_shopper", &body);
-    let core = state.core.clone();
-    idempotency::run(
-        &state,
-        principal.scope(),
-        key,
-        fingerprint,
-        StatusCode::CREATED,
-        move |txn| {
-            Box::pin(async move {
+    state
+        .write(
+            Idempotent::new(principal.scope(), key, "create_shopper", &body),
+            StatusCode::CREATED,
+            async move |txn, core| {
                 let new = NewShopper {
                     display_name: body.display_name.into(),
                     phone: body.phone,
@@ -164,16 +161,15 @@ pub async fn create_shopper(
                     initial_deposit: body.initial_deposit,
                     delivery_address: body.delivery_address.map(Into::into),
                 };
-                let issued = onboarding::onboard_shopper_in_txn(txn, &core, new).await?;
-                Ok(Outcome::Done(ShopperCreated {
+                let issued = onboarding::onboard_shopper_in_txn(txn, core, new).await?;
+                Ok(ShopperCreated {
                     party_id: issued.card.holder,
                     card: CardView::from(&issued.card),
                     prepaid_account: issued.funding.into(),
-                }))
-            })
-        },
-    )
-    .await
+                })
+            },
+        )
+        .await
 }
 
 #[derive(Deserialize, Serialize, ToSchema)]
@@ -223,25 +219,25 @@ pub async fn create_institution(
             .map_err(holdfast_core::CoreError::Money)?,
         None => BasisPoints::ZERO,
     };
-    let (institution, username) = onboarding::create_institution(
-        &state.db,
-        &state.core,
-        NewInstitution {
-            display_name: body.display_name.into(),
-            code: body.code.into(),
-            kind: body.kind,
-            shares_freezing_with: body.shares_freezing_with.map(Into::into),
-            credit_class_caps: body
-                .credit_class_caps
-                .into_iter()
-                .map(|cap| (cap.class, cap.max_limit))
-                .collect(),
-            card_fee,
-        },
-        &body.username,
-        &body.password,
-    )
-    .await?;
+    let credentials =
+        StaffCredentials::hash(&state.core.passwords, &body.username, &body.password, None).await?;
+    let new = NewInstitution {
+        display_name: body.display_name.into(),
+        code: body.code.into(),
+        kind: body.kind,
+        shares_freezing_with: body.shares_freezing_with.map(Into::into),
+        credit_class_caps: body
+            .credit_class_caps
+            .into_iter()
+            .map(|cap| (cap.class, cap.max_limit))
+            .collect(),
+        card_fee,
+    };
+    let (institution, username) = state
+        .in_write_txn(async move |txn, core| {
+            onboarding::create_institution_in_txn(txn, core, new, credentials).await
+        })
+        .await?;
     Ok((
         StatusCode::CREATED,
         axum::Json(InstitutionCreated {
@@ -311,15 +307,20 @@ pub async fn create_distributor(
     Json(body): Json<CreateDistributor>,
 ) -> ApiResult<(StatusCode, axum::Json<PartyCreated>)> {
     principal.require(&[Role::Operator])?;
-    let (party, username) = onboarding::onboard_staff(
-        &state.db,
-        &state.core,
-        Role::Distributor,
-        &body.display_name,
-        &body.username,
-        &body.password,
-    )
-    .await?;
+    let credentials =
+        StaffCredentials::hash(&state.core.passwords, &body.username, &body.password, None).await?;
+    let (party, username) = state
+        .in_write_txn(async move |txn, core| {
+            onboarding::create_staff_in_txn(
+                txn,
+                core,
+                Role::Distributor,
+                &body.display_name,
+                credentials,
+            )
+            .await
+        })
+        .await?;
     Ok((
         StatusCode::CREATED,
         axum::Json(PartyCreated {
@@ -350,16 +351,20 @@ pub async fn set_seller_terms(
     Json(body): Json<SellerTermsChange>,
 ) -> ApiResult<axum::Json<SellerTermsView>> {
     principal.require(&[Role::Operator])?;
-    let terms = sellers::set_terms(
-        &state.db,
-        &state.core.clock,
-        seller,
-        SellerTerms {
-            commission: CommissionRate::parse(&body.commission_rate)?,
-            default_distributor: body.default_distributor_id,
-        },
-    )
-    .await?;
+    let terms = state
+        .in_write_txn(async move |txn, core| {
+            sellers::set_terms_in_txn(
+                txn,
+                &core.clock,
+                seller,
+                SellerTerms {
+                    commission: CommissionRate::parse(&body.commission_rate)?,
+                    default_distributor: body.default_distributor_id,
+                },
+            )
+            .await
+        })
+        .await?;
     Ok(axum::Json(terms.view(seller)))
 }
 
@@ -383,7 +388,9 @@ pub async fn set_commodity_commission(
     principal.require(&[Role::Operator])?;
     let rate = CommissionRate::parse(&body.commission_rate)?;
     Ok(axum::Json(
-        catalogue::set_commission(&state.db, id, rate).await?,
+        state
+            .in_write_txn(async move |txn, _| catalogue::set_commission_in_txn(txn, id, rate).await)
+            .await?,
     ))
 }
 
@@ -493,16 +500,11 @@ pub async fn mediate(
 ) -> ApiResult<Response> {
     principal.require(&[Role::Operator])?;
     let key = key.required()?;
-    let fingerprint = idempotency::fingerprint("mediate", &(&number, &body));
-    let core = state.core.clone();
-    idempotency::run(
-        &state,
-        principal.scope(),
-        key,
-        fingerprint,
-        StatusCode::OK,
-        move |txn| {
-            Box::pin(async move {
+    state
+        .write(
+            Idempotent::new(principal.scope(), key, "mediate", &(&number, &body)),
+            StatusCode::OK,
+            async move |txn, core| {
                 let decision = match body.outcome {
                     MediationOutcome::Release => Decision::Release,
                     MediationOutcome::Refund => Decision::Refund,
@@ -519,7 +521,7 @@ pub async fn mediate(
                     prescription,
                 } = mediation::mediate_in_txn(
                     txn,
-                    &core,
+                    core,
                     &number,
                     MediationOrder {
                         decision,
@@ -528,7 +530,7 @@ pub async fn mediate(
                     },
                 )
                 .await?;
-                Ok(Outcome::Done(MediationResult {
+                Ok(MediationResult {
                     order_number: case.order_number,
                     vertical: case.vertical,
                     state: case.state,
@@ -540,9 +542,8 @@ pub async fn mediate(
                     institution_fee: split.institution_fee,
                     penalty: split.penalty,
                     refunded_to_buyer: split.refund,
-                }))
-            })
-        },
-    )
-    .await
+                })
+            },
+        )
+        .await
 }

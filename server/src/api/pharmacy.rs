@@ -16,7 +16,7 @@
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
-use crate::idempotency::{self, IdempotencyKey, Outcome};
+use crate::idempotency::{IdempotencyKey, Idempotent};
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::{FromRequestParts, State};
@@ -144,7 +144,11 @@ pub async fn create_hospital(
     Json(body): Json<CreateHospital>,
 ) -> ApiResult<(StatusCode, axum::Json<Hospital>)> {
     principal.require(&[Role::Operator])?;
-    let hospital = parties::create_hospital(&state.db, &state.core, &body.name, &body.code).await?;
+    let hospital = state
+        .in_write_txn(async move |txn, core| {
+            parties::create_hospital_in_txn(txn, core, &body.name, &body.code).await
+        })
+        .await?;
     Ok((StatusCode::CREATED, axum::Json(hospital)))
 }
 
@@ -180,7 +184,12 @@ pub async fn add_prescriber(
     Json(body): Json<CreateStaff>,
 ) -> ApiResult<(StatusCode, axum::Json<StaffCreated>)> {
     principal.require(&[Role::Operator])?;
-    let created = parties::add_prescriber(&state.db, &state.core, hospital, body.into()).await?;
+    let staff = NewStaff::from(body).hash(&state.core.passwords).await?;
+    let created = state
+        .in_write_txn(async move |txn, core| {
+            parties::add_prescriber_in_txn(txn, core, hospital, staff).await
+        })
+        .await?;
     Ok((StatusCode::CREATED, axum::Json(created)))
 }
 
@@ -219,17 +228,18 @@ pub async fn create_drugstore(
         Some(rate) => parties::parse_commission_rate(rate)?,
         None => BasisPoints::ZERO,
     };
-    let (drugstore, username) = parties::create_drugstore(
-        &state.db,
-        &state.core,
-        NewStaff {
-            display_name: body.name.into(),
-            username: body.username.into(),
-            password: body.password.into(),
-        },
-        commission,
-    )
+    let staff = NewStaff {
+        display_name: body.name.into(),
+        username: body.username.into(),
+        password: body.password.into(),
+    }
+    .hash(&state.core.passwords)
     .await?;
+    let (drugstore, username) = state
+        .in_write_txn(async move |txn, core| {
+            parties::create_drugstore_in_txn(txn, core, staff, commission).await
+        })
+        .await?;
     Ok((
         StatusCode::CREATED,
         axum::Json(DrugstoreCreated {
@@ -251,7 +261,12 @@ pub async fn add_pharmacist(
     Json(body): Json<CreateStaff>,
 ) -> ApiResult<(StatusCode, axum::Json<StaffCreated>)> {
     principal.require(&[Role::Operator])?;
-    let created = parties::add_pharmacist(&state.db, &state.core, drugstore, body.into()).await?;
+    let staff = NewStaff::from(body).hash(&state.core.passwords).await?;
+    let created = state
+        .in_write_txn(async move |txn, core| {
+            parties::add_pharmacist_in_txn(txn, core, drugstore, staff).await
+        })
+        .await?;
     Ok((StatusCode::CREATED, axum::Json(created)))
 }
 
@@ -289,23 +304,13 @@ pub async fn issue_prescription(
     key: IdempotencyKey,
     Json(body): Json<NewPrescription>,
 ) -> ApiResult<Response> {
-    let fingerprint = idempotency::fingerprint("issue_prescription", &body);
-    let core = state.core.clone();
-    let scope = scope(&actor);
-    idempotency::run(
-        &state,
-        scope,
-        key,
-        fingerprint,
-        StatusCode::CREATED,
-        move |txn| {
-            Box::pin(async move {
-                let receipt = prescriptions::issue_in_txn(txn, &core, &actor, body).await?;
-                Ok(Outcome::Done(receipt))
-            })
-        },
-    )
-    .await
+    state
+        .write(
+            Idempotent::new(scope(&actor), key, "issue_prescription", &body),
+            StatusCode::CREATED,
+            async move |txn, core| Ok(prescriptions::issue_in_txn(txn, core, &actor, body).await?),
+        )
+        .await
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -344,8 +349,11 @@ pub async fn get_prescription(
     Path(number): Path<PrescriptionNumber>,
     ClaimSecret(secret): ClaimSecret,
 ) -> ApiResult<axum::Json<PrescriptionView>> {
-    let view =
-        prescriptions::read(&state.db, &state.core, &actor, &number, secret.as_deref()).await?;
+    let view = state
+        .in_write_txn(async move |txn, core| {
+            prescriptions::read_view_in_txn(txn, core, &actor, &number, secret.as_deref()).await
+        })
+        .await?;
     Ok(axum::Json(view))
 }
 
@@ -363,9 +371,12 @@ pub async fn get_fhir(
     Path(number): Path<PrescriptionNumber>,
     ClaimSecret(secret): ClaimSecret,
 ) -> ApiResult<Response> {
-    let bundle =
-        holdfast_pharmacy::fhir::bundle(&state.db, &state.core, &actor, &number, secret.as_deref())
-            .await?;
+    let bundle = state
+        .in_write_txn(async move |txn, core| {
+            holdfast_pharmacy::fhir::bundle_in_txn(txn, core, &actor, &number, secret.as_deref())
+                .await
+        })
+        .await?;
     Ok((
         [(axum::http::header::CONTENT_TYPE, "application/fhir+json")],
         axum::Json(bundle),
@@ -404,23 +415,13 @@ pub async fn cancel(
     Path(number): Path<PrescriptionNumber>,
     key: IdempotencyKey,
 ) -> ApiResult<Response> {
-    let fingerprint = idempotency::fingerprint("cancel_prescription", &number);
-    let core = state.core.clone();
-    let scope = scope(&actor);
-    idempotency::run(
-        &state,
-        scope,
-        key,
-        fingerprint,
-        StatusCode::OK,
-        move |txn| {
-            Box::pin(async move {
-                let receipt = payment::cancel_in_txn(txn, &core, &actor, &number).await?;
-                Ok(Outcome::Done(receipt))
-            })
-        },
-    )
-    .await
+    state
+        .write(
+            Idempotent::new(scope(&actor), key, "cancel_prescription", &number),
+            StatusCode::OK,
+            async move |txn, core| Ok(payment::cancel_in_txn(txn, core, &actor, &number).await?),
+        )
+        .await
 }
 
 #[derive(Deserialize, Serialize, ToSchema)]
@@ -444,7 +445,11 @@ pub async fn lookup(
     Json(body): Json<Lookup>,
 ) -> ApiResult<axum::Json<Vec<Existence>>> {
     Ok(axum::Json(
-        claims::lookup(&state.db, &state.core, &actor, &body.card_number).await?,
+        state
+            .in_write_txn(async move |txn, core| {
+                claims::lookup_in_txn(txn, core, &actor, &body.card_number).await
+            })
+            .await?,
     ))
 }
 
@@ -478,27 +483,16 @@ pub async fn claim(
     raw: axum::body::Bytes,
 ) -> ApiResult<Response> {
     let body: ClaimRequest = optional_body(&raw)?;
-    let core = state.core.clone();
-    let scope = scope(&actor);
     // No idempotency key: a stored answer would keep the claim secret in the idempotency
     // records, and a replay would hand it out again. A drugstore that lost the answer claims
     // again instead: while it holds the prescription (until dispensing) that re-issues the
     // secret and the old one stops working; while the patient is asked, it asks again.
-    idempotency::run(
-        &state,
-        scope,
-        IdempotencyKey(None),
-        String::new(),
-        StatusCode::OK,
-        move |txn| {
-            Box::pin(async move {
-                let claim =
-                    claims::claim_in_txn(txn, &core, &actor, &number, body.card_number).await?;
-                Ok(Outcome::Done(claim))
-            })
-        },
-    )
-    .await
+    let claim = state
+        .in_write_txn(async move |txn, core| {
+            claims::claim_in_txn(txn, core, &actor, &number, body.card_number).await
+        })
+        .await?;
+    Ok(axum::Json(claim).into_response())
 }
 
 fn optional_body<T: serde::de::DeserializeOwned + Default>(raw: &[u8]) -> ApiResult<T> {
@@ -519,25 +513,15 @@ pub async fn hand_back(
     ClaimSecret(secret): ClaimSecret,
     key: IdempotencyKey,
 ) -> ApiResult<Response> {
-    let fingerprint = idempotency::fingerprint("hand_back", &number);
-    let core = state.core.clone();
-    let scope = scope(&actor);
-    idempotency::run(
-        &state,
-        scope,
-        key,
-        fingerprint,
-        StatusCode::OK,
-        move |txn| {
-            Box::pin(async move {
-                let summary =
-                    claims::hand_back_in_txn(txn, &core, &actor, &number, secret.as_deref())
-                        .await?;
-                Ok(Outcome::Done(summary))
-            })
-        },
-    )
-    .await
+    state
+        .write(
+            Idempotent::new(scope(&actor), key, "hand_back", &number),
+            StatusCode::OK,
+            async move |txn, core| {
+                Ok(claims::hand_back_in_txn(txn, core, &actor, &number, secret.as_deref()).await?)
+            },
+        )
+        .await
 }
 
 #[derive(Deserialize, Serialize, ToSchema)]
@@ -563,30 +547,12 @@ pub async fn price(
     ClaimSecret(secret): ClaimSecret,
     Json(body): Json<Pricing>,
 ) -> ApiResult<Response> {
-    let core = state.core.clone();
-    let scope = scope(&actor);
-    idempotency::run(
-        &state,
-        scope,
-        IdempotencyKey(None),
-        String::new(),
-        StatusCode::OK,
-        move |txn| {
-            Box::pin(async move {
-                let receipt = payment::price_in_txn(
-                    txn,
-                    &core,
-                    &actor,
-                    &number,
-                    secret.as_deref(),
-                    body.price,
-                )
-                .await?;
-                Ok(Outcome::Done(receipt))
-            })
-        },
-    )
-    .await
+    let receipt = state
+        .in_write_txn(async move |txn, core| {
+            payment::price_in_txn(txn, core, &actor, &number, secret.as_deref(), body.price).await
+        })
+        .await?;
+    Ok(axum::Json(receipt).into_response())
 }
 
 /// Pay for a priced prescription (its patient, with the card of the session): `lump_sum` or
@@ -608,24 +574,15 @@ pub async fn pay(
     Json(body): Json<PaymentChoice>,
 ) -> ApiResult<Response> {
     let key = key.required()?;
-    let fingerprint = idempotency::fingerprint("pay_prescription", &(&number, &body));
-    let core = state.core.clone();
-    let scope = scope(&actor);
-    idempotency::run(
-        &state,
-        scope,
-        key,
-        fingerprint,
-        StatusCode::OK,
-        move |txn| {
-            Box::pin(async move {
-                let receipt =
-                    payment::choose_payment_in_txn(txn, &core, &actor, &number, body).await?;
-                Ok(Outcome::Done(receipt))
-            })
-        },
-    )
-    .await
+    state
+        .write(
+            Idempotent::new(scope(&actor), key, "pay_prescription", &(&number, &body)),
+            StatusCode::OK,
+            async move |txn, core| {
+                Ok(payment::choose_payment_in_txn(txn, core, &actor, &number, body).await?)
+            },
+        )
+        .await
 }
 
 /// Record that the paid prescription was handed over (the drugstore holding it) — once; a
@@ -647,25 +604,18 @@ pub async fn dispense(
     raw: axum::body::Bytes,
 ) -> ApiResult<Response> {
     let body: Dispensing = optional_body(&raw)?;
-    let fingerprint = idempotency::fingerprint("dispense", &(&number, &body));
-    let core = state.core.clone();
-    let scope = scope(&actor);
-    idempotency::run(
-        &state,
-        scope,
-        key,
-        fingerprint,
-        StatusCode::OK,
-        move |txn| {
-            Box::pin(async move {
-                let receipt =
-                    payment::dispense_in_txn(txn, &core, &actor, &number, secret.as_deref(), body)
-                        .await?;
-                Ok(Outcome::Done(receipt))
-            })
-        },
-    )
-    .await
+    state
+        .write(
+            Idempotent::new(scope(&actor), key, "dispense", &(&number, &body)),
+            StatusCode::OK,
+            async move |txn, core| {
+                Ok(
+                    payment::dispense_in_txn(txn, core, &actor, &number, secret.as_deref(), body)
+                        .await?,
+                )
+            },
+        )
+        .await
 }
 
 #[derive(Deserialize, Serialize, ToSchema)]
@@ -694,31 +644,23 @@ pub async fn request_payment(
     key: IdempotencyKey,
     Json(body): Json<PaymentRequest>,
 ) -> ApiResult<Response> {
-    let fingerprint = idempotency::fingerprint("request_payment", &(&number, &body));
-    let core = state.core.clone();
-    let scope = scope(&actor);
-    idempotency::run(
-        &state,
-        scope,
-        key,
-        fingerprint,
-        StatusCode::OK,
-        move |txn| {
-            Box::pin(async move {
-                let receipt = payment::request_payment_in_txn(
+    state
+        .write(
+            Idempotent::new(scope(&actor), key, "request_payment", &(&number, &body)),
+            StatusCode::OK,
+            async move |txn, core| {
+                Ok(payment::request_payment_in_txn(
                     txn,
-                    &core,
+                    core,
                     &actor,
                     &number,
                     secret.as_deref(),
                     &body.order_number,
                 )
-                .await?;
-                Ok(Outcome::Done(receipt))
-            })
-        },
-    )
-    .await
+                .await?)
+            },
+        )
+        .await
 }
 
 #[derive(Deserialize, IntoParams)]

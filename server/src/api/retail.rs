@@ -4,7 +4,7 @@
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
-use crate::idempotency::{self, IdempotencyKey, Outcome};
+use crate::idempotency::{IdempotencyKey, Idempotent};
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::State;
@@ -95,19 +95,23 @@ pub async fn create_commodity(
     Json(body): Json<CreateCommodity>,
 ) -> ApiResult<(StatusCode, axum::Json<Commodity>)> {
     principal.require(&[Role::Supplier, Role::Shopper])?;
-    let commodity = catalogue::create_commodity(
-        &state.db,
-        &state.core,
-        principal.party,
-        NewCommodity {
-            name: body.name.into(),
-            manufacturer: body.manufacturer.into(),
-            description: body.description.into(),
-            price: body.price,
-            audience: body.audience,
-        },
-    )
-    .await?;
+    let commodity = state
+        .in_write_txn(async move |txn, core| {
+            catalogue::create_commodity_in_txn(
+                txn,
+                core,
+                principal.party,
+                NewCommodity {
+                    name: body.name.into(),
+                    manufacturer: body.manufacturer.into(),
+                    description: body.description.into(),
+                    price: body.price,
+                    audience: body.audience,
+                },
+            )
+            .await
+        })
+        .await?;
     Ok((StatusCode::CREATED, axum::Json(commodity)))
 }
 
@@ -136,20 +140,24 @@ pub async fn change_commodity(
     Json(body): Json<ChangeCommodity>,
 ) -> ApiResult<axum::Json<Commodity>> {
     principal.require(&[Role::Supplier, Role::Shopper])?;
-    let commodity = catalogue::update_commodity(
-        &state.db,
-        principal.party,
-        id,
-        CommodityChange {
-            name: body.name.map(Into::into),
-            manufacturer: body.manufacturer.map(Into::into),
-            description: body.description.map(Into::into),
-            price: body.price,
-            audience: body.audience,
-            active: body.active,
-        },
-    )
-    .await?;
+    let commodity = state
+        .in_write_txn(async move |txn, _| {
+            catalogue::update_commodity_in_txn(
+                txn,
+                principal.party,
+                id,
+                CommodityChange {
+                    name: body.name.map(Into::into),
+                    manufacturer: body.manufacturer.map(Into::into),
+                    description: body.description.map(Into::into),
+                    price: body.price,
+                    audience: body.audience,
+                    active: body.active,
+                },
+            )
+            .await
+        })
+        .await?;
     Ok(axum::Json(commodity))
 }
 
@@ -193,23 +201,15 @@ pub async fn place_order(
 ) -> ApiResult<Response> {
     let key = key.required()?;
     let card = principal.shopper_card()?;
-    let fingerprint = idempotency::fingerprint("place_order", &(card, &body));
-    let core = state.core.clone();
-    idempotency::run(
-        &state,
-        principal.scope(),
-        key,
-        fingerprint,
-        StatusCode::CREATED,
-        move |txn| {
-            Box::pin(async move {
-                let view =
-                    orders::place_order_in_txn(txn, &core, principal.party, card, body).await?;
-                Ok(Outcome::Done(view))
-            })
-        },
-    )
-    .await
+    state
+        .write(
+            Idempotent::new(principal.scope(), key, "place_order", &(card, &body)),
+            StatusCode::CREATED,
+            async move |txn, core| {
+                Ok(orders::place_order_in_txn(txn, core, principal.party, card, body).await?)
+            },
+        )
+        .await
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -274,23 +274,15 @@ pub async fn cancel_order(
     key: IdempotencyKey,
 ) -> ApiResult<Response> {
     principal.require(&[Role::Shopper])?;
-    let fingerprint = idempotency::fingerprint("cancel_order", &number);
-    let core = state.core.clone();
-    idempotency::run(
-        &state,
-        principal.scope(),
-        key,
-        fingerprint,
-        StatusCode::OK,
-        move |txn| {
-            Box::pin(async move {
-                let view =
-                    orders::cancel_order_in_txn(txn, &core, principal.party, &number).await?;
-                Ok(Outcome::Done(view))
-            })
-        },
-    )
-    .await
+    state
+        .write(
+            Idempotent::new(principal.scope(), key, "cancel_order", &number),
+            StatusCode::OK,
+            async move |txn, core| {
+                Ok(orders::cancel_order_in_txn(txn, core, principal.party, &number).await?)
+            },
+        )
+        .await
 }
 
 #[derive(Deserialize, Serialize, ToSchema, Default)]
@@ -313,29 +305,22 @@ pub async fn refuse_order(
     Json(body): Json<Reason>,
 ) -> ApiResult<Response> {
     principal.require(&[Role::Supplier, Role::Shopper])?;
-    let fingerprint = idempotency::fingerprint("refuse_order", &(&number, &body));
-    let core = state.core.clone();
-    idempotency::run(
-        &state,
-        principal.scope(),
-        key,
-        fingerprint,
-        StatusCode::OK,
-        move |txn| {
-            Box::pin(async move {
-                let view = orders::refuse_order_in_txn(
+    state
+        .write(
+            Idempotent::new(principal.scope(), key, "refuse_order", &(&number, &body)),
+            StatusCode::OK,
+            async move |txn, core| {
+                Ok(orders::refuse_order_in_txn(
                     txn,
-                    &core,
+                    core,
                     principal.party,
                     &number,
                     body.reason.map(Into::into),
                 )
-                .await?;
-                Ok(Outcome::Done(view))
-            })
-        },
-    )
-    .await
+                .await?)
+            },
+        )
+        .await
 }
 
 #[derive(Deserialize, Serialize, ToSchema)]
@@ -356,14 +341,12 @@ pub async fn assign_carrier(
     Json(body): Json<CarrierChoice>,
 ) -> ApiResult<axum::Json<OrderView>> {
     principal.require(&[Role::Supplier, Role::Shopper])?;
-    let view = orders::assign_carrier(
-        &state.db,
-        &state.core,
-        principal.party,
-        &number,
-        body.distributor_id,
-    )
-    .await?;
+    let view = state
+        .in_write_txn(async move |txn, core| {
+            orders::assign_carrier_in_txn(txn, core, principal.party, &number, body.distributor_id)
+                .await
+        })
+        .await?;
     Ok(axum::Json(view))
 }
 
@@ -392,29 +375,27 @@ pub async fn request_settlement(
     principal.require(&[Role::Supplier, Role::Shopper])?;
     // The body is optional: none asks for the whole order.
     let body: SettlementRequest = crate::extract::optional_json(&raw)?;
-    let fingerprint = idempotency::fingerprint("request_settlement", &(&number, &body));
-    let core = state.core.clone();
-    idempotency::run(
-        &state,
-        principal.scope(),
-        key,
-        fingerprint,
-        StatusCode::OK,
-        move |txn| {
-            Box::pin(async move {
-                let view = orders::request_settlement_in_txn(
+    state
+        .write(
+            Idempotent::new(
+                principal.scope(),
+                key,
+                "request_settlement",
+                &(&number, &body),
+            ),
+            StatusCode::OK,
+            async move |txn, core| {
+                Ok(orders::request_settlement_in_txn(
                     txn,
-                    &core,
+                    core,
                     principal.party,
                     &number,
                     body.amount,
                 )
-                .await?;
-                Ok(Outcome::Done(view))
-            })
-        },
-    )
-    .await
+                .await?)
+            },
+        )
+        .await
 }
 
 /// Get a fresh settlement confirmation on the phone (its shopper) when the last one expired or
@@ -429,9 +410,11 @@ pub async fn renew_settlement_confirmation(
     Path(number): Path<OrderNumber>,
 ) -> ApiResult<axum::Json<OrderView>> {
     principal.require(&[Role::Shopper])?;
-    let view =
-        orders::renew_settlement_confirmation(&state.db, &state.core, principal.party, &number)
-            .await?;
+    let view = state
+        .in_write_txn(async move |txn, core| {
+            orders::renew_settlement_confirmation_in_txn(txn, core, principal.party, &number).await
+        })
+        .await?;
     Ok(axum::Json(view))
 }
 
@@ -455,14 +438,12 @@ pub async fn dispute_order(
     Json(body): Json<Dispute>,
 ) -> ApiResult<axum::Json<OrderView>> {
     principal.require(&[Role::Shopper])?;
-    let view = orders::dispute_order(
-        &state.db,
-        &state.core,
-        principal.party,
-        &number,
-        body.reason.into(),
-    )
-    .await?;
+    let view = state
+        .in_write_txn(async move |txn, core| {
+            orders::dispute_order_in_txn(txn, core, principal.party, &number, body.reason.into())
+                .await
+        })
+        .await?;
     Ok(axum::Json(view))
 }
 
@@ -495,19 +476,23 @@ pub async fn open_auction(
     // Out of chrono's range is out of ours too (60 s to 30 days, checked by the vertical).
     let duration = chrono::Duration::try_seconds(body.duration_secs)
         .ok_or_else(|| ApiError::invalid("an auction runs 60 seconds to 30 days"))?;
-    let view = auctions::open_auction(
-        &state.db,
-        &state.core,
-        principal.party,
-        NewAuction {
-            name: body.name.into(),
-            description: body.description.into(),
-            reserve_price: body.reserve_price,
-            audience: body.audience,
-            duration,
-        },
-    )
-    .await?;
+    let view = state
+        .in_write_txn(async move |txn, core| {
+            auctions::open_auction_in_txn(
+                txn,
+                core,
+                principal.party,
+                NewAuction {
+                    name: body.name.into(),
+                    description: body.description.into(),
+                    reserve_price: body.reserve_price,
+                    audience: body.audience,
+                    duration,
+                },
+            )
+            .await
+        })
+        .await?;
     Ok((StatusCode::CREATED, axum::Json(view)))
 }
 
@@ -553,15 +538,11 @@ pub async fn place_bid(
     Json(body): Json<Bid>,
 ) -> ApiResult<(StatusCode, axum::Json<BidView>)> {
     let card = principal.shopper_card()?;
-    let view = auctions::bid(
-        &state.db,
-        &state.core,
-        principal.party,
-        card,
-        id,
-        body.amount,
-    )
-    .await
-    .map_err(ApiError::from)?;
+    let view = state
+        .in_write_txn(async move |txn, core| {
+            auctions::bid_in_txn(txn, core, principal.party, card, id, body.amount).await
+        })
+        .await
+        .map_err(ApiError::from)?;
     Ok((StatusCode::CREATED, axum::Json(view)))
 }

@@ -34,13 +34,17 @@ pub async fn change_profile(
     Json(body): Json<ProfileChange>,
 ) -> ApiResult<axum::Json<Party>> {
     principal.require(&[Role::Supplier])?;
-    let party = parties::change_display_name(
+    parties::verify_second_password(
         &state.db,
         &state.core.passwords,
         principal.party,
         &body.second_password,
-        &body.display_name,
     )
     .await?;
+    let party = state
+        .in_write_txn(async move |txn, _| {
+            parties::change_display_name_in_txn(txn, principal.party, &body.display_name).await
+        })
+        .await?;
     Ok(axum::Json(party))
 }

@@ -8,7 +8,6 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
-use holdfast_core::db;
 use holdfast_core::events::{self, Event};
 use holdfast_core::outbox::DeliveryRecord;
 use holdfast_core::webhooks::{self, Endpoint, Registered};
@@ -49,16 +48,12 @@ pub async fn register(
     principal: Principal,
     Json(body): Json<NewEndpoint>,
 ) -> ApiResult<(StatusCode, axum::Json<Registered>)> {
-    let txn = db::begin_write(&state.db).await?;
-    let registered = webhooks::register_in_txn(
-        &txn,
-        &state.core.clock,
-        principal.party,
-        &body.url,
-        state.webhook_policy,
-    )
-    .await?;
-    txn.commit().await?;
+    let policy = state.webhook_policy;
+    let registered = state
+        .in_write_txn(async move |txn, core| {
+            webhooks::register_in_txn(txn, &core.clock, principal.party, &body.url, policy).await
+        })
+        .await?;
     Ok((StatusCode::CREATED, axum::Json(registered)))
 }
 
@@ -83,7 +78,11 @@ pub async fn deactivate(
     principal: Principal,
     Path(id): Path<Uuid>,
 ) -> ApiResult<StatusCode> {
-    webhooks::deactivate(&state.db, principal.party, id).await?;
+    state
+        .in_write_txn(async move |txn, _| {
+            webhooks::deactivate_in_txn(txn, principal.party, id).await
+        })
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -4,9 +4,16 @@
 //! [`holdfast_core::challenge::ChallengePurpose`]), matched exhaustively, never by strings. It
 //! knows no axum type: the JSON API and the console are thin adapters over it.
 //!
-//! Every function here runs inside a write transaction its caller owns (`_in_txn`); the
-//! caller (the idempotency runner for requests, the timer worker for timers) opens, claims and
-//! commits.
+//! Who owns the transaction: never a use case. Every function here, like every use case in
+//! core and the verticals, runs inside a write transaction its caller owns (`_in_txn`): it
+//! checks its rules, locks what it changes, writes (messages go to the outbox in the same
+//! transaction), and returns. The caller opens and commits. For a request, an adapter (a JSON
+//! handler, the phone provider's webhook, the console) hands the use case to the runner
+//! ([`crate::txn`]: [`crate::AppState::write`] claims the `Idempotency-Key` in the same
+//! transaction, records the answer, commits and wakes the outbox); outside a request (the demo,
+//! the bootstrap command, tests) [`crate::AppState::in_write_txn`] does the same without the
+//! key. The timer worker owns the transaction a timer fires in (`holdfast_core::timers`: it
+//! claims the timer and runs [`timers`] in the same transaction).
 
 pub mod answers;
 pub mod mediation;

@@ -4,14 +4,14 @@
 use crate::entities::{insurers, products};
 use crate::error::{InsuranceError, InsuranceResult};
 use chrono::{DateTime, Utc};
-use holdfast_core::db::{self, MinorUnits};
+use holdfast_core::db::MinorUnits;
 use holdfast_core::ids::{Id, IdKind, PartyId};
 use holdfast_core::onboarding::{self, StaffCredentials};
 use holdfast_core::parties::{self, Party, Role};
 use holdfast_core::{BasisPoints, Core, CoreError, Currency, Money};
 use sea_orm::entity::prelude::*;
 use sea_orm::{
-    ActiveValue::Set, ConnectionTrait, DatabaseConnection, QueryFilter, QueryOrder, QuerySelect,
+    ActiveValue::Set, ConnectionTrait, DatabaseTransaction, QueryFilter, QueryOrder, QuerySelect,
 };
 use serde::{Deserialize, Serialize};
 use std::str::FromStr;
@@ -146,13 +146,13 @@ pub fn free_look_days_for(requested: Option<i32>) -> InsuranceResult<i32> {
 }
 
 /// Onboards an insurer: a party of role `insurer` whose staff log in with a username and
-/// password, and the platform's commission on its premiums.
-pub async fn onboard_insurer(
-    db: &DatabaseConnection,
+/// password, and the platform's commission on its premiums. The password is hashed before the
+/// transaction ([`StaffCredentials::hash`]).
+pub async fn onboard_insurer_in_txn(
+    txn: &DatabaseTransaction,
     core: &Core,
     display_name: &str,
-    username: &str,
-    password: &str,
+    credentials: StaffCredentials,
     commission: Option<BasisPoints>,
 ) -> InsuranceResult<(Party, String)> {
     let commission = commission.unwrap_or(DEFAULT_COMMISSION);
@@ -161,20 +161,16 @@ pub async fn onboard_insurer(
             max_bps: MAX_COMMISSION.get(),
         });
     }
-    // Hash before the transaction: argon2 is slow, and SQLite's write lock should not wait.
-    let credentials = StaffCredentials::hash(&core.passwords, username, password, None).await?;
-    let txn = db::begin_write(db).await?;
     let (party, username) =
-        onboarding::create_staff_in_txn(&txn, core, Role::Insurer, display_name, credentials)
+        onboarding::create_staff_in_txn(txn, core, Role::Insurer, display_name, credentials)
             .await?;
     insurers::Entity::insert(insurers::ActiveModel {
         party_id: Set(party.id.uuid()),
         commission_bps: Set(commission.get()),
         created_at: Set(core.clock.now()),
     })
-    .exec_without_returning(&txn)
+    .exec_without_returning(txn)
     .await?;
-    txn.commit().await?;
     Ok((party, username))
 }
 
@@ -216,8 +212,8 @@ async fn product_from_row(
 }
 
 /// An insurer lists a product.
-pub async fn create_product(
-    db: &DatabaseConnection,
+pub async fn create_product_in_txn(
+    txn: &DatabaseTransaction,
     core: &Core,
     insurer: PartyId,
     new: NewProduct,
@@ -237,11 +233,11 @@ pub async fn create_product(
     }
     let grace_days = grace_days_for(new.term_months, new.grace_days)?;
     let free_look_days = free_look_days_for(new.free_look_days)?;
-    let service = parties::find_party(db, new.service_company)
+    let service = parties::find_party(txn, new.service_company)
         .await?
         .filter(|p| p.role == Role::Distributor)
         .ok_or(InsuranceError::ServiceCompany)?;
-    commission_of(db, insurer).await?;
+    commission_of(txn, insurer).await?;
     let id = ProductId::new();
     let now = core.clock.now();
     products::Entity::insert(products::ActiveModel {
@@ -261,9 +257,9 @@ pub async fn create_product(
         created_at: Set(now),
         updated_at: Set(now),
     })
-    .exec_without_returning(db)
+    .exec_without_returning(txn)
     .await?;
-    get_product(db, id).await
+    get_product(txn, id).await
 }
 
 pub async fn get_product(db: &impl ConnectionTrait, id: ProductId) -> InsuranceResult<Product> {
@@ -275,8 +271,8 @@ pub async fn get_product(db: &impl ConnectionTrait, id: ProductId) -> InsuranceR
 }
 
 /// Takes a product off sale or back on (its insurer). Policies already sold keep their terms.
-pub async fn set_active(
-    db: &DatabaseConnection,
+pub async fn set_active_in_txn(
+    txn: &DatabaseTransaction,
     core: &Core,
     insurer: PartyId,
     id: ProductId,
@@ -287,12 +283,12 @@ pub async fn set_active(
         .col_expr(products::Column::UpdatedAt, Expr::value(core.clock.now()))
         .filter(products::Column::Id.eq(id.uuid()))
         .filter(products::Column::InsurerPartyId.eq(insurer.uuid()))
-        .exec(db)
+        .exec(txn)
         .await?;
     if result.rows_affected != 1 {
         return Err(CoreError::NotFound("product").into());
     }
-    get_product(db, id).await
+    get_product(txn, id).await
 }
 
 /// Who is looking at the product list.

@@ -1,6 +1,7 @@
 //! The access log: every read of a prescription — its content, its FHIR view, or only that it
 //! exists — with who read it, in what role, for which organisation, and when. Written in the
-//! read's own transaction (no read without its entry), append-only, listed to the patient.
+//! read's transaction (the runner's: no read without its entry), append-only, listed to the
+//! patient.
 
 use crate::entities::{access_log, prescriptions};
 use crate::error::PharmacyResult;

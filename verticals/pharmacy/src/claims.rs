@@ -35,10 +35,10 @@ use holdfast_core::challenge::{
 };
 use holdfast_core::escrow::{self, CaseState};
 use holdfast_core::ids::{ChallengeId, PartyId};
-use holdfast_core::{Core, CoreError, db, timers};
+use holdfast_core::{Core, CoreError, timers};
 use rand::Rng;
 use sea_orm::entity::prelude::*;
-use sea_orm::{DatabaseConnection, DatabaseTransaction, PaginatorTrait, QueryOrder, QuerySelect};
+use sea_orm::{DatabaseTransaction, PaginatorTrait, QueryOrder, QuerySelect};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -121,19 +121,18 @@ pub const MAX_LOOKUP: u64 = 50;
 /// The prescriptions a drugstore could fill for the patient whose medical card number it was
 /// given: numbers, item counts and validity only. Each one shown is written to the patient's
 /// access log as a read of its existence.
-pub async fn lookup(
-    db: &DatabaseConnection,
+pub async fn lookup_in_txn(
+    txn: &DatabaseTransaction,
     core: &Core,
     actor: &Actor,
     card_number: &CardNumber,
 ) -> PharmacyResult<Vec<Existence>> {
     let drugstore = actor.drugstore()?;
-    let card = cards::find_by_number(db, card_number)
+    let card = cards::find_by_number(txn, card_number)
         .await?
         .ok_or(CoreError::NotFound("card"))?;
     card.ensure_active()?;
     let now = core.clock.now();
-    let txn = db::begin_write(db).await?;
     let rows = prescriptions::Entity::find()
         .filter(prescriptions::Column::PatientPartyId.eq(card.holder.uuid()))
         .filter(prescriptions::Column::State.is_in([
@@ -143,12 +142,12 @@ pub async fn lookup(
         ]))
         .order_by_desc(prescriptions::Column::CreatedAt)
         .limit(MAX_LOOKUP)
-        .all(&txn)
+        .all(txn)
         .await?;
     let mine = Some(drugstore.drugstore_id.uuid());
     let mut found = Vec::new();
     for row in rows {
-        let loaded = rx::load(&txn, row).await?;
+        let loaded = rx::load(txn, row).await?;
         let availability = match loaded.state_at(now) {
             PrescriptionState::Issued => Availability::Available,
             PrescriptionState::AwaitingConsent => Availability::AwaitingConsent,
@@ -157,15 +156,14 @@ pub async fn lookup(
             }
             _ => continue,
         };
-        audit::record_in_txn(&txn, core, actor, &loaded.row, Access::Existence).await?;
+        audit::record_in_txn(txn, core, actor, &loaded.row, Access::Existence).await?;
         found.push(Existence {
             prescription_number: loaded.number(),
-            item_count: rx::item_count(&txn, loaded.row.id).await?,
+            item_count: rx::item_count(txn, loaded.row.id).await?,
             valid_until: loaded.row.expires_at,
             availability,
         });
     }
-    txn.commit().await?;
     Ok(found)
 }
 

@@ -11,10 +11,10 @@ use crate::parties::{self, Actor, HospitalId};
 use crate::prescriptions::{self as rx, DrugClass, Handover, Loaded};
 use crate::state::PrescriptionState;
 use chrono::{DateTime, SecondsFormat, Utc};
+use holdfast_core::Core;
 use holdfast_core::cards::{self, CardId};
 use holdfast_core::ids::PartyId;
-use holdfast_core::{Core, db};
-use sea_orm::{ConnectionTrait, DatabaseConnection};
+use sea_orm::{ConnectionTrait, DatabaseTransaction};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -101,17 +101,15 @@ fn reference(kind: &str, id: Uuid, display: &str) -> Value {
 
 /// The prescription as a FHIR R4 Bundle, for whoever may read its content; the read is logged
 /// as `fhir`.
-pub async fn bundle(
-    db: &DatabaseConnection,
+pub async fn bundle_in_txn(
+    txn: &DatabaseTransaction,
     core: &Core,
     actor: &Actor,
     number: &PrescriptionNumber,
     secret: Option<&str>,
 ) -> PharmacyResult<Value> {
-    let txn = db::begin_write(db).await?;
-    let loaded = rx::read_in_txn(&txn, core, actor, number, secret, Access::Fhir).await?;
-    let bundle = build(&txn, &loaded, core.clock.now()).await?;
-    txn.commit().await?;
+    let loaded = rx::read_in_txn(txn, core, actor, number, secret, Access::Fhir).await?;
+    let bundle = build(txn, &loaded, core.clock.now()).await?;
     Ok(bundle)
 }
 

@@ -12,13 +12,11 @@ use holdfast_core::cards::CardId;
 use holdfast_core::ids::{Id, IdKind, PartyId};
 use holdfast_core::onboarding::{StaffCredentials, create_staff_in_txn};
 use holdfast_core::parties::{self, Party, Role};
-use holdfast_core::{BasisPoints, Core, CoreError, db};
+use holdfast_core::passwords::PasswordWork;
+use holdfast_core::{BasisPoints, Core, CoreError};
 use rust_decimal::Decimal;
 use sea_orm::entity::prelude::*;
-use sea_orm::{
-    ActiveValue::Set, ConnectionTrait, DatabaseConnection, DatabaseTransaction, QueryOrder,
-    QuerySelect,
-};
+use sea_orm::{ActiveValue::Set, ConnectionTrait, DatabaseTransaction, QueryOrder, QuerySelect};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -209,8 +207,8 @@ pub fn parse_commission_rate(input: &str) -> PharmacyResult<BasisPoints> {
 pub const MAX_NAME_CHARS: usize = parties::MAX_DISPLAY_NAME_CHARS;
 
 /// Onboards a hospital (the operator). Its code must be unused.
-pub async fn create_hospital(
-    db: &DatabaseConnection,
+pub async fn create_hospital_in_txn(
+    txn: &DatabaseTransaction,
     core: &Core,
     name: &str,
     code: &str,
@@ -218,10 +216,9 @@ pub async fn create_hospital(
     let name = parties::validate_display_name(name)?;
     let code = normalise_hospital_code(code)
         .ok_or_else(|| PharmacyError::invalid("a hospital code is 1 to 6 letters and digits"))?;
-    let txn = db::begin_write(db).await?;
     let taken = hospitals::Entity::find()
         .filter(hospitals::Column::Code.eq(code.clone()))
-        .one(&txn)
+        .one(txn)
         .await?
         .is_some();
     if taken {
@@ -235,9 +232,8 @@ pub async fn create_hospital(
         next_sequence: Set(0),
         created_at: Set(core.clock.now()),
     })
-    .exec_without_returning(&txn)
+    .exec_without_returning(txn)
     .await?;
-    txn.commit().await?;
     Ok(Hospital {
         hospital_id: id,
         name,
@@ -261,28 +257,49 @@ impl std::fmt::Debug for NewStaff {
     }
 }
 
+impl NewStaff {
+    /// Hashes the password: slow on purpose, so before the transaction (the write lock should
+    /// not wait on it).
+    pub async fn hash(self, work: &PasswordWork) -> PharmacyResult<HashedStaff> {
+        let credentials =
+            StaffCredentials::hash(work, &self.username, &self.password, None).await?;
+        Ok(HashedStaff {
+            display_name: self.display_name,
+            credentials,
+        })
+    }
+}
+
+/// A new member of staff whose password is hashed, ready for the transaction.
+#[derive(Debug, Clone)]
+pub struct HashedStaff {
+    pub display_name: String,
+    pub credentials: StaffCredentials,
+}
+
 /// Gives a hospital a prescriber with a login (the operator).
-pub async fn add_prescriber(
-    db: &DatabaseConnection,
+pub async fn add_prescriber_in_txn(
+    txn: &DatabaseTransaction,
     core: &Core,
     hospital: HospitalId,
-    new: NewStaff,
+    new: HashedStaff,
 ) -> PharmacyResult<StaffCreated> {
-    // Hashing is slow on purpose: before the transaction, so the write lock does not wait.
-    let credentials =
-        StaffCredentials::hash(&core.passwords, &new.username, &new.password, None).await?;
-    let txn = db::begin_write(db).await?;
-    let hospital = get_hospital(&txn, hospital).await?;
-    let (party, username) =
-        create_staff_in_txn(&txn, core, Role::Prescriber, &new.display_name, credentials).await?;
+    let hospital = get_hospital(txn, hospital).await?;
+    let (party, username) = create_staff_in_txn(
+        txn,
+        core,
+        Role::Prescriber,
+        &new.display_name,
+        new.credentials,
+    )
+    .await?;
     prescribers::Entity::insert(prescribers::ActiveModel {
         party_id: Set(party.id.uuid()),
         hospital_id: Set(hospital.hospital_id.uuid()),
         created_at: Set(core.clock.now()),
     })
-    .exec_without_returning(&txn)
+    .exec_without_returning(txn)
     .await?;
-    txn.commit().await?;
     Ok(StaffCreated {
         party_id: party.id,
         role: party.role,
@@ -294,10 +311,10 @@ pub async fn add_prescriber(
 
 /// Onboards a member drugstore with its own login (the operator). `commission_bps` is the
 /// platform's share of what it is paid.
-pub async fn create_drugstore(
-    db: &DatabaseConnection,
+pub async fn create_drugstore_in_txn(
+    txn: &DatabaseTransaction,
     core: &Core,
-    new: NewStaff,
+    new: HashedStaff,
     commission: BasisPoints,
 ) -> PharmacyResult<(Drugstore, String)> {
     if commission >= BasisPoints::WHOLE {
@@ -305,21 +322,23 @@ pub async fn create_drugstore(
             "a commission rate is a decimal from 0 up to 1, e.g. 0.03",
         ));
     }
-    let credentials =
-        StaffCredentials::hash(&core.passwords, &new.username, &new.password, None).await?;
-    let txn = db::begin_write(db).await?;
-    let (party, username) =
-        create_staff_in_txn(&txn, core, Role::Drugstore, &new.display_name, credentials).await?;
+    let (party, username) = create_staff_in_txn(
+        txn,
+        core,
+        Role::Drugstore,
+        &new.display_name,
+        new.credentials,
+    )
+    .await?;
     let now = core.clock.now();
     drugstores::Entity::insert(drugstores::ActiveModel {
         party_id: Set(party.id.uuid()),
         commission_bps: Set(commission.get()),
         created_at: Set(now),
     })
-    .exec_without_returning(&txn)
+    .exec_without_returning(txn)
     .await?;
-    link_staff_in_txn(&txn, core, party.id, party.id).await?;
-    txn.commit().await?;
+    link_staff_in_txn(txn, core, party.id, party.id).await?;
     Ok((drugstore_of(party, commission.get())?, username))
 }
 
@@ -340,20 +359,22 @@ async fn link_staff_in_txn(
 }
 
 /// Gives a member drugstore a pharmacist with a login (the operator).
-pub async fn add_pharmacist(
-    db: &DatabaseConnection,
+pub async fn add_pharmacist_in_txn(
+    txn: &DatabaseTransaction,
     core: &Core,
     drugstore: PartyId,
-    new: NewStaff,
+    new: HashedStaff,
 ) -> PharmacyResult<StaffCreated> {
-    let credentials =
-        StaffCredentials::hash(&core.passwords, &new.username, &new.password, None).await?;
-    let txn = db::begin_write(db).await?;
-    let drugstore = get_drugstore(&txn, drugstore).await?;
-    let (party, username) =
-        create_staff_in_txn(&txn, core, Role::Drugstore, &new.display_name, credentials).await?;
-    link_staff_in_txn(&txn, core, party.id, drugstore.drugstore_id).await?;
-    txn.commit().await?;
+    let drugstore = get_drugstore(txn, drugstore).await?;
+    let (party, username) = create_staff_in_txn(
+        txn,
+        core,
+        Role::Drugstore,
+        &new.display_name,
+        new.credentials,
+    )
+    .await?;
+    link_staff_in_txn(txn, core, party.id, drugstore.drugstore_id).await?;
     Ok(StaffCreated {
         party_id: party.id,
         role: party.role,

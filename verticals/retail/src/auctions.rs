@@ -13,11 +13,10 @@ use chrono::{DateTime, Duration, Utc};
 use holdfast_core::cards::{self, CardId};
 use holdfast_core::db::MinorUnits;
 use holdfast_core::ids::{Id, IdKind, PartyId};
-use holdfast_core::{Core, CoreError, Currency, Money, db, timers};
+use holdfast_core::{Core, CoreError, Currency, Money, timers};
 use sea_orm::entity::prelude::*;
 use sea_orm::{
-    ActiveValue::Set, ConnectionTrait, DatabaseConnection, DatabaseTransaction, QueryFilter,
-    QueryOrder, QuerySelect,
+    ActiveValue::Set, ConnectionTrait, DatabaseTransaction, QueryFilter, QueryOrder, QuerySelect,
 };
 use serde::{Deserialize, Serialize};
 use std::str::FromStr;
@@ -100,7 +99,7 @@ pub async fn open_auction_in_txn(
         ))
         .into());
     }
-    let commodity = catalogue::create_commodity(
+    let commodity = catalogue::create_commodity_in_txn(
         txn,
         core,
         seller,
@@ -209,21 +208,20 @@ pub struct BidView {
 
 /// Bids on an open auction with the bidder's card: at least the reserve, more than the
 /// highest bid so far, before the close.
-pub async fn bid(
-    db: &DatabaseConnection,
+pub async fn bid_in_txn(
+    txn: &DatabaseTransaction,
     core: &Core,
     bidder: PartyId,
     card: CardId,
     auction: AuctionId,
     amount: Money,
 ) -> RetailResult<BidView> {
-    let txn = db::begin_write(db).await?;
     let row = auctions::Entity::find_by_id(auction.uuid())
         .lock_exclusive()
-        .one(&txn)
+        .one(txn)
         .await?
         .ok_or(RetailError::Core(CoreError::NotFound("auction")))?;
-    let card = cards::get_card(&txn, card).await?;
+    let card = cards::get_card(txn, card).await?;
     card.ensure_active()?;
     if card.holder != bidder {
         return Err(CoreError::Forbidden("the card belongs to someone else").into());
@@ -238,8 +236,7 @@ pub async fn bid(
         }
         .into());
     }
-    let commodity =
-        catalogue::get_commodity(&txn, CommodityId::from_uuid(row.commodity_id)).await?;
+    let commodity = catalogue::get_commodity(txn, CommodityId::from_uuid(row.commodity_id)).await?;
     if !commodity
         .audience
         .admits(card.age_class, card.purchase_type)
@@ -258,7 +255,7 @@ pub async fn bid(
     let highest = bids::Entity::find()
         .filter(bids::Column::AuctionId.eq(row.id))
         .order_by_desc(bids::Column::Amount)
-        .one(&txn)
+        .one(txn)
         .await?
         .map(|b| b.amount.0);
     if amount.minor() < row.reserve_price.0 || highest.is_some_and(|h| amount.minor() <= h) {
@@ -275,10 +272,9 @@ pub async fn bid(
         amount: Set(MinorUnits(amount.minor())),
         created_at: Set(core.clock.now()),
     })
-    .exec_without_returning(&txn)
+    .exec_without_returning(txn)
     .await?;
-    let view = view_of(&txn, row).await?;
-    txn.commit().await?;
+    let view = view_of(txn, row).await?;
     Ok(BidView {
         auction: view,
         amount,
@@ -387,17 +383,4 @@ pub async fn auctions_of(
         views.push(view_of(db, row).await?);
     }
     Ok(views)
-}
-
-/// [`open_auction_in_txn`] in a transaction of its own.
-pub async fn open_auction(
-    db: &DatabaseConnection,
-    core: &Core,
-    seller: PartyId,
-    new: NewAuction,
-) -> RetailResult<AuctionView> {
-    let txn = db::begin_write(db).await?;
-    let view = open_auction_in_txn(&txn, core, seller, new).await?;
-    txn.commit().await?;
-    Ok(view)
 }

@@ -9,7 +9,9 @@ use holdfast_core::ids::{Id, IdKind, PartyId};
 use holdfast_core::{Core, CoreError, Currency, Money};
 use rust_decimal::Decimal;
 use sea_orm::entity::prelude::*;
-use sea_orm::{ActiveValue::Set, ConnectionTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{
+    ActiveValue::Set, ConnectionTrait, DatabaseTransaction, QueryFilter, QueryOrder, QuerySelect,
+};
 use serde::{Deserialize, Serialize};
 use std::str::FromStr;
 use utoipa::ToSchema;
@@ -205,8 +207,8 @@ fn text_field(value: &str, what: &str, max: usize, required: bool) -> RetailResu
     Ok(trimmed.to_owned())
 }
 
-pub async fn create_commodity(
-    db: &impl ConnectionTrait,
+pub async fn create_commodity_in_txn(
+    txn: &DatabaseTransaction,
     core: &Core,
     supplier: PartyId,
     new: NewCommodity,
@@ -222,13 +224,13 @@ pub async fn create_commodity(
     if new.price.is_zero() {
         return Err(CoreError::invalid("a price must be more than zero").into());
     }
-    if !crate::sellers::may_sell(db, supplier).await? {
+    if !crate::sellers::may_sell(txn, supplier).await? {
         return Err(CoreError::Forbidden(
             "only suppliers and card holders who sell list commodities",
         )
         .into());
     }
-    let terms = crate::sellers::terms_of(db, supplier).await?;
+    let terms = crate::sellers::terms_of(txn, supplier).await?;
     let row = commodities::ActiveModel {
         id: Set(CommodityId::new().uuid()),
         supplier_party_id: Set(supplier.uuid()),
@@ -242,7 +244,7 @@ pub async fn create_commodity(
         audience: Set(new.audience),
         created_at: Set(core.clock.now()),
     }
-    .insert(db)
+    .insert(txn)
     .await?;
     Commodity::try_from(row)
 }
@@ -283,13 +285,13 @@ pub async fn get_commodity(db: &impl ConnectionTrait, id: CommodityId) -> Retail
 }
 
 /// Changes a seller's own commodity.
-pub async fn update_commodity(
-    db: &impl ConnectionTrait,
+pub async fn update_commodity_in_txn(
+    txn: &DatabaseTransaction,
     seller: PartyId,
     id: CommodityId,
     change: CommodityChange,
 ) -> RetailResult<Commodity> {
-    let current = get_commodity(db, id).await?;
+    let current = get_commodity(txn, id).await?;
     if current.supplier_id != seller {
         return Err(RetailError::Core(CoreError::NotFound("commodity")));
     }
@@ -325,22 +327,22 @@ pub async fn update_commodity(
     if let Some(active) = change.active {
         row.active = Set(active);
     }
-    Commodity::try_from(row.update(db).await?)
+    Commodity::try_from(row.update(txn).await?)
 }
 
 /// Sets a commodity's commission (the operator's decision; overrides the seller's default).
-pub async fn set_commission(
-    db: &impl ConnectionTrait,
+pub async fn set_commission_in_txn(
+    txn: &DatabaseTransaction,
     id: CommodityId,
     rate: CommissionRate,
 ) -> RetailResult<Commodity> {
-    get_commodity(db, id).await?;
+    get_commodity(txn, id).await?;
     let row = commodities::ActiveModel {
         id: Set(id.uuid()),
         commission_bps: Set(rate.basis_points()),
         ..Default::default()
     }
-    .update(db)
+    .update(txn)
     .await?;
     Commodity::try_from(row)
 }

@@ -13,11 +13,10 @@ use holdfast_core::ids::{Id, IdKind, PartyId};
 use holdfast_core::order_number::OrderNumber;
 use holdfast_core::parties::{self, Role};
 use holdfast_core::text::Text;
-use holdfast_core::{Core, CoreError, db};
+use holdfast_core::{Core, CoreError};
 use sea_orm::entity::prelude::*;
 use sea_orm::{
-    ActiveValue::Set, ConnectionTrait, DatabaseConnection, DatabaseTransaction, QueryFilter,
-    QueryOrder, QuerySelect,
+    ActiveValue::Set, ConnectionTrait, DatabaseTransaction, QueryFilter, QueryOrder, QuerySelect,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -460,19 +459,4 @@ pub async fn record_tracking_in_txn(
         .await?
         .ok_or(RetailError::Core(CoreError::NotFound("parcel")))?;
     view_of(txn, updated).await
-}
-
-/// [`record_tracking_in_txn`] in a transaction of its own.
-pub async fn record_tracking(
-    db: &DatabaseConnection,
-    core: &Core,
-    distributor: PartyId,
-    parcel: ParcelId,
-    entry: TrackingEntry,
-) -> RetailResult<ParcelView> {
-    let txn = db::begin_write(db).await?;
-    let view = record_tracking_in_txn(&txn, core, distributor, parcel, entry).await?;
-    txn.commit().await?;
-    core.wake_outbox();
-    Ok(view)
 }

@@ -416,20 +416,6 @@ pub async fn cancel_order_in_txn(
     view_of(txn, &case, shopper).await
 }
 
-/// [`renew_settlement_confirmation_in_txn`] in a transaction of its own.
-pub async fn renew_settlement_confirmation(
-    db: &sea_orm::DatabaseConnection,
-    core: &Core,
-    shopper: PartyId,
-    number: &OrderNumber,
-) -> RetailResult<OrderView> {
-    let txn = holdfast_core::db::begin_write(db).await?;
-    let view = renew_settlement_confirmation_in_txn(&txn, core, shopper, number).await?;
-    txn.commit().await?;
-    core.wake_outbox();
-    Ok(view)
-}
-
 /// Locks a retail case its buyer acts on; anyone else is told it does not exist.
 async fn buyer_case_in_txn(
     txn: &DatabaseTransaction,
@@ -496,19 +482,16 @@ pub async fn after_answer_in_txn(
 }
 
 /// The seller gives the order's parcel to a carrier (before pickup).
-pub async fn assign_carrier(
-    db: &sea_orm::DatabaseConnection,
+pub async fn assign_carrier_in_txn(
+    txn: &DatabaseTransaction,
     core: &Core,
     seller: PartyId,
     number: &OrderNumber,
     distributor: PartyId,
 ) -> RetailResult<OrderView> {
-    let txn = holdfast_core::db::begin_write(db).await?;
-    let case = seller_case_in_txn(&txn, seller, number).await?;
-    distribution::assign_in_txn(&txn, core, &case, distributor).await?;
-    let view = view_of(&txn, &case, seller).await?;
-    txn.commit().await?;
-    core.wake_outbox();
+    let case = seller_case_in_txn(txn, seller, number).await?;
+    distribution::assign_in_txn(txn, core, &case, distributor).await?;
+    let view = view_of(txn, &case, seller).await?;
     Ok(view)
 }
 
@@ -528,19 +511,16 @@ pub async fn refuse_order_in_txn(
 
 /// The buyer disputes a settlement request, with a reason: the money stays frozen until an
 /// operator mediates.
-pub async fn dispute_order(
-    db: &sea_orm::DatabaseConnection,
+pub async fn dispute_order_in_txn(
+    txn: &DatabaseTransaction,
     core: &Core,
     buyer: PartyId,
     number: &OrderNumber,
     reason: String,
 ) -> RetailResult<OrderView> {
-    let txn = holdfast_core::db::begin_write(db).await?;
-    let mut case = buyer_case_in_txn(&txn, buyer, number).await?;
-    escrow::dispute_by_buyer_in_txn(&txn, core, &mut case, buyer, reason).await?;
-    let view = view_of(&txn, &case, buyer).await?;
-    txn.commit().await?;
-    core.wake_outbox();
+    let mut case = buyer_case_in_txn(txn, buyer, number).await?;
+    escrow::dispute_by_buyer_in_txn(txn, core, &mut case, buyer, reason).await?;
+    let view = view_of(txn, &case, buyer).await?;
     Ok(view)
 }
 

@@ -6,6 +6,7 @@ use crate::entities::sellers;
 use crate::error::RetailResult;
 use holdfast_core::ids::PartyId;
 use holdfast_core::ledger::{self, AccountKind};
+use holdfast_core::onboarding::{StaffCredentials, create_staff_in_txn};
 use holdfast_core::parties::{self, Role};
 use holdfast_core::{Clock, CoreError};
 use sea_orm::entity::prelude::*;
@@ -113,38 +114,17 @@ pub async fn set_terms_in_txn(
     Ok(terms)
 }
 
-/// Onboards a supplier with its commission and default carrier, in one transaction.
-pub async fn onboard_supplier(
-    db: &sea_orm::DatabaseConnection,
+/// Onboards a supplier with its commission and default carrier. Its passwords are hashed
+/// before the transaction ([`StaffCredentials::hash`]: argon2 is slow on purpose).
+pub async fn onboard_supplier_in_txn(
+    txn: &DatabaseTransaction,
     core: &holdfast_core::Core,
-    new: holdfast_core::onboarding::NewSupplier,
+    display_name: &str,
+    credentials: StaffCredentials,
     terms: SellerTerms,
 ) -> RetailResult<(parties::Party, String, SellerTerms)> {
-    use holdfast_core::onboarding::{StaffCredentials, create_staff_in_txn};
-    let credentials = StaffCredentials::hash(
-        &core.passwords,
-        &new.username,
-        &new.password,
-        new.second_password.as_deref(),
-    )
-    .await?;
-    let txn = holdfast_core::db::begin_write(db).await?;
     let (party, username) =
-        create_staff_in_txn(&txn, core, Role::Supplier, &new.display_name, credentials).await?;
-    let terms = set_terms_in_txn(&txn, &core.clock, party.id, terms).await?;
-    txn.commit().await?;
+        create_staff_in_txn(txn, core, Role::Supplier, display_name, credentials).await?;
+    let terms = set_terms_in_txn(txn, &core.clock, party.id, terms).await?;
     Ok((party, username, terms))
-}
-
-/// [`set_terms_in_txn`] in a transaction of its own.
-pub async fn set_terms(
-    db: &sea_orm::DatabaseConnection,
-    clock: &Clock,
-    seller: PartyId,
-    terms: SellerTerms,
-) -> RetailResult<SellerTerms> {
-    let txn = holdfast_core::db::begin_write(db).await?;
-    let terms = set_terms_in_txn(&txn, clock, seller, terms).await?;
-    txn.commit().await?;
-    Ok(terms)
 }

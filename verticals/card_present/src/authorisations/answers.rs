@@ -202,7 +202,3 @@ pub async fn fire_timer_in_txn(
     let row = lock_by_id(txn, AuthorisationId::from_uuid(subject)).await?;
     refresh_in_txn(txn, core, row).await.map(|_| ())
 }
-
-// ---------------------------------------------------------------------------------------
-// The same, each in a transaction of its own
-// ---------------------------------------------------------------------------------------

@@ -56,8 +56,8 @@ use rand::Rng;
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ConnectionTrait, DatabaseConnection, DatabaseTransaction, QueryFilter,
-    QueryOrder, QuerySelect, TransactionTrait,
+    ActiveValue::Set, ConnectionTrait, DatabaseTransaction, QueryFilter, QueryOrder, QuerySelect,
+    TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
 use std::str::FromStr;
@@ -67,7 +67,6 @@ mod answers;
 mod armed;
 mod authorise;
 mod capture;
-mod own_transaction;
 mod terminals;
 mod views;
 
@@ -75,7 +74,6 @@ pub use answers::*;
 pub use armed::*;
 pub use authorise::*;
 pub use capture::*;
-pub use own_transaction::*;
 pub use terminals::*;
 use views::*;
 

@@ -50,18 +50,17 @@ pub(crate) async fn read_in_txn(
     Ok(loaded)
 }
 
-/// One prescription with its content, for whoever may read it; the read is logged.
-pub async fn read(
-    db: &sea_orm::DatabaseConnection,
+/// One prescription with its content, for whoever may read it; the read is logged (so it is
+/// a write, in the caller's transaction).
+pub async fn read_view_in_txn(
+    txn: &DatabaseTransaction,
     core: &Core,
     actor: &Actor,
     number: &PrescriptionNumber,
     secret: Option<&str>,
 ) -> PharmacyResult<PrescriptionView> {
-    let txn = holdfast_core::db::begin_write(db).await?;
-    let loaded = read_in_txn(&txn, core, actor, number, secret, Access::Content).await?;
-    let view = view_of(&txn, &loaded, actor, core.clock.now()).await?;
-    txn.commit().await?;
+    let loaded = read_in_txn(txn, core, actor, number, secret, Access::Content).await?;
+    let view = view_of(txn, &loaded, actor, core.clock.now()).await?;
     Ok(view)
 }
 
