@@ -1,5 +1,5 @@
-//! The OpenAPI document, generated from the handlers' annotations and served at
-//! `/openapi.json`.
+//! The OpenAPI document, generated from the router (`api::routes`, where each route is
+//! registered together with its handler's annotation) and served at `/openapi.json`.
 
 use crate::api;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -13,66 +13,20 @@ use utoipa::{Modify, OpenApi};
 until the buyer has said yes twice on the phone: to the order, and to the payment after \
 delivery. Errors are `{\"error\":{\"code\",\"message\",\"request_id\"}}` with stable codes.",
     ),
-    paths(
-        api::health,
-        api::auth::login_with_password,
-        api::auth::start_card_login,
-        api::challenges::answer,
-        api::challenges::resend,
-        api::phone::inbound,
-        api::simulator::messages,
-        api::accounts::my_accounts,
-        api::accounts::deposit,
-        api::cards::my_cards,
-        api::cards::report_lost,
-        api::institution::issue_card,
-        api::institution::list_cards,
-        api::institution::block_card,
-        api::institution::unblock_card,
-        api::institution::replace_card,
-        api::institution::list_holds,
-        api::institution::list_accounts,
-        api::supplier::change_profile,
-        api::operator::create_supplier,
-        api::operator::create_shopper,
-        api::operator::create_institution,
-        api::operator::accounts,
-        api::operator::create_distributor,
-        api::operator::set_seller_terms,
-        api::operator::set_commodity_commission,
-        api::operator::list_disputes,
-        api::operator::mediate,
-        api::distributor::list_parcels,
-        api::distributor::record_tracking,
-        api::webhooks::register,
-        api::webhooks::list,
-        api::webhooks::deactivate,
-        api::webhooks::deliveries,
-        api::webhooks::feed,
-        api::operator::audit,
-        api::retail::create_commodity,
-        api::retail::change_commodity,
-        api::retail::refuse_order,
-        api::retail::assign_carrier,
-        api::retail::dispute_order,
-        api::retail::open_auction,
-        api::retail::list_auctions,
-        api::retail::get_auction,
-        api::retail::place_bid,
-        api::retail::list_commodities,
-        api::retail::place_order,
-        api::retail::list_orders,
-        api::retail::get_order,
-        api::retail::order_history,
-        api::retail::cancel_order,
-        api::retail::request_settlement,
-        api::retail::renew_settlement_confirmation,
-    ),
     components(schemas(crate::error::ErrorBody)),
     modifiers(&BearerAuth),
     tags(
         (name = "system"), (name = "auth"), (name = "phone", description = "Phone challenges and the phone simulator"),
         (name = "accounts"), (name = "cards"), (name = "institution"), (name = "operator"), (name = "retail"), (name = "distributor"), (name = "webhooks"),
+        (name = "pharmacy", description = "Prescriptions between hospitals and drugstores, paid through escrow"),
+        (name = "insurance", description = "Insurers, products, policies, premiums, certificates \
+and the insurer's settlement: a purchase confirmed on the phone, premiums held in escrow until \
+the insurer quotes the policy number and the holder confirms, a monthly cycle with grace and \
+lapse, and free-look cancellation."),
+        (name = "card-present", description = "A shop terminal asks to authorise a card; the \
+holder's phone confirms. The first answer is `challenge_required` while the phone is asked; a \
+retry with the same authorisation id is approved once the phone approved. A holder may arm an \
+approval ahead (merchant, ceiling, time window) so that a matching payment is approved at once."),
     )
 )]
 struct ApiDoc;
@@ -104,10 +58,8 @@ impl Modify for BearerAuth {
 
 pub fn document() -> utoipa::openapi::OpenApi {
     let mut document = ApiDoc::openapi();
-    // Each vertical's module documents its own routes.
-    document.merge(api::pharmacy::Doc::openapi());
-    document.merge(api::insurance::Doc::openapi());
-    document.merge(api::card_present::Doc::openapi());
+    // The paths come from the router itself: what is served is what is described.
+    document.merge(api::routes().into_openapi());
     describe_every_response(&mut document);
     document
 }
@@ -154,5 +106,51 @@ fn meaning_of(status: &str) -> &'static str {
         "429" => "Too many requests: wait for `Retry-After` seconds",
         "503" => "Busy: retry after `Retry-After` seconds",
         _ => "See `error.code`",
+    }
+}
+
+/// The `Idempotency-Key` header as the server reads it (`crate::idempotency`): 1 to 255
+/// printable ASCII characters. `REQUIRED` for an operation whose handler refuses to run
+/// without one (`IdempotencyKey::required`).
+pub struct IdempotencyKeyHeader<const REQUIRED: bool>;
+
+/// For operations that refuse to run without a key: they move money.
+pub type RequiredIdempotencyKey = IdempotencyKeyHeader<true>;
+/// For operations that are safe to retry with a key and run once without one.
+pub type OptionalIdempotencyKey = IdempotencyKeyHeader<false>;
+
+impl<const REQUIRED: bool> utoipa::IntoParams for IdempotencyKeyHeader<REQUIRED> {
+    fn into_params(
+        _: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+        use utoipa::openapi::{ObjectBuilder, Required, Type};
+        let description = if REQUIRED {
+            "Required: this request moves money. Any unique string; a retry with the same key \
+             and body replays the first answer, another body with it is refused (409)."
+        } else {
+            "Optional: with it, a retry with the same key and body replays the first answer, \
+             another body with it is refused (409)."
+        };
+        vec![
+            ParameterBuilder::new()
+                .name("Idempotency-Key")
+                .parameter_in(ParameterIn::Header)
+                .required(if REQUIRED {
+                    Required::True
+                } else {
+                    Required::False
+                })
+                .description(Some(description))
+                .schema(Some(
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .min_length(Some(1))
+                        .max_length(Some(crate::idempotency::MAX_KEY_CHARS))
+                        // Printable ASCII, no space at either end (the server trims them).
+                        .pattern(Some("^[!-~]([ -~]*[!-~])?$")),
+                ))
+                .build(),
+        ]
     }
 }

@@ -8,11 +8,9 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path};
 use crate::idempotency::{self, IdempotencyKey, Outcome};
 use crate::state::AppState;
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::post;
 use chrono::{DateTime, Utc};
 use holdfast_core::challenge::{self, ChallengePurpose, Decision};
 use holdfast_core::escrow::{AnswerEffect, CaseOutcome, CaseState};
@@ -21,11 +19,13 @@ use holdfast_core::login;
 use holdfast_core::order_number::OrderNumber;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/challenges/{challenge_id}/answer", post(answer))
-        .route("/challenges/{challenge_id}/resend", post(resend))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(answer))
+        .routes(routes!(resend))
 }
 
 #[derive(Deserialize, Serialize, ToSchema)]
@@ -50,7 +50,7 @@ pub struct ChallengeAnswered {
 
 /// Answer a challenge with the code from the phone: approve or deny.
 #[utoipa::path(post, path = "/v1/challenges/{challenge_id}/answer", tag = "phone",
-    params(("challenge_id" = ChallengeId, Path), ("Idempotency-Key" = Option<String>, Header)),
+    params(("challenge_id" = ChallengeId, Path), crate::openapi::OptionalIdempotencyKey),
     request_body = ChallengeAnswer,
     responses((status = 200, body = ChallengeAnswered),
         (status = 400, body = crate::error::ErrorBody),

@@ -8,25 +8,25 @@ use crate::app::answers::{self, AnswerRoute};
 use crate::error::{ApiError, ApiResult};
 use crate::idempotency::IdempotencyKey;
 use crate::state::AppState;
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use axum::routing::post;
 use hmac::Mac;
 use holdfast_core::challenge::{self, Decision, keyed_mac};
 use holdfast_core::ids::ChallengeId;
 use holdfast_core::phone_number::PhoneNumber;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub const SIGNATURE_HEADER: &str = "holdfast-signature";
 /// How far a signature's timestamp may be from our clock.
 pub const TOLERANCE_SECS: i64 = 300;
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/phone/inbound", post(inbound))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(inbound))
 }
 
 #[derive(Deserialize, Serialize, ToSchema)]
