@@ -56,33 +56,199 @@ impl Modify for BearerAuth {
     }
 }
 
-pub fn document() -> utoipa::openapi::OpenApi {
+/// The document as served and printed (`holdfast openapi`).
+pub fn document() -> serde_json::Value {
+    let mut json = serde_json::to_value(annotated()).unwrap_or_default();
+    state_json_schema_rules(&mut json);
+    json
+}
+
+/// The document as the annotations and the router describe it, before the rules that
+/// utoipa's types cannot spell are added.
+fn annotated() -> utoipa::openapi::OpenApi {
     let mut document = ApiDoc::openapi();
     // The paths come from the router itself: what is served is what is described.
     document.merge(api::routes().into_openapi());
+    document_common_errors(&mut document);
     describe_every_response(&mut document);
     document
+}
+
+/// What the server enforces that utoipa's schema types cannot say:
+/// - an unsigned integer (`u32`, `u64`) is read up to its own maximum, not to the signed
+///   maximum its `int32`/`int64` format implies;
+/// - an amount has at most its currency's number of decimals and is within the largest
+///   amount (`if`/`then` on `Money`, per currency scale).
+fn state_json_schema_rules(json: &mut serde_json::Value) {
+    unsigned_integers(json);
+    if let Some(money) = json.pointer_mut("/components/schemas/Money")
+        && let Some(money) = money.as_object_mut()
+    {
+        money.insert("allOf".to_owned(), amount_rules().into());
+    }
+}
+
+/// One `if`/`then` per currency scale: the amount has at most that many decimals and is at most
+/// [`MAX_MINOR_UNITS`](holdfast_core::money::MAX_MINOR_UNITS) minor units.
+fn amount_rules() -> Vec<serde_json::Value> {
+    use holdfast_core::money::{Currency, MAX_MINOR_UNITS};
+    let mut scales: Vec<u32> = Currency::ALL.iter().map(|c| c.scale()).collect();
+    scales.sort_unstable();
+    scales.dedup();
+    scales
+        .into_iter()
+        .map(|scale| {
+            let currencies: Vec<_> = Currency::ALL
+                .into_iter()
+                .filter(|c| c.scale() == scale)
+                .map(|c| c.code())
+                .collect();
+            serde_json::json!({
+                "if": {"properties": {"currency": {"enum": currencies}}, "required": ["currency"]},
+                "then": {"properties": {"amount": {"pattern": amount_pattern(MAX_MINOR_UNITS, scale)}}},
+            })
+        })
+        .collect()
+}
+
+/// The amounts from 0 to `max_minor` minor units at `scale` decimals, in the amount grammar (no
+/// leading zeros, at most `scale` decimals). `max_minor` is a power of ten.
+fn amount_pattern(max_minor: i64, scale: u32) -> String {
+    let top = max_minor.to_string();
+    // 10^k minor units is 10^(k - scale) whole units: a 1 and k - scale zeros.
+    let zeros = (top.len() - 1).saturating_sub(scale as usize);
+    let fraction = if scale == 0 {
+        String::new()
+    } else {
+        format!("(\\.[0-9]{{1,{scale}}})?")
+    };
+    let top_fraction = if scale == 0 {
+        String::new()
+    } else {
+        format!("(\\.0{{1,{scale}}})?")
+    };
+    let below = if zeros == 0 {
+        "0".to_owned()
+    } else {
+        format!("0|[1-9][0-9]{{0,{}}}", zeros - 1)
+    };
+    format!(
+        "^(({below}){fraction}|1{}{top_fraction})$",
+        "0".repeat(zeros)
+    )
+}
+
+fn unsigned_integers(json: &mut serde_json::Value) {
+    match json {
+        serde_json::Value::Object(object) => {
+            let unsigned = object.get("minimum").and_then(serde_json::Value::as_f64) == Some(0.0)
+                && object.get("maximum").is_none();
+            let maximum = match object.get("format").and_then(serde_json::Value::as_str) {
+                Some("int32") if unsigned => Some(u64::from(u32::MAX)),
+                Some("int64") if unsigned => Some(u64::MAX),
+                _ => None,
+            };
+            if let Some(maximum) = maximum {
+                object.remove("format");
+                object.insert("maximum".to_owned(), maximum.into());
+            }
+            object.values_mut().for_each(unsigned_integers);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(unsigned_integers),
+        _ => {}
+    }
+}
+
+fn operations_mut(
+    document: &mut utoipa::openapi::OpenApi,
+) -> impl Iterator<Item = &mut utoipa::openapi::path::Operation> {
+    document.paths.paths.values_mut().flat_map(|item| {
+        [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+    })
+}
+
+/// The errors any operation can meet by its shape, whatever its handler does, listed on every
+/// operation they apply to (an annotation that lists one keeps its own description):
+/// 400 for a malformed parameter or body, 401/403 behind a token, 404 for an id in the path,
+/// 409 for an `Idempotency-Key` reused with another body, 413/415 for a body too large or not
+/// JSON, and 503 when the database is busy.
+fn document_common_errors(document: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::path::ParameterIn;
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    for operation in operations_mut(document) {
+        let parameters: Vec<_> = operation
+            .parameters
+            .iter()
+            .flatten()
+            .filter_map(|p| match p {
+                utoipa::openapi::RefOr::T(p) => Some(p),
+                utoipa::openapi::RefOr::Ref(_) => None,
+            })
+            .collect();
+        let in_path = parameters
+            .iter()
+            .any(|p| p.parameter_in == ParameterIn::Path);
+        let takes_key = parameters.iter().any(|p| p.name == "Idempotency-Key");
+        let has_body = operation.request_body.is_some();
+        let behind_token = operation.security.as_ref().is_some_and(|requirements| {
+            serde_json::to_value(requirements)
+                .is_ok_and(|value| value.to_string().contains("\"bearer\""))
+        });
+        let mut statuses = vec!["503"];
+        if !parameters.is_empty() || has_body {
+            statuses.push("400");
+        }
+        if behind_token {
+            statuses.extend(["401", "403"]);
+        }
+        if in_path {
+            statuses.push("404");
+        }
+        if takes_key {
+            statuses.push("409");
+        }
+        if has_body {
+            statuses.extend(["413", "415"]);
+        }
+        for status in statuses {
+            operation
+                .responses
+                .responses
+                .entry(status.to_owned())
+                .or_insert_with(|| {
+                    ResponseBuilder::new()
+                        .description(meaning_of(status))
+                        .content(
+                            "application/json",
+                            ContentBuilder::new()
+                                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                                .build(),
+                        )
+                        .build()
+                        .into()
+                });
+        }
+    }
 }
 
 /// OpenAPI requires a description on every response; an annotation that gives none gets the
 /// meaning of its status in this API (a client generator refuses the document otherwise).
 fn describe_every_response(document: &mut utoipa::openapi::OpenApi) {
     use utoipa::openapi::RefOr;
-    for item in document.paths.paths.values_mut() {
-        let operations = [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.patch,
-        ];
-        for operation in operations.into_iter().flatten() {
-            for (status, response) in operation.responses.responses.iter_mut() {
-                if let RefOr::T(response) = response
-                    && response.description.is_empty()
-                {
-                    response.description = meaning_of(status).to_owned();
-                }
+    for operation in operations_mut(document) {
+        for (status, response) in operation.responses.responses.iter_mut() {
+            if let RefOr::T(response) = response
+                && response.description.is_empty()
+            {
+                response.description = meaning_of(status).to_owned();
             }
         }
     }
@@ -102,6 +268,7 @@ fn meaning_of(status: &str) -> &'static str {
             "The state does not allow this now, or the Idempotency-Key was used for another request"
         }
         "413" => "The body is too large",
+        "415" => "The body is not `Content-Type: application/json`",
         "422" => "Understood but cannot be done (funds, code, limits: `error.code` says which)",
         "429" => "Too many requests: wait for `Retry-After` seconds",
         "503" => "Busy: retry after `Retry-After` seconds",
@@ -152,5 +319,22 @@ impl<const REQUIRED: bool> utoipa::IntoParams for IdempotencyKeyHeader<REQUIRED>
                 ))
                 .build(),
         ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::amount_pattern;
+
+    #[test]
+    fn the_amount_pattern_reaches_exactly_the_largest_amount() {
+        assert_eq!(
+            amount_pattern(1_000_000_000_000_000, 0),
+            "^((0|[1-9][0-9]{0,14})|1000000000000000)$"
+        );
+        assert_eq!(
+            amount_pattern(1_000_000_000_000_000, 2),
+            "^((0|[1-9][0-9]{0,12})(\\.[0-9]{1,2})?|10000000000000(\\.0{1,2})?)$"
+        );
     }
 }

@@ -50,7 +50,9 @@ pub struct RegisterTerminal {
 #[utoipa::path(post, path = "/v1/card-present/terminals", tag = "card-present",
     security(("bearer" = [])), request_body = RegisterTerminal,
     responses((status = 201, body = Terminal), (status = 400, body = crate::error::ErrorBody),
-        (status = 403, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+        (status = 403, body = crate::error::ErrorBody),
+        (status = 404, description = "no such merchant", body = crate::error::ErrorBody),
+        (status = 409, body = crate::error::ErrorBody)))]
 pub async fn register_terminal(
     State(state): State<AppState>,
     principal: Principal,
@@ -266,6 +268,7 @@ pub struct ArmApproval {
     /// When the window opens (now when absent; at most 7 days ahead).
     pub valid_from: Option<DateTime<Utc>>,
     /// How long it stays open, 1 to 1440 minutes.
+    #[schema(minimum = 1, maximum = 1440)]
     pub valid_for_minutes: i64,
 }
 

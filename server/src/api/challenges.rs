@@ -30,8 +30,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 #[derive(Deserialize, Serialize, ToSchema)]
 pub struct ChallengeAnswer {
-    /// The 6-digit code the phone received.
-    #[schema(example = "123456")]
+    /// The 6-digit code the phone received (white space around it is ignored).
+    #[schema(value_type = String, example = "123456", max_length = 16,
+        pattern = r"^[ \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[0-9]{6}[ \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$")]
     pub code: holdfast_core::text::ChallengeCode,
     pub decision: Decision,
 }

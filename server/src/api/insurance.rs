@@ -114,15 +114,19 @@ pub struct CreateProduct {
     pub coverage_amount: Money,
     /// Per month (`monthly`) or for the whole term (`lump_sum`).
     pub premium: Money,
+    /// 1 to 600.
+    #[schema(minimum = 1, maximum = 600)]
     pub term_months: i32,
     pub payment_plan: PaymentPlan,
     /// The distributor that delivers the certificates.
     pub service_company_id: PartyId,
     /// Days of notice after a missed premium before the policy lapses (default 14; at least
-    /// 14, or 7 for terms under a year).
+    /// 14, or 7 for terms under a year; at most 90).
+    #[schema(minimum = 7, maximum = 90)]
     pub grace_days: Option<i32>,
     /// Days after the certificate's delivery during which the holder may cancel with every
     /// premium returned (default 15, 10 to 30).
+    #[schema(minimum = 10, maximum = 30)]
     pub free_look_days: Option<i32>,
 }
 

@@ -234,8 +234,10 @@ pub async fn health(State(state): State<AppState>) -> Response {
 #[utoipa::path(get, path = "/openapi.json", tag = "system", responses(
     (status = 200, description = "The OpenAPI 3.1 document of this API", content_type = "application/json",
         body = Object)))]
-pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(crate::openapi::document())
+pub async fn openapi() -> Json<serde_json::Value> {
+    // Built once: it depends on nothing but the code.
+    static DOCUMENT: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    Json(DOCUMENT.get_or_init(crate::openapi::document).clone())
 }
 
 #[cfg(test)]

@@ -36,6 +36,9 @@ pub struct InboundReply {
     /// The number the answer came from (E.164).
     #[schema(value_type = String, example = "+821012345678")]
     pub from: PhoneNumber,
+    /// The 6-digit code (white space around it is ignored).
+    #[schema(value_type = String, example = "123456", max_length = 16,
+        pattern = r"^[ \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[0-9]{6}[ \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$")]
     pub code: holdfast_core::text::ChallengeCode,
     pub decision: Decision,
 }

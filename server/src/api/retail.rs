@@ -461,6 +461,7 @@ pub struct OpenAuction {
     #[serde(default)]
     pub audience: Audience,
     /// How long it runs: 60 seconds to 30 days.
+    #[schema(minimum = 60, maximum = 2_592_000)]
     pub duration_secs: i64,
 }
 
