@@ -81,10 +81,76 @@ fn annotated() -> utoipa::openapi::OpenApi {
 ///   amount (`if`/`then` on `Money`, per currency scale).
 fn state_json_schema_rules(json: &mut serde_json::Value) {
     unsigned_integers(json);
+    money_may_meet_another_currency(json);
     if let Some(money) = json.pointer_mut("/components/schemas/Money")
         && let Some(money) = money.as_object_mut()
     {
         money.insert("allOf".to_owned(), amount_rules().into());
+    }
+}
+
+/// An amount in a body meets an account, a card or a price in some currency: another currency
+/// is refused with 422 `currency_mismatch`, on every operation whose body holds a `Money`.
+fn money_may_meet_another_currency(json: &mut serde_json::Value) {
+    let schemas = json
+        .pointer("/components/schemas")
+        .cloned()
+        .unwrap_or_default();
+    let Some(paths) = json.get_mut("paths").and_then(serde_json::Value::as_object_mut) else {
+        return;
+    };
+    for operation in paths
+        .values_mut()
+        .filter_map(serde_json::Value::as_object_mut)
+        .flat_map(|item| item.values_mut())
+    {
+        let holds_money = operation
+            .get("requestBody")
+            .is_some_and(|body| refers_to(body, "Money", &schemas, &mut Vec::new()));
+        if let (true, Some(responses)) = (
+            holds_money,
+            operation
+                .get_mut("responses")
+                .and_then(serde_json::Value::as_object_mut),
+        ) {
+            responses.entry("422").or_insert_with(|| {
+                serde_json::json!({
+                    "description": meaning_of("422"),
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+                })
+            });
+        }
+    }
+}
+
+/// Whether `value` refers to the schema `name`, directly or through the schemas it refers to.
+fn refers_to(
+    value: &serde_json::Value,
+    name: &str,
+    schemas: &serde_json::Value,
+    seen: &mut Vec<String>,
+) -> bool {
+    match value {
+        serde_json::Value::Object(object) => object.iter().any(|(key, value)| {
+            match (key.as_str(), value.as_str()) {
+                ("$ref", Some(reference)) => {
+                    let target = reference.rsplit('/').next().unwrap_or_default();
+                    if target == name {
+                        return true;
+                    }
+                    if seen.iter().any(|s| s == target) {
+                        return false;
+                    }
+                    seen.push(target.to_owned());
+                    schemas
+                        .get(target)
+                        .is_some_and(|schema| refers_to(schema, name, schemas, seen))
+                }
+                _ => refers_to(value, name, schemas, seen),
+            }
+        }),
+        serde_json::Value::Array(items) => items.iter().any(|v| refers_to(v, name, schemas, seen)),
+        _ => false,
     }
 }
 

@@ -278,7 +278,8 @@ pub struct ArmApproval {
 #[utoipa::path(post, path = "/v1/card-present/armed-approvals", tag = "card-present",
     security(("bearer" = [])), request_body = ArmApproval,
     responses((status = 201, body = ArmedApproval), (status = 400, body = crate::error::ErrorBody),
-        (status = 404, body = crate::error::ErrorBody)))]
+        (status = 404, body = crate::error::ErrorBody),
+        (status = 422, description = "the ceiling is not in the card's currency", body = crate::error::ErrorBody)))]
 pub async fn arm(
     State(state): State<AppState>,
     principal: Principal,

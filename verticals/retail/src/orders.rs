@@ -34,6 +34,8 @@ pub struct OrderLineRequest {
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct PlaceOrder {
+    /// 1 to 50 lines (`MAX_LINES`).
+    #[schema(min_items = 1, max_items = 50)]
     pub lines: Vec<OrderLineRequest>,
 }
 
