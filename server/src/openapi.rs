@@ -81,7 +81,7 @@ fn annotated() -> utoipa::openapi::OpenApi {
 ///   amount (`if`/`then` on `Money`, per currency scale).
 fn state_json_schema_rules(json: &mut serde_json::Value) {
     unsigned_integers(json);
-    money_may_meet_another_currency(json);
+    body_errors(json);
     if let Some(money) = json.pointer_mut("/components/schemas/Money")
         && let Some(money) = money.as_object_mut()
     {
@@ -89,33 +89,55 @@ fn state_json_schema_rules(json: &mut serde_json::Value) {
     }
 }
 
-/// An amount in a body meets an account, a card or a price in some currency: another currency
-/// is refused with 422 `currency_mismatch`, on every operation whose body holds a `Money`.
-fn money_may_meet_another_currency(json: &mut serde_json::Value) {
+/// What a body can meet beyond its shape, on every operation whose body holds it: an amount
+/// meets an account, a card or a price in some currency, and another currency is refused with
+/// 422 `currency_mismatch`; an id (`…_id`) names a party, commodity or account that must exist,
+/// or 404.
+fn body_errors(json: &mut serde_json::Value) {
     let schemas = json
         .pointer("/components/schemas")
         .cloned()
         .unwrap_or_default();
-    let Some(paths) = json.get_mut("paths").and_then(serde_json::Value::as_object_mut) else {
+    let Some(paths) = json
+        .get_mut("paths")
+        .and_then(serde_json::Value::as_object_mut)
+    else {
         return;
+    };
+    let holds_money = |key: &str, value: &serde_json::Value| {
+        key == "$ref" && value.as_str() == Some("#/components/schemas/Money")
+    };
+    let names_an_id = |key: &str, value: &serde_json::Value| {
+        key == "properties"
+            && value
+                .as_object()
+                .is_some_and(|properties| properties.keys().any(|name| name.ends_with("_id")))
     };
     for operation in paths
         .values_mut()
         .filter_map(serde_json::Value::as_object_mut)
         .flat_map(|item| item.values_mut())
     {
-        let holds_money = operation
-            .get("requestBody")
-            .is_some_and(|body| refers_to(body, "Money", &schemas, &mut Vec::new()));
-        if let (true, Some(responses)) = (
-            holds_money,
-            operation
-                .get_mut("responses")
-                .and_then(serde_json::Value::as_object_mut),
-        ) {
-            responses.entry("422").or_insert_with(|| {
+        let Some(body) = operation.get("requestBody").cloned() else {
+            continue;
+        };
+        let mut statuses = Vec::new();
+        if reaches(&body, &schemas, &mut Vec::new(), &holds_money) {
+            statuses.push("422");
+        }
+        if reaches(&body, &schemas, &mut Vec::new(), &names_an_id) {
+            statuses.push("404");
+        }
+        let Some(responses) = operation
+            .get_mut("responses")
+            .and_then(serde_json::Value::as_object_mut)
+        else {
+            continue;
+        };
+        for status in statuses {
+            responses.entry(status).or_insert_with(|| {
                 serde_json::json!({
-                    "description": meaning_of("422"),
+                    "description": meaning_of(status),
                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
                 })
             });
@@ -123,33 +145,34 @@ fn money_may_meet_another_currency(json: &mut serde_json::Value) {
     }
 }
 
-/// Whether `value` refers to the schema `name`, directly or through the schemas it refers to.
-fn refers_to(
+/// Whether `value`, or a schema it refers to (`$ref`, followed once each), has a member for
+/// which `found(key, value)` holds.
+fn reaches(
     value: &serde_json::Value,
-    name: &str,
     schemas: &serde_json::Value,
     seen: &mut Vec<String>,
+    found: &dyn Fn(&str, &serde_json::Value) -> bool,
 ) -> bool {
     match value {
         serde_json::Value::Object(object) => object.iter().any(|(key, value)| {
+            if found(key, value) {
+                return true;
+            }
             match (key.as_str(), value.as_str()) {
                 ("$ref", Some(reference)) => {
                     let target = reference.rsplit('/').next().unwrap_or_default();
-                    if target == name {
-                        return true;
-                    }
                     if seen.iter().any(|s| s == target) {
                         return false;
                     }
                     seen.push(target.to_owned());
                     schemas
                         .get(target)
-                        .is_some_and(|schema| refers_to(schema, name, schemas, seen))
+                        .is_some_and(|schema| reaches(schema, schemas, seen, found))
                 }
-                _ => refers_to(value, name, schemas, seen),
+                _ => reaches(value, schemas, seen, found),
             }
         }),
-        serde_json::Value::Array(items) => items.iter().any(|v| refers_to(v, name, schemas, seen)),
+        serde_json::Value::Array(items) => items.iter().any(|v| reaches(v, schemas, seen, found)),
         _ => false,
     }
 }
@@ -268,7 +291,12 @@ fn document_common_errors(document: &mut utoipa::openapi::OpenApi) {
             serde_json::to_value(requirements)
                 .is_ok_and(|value| value.to_string().contains("\"bearer\""))
         });
-        let mut statuses = vec!["503"];
+        // Everything but this document itself reads the database, which may be busy.
+        let mut statuses = if operation.operation_id.as_deref() == Some("openapi") {
+            vec![]
+        } else {
+            vec!["503"]
+        };
         if !parameters.is_empty() || has_body {
             statuses.push("400");
         }
