@@ -29,6 +29,8 @@ pub const MAX_QUANTITY: u32 = 1_000;
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct OrderLineRequest {
     pub commodity_id: CommodityId,
+    /// 1 to 1000 (`MAX_QUANTITY`).
+    #[schema(minimum = 1, maximum = 1000)]
     pub quantity: u32,
 }
 
