@@ -65,11 +65,49 @@ fn is_json(headers: &HeaderMap) -> bool {
 /// Parses a JSON body, naming the field and its code when a value is refused.
 pub fn parse_json<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
     let mut deserializer = serde_json::Deserializer::from_slice(raw);
-    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(refused_field)?;
+    let value = match serde_path_to_error::deserialize(&mut deserializer) {
+        Ok(value) => value,
+        Err(error) if error.inner().to_string().contains(WHOLE_FLOAT_REFUSED) => {
+            return parse_whole_floats_as_integers(raw).unwrap_or(Err(refused_field(error)));
+        }
+        Err(error) => return Err(refused_field(error)),
+    };
     deserializer
         .end()
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", e.to_string()))?;
     Ok(value)
+}
+
+/// serde_json's message when a number written with a point (`2.0`) meets an integer field.
+const WHOLE_FLOAT_REFUSED: &str = "invalid type: floating point";
+
+/// JSON (and the document's JSON Schema) has one number type: `2.0` is the integer 2, and some
+/// serialisers write whole numbers that way. serde refuses it for an integer field, so a body
+/// refused for that alone is read again with each whole number (exactly representable, below
+/// 2^53) written as an integer; what is refused then is refused for its own reason.
+fn parse_whole_floats_as_integers<T: DeserializeOwned>(raw: &[u8]) -> Option<Result<T, ApiError>> {
+    fn integral(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Number(number) if number.is_f64() => {
+                const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+                if let Some(float) = number.as_f64()
+                    && float.fract() == 0.0
+                    && float.abs() <= EXACT
+                {
+                    // Exact: a whole f64 within 2^53 converts without loss.
+                    #[allow(clippy::cast_possible_truncation)]
+                    let whole = float as i64;
+                    *value = serde_json::Value::from(whole);
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(integral),
+            serde_json::Value::Object(fields) => fields.values_mut().for_each(integral),
+            _ => {}
+        }
+    }
+    let mut value: serde_json::Value = serde_json::from_slice(raw).ok()?;
+    integral(&mut value);
+    Some(serde_path_to_error::deserialize(value).map_err(refused_field))
 }
 
 /// An optional JSON body: none (or only white space) is `T::default()`.
@@ -162,5 +200,28 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
                 .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
                 .map_or_else(ClientKey::unknown, |info| ClientKey::of(info.0.ip())),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    struct Line {
+        quantity: u32,
+        name: holdfast_core::text::Name,
+    }
+
+    #[test]
+    fn a_whole_number_written_with_a_point_is_read_as_the_integer() {
+        let line: Line = parse_json(br#"{"quantity": 2.0, "name": "beans"}"#).unwrap();
+        assert_eq!((line.quantity, line.name.as_str()), (2, "beans"));
+        let fraction = parse_json::<Line>(br#"{"quantity": 2.5, "name": "beans"}"#).unwrap_err();
+        assert_eq!(fraction.code, "invalid_json");
+        // Refused for its own reason once the number is read.
+        let empty = parse_json::<Line>(br#"{"quantity": 2.0, "name": ""}"#).unwrap_err();
+        assert_eq!(empty.code, "text_empty");
     }
 }

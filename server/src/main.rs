@@ -37,7 +37,10 @@ async fn main() -> anyhow::Result<()> {
         } => create_operator(cli.config, &username, &display_name).await,
         Command::Openapi => {
             // For client generators and validators; touches no database.
-            println!("{}", holdfast_server::openapi::document().to_pretty_json()?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&holdfast_server::openapi::document())?
+            );
             Ok(())
         }
     }

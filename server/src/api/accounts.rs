@@ -3,11 +3,9 @@ use crate::error::ApiResult;
 use crate::extract::{Json, Path};
 use crate::idempotency::{IdempotencyKey, Idempotent};
 use crate::state::AppState;
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{get, post};
 use holdfast_core::ids::{AccountId, PartyId};
 use holdfast_core::ledger::{self, Account, AccountKind};
 use holdfast_core::onboarding;
@@ -15,11 +13,13 @@ use holdfast_core::parties::Role;
 use holdfast_core::{Currency, Money};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/accounts", get(my_accounts))
-        .route("/accounts/{account_id}/deposits", post(deposit))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(my_accounts))
+        .routes(routes!(deposit))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -71,7 +71,7 @@ pub struct Deposit {
 /// `Idempotency-Key` so that a retry cannot pay twice.
 #[utoipa::path(post, path = "/v1/accounts/{account_id}/deposits", tag = "accounts",
     security(("bearer" = [])),
-    params(("account_id" = AccountId, Path), ("Idempotency-Key" = String, Header, description = "required: any unique string; a retry with the same key and body replays the first answer")),
+    params(("account_id" = AccountId, Path), crate::openapi::RequiredIdempotencyKey),
     request_body = Deposit,
     responses((status = 201, body = AccountView), (status = 404, body = crate::error::ErrorBody),
         (status = 409, body = crate::error::ErrorBody)))]

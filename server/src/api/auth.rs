@@ -2,21 +2,21 @@ use crate::auth::{TokenResponse, issue_token};
 use crate::error::ApiResult;
 use crate::extract::{ClientAddress, Json};
 use crate::state::AppState;
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::post;
 use chrono::{DateTime, Utc};
 use holdfast_core::cards::CardNumber;
 use holdfast_core::ids::ChallengeId;
 use holdfast_core::login;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/auth/login", post(login_with_password))
-        .route("/auth/card-login", post(start_card_login))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(login_with_password))
+        .routes(routes!(start_card_login))
 }
 
 #[derive(Deserialize, Serialize, ToSchema)]

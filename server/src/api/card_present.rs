@@ -4,10 +4,8 @@ use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
 use crate::state::AppState;
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use holdfast_card_present::{
     self as card_present, ArmRequest, ArmedApproval, ArmedApprovalId, Authorisation,
@@ -19,59 +17,21 @@ use holdfast_core::onboarding::StaffCredentials;
 use holdfast_core::parties::Role;
 use holdfast_core::{CoreError, Money};
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, OpenApi, ToSchema};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/card-present/terminals", post(register_terminal))
-        .route("/card-present/merchants", get(list_merchants))
-        .route(
-            "/card-present/authorisations",
-            post(authorise).get(list_authorisations),
-        )
-        .route(
-            "/card-present/authorisations/{authorisation_id}",
-            get(get_authorisation),
-        )
-        .route(
-            "/card-present/authorisations/{authorisation_id}/capture",
-            post(capture),
-        )
-        .route(
-            "/card-present/authorisations/{authorisation_id}/void",
-            post(void),
-        )
-        .route(
-            "/card-present/armed-approvals",
-            post(arm).get(list_armed_approvals),
-        )
-        .route(
-            "/card-present/armed-approvals/{armed_approval_id}/cancel",
-            post(cancel_armed_approval),
-        )
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(register_terminal))
+        .routes(routes!(list_merchants))
+        .routes(routes!(authorise, list_authorisations))
+        .routes(routes!(get_authorisation))
+        .routes(routes!(capture))
+        .routes(routes!(void))
+        .routes(routes!(arm, list_armed_approvals))
+        .routes(routes!(cancel_armed_approval))
 }
-
-/// This module's part of the OpenAPI document (merged into the whole one).
-#[derive(OpenApi)]
-#[openapi(
-    paths(
-        register_terminal,
-        list_merchants,
-        authorise,
-        list_authorisations,
-        get_authorisation,
-        capture,
-        void,
-        arm,
-        list_armed_approvals,
-        cancel_armed_approval,
-    ),
-    tags((name = "card-present", description = "A shop terminal asks to authorise a card; the \
-holder's phone confirms. The first answer is `challenge_required` while the phone is asked; a \
-retry with the same authorisation id is approved once the phone approved. A holder may arm an \
-approval ahead (merchant, ceiling, time window) so that a matching payment is approved at once.")))
-]
-pub struct Doc;
 
 #[derive(Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -91,7 +51,9 @@ pub struct RegisterTerminal {
 #[utoipa::path(post, path = "/v1/card-present/terminals", tag = "card-present",
     security(("bearer" = [])), request_body = RegisterTerminal,
     responses((status = 201, body = Terminal), (status = 400, body = crate::error::ErrorBody),
-        (status = 403, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+        (status = 403, body = crate::error::ErrorBody),
+        (status = 404, description = "no such merchant", body = crate::error::ErrorBody),
+        (status = 409, body = crate::error::ErrorBody)))]
 pub async fn register_terminal(
     State(state): State<AppState>,
     principal: Principal,
@@ -312,6 +274,7 @@ pub struct ArmApproval {
     /// When the window opens (now when absent; at most 7 days ahead).
     pub valid_from: Option<DateTime<Utc>>,
     /// How long it stays open, 1 to 1440 minutes.
+    #[schema(minimum = 1, maximum = 1440)]
     pub valid_for_minutes: i64,
 }
 
@@ -321,7 +284,8 @@ pub struct ArmApproval {
 #[utoipa::path(post, path = "/v1/card-present/armed-approvals", tag = "card-present",
     security(("bearer" = [])), request_body = ArmApproval,
     responses((status = 201, body = ArmedApproval), (status = 400, body = crate::error::ErrorBody),
-        (status = 404, body = crate::error::ErrorBody)))]
+        (status = 404, body = crate::error::ErrorBody),
+        (status = 422, description = "the ceiling is not in the card's currency", body = crate::error::ErrorBody)))]
 pub async fn arm(
     State(state): State<AppState>,
     principal: Principal,

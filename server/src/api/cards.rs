@@ -4,9 +4,7 @@ use crate::auth::Principal;
 use crate::error::ApiResult;
 use crate::extract::Path;
 use crate::state::AppState;
-use axum::Router;
 use axum::extract::State;
-use axum::routing::{get, post};
 use holdfast_core::cards::{
     self, AgeClass, Card, CardNumber, CardStatus, MappingKind, PurchaseType,
 };
@@ -14,11 +12,13 @@ use holdfast_core::ids::{AccountId, PartyId};
 use holdfast_core::parties::Role;
 use serde::Serialize;
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/me/cards", get(my_cards))
-        .route("/me/cards/{card_number}/block", post(report_lost))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(my_cards))
+        .routes(routes!(report_lost))
 }
 
 /// A card as its holder or issuer sees it. The phone is masked even here.

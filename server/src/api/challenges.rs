@@ -8,11 +8,9 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path};
 use crate::idempotency::{IdempotencyKey, Idempotent, Outcome};
 use crate::state::AppState;
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::post;
 use chrono::{DateTime, Utc};
 use holdfast_core::challenge::{self, ChallengePurpose, Decision};
 use holdfast_core::escrow::{AnswerEffect, CaseOutcome, CaseState};
@@ -21,17 +19,20 @@ use holdfast_core::login::{self, LoginEffect};
 use holdfast_core::order_number::OrderNumber;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/challenges/{challenge_id}/answer", post(answer))
-        .route("/challenges/{challenge_id}/resend", post(resend))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(answer))
+        .routes(routes!(resend))
 }
 
 #[derive(Deserialize, Serialize, ToSchema)]
 pub struct ChallengeAnswer {
-    /// The 6-digit code the phone received.
-    #[schema(example = "123456")]
+    /// The 6-digit code the phone received (white space around it is ignored).
+    #[schema(value_type = String, example = "123456", max_length = 16,
+        pattern = r"^[ \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[0-9]{6}[ \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$")]
     pub code: holdfast_core::text::ChallengeCode,
     pub decision: Decision,
 }
@@ -50,7 +51,7 @@ pub struct ChallengeAnswered {
 
 /// Answer a challenge with the code from the phone: approve or deny.
 #[utoipa::path(post, path = "/v1/challenges/{challenge_id}/answer", tag = "phone",
-    params(("challenge_id" = ChallengeId, Path), ("Idempotency-Key" = Option<String>, Header)),
+    params(("challenge_id" = ChallengeId, Path), crate::openapi::OptionalIdempotencyKey),
     request_body = ChallengeAnswer,
     responses((status = 200, body = ChallengeAnswered),
         (status = 400, body = crate::error::ErrorBody),

@@ -5,23 +5,20 @@ use crate::auth::Principal;
 use crate::error::ApiResult;
 use crate::extract::{Json, Path, Query};
 use crate::state::AppState;
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
 use holdfast_core::order_number::OrderNumber;
 use holdfast_core::parties::Role;
 use holdfast_retail::distribution::{self, ParcelId, ParcelView, TrackingEntry};
 use serde::Deserialize;
 use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/distributor/parcels", get(list_parcels))
-        .route(
-            "/distributor/parcels/{parcel_id}/tracking",
-            post(record_tracking),
-        )
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_parcels))
+        .routes(routes!(record_tracking))
 }
 
 #[derive(Deserialize, IntoParams)]

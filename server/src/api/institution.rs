@@ -8,11 +8,9 @@ use crate::error::ApiResult;
 use crate::extract::{Json, Path, Query};
 use crate::idempotency::{IdempotencyKey, Idempotent};
 use crate::state::AppState;
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use holdfast_core::cards::{self, AgeClass, CardNumber, MappingKind, PurchaseType};
 use holdfast_core::funding::{self, FundingTerms, Holder, IssueCard};
@@ -24,21 +22,17 @@ use holdfast_core::phone_number::PhoneNumber;
 use holdfast_core::{Currency, Money};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/institution/cards", post(issue_card).get(list_cards))
-        .route("/institution/cards/{card_number}/block", post(block_card))
-        .route(
-            "/institution/cards/{card_number}/unblock",
-            post(unblock_card),
-        )
-        .route(
-            "/institution/cards/{card_number}/replace",
-            post(replace_card),
-        )
-        .route("/institution/holds", get(list_holds))
-        .route("/institution/accounts", get(list_accounts))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(issue_card, list_cards))
+        .routes(routes!(block_card))
+        .routes(routes!(unblock_card))
+        .routes(routes!(replace_card))
+        .routes(routes!(list_holds))
+        .routes(routes!(list_accounts))
 }
 
 #[derive(Clone, Deserialize, Serialize, ToSchema)]
@@ -79,7 +73,7 @@ pub struct IssuedCardView {
 /// Issue an EC card to a holder, with its funding source. Send an `Idempotency-Key`: an initial
 /// deposit moves money.
 #[utoipa::path(post, path = "/v1/institution/cards", tag = "institution", security(("bearer" = [])),
-    params(("Idempotency-Key" = String, Header, description = "required: any unique string; a retry with the same key and body replays the first answer")),
+    params(crate::openapi::RequiredIdempotencyKey),
     request_body = IssueCardRequest,
     responses((status = 201, body = IssuedCardView), (status = 400, body = crate::error::ErrorBody),
         (status = 403, body = crate::error::ErrorBody)))]

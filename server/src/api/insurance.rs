@@ -5,11 +5,9 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
 use crate::idempotency::{IdempotencyKey, Idempotent, Outcome};
 use crate::state::AppState;
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{get, post};
 use holdfast_core::ids::PartyId;
 use holdfast_core::order_number::OrderNumber;
 use holdfast_core::parties::Role;
@@ -23,70 +21,26 @@ use holdfast_insurance::products::{
     self, NewProduct, PaymentPlan, Product, ProductId, ProductViewer,
 };
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, OpenApi, ToSchema};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/insurance/insurers", post(create_insurer))
-        .route(
-            "/insurance/products",
-            post(create_product).get(list_products),
-        )
-        .route(
-            "/insurance/products/{product_id}",
-            get(get_product).patch(change_product),
-        )
-        .route("/insurance/policies", post(purchase).get(list_policies))
-        .route("/insurance/policies/{policy}", get(get_policy))
-        .route("/insurance/policies/{policy}/history", get(policy_history))
-        .route("/insurance/policies/{policy}/recheck", post(recheck))
-        .route(
-            "/insurance/policies/{policy}/settlement-request",
-            post(request_settlement),
-        )
-        .route("/insurance/policies/{policy}/cancel", post(cancel))
-        .route(
-            "/insurance/policies/{policy}/overdue-premium",
-            post(pay_overdue),
-        )
-        .route("/insurance/certificates", get(list_certificates))
-        .route(
-            "/insurance/certificates/{policy_number}/received",
-            post(receive_certificate),
-        )
-        .route(
-            "/insurance/certificates/{policy_number}/delivery",
-            post(record_delivery),
-        )
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_insurer))
+        .routes(routes!(create_product, list_products))
+        .routes(routes!(get_product, change_product))
+        .routes(routes!(purchase, list_policies))
+        .routes(routes!(get_policy))
+        .routes(routes!(policy_history))
+        .routes(routes!(recheck))
+        .routes(routes!(request_settlement))
+        .routes(routes!(cancel))
+        .routes(routes!(pay_overdue))
+        .routes(routes!(list_certificates))
+        .routes(routes!(receive_certificate))
+        .routes(routes!(record_delivery))
 }
-
-/// This module's part of the OpenAPI document (merged into the whole one).
-#[derive(OpenApi)]
-#[openapi(
-    paths(
-        create_insurer,
-        create_product,
-        list_products,
-        get_product,
-        change_product,
-        purchase,
-        list_policies,
-        get_policy,
-        policy_history,
-        recheck,
-        request_settlement,
-        cancel,
-        pay_overdue,
-        list_certificates,
-        receive_certificate,
-        record_delivery,
-    ),
-    tags((name = "insurance", description = "Insurers, products, policies, premiums, certificates \
-and the insurer's settlement: a purchase confirmed on the phone, premiums held in escrow until \
-the insurer quotes the policy number and the holder confirms, a monthly cycle with grace and \
-lapse, and free-look cancellation.")))
-]
-pub struct Doc;
 
 fn policy_ref(raw: &str) -> ApiResult<PolicyRef> {
     raw.parse::<PolicyRef>().map_err(ApiError::from)
@@ -164,15 +118,19 @@ pub struct CreateProduct {
     pub coverage_amount: Money,
     /// Per month (`monthly`) or for the whole term (`lump_sum`).
     pub premium: Money,
+    /// 1 to 600.
+    #[schema(minimum = 1, maximum = 600)]
     pub term_months: i32,
     pub payment_plan: PaymentPlan,
     /// The distributor that delivers the certificates.
     pub service_company_id: PartyId,
     /// Days of notice after a missed premium before the policy lapses (default 14; at least
-    /// 14, or 7 for terms under a year).
+    /// 14, or 7 for terms under a year; at most 90).
+    #[schema(minimum = 7, maximum = 90)]
     pub grace_days: Option<i32>,
     /// Days after the certificate's delivery during which the holder may cancel with every
     /// premium returned (default 15, 10 to 30).
+    #[schema(minimum = 10, maximum = 30)]
     pub free_look_days: Option<i32>,
 }
 
@@ -285,7 +243,7 @@ pub struct Purchase {
 /// premium; answer with `POST /v1/challenges/{id}/answer`. The insurer then rechecks and issues
 /// the policy number, which is texted to the phone.
 #[utoipa::path(post, path = "/v1/insurance/policies", tag = "insurance", security(("bearer" = [])),
-    params(("Idempotency-Key" = String, Header, description = "required")),
+    params(crate::openapi::RequiredIdempotencyKey),
     request_body = Purchase,
     responses((status = 201, body = PolicyView), (status = 400, body = crate::error::ErrorBody),
         (status = 404, body = crate::error::ErrorBody),
@@ -398,7 +356,7 @@ pub struct RecheckRequest {
 /// and starts the monthly cycle; `decline` returns the first premium.
 #[utoipa::path(post, path = "/v1/insurance/policies/{policy}/recheck", tag = "insurance",
     security(("bearer" = [])),
-    params(("policy" = String, Path, description = "the policy id"), ("Idempotency-Key" = Option<String>, Header)),
+    params(("policy" = String, Path, description = "the policy id"), crate::openapi::OptionalIdempotencyKey),
     request_body = RecheckRequest,
     responses((status = 200, body = PolicyView), (status = 404, body = crate::error::ErrorBody),
         (status = 409, body = crate::error::ErrorBody)))]
@@ -450,7 +408,7 @@ pub struct PremiumSettlementRequest {
 /// or matures the insurer has 90 days to ask; premiums still held then return to the holder.
 #[utoipa::path(post, path = "/v1/insurance/policies/{policy}/settlement-request", tag = "insurance", operation_id = "request_premium_settlement",
     security(("bearer" = [])),
-    params(("policy" = String, Path, description = "the policy number"), ("Idempotency-Key" = Option<String>, Header)),
+    params(("policy" = String, Path, description = "the policy number"), crate::openapi::OptionalIdempotencyKey),
     request_body(content = PremiumSettlementRequest, description = "optional"),
     responses((status = 200, body = PolicyView), (status = 404, body = crate::error::ErrorBody),
         (status = 409, description = "documents missing, nothing to settle", body = crate::error::ErrorBody)))]
@@ -497,7 +455,7 @@ pub async fn request_settlement(
 /// time.
 #[utoipa::path(post, path = "/v1/insurance/policies/{policy}/cancel", tag = "insurance", operation_id = "cancel_policy",
     security(("bearer" = [])),
-    params(("policy" = String, Path, description = "the policy id or number"), ("Idempotency-Key" = String, Header, description = "required")),
+    params(("policy" = String, Path, description = "the policy id or number"), crate::openapi::RequiredIdempotencyKey),
     responses((status = 200, body = Cancellation), (status = 404, body = crate::error::ErrorBody),
         (status = 409, description = "the free-look period ended, the policy has ended, or a premium paid out must be returned first (`premium_paid_out`)", body = crate::error::ErrorBody)))]
 pub async fn cancel(
@@ -535,7 +493,7 @@ pub async fn cancel(
 /// funding source): it is collected at once and the policy is in force again.
 #[utoipa::path(post, path = "/v1/insurance/policies/{policy}/overdue-premium", tag = "insurance",
     security(("bearer" = [])),
-    params(("policy" = String, Path, description = "the policy id or number"), ("Idempotency-Key" = String, Header, description = "required")),
+    params(("policy" = String, Path, description = "the policy id or number"), crate::openapi::RequiredIdempotencyKey),
     responses((status = 200, body = PolicyView), (status = 404, body = crate::error::ErrorBody),
         (status = 409, description = "not in grace", body = crate::error::ErrorBody),
         (status = 422, description = "still not enough funds", body = crate::error::ErrorBody)))]
@@ -587,7 +545,7 @@ pub async fn list_certificates(
 
 /// The service company fetched the certificate from the insurer.
 #[utoipa::path(post, path = "/v1/insurance/certificates/{policy_number}/received", tag = "insurance",
-    security(("bearer" = [])), params(("policy_number" = OrderNumber, Path)),
+    security(("bearer" = [])), params(("policy_number" = OrderNumber, Path), crate::openapi::OptionalIdempotencyKey),
     responses((status = 200, body = CertificateTask), (status = 404, body = crate::error::ErrorBody),
         (status = 409, body = crate::error::ErrorBody)))]
 pub async fn receive_certificate(
@@ -625,7 +583,7 @@ pub struct CertificateDelivery {
 /// policy number from the holder: it records both. The free-look period starts, and the
 /// insurer may now ask to be paid.
 #[utoipa::path(post, path = "/v1/insurance/certificates/{policy_number}/delivery", tag = "insurance",
-    security(("bearer" = [])), params(("policy_number" = OrderNumber, Path)),
+    security(("bearer" = [])), params(("policy_number" = OrderNumber, Path), crate::openapi::OptionalIdempotencyKey),
     request_body = CertificateDelivery,
     responses((status = 200, body = CertificateTask), (status = 400, body = crate::error::ErrorBody),
         (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody),

@@ -22,12 +22,13 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
 use std::time::Instant;
 use tracing::Instrument;
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -39,8 +40,12 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// closed after the answer instead, and a client still sending may see a reset.
 pub const MAX_DRAINED_BODY_BYTES: usize = 8 * 1024 * 1024;
 
-pub fn router(state: AppState) -> Router {
-    let v1 = Router::new()
+/// Every route of the API, each registered with its OpenAPI operation: the router serves
+/// exactly what the document (`crate::openapi::document`) describes.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(health))
+        .routes(routes!(openapi))
         .merge(auth::routes())
         .merge(challenges::routes())
         .merge(phone::routes())
@@ -55,11 +60,12 @@ pub fn router(state: AppState) -> Router {
         .merge(retail::routes())
         .merge(pharmacy::routes())
         .merge(insurance::routes())
-        .merge(card_present::routes());
-    Router::new()
-        .route("/healthz", get(health))
-        .route("/openapi.json", get(openapi))
-        .nest("/v1", v1)
+        .merge(card_present::routes())
+}
+
+pub fn router(state: AppState) -> Router {
+    let (router, _) = routes().split_for_parts();
+    router
         .fallback(not_found)
         .layer(axum::middleware::from_fn(limit_body))
         .layer(axum::middleware::from_fn(request_context))
@@ -224,8 +230,14 @@ pub async fn health(State(state): State<AppState>) -> Response {
     (status, Json(body)).into_response()
 }
 
-async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(crate::openapi::document())
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "system", responses(
+    (status = 200, description = "The OpenAPI 3.1 document of this API", content_type = "application/json",
+        body = Object)))]
+pub async fn openapi() -> Json<serde_json::Value> {
+    // Built once: it depends on nothing but the code.
+    static DOCUMENT: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    Json(DOCUMENT.get_or_init(crate::openapi::document).clone())
 }
 
 #[cfg(test)]

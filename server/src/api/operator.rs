@@ -9,11 +9,9 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
 use crate::idempotency::{IdempotencyKey, Idempotent};
 use crate::state::AppState;
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{get, post, put};
 use chrono::{DateTime, Utc};
 use holdfast_core::escrow::{self, CaseState, Fault};
 use holdfast_core::funding::{CreditClass, Institution, InstitutionKind, NewInstitution};
@@ -29,22 +27,21 @@ use holdfast_retail::orders::OrderView;
 use holdfast_retail::sellers::{self, SellerTerms, SellerTermsView};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/operator/suppliers", post(create_supplier))
-        .route("/operator/shoppers", post(create_shopper))
-        .route("/operator/institutions", post(create_institution))
-        .route("/operator/distributors", post(create_distributor))
-        .route("/operator/sellers/{party_id}", put(set_seller_terms))
-        .route(
-            "/operator/commodities/{commodity_id}/commission",
-            put(set_commodity_commission),
-        )
-        .route("/operator/disputes", get(list_disputes))
-        .route("/operator/disputes/{order_number}/mediation", post(mediate))
-        .route("/operator/accounts", get(accounts))
-        .route("/operator/ledger/audit", get(audit))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_supplier))
+        .routes(routes!(create_shopper))
+        .routes(routes!(create_institution))
+        .routes(routes!(create_distributor))
+        .routes(routes!(set_seller_terms))
+        .routes(routes!(set_commodity_commission))
+        .routes(routes!(list_disputes))
+        .routes(routes!(mediate))
+        .routes(routes!(accounts))
+        .routes(routes!(audit))
 }
 
 #[derive(Deserialize, Serialize, ToSchema)]
@@ -137,7 +134,7 @@ pub struct ShopperCreated {
 /// Onboard a shopper: an EC card mapped to the phone and to a prepayment account at the
 /// built-in institution (funded with the initial deposit, so send an `Idempotency-Key`).
 #[utoipa::path(post, path = "/v1/operator/shoppers", tag = "operator", security(("bearer" = [])),
-    params(("Idempotency-Key" = String, Header, description = "required: any unique string; a retry with the same key and body replays the first answer")),
+    params(crate::openapi::RequiredIdempotencyKey),
     request_body = CreateShopper,
     responses((status = 201, body = ShopperCreated), (status = 400, body = crate::error::ErrorBody),
         (status = 403, body = crate::error::ErrorBody)))]
@@ -487,7 +484,7 @@ pub struct MediationResult {
 /// party at fault. Send an `Idempotency-Key`.
 #[utoipa::path(post, path = "/v1/operator/disputes/{order_number}/mediation", tag = "operator",
     security(("bearer" = [])),
-    params(("order_number" = OrderNumber, Path), ("Idempotency-Key" = String, Header, description = "required")),
+    params(("order_number" = OrderNumber, Path), crate::openapi::RequiredIdempotencyKey),
     request_body = MediationRequest,
     responses((status = 200, body = MediationResult), (status = 400, body = crate::error::ErrorBody),
         (status = 409, body = crate::error::ErrorBody)))]

@@ -18,12 +18,10 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
 use crate::idempotency::{IdempotencyKey, Idempotent};
 use crate::state::AppState;
-use axum::Router;
 use axum::extract::{FromRequestParts, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use holdfast_core::cards::CardNumber;
 use holdfast_core::ids::PartyId;
@@ -41,45 +39,29 @@ use holdfast_pharmacy::prescriptions::{
     self, HistoryEntry, NewPrescription, PrescriptionReceipt, PrescriptionSummary, PrescriptionView,
 };
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, OpenApi, ToSchema};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/pharmacy/hospitals", post(create_hospital))
-        .route(
-            "/pharmacy/hospitals/{hospital_id}/prescribers",
-            post(add_prescriber),
-        )
-        .route(
-            "/pharmacy/drugstores",
-            post(create_drugstore).get(list_drugstores),
-        )
-        .route(
-            "/pharmacy/drugstores/{drugstore_id}/pharmacists",
-            post(add_pharmacist),
-        )
-        .route(
-            "/pharmacy/prescriptions",
-            post(issue_prescription).get(list_prescriptions),
-        )
-        .route("/pharmacy/prescriptions/{number}", get(get_prescription))
-        .route("/pharmacy/prescriptions/{number}/fhir", get(get_fhir))
-        .route("/pharmacy/prescriptions/{number}/history", get(history))
-        .route("/pharmacy/prescriptions/{number}/cancel", post(cancel))
-        .route("/pharmacy/lookups", post(lookup))
-        .route("/pharmacy/prescriptions/{number}/claim", post(claim))
-        .route(
-            "/pharmacy/prescriptions/{number}/hand-back",
-            post(hand_back),
-        )
-        .route("/pharmacy/prescriptions/{number}/price", post(price))
-        .route("/pharmacy/prescriptions/{number}/payment", post(pay))
-        .route("/pharmacy/prescriptions/{number}/dispense", post(dispense))
-        .route(
-            "/pharmacy/prescriptions/{number}/payment-request",
-            post(request_payment),
-        )
-        .route("/pharmacy/me/access-log", get(access_log))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_hospital))
+        .routes(routes!(add_prescriber))
+        .routes(routes!(create_drugstore, list_drugstores))
+        .routes(routes!(add_pharmacist))
+        .routes(routes!(issue_prescription, list_prescriptions))
+        .routes(routes!(get_prescription))
+        .routes(routes!(get_fhir))
+        .routes(routes!(history))
+        .routes(routes!(cancel))
+        .routes(routes!(lookup))
+        .routes(routes!(claim))
+        .routes(routes!(hand_back))
+        .routes(routes!(price))
+        .routes(routes!(pay))
+        .routes(routes!(dispense))
+        .routes(routes!(request_payment))
+        .routes(routes!(access_log))
 }
 
 /// The caller as the pharmacy vertical sees it: a prescriber with its hospital, a drugstore
@@ -295,7 +277,7 @@ pub async fn list_drugstores(
 /// The answer is a receipt without the content: read it with `GET …/prescriptions/{number}`,
 /// which is logged for the patient.
 #[utoipa::path(post, path = "/v1/pharmacy/prescriptions", tag = "pharmacy", security(("bearer" = [])),
-    params(("Idempotency-Key" = Option<String>, Header)), request_body = NewPrescription,
+    params(crate::openapi::OptionalIdempotencyKey), request_body = NewPrescription,
     responses((status = 201, body = PrescriptionReceipt), (status = 400, body = crate::error::ErrorBody),
         (status = 403, body = crate::error::ErrorBody), (status = 404, description = "no such card or drugstore", body = crate::error::ErrorBody)))]
 pub async fn issue_prescription(
@@ -406,7 +388,7 @@ pub async fn history(
 /// holding it is told; a held payment returns to the patient.
 #[utoipa::path(post, path = "/v1/pharmacy/prescriptions/{number}/cancel", tag = "pharmacy", operation_id = "cancel_prescription",
     security(("bearer" = [])),
-    params(("number" = PrescriptionNumber, Path), ("Idempotency-Key" = Option<String>, Header)),
+    params(("number" = PrescriptionNumber, Path), crate::openapi::OptionalIdempotencyKey),
     responses((status = 200, body = PrescriptionReceipt), (status = 404, body = crate::error::ErrorBody),
         (status = 409, description = "already dispensed, cancelled or expired", body = crate::error::ErrorBody)))]
 pub async fn cancel(
@@ -503,7 +485,8 @@ fn optional_body<T: serde::de::DeserializeOwned + Default>(raw: &[u8]) -> ApiRes
 /// it). The claim secret is deleted; a held payment returns to the patient.
 #[utoipa::path(post, path = "/v1/pharmacy/prescriptions/{number}/hand-back", tag = "pharmacy",
     security(("bearer" = [])),
-    params(("number" = PrescriptionNumber, Path), ("Claim-Secret" = String, Header)),
+    params(("number" = PrescriptionNumber, Path), ("Claim-Secret" = String, Header),
+        crate::openapi::OptionalIdempotencyKey),
     responses((status = 200, body = PrescriptionSummary), (status = 403, body = crate::error::ErrorBody),
         (status = 409, body = crate::error::ErrorBody)))]
 pub async fn hand_back(
@@ -561,7 +544,7 @@ pub async fn price(
 /// and records the choice.
 #[utoipa::path(post, path = "/v1/pharmacy/prescriptions/{number}/payment", tag = "pharmacy",
     security(("bearer" = [])),
-    params(("number" = PrescriptionNumber, Path), ("Idempotency-Key" = String, Header, description = "required")),
+    params(("number" = PrescriptionNumber, Path), crate::openapi::RequiredIdempotencyKey),
     request_body = PaymentChoice,
     responses((status = 200, body = PrescriptionReceipt), (status = 400, body = crate::error::ErrorBody),
         (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody),
@@ -591,7 +574,7 @@ pub async fn pay(
 #[utoipa::path(post, path = "/v1/pharmacy/prescriptions/{number}/dispense", tag = "pharmacy",
     security(("bearer" = [])),
     params(("number" = PrescriptionNumber, Path), ("Claim-Secret" = String, Header),
-        ("Idempotency-Key" = Option<String>, Header)),
+        crate::openapi::OptionalIdempotencyKey),
     request_body = Dispensing,
     responses((status = 200, body = PrescriptionReceipt), (status = 400, body = crate::error::ErrorBody),
         (status = 403, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
@@ -632,7 +615,7 @@ pub struct PaymentRequest {
 #[utoipa::path(post, path = "/v1/pharmacy/prescriptions/{number}/payment-request", tag = "pharmacy",
     security(("bearer" = [])),
     params(("number" = PrescriptionNumber, Path), ("Claim-Secret" = String, Header),
-        ("Idempotency-Key" = Option<String>, Header)),
+        crate::openapi::OptionalIdempotencyKey),
     request_body = PaymentRequest,
     responses((status = 200, body = PrescriptionReceipt), (status = 400, body = crate::error::ErrorBody),
         (status = 403, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
@@ -692,31 +675,3 @@ pub async fn access_log(
         .await?,
     ))
 }
-
-/// This module's part of the OpenAPI document (merged into the whole one).
-#[derive(OpenApi)]
-#[openapi(
-    paths(
-        create_hospital,
-        add_prescriber,
-        create_drugstore,
-        add_pharmacist,
-        list_drugstores,
-        issue_prescription,
-        list_prescriptions,
-        get_prescription,
-        get_fhir,
-        history,
-        cancel,
-        lookup,
-        claim,
-        hand_back,
-        price,
-        pay,
-        dispense,
-        request_payment,
-        access_log,
-    ),
-    tags((name = "pharmacy", description = "Prescriptions between hospitals and drugstores, paid through escrow"))
-)]
-pub struct Doc;

@@ -8,25 +8,25 @@ use crate::app::answers::{self, AnswerRoute};
 use crate::error::{ApiError, ApiResult};
 use crate::idempotency::IdempotencyKey;
 use crate::state::AppState;
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use axum::routing::post;
 use hmac::Mac;
 use holdfast_core::challenge::{self, Decision, keyed_mac};
 use holdfast_core::ids::ChallengeId;
 use holdfast_core::phone_number::PhoneNumber;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub const SIGNATURE_HEADER: &str = "holdfast-signature";
 /// How far a signature's timestamp may be from our clock.
 pub const TOLERANCE_SECS: i64 = 300;
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/phone/inbound", post(inbound))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(inbound))
 }
 
 #[derive(Deserialize, Serialize, ToSchema)]
@@ -36,6 +36,9 @@ pub struct InboundReply {
     /// The number the answer came from (E.164).
     #[schema(value_type = String, example = "+821012345678")]
     pub from: PhoneNumber,
+    /// The 6-digit code (white space around it is ignored).
+    #[schema(value_type = String, example = "123456", max_length = 16,
+        pattern = r"^[ \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[0-9]{6}[ \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$")]
     pub code: holdfast_core::text::ChallengeCode,
     pub decision: Decision,
 }

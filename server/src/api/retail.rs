@@ -6,11 +6,9 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
 use crate::idempotency::{IdempotencyKey, Idempotent};
 use crate::state::AppState;
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{get, patch, post};
 use holdfast_core::Money;
 use holdfast_core::cards;
 use holdfast_core::escrow::CaseEvent;
@@ -24,38 +22,25 @@ use holdfast_retail::catalogue::{
 use holdfast_retail::orders::{self, OrderSummary, OrderView, PlaceOrder};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/retail/commodities",
-            post(create_commodity).get(list_commodities),
-        )
-        .route(
-            "/retail/commodities/{commodity_id}",
-            patch(change_commodity),
-        )
-        .route("/retail/orders", post(place_order).get(list_orders))
-        .route("/retail/orders/{order_number}", get(get_order))
-        .route("/retail/orders/{order_number}/history", get(order_history))
-        .route("/retail/orders/{order_number}/cancel", post(cancel_order))
-        .route("/retail/orders/{order_number}/refuse", post(refuse_order))
-        .route(
-            "/retail/orders/{order_number}/carrier",
-            post(assign_carrier),
-        )
-        .route(
-            "/retail/orders/{order_number}/settlement-request",
-            post(request_settlement),
-        )
-        .route(
-            "/retail/orders/{order_number}/settlement-confirmation",
-            post(renew_settlement_confirmation),
-        )
-        .route("/retail/orders/{order_number}/dispute", post(dispute_order))
-        .route("/retail/auctions", post(open_auction).get(list_auctions))
-        .route("/retail/auctions/{auction_id}", get(get_auction))
-        .route("/retail/auctions/{auction_id}/bids", post(place_bid))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_commodity, list_commodities))
+        .routes(routes!(change_commodity))
+        .routes(routes!(place_order, list_orders))
+        .routes(routes!(get_order))
+        .routes(routes!(order_history))
+        .routes(routes!(cancel_order))
+        .routes(routes!(refuse_order))
+        .routes(routes!(assign_carrier))
+        .routes(routes!(request_settlement))
+        .routes(routes!(renew_settlement_confirmation))
+        .routes(routes!(dispute_order))
+        .routes(routes!(open_auction, list_auctions))
+        .routes(routes!(get_auction))
+        .routes(routes!(place_bid))
 }
 
 /// How the caller sees the catalogue: a shopper through its card's class.
@@ -187,7 +172,7 @@ pub async fn list_commodities(
 /// Place an order (shoppers) paid with the card of the session. The total is held at once and
 /// the card's phone is asked to approve; answer with `POST /v1/challenges/{id}/answer`.
 #[utoipa::path(post, path = "/v1/retail/orders", tag = "retail", security(("bearer" = [])),
-    params(("Idempotency-Key" = String, Header, description = "required")),
+    params(crate::openapi::RequiredIdempotencyKey),
     request_body = PlaceOrder,
     responses((status = 201, body = OrderView), (status = 400, body = crate::error::ErrorBody),
         (status = 403, description = "a commodity not sold to this card's class", body = crate::error::ErrorBody),
@@ -264,7 +249,7 @@ pub async fn order_history(
 /// Cancel an order before dispatch (its shopper). The held money returns.
 #[utoipa::path(post, path = "/v1/retail/orders/{order_number}/cancel", tag = "retail",
     security(("bearer" = [])),
-    params(("order_number" = OrderNumber, Path), ("Idempotency-Key" = Option<String>, Header)),
+    params(("order_number" = OrderNumber, Path), crate::openapi::OptionalIdempotencyKey),
     responses((status = 200, body = OrderView), (status = 404, body = crate::error::ErrorBody),
         (status = 409, body = crate::error::ErrorBody)))]
 pub async fn cancel_order(
@@ -293,7 +278,7 @@ pub struct Reason {
 /// Refuse an order before dispatch (its supplier). The buyer's money returns.
 #[utoipa::path(post, path = "/v1/retail/orders/{order_number}/refuse", tag = "retail",
     security(("bearer" = [])),
-    params(("order_number" = OrderNumber, Path), ("Idempotency-Key" = Option<String>, Header)),
+    params(("order_number" = OrderNumber, Path), crate::openapi::OptionalIdempotencyKey),
     request_body = Reason,
     responses((status = 200, body = OrderView), (status = 404, body = crate::error::ErrorBody),
         (status = 409, body = crate::error::ErrorBody)))]
@@ -361,7 +346,7 @@ pub struct SettlementRequest {
 /// delivery; without an answer it is released when the settlement period ends.
 #[utoipa::path(post, path = "/v1/retail/orders/{order_number}/settlement-request", tag = "retail",
     security(("bearer" = [])),
-    params(("order_number" = OrderNumber, Path), ("Idempotency-Key" = Option<String>, Header)),
+    params(("order_number" = OrderNumber, Path), crate::openapi::OptionalIdempotencyKey),
     request_body(content = SettlementRequest, description = "optional"),
     responses((status = 200, body = OrderView), (status = 404, body = crate::error::ErrorBody),
         (status = 409, body = crate::error::ErrorBody)))]
@@ -457,6 +442,7 @@ pub struct OpenAuction {
     #[serde(default)]
     pub audience: Audience,
     /// How long it runs: 60 seconds to 30 days.
+    #[schema(minimum = 60, maximum = 2_592_000)]
     pub duration_secs: i64,
 }
 

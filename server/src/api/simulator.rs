@@ -6,10 +6,8 @@ use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Path, Query};
 use crate::state::AppState;
-use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::get;
 use holdfast_core::ids::ChallengeId;
 use holdfast_core::parties::Role;
 use holdfast_core::phone::{self, InboxMessage};
@@ -17,9 +15,11 @@ use holdfast_core::phone_number::PhoneNumber;
 use serde::Deserialize;
 use std::time::Duration;
 use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/phone-simulator/{phone}/messages", get(messages))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(messages))
 }
 
 #[derive(Deserialize, IntoParams)]

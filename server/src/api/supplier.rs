@@ -4,15 +4,15 @@ use crate::auth::Principal;
 use crate::error::ApiResult;
 use crate::extract::Json;
 use crate::state::AppState;
-use axum::Router;
 use axum::extract::State;
-use axum::routing::patch;
 use holdfast_core::parties::{self, Party, Role};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/supplier/profile", patch(change_profile))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(change_profile))
 }
 
 #[derive(Deserialize, Serialize, ToSchema)]

@@ -4,23 +4,23 @@ use crate::auth::Principal;
 use crate::error::ApiResult;
 use crate::extract::{Json, Path, Query};
 use crate::state::AppState;
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{delete, get, post};
 use holdfast_core::events::{self, Event};
 use holdfast_core::outbox::DeliveryRecord;
 use holdfast_core::webhooks::{self, Endpoint, Registered};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/webhooks", post(register).get(list))
-        .route("/webhooks/{endpoint_id}", delete(deactivate))
-        .route("/webhooks/{endpoint_id}/deliveries", get(deliveries))
-        .route("/events", get(feed))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(register, list))
+        .routes(routes!(deactivate))
+        .routes(routes!(deliveries))
+        .routes(routes!(feed))
 }
 
 #[derive(Deserialize, Serialize, ToSchema)]

@@ -29,11 +29,15 @@ pub const MAX_QUANTITY: u32 = 1_000;
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct OrderLineRequest {
     pub commodity_id: CommodityId,
+    /// 1 to 1000 (`MAX_QUANTITY`).
+    #[schema(minimum = 1, maximum = 1000)]
     pub quantity: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct PlaceOrder {
+    /// 1 to 50 lines (`MAX_LINES`).
+    #[schema(min_items = 1, max_items = 50)]
     pub lines: Vec<OrderLineRequest>,
 }
 
