@@ -55,6 +55,7 @@
 
 pub mod carrier;
 pub mod home;
+pub mod orders_view;
 pub mod page;
 pub mod phone;
 pub mod session;
@@ -62,6 +63,7 @@ pub mod shopper;
 pub mod sign_in;
 pub mod supplier;
 pub mod txn;
+pub mod views;
 
 use crate::state::AppState;
 use axum::Router;
@@ -91,10 +93,10 @@ pub fn router() -> Router<AppState> {
 /// Where a role lands after signing in.
 pub fn landing_for(role: Role) -> &'static str {
     match role {
-        Role::Shopper
-        | Role::Supplier
-        | Role::Distributor
-        | Role::Operator
+        Role::Shopper => "/shop",
+        Role::Supplier => "/supplier",
+        Role::Distributor => "/carrier",
+        Role::Operator
         | Role::Prescriber
         | Role::Drugstore
         | Role::Insurer
@@ -107,11 +109,21 @@ pub fn landing_for(role: Role) -> &'static str {
 /// The navigation a role sees.
 pub fn nav_for(role: Role) -> Vec<NavLink> {
     let links: &[(&'static str, &'static str)] = match role {
+        Role::Shopper => &[
+            ("/shop", "Shop"),
+            ("/shop/orders", "Orders"),
+            ("/shop/account", "Balances and cards"),
+        ],
+        Role::Supplier => &[
+            ("/supplier", "Settlement status"),
+            ("/supplier/goods", "Supplied goods"),
+            ("/supplier/check", "Order-number check"),
+            ("/supplier/profile", "Information change"),
+            ("/supplier/webhooks", "Webhooks"),
+        ],
+        Role::Distributor => &[("/carrier", "Parcels")],
         Role::Operator => &[("/home", "Home"), ("/phone", "Phones")],
-        Role::Shopper
-        | Role::Supplier
-        | Role::Distributor
-        | Role::Prescriber
+        Role::Prescriber
         | Role::Drugstore
         | Role::Insurer
         | Role::Institution
