@@ -14,6 +14,7 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use holdfast_server::demo::{self, Demo};
 use holdfast_server::workers::{self, WorkerIntervals};
 use serde_json::{Value, json};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -23,7 +24,12 @@ const AXE: &str = include_str!("../assets/axe-4.14.1.min.js");
 
 /// How long a page may take to show what a test waits for (texts arrive through the outbox
 /// worker; htmx polls every 2 s).
-pub const WAIT: Duration = Duration::from_secs(15);
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// One browser test at a time: each starts several Chromiums, and on a small machine two
+/// suites side by side would only make both slow.
+static ONE_AT_A_TIME: std::sync::LazyLock<std::sync::Arc<tokio::sync::Mutex<()>>> =
+    std::sync::LazyLock::new(Default::default);
 
 /// Phone-sized and desktop-sized windows.
 pub const PHONE_WINDOW: (u32, u32) = (412, 915);
@@ -69,12 +75,20 @@ pub fn find_browser() -> Option<(PathBuf, PathBuf)> {
 /// A running `chromedriver`, stopped when dropped.
 pub struct Driver {
     child: Child,
+    _turn: tokio::sync::OwnedMutexGuard<()>,
     pub url: String,
     chromium: PathBuf,
 }
 
 impl Drop for Driver {
+    /// Ends chromedriver and every Chromium it started: they share its process group, so a
+    /// test that failed before closing its browsers leaves nothing running.
     fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill")
+            .args(["-TERM", "--", &group])
+            .stderr(Stdio::null())
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -82,8 +96,11 @@ impl Drop for Driver {
 
 impl Driver {
     pub async fn start(chromium: PathBuf, driver: &Path) -> anyhow::Result<Driver> {
+        let turn = ONE_AT_A_TIME.clone().lock_owned().await;
         let port = crate::driver::free_port()?;
         let child = Command::new(driver)
+            // Its own process group, which Chromium joins: see `Drop`.
+            .process_group(0)
             .arg(format!("--port={port}"))
             .arg("--allowed-ips=127.0.0.1")
             .stdout(Stdio::null())
@@ -92,6 +109,7 @@ impl Driver {
             .context("could not start chromedriver")?;
         let driver = Driver {
             child,
+            _turn: turn,
             url: format!("http://127.0.0.1:{port}"),
             chromium,
         };
@@ -384,6 +402,19 @@ impl Browser {
     }
 }
 
+/// The server and chromedriver for one browser test, or `None` when the suite is skipped
+/// (see [`find_browser`]).
+pub async fn start_suite() -> Option<(ConsoleServer, Driver)> {
+    let (chromium, chromedriver) = find_browser()?;
+    let server = ConsoleServer::start()
+        .await
+        .expect("the console server starts");
+    let driver = Driver::start(chromium, &chromedriver)
+        .await
+        .expect("chromedriver starts");
+    Some((server, driver))
+}
+
 /// The server on a real port with its workers, seeded with the demo's cast.
 pub struct ConsoleServer {
     pub app: TestApp,
@@ -440,6 +471,19 @@ impl ConsoleServer {
         browser.press("Open the phone").await?;
         browser.wait_for_text("Texts").await?;
         Ok(browser)
+    }
+
+    /// The demo shopper's phone page and its browser, signed in with the demo card.
+    pub async fn shopper_with_phone(
+        &self,
+        driver: &Driver,
+        window: (u32, u32),
+    ) -> anyhow::Result<(Browser, Browser)> {
+        let phone = self.phone(driver, demo::SHOPPER_PHONE).await?;
+        let shopper = driver.browser(&self.base, window).await?;
+        self.card_sign_in(&shopper, &phone, &self.demo.shopper_card.to_string())
+            .await?;
+        Ok((phone, shopper))
     }
 
     /// Signs the shopper in with its card: the code is read off `phone` and typed in.

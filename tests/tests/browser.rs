@@ -5,20 +5,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use holdfast_server::demo::{
-    CARRIER_USERNAME, OPERATOR_USERNAME, SHOPPER_PHONE, SUPPLIER_USERNAME,
-};
-use holdfast_tests::browser::{ConsoleServer, DESKTOP_WINDOW, Driver, find_browser};
+use holdfast_server::demo::{CARRIER_USERNAME, OPERATOR_USERNAME, SUPPLIER_USERNAME};
+use holdfast_tests::browser::{DESKTOP_WINDOW, PHONE_WINDOW, start_suite};
 
 /// Sign-in by password and by card with the code from the phone page, the role's landing
 /// page, a form posted without its CSRF token refused, and sign-out ending the session.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn people_sign_in_by_password_and_by_card_and_sign_out() {
-    let Some((chromium, chromedriver)) = find_browser() else {
+    let Some((server, driver)) = start_suite().await else {
         return;
     };
-    let server = ConsoleServer::start().await.unwrap();
-    let driver = Driver::start(chromium, &chromedriver).await.unwrap();
 
     // A visitor is sent to the sign-in page; a wrong password is refused with the API's code.
     let operator = driver.browser(&server.base, DESKTOP_WINDOW).await.unwrap();
@@ -39,10 +35,8 @@ async fn people_sign_in_by_password_and_by_card_and_sign_out() {
     operator.screenshot("operator").await.unwrap();
 
     // The shopper signs in with the card; the code arrives on the phone page.
-    let phone = server.phone(&driver, SHOPPER_PHONE).await.unwrap();
-    let shopper = driver.browser(&server.base, DESKTOP_WINDOW).await.unwrap();
-    server
-        .card_sign_in(&shopper, &phone, &server.demo.shopper_card.to_string())
+    let (phone, shopper) = server
+        .shopper_with_phone(&driver, DESKTOP_WINDOW)
         .await
         .unwrap();
     let landed = shopper.page_text().await.unwrap();
@@ -95,15 +89,11 @@ async fn people_sign_in_by_password_and_by_card_and_sign_out() {
 /// the phone, and the supplier sees its payout: 48.00 USD less the 5 % commission.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shopper_buys_the_carrier_delivers_and_the_supplier_is_paid() {
-    let Some((chromium, chromedriver)) = find_browser() else {
+    let Some((server, driver)) = start_suite().await else {
         return;
     };
-    let server = ConsoleServer::start().await.unwrap();
-    let driver = Driver::start(chromium, &chromedriver).await.unwrap();
-    let phone = server.phone(&driver, SHOPPER_PHONE).await.unwrap();
-    let shopper = driver.browser(&server.base, DESKTOP_WINDOW).await.unwrap();
-    server
-        .card_sign_in(&shopper, &phone, &server.demo.shopper_card.to_string())
+    let (phone, shopper) = server
+        .shopper_with_phone(&driver, DESKTOP_WINDOW)
         .await
         .unwrap();
 
@@ -235,6 +225,142 @@ async fn a_shopper_buys_the_carrier_delivers_and_the_supplier_is_paid() {
     );
     supplier.screenshot("supplier").await.unwrap();
     for browser in [phone, shopper, carrier, supplier] {
+        browser.close().await.unwrap();
+    }
+}
+
+/// The shopper's other pages: an order cancelled before dispatch returns the held money (the
+/// balance shows it to the cent), and a card reported lost is blocked at once and can no
+/// longer sign in (no code reaches the phone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shopper_cancels_an_order_and_reports_the_card_lost() {
+    let Some((server, driver)) = start_suite().await else {
+        return;
+    };
+    let (phone, shopper) = server
+        .shopper_with_phone(&driver, PHONE_WINDOW)
+        .await
+        .unwrap();
+    let card = server.demo.shopper_card.to_string();
+
+    shopper
+        .fill("Quantity of Gooseneck kettle", "1")
+        .await
+        .unwrap();
+    shopper.press("Review cart").await.unwrap();
+    shopper.press("Place order").await.unwrap();
+    shopper.wait_for_text("79.90 USD").await.unwrap();
+    shopper.follow("Balances and cards").await.unwrap();
+    let held = shopper.main_text().await.unwrap();
+    assert!(held.contains("420.10 USD"), "the kettle is held: {held}");
+    shopper.follow("Orders").await.unwrap();
+    let orders = shopper.main_text().await.unwrap();
+    assert!(orders.contains("awaiting order confirmation"), "{orders}");
+    shopper
+        .client
+        .find(fantoccini::Locator::XPath("//main//table//a"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    shopper.wait_for_text("Cancel order").await.unwrap();
+    shopper.press("Cancel order").await.unwrap();
+    shopper.wait_for_text("cancelled").await.unwrap();
+    shopper.follow("Balances and cards").await.unwrap();
+    let returned = shopper.main_text().await.unwrap();
+    assert!(
+        returned.contains("500.00 USD"),
+        "the money returned: {returned}"
+    );
+    assert!(!returned.contains("420.10 USD"), "{returned}");
+
+    // Report the card lost: blocked at once; signing in with it sends no code.
+    shopper.press("Report lost").await.unwrap();
+    let blocked = shopper.main_text().await.unwrap();
+    assert!(blocked.contains("blocked"), "{blocked}");
+    // The cancelled order's confirmation was voided; count the texts the phone has now.
+    phone.wait_for_text("voided").await.unwrap();
+    let texts_before = phone
+        .main_text()
+        .await
+        .unwrap()
+        .matches("Holdfast:")
+        .count();
+    shopper.press("Sign out").await.unwrap();
+    shopper.visit("/sign-in").await.unwrap();
+    shopper.fill("EC card number", &card).await.unwrap();
+    shopper.press("Send me a code").await.unwrap();
+    shopper
+        .wait_for_text("A code was sent to the phone")
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let texts_after = phone
+        .main_text()
+        .await
+        .unwrap()
+        .matches("Holdfast:")
+        .count();
+    assert_eq!(texts_before, texts_after, "a blocked card gets no code");
+    for browser in [phone, shopper] {
+        browser.close().await.unwrap();
+    }
+}
+
+/// The supplier's other windows and the shopper's approvals page: each renders, passes axe,
+/// and does what it says (a new commodity appears in the shop; a wrong second password is
+/// refused with the API's code).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_supplier_windows_work_by_their_labels() {
+    let Some((server, driver)) = start_suite().await else {
+        return;
+    };
+    let supplier = driver.browser(&server.base, PHONE_WINDOW).await.unwrap();
+    supplier
+        .sign_in(SUPPLIER_USERNAME, &server.demo.supplier_password)
+        .await
+        .unwrap();
+    supplier.visit("/supplier/goods").await.unwrap();
+    supplier.fill("Name", "Milk frothing jug").await.unwrap();
+    supplier.fill("Manufacturer", "Acme").await.unwrap();
+    supplier.fill("Price", "18.75").await.unwrap();
+    supplier.press("Add the commodity").await.unwrap();
+    let goods = supplier.main_text().await.unwrap();
+    assert!(
+        goods.contains("Milk frothing jug") && goods.contains("18.75 USD"),
+        "{goods}"
+    );
+
+    supplier.visit("/supplier/profile").await.unwrap();
+    supplier
+        .fill("Second password", "not-the-second-password")
+        .await
+        .unwrap();
+    supplier.press("Change").await.unwrap();
+    let refused = supplier.main_text().await.unwrap();
+    assert!(refused.contains("Error code:"), "{refused}");
+    supplier.visit("/supplier/webhooks").await.unwrap();
+    supplier.visit("/supplier/check").await.unwrap();
+    supplier.fill("Order number", "1234").await.unwrap();
+    supplier.press("Check").await.unwrap();
+    let bad = supplier.main_text().await.unwrap();
+    assert!(bad.contains("invalid_order_number"), "{bad}");
+
+    let (phone, shopper) = server
+        .shopper_with_phone(&driver, DESKTOP_WINDOW)
+        .await
+        .unwrap();
+    let shop = shopper.main_text().await.unwrap();
+    assert!(
+        shop.contains("Milk frothing jug") && shop.contains("18.75 USD"),
+        "{shop}"
+    );
+    shopper.follow("Card-present approvals").await.unwrap();
+    shopper.follow("Orders").await.unwrap();
+    let none = shopper.main_text().await.unwrap();
+    assert!(none.contains("No orders yet"), "{none}");
+    for browser in [supplier, phone, shopper] {
         browser.close().await.unwrap();
     }
 }

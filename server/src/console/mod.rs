@@ -12,8 +12,12 @@
 //!   [`page::PageError`] (every use-case error shows the API's stable code and message; a 500
 //!   shows nothing of its cause), and [`page::Posted`], the only way a page accepts a form.
 //! - [`txn`]: runs a `_in_txn` use case in one write transaction (commit, wake the outbox).
+//! - [`views`]: presentation helpers (enum labels, times, balances lines, timelines, paging
+//!   with `More`/`next_after`, `money_field` for an amount typed in a form, and the fingerprint
+//!   that lets a polled fragment answer 204 while unchanged); [`orders_view`]: the live status
+//!   of an order shared by the shopper's and the supplier's pages.
 //! - one file per audience: [`sign_in`], [`phone`], [`shopper`], [`supplier`], [`carrier`],
-//!   [`home`] (landing pages).
+//!   [`home`] (landing pages; `/home` serves the roles whose pages are still to come).
 //! - templates in `server/templates/console/` (askama, compiled in; `base.html` is the layout:
 //!   skip link, navigation by role, `<main id="main">` with the page's `<h1>`), one stylesheet
 //!   `server/static/console.css`, and htmx (`server/static/`, served from the binary) for
@@ -50,8 +54,18 @@
 //! 6. **Live updates** (optional): a fragment route returning a small template without the
 //!    layout, and in the page `<div hx-get="/…/fragment" hx-trigger="every 2s"
 //!    hx-swap="outerHTML">` around the same markup, so the page still works by reloading.
-//! 7. **Test**: drive it in `tests/tests/browser.rs` (pages only; assert on what the page
-//!    says, not on its HTML); every page visited is checked by axe-core.
+//! 7. **Test**: drive it in `tests/tests/browser.rs` with `holdfast_tests::browser`
+//!    (`ConsoleServer::start()` seeds the demo cast; `driver.browser(..)` is one person;
+//!    `fill`/`choose`/`press`/`follow` find fields by label and buttons by text;
+//!    `server.phone(..)` and `answer_text(..)` play the phone). Pages only, no API calls;
+//!    assert on what the page says (states, amounts to the cent), not on its HTML; every page
+//!    visited is checked by axe-core, and `screenshot("<role>")` saves the role's main page.
+//!
+//! # Cast and principals
+//! `--demo` (`server/src/demo.rs`) seeds one sign-in per role and prints them; a new role's
+//! pages add its party there. Roles and what they may see are the API's (README, DESIGN.md):
+//! a page takes the same `Principal` and calls the same use case with `principal.party`, so a
+//! page can never show more than the API would.
 
 pub mod carrier;
 pub mod home;
@@ -113,6 +127,7 @@ pub fn nav_for(role: Role) -> Vec<NavLink> {
             ("/shop", "Shop"),
             ("/shop/orders", "Orders"),
             ("/shop/account", "Balances and cards"),
+            ("/shop/approvals", "Card-present approvals"),
         ],
         Role::Supplier => &[
             ("/supplier", "Settlement status"),

@@ -39,6 +39,8 @@ pub fn routes() -> Router<AppState> {
             post(renew_confirmation),
         )
         .route("/shop/account", get(account_page))
+        .route("/shop/approvals", get(approvals_page).post(arm_approval))
+        .route("/shop/approvals/{id}/cancel", post(cancel_approval))
         .route("/shop/cards/{number}/lost", post(report_lost))
 }
 
@@ -54,6 +56,7 @@ struct CataloguePage {
 
 struct Item {
     id: CommodityId,
+    seller: String,
     name: String,
     manufacturer: String,
     price: String,
@@ -76,12 +79,24 @@ async fn catalogue_page(
     let viewer = catalogue::viewer(&state.db, Some(card)).await?;
     let list = catalogue::list_commodities(&state.db, viewer, query.after, PAGE).await?;
     let next = views::next_after(&list, PAGE, |c| c.id);
+    let mut sellers: std::collections::HashMap<holdfast_core::ids::PartyId, String> =
+        std::collections::HashMap::new();
+    for commodity in &list {
+        if let std::collections::hash_map::Entry::Vacant(entry) =
+            sellers.entry(commodity.supplier_id)
+        {
+            let seller =
+                holdfast_core::parties::get_party(&state.db, commodity.supplier_id).await?;
+            entry.insert(seller.display_name);
+        }
+    }
     page::render(&CatalogueTemplate {
         layout: Layout::signed_in("Shop", &session, "/shop"),
         items: list
             .into_iter()
             .map(|c| Item {
                 id: c.id,
+                seller: sellers.get(&c.supplier_id).cloned().unwrap_or_default(),
                 name: c.name,
                 manufacturer: c.manufacturer,
                 price: c.price.to_string(),
@@ -380,4 +395,118 @@ async fn report_lost(
     })?;
     cards::block(&state.db, &state.core.clock, &number, principal.party).await?;
     Ok(page::see_other("/shop/account"))
+}
+
+struct Approval {
+    id: holdfast_card_present::ArmedApprovalId,
+    merchant: String,
+    max_amount: String,
+    window: String,
+    status: String,
+    waiting: bool,
+    cancellable: bool,
+}
+
+struct MerchantOption {
+    id: holdfast_core::ids::PartyId,
+    name: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/shop/approvals.html")]
+struct ApprovalsTemplate {
+    layout: Layout,
+    approvals: Vec<Approval>,
+    merchants: Vec<MerchantOption>,
+    more: Option<u64>,
+}
+
+/// Card-present approvals armed ahead: one merchant, a ceiling, a window; each confirmed on
+/// the phone before it counts.
+async fn approvals_page(
+    State(state): State<AppState>,
+    SignedIn { session, principal }: SignedIn,
+    Query(more): Query<views::More>,
+) -> PageResult {
+    shopper(&principal)?;
+    let list = holdfast_card_present::armed_approvals_of(
+        &state.db,
+        &state.core,
+        principal.party,
+        more.limit(),
+    )
+    .await?;
+    let merchants = holdfast_card_present::merchants(&state.db, 100).await?;
+    page::render(&ApprovalsTemplate {
+        layout: Layout::signed_in("Card-present approvals", &session, "/shop/approvals"),
+        more: more.next(list.len()),
+        approvals: list
+            .into_iter()
+            .map(|a| Approval {
+                id: a.id,
+                merchant: a.merchant_name,
+                max_amount: a.max_amount.to_string(),
+                window: format!(
+                    "{} to {}",
+                    views::when(a.valid_from),
+                    views::when(a.valid_until)
+                ),
+                waiting: a.pending_confirmation.is_some(),
+                cancellable: matches!(
+                    a.status,
+                    holdfast_card_present::ArmedStatus::AwaitingConfirmation
+                        | holdfast_card_present::ArmedStatus::Armed
+                ),
+                status: views::label(&a.status),
+            })
+            .collect(),
+        merchants: merchants
+            .into_iter()
+            .map(|m| MerchantOption {
+                id: m.merchant_id,
+                name: m.name,
+            })
+            .collect(),
+    })
+}
+
+#[derive(Deserialize)]
+struct ArmForm {
+    merchant_id: holdfast_core::ids::PartyId,
+    max_amount: String,
+    currency: String,
+    valid_for_minutes: i64,
+}
+
+async fn arm_approval(State(state): State<AppState>, posted: Posted<ArmForm>) -> PageResult {
+    let principal = posted.session.principal()?;
+    let card = shopper(&principal)?;
+    let form = posted.form;
+    let max_amount = views::money_field(&form.max_amount, &form.currency)?
+        .ok_or_else(|| ApiError::invalid("an approval needs its most amount"))?;
+    holdfast_card_present::arm(
+        &state.db,
+        &state.core,
+        principal.party,
+        card,
+        holdfast_card_present::ArmRequest {
+            merchant: form.merchant_id,
+            max_amount,
+            valid_from: None,
+            valid_for_minutes: form.valid_for_minutes,
+        },
+    )
+    .await?;
+    Ok(page::see_other("/shop/approvals"))
+}
+
+async fn cancel_approval(
+    State(state): State<AppState>,
+    Path(id): Path<holdfast_card_present::ArmedApprovalId>,
+    posted: Posted<NoFields>,
+) -> PageResult {
+    let principal = posted.session.principal()?;
+    PageError::require(&principal, &[Role::Shopper])?;
+    holdfast_card_present::cancel_armed(&state.db, &state.core, principal.party, id).await?;
+    Ok(page::see_other("/shop/approvals"))
 }

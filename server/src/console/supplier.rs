@@ -20,11 +20,10 @@ use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use holdfast_core::ids::PartyId;
 use holdfast_core::parties::{self, Role};
-use holdfast_core::{Currency, Money, db, ledger, webhooks};
+use holdfast_core::{db, ledger, webhooks};
 use holdfast_retail::catalogue::{self, Audience, CommodityChange, CommodityId, NewCommodity};
 use holdfast_retail::orders;
 use serde::Deserialize;
-use std::str::FromStr;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -200,17 +199,6 @@ async fn choose_carrier(
     Ok(page::see_other(&format!("/supplier/orders/{number}")))
 }
 
-/// An amount typed in a form, in `currency`; blank is none.
-fn money_field(amount: &str, currency: &str) -> Result<Option<Money>, PageError> {
-    let amount = amount.trim();
-    if amount.is_empty() {
-        return Ok(None);
-    }
-    let currency = Currency::from_str(currency).map_err(holdfast_core::CoreError::from)?;
-    let money = Money::parse(amount, currency).map_err(holdfast_core::CoreError::from)?;
-    Ok(Some(money))
-}
-
 #[derive(Deserialize)]
 struct SettlementForm {
     #[serde(default)]
@@ -226,7 +214,7 @@ async fn request_settlement(
     let principal = posted.session.principal()?;
     supplier(&principal)?;
     let number = parse_number(&raw)?;
-    let amount = money_field(&posted.form.amount, &posted.form.currency)?;
+    let amount = views::money_field(&posted.form.amount, &posted.form.currency)?;
     let core = state.core.clone();
     let requested = number.clone();
     txn::write(&state, move |txn| {
@@ -342,7 +330,7 @@ async fn new_commodity(
     let principal = posted.session.principal()?;
     supplier(&principal)?;
     let form = posted.form;
-    let price = money_field(&form.price, &form.currency)?
+    let price = views::money_field(&form.price, &form.currency)?
         .ok_or_else(|| ApiError::invalid("a commodity needs a price"))?;
     catalogue::create_commodity(
         &state.db,
@@ -384,7 +372,7 @@ async fn change_commodity(
             name: None,
             manufacturer: None,
             description: None,
-            price: money_field(&form.price, &form.currency)?,
+            price: views::money_field(&form.price, &form.currency)?,
             audience: None,
             active: Some(form.on_sale.is_some()),
         },

@@ -60,6 +60,22 @@ pub fn next_after<T, Id>(list: &[T], page: u64, id: impl Fn(&T) -> Id) -> Option
         .flatten()
 }
 
+/// An amount typed in a form, in `currency`; blank is none.
+pub fn money_field(
+    amount: &str,
+    currency: &str,
+) -> Result<Option<holdfast_core::Money>, super::page::PageError> {
+    let amount = amount.trim();
+    if amount.is_empty() {
+        return Ok(None);
+    }
+    let currency = <holdfast_core::Currency as std::str::FromStr>::from_str(currency)
+        .map_err(holdfast_core::CoreError::from)?;
+    let money =
+        holdfast_core::Money::parse(amount, currency).map_err(holdfast_core::CoreError::from)?;
+    Ok(Some(money))
+}
+
 /// One account's line on a balances page.
 pub struct AccountLine {
     pub kind: String,
