@@ -19,6 +19,7 @@ mod m0008_confirmation_terms;
 mod m0009_pharmacy;
 mod m0010_insurance;
 mod m0011_service_secrets;
+mod m0012_console_sessions;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -38,6 +39,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0009_pharmacy::Migration),
             Box::new(m0010_insurance::Migration),
             Box::new(m0011_service_secrets::Migration),
+            Box::new(m0012_console_sessions::Migration),
         ]
     }
 }

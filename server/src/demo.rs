@@ -158,6 +158,9 @@ pub async fn seed(state: &AppState) -> anyhow::Result<Demo> {
 /// What the demo prints: who exists, and the variables README.md's walkthrough uses.
 pub fn instructions(demo: &Demo, base_url: &str, simulator_key: Option<&str>) -> String {
     let simulator = simulator_key.map_or(String::new(), |key| format!(" SIMULATOR_KEY={key}"));
+    let phone_key = simulator_key.map_or(String::new(), |key| {
+        format!(", which asks once for the simulator key {key}")
+    });
     format!(
         r#"
 Holdfast demo is ready at {base_url}
@@ -165,6 +168,9 @@ Holdfast demo is ready at {base_url}
   supplier  username {SUPPLIER_USERNAME}   password {supplier_password}
   carrier   username {CARRIER_USERNAME}    password {carrier_password}
   shopper   card {shopper_card}   phone {SHOPPER_PHONE}   500.00 USD prepaid
+The console: open {base_url}/sign-in in a browser and sign in as one of them
+  (the shopper with the card number; its code arrives on the phone page
+  {base_url}/phone/{SHOPPER_PHONE}{phone_key}).
 Paste this into another terminal, then follow the walkthrough in README.md:
 
 export HOLDFAST={base_url} OPERATOR_PASSWORD={operator_password} SUPPLIER_PASSWORD={supplier_password} CARRIER_PASSWORD={carrier_password} CARD={shopper_card} PHONE={SHOPPER_PHONE}{simulator}

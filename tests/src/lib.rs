@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod audit;
+pub mod browser;
 pub mod driver;
 pub mod preload;
 pub mod world;

@@ -66,6 +66,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 pub fn router(state: AppState) -> Router {
     let (router, _) = routes().split_for_parts();
     router
+        .merge(crate::console::router())
         .fallback(not_found)
         .layer(axum::middleware::from_fn(limit_body))
         .layer(axum::middleware::from_fn(request_context))
@@ -79,8 +80,18 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     ApiError::internal(&"a handler panicked").into_response()
 }
 
-async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "route_not_found", "no such route")
+/// No such route: the JSON error, or for a browser asking for a page outside `/v1`, the
+/// console's 404 page.
+async fn not_found(uri: axum::http::Uri, headers: axum::http::HeaderMap) -> Response {
+    let wants_page = !uri.path().starts_with("/v1")
+        && headers
+            .get(axum::http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|accept| accept.contains("text/html"));
+    if wants_page {
+        return crate::console::not_found_page();
+    }
+    ApiError::new(StatusCode::NOT_FOUND, "route_not_found", "no such route").into_response()
 }
 
 /// Gives each request an id (the caller's `X-Request-Id` if sane), makes it available to error
