@@ -379,10 +379,16 @@ impl Browser {
         Ok(())
     }
 
-    /// Saves a screenshot of the page to docs/screenshots/<name>.png (in the workspace).
+    /// Saves a screenshot of the page as `<name>.png` in `HOLDFAST_SCREENSHOT_DIR`, or in
+    /// target/screenshots: a test run leaves the checked-in docs/screenshots alone unless asked
+    /// (`HOLDFAST_SCREENSHOT_DIR=docs/screenshots` refreshes README's tour).
     pub async fn screenshot(&self, name: &str) -> anyhow::Result<()> {
         let png = self.client.screenshot().await?;
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots");
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let dir = match std::env::var_os("HOLDFAST_SCREENSHOT_DIR") {
+            Some(dir) => workspace.join(dir),
+            None => workspace.join("target/screenshots"),
+        };
         std::fs::create_dir_all(&dir)?;
         std::fs::write(dir.join(format!("{name}.png")), png)?;
         Ok(())
