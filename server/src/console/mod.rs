@@ -54,9 +54,15 @@
 //!    says, not on its HTML); every page visited is checked by axe-core.
 
 pub mod carrier;
+pub mod forms;
 pub mod home;
+pub mod institution;
+pub mod insurer;
+pub mod operator;
 pub mod page;
 pub mod phone;
+pub mod policies;
+pub mod service_company;
 pub mod session;
 pub mod shopper;
 pub mod sign_in;
@@ -83,6 +89,11 @@ pub fn router() -> Router<AppState> {
         .merge(shopper::routes())
         .merge(supplier::routes())
         .merge(carrier::routes())
+        .merge(insurer::routes())
+        .merge(service_company::routes())
+        .merge(policies::routes())
+        .merge(institution::routes())
+        .merge(operator::routes())
         .layer(axum::middleware::from_fn(page_headers))
         .route("/static/console.css", get(stylesheet))
         .route("/static/htmx.min.js", get(htmx))
@@ -91,14 +102,14 @@ pub fn router() -> Router<AppState> {
 /// Where a role lands after signing in.
 pub fn landing_for(role: Role) -> &'static str {
     match role {
+        Role::Insurer => "/insurer/applications",
+        Role::Institution => "/institution/cards",
+        Role::Operator => "/operator",
         Role::Shopper
         | Role::Supplier
         | Role::Distributor
-        | Role::Operator
         | Role::Prescriber
         | Role::Drugstore
-        | Role::Insurer
-        | Role::Institution
         | Role::Terminal
         | Role::Platform => "/home",
     }
@@ -107,16 +118,28 @@ pub fn landing_for(role: Role) -> &'static str {
 /// The navigation a role sees.
 pub fn nav_for(role: Role) -> Vec<NavLink> {
     let links: &[(&'static str, &'static str)] = match role {
-        Role::Operator => &[("/home", "Home"), ("/phone", "Phones")],
-        Role::Shopper
-        | Role::Supplier
-        | Role::Distributor
-        | Role::Prescriber
-        | Role::Drugstore
-        | Role::Insurer
-        | Role::Institution
-        | Role::Terminal
-        | Role::Platform => &[("/home", "Home")],
+        Role::Operator => &[
+            ("/operator", "Desk"),
+            ("/operator/onboarding", "Onboarding"),
+            ("/operator/disputes", "Disputes"),
+            ("/operator/audit", "Ledger audit"),
+            ("/phone", "Phones"),
+        ],
+        Role::Insurer => &[
+            ("/insurer/applications", "Applications"),
+            ("/insurer/premiums", "Premiums"),
+            ("/insurer/products", "Products"),
+        ],
+        Role::Institution => &[
+            ("/institution/cards", "Cards"),
+            ("/institution/holds", "Holds"),
+            ("/institution/accounts", "Freezing account"),
+        ],
+        Role::Shopper => &[("/home", "Home"), ("/policies", "Insurance")],
+        Role::Distributor => &[("/home", "Home"), ("/certificates", "Certificates")],
+        Role::Supplier | Role::Prescriber | Role::Drugstore | Role::Terminal | Role::Platform => {
+            &[("/home", "Home")]
+        }
     };
     links
         .iter()
