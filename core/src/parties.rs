@@ -159,6 +159,26 @@ pub async fn find_party(db: &impl ConnectionTrait, id: PartyId) -> CoreResult<Op
         .map(Party::from))
 }
 
+/// Parties of one role, by name, at most `limit` (1–100): what a seller chooses a carrier
+/// from.
+pub async fn parties_with_role(
+    db: &impl ConnectionTrait,
+    role: Role,
+    limit: u64,
+) -> CoreResult<Vec<Party>> {
+    use sea_orm::{QueryOrder, QuerySelect};
+    Ok(parties::Entity::find()
+        .filter(parties::Column::Role.eq(role))
+        .order_by_asc(parties::Column::DisplayName)
+        .order_by_asc(parties::Column::Id)
+        .limit(limit.clamp(1, 100))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(Party::from)
+        .collect())
+}
+
 pub async fn get_party(db: &impl ConnectionTrait, id: PartyId) -> CoreResult<Party> {
     find_party(db, id)
         .await?

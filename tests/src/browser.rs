@@ -209,6 +209,32 @@ impl Browser {
         label: &str,
         value: &str,
     ) -> anyhow::Result<()> {
+        let id = self.field_id(within, label).await?;
+        let field = self.client.find(Locator::Id(&id)).await?;
+        field.clear().await?;
+        field.send_keys(value).await?;
+        Ok(())
+    }
+
+    /// Chooses `option` in the select labelled `label`.
+    pub async fn choose(&self, label: &str, option: &str) -> anyhow::Result<()> {
+        self.choose_in(None, label, option).await
+    }
+
+    pub async fn choose_in(
+        &self,
+        within: Option<&str>,
+        label: &str,
+        option: &str,
+    ) -> anyhow::Result<()> {
+        let id = self.field_id(within, label).await?;
+        let select = self.client.find(Locator::Id(&id)).await?;
+        select.select_by_label(option).await?;
+        Ok(())
+    }
+
+    /// The id of the field labelled `label` (inside the element with id `within`, if given).
+    async fn field_id(&self, within: Option<&str>, label: &str) -> anyhow::Result<String> {
         let scope = within.map_or(String::new(), |id| {
             format!("//*[@id={}]", xpath_literal(id))
         });
@@ -220,30 +246,10 @@ impl Browser {
             )))
             .await
             .with_context(|| format!("no field labelled {label:?}"))?;
-        let id = label_el
+        label_el
             .attr("for")
             .await?
-            .with_context(|| format!("the label {label:?} names no field"))?;
-        let field = self.client.find(Locator::Id(&id)).await?;
-        field.clear().await?;
-        field.send_keys(value).await?;
-        Ok(())
-    }
-
-    /// Chooses `option` in the select labelled `label`.
-    pub async fn choose(&self, label: &str, option: &str) -> anyhow::Result<()> {
-        let label_el = self
-            .client
-            .find(Locator::XPath(&format!(
-                "//label[normalize-space()={}]",
-                xpath_literal(label)
-            )))
-            .await
-            .with_context(|| format!("no field labelled {label:?}"))?;
-        let id = label_el.attr("for").await?.context("label without for")?;
-        let select = self.client.find(Locator::Id(&id)).await?;
-        select.select_by_label(option).await?;
-        Ok(())
+            .with_context(|| format!("the label {label:?} names no field"))
     }
 
     /// Presses the button whose text is `text` (the first one, or the first inside the element

@@ -34,9 +34,10 @@ async fn people_sign_in_by_password_and_by_card_and_sign_out() {
         .sign_in(OPERATOR_USERNAME, &server.demo.operator_password)
         .await
         .unwrap();
-    let home = operator.main_text().await.unwrap();
-    assert!(home.contains("signed in as operator"), "{home}");
-    operator.screenshot("operator").await.unwrap();
+    // The operator lands on its desk (browser_insurance.rs takes its screenshot).
+    let home = operator.page_text().await.unwrap();
+    assert!(home.contains("Signed in as operator"), "{home}");
+    assert_eq!(operator.current_path().await.unwrap(), "/operator");
 
     // The shopper signs in with the card; the code arrives on the phone page.
     let phone = server.phone(&driver, SHOPPER_PHONE).await.unwrap();
@@ -85,6 +86,156 @@ async fn people_sign_in_by_password_and_by_card_and_sign_out() {
         browser.close().await.unwrap();
     }
     for browser in [operator, phone, shopper] {
+        browser.close().await.unwrap();
+    }
+}
+
+/// Journey (b), pages only: the shopper buys two bags of beans and approves on the phone page,
+/// the carrier tracks the parcel to the door and delivers it with the order number, the
+/// supplier checks the order number and asks to be paid, the shopper approves the payment on
+/// the phone, and the supplier sees its payout: 48.00 USD less the 5 % commission.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shopper_buys_the_carrier_delivers_and_the_supplier_is_paid() {
+    let Some((chromium, chromedriver)) = find_browser() else {
+        return;
+    };
+    let server = ConsoleServer::start().await.unwrap();
+    let driver = Driver::start(chromium, &chromedriver).await.unwrap();
+    let phone = server.phone(&driver, SHOPPER_PHONE).await.unwrap();
+    let shopper = driver.browser(&server.base, DESKTOP_WINDOW).await.unwrap();
+    server
+        .card_sign_in(&shopper, &phone, &server.demo.shopper_card.to_string())
+        .await
+        .unwrap();
+
+    // The catalogue of the card's class (an adult personal card: no business-only machine).
+    assert_eq!(shopper.current_path().await.unwrap(), "/shop");
+    let catalogue = shopper.main_text().await.unwrap();
+    assert!(catalogue.contains("Espresso beans, 1 kg"), "{catalogue}");
+    assert!(catalogue.contains("24.00 USD"), "{catalogue}");
+    assert!(
+        !catalogue.contains("Office espresso machine"),
+        "{catalogue}"
+    );
+    shopper.screenshot("shopper").await.unwrap();
+    shopper
+        .fill("Quantity of Espresso beans, 1 kg", "2")
+        .await
+        .unwrap();
+    shopper.press("Review cart").await.unwrap();
+    let cart = shopper.main_text().await.unwrap();
+    assert!(
+        cart.contains("Acme Supplies") && cart.contains("24.00 USD"),
+        "{cart}"
+    );
+    shopper.press("Place order").await.unwrap();
+    let placed = shopper.main_text().await.unwrap();
+    assert!(placed.contains("awaiting order confirmation"), "{placed}");
+    assert!(placed.contains("Approve on your phone"), "{placed}");
+    assert!(placed.contains("48.00 USD"), "{placed}");
+    let path = shopper.current_path().await.unwrap();
+    let number = path.trim_start_matches("/shop/orders/").to_owned();
+
+    // The phone shows the exact amount, payee and order number; approving freezes the money,
+    // and the order's page says so by itself.
+    let text = phone.wait_for_text(&number).await.unwrap();
+    assert!(
+        text.contains(&format!(
+            "Approve order {number}, 48.00 USD to Acme Supplies"
+        )),
+        "{text}"
+    );
+    phone.answer_text(&number, "Approve").await.unwrap();
+    shopper.wait_for_text("frozen").await.unwrap();
+
+    // The carrier's parcel: picked up, through a depot, delivered with the order number.
+    let carrier = driver.browser(&server.base, DESKTOP_WINDOW).await.unwrap();
+    carrier
+        .sign_in(CARRIER_USERNAME, &server.demo.carrier_password)
+        .await
+        .unwrap();
+    let parcels = carrier.main_text().await.unwrap();
+    assert!(
+        parcels.contains(&number) && parcels.contains("awaiting pickup"),
+        "{parcels}"
+    );
+    assert!(parcels.contains("Sejong-daero"), "{parcels}");
+    carrier.screenshot("carrier").await.unwrap();
+    let card = format!("parcel-{number}");
+    for (what, place, handed_over) in [
+        ("picked up", "Incheon hub", ""),
+        ("arrived at a distribution point", "Seoul depot", ""),
+        ("delivered", "Jung-gu", number.as_str()),
+    ] {
+        carrier
+            .choose_in(Some(&card), "What happened", what)
+            .await
+            .unwrap();
+        carrier.fill_in(Some(&card), "Where", place).await.unwrap();
+        if !handed_over.is_empty() {
+            carrier
+                .fill_in(
+                    Some(&card),
+                    "Order number the buyer handed over (on delivery)",
+                    handed_over,
+                )
+                .await
+                .unwrap();
+        }
+        carrier.press_in(Some(&card), "Record").await.unwrap();
+    }
+    // A delivered parcel leaves the carrier's list of open parcels.
+    let delivered = carrier.main_text().await.unwrap();
+    assert!(!delivered.contains(&number), "{delivered}");
+    let tracked = shopper.wait_for_text("Jung-gu").await.unwrap();
+    assert!(
+        tracked.contains("Incheon hub") && tracked.contains("Seoul depot"),
+        "{tracked}"
+    );
+    phone.wait_for_text("Seoul depot").await.unwrap();
+
+    // The supplier checks the order number and asks to be paid for all of it.
+    let supplier = driver.browser(&server.base, DESKTOP_WINDOW).await.unwrap();
+    supplier
+        .sign_in(SUPPLIER_USERNAME, &server.demo.supplier_password)
+        .await
+        .unwrap();
+    supplier.follow("Order-number check").await.unwrap();
+    supplier.fill("Order number", &number).await.unwrap();
+    supplier.press("Check").await.unwrap();
+    let order = supplier.main_text().await.unwrap();
+    assert!(
+        order.contains("48.00 USD") && order.contains("delivered"),
+        "{order}"
+    );
+    assert!(
+        !order.contains("Sejong-daero"),
+        "a supplier never sees the address: {order}"
+    );
+    supplier.press("Request settlement").await.unwrap();
+    supplier
+        .wait_for_text("settlement requested")
+        .await
+        .unwrap();
+
+    // The shopper approves the payment on the phone; the order settles.
+    phone
+        .answer_text("Release payment", "Approve")
+        .await
+        .unwrap();
+    phone.screenshot("phone").await.unwrap();
+    shopper.wait_for_text("settled").await.unwrap();
+    supplier.wait_for_text("settled").await.unwrap();
+
+    // The payout: 48.00 less 5 % commission.
+    supplier.follow("Settlement status").await.unwrap();
+    let status = supplier.main_text().await.unwrap();
+    assert!(
+        status.contains("withdrawal") && status.contains("45.60 USD"),
+        "{status}"
+    );
+    supplier.screenshot("supplier").await.unwrap();
+    for browser in [phone, shopper, carrier, supplier] {
         browser.close().await.unwrap();
     }
 }

@@ -7,7 +7,7 @@
 
 use holdfast_server::demo::{
     DEMO_PRODUCT, INSTITUTION_USERNAME, INSURER_USERNAME, OPERATOR_USERNAME,
-    SERVICE_COMPANY_USERNAME, SHOPPER_PHONE,
+    SERVICE_COMPANY_USERNAME, SHOPPER_PHONE, SUPPLIER_USERNAME,
 };
 use holdfast_tests::browser::{Browser, ConsoleServer, DESKTOP_WINDOW, Driver, find_browser};
 
@@ -221,6 +221,142 @@ async fn an_institution_issues_blocks_and_replaces_a_card() {
         "/insurer/applications"
     );
     for browser in [bank, operator, insurer] {
+        browser.close().await.unwrap();
+    }
+}
+
+/// Journey (d): a retail order set up through the pages (the shopper buys two drippers and
+/// approves on the phone page, the supplier asks to be paid, the shopper disputes with a
+/// reason), mediated by the operator on its page: 32.50 of the 65.00 to the seller with a
+/// 2.00 penalty to the seller. The operator's page, the shopper's balance and the supplier's
+/// payout show the outcome to the cent: 32.50 back to the shopper, 5 % commission (1.63) and
+/// the penalty kept from the seller's half, 28.87 paid out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_mediates_a_disputed_order_with_a_split_and_a_penalty() {
+    let Some((chromium, chromedriver)) = find_browser() else {
+        return;
+    };
+    let server = ConsoleServer::start().await.unwrap();
+    let driver = Driver::start(chromium, &chromedriver).await.unwrap();
+    let phone = server.phone(&driver, SHOPPER_PHONE).await.unwrap();
+    let shopper = driver.browser(&server.base, DESKTOP_WINDOW).await.unwrap();
+    server
+        .card_sign_in(&shopper, &phone, &server.demo.shopper_card.to_string())
+        .await
+        .unwrap();
+    shopper
+        .fill("Quantity of Ceramic pour-over dripper", "2")
+        .await
+        .unwrap();
+    shopper.press("Review cart").await.unwrap();
+    shopper.press("Place order").await.unwrap();
+    let placed = shopper.main_text().await.unwrap();
+    assert!(placed.contains("65.00 USD"), "{placed}");
+    let path = shopper.current_path().await.unwrap();
+    let number = path.trim_start_matches("/shop/orders/").to_owned();
+    phone.answer_text(&number, "Approve").await.unwrap();
+    shopper.wait_for_text("frozen").await.unwrap();
+
+    // The supplier asks to be paid for all of it.
+    let supplier = signed_in(
+        &driver,
+        &server,
+        SUPPLIER_USERNAME,
+        &server.demo.supplier_password,
+    )
+    .await;
+    supplier.follow("Order-number check").await.unwrap();
+    supplier.fill("Order number", &number).await.unwrap();
+    supplier.press("Check").await.unwrap();
+    supplier.press("Request settlement").await.unwrap();
+    supplier
+        .wait_for_text("settlement requested")
+        .await
+        .unwrap();
+
+    // The shopper disputes it in the app, with a reason.
+    shopper.visit(&path).await.unwrap();
+    shopper.reload_until("settlement requested").await.unwrap();
+    shopper
+        .fill("What went wrong", "one of the two drippers arrived cracked")
+        .await
+        .unwrap();
+    shopper.press("Dispute the payment").await.unwrap();
+    shopper.wait_for_text("disputed").await.unwrap();
+
+    // The operator's desk lists it; the operator splits it with a penalty to the seller.
+    let operator = signed_in(
+        &driver,
+        &server,
+        OPERATOR_USERNAME,
+        &server.demo.operator_password,
+    )
+    .await;
+    assert_eq!(operator.current_path().await.unwrap(), "/operator");
+    let desk = operator.reload_until(&number).await.unwrap();
+    assert!(
+        desk.contains("retail") && desk.contains("65.00 USD"),
+        "{desk}"
+    );
+    assert!(desk.contains("The ledger proves"), "{desk}");
+    operator.screenshot("operator").await.unwrap();
+    operator.follow(&format!("Mediate {number}")).await.unwrap();
+    operator
+        .choose(
+            "Outcome",
+            "split: the amount below to the seller, the rest back to the buyer",
+        )
+        .await
+        .unwrap();
+    operator
+        .fill("To the seller, with a split (USD)", "32.50")
+        .await
+        .unwrap();
+    operator
+        .choose("Penalty charged to", "seller")
+        .await
+        .unwrap();
+    operator.fill("Penalty (USD)", "2.00").await.unwrap();
+    operator
+        .fill("Note", "one dripper broke in the packing")
+        .await
+        .unwrap();
+    operator.press("Mediate").await.unwrap();
+    let mediated = operator.main_text().await.unwrap();
+    for (what, amount) in [
+        ("Released to the seller", "32.50 USD"),
+        ("Seller's payout", "28.87 USD"),
+        ("Commission", "1.63 USD"),
+        ("Penalty", "2.00 USD"),
+        ("Refunded to the buyer", "32.50 USD"),
+    ] {
+        assert!(
+            mediated.contains(&format!("{what}\n{amount}"))
+                || mediated.contains(&format!("{what} {amount}")),
+            "{what} {amount}: {mediated}"
+        );
+    }
+    operator.follow("Disputes").await.unwrap();
+    let left = operator.main_text().await.unwrap();
+    assert!(left.contains("No dispute is waiting"), "{left}");
+    operator.follow("Ledger audit").await.unwrap();
+    let audit = operator.main_text().await.unwrap();
+    assert!(audit.contains("The ledger proves"), "{audit}");
+
+    // The parties' pages: the shopper got 32.50 of its 65.00 back, the supplier 28.87.
+    shopper.visit(&path).await.unwrap();
+    let order = shopper.reload_until("mediated").await.unwrap();
+    assert!(
+        order.contains("32.50 USD to the seller, 32.50 USD refunded"),
+        "{order}"
+    );
+    shopper.follow("Balances and cards").await.unwrap();
+    let balances = shopper.main_text().await.unwrap();
+    assert!(balances.contains("467.50 USD"), "{balances}");
+    supplier.follow("Settlement status").await.unwrap();
+    let status = supplier.main_text().await.unwrap();
+    assert!(status.contains("28.87 USD"), "{status}");
+    for browser in [phone, shopper, supplier, operator] {
         browser.close().await.unwrap();
     }
 }

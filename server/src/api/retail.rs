@@ -12,7 +12,6 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, patch, post};
 use holdfast_core::Money;
-use holdfast_core::cards;
 use holdfast_core::escrow::CaseEvent;
 use holdfast_core::ids::PartyId;
 use holdfast_core::order_number::OrderNumber;
@@ -60,13 +59,11 @@ pub fn routes() -> Router<AppState> {
 
 /// How the caller sees the catalogue: a shopper through its card's class.
 async fn viewer(state: &AppState, principal: &Principal) -> ApiResult<Viewer> {
-    Ok(match principal.role {
-        Role::Shopper => {
-            let card = cards::get_card(&state.db, principal.shopper_card()?).await?;
-            Viewer::Card(card.age_class, card.purchase_type)
-        }
-        _ => Viewer::Staff,
-    })
+    let card = match principal.role {
+        Role::Shopper => Some(principal.shopper_card()?),
+        _ => None,
+    };
+    Ok(catalogue::viewer(&state.db, card).await?)
 }
 
 #[derive(Deserialize, Serialize, ToSchema)]

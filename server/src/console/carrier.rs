@@ -1,8 +1,140 @@
-//! Pages of the carrier.
+//! The carrier's page: the parcels assigned to it (where each goes and its order number, never
+//! who pays or how), a tracking entry at each distribution point (texted to the buyer by the
+//! use case), and delivery with the order number the buyer hands over.
 
+use super::orders_view::parse_number;
+use super::page::{self, Layout, PageError, PageResult, Posted};
+use super::session::SignedIn;
+use super::views;
+use crate::error::ApiError;
 use crate::state::AppState;
+use askama::Template;
 use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use holdfast_core::parties::Role;
+use holdfast_retail::distribution::{
+    self, Location, ParcelId, ParcelStatus, TrackingEntry, TrackingKind, TrackingNote,
+};
+use serde::Deserialize;
 
 pub fn routes() -> Router<AppState> {
-    Router::new()
+    Router::new().route("/carrier", get(parcels_page)).route(
+        "/carrier/parcels/{parcel_id}/tracking",
+        post(record_tracking),
+    )
+}
+
+/// The default and largest page of parcels.
+const PAGE: u64 = 50;
+
+struct Parcel {
+    id: ParcelId,
+    number: String,
+    destination: String,
+    status: String,
+    open: bool,
+    tracking: Vec<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct Filter {
+    order_number: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "console/carrier/parcels.html")]
+struct ParcelsTemplate {
+    layout: Layout,
+    parcels: Vec<Parcel>,
+    filter: String,
+}
+
+async fn parcels_page(
+    State(state): State<AppState>,
+    SignedIn { session, principal }: SignedIn,
+    Query(filter): Query<Filter>,
+) -> PageResult {
+    PageError::require(&principal, &[Role::Distributor])?;
+    let wanted = filter.order_number.unwrap_or_default();
+    let number = match wanted.trim() {
+        "" => None,
+        raw => Some(parse_number(raw)?),
+    };
+    let list = distribution::parcels_of(&state.db, principal.party, number.as_ref(), PAGE).await?;
+    page::render(&ParcelsTemplate {
+        layout: Layout::signed_in("Parcels", &session, "/carrier"),
+        parcels: list
+            .into_iter()
+            .map(|p| Parcel {
+                id: p.parcel_id,
+                number: p.order_number.to_string(),
+                destination: p.destination,
+                status: views::label(&p.status),
+                open: matches!(
+                    p.status,
+                    ParcelStatus::AwaitingPickup | ParcelStatus::InTransit
+                ),
+                tracking: p
+                    .tracking
+                    .iter()
+                    .map(|t| {
+                        format!(
+                            "{} — {} ({})",
+                            views::label(&t.kind),
+                            t.location,
+                            views::when(t.at)
+                        )
+                    })
+                    .collect(),
+            })
+            .collect(),
+        filter: wanted,
+    })
+}
+
+#[derive(Deserialize)]
+struct TrackingForm {
+    kind: TrackingKind,
+    location: Location,
+    #[serde(default)]
+    note: String,
+    #[serde(default)]
+    order_number: String,
+}
+
+async fn record_tracking(
+    State(state): State<AppState>,
+    Path(parcel): Path<ParcelId>,
+    posted: Posted<TrackingForm>,
+) -> PageResult {
+    let principal = posted.session.principal()?;
+    PageError::require(&principal, &[Role::Distributor])?;
+    let form = posted.form;
+    let note = match form.note.trim() {
+        "" => None,
+        note => Some(
+            TrackingNote::parse(note.to_owned())
+                .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()))?,
+        ),
+    };
+    let order_number = match form.order_number.trim() {
+        "" => None,
+        raw => Some(parse_number(raw)?),
+    };
+    distribution::record_tracking(
+        &state.db,
+        &state.core,
+        principal.party,
+        parcel,
+        TrackingEntry {
+            kind: form.kind,
+            location: form.location,
+            note,
+            order_number,
+        },
+    )
+    .await?;
+    Ok(page::see_other("/carrier"))
 }

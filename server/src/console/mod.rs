@@ -59,6 +59,7 @@ pub mod home;
 pub mod institution;
 pub mod insurer;
 pub mod operator;
+pub mod orders_view;
 pub mod page;
 pub mod phone;
 pub mod policies;
@@ -68,6 +69,7 @@ pub mod shopper;
 pub mod sign_in;
 pub mod supplier;
 pub mod txn;
+pub mod views;
 
 use crate::state::AppState;
 use axum::Router;
@@ -102,22 +104,33 @@ pub fn router() -> Router<AppState> {
 /// Where a role lands after signing in.
 pub fn landing_for(role: Role) -> &'static str {
     match role {
+        Role::Shopper => "/shop",
+        Role::Supplier => "/supplier",
+        Role::Distributor => "/carrier",
         Role::Insurer => "/insurer/applications",
         Role::Institution => "/institution/cards",
         Role::Operator => "/operator",
-        Role::Shopper
-        | Role::Supplier
-        | Role::Distributor
-        | Role::Prescriber
-        | Role::Drugstore
-        | Role::Terminal
-        | Role::Platform => "/home",
+        Role::Prescriber | Role::Drugstore | Role::Terminal | Role::Platform => "/home",
     }
 }
 
 /// The navigation a role sees.
 pub fn nav_for(role: Role) -> Vec<NavLink> {
     let links: &[(&'static str, &'static str)] = match role {
+        Role::Shopper => &[
+            ("/shop", "Shop"),
+            ("/shop/orders", "Orders"),
+            ("/shop/account", "Balances and cards"),
+            ("/policies", "Insurance"),
+        ],
+        Role::Supplier => &[
+            ("/supplier", "Settlement status"),
+            ("/supplier/goods", "Supplied goods"),
+            ("/supplier/check", "Order-number check"),
+            ("/supplier/profile", "Information change"),
+            ("/supplier/webhooks", "Webhooks"),
+        ],
+        Role::Distributor => &[("/carrier", "Parcels"), ("/certificates", "Certificates")],
         Role::Operator => &[
             ("/operator", "Desk"),
             ("/operator/onboarding", "Onboarding"),
@@ -135,9 +148,7 @@ pub fn nav_for(role: Role) -> Vec<NavLink> {
             ("/institution/holds", "Holds"),
             ("/institution/accounts", "Freezing account"),
         ],
-        Role::Shopper => &[("/home", "Home"), ("/policies", "Insurance")],
-        Role::Distributor => &[("/home", "Home"), ("/certificates", "Certificates")],
-        Role::Supplier | Role::Prescriber | Role::Drugstore | Role::Terminal | Role::Platform => {
+        Role::Prescriber | Role::Drugstore | Role::Terminal | Role::Platform => {
             &[("/home", "Home")]
         }
     };

@@ -1,8 +1,383 @@
-//! Pages of the shopper.
+//! The shopper's pages: the catalogue its card's class may buy, the cart (one seller per
+//! order: the order use case refuses a mixed cart), placing an order ("approve on your phone",
+//! its state updating by itself), orders with their timeline, cancel, dispute, a fresh
+//! settlement confirmation, balances, cards (report one lost), and armed card-present
+//! approvals. Every action is the use case the API's handler calls.
 
+use super::orders_view::{self, OrderStatus, Shown, lines_of, parse_number};
+use super::page::{self, Layout, NoFields, PageError, PageResult, Posted};
+use super::session::SignedIn;
+use super::txn;
+use super::views::{self, AccountLine, PAGE};
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::idempotency::Outcome;
 use crate::state::AppState;
+use askama::Template;
 use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use holdfast_core::cards::{self, CardNumber};
+use holdfast_core::ledger;
+use holdfast_core::parties::Role;
+use holdfast_retail::catalogue::{self, CommodityId};
+use holdfast_retail::orders::{self, OrderLineRequest, PlaceOrder};
+use serde::Deserialize;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .route("/shop", get(catalogue_page))
+        .route("/shop/cart", get(cart_page))
+        .route("/shop/orders", get(orders_page).post(place_order))
+        .route("/shop/orders/{number}", get(order_page))
+        .route("/shop/orders/{number}/status", get(order_status))
+        .route("/shop/orders/{number}/cancel", post(cancel_order))
+        .route("/shop/orders/{number}/dispute", post(dispute_order))
+        .route(
+            "/shop/orders/{number}/settlement-confirmation",
+            post(renew_confirmation),
+        )
+        .route("/shop/account", get(account_page))
+        .route("/shop/cards/{number}/lost", post(report_lost))
+}
+
+/// The shopper of a session, with the card it signed in with.
+fn shopper(principal: &Principal) -> Result<holdfast_core::cards::CardId, PageError> {
+    Ok(principal.shopper_card()?)
+}
+
+#[derive(Deserialize, Default)]
+struct CataloguePage {
+    after: Option<CommodityId>,
+}
+
+struct Item {
+    id: CommodityId,
+    name: String,
+    manufacturer: String,
+    price: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/shop/catalogue.html")]
+struct CatalogueTemplate {
+    layout: Layout,
+    items: Vec<Item>,
+    next: Option<CommodityId>,
+}
+
+async fn catalogue_page(
+    State(state): State<AppState>,
+    SignedIn { session, principal }: SignedIn,
+    Query(query): Query<CataloguePage>,
+) -> PageResult {
+    let card = shopper(&principal)?;
+    let viewer = catalogue::viewer(&state.db, Some(card)).await?;
+    let list = catalogue::list_commodities(&state.db, viewer, query.after, PAGE).await?;
+    let next = views::next_after(&list, PAGE, |c| c.id);
+    page::render(&CatalogueTemplate {
+        layout: Layout::signed_in("Shop", &session, "/shop"),
+        items: list
+            .into_iter()
+            .map(|c| Item {
+                id: c.id,
+                name: c.name,
+                manufacturer: c.manufacturer,
+                price: c.price.to_string(),
+            })
+            .collect(),
+        next,
+    })
+}
+
+/// The cart's lines from a form: `q_<commodity id>=<quantity>`, quantities above zero.
+fn cart_lines(fields: &[(String, String)]) -> Result<Vec<OrderLineRequest>, PageError> {
+    let mut lines = Vec::new();
+    for (name, value) in fields {
+        let Some(id) = name.strip_prefix("q_") else {
+            continue;
+        };
+        let value = value.trim();
+        if value.is_empty() {
+            continue;
+        }
+        let quantity: u32 = value.parse().map_err(|_| {
+            ApiError::invalid(format!("a quantity is a whole number, not {value:?}"))
+        })?;
+        if quantity == 0 {
+            continue;
+        }
+        let commodity_id = id
+            .parse()
+            .map_err(|_| ApiError::invalid("not a commodity of the catalogue"))?;
+        lines.push(OrderLineRequest {
+            commodity_id,
+            quantity,
+        });
+    }
+    Ok(lines)
+}
+
+struct CartLine {
+    id: CommodityId,
+    name: String,
+    seller: String,
+    unit_price: String,
+    quantity: u32,
+}
+
+#[derive(Template)]
+#[template(path = "console/shop/cart.html")]
+struct CartTemplate {
+    layout: Layout,
+    lines: Vec<CartLine>,
+}
+
+async fn cart_page(
+    State(state): State<AppState>,
+    SignedIn { session, principal }: SignedIn,
+    Query(fields): Query<Vec<(String, String)>>,
+) -> PageResult {
+    shopper(&principal)?;
+    let mut lines = Vec::new();
+    for line in cart_lines(&fields)? {
+        let commodity = catalogue::get_commodity(&state.db, line.commodity_id).await?;
+        let seller = holdfast_core::parties::get_party(&state.db, commodity.supplier_id)
+            .await?
+            .display_name;
+        lines.push(CartLine {
+            id: commodity.id,
+            name: commodity.name,
+            seller,
+            unit_price: commodity.price.to_string(),
+            quantity: line.quantity,
+        });
+    }
+    page::render(&CartTemplate {
+        layout: Layout::signed_in("Cart", &session, "/shop"),
+        lines,
+    })
+}
+
+async fn place_order(
+    State(state): State<AppState>,
+    posted: Posted<Vec<(String, String)>>,
+) -> PageResult {
+    let principal = posted.session.principal()?;
+    let card = shopper(&principal)?;
+    let order = PlaceOrder {
+        lines: cart_lines(&posted.form)?,
+    };
+    let core = state.core.clone();
+    let view = txn::write(&state, move |txn| {
+        Box::pin(async move {
+            let view = orders::place_order_in_txn(txn, &core, principal.party, card, order).await?;
+            Ok(Outcome::Done(view))
+        })
+    })
+    .await?;
+    Ok(page::see_other(&format!(
+        "/shop/orders/{}",
+        view.order_number
+    )))
+}
+
+struct OrderLine {
+    number: String,
+    state: String,
+    total: String,
+    seller: String,
+    placed: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/shop/orders.html")]
+struct OrdersTemplate {
+    layout: Layout,
+    orders: Vec<OrderLine>,
+    more: Option<u64>,
+}
+
+async fn orders_page(
+    State(state): State<AppState>,
+    SignedIn { session, principal }: SignedIn,
+    Query(more): Query<views::More>,
+) -> PageResult {
+    shopper(&principal)?;
+    let limit = more.limit();
+    let list = orders::list_orders(&state.db, principal.party, limit).await?;
+    let more = more.next(list.len());
+    page::render(&OrdersTemplate {
+        layout: Layout::signed_in("Orders", &session, "/shop/orders"),
+        orders: list
+            .into_iter()
+            .map(|o| OrderLine {
+                number: o.order_number.to_string(),
+                state: views::label(&o.state),
+                total: o.total.to_string(),
+                seller: o.supplier_name,
+                placed: views::when(o.created_at),
+            })
+            .collect(),
+        more,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "console/shop/order.html")]
+struct OrderTemplate {
+    layout: Layout,
+    status: OrderStatus,
+    seller: String,
+    lines: Vec<orders_view::Line>,
+    state_key: &'static str,
+}
+
+async fn order_page(
+    State(state): State<AppState>,
+    SignedIn { session, principal }: SignedIn,
+    Path(raw): Path<String>,
+) -> PageResult {
+    shopper(&principal)?;
+    let number = parse_number(&raw)?;
+    let (view, status) = OrderStatus::load(&state, &principal, &number, "/shop/orders").await?;
+    page::render(&OrderTemplate {
+        layout: Layout::signed_in(format!("Order {number}"), &session, "/shop/orders"),
+        seller: view.supplier_name.clone(),
+        lines: lines_of(&view),
+        state_key: view.state.as_str(),
+        status,
+    })
+}
+
+async fn order_status(
+    State(state): State<AppState>,
+    SignedIn { principal, .. }: SignedIn,
+    Path(raw): Path<String>,
+    Query(shown): Query<Shown>,
+) -> PageResult {
+    shopper(&principal)?;
+    orders_view::status_fragment(&state, &principal, &raw, shown, "/shop/orders").await
+}
+
+async fn cancel_order(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    posted: Posted<NoFields>,
+) -> PageResult {
+    let principal = posted.session.principal()?;
+    PageError::require(&principal, &[Role::Shopper])?;
+    let number = parse_number(&raw)?;
+    let core = state.core.clone();
+    let cancelled = number.clone();
+    txn::write(&state, move |txn| {
+        Box::pin(async move {
+            let view = orders::cancel_order_in_txn(txn, &core, principal.party, &cancelled).await?;
+            Ok(Outcome::Done(view))
+        })
+    })
+    .await?;
+    Ok(page::see_other(&format!("/shop/orders/{number}")))
+}
+
+#[derive(Deserialize)]
+struct DisputeForm {
+    reason: holdfast_core::text::Reason,
+}
+
+async fn dispute_order(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    posted: Posted<DisputeForm>,
+) -> PageResult {
+    let principal = posted.session.principal()?;
+    PageError::require(&principal, &[Role::Shopper])?;
+    let number = parse_number(&raw)?;
+    orders::dispute_order(
+        &state.db,
+        &state.core,
+        principal.party,
+        &number,
+        posted.form.reason.into(),
+    )
+    .await?;
+    Ok(page::see_other(&format!("/shop/orders/{number}")))
+}
+
+async fn renew_confirmation(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    posted: Posted<NoFields>,
+) -> PageResult {
+    let principal = posted.session.principal()?;
+    PageError::require(&principal, &[Role::Shopper])?;
+    let number = parse_number(&raw)?;
+    orders::renew_settlement_confirmation(&state.db, &state.core, principal.party, &number).await?;
+    Ok(page::see_other(&format!("/shop/orders/{number}")))
+}
+
+struct CardLine {
+    number: String,
+    masked: String,
+    kind: String,
+    class: String,
+    status: String,
+    active: bool,
+    this_session: bool,
+}
+
+#[derive(Template)]
+#[template(path = "console/shop/account.html")]
+struct AccountTemplate {
+    layout: Layout,
+    accounts: Vec<AccountLine>,
+    cards: Vec<CardLine>,
+}
+
+async fn account_page(
+    State(state): State<AppState>,
+    SignedIn { session, principal }: SignedIn,
+) -> PageResult {
+    let card = shopper(&principal)?;
+    let accounts = ledger::accounts_of(&state.db, principal.party).await?;
+    let holder_cards = cards::cards_of_holder(&state.db, principal.party).await?;
+    page::render(&AccountTemplate {
+        layout: Layout::signed_in("Balances and cards", &session, "/shop/account"),
+        accounts: accounts.iter().map(AccountLine::from).collect(),
+        cards: holder_cards
+            .iter()
+            .map(|c| CardLine {
+                number: c.number.to_string(),
+                masked: c.number.masked(),
+                kind: views::label(&c.mapping_kind),
+                class: format!(
+                    "{}, {}",
+                    views::label(&c.age_class),
+                    views::label(&c.purchase_type)
+                ),
+                status: views::label(&c.status),
+                active: c.status == cards::CardStatus::Active,
+                this_session: c.id == card,
+            })
+            .collect(),
+    })
+}
+
+async fn report_lost(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    posted: Posted<NoFields>,
+) -> PageResult {
+    let principal = posted.session.principal()?;
+    PageError::require(&principal, &[Role::Shopper])?;
+    let number = CardNumber::parse(raw.trim()).map_err(|e| {
+        PageError::Api(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_card_number",
+            e.to_string(),
+        ))
+    })?;
+    cards::block(&state.db, &state.core.clock, &number, principal.party).await?;
+    Ok(page::see_other("/shop/account"))
 }

@@ -1,8 +1,556 @@
-//! Pages of the supplier.
+//! The supplier's windows, after the seed: settlement status (its orders and its withdrawal
+//! balance), supplied goods (its commodities, new ones, commodity change), order-number check,
+//! information change (with the second password), and on each order the carrier choice, the
+//! settlement request (whole or part) and a refusal; plus its webhooks and their delivery log.
+//! A supplier sees an order's card masked and its items, never the buyer's name, phone or
+//! address: the order views of the use cases say so.
 
+use super::orders_view::{self, OrderStatus, Shown, lines_of, parse_number};
+use super::page::{self, Layout, Notice, PageError, PageResult, Posted};
+use super::session::SignedIn;
+use super::txn;
+use super::views::{self, AccountLine, PAGE};
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::idempotency::Outcome;
 use crate::state::AppState;
+use askama::Template;
 use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::routing::{get, post};
+use holdfast_core::ids::PartyId;
+use holdfast_core::parties::{self, Role};
+use holdfast_core::{Currency, Money, db, ledger, webhooks};
+use holdfast_retail::catalogue::{self, Audience, CommodityChange, CommodityId, NewCommodity};
+use holdfast_retail::orders;
+use serde::Deserialize;
+use std::str::FromStr;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .route("/supplier", get(status_page))
+        .route("/supplier/check", get(check_page))
+        .route("/supplier/orders/{number}", get(order_page))
+        .route("/supplier/orders/{number}/status", get(order_status))
+        .route("/supplier/orders/{number}/carrier", post(choose_carrier))
+        .route(
+            "/supplier/orders/{number}/settlement-request",
+            post(request_settlement),
+        )
+        .route("/supplier/orders/{number}/refuse", post(refuse_order))
+        .route("/supplier/goods", get(goods_page).post(new_commodity))
+        .route("/supplier/goods/{id}", post(change_commodity))
+        .route("/supplier/profile", get(profile_page).post(change_profile))
+        .route(
+            "/supplier/webhooks",
+            get(webhooks_page).post(register_webhook),
+        )
+        .route(
+            "/supplier/webhooks/{id}/deactivate",
+            post(deactivate_webhook),
+        )
+}
+
+fn supplier(principal: &Principal) -> Result<(), PageError> {
+    PageError::require(principal, &[Role::Supplier])
+}
+
+struct OrderRow {
+    number: String,
+    state: String,
+    total: String,
+    placed: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/supplier/status.html")]
+struct StatusTemplate {
+    layout: Layout,
+    accounts: Vec<AccountLine>,
+    orders: Vec<OrderRow>,
+    more: Option<u64>,
+}
+
+async fn status_page(
+    State(state): State<AppState>,
+    SignedIn { session, principal }: SignedIn,
+    Query(more): Query<views::More>,
+) -> PageResult {
+    supplier(&principal)?;
+    let limit = more.limit();
+    let accounts = ledger::accounts_of(&state.db, principal.party).await?;
+    let list = orders::list_orders(&state.db, principal.party, limit).await?;
+    let more = more.next(list.len());
+    page::render(&StatusTemplate {
+        layout: Layout::signed_in("Settlement status", &session, "/supplier"),
+        accounts: accounts.iter().map(AccountLine::from).collect(),
+        orders: list
+            .into_iter()
+            .map(|o| OrderRow {
+                number: o.order_number.to_string(),
+                state: views::label(&o.state),
+                total: o.total.to_string(),
+                placed: views::when(o.created_at),
+            })
+            .collect(),
+        more,
+    })
+}
+
+#[derive(Deserialize, Default)]
+struct CheckQuery {
+    number: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "console/supplier/check.html")]
+struct CheckTemplate {
+    layout: Layout,
+}
+
+/// The order-number check: a number typed in opens that order (if it is this supplier's).
+async fn check_page(
+    SignedIn { session, principal }: SignedIn,
+    Query(query): Query<CheckQuery>,
+) -> PageResult {
+    supplier(&principal)?;
+    if let Some(raw) = query.number.filter(|n| !n.trim().is_empty()) {
+        let number = parse_number(&raw)?;
+        return Ok(page::see_other(&format!("/supplier/orders/{number}")));
+    }
+    page::render(&CheckTemplate {
+        layout: Layout::signed_in("Order-number check", &session, "/supplier/check"),
+    })
+}
+
+struct Carrier {
+    id: PartyId,
+    name: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/supplier/order.html")]
+struct OrderTemplate {
+    layout: Layout,
+    status: OrderStatus,
+    card: String,
+    lines: Vec<orders_view::Line>,
+    carriers: Vec<Carrier>,
+    currency: String,
+    state_key: &'static str,
+}
+
+async fn order_page(
+    State(state): State<AppState>,
+    SignedIn { session, principal }: SignedIn,
+    Path(raw): Path<String>,
+) -> PageResult {
+    supplier(&principal)?;
+    let number = parse_number(&raw)?;
+    let (view, status) = OrderStatus::load(&state, &principal, &number, "/supplier/orders").await?;
+    let carriers = parties::parties_with_role(&state.db, Role::Distributor, 100).await?;
+    page::render(&OrderTemplate {
+        layout: Layout::signed_in(format!("Order {number}"), &session, "/supplier"),
+        card: view.card.clone(),
+        lines: lines_of(&view),
+        carriers: carriers
+            .into_iter()
+            .map(|p| Carrier {
+                id: p.id,
+                name: p.display_name,
+            })
+            .collect(),
+        currency: view.total.currency().to_string(),
+        state_key: view.state.as_str(),
+        status,
+    })
+}
+
+async fn order_status(
+    State(state): State<AppState>,
+    SignedIn { principal, .. }: SignedIn,
+    Path(raw): Path<String>,
+    Query(shown): Query<Shown>,
+) -> PageResult {
+    supplier(&principal)?;
+    orders_view::status_fragment(&state, &principal, &raw, shown, "/supplier/orders").await
+}
+
+#[derive(Deserialize)]
+struct CarrierForm {
+    distributor_id: PartyId,
+}
+
+async fn choose_carrier(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    posted: Posted<CarrierForm>,
+) -> PageResult {
+    let principal = posted.session.principal()?;
+    supplier(&principal)?;
+    let number = parse_number(&raw)?;
+    orders::assign_carrier(
+        &state.db,
+        &state.core,
+        principal.party,
+        &number,
+        posted.form.distributor_id,
+    )
+    .await?;
+    Ok(page::see_other(&format!("/supplier/orders/{number}")))
+}
+
+/// An amount typed in a form, in `currency`; blank is none.
+fn money_field(amount: &str, currency: &str) -> Result<Option<Money>, PageError> {
+    let amount = amount.trim();
+    if amount.is_empty() {
+        return Ok(None);
+    }
+    let currency = Currency::from_str(currency).map_err(holdfast_core::CoreError::from)?;
+    let money = Money::parse(amount, currency).map_err(holdfast_core::CoreError::from)?;
+    Ok(Some(money))
+}
+
+#[derive(Deserialize)]
+struct SettlementForm {
+    #[serde(default)]
+    amount: String,
+    currency: String,
+}
+
+async fn request_settlement(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    posted: Posted<SettlementForm>,
+) -> PageResult {
+    let principal = posted.session.principal()?;
+    supplier(&principal)?;
+    let number = parse_number(&raw)?;
+    let amount = money_field(&posted.form.amount, &posted.form.currency)?;
+    let core = state.core.clone();
+    let requested = number.clone();
+    txn::write(&state, move |txn| {
+        Box::pin(async move {
+            let view =
+                orders::request_settlement_in_txn(txn, &core, principal.party, &requested, amount)
+                    .await?;
+            Ok(Outcome::Done(view))
+        })
+    })
+    .await?;
+    Ok(page::see_other(&format!("/supplier/orders/{number}")))
+}
+
+#[derive(Deserialize)]
+struct RefuseForm {
+    #[serde(default)]
+    reason: Option<holdfast_core::text::Note>,
+}
+
+async fn refuse_order(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    posted: Posted<RefuseForm>,
+) -> PageResult {
+    let principal = posted.session.principal()?;
+    supplier(&principal)?;
+    let number = parse_number(&raw)?;
+    let reason = posted
+        .form
+        .reason
+        .map(String::from)
+        .filter(|r| !r.trim().is_empty());
+    let core = state.core.clone();
+    let refused = number.clone();
+    txn::write(&state, move |txn| {
+        Box::pin(async move {
+            let view =
+                orders::refuse_order_in_txn(txn, &core, principal.party, &refused, reason).await?;
+            Ok(Outcome::Done(view))
+        })
+    })
+    .await?;
+    Ok(page::see_other(&format!("/supplier/orders/{number}")))
+}
+
+struct Good {
+    id: CommodityId,
+    name: String,
+    price: String,
+    amount: String,
+    currency: String,
+    audience: String,
+    commission: String,
+    active: bool,
+}
+
+#[derive(Deserialize, Default)]
+struct GoodsPage {
+    after: Option<CommodityId>,
+}
+
+#[derive(Template)]
+#[template(path = "console/supplier/goods.html")]
+struct GoodsTemplate {
+    layout: Layout,
+    goods: Vec<Good>,
+    next: Option<CommodityId>,
+}
+
+async fn goods_page(
+    State(state): State<AppState>,
+    SignedIn { session, principal }: SignedIn,
+    Query(query): Query<GoodsPage>,
+) -> PageResult {
+    supplier(&principal)?;
+    let list =
+        catalogue::commodities_of_seller(&state.db, principal.party, query.after, PAGE).await?;
+    let next = views::next_after(&list, PAGE, |c| c.id);
+    page::render(&GoodsTemplate {
+        layout: Layout::signed_in("Supplied goods", &session, "/supplier/goods"),
+        goods: list
+            .into_iter()
+            .map(|c| Good {
+                id: c.id,
+                name: c.name,
+                price: c.price.to_string(),
+                amount: c.price.amount().to_string(),
+                currency: c.price.currency().to_string(),
+                audience: views::label(&c.audience),
+                commission: c.commission_rate,
+                active: c.active,
+            })
+            .collect(),
+        next,
+    })
+}
+
+#[derive(Deserialize)]
+struct NewCommodityForm {
+    name: holdfast_core::text::Name,
+    #[serde(default)]
+    manufacturer: holdfast_core::text::ShortText,
+    price: String,
+    currency: String,
+    audience: Audience,
+}
+
+async fn new_commodity(
+    State(state): State<AppState>,
+    posted: Posted<NewCommodityForm>,
+) -> PageResult {
+    let principal = posted.session.principal()?;
+    supplier(&principal)?;
+    let form = posted.form;
+    let price = money_field(&form.price, &form.currency)?
+        .ok_or_else(|| ApiError::invalid("a commodity needs a price"))?;
+    catalogue::create_commodity(
+        &state.db,
+        &state.core,
+        principal.party,
+        NewCommodity {
+            name: form.name.into(),
+            manufacturer: form.manufacturer.into(),
+            description: String::new(),
+            price,
+            audience: form.audience,
+        },
+    )
+    .await?;
+    Ok(page::see_other("/supplier/goods"))
+}
+
+#[derive(Deserialize)]
+struct ChangeForm {
+    price: String,
+    currency: String,
+    #[serde(default)]
+    on_sale: Option<String>,
+}
+
+async fn change_commodity(
+    State(state): State<AppState>,
+    Path(id): Path<CommodityId>,
+    posted: Posted<ChangeForm>,
+) -> PageResult {
+    let principal = posted.session.principal()?;
+    supplier(&principal)?;
+    let form = posted.form;
+    catalogue::update_commodity(
+        &state.db,
+        principal.party,
+        id,
+        CommodityChange {
+            name: None,
+            manufacturer: None,
+            description: None,
+            price: money_field(&form.price, &form.currency)?,
+            audience: None,
+            active: Some(form.on_sale.is_some()),
+        },
+    )
+    .await?;
+    Ok(page::see_other("/supplier/goods"))
+}
+
+#[derive(Template)]
+#[template(path = "console/supplier/profile.html")]
+struct ProfileTemplate {
+    layout: Layout,
+    display_name: String,
+    notice: Option<Notice>,
+}
+
+async fn profile_page(
+    State(state): State<AppState>,
+    SignedIn { session, principal }: SignedIn,
+) -> PageResult {
+    supplier(&principal)?;
+    let party = parties::get_party(&state.db, principal.party).await?;
+    page::render(&ProfileTemplate {
+        layout: Layout::signed_in("Information change", &session, "/supplier/profile"),
+        display_name: party.display_name,
+        notice: None,
+    })
+}
+
+#[derive(Deserialize)]
+struct ProfileForm {
+    display_name: holdfast_core::text::Name,
+    second_password: holdfast_core::text::Password,
+}
+
+async fn change_profile(State(state): State<AppState>, posted: Posted<ProfileForm>) -> PageResult {
+    let principal = posted.session.principal()?;
+    supplier(&principal)?;
+    let changed = parties::change_display_name(
+        &state.db,
+        &state.core.passwords,
+        principal.party,
+        &posted.form.second_password,
+        &posted.form.display_name,
+    )
+    .await;
+    match changed {
+        Ok(_) => Ok(page::see_other("/supplier/profile")),
+        Err(error) => {
+            let error = ApiError::from(error);
+            let mut response = page::render(&ProfileTemplate {
+                layout: Layout::signed_in(
+                    "Information change",
+                    &posted.session,
+                    "/supplier/profile",
+                ),
+                display_name: posted.form.display_name.to_string(),
+                notice: Some(Notice::from(&error)),
+            })?;
+            *response.status_mut() = error.status;
+            Ok(response)
+        }
+    }
+}
+
+struct DeliveryRow {
+    at: String,
+    status: String,
+    attempts: i32,
+    last: String,
+}
+
+struct EndpointRow {
+    id: uuid::Uuid,
+    url: String,
+    active: bool,
+    deliveries: Vec<DeliveryRow>,
+}
+
+#[derive(Template)]
+#[template(path = "console/supplier/webhooks.html")]
+struct WebhooksTemplate {
+    layout: Layout,
+    endpoints: Vec<EndpointRow>,
+    secret: Option<String>,
+}
+
+/// The newest deliveries shown per endpoint.
+const DELIVERIES_SHOWN: u64 = 20;
+
+async fn webhooks_page(
+    State(state): State<AppState>,
+    SignedIn { session, principal }: SignedIn,
+) -> PageResult {
+    supplier(&principal)?;
+    render_webhooks(&state, &session, &principal, None).await
+}
+
+async fn render_webhooks(
+    state: &AppState,
+    session: &super::session::Session,
+    principal: &Principal,
+    secret: Option<String>,
+) -> PageResult {
+    let mut endpoints = Vec::new();
+    for endpoint in webhooks::endpoints_of(&state.db, principal.party).await? {
+        let log =
+            webhooks::deliveries(&state.db, principal.party, endpoint.id, DELIVERIES_SHOWN).await?;
+        endpoints.push(EndpointRow {
+            id: endpoint.id,
+            url: endpoint.url,
+            active: endpoint.active,
+            deliveries: log
+                .into_iter()
+                .map(|d| DeliveryRow {
+                    at: views::when(d.created_at),
+                    status: views::label(&d.status),
+                    attempts: d.attempts,
+                    last: match (d.last_status_code, d.last_error) {
+                        (Some(code), _) => format!("HTTP {code}"),
+                        (None, Some(error)) => error,
+                        (None, None) => String::new(),
+                    },
+                })
+                .collect(),
+        });
+    }
+    page::render(&WebhooksTemplate {
+        layout: Layout::signed_in("Webhooks", session, "/supplier/webhooks"),
+        endpoints,
+        secret,
+    })
+}
+
+#[derive(Deserialize)]
+struct WebhookForm {
+    url: holdfast_core::text::WebhookUrl,
+}
+
+async fn register_webhook(
+    State(state): State<AppState>,
+    posted: Posted<WebhookForm>,
+) -> PageResult {
+    let principal = posted.session.principal()?;
+    supplier(&principal)?;
+    let txn = db::begin_write(&state.db).await?;
+    let registered = webhooks::register_in_txn(
+        &txn,
+        &state.core.clock,
+        principal.party,
+        &posted.form.url,
+        state.webhook_policy,
+    )
+    .await?;
+    txn.commit().await?;
+    // The signing secret is shown this once, on the page that answers the form.
+    render_webhooks(&state, &posted.session, &principal, Some(registered.secret)).await
+}
+
+async fn deactivate_webhook(
+    State(state): State<AppState>,
+    Path(id): Path<uuid::Uuid>,
+    posted: Posted<page::NoFields>,
+) -> PageResult {
+    let principal = posted.session.principal()?;
+    supplier(&principal)?;
+    webhooks::deactivate(&state.db, principal.party, id).await?;
+    Ok(page::see_other("/supplier/webhooks"))
 }

@@ -3,7 +3,7 @@
 use crate::entities::commodities;
 use crate::error::{RetailError, RetailResult};
 use chrono::{DateTime, Utc};
-use holdfast_core::cards::{AgeClass, PurchaseType};
+use holdfast_core::cards::{self, AgeClass, CardId, PurchaseType};
 use holdfast_core::db::MinorUnits;
 use holdfast_core::ids::{Id, IdKind, PartyId};
 use holdfast_core::{Core, CoreError, Currency, Money};
@@ -265,6 +265,40 @@ pub async fn list_commodities(
     if let Viewer::Card(age, purchase) = viewer {
         query =
             query.filter(commodities::Column::Audience.is_in(Audience::admitting(age, purchase)));
+    }
+    query
+        .all(db)
+        .await?
+        .into_iter()
+        .map(Commodity::try_from)
+        .collect()
+}
+
+/// How the catalogue is seen by a shopper signed in with `card` (through the card's age class
+/// and purchase type), or, without a card, by staff (everything).
+pub async fn viewer(db: &impl ConnectionTrait, card: Option<CardId>) -> RetailResult<Viewer> {
+    Ok(match card {
+        Some(card) => {
+            let card = cards::get_card(db, card).await?;
+            Viewer::Card(card.age_class, card.purchase_type)
+        }
+        None => Viewer::Staff,
+    })
+}
+
+/// A seller's own commodities, on sale or not, `limit` at a time after `after`.
+pub async fn commodities_of_seller(
+    db: &impl ConnectionTrait,
+    seller: PartyId,
+    after: Option<CommodityId>,
+    limit: u64,
+) -> RetailResult<Vec<Commodity>> {
+    let mut query = commodities::Entity::find()
+        .filter(commodities::Column::SupplierPartyId.eq(seller.uuid()))
+        .order_by_asc(commodities::Column::Id)
+        .limit(limit.clamp(1, MAX_PAGE));
+    if let Some(after) = after {
+        query = query.filter(commodities::Column::Id.gt(after.uuid()));
     }
     query
         .all(db)
