@@ -131,6 +131,59 @@ async fn a_policy_is_bought_issued_delivered_and_its_premium_paid_to_the_insurer
     let holder_view = holder.reload_until("settled").await.unwrap();
     assert!(holder_view.contains("1 of 12"), "{holder_view}");
 
+    // The insurer lists a second product, naming the service company by the id its page
+    // shows; the holder buys it, and the insurer declines it with a reason.
+    service.visit("/certificates").await.unwrap();
+    let service_page = service.main_text().await.unwrap();
+    let service_id = service_page
+        .split("their products): ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no party id on the page:\n{service_page}"))
+        .to_owned();
+    insurer.follow("Products").await.unwrap();
+    insurer.fill("Product name", "Home contents").await.unwrap();
+    insurer
+        .fill("What is covered", "Theft and water damage at home.")
+        .await
+        .unwrap();
+    insurer.choose("Currency", "USD").await.unwrap();
+    insurer.fill("Sum insured", "5000.00").await.unwrap();
+    insurer.fill("Premium", "30.00").await.unwrap();
+    insurer.choose("Payment plan", "lump_sum").await.unwrap();
+    insurer.fill("Term in months", "12").await.unwrap();
+    insurer
+        .fill("Service company id", &service_id)
+        .await
+        .unwrap();
+    insurer.press("List the product").await.unwrap();
+    let listed = insurer.main_text().await.unwrap();
+    assert!(
+        listed.contains("Home contents") && listed.contains("30.00 USD"),
+        "{listed}"
+    );
+    holder.follow("Insurance").await.unwrap();
+    holder.press("Buy Home contents").await.unwrap();
+    phone.answer_text("Buy policy", "Approve").await.unwrap();
+    insurer.follow("Applications").await.unwrap();
+    insurer.reload_until("Home contents").await.unwrap();
+    insurer
+        .fill("Reason to decline", "the address is outside our area")
+        .await
+        .unwrap();
+    insurer.press("Decline").await.unwrap();
+    let declined = holder.reload_until("declined").await.unwrap();
+    assert!(declined.contains("30.00 USD cancelled"), "{declined}");
+
+    // Taken off sale, the product is no longer offered to the holder.
+    insurer.follow("Products").await.unwrap();
+    insurer.press("Take Home contents off sale").await.unwrap();
+    let off = insurer.main_text().await.unwrap();
+    assert!(off.contains("Put Home contents on sale"), "{off}");
+    holder.visit("/policies").await.unwrap();
+    let offered = holder.main_text().await.unwrap();
+    assert!(!offered.contains("Buy Home contents"), "{offered}");
+
     for browser in [holder, phone, insurer, service] {
         browser.close().await.unwrap();
     }

@@ -347,21 +347,10 @@ async fn premiums(
 
 /// The choices of a policy-state filter, the chosen one marked.
 pub fn state_filter(chosen: Option<PolicyState>) -> Vec<(&'static str, bool)> {
-    use PolicyState::*;
-    [
-        AwaitingConfirmation,
-        AwaitingRecheck,
-        InForce,
-        Grace,
-        Lapsed,
-        Matured,
-        Cancelled,
-        Declined,
-        NotTaken,
-    ]
-    .into_iter()
-    .map(|s| (s.as_str(), Some(s) == chosen))
-    .collect()
+    use sea_orm::Iterable;
+    PolicyState::iter()
+        .map(|s| (s.as_str(), Some(s) == chosen))
+        .collect()
 }
 
 #[derive(Deserialize)]

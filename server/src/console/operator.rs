@@ -185,6 +185,24 @@ fn fact(name: &str, value: impl ToString) -> (String, String) {
     (name.to_owned(), value.to_string())
 }
 
+/// The onboarding page again, saying which party was created and how it signs in.
+fn created(
+    session: &Session,
+    what: &str,
+    name: &str,
+    party: impl ToString,
+    username: String,
+) -> PageResult {
+    onboarding(
+        session,
+        vec![
+            fact(what, name),
+            fact("Party id", party),
+            fact("Username", username),
+        ],
+    )
+}
+
 /// A rate typed as a decimal fraction ("0.05"), as the API reads it; `None` when blank.
 fn rate(raw: &str) -> Result<Option<CommissionRate>, PageError> {
     Ok(forms::optional_text(raw)
@@ -224,13 +242,12 @@ async fn onboard_supplier(State(state): State<AppState>, posted: Posted<StaffFor
         },
     )
     .await?;
-    onboarding(
+    created(
         &posted.session,
-        vec![
-            fact("Supplier", &party.display_name),
-            fact("Party id", party.id),
-            fact("Username", username),
-        ],
+        "Supplier",
+        &party.display_name,
+        party.id,
+        username,
     )
 }
 
@@ -339,13 +356,12 @@ async fn onboard_distributor(
         &form.password,
     )
     .await?;
-    onboarding(
+    created(
         &posted.session,
-        vec![
-            fact("Carrier or service company", &party.display_name),
-            fact("Party id", party.id),
-            fact("Username", username),
-        ],
+        "Carrier or service company",
+        &party.display_name,
+        party.id,
+        username,
     )
 }
 
@@ -362,13 +378,12 @@ async fn onboard_insurer(State(state): State<AppState>, posted: Posted<StaffForm
         commission,
     )
     .await?;
-    onboarding(
+    created(
         &posted.session,
-        vec![
-            fact("Insurer", &party.display_name),
-            fact("Party id", party.id),
-            fact("Username", username),
-        ],
+        "Insurer",
+        &party.display_name,
+        party.id,
+        username,
     )
 }
 
@@ -414,12 +429,14 @@ impl MemberForm {
     }
 }
 
-fn staff_facts(created: holdfast_pharmacy::parties::StaffCreated) -> Vec<(String, String)> {
-    vec![
-        fact(page::role_label(created.role), &created.display_name),
-        fact("Party id", created.party_id),
-        fact("Username", created.username),
-    ]
+fn staff_created(session: &Session, staff: holdfast_pharmacy::parties::StaffCreated) -> PageResult {
+    created(
+        session,
+        page::role_label(staff.role),
+        &staff.display_name,
+        staff.party_id,
+        staff.username,
+    )
 }
 
 fn id_of<T: std::str::FromStr>(raw: &str, what: &str) -> Result<T, PageError> {
@@ -436,7 +453,7 @@ async fn onboard_prescriber(
     let hospital: HospitalId = id_of(&posted.form.organisation_id, "the hospital")?;
     let created =
         pharmacy::add_prescriber(&state.db, &state.core, hospital, posted.form.staff()).await?;
-    onboarding(&posted.session, staff_facts(created))
+    staff_created(&posted.session, created)
 }
 
 async fn onboard_drugstore(State(state): State<AppState>, posted: Posted<StaffForm>) -> PageResult {
@@ -457,13 +474,12 @@ async fn onboard_drugstore(State(state): State<AppState>, posted: Posted<StaffFo
         commission,
     )
     .await?;
-    onboarding(
+    created(
         &posted.session,
-        vec![
-            fact("Drugstore", &drugstore.name),
-            fact("Party id", drugstore.drugstore_id),
-            fact("Username", username),
-        ],
+        "Drugstore",
+        &drugstore.name,
+        drugstore.drugstore_id,
+        username,
     )
 }
 
@@ -475,7 +491,7 @@ async fn onboard_pharmacist(
     let drugstore: PartyId = id_of(&posted.form.organisation_id, "the drugstore")?;
     let created =
         pharmacy::add_pharmacist(&state.db, &state.core, drugstore, posted.form.staff()).await?;
-    onboarding(&posted.session, staff_facts(created))
+    staff_created(&posted.session, created)
 }
 
 #[derive(Deserialize)]
