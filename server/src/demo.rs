@@ -6,7 +6,7 @@ use crate::state::AppState;
 use holdfast_core::cards::{self, CardId, CardNumber, CardStatus};
 use holdfast_core::entities::cards as card_rows;
 use holdfast_core::funding::DEFAULT_INSTITUTION;
-use holdfast_core::onboarding::{self, NewShopper};
+use holdfast_core::onboarding::{self, NewShopper, StaffCredentials};
 use holdfast_core::parties::{self, Role};
 use holdfast_core::phone_number::PhoneNumber;
 use holdfast_core::{CoreError, Currency, Money};
@@ -27,6 +27,7 @@ pub struct Demo {
     pub supplier_password: String,
     pub carrier_password: String,
     pub shopper_card: CardNumber,
+    pub insurance: InsuranceCast,
 }
 
 fn random_password() -> String {
@@ -152,6 +153,7 @@ pub async fn seed(state: &AppState) -> anyhow::Result<Demo> {
         supplier_password,
         carrier_password,
         shopper_card,
+        insurance: seed_insurance_cast(state).await?,
     })
 }
 
@@ -168,7 +170,7 @@ Holdfast demo is ready at {base_url}
   supplier  username {SUPPLIER_USERNAME}   password {supplier_password}
   carrier   username {CARRIER_USERNAME}    password {carrier_password}
   shopper   card {shopper_card}   phone {SHOPPER_PHONE}   500.00 USD prepaid
-The console: open {base_url}/sign-in in a browser and sign in as one of them
+{insurance}The console: open {base_url}/sign-in in a browser and sign in as one of them
   (the shopper with the card number; its code arrives on the phone page
   {base_url}/phone/{SHOPPER_PHONE}{phone_key}).
 Paste this into another terminal, then follow the walkthrough in README.md:
@@ -179,5 +181,132 @@ export HOLDFAST={base_url} OPERATOR_PASSWORD={operator_password} SUPPLIER_PASSWO
         supplier_password = demo.supplier_password,
         carrier_password = demo.carrier_password,
         shopper_card = demo.shopper_card,
+        insurance = demo.insurance.sign_ins(),
     )
+}
+
+pub const INSURER_USERNAME: &str = "demo-insurer";
+pub const SERVICE_COMPANY_USERNAME: &str = "demo-service";
+pub const INSTITUTION_USERNAME: &str = "demo-bank";
+/// The demo bank's card numbers start with these four digits.
+pub const INSTITUTION_CODE: &str = "7001";
+pub const DEMO_PRODUCT: &str = "Travel cover, 12 months";
+
+/// The insurance and institution desks of the demo: an insurer with a product on sale, its
+/// service company, and a bank.
+#[derive(Debug)]
+pub struct InsuranceCast {
+    pub insurer_password: String,
+    pub service_company_password: String,
+    pub institution_password: String,
+}
+
+impl InsuranceCast {
+    /// One sign-in line per role.
+    pub fn sign_ins(&self) -> String {
+        format!(
+            "  insurer          username {INSURER_USERNAME}   password {}\n  service company  username {SERVICE_COMPANY_USERNAME}   password {}\n  institution      username {INSTITUTION_USERNAME}      password {}\n",
+            self.insurer_password, self.service_company_password, self.institution_password
+        )
+    }
+}
+
+/// Sets a new random password for `username`; `None` when nobody has that username yet.
+async fn reset_demo_password(state: &AppState, username: &str) -> anyhow::Result<Option<String>> {
+    let password = random_password();
+    let hash = parties::hash_password_off_thread(&state.core.passwords, &password).await?;
+    let reset = state
+        .in_write_txn(async |txn, _| {
+            Ok::<_, sea_orm::DbErr>(parties::reset_password_in_txn(txn, username, hash).await)
+        })
+        .await?;
+    Ok(reset.is_ok().then_some(password))
+}
+
+async fn seed_insurance_cast(state: &AppState) -> anyhow::Result<InsuranceCast> {
+    use holdfast_insurance::products::{self, NewProduct, PaymentPlan};
+    let (service_company_password, _) = ensure_user(
+        state,
+        Role::Distributor,
+        "Safe Hands Services",
+        SERVICE_COMPANY_USERNAME,
+    )
+    .await?;
+    let insurer_password = match reset_demo_password(state, INSURER_USERNAME).await? {
+        Some(password) => password,
+        None => {
+            let password = random_password();
+            let credentials =
+                StaffCredentials::hash(&state.core.passwords, INSURER_USERNAME, &password, None)
+                    .await?;
+            let (insurer, _) = state
+                .in_write_txn(async |txn, core| {
+                    products::onboard_insurer_in_txn(
+                        txn,
+                        core,
+                        "Harbour Insurance",
+                        credentials,
+                        None,
+                    )
+                    .await
+                })
+                .await?;
+            let service = parties::verify_password(
+                &state.db,
+                &state.core.passwords,
+                SERVICE_COMPANY_USERNAME,
+                &service_company_password,
+            )
+            .await?;
+            let product = NewProduct {
+                name: DEMO_PRODUCT.to_owned(),
+                coverage: "Medical costs abroad, delayed baggage and cancelled trips.".to_owned(),
+                coverage_amount: Money::parse("10000.00", Currency::USD)?,
+                premium: Money::parse("12.50", Currency::USD)?,
+                term_months: 12,
+                payment_plan: PaymentPlan::Monthly,
+                service_company: service.id,
+                grace_days: None,
+                free_look_days: None,
+            };
+            state
+                .in_write_txn(async move |txn, core| {
+                    products::create_product_in_txn(txn, core, insurer.id, product).await
+                })
+                .await?;
+            password
+        }
+    };
+    let institution_password = match reset_demo_password(state, INSTITUTION_USERNAME).await? {
+        Some(password) => password,
+        None => {
+            let password = random_password();
+            let credentials = StaffCredentials::hash(
+                &state.core.passwords,
+                INSTITUTION_USERNAME,
+                &password,
+                None,
+            )
+            .await?;
+            let new = holdfast_core::funding::NewInstitution {
+                display_name: "Demo Savings Bank".to_owned(),
+                code: INSTITUTION_CODE.to_owned(),
+                kind: holdfast_core::funding::InstitutionKind::Bank,
+                shares_freezing_with: None,
+                credit_class_caps: Vec::new(),
+                card_fee: holdfast_core::BasisPoints::ZERO,
+            };
+            state
+                .in_write_txn(async move |txn, core| {
+                    onboarding::create_institution_in_txn(txn, core, new, credentials).await
+                })
+                .await?;
+            password
+        }
+    };
+    Ok(InsuranceCast {
+        insurer_password,
+        service_company_password,
+        institution_password,
+    })
 }

@@ -30,9 +30,10 @@ async fn people_sign_in_by_password_and_by_card_and_sign_out() {
         .sign_in(OPERATOR_USERNAME, &server.demo.operator_password)
         .await
         .unwrap();
-    let home = operator.main_text().await.unwrap();
-    assert!(home.contains("signed in as operator"), "{home}");
-    operator.screenshot("operator").await.unwrap();
+    // The operator lands on its desk (browser_insurance.rs takes its screenshot).
+    let home = operator.page_text().await.unwrap();
+    assert!(home.contains("Signed in as operator"), "{home}");
+    assert_eq!(operator.current_path().await.unwrap(), "/operator");
 
     // The shopper signs in with the card; the code arrives on the phone page.
     let (phone, shopper) = server

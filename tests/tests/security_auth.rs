@@ -225,6 +225,11 @@ fn the_demo_prints_the_simulator_key_in_its_export_line() {
         supplier_password: "s".to_owned(),
         carrier_password: "c".to_owned(),
         shopper_card: unknown_card(),
+        insurance: holdfast_server::demo::InsuranceCast {
+            insurer_password: "i".to_owned(),
+            service_company_password: "v".to_owned(),
+            institution_password: "b".to_owned(),
+        },
     };
     let printed =
         holdfast_server::demo::instructions(&demo, "http://127.0.0.1:8080", Some("the-key"));
@@ -233,6 +238,14 @@ fn the_demo_prints_the_simulator_key_in_its_export_line() {
         .find(|line| line.starts_with("export HOLDFAST="))
         .unwrap();
     assert!(export.contains("SIMULATOR_KEY=the-key"), "{export}");
+    for role in ["insurer", "service company", "institution"] {
+        assert!(
+            printed
+                .lines()
+                .any(|line| line.trim_start().starts_with(role)),
+            "{printed}"
+        );
+    }
 }
 
 // ---- 8. Every 429 and 503 says when to retry ----

@@ -77,10 +77,8 @@ pub async fn create_supplier(
     Json(body): Json<CreateSupplier>,
 ) -> ApiResult<(StatusCode, axum::Json<PartyCreated>)> {
     principal.require(&[Role::Operator])?;
-    let commission = match &body.commission_rate {
-        Some(rate) => CommissionRate::parse(rate)?,
-        None => CommissionRate::from_basis_points(i32::from(sellers::DEFAULT_COMMISSION_BPS))?,
-    };
+    let given = body.commission_rate.as_deref().map(CommissionRate::parse);
+    let commission = sellers::commission_or_default(given.transpose()?)?;
     let credentials = StaffCredentials::hash(
         &state.core.passwords,
         &body.username,
@@ -505,11 +503,7 @@ pub async fn mediate(
                 let decision = match body.outcome {
                     MediationOutcome::Release => Decision::Release,
                     MediationOutcome::Refund => Decision::Refund,
-                    MediationOutcome::Split => {
-                        Decision::Split(body.to_seller.ok_or_else(|| {
-                            ApiError::invalid("a split names what goes to the seller")
-                        })?)
-                    }
+                    MediationOutcome::Split => Decision::split(body.to_seller)?,
                 };
                 let Mediated {
                     case,

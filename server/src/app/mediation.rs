@@ -21,6 +21,15 @@ pub enum Decision {
     Split(Money),
 }
 
+impl Decision {
+    /// A split: it must name what goes to the seller.
+    pub fn split(to_seller: Option<Money>) -> AppResult<Decision> {
+        to_seller
+            .map(Decision::Split)
+            .ok_or_else(|| CoreError::invalid("a split names what goes to the seller").into())
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct MediationOrder {
     pub decision: Decision,

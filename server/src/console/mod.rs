@@ -68,10 +68,16 @@
 //! page can never show more than the API would.
 
 pub mod carrier;
+pub mod forms;
 pub mod home;
+pub mod institution;
+pub mod insurer;
+pub mod operator;
 pub mod orders_view;
 pub mod page;
 pub mod phone;
+pub mod policies;
+pub mod service_company;
 pub mod session;
 pub mod shopper;
 pub mod sign_in;
@@ -99,6 +105,11 @@ pub fn router() -> Router<AppState> {
         .merge(shopper::routes())
         .merge(supplier::routes())
         .merge(carrier::routes())
+        .merge(insurer::routes())
+        .merge(service_company::routes())
+        .merge(policies::routes())
+        .merge(institution::routes())
+        .merge(operator::routes())
         .layer(axum::middleware::from_fn(page_headers))
         .route("/static/console.css", get(stylesheet))
         .route("/static/htmx.min.js", get(htmx))
@@ -110,13 +121,10 @@ pub fn landing_for(role: Role) -> &'static str {
         Role::Shopper => "/shop",
         Role::Supplier => "/supplier",
         Role::Distributor => "/carrier",
-        Role::Operator
-        | Role::Prescriber
-        | Role::Drugstore
-        | Role::Insurer
-        | Role::Institution
-        | Role::Terminal
-        | Role::Platform => "/home",
+        Role::Insurer => "/insurer/applications",
+        Role::Institution => "/institution/cards",
+        Role::Operator => "/operator",
+        Role::Prescriber | Role::Drugstore | Role::Terminal | Role::Platform => "/home",
     }
 }
 
@@ -128,6 +136,7 @@ pub fn nav_for(role: Role) -> Vec<NavLink> {
             ("/shop/orders", "Orders"),
             ("/shop/account", "Balances and cards"),
             ("/shop/approvals", "Card-present approvals"),
+            ("/policies", "Insurance"),
         ],
         Role::Supplier => &[
             ("/supplier", "Settlement status"),
@@ -136,14 +145,27 @@ pub fn nav_for(role: Role) -> Vec<NavLink> {
             ("/supplier/profile", "Information change"),
             ("/supplier/webhooks", "Webhooks"),
         ],
-        Role::Distributor => &[("/carrier", "Parcels")],
-        Role::Operator => &[("/home", "Home"), ("/phone", "Phones")],
-        Role::Prescriber
-        | Role::Drugstore
-        | Role::Insurer
-        | Role::Institution
-        | Role::Terminal
-        | Role::Platform => &[("/home", "Home")],
+        Role::Distributor => &[("/carrier", "Parcels"), ("/certificates", "Certificates")],
+        Role::Operator => &[
+            ("/operator", "Desk"),
+            ("/operator/onboarding", "Onboarding"),
+            ("/operator/disputes", "Disputes"),
+            ("/operator/audit", "Ledger audit"),
+            ("/phone", "Phones"),
+        ],
+        Role::Insurer => &[
+            ("/insurer/applications", "Applications"),
+            ("/insurer/premiums", "Premiums"),
+            ("/insurer/products", "Products"),
+        ],
+        Role::Institution => &[
+            ("/institution/cards", "Cards"),
+            ("/institution/holds", "Holds"),
+            ("/institution/accounts", "Freezing account"),
+        ],
+        Role::Prescriber | Role::Drugstore | Role::Terminal | Role::Platform => {
+            &[("/home", "Home")]
+        }
     };
     links
         .iter()

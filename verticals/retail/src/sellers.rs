@@ -42,6 +42,14 @@ impl SellerTerms {
     }
 }
 
+/// The commission of a new seller: the rate the operator gave, or the platform's default.
+pub fn commission_or_default(given: Option<CommissionRate>) -> RetailResult<CommissionRate> {
+    match given {
+        Some(rate) => Ok(rate),
+        None => CommissionRate::from_basis_points(i32::from(DEFAULT_COMMISSION_BPS)),
+    }
+}
+
 pub async fn terms_of(db: &impl ConnectionTrait, seller: PartyId) -> RetailResult<SellerTerms> {
     Ok(
         match sellers::Entity::find_by_id(seller.uuid()).one(db).await? {

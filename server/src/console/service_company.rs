@@ -1,0 +1,132 @@
+//! Pages of an insurer's service company (a distributor): the certificates it fetches from the
+//! insurer (mark received) and delivers to the holder, recording the signed application and
+//! the policy number the holder hands over. The same use cases as
+//! `/v1/insurance/certificates…`.
+
+use super::forms::when;
+use super::page::{self, Layout, PageError, PageResult, Posted};
+use super::session::SignedIn;
+use super::txn;
+use crate::idempotency::Outcome;
+use crate::state::AppState;
+use askama::Template;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use holdfast_core::ids::PartyId;
+use holdfast_core::order_number::OrderNumber;
+use holdfast_core::parties::Role;
+use holdfast_insurance::policies::{self, ApplicationReference, CertificateTask};
+use serde::Deserialize;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/certificates", get(certificates))
+        .route("/certificates/{number}/received", post(received))
+        .route("/certificates/{number}/delivery", post(delivered))
+}
+
+/// How many certificates the page lists (the use case's oldest first).
+const SHOWN: u64 = 50;
+
+struct TaskRow {
+    number: String,
+    product: String,
+    insurer: String,
+    status: &'static str,
+    to_collect: bool,
+    destination: String,
+    issued_at: String,
+}
+
+impl From<CertificateTask> for TaskRow {
+    fn from(task: CertificateTask) -> Self {
+        TaskRow {
+            number: task.policy_number.to_string(),
+            product: task.product_name,
+            insurer: task.insurer_name,
+            status: task.certificate_status.as_str(),
+            to_collect: task.certificate_status
+                == holdfast_insurance::policies::CertificateStatus::AwaitingPickup,
+            destination: task.destination,
+            issued_at: task.issued_at.as_ref().map(when).unwrap_or_default(),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "console/service/certificates.html")]
+struct CertificatesPage {
+    layout: Layout,
+    party: PartyId,
+    tasks: Vec<TaskRow>,
+}
+
+async fn certificates(
+    State(state): State<AppState>,
+    SignedIn { session, principal }: SignedIn,
+) -> PageResult {
+    PageError::require(&principal, &[Role::Distributor])?;
+    let list = policies::certificates_of(&state.db, principal.party, SHOWN).await?;
+    page::render(&CertificatesPage {
+        layout: Layout::signed_in("Certificates", &session, "/certificates"),
+        party: principal.party,
+        tasks: list.into_iter().map(TaskRow::from).collect(),
+    })
+}
+
+async fn received(
+    State(state): State<AppState>,
+    Path(number): Path<OrderNumber>,
+    posted: Posted<page::NoFields>,
+) -> PageResult {
+    let principal = posted.session.principal()?;
+    PageError::require(&principal, &[Role::Distributor])?;
+    let core = state.core.clone();
+    txn::write(&state, move |txn| {
+        Box::pin(async move {
+            let task =
+                policies::receive_certificate_in_txn(txn, &core, principal.party, &number).await?;
+            Ok(Outcome::Done(task))
+        })
+    })
+    .await?;
+    Ok(page::see_other("/certificates"))
+}
+
+#[derive(Deserialize)]
+struct DeliveryForm {
+    /// The number the holder handed over.
+    handed_over: OrderNumber,
+    application_reference: ApplicationReference,
+}
+
+async fn delivered(
+    State(state): State<AppState>,
+    Path(number): Path<OrderNumber>,
+    posted: Posted<DeliveryForm>,
+) -> PageResult {
+    let principal = posted.session.principal()?;
+    PageError::require(&principal, &[Role::Distributor])?;
+    let DeliveryForm {
+        handed_over,
+        application_reference,
+    } = posted.form;
+    let core = state.core.clone();
+    txn::write(&state, move |txn| {
+        Box::pin(async move {
+            let task = policies::record_documents_in_txn(
+                txn,
+                &core,
+                principal.party,
+                &number,
+                &handed_over,
+                &application_reference,
+            )
+            .await?;
+            Ok(Outcome::Done(task))
+        })
+    })
+    .await?;
+    Ok(page::see_other("/certificates"))
+}
