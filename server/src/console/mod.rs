@@ -54,9 +54,13 @@
 //!    says, not on its HTML); every page visited is checked by axe-core.
 
 pub mod carrier;
+pub mod drugstore;
 pub mod home;
 pub mod page;
+pub mod patient;
 pub mod phone;
+pub mod prescriber;
+pub mod rx;
 pub mod session;
 pub mod shopper;
 pub mod sign_in;
@@ -83,6 +87,9 @@ pub fn router() -> Router<AppState> {
         .merge(shopper::routes())
         .merge(supplier::routes())
         .merge(carrier::routes())
+        .merge(prescriber::routes())
+        .merge(drugstore::routes())
+        .merge(patient::routes())
         .layer(axum::middleware::from_fn(page_headers))
         .route("/static/console.css", get(stylesheet))
         .route("/static/htmx.min.js", get(htmx))
@@ -91,12 +98,12 @@ pub fn router() -> Router<AppState> {
 /// Where a role lands after signing in.
 pub fn landing_for(role: Role) -> &'static str {
     match role {
+        Role::Prescriber => "/prescriber",
+        Role::Drugstore => "/drugstore",
         Role::Shopper
         | Role::Supplier
         | Role::Distributor
         | Role::Operator
-        | Role::Prescriber
-        | Role::Drugstore
         | Role::Insurer
         | Role::Institution
         | Role::Terminal
@@ -108,11 +115,14 @@ pub fn landing_for(role: Role) -> &'static str {
 pub fn nav_for(role: Role) -> Vec<NavLink> {
     let links: &[(&'static str, &'static str)] = match role {
         Role::Operator => &[("/home", "Home"), ("/phone", "Phones")],
-        Role::Shopper
-        | Role::Supplier
+        Role::Prescriber => &[
+            ("/prescriber", "Prescriptions"),
+            ("/prescriber/new", "New prescription"),
+        ],
+        Role::Drugstore => &[("/drugstore", "Drugstore")],
+        Role::Shopper => &[("/home", "Home"), ("/patient", "Prescriptions")],
+        Role::Supplier
         | Role::Distributor
-        | Role::Prescriber
-        | Role::Drugstore
         | Role::Insurer
         | Role::Institution
         | Role::Terminal
