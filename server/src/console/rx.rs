@@ -272,13 +272,16 @@ pub fn fingerprint(receipt: &PrescriptionReceipt) -> String {
     hex::encode(&hasher.finalize()[..8])
 }
 
-/// Does the prescription wait on something that happens elsewhere (the phone, the timers)?
+/// Does the prescription wait on something that happens elsewhere (the patient, the phone,
+/// the timers)?
 /// Its page then polls [`live_answer`].
 pub fn is_waiting(receipt: &PrescriptionReceipt) -> bool {
     use holdfast_core::escrow::CaseState;
     matches!(
         receipt.state,
-        PrescriptionState::AwaitingConsent | PrescriptionState::PaymentPending
+        PrescriptionState::AwaitingConsent
+            | PrescriptionState::Priced
+            | PrescriptionState::PaymentPending
     ) || (receipt.state == PrescriptionState::Dispensed
         && receipt
             .payment
