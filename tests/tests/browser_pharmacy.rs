@@ -227,3 +227,182 @@ async fn a_prescription_goes_from_hospital_to_drugstore_with_the_patients_phone_
         browser.close().await.unwrap();
     }
 }
+
+/// Enters a prescription of one item on the prescriber's form; returns its number.
+async fn prescribe(
+    prescriber: &Browser,
+    card: &str,
+    drug: &str,
+    drugstore: Option<&str>,
+) -> String {
+    prescriber.visit("/prescriber/new").await.unwrap();
+    prescriber
+        .fill("Patient's medical card number", card)
+        .await
+        .unwrap();
+    for (label, value) in [
+        ("Drug name", drug),
+        ("Drug code", "641400260"),
+        ("Dosage", "1 capsule 3 times a day"),
+        ("Quantity", "21"),
+        ("Days", "7"),
+    ] {
+        prescriber
+            .fill_in(Some("item-1"), label, value)
+            .await
+            .unwrap();
+    }
+    if let Some(name) = drugstore {
+        prescriber
+            .choose("Drugstore the patient chose", name)
+            .await
+            .unwrap();
+    }
+    prescriber.press("Issue the prescription").await.unwrap();
+    heading_number(prescriber).await
+}
+
+/// The prescriber's form keeps what was typed and shows the API's code; cancelling, the
+/// state filter and the pager; the drugstore (at phone width) claims what the patient sent
+/// it, hands it back, asks to open it again, and sees the patient's refusal by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prescribers_cancel_and_filter_and_a_drugstore_hands_back_and_is_refused() {
+    let Some((chromium, chromedriver)) = find_browser() else {
+        return;
+    };
+    let server = ConsoleServer::start().await.unwrap();
+    let driver = Driver::start(chromium, &chromedriver).await.unwrap();
+    let card = server.demo.shopper_card.to_string();
+    let cast = &server.demo.pharmacy;
+    let phone = server.phone(&driver, SHOPPER_PHONE).await.unwrap();
+    let prescriber = driver.browser(&server.base, DESKTOP_WINDOW).await.unwrap();
+    prescriber
+        .sign_in(PRESCRIBER_USERNAME, &cast.prescriber_password)
+        .await
+        .unwrap();
+
+    // A mistyped card number: the form comes back as typed, with the refusal.
+    prescriber.visit("/prescriber/new").await.unwrap();
+    prescriber
+        .fill("Patient's medical card number", "1234")
+        .await
+        .unwrap();
+    for (label, value) in [
+        ("Drug name", "Amoxicillin"),
+        ("Drug code", "641400260"),
+        ("Dosage", "1 capsule 3 times a day"),
+        ("Quantity", "21"),
+        ("Days", "7"),
+    ] {
+        prescriber
+            .fill_in(Some("item-1"), label, value)
+            .await
+            .unwrap();
+    }
+    prescriber.press("Issue the prescription").await.unwrap();
+    let refused = prescriber.main_text().await.unwrap();
+    assert!(refused.contains("Error code"), "{refused}");
+    let kept = prescriber
+        .client
+        .execute(
+            "return document.getElementById('item1_name').value;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(kept, serde_json::json!("Amoxicillin"));
+    assert_eq!(
+        prescriber.current_path().await.unwrap(),
+        "/prescriber/prescriptions"
+    );
+
+    let first = prescribe(&prescriber, &card, "Amoxicillin", None).await;
+    let sent = prescribe(&prescriber, &card, "Ibuprofen", Some(DEMO_DRUGSTORE_NAME)).await;
+    let routed = prescriber.main_text().await.unwrap();
+    assert!(routed.contains("routed"), "{routed}");
+
+    // The prescriber cancels the first; the filter and the pager find each.
+    prescriber
+        .visit(&format!("/prescriber/prescriptions/{first}"))
+        .await
+        .unwrap();
+    prescriber.press("Cancel the prescription").await.unwrap();
+    let cancelled = prescriber.main_text().await.unwrap();
+    assert!(cancelled.contains("cancelled"), "{cancelled}");
+    assert!(
+        !cancelled.contains("Cancel the prescription"),
+        "{cancelled}"
+    );
+    prescriber.visit("/prescriber").await.unwrap();
+    prescriber.choose("State", "cancelled").await.unwrap();
+    prescriber.press("Show").await.unwrap();
+    let filtered = prescriber.main_text().await.unwrap();
+    assert!(
+        filtered.contains(&first) && !filtered.contains(&sent),
+        "{filtered}"
+    );
+    prescriber.visit("/prescriber?limit=1").await.unwrap();
+    let page_one = prescriber.main_text().await.unwrap();
+    assert!(
+        page_one.contains(&sent) && !page_one.contains(&first),
+        "{page_one}"
+    );
+    prescriber.follow("Next page").await.unwrap();
+    let page_two = prescriber.main_text().await.unwrap();
+    assert!(
+        page_two.contains(&first) && !page_two.contains(&sent),
+        "{page_two}"
+    );
+
+    // The drugstore the patient chose claims it at once, then hands it back.
+    let drugstore = driver
+        .browser(&server.base, holdfast_tests::browser::PHONE_WINDOW)
+        .await
+        .unwrap();
+    drugstore
+        .sign_in(DRUGSTORE_USERNAME, &cast.drugstore_password)
+        .await
+        .unwrap();
+    let home = drugstore.main_text().await.unwrap();
+    assert!(home.contains(&sent) && !home.contains(&first), "{home}");
+    drugstore.follow(&sent).await.unwrap();
+    drugstore.press("Claim it").await.unwrap();
+    let claimed = drugstore.main_text().await.unwrap();
+    assert!(claimed.contains("held by a drugstore"), "{claimed}");
+    drugstore.press("Hand it back").await.unwrap();
+    assert_eq!(drugstore.current_path().await.unwrap(), "/drugstore");
+    let after = drugstore.main_text().await.unwrap();
+    assert!(!after.contains(&sent), "{after}");
+
+    // Back in the pool: it asks the patient, who denies; the page says so by itself.
+    drugstore.fill("Medical card number", &card).await.unwrap();
+    drugstore.press("Look up prescriptions").await.unwrap();
+    drugstore
+        .press_in(Some(&format!("rx-{sent}")), "Ask the patient to open it")
+        .await
+        .unwrap();
+    drugstore
+        .wait_for_text("Waiting for the patient's phone")
+        .await
+        .unwrap();
+    phone.answer_text(&sent, "Deny").await.unwrap();
+    let denied = drugstore
+        .wait_for_text("prescription_not_held")
+        .await
+        .unwrap();
+    assert!(!denied.contains("Read the prescription"), "{denied}");
+    drugstore.check_accessibility().await.unwrap();
+    drugstore
+        .visit(&format!("/drugstore/prescriptions/{sent}/content"))
+        .await
+        .unwrap();
+    let refused = drugstore.main_text().await.unwrap();
+    assert!(
+        refused.contains("prescription_not_held") && !refused.contains("Ibuprofen"),
+        "{refused}"
+    );
+
+    for browser in [prescriber, drugstore, phone] {
+        browser.close().await.unwrap();
+    }
+}

@@ -305,13 +305,15 @@ async fn show(
     let receipt = match found {
         Ok(receipt) => receipt,
         Err(error @ (PharmacyError::ClaimSecret | PharmacyError::NotHeld)) => {
+            // Held, but this browser lacks the secret: claiming again re-issues it.
+            let can_claim_again = matches!(error, PharmacyError::ClaimSecret);
             let error = ApiError::from(error);
             let mut response = page::render(&ShowPage {
                 layout,
                 number: number.to_string(),
                 receipt: None,
                 refused: Some(page::Notice::from(&error)),
-                can_claim_again: true,
+                can_claim_again,
                 live: None,
                 can_read: false,
                 can_claim: false,
