@@ -50,24 +50,20 @@ async fn a_prescription_goes_from_hospital_to_drugstore_with_the_patients_phone_
         .unwrap();
     assert_eq!(prescriber.current_path().await.unwrap(), "/prescriber");
     prescriber.follow("New prescription").await.unwrap();
-    prescriber
-        .fill("Patient's medical card number", &card)
-        .await
-        .unwrap();
-    for (label, value) in [
-        ("Drug name", "Ibuprofen"),
-        ("Drug code", "0093-5058"),
-        ("Strength", "400 mg tablets"),
-        ("Dosage", "1 tablet when needed"),
-        ("Quantity", "20"),
-        ("Unit", "tablet"),
-        ("Days", "10"),
-    ] {
-        prescriber
-            .fill_in(Some("item-1"), label, value)
-            .await
-            .unwrap();
-    }
+    fill_prescription(
+        &prescriber,
+        &card,
+        &[
+            ("Drug name", "Ibuprofen"),
+            ("Drug code", "0093-5058"),
+            ("Strength", "400 mg tablets"),
+            ("Dosage", "1 tablet when needed"),
+            ("Quantity", "20"),
+            ("Unit", "tablet"),
+            ("Days", "10"),
+        ],
+    )
+    .await;
     prescriber.press("Issue the prescription").await.unwrap();
     let number = heading_number(&prescriber).await;
     let issued = prescriber.main_text().await.unwrap();
@@ -228,6 +224,31 @@ async fn a_prescription_goes_from_hospital_to_drugstore_with_the_patients_phone_
     }
 }
 
+/// Fills the prescriber's form: the card and the first item.
+async fn fill_prescription(prescriber: &Browser, card: &str, item: &[(&str, &str)]) {
+    prescriber
+        .fill("Patient's medical card number", card)
+        .await
+        .unwrap();
+    for (label, value) in item {
+        prescriber
+            .fill_in(Some("item-1"), label, value)
+            .await
+            .unwrap();
+    }
+}
+
+/// An item as the prescriber types it.
+fn amoxicillin(drug: &str) -> [(&str, &str); 5] {
+    [
+        ("Drug name", drug),
+        ("Drug code", "641400260"),
+        ("Dosage", "1 capsule 3 times a day"),
+        ("Quantity", "21"),
+        ("Days", "7"),
+    ]
+}
+
 /// Enters a prescription of one item on the prescriber's form; returns its number.
 async fn prescribe(
     prescriber: &Browser,
@@ -236,22 +257,7 @@ async fn prescribe(
     drugstore: Option<&str>,
 ) -> String {
     prescriber.visit("/prescriber/new").await.unwrap();
-    prescriber
-        .fill("Patient's medical card number", card)
-        .await
-        .unwrap();
-    for (label, value) in [
-        ("Drug name", drug),
-        ("Drug code", "641400260"),
-        ("Dosage", "1 capsule 3 times a day"),
-        ("Quantity", "21"),
-        ("Days", "7"),
-    ] {
-        prescriber
-            .fill_in(Some("item-1"), label, value)
-            .await
-            .unwrap();
-    }
+    fill_prescription(prescriber, card, &amoxicillin(drug)).await;
     if let Some(name) = drugstore {
         prescriber
             .choose("Drugstore the patient chose", name)
@@ -283,22 +289,7 @@ async fn prescribers_cancel_and_filter_and_a_drugstore_hands_back_and_is_refused
 
     // A mistyped card number: the form comes back as typed, with the refusal.
     prescriber.visit("/prescriber/new").await.unwrap();
-    prescriber
-        .fill("Patient's medical card number", "1234")
-        .await
-        .unwrap();
-    for (label, value) in [
-        ("Drug name", "Amoxicillin"),
-        ("Drug code", "641400260"),
-        ("Dosage", "1 capsule 3 times a day"),
-        ("Quantity", "21"),
-        ("Days", "7"),
-    ] {
-        prescriber
-            .fill_in(Some("item-1"), label, value)
-            .await
-            .unwrap();
-    }
+    fill_prescription(&prescriber, "1234", &amoxicillin("Amoxicillin")).await;
     prescriber.press("Issue the prescription").await.unwrap();
     let refused = prescriber.main_text().await.unwrap();
     assert!(refused.contains("Error code"), "{refused}");
