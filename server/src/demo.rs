@@ -28,6 +28,7 @@ pub struct Demo {
     pub carrier_password: String,
     pub shopper_card: CardNumber,
     pub insurance: InsuranceCast,
+    pub pharmacy: PharmacyCast,
 }
 
 fn random_password() -> String {
@@ -148,12 +149,14 @@ pub async fn seed(state: &AppState) -> anyhow::Result<Demo> {
                 .number
         }
     };
+    let pharmacy = seed_pharmacy_cast(state).await?;
     Ok(Demo {
         operator_password,
         supplier_password,
         carrier_password,
         shopper_card,
         insurance: seed_insurance_cast(state).await?,
+        pharmacy,
     })
 }
 
@@ -170,7 +173,7 @@ Holdfast demo is ready at {base_url}
   supplier  username {SUPPLIER_USERNAME}   password {supplier_password}
   carrier   username {CARRIER_USERNAME}    password {carrier_password}
   shopper   card {shopper_card}   phone {SHOPPER_PHONE}   500.00 USD prepaid
-{insurance}The console: open {base_url}/sign-in in a browser and sign in as one of them
+{insurance}{pharmacy}The console: open {base_url}/sign-in in a browser and sign in as one of them
   (the shopper with the card number; its code arrives on the phone page
   {base_url}/phone/{SHOPPER_PHONE}{phone_key}).
 Paste this into another terminal, then follow the walkthrough in README.md:
@@ -182,7 +185,34 @@ export HOLDFAST={base_url} OPERATOR_PASSWORD={operator_password} SUPPLIER_PASSWO
         carrier_password = demo.carrier_password,
         shopper_card = demo.shopper_card,
         insurance = demo.insurance.sign_ins(),
+        pharmacy = demo.pharmacy.sign_ins(&demo.shopper_card),
     )
+}
+
+pub const PRESCRIBER_USERNAME: &str = "demo-prescriber";
+pub const DRUGSTORE_USERNAME: &str = "demo-drugstore";
+pub const DEMO_HOSPITAL_CODE: &str = "DEMO01";
+pub const DEMO_DRUGSTORE_NAME: &str = "Hanil Pharmacy";
+
+/// The pharmacy's cast: a hospital with a prescriber, a member drugstore (no commission, so
+/// what it is paid is the price), and as the patient the demo shopper, whose EC card is the
+/// medical card (any EC card is).
+#[derive(Debug)]
+pub struct PharmacyCast {
+    pub prescriber_password: String,
+    pub drugstore_password: String,
+}
+
+impl PharmacyCast {
+    /// The demo's lines for the prescriber, the drugstore and the patient.
+    pub fn sign_ins(&self, patient_card: &CardNumber) -> String {
+        format!(
+            "  prescriber username {PRESCRIBER_USERNAME} password {}   (St Mary's Hospital)\n  \
+             drugstore username {DRUGSTORE_USERNAME}  password {}   ({DEMO_DRUGSTORE_NAME})\n  \
+             patient   card {patient_card} (the shopper's card is the medical card)   phone {SHOPPER_PHONE}\n",
+            self.prescriber_password, self.drugstore_password
+        )
+    }
 }
 
 pub const INSURER_USERNAME: &str = "demo-insurer";
@@ -209,6 +239,84 @@ impl InsuranceCast {
             self.insurer_password, self.service_company_password, self.institution_password
         )
     }
+}
+
+/// A fresh password for the staff login `username` if it exists (the demo ran before).
+async fn reset_staff_password(state: &AppState, username: &str) -> anyhow::Result<(String, bool)> {
+    let password = random_password();
+    let hash = parties::hash_password_off_thread(&state.core.passwords, &password).await?;
+    let reset = state
+        .in_write_txn(async |txn, _| {
+            Ok::<_, sea_orm::DbErr>(parties::reset_password_in_txn(txn, username, hash).await)
+        })
+        .await?;
+    Ok((password, reset.is_ok()))
+}
+
+pub async fn seed_pharmacy_cast(state: &AppState) -> anyhow::Result<PharmacyCast> {
+    use holdfast_pharmacy::entities::hospitals;
+    use holdfast_pharmacy::parties::{self as rx_parties, HospitalId, NewStaff};
+    let (prescriber_password, exists) = reset_staff_password(state, PRESCRIBER_USERNAME).await?;
+    if !exists {
+        let found = hospitals::Entity::find()
+            .filter(hospitals::Column::Code.eq(DEMO_HOSPITAL_CODE))
+            .one(&state.db)
+            .await?;
+        let hospital = match found {
+            Some(row) => HospitalId::from_uuid(row.id),
+            None => {
+                state
+                    .in_write_txn(async |txn, core| {
+                        rx_parties::create_hospital_in_txn(
+                            txn,
+                            core,
+                            "St Mary's Hospital",
+                            DEMO_HOSPITAL_CODE,
+                        )
+                        .await
+                    })
+                    .await?
+                    .hospital_id
+            }
+        };
+        let staff = NewStaff {
+            display_name: "Dr Seo-yeon Kim".to_owned(),
+            username: PRESCRIBER_USERNAME.to_owned(),
+            password: prescriber_password.clone(),
+        }
+        .hash(&state.core.passwords)
+        .await?;
+        state
+            .in_write_txn(async move |txn, core| {
+                rx_parties::add_prescriber_in_txn(txn, core, hospital, staff).await
+            })
+            .await?;
+    }
+    let (drugstore_password, exists) = reset_staff_password(state, DRUGSTORE_USERNAME).await?;
+    if !exists {
+        let staff = NewStaff {
+            display_name: DEMO_DRUGSTORE_NAME.to_owned(),
+            username: DRUGSTORE_USERNAME.to_owned(),
+            password: drugstore_password.clone(),
+        }
+        .hash(&state.core.passwords)
+        .await?;
+        state
+            .in_write_txn(async move |txn, core| {
+                rx_parties::create_drugstore_in_txn(
+                    txn,
+                    core,
+                    staff,
+                    holdfast_core::BasisPoints::ZERO,
+                )
+                .await
+            })
+            .await?;
+    }
+    Ok(PharmacyCast {
+        prescriber_password,
+        drugstore_password,
+    })
 }
 
 /// Sets a new random password for `username`; `None` when nobody has that username yet.

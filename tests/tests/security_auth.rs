@@ -225,6 +225,10 @@ fn the_demo_prints_the_simulator_key_in_its_export_line() {
         supplier_password: "s".to_owned(),
         carrier_password: "c".to_owned(),
         shopper_card: unknown_card(),
+        pharmacy: holdfast_server::demo::PharmacyCast {
+            prescriber_password: "p".to_owned(),
+            drugstore_password: "d".to_owned(),
+        },
         insurance: holdfast_server::demo::InsuranceCast {
             insurer_password: "i".to_owned(),
             service_company_password: "v".to_owned(),

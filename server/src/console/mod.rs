@@ -68,6 +68,7 @@
 //! page can never show more than the API would.
 
 pub mod carrier;
+pub mod drugstore;
 pub mod forms;
 pub mod home;
 pub mod institution;
@@ -75,8 +76,11 @@ pub mod insurer;
 pub mod operator;
 pub mod orders_view;
 pub mod page;
+pub mod patient;
 pub mod phone;
 pub mod policies;
+pub mod prescriber;
+pub mod rx;
 pub mod service_company;
 pub mod session;
 pub mod shopper;
@@ -110,6 +114,9 @@ pub fn router() -> Router<AppState> {
         .merge(policies::routes())
         .merge(institution::routes())
         .merge(operator::routes())
+        .merge(prescriber::routes())
+        .merge(drugstore::routes())
+        .merge(patient::routes())
         .layer(axum::middleware::from_fn(page_headers))
         .route("/static/console.css", get(stylesheet))
         .route("/static/htmx.min.js", get(htmx))
@@ -124,7 +131,9 @@ pub fn landing_for(role: Role) -> &'static str {
         Role::Insurer => "/insurer/applications",
         Role::Institution => "/institution/cards",
         Role::Operator => "/operator",
-        Role::Prescriber | Role::Drugstore | Role::Terminal | Role::Platform => "/home",
+        Role::Prescriber => "/prescriber",
+        Role::Drugstore => "/drugstore",
+        Role::Terminal | Role::Platform => "/home",
     }
 }
 
@@ -137,6 +146,7 @@ pub fn nav_for(role: Role) -> Vec<NavLink> {
             ("/shop/account", "Balances and cards"),
             ("/shop/approvals", "Card-present approvals"),
             ("/policies", "Insurance"),
+            ("/patient", "Prescriptions"),
         ],
         Role::Supplier => &[
             ("/supplier", "Settlement status"),
@@ -163,9 +173,12 @@ pub fn nav_for(role: Role) -> Vec<NavLink> {
             ("/institution/holds", "Holds"),
             ("/institution/accounts", "Freezing account"),
         ],
-        Role::Prescriber | Role::Drugstore | Role::Terminal | Role::Platform => {
-            &[("/home", "Home")]
-        }
+        Role::Prescriber => &[
+            ("/prescriber", "Prescriptions"),
+            ("/prescriber/new", "New prescription"),
+        ],
+        Role::Drugstore => &[("/drugstore", "Drugstore")],
+        Role::Terminal | Role::Platform => &[("/home", "Home")],
     };
     links
         .iter()

@@ -118,7 +118,7 @@ fn cookie_value(headers: &HeaderMap) -> Option<String> {
 }
 
 /// Is the browser talking to this server by a loopback name?
-fn is_loopback_host(headers: &HeaderMap) -> bool {
+pub(super) fn is_loopback_host(headers: &HeaderMap) -> bool {
     let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
         return false;
     };

@@ -252,10 +252,31 @@ pub async fn list(
     actor: &Actor,
     limit: u64,
 ) -> PharmacyResult<Vec<PrescriptionSummary>> {
+    list_page(db, core, actor, &ListFilter::default(), limit).await
+}
+
+/// Which of the caller's prescriptions a page of [`list_page`] shows.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    /// Only those in this state (as of now: a lapsed validity counts as `expired`).
+    pub state: Option<PrescriptionState>,
+    /// Those listed after this one (the last of the previous page).
+    pub after: Option<PrescriptionNumber>,
+}
+
+/// A page of the caller's prescriptions (see [`list`]), filtered by state and continuing
+/// after a prescription of the previous page.
+pub async fn list_page(
+    db: &impl ConnectionTrait,
+    core: &Core,
+    actor: &Actor,
+    filter: &ListFilter,
+    limit: u64,
+) -> PharmacyResult<Vec<PrescriptionSummary>> {
+    let limit = limit.clamp(1, MAX_PAGE);
     let mut query = prescriptions::Entity::find()
         .order_by_desc(prescriptions::Column::CreatedAt)
-        .order_by_desc(prescriptions::Column::Id)
-        .limit(limit.clamp(1, MAX_PAGE));
+        .order_by_desc(prescriptions::Column::Id);
     query = match actor {
         Actor::Prescriber { hospital, .. } => {
             query.filter(prescriptions::Column::HospitalId.eq(hospital.hospital_id.uuid()))
@@ -279,24 +300,87 @@ pub async fn list(
         }
         Actor::Operator { .. } => query,
     };
+    if let Some(after) = &filter.after {
+        // A number the caller cannot see continues nowhere rather than revealing it exists.
+        let Some(last) = query
+            .clone()
+            .filter(prescriptions::Column::Number.eq(after.compact()))
+            .one(db)
+            .await?
+        else {
+            return Ok(Vec::new());
+        };
+        query = query.filter(
+            Condition::any()
+                .add(prescriptions::Column::CreatedAt.lt(last.created_at))
+                .add(
+                    Condition::all()
+                        .add(prescriptions::Column::CreatedAt.eq(last.created_at))
+                        .add(prescriptions::Column::Id.lt(last.id)),
+                ),
+        );
+    }
     let now = core.clock.now();
     let mut list = Vec::new();
-    for row in query.all(db).await? {
-        let loaded = load(db, row).await?;
-        let state = loaded.state_at(now);
-        // A drugstore's list keeps only what it holds now or was sent.
-        if let Actor::Drugstore { drugstore, .. } = actor {
-            let mine = Some(drugstore.drugstore_id.uuid());
-            let holds = loaded.row.holder_drugstore_party_id == mine && state.is_claimed();
-            let routed =
-                loaded.row.routed_drugstore_party_id == mine && state == PrescriptionState::Routed;
-            if !holds && !routed {
+    // The state shown is computed (a case, the clock), so filtering by it happens here, over
+    // batches, until the page is full or the rows run out.
+    let mut offset = 0;
+    while (list.len() as u64) < limit {
+        let batch = query.clone().offset(offset).limit(MAX_PAGE).all(db).await?;
+        let fetched = batch.len() as u64;
+        for row in batch {
+            let loaded = load(db, row).await?;
+            let state = loaded.state_at(now);
+            // A drugstore's list keeps only what it holds now or was sent.
+            if let Actor::Drugstore { drugstore, .. } = actor {
+                let mine = Some(drugstore.drugstore_id.uuid());
+                let holds = loaded.row.holder_drugstore_party_id == mine && state.is_claimed();
+                let routed = loaded.row.routed_drugstore_party_id == mine
+                    && state == PrescriptionState::Routed;
+                if !holds && !routed {
+                    continue;
+                }
+            }
+            if filter.state.is_some_and(|wanted| wanted != state) {
                 continue;
             }
+            if (list.len() as u64) < limit {
+                list.push(summary_of(db, &loaded, state).await?);
+            }
         }
-        list.push(summary_of(db, &loaded, state).await?);
+        if fetched < MAX_PAGE {
+            break;
+        }
+        offset += MAX_PAGE;
     }
     Ok(list)
+}
+
+/// Where one prescription stands, without its content — so nothing is written to the access
+/// log: for whoever may read it, and for the drugstore waiting for the patient's answer to
+/// its request to open it (with the claim secret it was given).
+pub async fn receipt(
+    db: &impl ConnectionTrait,
+    core: &Core,
+    actor: &Actor,
+    number: &PrescriptionNumber,
+    secret: Option<&str>,
+) -> PharmacyResult<PrescriptionReceipt> {
+    let loaded = load(db, find_row(db, number).await?).await?;
+    let now = core.clock.now();
+    let asking = match actor {
+        Actor::Drugstore { drugstore, .. } => {
+            loaded.state_at(now) == PrescriptionState::AwaitingConsent
+                && loaded.row.holder_drugstore_party_id == Some(drugstore.drugstore_id.uuid())
+        }
+        _ => false,
+    };
+    if asking {
+        crate::claims::check_secret(&loaded.row, secret)?;
+    } else {
+        may_read(&loaded, actor, secret, now)?;
+    }
+    receipt_of(db, &loaded, actor, now).await
 }
 
 pub(crate) async fn item_count(
