@@ -209,18 +209,20 @@ pub async fn create(
         created_at: Set(now),
         expires_at: Set(now + ttl),
     };
-    let txn = holdfast_core::db::begin_write(&state.db).await?;
-    row::Entity::delete_many()
-        .filter(row::Column::ExpiresAt.lte(now))
-        .exec(&txn)
+    let inserted = state
+        .in_write_txn(async |txn, _| {
+            row::Entity::delete_many()
+                .filter(row::Column::ExpiresAt.lte(now))
+                .exec(txn)
+                .await?;
+            if let Some(previous) = previous {
+                row::Entity::delete_by_id(previous.id_hash.clone())
+                    .exec(txn)
+                    .await?;
+            }
+            row::Entity::insert(model).exec_with_returning(txn).await
+        })
         .await?;
-    if let Some(previous) = previous {
-        row::Entity::delete_by_id(previous.id_hash.clone())
-            .exec(&txn)
-            .await?;
-    }
-    let inserted = row::Entity::insert(model).exec_with_returning(&txn).await?;
-    txn.commit().await?;
     let cookie = set_cookie(headers, &value, ttl.num_seconds());
     Ok((session_of(inserted), cookie))
 }

@@ -20,7 +20,7 @@ use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use holdfast_core::ids::PartyId;
 use holdfast_core::parties::{self, Role};
-use holdfast_core::{db, ledger, webhooks};
+use holdfast_core::{ledger, webhooks};
 use holdfast_retail::catalogue::{self, Audience, CommodityChange, CommodityId, NewCommodity};
 use holdfast_retail::orders;
 use serde::Deserialize;
@@ -528,16 +528,13 @@ async fn register_webhook(
 ) -> PageResult {
     let principal = posted.session.principal()?;
     supplier(&principal)?;
-    let txn = db::begin_write(&state.db).await?;
-    let registered = webhooks::register_in_txn(
-        &txn,
-        &state.core.clock,
-        principal.party,
-        &posted.form.url,
-        state.webhook_policy,
-    )
-    .await?;
-    txn.commit().await?;
+    let policy = state.webhook_policy;
+    let url = &posted.form.url;
+    let registered = state
+        .in_write_txn(async |txn, core| {
+            webhooks::register_in_txn(txn, &core.clock, principal.party, url, policy).await
+        })
+        .await?;
     // The signing secret is shown this once, on the page that answers the form.
     render_webhooks(&state, &posted.session, &principal, Some(registered.secret)).await
 }
