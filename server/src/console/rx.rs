@@ -244,18 +244,25 @@ pub fn list_shown(
     let next = (page.len() as u64 == limit)
         .then(|| page.last())
         .flatten()
-        .map(|last| {
-            format!(
-                "{path}?state={state}&after={}&limit={limit}",
-                last.prescription_number
-            )
-        });
+        .map(|last| next_page_link(path, &state, &last.prescription_number, limit));
     ListShown {
         rows: page.iter().map(SummaryShown::from).collect(),
         state,
         states: ALL_STATES.into_iter().map(StateShown::from).collect(),
         next,
     }
+}
+
+/// The link to the page after `last`. The query is form-encoded: a number whose check
+/// character is '+' would otherwise come back as a space and be refused.
+fn next_page_link(path: &str, state: &str, last: &PrescriptionNumber, limit: u64) -> String {
+    let query = serde_urlencoded::to_string([
+        ("state", state),
+        ("after", &last.to_string()),
+        ("limit", &limit.to_string()),
+    ])
+    .expect("three string pairs always encode");
+    format!("{path}?{query}")
 }
 
 /// What a page waiting on the patient's phone shows now, as a short fingerprint: state,
@@ -312,4 +319,29 @@ pub fn live_answer_changed() -> Response {
 #[derive(Debug, Deserialize)]
 pub struct Shown {
     pub v: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A number whose check character is '+', found by walking the sequence (about one in 37).
+    fn number_ending_in_plus() -> PrescriptionNumber {
+        (0..10_000)
+            .filter_map(|sequence| PrescriptionNumber::generate("H1", sequence))
+            .find(|n| n.compact().ends_with('+'))
+            .expect("one in 37 numbers ends in '+'")
+    }
+
+    #[test]
+    fn the_next_page_link_carries_a_number_ending_in_plus() {
+        let last = number_ending_in_plus();
+        let link = next_page_link("/prescriber", "issued", &last, 20);
+        let query = link.split_once('?').expect("a query").1;
+        let parsed: ListQuery = serde_urlencoded::from_str(query).unwrap();
+        let (filter, limit) = parsed.filter().unwrap();
+        assert_eq!(filter.after, Some(last));
+        assert_eq!(filter.state, Some(PrescriptionState::Issued));
+        assert_eq!(limit, 20);
+    }
 }
