@@ -33,6 +33,8 @@ pub enum CoreError {
     Money(#[from] MoneyError),
     #[error("{0}")]
     Invalid(String),
+    #[error(transparent)]
+    Paging(#[from] crate::paging::PagingError),
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("{0}")]
@@ -104,6 +106,7 @@ impl CoreError {
         match self {
             CoreError::Money(error) => error.code(),
             CoreError::Invalid(_) => "invalid_request",
+            CoreError::Paging(error) => error.code(),
             CoreError::NotFound(_) => "not_found",
             CoreError::Forbidden(_) => "forbidden",
             CoreError::BadCredentials => "bad_credentials",
@@ -131,7 +134,9 @@ impl CoreError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             CoreError::Money(MoneyError::CurrencyMismatch { .. }) => ErrorKind::Unprocessable,
-            CoreError::Money(_) | CoreError::Invalid(_) => ErrorKind::Invalid,
+            CoreError::Money(_) | CoreError::Invalid(_) | CoreError::Paging(_) => {
+                ErrorKind::Invalid
+            }
             CoreError::NotFound(_) => ErrorKind::NotFound,
             CoreError::Forbidden(_) | CoreError::CardNotActive => ErrorKind::Forbidden,
             CoreError::BadCredentials => ErrorKind::Unauthenticated,
