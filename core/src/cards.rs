@@ -496,17 +496,22 @@ pub async fn cards_of_holder(db: &impl ConnectionTrait, holder: PartyId) -> Core
 pub async fn cards_of_institution(
     db: &impl ConnectionTrait,
     institution: PartyId,
-    limit: u64,
-) -> CoreResult<Vec<Card>> {
-    Ok(cards::Entity::find()
+    filter: &crate::paging::ListFilter<CardStatus>,
+    page: &crate::paging::Page,
+) -> CoreResult<crate::paging::Paged<Card>> {
+    let mut select = cards::Entity::find()
         .filter(cards::Column::InstitutionPartyId.eq(institution.uuid()))
-        .order_by_desc(cards::Column::CreatedAt)
-        .limit(limit.clamp(1, 100))
+        .filter(filter.created.condition(cards::Column::CreatedAt));
+    if let Some(status) = filter.state {
+        select = select.filter(cards::Column::Status.eq(status));
+    }
+    let rows = page
+        .apply(select, cards::Column::CreatedAt, cards::Column::Id)
         .all(db)
-        .await?
-        .into_iter()
-        .map(Card::from)
-        .collect())
+        .await?;
+    Ok(page
+        .finish(rows, |row| (row.created_at, row.id))
+        .map(Card::from))
 }
 
 async fn set_status_in_txn(

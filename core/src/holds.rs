@@ -500,28 +500,24 @@ pub async fn clear_expiry_in_txn(txn: &DatabaseTransaction, id: HoldId) -> CoreR
     }
 }
 
-pub const MAX_HOLDS_PAGE: u64 = 100;
-
-/// The newest holds whose money `institution` froze (whatever freezing account holds it),
-/// optionally only those in `status`.
+/// The newest holds whose money `institution` froze (whatever freezing account holds it), in
+/// the filter's status and created in its date range.
 pub async fn holds_of_institution(
     db: &impl ConnectionTrait,
     institution: PartyId,
-    status: Option<HoldStatus>,
-    limit: u64,
-) -> CoreResult<Vec<Hold>> {
-    use sea_orm::{QueryOrder, QuerySelect};
-    let mut query = holds::Entity::find()
+    filter: &crate::paging::ListFilter<HoldStatus>,
+    page: &crate::paging::Page,
+) -> CoreResult<crate::paging::Paged<Hold>> {
+    let mut select = holds::Entity::find()
         .filter(holds::Column::InstitutionPartyId.eq(institution.uuid()))
-        .order_by_desc(holds::Column::CreatedAt)
-        .limit(limit.clamp(1, MAX_HOLDS_PAGE));
-    if let Some(status) = status {
-        query = query.filter(holds::Column::Status.eq(status));
+        .filter(filter.created.condition(holds::Column::CreatedAt));
+    if let Some(status) = filter.state {
+        select = select.filter(holds::Column::Status.eq(status));
     }
-    query
+    let rows = page
+        .apply(select, holds::Column::CreatedAt, holds::Column::Id)
         .all(db)
-        .await?
-        .into_iter()
-        .map(Hold::try_from)
-        .collect()
+        .await?;
+    page.finish(rows, |row| (row.created_at, row.id))
+        .try_map(Hold::try_from)
 }

@@ -48,6 +48,7 @@ pub enum ListKind {
     Policies = 7,
     Authorisations = 8,
     Certificates = 9,
+    ArmedApprovals = 10,
 }
 
 impl ListKind {
@@ -63,6 +64,7 @@ impl ListKind {
             Policies,
             Authorisations,
             Certificates,
+            ArmedApprovals,
         ]
         .into_iter()
         .find(|kind| *kind as u8 == byte)
@@ -158,6 +160,14 @@ impl Page {
             kind,
             limit: limit.clamp(1, MAX_LIMIT),
             cursor: None,
+        }
+    }
+
+    /// A page of `kind` with `limit` rows (clamped) after `cursor`.
+    pub fn new(kind: ListKind, limit: u64, cursor: Option<Cursor>) -> Page {
+        Page {
+            cursor,
+            ..Page::first(kind, limit)
         }
     }
 

@@ -2,6 +2,8 @@
 //! cases.
 
 use super::*;
+use crate::paging::{CreatedRange, ListFilter, Page, Paged};
+use sea_orm::Select;
 
 /// The oldest cases of `vertical` in `state` (an operator's queue).
 pub async fn cases_in_state(
@@ -22,39 +24,56 @@ pub async fn cases_in_state(
         .collect()
 }
 
-/// Disputed cases of every vertical, the longest waiting first: the operator's mediation queue.
-pub async fn disputed_cases(db: &impl ConnectionTrait, limit: u64) -> CoreResult<Vec<EscrowCase>> {
-    escrow_cases::Entity::find()
+/// Disputed cases of every vertical, newest first, created in `created`: the operator's
+/// mediation queue, paged (the oldest waiting are on the last page).
+pub async fn disputed_cases(
+    db: &impl ConnectionTrait,
+    created: &CreatedRange,
+    page: &Page,
+) -> CoreResult<Paged<EscrowCase>> {
+    let select = escrow_cases::Entity::find()
         .filter(escrow_cases::Column::State.eq(CaseState::Disputed))
-        .order_by_asc(escrow_cases::Column::UpdatedAt)
-        .limit(limit.clamp(1, 100))
-        .all(db)
-        .await?
-        .into_iter()
-        .map(EscrowCase::try_from)
-        .collect()
+        .filter(created.condition(escrow_cases::Column::CreatedAt));
+    page_of_cases(db, select, page).await
 }
 
-/// The most recent cases of a party in `vertical`, as payer or payee, newest first.
+/// A party's cases in `vertical`, as payer or payee, newest first, in the filter's state and
+/// created in its date range.
 pub async fn cases_of(
     db: &impl ConnectionTrait,
     party: PartyId,
     vertical: crate::vertical::Vertical,
-    limit: u64,
-) -> CoreResult<Vec<EscrowCase>> {
+    filter: &ListFilter<CaseState>,
+    page: &Page,
+) -> CoreResult<Paged<EscrowCase>> {
     use sea_orm::Condition;
-    escrow_cases::Entity::find()
+    let mut select = escrow_cases::Entity::find()
         .filter(
             Condition::any()
                 .add(escrow_cases::Column::PayerPartyId.eq(party.uuid()))
                 .add(escrow_cases::Column::PayeePartyId.eq(party.uuid())),
         )
         .filter(escrow_cases::Column::Vertical.eq(vertical))
-        .order_by_desc(escrow_cases::Column::CreatedAt)
-        .limit(limit.clamp(1, 100))
+        .filter(filter.created.condition(escrow_cases::Column::CreatedAt));
+    if let Some(state) = filter.state {
+        select = select.filter(escrow_cases::Column::State.eq(state));
+    }
+    page_of_cases(db, select, page).await
+}
+
+async fn page_of_cases(
+    db: &impl ConnectionTrait,
+    select: Select<escrow_cases::Entity>,
+    page: &Page,
+) -> CoreResult<Paged<EscrowCase>> {
+    let rows = page
+        .apply(
+            select,
+            escrow_cases::Column::CreatedAt,
+            escrow_cases::Column::Id,
+        )
         .all(db)
-        .await?
-        .into_iter()
-        .map(EscrowCase::try_from)
-        .collect()
+        .await?;
+    page.finish(rows, |row| (row.created_at, row.id))
+        .try_map(EscrowCase::try_from)
 }

@@ -1,5 +1,6 @@
 //! Card-present authorisation: a shop terminal, confirmed on the holder's phone.
 
+use crate::api::paging::{self, PagedJson};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
@@ -14,6 +15,7 @@ use holdfast_card_present::{
 use holdfast_core::cards::CardNumber;
 use holdfast_core::ids::PartyId;
 use holdfast_core::onboarding::StaffCredentials;
+use holdfast_core::paging::ListKind;
 use holdfast_core::parties::Role;
 use holdfast_core::{CoreError, Money};
 use serde::{Deserialize, Serialize};
@@ -176,25 +178,47 @@ pub async fn authorise(
     Ok((status, axum::Json(authorisation)))
 }
 
+#[derive(Deserialize, IntoParams)]
+pub struct AuthorisationsQuery {
+    /// Only authorisations in this status.
+    pub state: Option<AuthorisationStatus>,
+    /// Created on or after this day (UTC).
+    pub from: Option<chrono::NaiveDate>,
+    /// Created on or before this day (UTC).
+    pub to: Option<chrono::NaiveDate>,
+    /// 1–100, default 20.
+    pub limit: Option<u64>,
+    /// The `Next-Cursor` of the previous page.
+    #[param(pattern = "^[A-Za-z0-9_-]{40}$")]
+    pub cursor: Option<String>,
+}
+
 /// The newest authorisations: a terminal's own, or those asked on a holder's cards (shoppers,
-/// with the pending phone confirmations to answer).
+/// with the pending phone confirmations to answer). Paged: the next page's cursor is in the
+/// `Next-Cursor` header.
 #[utoipa::path(get, path = "/v1/card-present/authorisations", tag = "card-present",
-    security(("bearer" = [])), params(LimitQuery), responses((status = 200, body = [Authorisation])))]
+    security(("bearer" = [])), params(AuthorisationsQuery),
+    responses((status = 200, description = "a page of authorisations", body = [Authorisation], headers(("Next-Cursor" = String, description = "The `cursor` of the next page; absent on the last page."))),
+        (status = 400, description = "a cursor this list did not give out (`invalid_cursor`)", body = crate::error::ErrorBody)))]
 pub async fn list_authorisations(
     State(state): State<AppState>,
     principal: Principal,
-    Query(query): Query<LimitQuery>,
-) -> ApiResult<axum::Json<Vec<Authorisation>>> {
+    Query(query): Query<AuthorisationsQuery>,
+) -> ApiResult<PagedJson<Authorisation>> {
     principal.require(&[Role::Terminal, Role::Shopper])?;
-    let limit = query.limit.unwrap_or(20);
+    let page = paging::page(
+        ListKind::Authorisations,
+        query.limit,
+        query.cursor.as_deref(),
+    )?;
+    let filter = paging::filter(query.state, query.from, query.to);
+    let (db, core, party) = (&state.db, &state.core, principal.party);
     let list = if principal.role == Role::Terminal {
-        card_present::authorisations_of_terminal(&state.db, &state.core, principal.party, limit)
-            .await?
+        card_present::authorisations_of_terminal(db, core, party, &filter, &page).await?
     } else {
-        card_present::authorisations_of_holder(&state.db, &state.core, principal.party, limit)
-            .await?
+        card_present::authorisations_of_holder(db, core, party, &filter, &page).await?
     };
-    Ok(axum::Json(list))
+    Ok(list.into())
 }
 
 /// One of the terminal's authorisations, as it stands now.
@@ -312,24 +336,37 @@ pub async fn arm(
     Ok((StatusCode::CREATED, axum::Json(armed)))
 }
 
-/// The holder's armed approvals, newest first.
+#[derive(Deserialize, IntoParams)]
+pub struct PageQuery {
+    /// 1–100, default 20.
+    pub limit: Option<u64>,
+    /// The `Next-Cursor` of the previous page.
+    #[param(pattern = "^[A-Za-z0-9_-]{40}$")]
+    pub cursor: Option<String>,
+}
+
+/// The holder's armed approvals, newest first. Paged: the next page's cursor is in the
+/// `Next-Cursor` header.
 #[utoipa::path(get, path = "/v1/card-present/armed-approvals", tag = "card-present",
-    security(("bearer" = [])), params(LimitQuery), responses((status = 200, body = [ArmedApproval])))]
+    security(("bearer" = [])), params(PageQuery),
+    responses((status = 200, description = "a page of armed approvals", body = [ArmedApproval], headers(("Next-Cursor" = String, description = "The `cursor` of the next page; absent on the last page."))),
+        (status = 400, description = "a cursor this list did not give out (`invalid_cursor`)", body = crate::error::ErrorBody)))]
 pub async fn list_armed_approvals(
     State(state): State<AppState>,
     principal: Principal,
-    Query(query): Query<LimitQuery>,
-) -> ApiResult<axum::Json<Vec<ArmedApproval>>> {
+    Query(query): Query<PageQuery>,
+) -> ApiResult<PagedJson<ArmedApproval>> {
     principal.require(&[Role::Shopper])?;
-    Ok(axum::Json(
-        card_present::armed_approvals_of(
-            &state.db,
-            &state.core,
-            principal.party,
-            query.limit.unwrap_or(20),
-        )
-        .await?,
-    ))
+    let page = paging::page(
+        ListKind::ArmedApprovals,
+        query.limit,
+        query.cursor.as_deref(),
+    )?;
+    Ok(
+        card_present::armed_approvals_of(&state.db, &state.core, principal.party, &page)
+            .await?
+            .into(),
+    )
 }
 
 /// Withdraw an armed approval before it is used.

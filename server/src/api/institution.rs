@@ -3,6 +3,7 @@
 
 use crate::api::accounts::AccountView;
 use crate::api::cards::CardView;
+use crate::api::paging::{self, PagedJson};
 use crate::auth::Principal;
 use crate::error::ApiResult;
 use crate::extract::{Json, Path, Query};
@@ -12,11 +13,12 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
-use holdfast_core::cards::{self, AgeClass, CardNumber, MappingKind, PurchaseType};
+use holdfast_core::cards::{self, AgeClass, CardNumber, CardStatus, MappingKind, PurchaseType};
 use holdfast_core::funding::{self, FundingTerms, Holder, IssueCard};
 use holdfast_core::holds::{self, Hold, HoldMode, HoldStatus};
 use holdfast_core::ids::{AccountId, HoldId, PartyId};
 use holdfast_core::ledger::{self, AccountKind};
+use holdfast_core::paging::ListKind;
 use holdfast_core::parties::Role;
 use holdfast_core::phone_number::PhoneNumber;
 use holdfast_core::{Currency, Money};
@@ -130,23 +132,35 @@ pub async fn issue_card(
 }
 
 #[derive(Deserialize, IntoParams)]
-pub struct LimitQuery {
+pub struct CardsQuery {
+    /// Only cards in this status.
+    pub state: Option<CardStatus>,
+    /// Created on or after this day (UTC).
+    pub from: Option<chrono::NaiveDate>,
+    /// Created on or before this day (UTC).
+    pub to: Option<chrono::NaiveDate>,
     /// 1–100, default 20.
     pub limit: Option<u64>,
+    /// The `Next-Cursor` of the previous page.
+    #[param(pattern = "^[A-Za-z0-9_-]{40}$")]
+    pub cursor: Option<String>,
 }
 
-/// The cards this institution issued, newest first.
+/// The cards this institution issued, newest first. Paged: the next page's cursor is in the
+/// `Next-Cursor` header.
 #[utoipa::path(get, path = "/v1/institution/cards", tag = "institution", security(("bearer" = [])),
-    params(LimitQuery), responses((status = 200, body = [CardView])))]
+    params(CardsQuery), responses((status = 200, description = "a page of cards", body = [CardView], headers(("Next-Cursor" = String, description = "The `cursor` of the next page; absent on the last page."))),
+        (status = 400, description = "a cursor this list did not give out (`invalid_cursor`)", body = crate::error::ErrorBody)))]
 pub async fn list_cards(
     State(state): State<AppState>,
     principal: Principal,
-    Query(query): Query<LimitQuery>,
-) -> ApiResult<axum::Json<Vec<CardView>>> {
+    Query(query): Query<CardsQuery>,
+) -> ApiResult<PagedJson<CardView>> {
     principal.require(&[Role::Institution])?;
-    let list =
-        cards::cards_of_institution(&state.db, principal.party, query.limit.unwrap_or(20)).await?;
-    Ok(axum::Json(list.iter().map(CardView::from).collect()))
+    let page = paging::page(ListKind::Cards, query.limit, query.cursor.as_deref())?;
+    let filter = paging::filter(query.state, query.from, query.to);
+    let list = cards::cards_of_institution(&state.db, principal.party, &filter, &page).await?;
+    Ok(list.map(|card| CardView::from(&card)).into())
 }
 
 /// Block a card at once (lost, stolen, stopped): it can no longer log in, order or confirm.
@@ -238,28 +252,36 @@ impl From<Hold> for HoldView {
 
 #[derive(Deserialize, IntoParams)]
 pub struct HoldsQuery {
+    /// Only holds in this status (`state` says the same, as on the other lists).
     pub status: Option<HoldStatus>,
+    /// Only holds in this status.
+    pub state: Option<HoldStatus>,
+    /// Created on or after this day (UTC).
+    pub from: Option<chrono::NaiveDate>,
+    /// Created on or before this day (UTC).
+    pub to: Option<chrono::NaiveDate>,
     /// 1–100, default 20.
     pub limit: Option<u64>,
+    /// The `Next-Cursor` of the previous page.
+    #[param(pattern = "^[A-Za-z0-9_-]{40}$")]
+    pub cursor: Option<String>,
 }
 
-/// The holds on this institution's funding sources, newest first.
+/// The holds on this institution's funding sources, newest first. Paged: the next page's
+/// cursor is in the `Next-Cursor` header.
 #[utoipa::path(get, path = "/v1/institution/holds", tag = "institution", security(("bearer" = [])),
-    params(HoldsQuery), responses((status = 200, body = [HoldView])))]
+    params(HoldsQuery), responses((status = 200, description = "a page of holds", body = [HoldView], headers(("Next-Cursor" = String, description = "The `cursor` of the next page; absent on the last page."))),
+        (status = 400, description = "a cursor this list did not give out (`invalid_cursor`)", body = crate::error::ErrorBody)))]
 pub async fn list_holds(
     State(state): State<AppState>,
     principal: Principal,
     Query(query): Query<HoldsQuery>,
-) -> ApiResult<axum::Json<Vec<HoldView>>> {
+) -> ApiResult<PagedJson<HoldView>> {
     principal.require(&[Role::Institution])?;
-    let list = holds::holds_of_institution(
-        &state.db,
-        principal.party,
-        query.status,
-        query.limit.unwrap_or(20),
-    )
-    .await?;
-    Ok(axum::Json(list.into_iter().map(HoldView::from).collect()))
+    let page = paging::page(ListKind::Holds, query.limit, query.cursor.as_deref())?;
+    let filter = paging::filter(query.state.or(query.status), query.from, query.to);
+    let list = holds::holds_of_institution(&state.db, principal.party, &filter, &page).await?;
+    Ok(list.map(HoldView::from).into())
 }
 
 /// The institution's own accounts: its freezing account(s), fee income and external account.

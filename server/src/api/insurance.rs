@@ -1,5 +1,6 @@
 //! Insurance: products, policies, premiums, certificates and insurer settlement.
 
+use crate::api::paging::{self, PagedJson};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
@@ -10,6 +11,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use holdfast_core::ids::PartyId;
 use holdfast_core::order_number::OrderNumber;
+use holdfast_core::paging::ListKind;
 use holdfast_core::parties::Role;
 use holdfast_core::{BasisPoints, CoreError, Money};
 use holdfast_insurance::cycle;
@@ -274,29 +276,40 @@ pub async fn purchase(
 pub struct PolicyQuery {
     /// Only policies in this state (an insurer's applications to recheck: `awaiting_recheck`).
     pub state: Option<PolicyState>,
+    /// Created on or after this day (UTC).
+    pub from: Option<chrono::NaiveDate>,
+    /// Created on or before this day (UTC).
+    pub to: Option<chrono::NaiveDate>,
     /// 1–100, default 20.
     pub limit: Option<u64>,
+    /// The `Next-Cursor` of the previous page.
+    #[param(pattern = "^[A-Za-z0-9_-]{40}$")]
+    pub cursor: Option<String>,
 }
 
 /// The caller's policies, newest first: held (shoppers), sold (insurers), or all (operators).
+/// Paged: the next page's cursor is in the `Next-Cursor` header.
 #[utoipa::path(get, path = "/v1/insurance/policies", tag = "insurance", security(("bearer" = [])),
-    params(PolicyQuery), responses((status = 200, body = [PolicyView])))]
+    params(PolicyQuery), responses((status = 200, description = "a page of policies", body = [PolicyView], headers(("Next-Cursor" = String, description = "The `cursor` of the next page; absent on the last page."))),
+        (status = 400, description = "a cursor this list did not give out (`invalid_cursor`)", body = crate::error::ErrorBody)))]
 pub async fn list_policies(
     State(state): State<AppState>,
     principal: Principal,
     Query(query): Query<PolicyQuery>,
-) -> ApiResult<axum::Json<Vec<PolicyView>>> {
+) -> ApiResult<PagedJson<PolicyView>> {
     principal.require(&[Role::Shopper, Role::Insurer, Role::Operator])?;
+    let page = paging::page(ListKind::Policies, query.limit, query.cursor.as_deref())?;
+    let filter = paging::filter(query.state, query.from, query.to);
     let list = policies::list_policies(
         &state.db,
         &state.core,
         principal.party,
         principal.role,
-        query.state,
-        query.limit.unwrap_or(20),
+        &filter,
+        &page,
     )
     .await?;
-    Ok(axum::Json(list))
+    Ok(list.into())
 }
 
 /// One policy, by its id or its number, for its holder, its insurer or an operator. Only the

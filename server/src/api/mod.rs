@@ -9,6 +9,7 @@ pub mod distributor;
 pub mod institution;
 pub mod insurance;
 pub mod operator;
+pub mod paging;
 pub mod pharmacy;
 pub mod phone;
 pub mod retail;

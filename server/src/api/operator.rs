@@ -3,6 +3,7 @@
 
 use crate::api::accounts::AccountView;
 use crate::api::cards::CardView;
+use crate::api::paging::{self, PagedJson};
 use crate::app::mediation::{self, Decision, Mediated, MediationOrder};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
@@ -19,6 +20,7 @@ use holdfast_core::ids::PartyId;
 use holdfast_core::ledger::{self, LedgerAudit};
 use holdfast_core::onboarding::{self, NewShopper, StaffCredentials};
 use holdfast_core::order_number::OrderNumber;
+use holdfast_core::paging::{CreatedRange, ListKind};
 use holdfast_core::parties::{PLATFORM_PARTY, Role};
 use holdfast_core::phone_number::PhoneNumber;
 use holdfast_core::{BasisPoints, Currency, Money, Vertical};
@@ -391,8 +393,15 @@ pub async fn set_commodity_commission(
 
 #[derive(Deserialize, IntoParams)]
 pub struct DisputesQuery {
-    /// 1–100, default 50.
+    /// Created on or after this day (UTC).
+    pub from: Option<chrono::NaiveDate>,
+    /// Created on or before this day (UTC).
+    pub to: Option<chrono::NaiveDate>,
+    /// 1–100, default 20.
     pub limit: Option<u64>,
+    /// The `Next-Cursor` of the previous page.
+    #[param(pattern = "^[A-Za-z0-9_-]{40}$")]
+    pub cursor: Option<String>,
 }
 
 /// A disputed case waiting for an operator.
@@ -408,30 +417,29 @@ pub struct DisputeSummary {
     pub disputed_at: DateTime<Utc>,
 }
 
-/// Disputed orders of every vertical waiting for mediation, the longest waiting first.
+/// Disputed orders of every vertical waiting for mediation, newest first (the longest waiting
+/// are on the last page). Paged: the next page's cursor is in the `Next-Cursor` header.
 #[utoipa::path(get, path = "/v1/operator/disputes", tag = "operator", security(("bearer" = [])),
-    params(DisputesQuery), responses((status = 200, body = [DisputeSummary])))]
+    params(DisputesQuery), responses((status = 200, description = "a page of disputes", body = [DisputeSummary], headers(("Next-Cursor" = String, description = "The `cursor` of the next page; absent on the last page."))),
+        (status = 400, description = "a cursor this list did not give out (`invalid_cursor`)", body = crate::error::ErrorBody)))]
 pub async fn list_disputes(
     State(state): State<AppState>,
     principal: Principal,
     Query(query): Query<DisputesQuery>,
-) -> ApiResult<axum::Json<Vec<DisputeSummary>>> {
+) -> ApiResult<PagedJson<DisputeSummary>> {
     principal.require(&[Role::Operator])?;
-    let cases = escrow::disputed_cases(&state.db, query.limit.unwrap_or(50)).await?;
-    Ok(axum::Json(
-        cases
-            .into_iter()
-            .map(|case| DisputeSummary {
-                order_number: case.order_number,
-                vertical: case.vertical,
-                state: case.state,
-                amount: case.amount,
-                payee_name: case.payee_name,
-                created_at: case.created_at,
-                disputed_at: case.updated_at,
-            })
-            .collect(),
-    ))
+    let page = paging::page(ListKind::Disputes, query.limit, query.cursor.as_deref())?;
+    let created = CreatedRange::new(query.from, query.to);
+    let cases = escrow::disputed_cases(&state.db, &created, &page).await?;
+    Ok(PagedJson(cases.map(|case| DisputeSummary {
+        order_number: case.order_number,
+        vertical: case.vertical,
+        state: case.state,
+        amount: case.amount,
+        payee_name: case.payee_name,
+        created_at: case.created_at,
+        disputed_at: case.updated_at,
+    })))
 }
 
 #[derive(Clone, Copy, Deserialize, Serialize, ToSchema)]

@@ -13,6 +13,7 @@
 //! — state, price, payment, no items or notes — because that answer is not logged, and with an
 //! `Idempotency-Key` it is stored and replayed.
 
+use crate::api::paging::{self, PagedJson};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
@@ -26,6 +27,7 @@ use chrono::{DateTime, Utc};
 use holdfast_core::cards::CardNumber;
 use holdfast_core::ids::PartyId;
 use holdfast_core::order_number::OrderNumber;
+use holdfast_core::paging::ListKind;
 use holdfast_core::parties::Role;
 use holdfast_core::{BasisPoints, Money};
 use holdfast_pharmacy::audit::{self, AccessEntry};
@@ -38,6 +40,7 @@ use holdfast_pharmacy::payment::{self, Dispensing, PaymentChoice};
 use holdfast_pharmacy::prescriptions::{
     self, HistoryEntry, NewPrescription, PrescriptionReceipt, PrescriptionSummary, PrescriptionView,
 };
+use holdfast_pharmacy::state::PrescriptionState;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -296,23 +299,42 @@ pub async fn issue_prescription(
 }
 
 #[derive(Deserialize, IntoParams)]
-pub struct ListQuery {
+pub struct PrescriptionsQuery {
+    /// Only prescriptions in this state (as of now: a lapsed validity counts as `expired`).
+    pub state: Option<PrescriptionState>,
+    /// Created on or after this day (UTC).
+    pub from: Option<chrono::NaiveDate>,
+    /// Created on or before this day (UTC).
+    pub to: Option<chrono::NaiveDate>,
     /// 1–100, default 20.
     pub limit: Option<u64>,
+    /// The `Next-Cursor` of the previous page.
+    #[param(pattern = "^[A-Za-z0-9_-]{40}$")]
+    pub cursor: Option<String>,
 }
 
 /// The caller's prescriptions, newest first, without content: a prescriber's hospital's, a
-/// drugstore's (held, or sent to it by the patient's choice), a patient's own.
+/// drugstore's (held, or sent to it by the patient's choice), a patient's own. Paged: the next
+/// page's cursor is in the `Next-Cursor` header.
 #[utoipa::path(get, path = "/v1/pharmacy/prescriptions", tag = "pharmacy", security(("bearer" = [])),
-    params(ListQuery), responses((status = 200, body = [PrescriptionSummary])))]
+    params(PrescriptionsQuery), responses((status = 200, description = "a page of prescriptions", body = [PrescriptionSummary], headers(("Next-Cursor" = String, description = "The `cursor` of the next page; absent on the last page."))),
+        (status = 400, description = "a cursor this list did not give out (`invalid_cursor`)", body = crate::error::ErrorBody)))]
 pub async fn list_prescriptions(
     State(state): State<AppState>,
     PharmacyActor(actor): PharmacyActor,
-    Query(query): Query<ListQuery>,
-) -> ApiResult<axum::Json<Vec<PrescriptionSummary>>> {
-    Ok(axum::Json(
-        prescriptions::list(&state.db, &state.core, &actor, query.limit.unwrap_or(20)).await?,
-    ))
+    Query(query): Query<PrescriptionsQuery>,
+) -> ApiResult<PagedJson<PrescriptionSummary>> {
+    let page = paging::page(
+        ListKind::Prescriptions,
+        query.limit,
+        query.cursor.as_deref(),
+    )?;
+    let filter = paging::filter(query.state, query.from, query.to);
+    Ok(
+        prescriptions::list_page(&state.db, &state.core, &actor, &filter, &page)
+            .await?
+            .into(),
+    )
 }
 
 /// One prescription with its content: for its patient, its prescriber's hospital, an operator,

@@ -1,6 +1,7 @@
 //! Retail: the catalogue, orders and their lifecycle, the supplier's settlement request, the
 //! buyer's dispute, and auctions.
 
+use crate::api::paging::{self, PagedJson};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
@@ -10,9 +11,10 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use holdfast_core::Money;
-use holdfast_core::escrow::CaseEvent;
+use holdfast_core::escrow::{CaseEvent, CaseState};
 use holdfast_core::ids::PartyId;
 use holdfast_core::order_number::OrderNumber;
+use holdfast_core::paging::ListKind;
 use holdfast_core::parties::Role;
 use holdfast_retail::auctions::{self, AuctionId, AuctionView, BidView, NewAuction};
 use holdfast_retail::catalogue::{
@@ -200,18 +202,40 @@ pub struct ListQuery {
     pub limit: Option<u64>,
 }
 
+#[derive(Deserialize, IntoParams)]
+pub struct OrdersQuery {
+    /// Only orders in this state.
+    pub state: Option<CaseState>,
+    /// Created on or after this day (UTC).
+    pub from: Option<chrono::NaiveDate>,
+    /// Created on or before this day (UTC).
+    pub to: Option<chrono::NaiveDate>,
+    /// 1–100, default 20.
+    pub limit: Option<u64>,
+    /// The `Next-Cursor` of the previous page.
+    #[param(pattern = "^[A-Za-z0-9_-]{40}$")]
+    pub cursor: Option<String>,
+}
+
 /// The caller's orders, newest first: placed (shoppers) or to fill, with their settlement
-/// status (suppliers).
+/// status (suppliers). Paged: the next page's cursor is in the `Next-Cursor` header.
 #[utoipa::path(get, path = "/v1/retail/orders", tag = "retail", security(("bearer" = [])),
-    params(ListQuery), responses((status = 200, body = [OrderSummary])))]
+    params(OrdersQuery), responses((status = 200, description = "a page of orders", body = [OrderSummary],
+        headers(("Next-Cursor" = String, description = "The `cursor` of the next page; absent on the last page."))),
+        (status = 400, description = "a cursor this list did not give out (`invalid_cursor`)", body = crate::error::ErrorBody)))]
 pub async fn list_orders(
     State(state): State<AppState>,
     principal: Principal,
-    Query(query): Query<ListQuery>,
-) -> ApiResult<axum::Json<Vec<OrderSummary>>> {
+    Query(query): Query<OrdersQuery>,
+) -> ApiResult<PagedJson<OrderSummary>> {
     principal.require(&[Role::Shopper, Role::Supplier])?;
-    let list = orders::list_orders(&state.db, principal.party, query.limit.unwrap_or(20)).await?;
-    Ok(axum::Json(list))
+    let page = paging::page(ListKind::Cases, query.limit, query.cursor.as_deref())?;
+    let filter = paging::filter(query.state, query.from, query.to);
+    Ok(
+        orders::list_orders(&state.db, principal.party, &filter, &page)
+            .await?
+            .into(),
+    )
 }
 
 /// One order, for its shopper, its supplier or an operator. A supplier checks an order number

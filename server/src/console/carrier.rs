@@ -13,10 +13,12 @@ use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
+use holdfast_core::paging::ListKind;
 use holdfast_core::parties::Role;
 use holdfast_retail::distribution::{
     self, Location, ParcelId, ParcelStatus, TrackingEntry, TrackingKind, TrackingNote,
 };
+use sea_orm::Iterable;
 use serde::Deserialize;
 
 pub fn routes() -> Router<AppState> {
@@ -27,7 +29,6 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// The default and largest page of parcels.
-const PAGE: u64 = 50;
 
 struct Parcel {
     id: ParcelId,
@@ -41,6 +42,9 @@ struct Parcel {
 #[derive(Deserialize, Default)]
 struct Filter {
     order_number: Option<String>,
+    /// Only strings inside, so flattening is safe with a form-encoded query.
+    #[serde(flatten)]
+    list: views::ListParams,
 }
 
 #[derive(Template)]
@@ -49,6 +53,7 @@ struct ParcelsTemplate {
     layout: Layout,
     parcels: Vec<Parcel>,
     filter: String,
+    nav: views::ListNav,
 }
 
 async fn parcels_page(
@@ -62,10 +67,27 @@ async fn parcels_page(
         "" => None,
         raw => Some(parse_number(raw)?),
     };
-    let list = distribution::parcels_of(&state.db, principal.party, number.as_ref(), PAGE).await?;
+    let list_filter = filter.list.filter()?;
+    let page = filter.list.page(ListKind::Parcels)?;
+    let list = distribution::parcels_of(
+        &state.db,
+        principal.party,
+        number.as_ref(),
+        &list_filter,
+        &page,
+    )
+    .await?;
+    let nav = filter.list.nav(
+        "/carrier",
+        ParcelStatus::iter(),
+        &list_filter,
+        list.next_cursor,
+    );
     page::render(&ParcelsTemplate {
         layout: Layout::signed_in("Parcels", &session, "/carrier"),
+        nav,
         parcels: list
+            .items
             .into_iter()
             .map(|p| Parcel {
                 id: p.parcel_id,

@@ -141,8 +141,8 @@ async fn home(
 ) -> PageResult {
     let actor = drugstore(&state, &signed_in.principal).await?;
     let store = actor.drugstore()?.clone();
-    let (filter, limit) = query.filter()?;
-    let found = prescriptions::list_page(&state.db, &state.core, &actor, &filter, limit).await?;
+    let (filter, page) = rx::filter(&query)?;
+    let found = prescriptions::list_page(&state.db, &state.core, &actor, &filter, &page).await?;
     let accounts = ledger::accounts_of(&state.db, store.drugstore_id)
         .await?
         .into_iter()
@@ -155,7 +155,7 @@ async fn home(
     page::render(&HomePage {
         layout: Layout::signed_in("Drugstore", &signed_in.session, "/drugstore"),
         drugstore: store.name,
-        list: rx::list_shown("/drugstore", &filter, limit, &found),
+        list: rx::list_shown("/drugstore", &query, &filter, &found),
         list_path: "/drugstore",
         item_path: "/drugstore/prescriptions",
         list_caption: "Prescriptions you hold or were sent, newest first",

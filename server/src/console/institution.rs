@@ -6,6 +6,7 @@ use super::forms::{self, label};
 use super::page::{self, Layout, PageError, PageResult, Posted};
 use super::session::SignedIn;
 use super::txn;
+use super::views::{ListNav, ListParams};
 use crate::api::accounts::AccountView;
 use crate::api::cards::CardView;
 use crate::api::institution::HoldView;
@@ -16,13 +17,16 @@ use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use holdfast_core::Currency;
+use holdfast_core::cards::CardStatus;
 use holdfast_core::cards::{self, AgeClass, CardNumber, MappingKind, PurchaseType};
 use holdfast_core::funding::{self, FundingTerms, Holder, IssueCard};
 use holdfast_core::holds::{self, HoldStatus};
 use holdfast_core::ledger::{self, AccountKind};
+use holdfast_core::paging::ListKind;
 use holdfast_core::parties::Role;
 use holdfast_core::phone_number::PhoneNumber;
 use holdfast_core::text::{Address, Email, Name};
+use sea_orm::Iterable;
 use serde::Deserialize;
 
 pub fn routes() -> Router<AppState> {
@@ -31,13 +35,6 @@ pub fn routes() -> Router<AppState> {
         .route("/institution/cards/{number}/{action}", post(change_card))
         .route("/institution/holds", get(holds_page))
         .route("/institution/accounts", get(accounts_page))
-}
-
-const PAGE: u64 = 20;
-
-#[derive(Deserialize)]
-struct LimitQuery {
-    limit: Option<u64>,
 }
 
 struct CardRow {
@@ -73,7 +70,7 @@ impl From<CardView> for CardRow {
 struct CardsPage {
     layout: Layout,
     cards: Vec<CardRow>,
-    more: Option<u64>,
+    nav: ListNav,
     mappings: Vec<String>,
     currencies: [Currency; 5],
 }
@@ -81,19 +78,25 @@ struct CardsPage {
 async fn cards_page(
     State(state): State<AppState>,
     SignedIn { session, principal }: SignedIn,
-    Query(query): Query<LimitQuery>,
+    Query(params): Query<ListParams>,
 ) -> PageResult {
     PageError::require(&principal, &[Role::Institution])?;
-    let limit = query.limit.unwrap_or(PAGE).clamp(1, 100);
-    let list = cards::cards_of_institution(&state.db, principal.party, limit).await?;
-    let more = (list.len() as u64 == limit && limit < 100).then_some((limit * 2).min(100));
+    let filter = params.filter()?;
+    let page = params.page(ListKind::Cards)?;
+    let list = cards::cards_of_institution(&state.db, principal.party, &filter, &page).await?;
     page::render(&CardsPage {
         layout: Layout::signed_in("Cards", &session, "/institution/cards"),
         cards: list
+            .items
             .iter()
             .map(|c| CardRow::from(CardView::from(c)))
             .collect(),
-        more,
+        nav: params.nav(
+            "/institution/cards",
+            CardStatus::iter(),
+            &filter,
+            list.next_cursor,
+        ),
         mappings: MappingKind::ALL.iter().map(label).collect(),
         currencies: Currency::ALL,
     })
@@ -194,12 +197,6 @@ async fn change_card(
     Ok(page::see_other("/institution/cards"))
 }
 
-#[derive(Deserialize)]
-struct HoldsQuery {
-    status: Option<String>,
-    limit: Option<u64>,
-}
-
 struct HoldRow {
     id: String,
     amount: String,
@@ -214,22 +211,26 @@ struct HoldRow {
 struct HoldsPage {
     layout: Layout,
     holds: Vec<HoldRow>,
-    statuses: Vec<(&'static str, bool)>,
-    chosen: &'static str,
-    more: Option<u64>,
+    nav: ListNav,
 }
 
 async fn holds_page(
     State(state): State<AppState>,
     SignedIn { session, principal }: SignedIn,
-    Query(query): Query<HoldsQuery>,
+    Query(params): Query<ListParams>,
 ) -> PageResult {
     PageError::require(&principal, &[Role::Institution])?;
-    let limit = query.limit.unwrap_or(PAGE).clamp(1, 100);
-    let status: Option<HoldStatus> = forms::optional_choice(query.status.as_deref())?;
-    let list = holds::holds_of_institution(&state.db, principal.party, status, limit).await?;
-    let more = (list.len() as u64 == limit && limit < 100).then_some((limit * 2).min(100));
+    let filter = params.filter()?;
+    let page = params.page(ListKind::Holds)?;
+    let list = holds::holds_of_institution(&state.db, principal.party, &filter, &page).await?;
+    let nav = params.nav(
+        "/institution/holds",
+        HoldStatus::iter(),
+        &filter,
+        list.next_cursor,
+    );
     let holds = list
+        .items
         .into_iter()
         .map(HoldView::from)
         .map(|h| HoldRow {
@@ -244,17 +245,7 @@ async fn holds_page(
     page::render(&HoldsPage {
         layout: Layout::signed_in("Holds", &session, "/institution/holds"),
         holds,
-        statuses: [
-            HoldStatus::Pending,
-            HoldStatus::Posted,
-            HoldStatus::Voided,
-            HoldStatus::Expired,
-        ]
-        .into_iter()
-        .map(|s| (s.as_str(), Some(s) == status))
-        .collect(),
-        chosen: status.map_or("", HoldStatus::as_str),
-        more,
+        nav,
     })
 }
 

@@ -8,6 +8,7 @@ use super::forms::{self, label, when};
 use super::page::{self, Layout, PageError, PageResult, Posted};
 use super::session::SignedIn;
 use super::txn;
+use super::views::{ListNav, ListParams};
 use crate::idempotency::Outcome;
 use crate::state::AppState;
 use askama::Template;
@@ -17,6 +18,7 @@ use axum::routing::{get, post};
 use holdfast_core::Currency;
 use holdfast_core::ids::PartyId;
 use holdfast_core::order_number::OrderNumber;
+use holdfast_core::paging::{ListFilter, ListKind};
 use holdfast_core::parties::Role;
 use holdfast_insurance::policies::{
     self, PolicyRef, PolicyState, PolicyView, Recheck, RecheckReason,
@@ -24,6 +26,7 @@ use holdfast_insurance::policies::{
 use holdfast_insurance::products::{
     self, Coverage, NewProduct, PaymentPlan, Product, ProductId, ProductName, ProductViewer,
 };
+use sea_orm::Iterable;
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -141,26 +144,25 @@ impl From<Product> for ProductRow {
 struct ApplicationsPage {
     layout: Layout,
     applications: Vec<PolicyRow>,
+    nav: ListNav,
 }
 
 /// The applications to recheck: approved on the holder's phone, waiting for the insurer.
 async fn applications(
     State(state): State<AppState>,
     SignedIn { session, principal }: SignedIn,
+    Query(params): Query<ListParams>,
 ) -> PageResult {
     PageError::require(&principal, &[Role::Insurer])?;
-    let list = policies::list_policies(
-        &state.db,
-        &state.core,
-        principal.party,
-        principal.role,
-        Some(PolicyState::AwaitingRecheck),
-        PAGE,
-    )
-    .await?;
+    let filter = ListFilter::state(Some(PolicyState::AwaitingRecheck));
+    let page = params.page(ListKind::Policies)?;
+    let (db, core) = (&state.db, &state.core);
+    let list =
+        policies::list_policies(db, core, principal.party, principal.role, &filter, &page).await?;
     page::render(&ApplicationsPage {
         layout: Layout::signed_in("Applications to recheck", &session, "/insurer/applications"),
-        applications: list.into_iter().map(PolicyRow::from).collect(),
+        nav: params.pager("/insurer/applications", list.next_cursor),
+        applications: list.items.into_iter().map(PolicyRow::from).collect(),
     })
 }
 
@@ -309,17 +311,12 @@ async fn change_product(
     Ok(page::see_other("/insurer/products"))
 }
 
-#[derive(Deserialize)]
-struct PremiumsQuery {
-    state: Option<String>,
-}
-
 #[derive(Template)]
 #[template(path = "console/insurer/premiums.html")]
 struct PremiumsPage {
     layout: Layout,
     policies: Vec<PolicyRow>,
-    states: Vec<(&'static str, bool)>,
+    nav: ListNav,
 }
 
 /// The insurer's policies with every premium and where its money stands, and the form that
@@ -327,32 +324,24 @@ struct PremiumsPage {
 async fn premiums(
     State(state): State<AppState>,
     SignedIn { session, principal }: SignedIn,
-    Query(query): Query<PremiumsQuery>,
+    Query(params): Query<ListParams>,
 ) -> PageResult {
     PageError::require(&principal, &[Role::Insurer])?;
-    let chosen: Option<PolicyState> = forms::optional_choice(query.state.as_deref())?;
-    let list = policies::list_policies(
-        &state.db,
-        &state.core,
-        principal.party,
-        principal.role,
-        chosen,
-        PAGE,
-    )
-    .await?;
+    let filter = params.filter()?;
+    let page = params.page(ListKind::Policies)?;
+    let (db, core) = (&state.db, &state.core);
+    let list =
+        policies::list_policies(db, core, principal.party, principal.role, &filter, &page).await?;
     page::render(&PremiumsPage {
         layout: Layout::signed_in("Premiums and settlement", &session, "/insurer/premiums"),
-        policies: list.into_iter().map(PolicyRow::from).collect(),
-        states: state_filter(chosen),
+        nav: params.nav(
+            "/insurer/premiums",
+            PolicyState::iter(),
+            &filter,
+            list.next_cursor,
+        ),
+        policies: list.items.into_iter().map(PolicyRow::from).collect(),
     })
-}
-
-/// The choices of a policy-state filter, the chosen one marked.
-pub fn state_filter(chosen: Option<PolicyState>) -> Vec<(&'static str, bool)> {
-    use sea_orm::Iterable;
-    PolicyState::iter()
-        .map(|s| (s.as_str(), Some(s) == chosen))
-        .collect()
 }
 
 #[derive(Deserialize)]

@@ -8,6 +8,7 @@ use super::forms::{self, label, when};
 use super::page::{self, Layout, PageError, PageResult, Posted};
 use super::session::{Session, SignedIn};
 use super::txn;
+use super::views;
 use crate::app::mediation::{self, Decision, Mediated, MediationOrder};
 use crate::error::ApiError;
 use crate::idempotency::Outcome;
@@ -23,6 +24,7 @@ use holdfast_core::ids::PartyId;
 use holdfast_core::ledger;
 use holdfast_core::onboarding::{self, NewShopper, StaffCredentials};
 use holdfast_core::order_number::OrderNumber;
+use holdfast_core::paging::{CreatedRange, ListKind, Page};
 use holdfast_core::parties::Role;
 use holdfast_core::phone_number::PhoneNumber;
 use holdfast_core::text::{Address, Name, NewPassword, Note, Token, Username};
@@ -128,10 +130,11 @@ async fn desk(
     SignedIn { session, principal }: SignedIn,
 ) -> PageResult {
     PageError::require(&principal, &[Role::Operator])?;
-    let cases = escrow::disputed_cases(&state.db, DISPUTES_SHOWN).await?;
+    let page = Page::first(ListKind::Disputes, DISPUTES_SHOWN);
+    let cases = escrow::disputed_cases(&state.db, &CreatedRange::default(), &page).await?;
     page::render(&DeskPage {
         layout: Layout::signed_in("Operator desk", &session, "/operator"),
-        disputes: cases.into_iter().map(DisputeRow::from).collect(),
+        disputes: cases.items.into_iter().map(DisputeRow::from).collect(),
         audit: audit_view(&state).await?,
     })
 }
@@ -546,32 +549,28 @@ async fn onboard_terminal(
     )
 }
 
-#[derive(Deserialize)]
-struct DisputesQuery {
-    limit: Option<u64>,
-}
-
 #[derive(Template)]
 #[template(path = "console/operator/disputes.html")]
 struct DisputesPage {
     layout: Layout,
     disputes: Vec<DisputeRow>,
-    more: Option<u64>,
+    nav: views::ListNav,
 }
 
 async fn disputes_page(
     State(state): State<AppState>,
     SignedIn { session, principal }: SignedIn,
-    Query(query): Query<DisputesQuery>,
+    Query(params): Query<views::ListParams>,
 ) -> PageResult {
     PageError::require(&principal, &[Role::Operator])?;
-    let limit = query.limit.unwrap_or(DISPUTES_SHOWN).clamp(1, 100);
-    let cases = escrow::disputed_cases(&state.db, limit).await?;
-    let more = (cases.len() as u64 == limit && limit < 100).then_some(100);
+    // Every dispute waiting is in one state: the filter is the creation dates only.
+    let filter = params.filter::<()>()?;
+    let page = params.page(ListKind::Disputes)?;
+    let cases = escrow::disputed_cases(&state.db, &filter.created, &page).await?;
     page::render(&DisputesPage {
         layout: Layout::signed_in("Disputes", &session, "/operator/disputes"),
-        disputes: cases.into_iter().map(DisputeRow::from).collect(),
-        more,
+        nav: params.nav("/operator/disputes", [], &filter, cases.next_cursor),
+        disputes: cases.items.into_iter().map(DisputeRow::from).collect(),
     })
 }
 

@@ -22,7 +22,7 @@ use holdfast_core::parties::Role;
 use holdfast_pharmacy::audit;
 use holdfast_pharmacy::parties::Actor;
 use holdfast_pharmacy::payment::{self, PaymentChoice};
-use holdfast_pharmacy::prescriptions::{self, ListFilter, PaymentMethod};
+use holdfast_pharmacy::prescriptions::{self, PaymentMethod};
 use holdfast_pharmacy::state::PrescriptionState;
 use serde::Deserialize;
 
@@ -57,11 +57,11 @@ async fn list_page(
     Query(query): Query<ListQuery>,
 ) -> PageResult {
     let actor = patient(&state, &signed_in.principal).await?;
-    let (filter, limit) = query.filter()?;
-    let found = prescriptions::list_page(&state.db, &state.core, &actor, &filter, limit).await?;
+    let (filter, page) = rx::filter(&query)?;
+    let found = prescriptions::list_page(&state.db, &state.core, &actor, &filter, &page).await?;
     page::render(&ListPage {
         layout: Layout::signed_in("Your prescriptions", &signed_in.session, "/patient"),
-        list: rx::list_shown("/patient", &filter, limit, &found),
+        list: rx::list_shown("/patient", &query, &filter, &found),
         list_path: "/patient",
         item_path: "/patient/prescriptions",
         list_caption: "Prescriptions for your medical card, newest first",
@@ -198,10 +198,10 @@ async fn payments(
     Query(query): Query<ListQuery>,
 ) -> PageResult {
     let actor = patient(&state, &signed_in.principal).await?;
-    let (filter, limit) = query.filter()?;
-    let found = prescriptions::list_page(&state.db, &state.core, &actor, &filter, limit).await?;
+    let (filter, page) = rx::filter(&query)?;
+    let found = prescriptions::list_page(&state.db, &state.core, &actor, &filter, &page).await?;
     let mut payments = Vec::new();
-    for summary in &found {
+    for summary in &found.items {
         let receipt = prescriptions::receipt(
             &state.db,
             &state.core,
@@ -214,7 +214,7 @@ async fn payments(
             payments.push(ReceiptShown::from(&receipt));
         }
     }
-    let next = rx::list_shown("/patient/payments", &ListFilter::default(), limit, &found).next;
+    let next = rx::list_shown("/patient/payments", &query, &filter, &found).next;
     page::render(&PaymentsPage {
         layout: Layout::signed_in("Payments", &signed_in.session, "/patient/payments"),
         payments,

@@ -6,15 +6,19 @@ use super::insurer::{PolicyRow, ProductRow};
 use super::page::{self, Layout, PageResult, Posted};
 use super::session::SignedIn;
 use super::txn;
+use super::views;
 use crate::idempotency::Outcome;
 use crate::state::AppState;
 use askama::Template;
 use axum::Router;
 use axum::extract::{Query, State};
 use axum::routing::{get, post};
+use holdfast_core::paging::ListKind;
 use holdfast_core::parties::Role;
 use holdfast_insurance::policies;
+use holdfast_insurance::policies::PolicyState;
 use holdfast_insurance::products::{self, ProductId, ProductViewer};
+use sea_orm::Iterable;
 use serde::Deserialize;
 
 pub fn routes() -> Router<AppState> {
@@ -29,6 +33,9 @@ const PAGE: u64 = 20;
 struct PoliciesQuery {
     /// The last product of the previous page of products.
     after: Option<ProductId>,
+    /// The filter and page of the holder's policies.
+    #[serde(flatten)]
+    held: views::ListParams,
 }
 
 #[derive(Template)]
@@ -38,6 +45,7 @@ struct PoliciesPage {
     products: Vec<ProductRow>,
     next: Option<ProductId>,
     policies: Vec<PolicyRow>,
+    nav: views::ListNav,
     awaiting_phone: bool,
 }
 
@@ -52,19 +60,20 @@ async fn policies_page(
     let next = (on_sale.len() as u64 == PAGE)
         .then(|| on_sale.last().map(|p| p.id))
         .flatten();
-    let held = policies::list_policies(
-        &state.db,
-        &state.core,
-        principal.party,
-        Role::Shopper,
-        None,
-        PAGE,
-    )
-    .await?;
+    let filter = query.held.filter()?;
+    let page = query.held.page(ListKind::Policies)?;
+    let (db, core) = (&state.db, &state.core);
+    let held =
+        policies::list_policies(db, core, principal.party, Role::Shopper, &filter, &page).await?;
+    let nav = query
+        .held
+        .nav("/policies", PolicyState::iter(), &filter, held.next_cursor);
+    let held = held.items;
     page::render(&PoliciesPage {
         layout: Layout::signed_in("Insurance", &session, "/policies"),
         products: on_sale.into_iter().map(ProductRow::from).collect(),
         next,
+        nav,
         awaiting_phone: held.iter().any(|p| {
             p.pending_confirmation.is_some()
                 || p.premiums.iter().any(|m| m.pending_confirmation.is_some())

@@ -60,12 +60,12 @@ async fn list_page(
         Actor::Prescriber { hospital, .. } => hospital.name.clone(),
         _ => String::new(),
     };
-    let (filter, limit) = query.filter()?;
-    let found = prescriptions::list_page(&state.db, &state.core, &actor, &filter, limit).await?;
+    let (filter, page) = rx::filter(&query)?;
+    let found = prescriptions::list_page(&state.db, &state.core, &actor, &filter, &page).await?;
     page::render(&ListPage {
         layout: Layout::signed_in("Prescriptions", &signed_in.session, "/prescriber"),
         hospital,
-        list: rx::list_shown("/prescriber", &filter, limit, &found),
+        list: rx::list_shown("/prescriber", &query, &filter, &found),
         list_path: "/prescriber",
         item_path: "/prescriber/prescriptions",
         list_caption: "Your hospital's prescriptions, newest first",

@@ -11,6 +11,7 @@ use crate::state::AppState;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
+use holdfast_core::paging::{ListKind, Page, Paged};
 use holdfast_pharmacy::number::PrescriptionNumber;
 use holdfast_pharmacy::parties::{self, Actor};
 use holdfast_pharmacy::prescriptions::{
@@ -190,15 +191,8 @@ impl From<&PrescriptionSummary> for SummaryShown {
     }
 }
 
-/// `?state=…&after=…&limit=…` of a list page.
-#[derive(Debug, Default, Deserialize)]
-pub struct ListQuery {
-    pub state: Option<String>,
-    pub after: Option<String>,
-    pub limit: Option<u64>,
-}
-
-pub const PAGE_SIZE: u64 = 20;
+/// `?state=…&from=…&to=…&cursor=…` of a list page.
+pub use super::views::ListParams as ListQuery;
 
 /// One page of a list, its filter and the link to the next page.
 #[derive(Debug, Clone)]
@@ -207,62 +201,37 @@ pub struct ListShown {
     /// The state filtered on ("" for all).
     pub state: String,
     pub states: Vec<StateShown>,
+    /// The creation dates filtered on (YYYY-MM-DD, "" for open).
+    pub from: String,
+    pub to: String,
     pub next: Option<String>,
 }
 
-impl ListQuery {
-    pub fn filter(&self) -> Result<(ListFilter, u64), PageError> {
-        let state = match self.state.as_deref().map(str::trim) {
-            None | Some("") => None,
-            Some(code) => Some(
-                ALL_STATES
-                    .into_iter()
-                    .find(|s| s.as_str() == code)
-                    .ok_or_else(|| ApiError::invalid(format!("there is no state {code:?}")))?,
-            ),
-        };
-        let after = match self.after.as_deref().map(str::trim) {
-            None | Some("") => None,
-            Some(raw) => Some(number(raw)?),
-        };
-        let limit = self.limit.unwrap_or(PAGE_SIZE).clamp(1, 100);
-        Ok((ListFilter { state, after }, limit))
-    }
+/// The filter and page a list query asks for.
+pub fn filter(query: &ListQuery) -> Result<(ListFilter, Page), PageError> {
+    Ok((query.filter()?, query.page(ListKind::Prescriptions)?))
 }
 
-/// Makes a page of summaries printable, with a "Next page" link under `path` when it is full.
+/// Makes a page of summaries printable, with a "Next page" link under `path` when another
+/// page follows (form-encoded, with the filter).
 pub fn list_shown(
-    path: &str,
+    path: &'static str,
+    query: &ListQuery,
     filter: &ListFilter,
-    limit: u64,
-    page: &[PrescriptionSummary],
+    page: &Paged<PrescriptionSummary>,
 ) -> ListShown {
-    let state = filter
-        .state
-        .map_or("", PrescriptionState::as_str)
-        .to_owned();
-    let next = (page.len() as u64 == limit)
-        .then(|| page.last())
-        .flatten()
-        .map(|last| next_page_link(path, &state, &last.prescription_number, limit));
+    let nav = query.nav(path, ALL_STATES, filter, page.next_cursor.clone());
     ListShown {
-        rows: page.iter().map(SummaryShown::from).collect(),
-        state,
+        rows: page.items.iter().map(SummaryShown::from).collect(),
+        state: filter
+            .state
+            .map_or("", PrescriptionState::as_str)
+            .to_owned(),
         states: ALL_STATES.into_iter().map(StateShown::from).collect(),
-        next,
+        from: nav.from,
+        to: nav.to,
+        next: nav.next,
     }
-}
-
-/// The link to the page after `last`. The query is form-encoded: a number whose check
-/// character is '+' would otherwise come back as a space and be refused.
-fn next_page_link(path: &str, state: &str, last: &PrescriptionNumber, limit: u64) -> String {
-    let query = serde_urlencoded::to_string([
-        ("state", state),
-        ("after", &last.to_string()),
-        ("limit", &limit.to_string()),
-    ])
-    .expect("three string pairs always encode");
-    format!("{path}?{query}")
 }
 
 /// What a page waiting on the patient's phone shows now, as a short fingerprint: state,
@@ -325,23 +294,36 @@ pub struct Shown {
 mod tests {
     use super::*;
 
-    /// A number whose check character is '+', found by walking the sequence (about one in 37).
-    fn number_ending_in_plus() -> PrescriptionNumber {
-        (0..10_000)
-            .filter_map(|sequence| PrescriptionNumber::generate("H1", sequence))
-            .find(|n| n.compact().ends_with('+'))
-            .expect("one in 37 numbers ends in '+'")
-    }
-
     #[test]
-    fn the_next_page_link_carries_a_number_ending_in_plus() {
-        let last = number_ending_in_plus();
-        let link = next_page_link("/prescriber", "issued", &last, 20);
-        let query = link.split_once('?').expect("a query").1;
-        let parsed: ListQuery = serde_urlencoded::from_str(query).unwrap();
-        let (filter, limit) = parsed.filter().unwrap();
-        assert_eq!(filter.after, Some(last));
-        assert_eq!(filter.state, Some(PrescriptionState::Issued));
-        assert_eq!(limit, 20);
+    fn the_next_page_link_keeps_the_filter_and_carries_the_cursor() {
+        let query = ListQuery {
+            state: Some("issued".into()),
+            from: Some("2026-12-01".into()),
+            ..ListQuery::default()
+        };
+        let (filter, _) = super::filter(&query).unwrap();
+        let cursor = holdfast_core::paging::Cursor::new(
+            ListKind::Prescriptions,
+            chrono::Utc::now(),
+            uuid::Uuid::now_v7(),
+        )
+        .encode();
+        let shown = list_shown(
+            "/prescriber",
+            &query,
+            &filter,
+            &Paged {
+                items: Vec::new(),
+                next_cursor: Some(cursor.clone()),
+            },
+        );
+        let link = shown.next.expect("a next page");
+        let parsed: ListQuery =
+            serde_urlencoded::from_str(link.split_once('?').expect("a query").1).unwrap();
+        let (again, page) = super::filter(&parsed).unwrap();
+        assert_eq!(again, filter);
+        assert_eq!(again.state, Some(PrescriptionState::Issued));
+        assert_eq!(parsed.cursor.as_deref(), Some(cursor.as_str()));
+        assert!(page.cursor().is_some());
     }
 }

@@ -19,10 +19,13 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use holdfast_core::cards::{self, CardNumber};
+use holdfast_core::escrow::CaseState;
 use holdfast_core::ledger;
+use holdfast_core::paging::ListKind;
 use holdfast_core::parties::Role;
 use holdfast_retail::catalogue::{self, CommodityId};
 use holdfast_retail::orders::{self, OrderLineRequest, PlaceOrder};
+use sea_orm::Iterable;
 use serde::Deserialize;
 
 pub fn routes() -> Router<AppState> {
@@ -211,21 +214,23 @@ struct OrderLine {
 struct OrdersTemplate {
     layout: Layout,
     orders: Vec<OrderLine>,
-    more: Option<u64>,
+    nav: views::ListNav,
 }
 
 async fn orders_page(
     State(state): State<AppState>,
     SignedIn { session, principal }: SignedIn,
-    Query(more): Query<views::More>,
+    Query(params): Query<views::ListParams>,
 ) -> PageResult {
     shopper(&principal)?;
-    let limit = more.limit();
-    let list = orders::list_orders(&state.db, principal.party, limit).await?;
-    let more = more.next(list.len());
+    let filter = params.filter()?;
+    let page = params.page(ListKind::Cases)?;
+    let list = orders::list_orders(&state.db, principal.party, &filter, &page).await?;
+    let nav = params.nav("/shop/orders", CaseState::iter(), &filter, list.next_cursor);
     page::render(&OrdersTemplate {
         layout: Layout::signed_in("Orders", &session, "/shop/orders"),
         orders: list
+            .items
             .into_iter()
             .map(|o| OrderLine {
                 number: o.order_number.to_string(),
@@ -235,7 +240,7 @@ async fn orders_page(
                 placed: views::when(o.created_at),
             })
             .collect(),
-        more,
+        nav,
     })
 }
 
@@ -424,7 +429,7 @@ struct ApprovalsTemplate {
     layout: Layout,
     approvals: Vec<Approval>,
     merchants: Vec<MerchantOption>,
-    more: Option<u64>,
+    nav: views::ListNav,
 }
 
 /// Card-present approvals armed ahead: one merchant, a ceiling, a window; each confirmed on
@@ -432,21 +437,19 @@ struct ApprovalsTemplate {
 async fn approvals_page(
     State(state): State<AppState>,
     SignedIn { session, principal }: SignedIn,
-    Query(more): Query<views::More>,
+    Query(params): Query<views::ListParams>,
 ) -> PageResult {
     shopper(&principal)?;
-    let list = holdfast_card_present::armed_approvals_of(
-        &state.db,
-        &state.core,
-        principal.party,
-        more.limit(),
-    )
-    .await?;
+    let page = params.page(ListKind::ArmedApprovals)?;
+    let list =
+        holdfast_card_present::armed_approvals_of(&state.db, &state.core, principal.party, &page)
+            .await?;
     let merchants = holdfast_card_present::merchants(&state.db, 100).await?;
     page::render(&ApprovalsTemplate {
         layout: Layout::signed_in("Card-present approvals", &session, "/shop/approvals"),
-        more: more.next(list.len()),
+        nav: params.pager("/shop/approvals", list.next_cursor),
         approvals: list
+            .items
             .into_iter()
             .map(|a| Approval {
                 id: a.id,

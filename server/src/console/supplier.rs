@@ -18,11 +18,14 @@ use askama::Template;
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
+use holdfast_core::escrow::CaseState;
 use holdfast_core::ids::PartyId;
+use holdfast_core::paging::ListKind;
 use holdfast_core::parties::{self, Role};
 use holdfast_core::{ledger, webhooks};
 use holdfast_retail::catalogue::{self, Audience, CommodityChange, CommodityId, NewCommodity};
 use holdfast_retail::orders;
+use sea_orm::Iterable;
 use serde::Deserialize;
 
 pub fn routes() -> Router<AppState> {
@@ -67,23 +70,25 @@ struct StatusTemplate {
     layout: Layout,
     accounts: Vec<AccountLine>,
     orders: Vec<OrderRow>,
-    more: Option<u64>,
+    nav: views::ListNav,
 }
 
 async fn status_page(
     State(state): State<AppState>,
     SignedIn { session, principal }: SignedIn,
-    Query(more): Query<views::More>,
+    Query(params): Query<views::ListParams>,
 ) -> PageResult {
     supplier(&principal)?;
-    let limit = more.limit();
+    let filter = params.filter()?;
+    let page = params.page(ListKind::Cases)?;
     let accounts = ledger::accounts_of(&state.db, principal.party).await?;
-    let list = orders::list_orders(&state.db, principal.party, limit).await?;
-    let more = more.next(list.len());
+    let list = orders::list_orders(&state.db, principal.party, &filter, &page).await?;
+    let nav = params.nav("/supplier", CaseState::iter(), &filter, list.next_cursor);
     page::render(&StatusTemplate {
         layout: Layout::signed_in("Settlement status", &session, "/supplier"),
         accounts: accounts.iter().map(AccountLine::from).collect(),
         orders: list
+            .items
             .into_iter()
             .map(|o| OrderRow {
                 number: o.order_number.to_string(),
@@ -92,7 +97,7 @@ async fn status_page(
                 placed: views::when(o.created_at),
             })
             .collect(),
-        more,
+        nav,
     })
 }
 

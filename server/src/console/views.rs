@@ -1,9 +1,12 @@
 //! Small helpers that turn the use cases' views into what a page prints. Presentation only:
 //! no rule lives here.
 
-use chrono::{DateTime, Utc};
+use super::page::PageError;
+use chrono::{DateTime, NaiveDate, Utc};
+use holdfast_core::CoreError;
 use holdfast_core::escrow::CaseEvent;
 use holdfast_core::ledger::{self, Account};
+use holdfast_core::paging::{CreatedRange, ListFilter, ListKind, Page};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -31,26 +34,154 @@ pub fn fingerprint(parts: &[&str]) -> String {
     hex::encode(&hasher.finalize()[..8])
 }
 
-/// The default page of a list, and the most a "Show more" link grows it to.
+/// The rows of one page of a list.
 pub const PAGE: u64 = 20;
-pub const MAX_PAGE: u64 = 100;
 
-/// `?limit=` of a list that its use case pages by a limit only: "Show more" asks for more.
-#[derive(serde::Deserialize, Default)]
-pub struct More {
-    pub limit: Option<u64>,
+/// `?state=…&from=…&to=…&cursor=…` of a list page: the filter form's fields and the cursor of
+/// the "Next page" link (the same keyset cursor the API gives in `Next-Cursor`).
+#[derive(serde::Deserialize, Default, Debug)]
+pub struct ListParams {
+    pub state: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub cursor: Option<String>,
+    /// Rows per page, 1–100 (default [`PAGE`]). A string, so the struct can be flattened into
+    /// another query (serde's flatten hands every value over as text).
+    pub limit: Option<String>,
 }
 
-impl More {
-    pub fn limit(&self) -> u64 {
-        self.limit.unwrap_or(PAGE).clamp(1, MAX_PAGE)
+impl ListParams {
+    /// The page asked for; a cursor the list did not give out is refused (`invalid_cursor`).
+    pub fn page(&self, kind: ListKind) -> Result<Page, PageError> {
+        Ok(
+            Page::parse(kind, Some(self.limit()?), self.cursor.as_deref())
+                .map_err(CoreError::from)?,
+        )
     }
 
-    /// The limit of the "Show more" link, if a full page came back.
-    pub fn next(&self, shown: usize) -> Option<u64> {
-        let limit = self.limit();
-        (shown as u64 == limit && limit < MAX_PAGE).then_some(limit + PAGE)
+    fn limit(&self) -> Result<u64, PageError> {
+        match self
+            .limit
+            .as_deref()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+        {
+            None => Ok(PAGE),
+            Some(raw) => raw.parse().map_err(|_| {
+                PageError::from(crate::error::ApiError::invalid(format!(
+                    "{raw:?} is not a number of rows"
+                )))
+            }),
+        }
     }
+
+    /// The state (blank: any) and creation dates (blank: open) to keep.
+    pub fn filter<S: serde::de::DeserializeOwned>(&self) -> Result<ListFilter<S>, PageError> {
+        let state = super::forms::optional_choice(self.state.as_deref())?;
+        Ok(ListFilter {
+            state,
+            created: CreatedRange::new(day(self.from.as_deref())?, day(self.to.as_deref())?),
+        })
+    }
+
+    /// The "Next page" link of a list under `path` that has no filter.
+    pub fn pager(&self, path: &'static str, next_cursor: Option<String>) -> ListNav {
+        self.nav(
+            path,
+            std::iter::empty::<()>(),
+            &ListFilter::default(),
+            next_cursor,
+        )
+    }
+
+    /// The filter form and the "Next page" link of a list under `path`, whose states are `all`.
+    pub fn nav<S: Serialize + PartialEq>(
+        &self,
+        path: &'static str,
+        all: impl IntoIterator<Item = S>,
+        filter: &ListFilter<S>,
+        next_cursor: Option<String>,
+    ) -> ListNav {
+        let text = |day: Option<NaiveDate>| day.map(|d| d.to_string()).unwrap_or_default();
+        let (from, to) = (text(filter.created.from), text(filter.created.to));
+        let chosen = filter
+            .state
+            .as_ref()
+            .map(super::forms::label)
+            .unwrap_or_default();
+        let limit = self.limit.clone().unwrap_or_default();
+        let next = next_cursor.map(|cursor| {
+            // Form-encoded: nothing typed in the filter can break out of its parameter.
+            let pairs = [
+                ("state", chosen.as_str()),
+                ("from", &from),
+                ("to", &to),
+                ("limit", limit.trim()),
+                ("cursor", &cursor),
+            ];
+            let query = serde_urlencoded::to_string(
+                pairs
+                    .iter()
+                    .filter(|(_, v)| !v.is_empty())
+                    .collect::<Vec<_>>(),
+            )
+            .unwrap_or_default();
+            format!("{path}?{query}")
+        });
+        ListNav {
+            path,
+            states: all
+                .into_iter()
+                .map(|s| {
+                    let code = super::forms::label(&s);
+                    StateChoice {
+                        label: code.replace('_', " "),
+                        selected: code == chosen,
+                        code,
+                    }
+                })
+                .collect(),
+            from,
+            to,
+            next,
+        }
+    }
+}
+
+/// A `YYYY-MM-DD` from a date field; blank is none.
+fn day(raw: Option<&str>) -> Result<Option<NaiveDate>, PageError> {
+    match raw.map(str::trim).filter(|r| !r.is_empty()) {
+        None => Ok(None),
+        Some(raw) => NaiveDate::parse_from_str(raw, "%Y-%m-%d")
+            .map(Some)
+            .map_err(|_| {
+                PageError::from(crate::error::ApiError::invalid(format!(
+                    "{raw:?} is not a date (YYYY-MM-DD)"
+                )))
+            }),
+    }
+}
+
+/// What `console/list_filter.html` and `console/list_pager.html` print for a list.
+pub struct ListNav {
+    pub path: &'static str,
+    pub states: Vec<StateChoice>,
+    pub from: String,
+    pub to: String,
+    pub next: Option<String>,
+}
+
+impl ListNav {
+    /// Whether the list shows only some rows (an empty list then says "none that match").
+    pub fn is_filtered(&self) -> bool {
+        self.states.iter().any(|s| s.selected) || !self.from.is_empty() || !self.to.is_empty()
+    }
+}
+
+pub struct StateChoice {
+    pub code: String,
+    pub label: String,
+    pub selected: bool,
 }
 
 /// The `after` of the "Next page" link of a list paged by id: the last id of a full page.

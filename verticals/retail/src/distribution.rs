@@ -11,6 +11,7 @@ use holdfast_core::escrow::{self, CaseState, EscrowCase};
 use holdfast_core::events;
 use holdfast_core::ids::{Id, IdKind, PartyId};
 use holdfast_core::order_number::OrderNumber;
+use holdfast_core::paging::{ListFilter, Page, Paged};
 use holdfast_core::parties::{self, Role};
 use holdfast_core::text::Text;
 use holdfast_core::{Core, CoreError};
@@ -288,37 +289,44 @@ pub async fn withdraw_in_txn(
     Ok(())
 }
 
-pub const MAX_PARCELS_PAGE: u64 = 100;
-
-/// The parcels given to a carrier that are not yet delivered or withdrawn, oldest first; or
-/// the one of an order, when `order` names it.
+/// The parcels given to a carrier, newest first: those in the filter's state, or with none
+/// those not yet delivered or withdrawn; only the one of an order, when `order` names it.
 pub async fn parcels_of(
     db: &impl ConnectionTrait,
     distributor: PartyId,
     order: Option<&OrderNumber>,
-    limit: u64,
-) -> RetailResult<Vec<ParcelView>> {
+    filter: &ListFilter<ParcelStatus>,
+    page: &Page,
+) -> RetailResult<Paged<ParcelView>> {
     let mut query = parcels::Entity::find();
     if let Some(number) = order {
         match escrow::find_case_by_number(db, number).await? {
             Some(case) => query = query.filter(parcels::Column::CaseId.eq(case.id.uuid())),
-            None => return Ok(Vec::new()),
+            None => return Ok(Paged::empty()),
         }
     }
-    let rows = query
+    query = query
         .filter(parcels::Column::DistributorPartyId.eq(distributor.uuid()))
-        .filter(
+        .filter(filter.created.condition(parcels::Column::CreatedAt));
+    query = match filter.state {
+        Some(state) => query.filter(parcels::Column::Status.eq(state)),
+        None => query.filter(
             parcels::Column::Status.is_in([ParcelStatus::AwaitingPickup, ParcelStatus::InTransit]),
-        )
-        .order_by_asc(parcels::Column::CreatedAt)
-        .limit(limit.clamp(1, MAX_PARCELS_PAGE))
+        ),
+    };
+    let rows = page
+        .apply(query, parcels::Column::CreatedAt, parcels::Column::Id)
         .all(db)
         .await?;
-    let mut views = Vec::with_capacity(rows.len());
-    for row in rows {
+    let rows = page.finish(rows, |row| (row.created_at, row.id));
+    let mut views = Vec::with_capacity(rows.items.len());
+    for row in rows.items {
         views.push(view_of(db, row).await?);
     }
-    Ok(views)
+    Ok(Paged {
+        items: views,
+        next_cursor: rows.next_cursor,
+    })
 }
 
 async fn view_of(db: &impl ConnectionTrait, row: parcels::Model) -> RetailResult<ParcelView> {

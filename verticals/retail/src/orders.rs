@@ -16,6 +16,7 @@ use holdfast_core::escrow::{
 use holdfast_core::events;
 use holdfast_core::ids::{ChallengeId, PartyId};
 use holdfast_core::order_number::OrderNumber;
+use holdfast_core::paging::{ListFilter, Page, Paged};
 use holdfast_core::parties::{self, Role};
 use holdfast_core::{Core, CoreError, Currency, Money};
 use sea_orm::entity::prelude::*;
@@ -357,19 +358,18 @@ pub async fn order_history(
 pub async fn list_orders(
     db: &impl ConnectionTrait,
     party: PartyId,
-    limit: u64,
-) -> RetailResult<Vec<OrderSummary>> {
-    Ok(escrow::cases_of(db, party, VERTICAL, limit)
+    filter: &ListFilter<CaseState>,
+    page: &Page,
+) -> RetailResult<Paged<OrderSummary>> {
+    Ok(escrow::cases_of(db, party, VERTICAL, filter, page)
         .await?
-        .into_iter()
         .map(|case| OrderSummary {
             order_number: case.order_number,
             state: case.state,
             total: case.amount,
             supplier_name: case.payee_name,
             created_at: case.created_at,
-        })
-        .collect())
+        }))
 }
 
 /// The supplier quotes the order number to be paid; the shopper's phone is asked to release

@@ -1,6 +1,7 @@
 //! Approvals a holder arms ahead on the phone: one merchant, a ceiling, a time window.
 
 use super::*;
+use holdfast_core::paging::{Page, Paged};
 
 pub(super) fn armed_binding(
     row: &armed_rows::Model,
@@ -242,20 +243,28 @@ pub async fn armed_approvals_of(
     db: &impl ConnectionTrait,
     core: &Core,
     holder: PartyId,
-    limit: u64,
-) -> CoreResult<Vec<ArmedApproval>> {
-    let rows = armed_rows::Entity::find()
-        .filter(armed_rows::Column::HolderPartyId.eq(holder.uuid()))
-        .order_by_desc(armed_rows::Column::CreatedAt)
-        .limit(limit.clamp(1, MAX_PAGE))
+    page: &Page,
+) -> CoreResult<Paged<ArmedApproval>> {
+    let select =
+        armed_rows::Entity::find().filter(armed_rows::Column::HolderPartyId.eq(holder.uuid()));
+    let rows = page
+        .apply(
+            select,
+            armed_rows::Column::CreatedAt,
+            armed_rows::Column::Id,
+        )
         .all(db)
         .await?;
+    let rows = page.finish(rows, |row| (row.created_at, row.id));
     let now = core.clock.now();
-    let mut list = Vec::with_capacity(rows.len());
-    for row in &rows {
+    let mut list = Vec::with_capacity(rows.items.len());
+    for row in &rows.items {
         list.push(armed_view(db, row, now).await?);
     }
-    Ok(list)
+    Ok(Paged {
+        items: list,
+        next_cursor: rows.next_cursor,
+    })
 }
 
 // ---------------------------------------------------------------------------------------

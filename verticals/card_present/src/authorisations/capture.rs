@@ -1,6 +1,8 @@
 //! Capturing or voiding an approved authorisation, and the lists terminals and holders read.
 
 use super::*;
+use holdfast_core::paging::{ListFilter, Page, Paged};
+use sea_orm::Select;
 
 /// The terminal's view of one of its authorisations, as it stands now.
 pub async fn get(
@@ -180,25 +182,18 @@ pub async fn void_in_txn(
     view_of(txn, &voided, false, core.clock.now()).await
 }
 
-/// The newest authorisations of a terminal.
+/// The newest authorisations of a terminal, in the filter's status and created in its date
+/// range.
 pub async fn authorisations_of_terminal(
     db: &impl ConnectionTrait,
     core: &Core,
     terminal: PartyId,
-    limit: u64,
-) -> CoreResult<Vec<Authorisation>> {
-    let rows = auth_rows::Entity::find()
-        .filter(auth_rows::Column::TerminalPartyId.eq(terminal.uuid()))
-        .order_by_desc(auth_rows::Column::CreatedAt)
-        .limit(limit.clamp(1, MAX_PAGE))
-        .all(db)
-        .await?;
-    let now = core.clock.now();
-    let mut list = Vec::with_capacity(rows.len());
-    for row in &rows {
-        list.push(view_of(db, row, false, now).await?);
-    }
-    Ok(list)
+    filter: &ListFilter<AuthorisationStatus>,
+    page: &Page,
+) -> CoreResult<Paged<Authorisation>> {
+    let select =
+        auth_rows::Entity::find().filter(auth_rows::Column::TerminalPartyId.eq(terminal.uuid()));
+    page_of_authorisations(db, core, select, false, filter, page).await
 }
 
 /// The newest authorisations asked on a holder's cards, with the pending phone confirmations.
@@ -206,28 +201,47 @@ pub async fn authorisations_of_holder(
     db: &impl ConnectionTrait,
     core: &Core,
     holder: PartyId,
-    limit: u64,
-) -> CoreResult<Vec<Authorisation>> {
+    filter: &ListFilter<AuthorisationStatus>,
+    page: &Page,
+) -> CoreResult<Paged<Authorisation>> {
     let cards: Vec<Uuid> = cards::cards_of_holder(db, holder)
         .await?
         .into_iter()
         .map(|c| c.id.uuid())
         .collect();
     if cards.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Paged::empty());
     }
-    let rows = auth_rows::Entity::find()
-        .filter(auth_rows::Column::CardId.is_in(cards))
-        .order_by_desc(auth_rows::Column::CreatedAt)
-        .limit(limit.clamp(1, MAX_PAGE))
+    let select = auth_rows::Entity::find().filter(auth_rows::Column::CardId.is_in(cards));
+    page_of_authorisations(db, core, select, true, filter, page).await
+}
+
+async fn page_of_authorisations(
+    db: &impl ConnectionTrait,
+    core: &Core,
+    mut select: Select<auth_rows::Entity>,
+    for_holder: bool,
+    filter: &ListFilter<AuthorisationStatus>,
+    page: &Page,
+) -> CoreResult<Paged<Authorisation>> {
+    select = select.filter(filter.created.condition(auth_rows::Column::CreatedAt));
+    if let Some(status) = filter.state {
+        select = select.filter(auth_rows::Column::Status.eq(status));
+    }
+    let rows = page
+        .apply(select, auth_rows::Column::CreatedAt, auth_rows::Column::Id)
         .all(db)
         .await?;
+    let rows = page.finish(rows, |row| (row.created_at, row.id));
     let now = core.clock.now();
-    let mut list = Vec::with_capacity(rows.len());
-    for row in &rows {
-        list.push(view_of(db, row, true, now).await?);
+    let mut list = Vec::with_capacity(rows.items.len());
+    for row in &rows.items {
+        list.push(view_of(db, row, for_holder, now).await?);
     }
-    Ok(list)
+    Ok(Paged {
+        items: list,
+        next_cursor: rows.next_cursor,
+    })
 }
 
 // ---------------------------------------------------------------------------------------

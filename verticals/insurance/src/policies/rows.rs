@@ -2,6 +2,7 @@
 //! term's end, commission; reading, locking and saving; the views the API returns.
 
 use super::*;
+use holdfast_core::paging::{ListFilter, Page, Paged};
 
 pub(crate) fn money(minor: MinorUnits, currency: &str) -> InsuranceResult<Money> {
     Ok(Money::from_minor(minor.0, Currency::from_str(currency)?)?)
@@ -352,33 +353,40 @@ pub async fn get_policy(
     view_of(db, core, &row, viewer).await
 }
 
-/// The newest policies of a holder, or of an insurer (optionally in one state: its
-/// applications to recheck are `awaiting_recheck`), or of everyone for an operator.
+/// The newest policies of a holder, or of an insurer (its applications to recheck are
+/// `awaiting_recheck`), or of everyone for an operator; in the filter's state and created in
+/// its date range.
 pub async fn list_policies(
     db: &impl ConnectionTrait,
     core: &Core,
     viewer: PartyId,
     role: Role,
-    state: Option<PolicyState>,
-    limit: u64,
-) -> InsuranceResult<Vec<PolicyView>> {
-    let mut query = policies::Entity::find()
-        .order_by_desc(policies::Column::CreatedAt)
-        .limit(limit.clamp(1, MAX_PAGE));
+    filter: &ListFilter<PolicyState>,
+    page: &Page,
+) -> InsuranceResult<Paged<PolicyView>> {
+    let mut query =
+        policies::Entity::find().filter(filter.created.condition(policies::Column::CreatedAt));
     query = match role {
         Role::Operator => query,
         Role::Insurer => query.filter(policies::Column::InsurerPartyId.eq(viewer.uuid())),
         _ => query.filter(policies::Column::HolderPartyId.eq(viewer.uuid())),
     };
-    if let Some(state) = state {
+    if let Some(state) = filter.state {
         query = query.filter(policies::Column::State.eq(state));
     }
-    let rows = query.all(db).await?;
-    let mut list = Vec::with_capacity(rows.len());
-    for row in &rows {
+    let rows = page
+        .apply(query, policies::Column::CreatedAt, policies::Column::Id)
+        .all(db)
+        .await?;
+    let rows = page.finish(rows, |row| (row.created_at, row.id));
+    let mut list = Vec::with_capacity(rows.items.len());
+    for row in &rows.items {
         list.push(view_of(db, core, row, viewer).await?);
     }
-    Ok(list)
+    Ok(Paged {
+        items: list,
+        next_cursor: rows.next_cursor,
+    })
 }
 
 /// The policy's timeline, oldest first.

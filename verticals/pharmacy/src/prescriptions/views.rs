@@ -2,6 +2,7 @@
 //! and receipts, lists and the history.
 
 use super::*;
+use holdfast_core::paging::{Cursor, Page, Paged};
 
 /// Whether `actor` may read the content, and how the read is logged. A drugstore reads only a
 /// prescription sent to it by the patient's choice, or one it holds the claim to (with the
@@ -244,39 +245,21 @@ pub(super) async fn pending_confirmation(
 
 pub const MAX_PAGE: u64 = 100;
 
-/// The caller's prescriptions, newest first, without content: a prescriber's hospital's, a
-/// drugstore's (held or sent to it), a patient's own.
-pub async fn list(
-    db: &impl ConnectionTrait,
-    core: &Core,
-    actor: &Actor,
-    limit: u64,
-) -> PharmacyResult<Vec<PrescriptionSummary>> {
-    list_page(db, core, actor, &ListFilter::default(), limit).await
-}
+/// Which of the caller's prescriptions a page of [`list_page`] shows: those in a state (as of
+/// now: a lapsed validity counts as `expired`), created in a date range.
+pub type ListFilter = holdfast_core::paging::ListFilter<PrescriptionState>;
 
-/// Which of the caller's prescriptions a page of [`list_page`] shows.
-#[derive(Debug, Clone, Default)]
-pub struct ListFilter {
-    /// Only those in this state (as of now: a lapsed validity counts as `expired`).
-    pub state: Option<PrescriptionState>,
-    /// Those listed after this one (the last of the previous page).
-    pub after: Option<PrescriptionNumber>,
-}
-
-/// A page of the caller's prescriptions (see [`list`]), filtered by state and continuing
-/// after a prescription of the previous page.
+/// A page of the caller's prescriptions, newest first, without content: a prescriber's
+/// hospital's, a drugstore's (held or sent to it), a patient's own.
 pub async fn list_page(
     db: &impl ConnectionTrait,
     core: &Core,
     actor: &Actor,
     filter: &ListFilter,
-    limit: u64,
-) -> PharmacyResult<Vec<PrescriptionSummary>> {
-    let limit = limit.clamp(1, MAX_PAGE);
+    page: &Page,
+) -> PharmacyResult<Paged<PrescriptionSummary>> {
     let mut query = prescriptions::Entity::find()
-        .order_by_desc(prescriptions::Column::CreatedAt)
-        .order_by_desc(prescriptions::Column::Id);
+        .filter(filter.created.condition(prescriptions::Column::CreatedAt));
     query = match actor {
         Actor::Prescriber { hospital, .. } => {
             query.filter(prescriptions::Column::HospitalId.eq(hospital.hospital_id.uuid()))
@@ -300,35 +283,26 @@ pub async fn list_page(
         }
         Actor::Operator { .. } => query,
     };
-    if let Some(after) = &filter.after {
-        // A number the caller cannot see continues nowhere rather than revealing it exists.
-        let Some(last) = query
-            .clone()
-            .filter(prescriptions::Column::Number.eq(after.compact()))
-            .one(db)
-            .await?
-        else {
-            return Ok(Vec::new());
-        };
-        query = query.filter(
-            Condition::any()
-                .add(prescriptions::Column::CreatedAt.lt(last.created_at))
-                .add(
-                    Condition::all()
-                        .add(prescriptions::Column::CreatedAt.eq(last.created_at))
-                        .add(prescriptions::Column::Id.lt(last.id)),
-                ),
-        );
-    }
     let now = core.clock.now();
-    let mut list = Vec::new();
+    let mut found = Vec::new();
     // The state shown is computed (a case, the clock), so filtering by it happens here, over
-    // batches, until the page is full or the rows run out.
-    let mut offset = 0;
-    while (list.len() as u64) < limit {
-        let batch = query.clone().offset(offset).limit(MAX_PAGE).all(db).await?;
-        let fetched = batch.len() as u64;
-        for row in batch {
+    // batches read by the same keyset, until one row more than the page is found (so the
+    // cursor is given only when another page follows) or the rows run out.
+    let mut batch = Page::new(page.kind(), MAX_PAGE, page.cursor().copied());
+    'scan: loop {
+        let mut rows = batch
+            .apply(
+                query.clone(),
+                prescriptions::Column::CreatedAt,
+                prescriptions::Column::Id,
+            )
+            .all(db)
+            .await?;
+        let more = rows.len() as u64 > MAX_PAGE;
+        rows.truncate(MAX_PAGE as usize);
+        let last = rows.last().map(|row| (row.created_at, row.id));
+        for row in rows {
+            let key = (row.created_at, row.id);
             let loaded = load(db, row).await?;
             let state = loaded.state_at(now);
             // A drugstore's list keeps only what it holds now or was sent.
@@ -344,16 +318,25 @@ pub async fn list_page(
             if filter.state.is_some_and(|wanted| wanted != state) {
                 continue;
             }
-            if (list.len() as u64) < limit {
-                list.push(summary_of(db, &loaded, state).await?);
+            found.push((summary_of(db, &loaded, state).await?, key));
+            if found.len() as u64 > page.limit() {
+                break 'scan;
             }
         }
-        if fetched < MAX_PAGE {
-            break;
+        match last {
+            Some((created_at, id)) if more => {
+                batch = Page::new(
+                    page.kind(),
+                    MAX_PAGE,
+                    Some(Cursor::new(page.kind(), created_at, id)),
+                );
+            }
+            _ => break,
         }
-        offset += MAX_PAGE;
     }
-    Ok(list)
+    Ok(page
+        .finish(found, |(_, key)| *key)
+        .map(|(summary, _)| summary))
 }
 
 /// Where one prescription stands, without its content — so nothing is written to the access
