@@ -365,3 +365,62 @@ async fn the_supplier_windows_work_by_their_labels() {
         browser.close().await.unwrap();
     }
 }
+
+/// The shopper's orders are paged: with one order a page, "Next page" (a link carrying the
+/// list's cursor) shows the older order, and the state filter keeps only orders in that state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shoppers_orders_page_by_next_page_and_filter_by_state() {
+    let Some((server, driver)) = start_suite().await else {
+        return;
+    };
+    let (_phone, shopper) = server
+        .shopper_with_phone(&driver, DESKTOP_WINDOW)
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        shopper.visit("/shop").await.unwrap();
+        shopper
+            .fill("Quantity of Gooseneck kettle", "1")
+            .await
+            .unwrap();
+        shopper.press("Review cart").await.unwrap();
+        shopper.press("Place order").await.unwrap();
+        shopper.wait_for_text("79.90 USD").await.unwrap();
+    }
+    let first_order = async || {
+        shopper
+            .client
+            .find(fantoccini::Locator::XPath("//main//table//a"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    shopper.visit("/shop/orders?limit=1").await.unwrap();
+    let newest = first_order().await;
+    shopper.follow("Next page").await.unwrap();
+    let page_two = shopper.main_text().await.unwrap();
+    let older = first_order().await;
+    assert_ne!(newest, older, "{page_two}");
+    assert!(!page_two.contains(&newest), "{page_two}");
+    shopper.visit("/shop/orders").await.unwrap();
+    let all = shopper.main_text().await.unwrap();
+    assert!(all.contains(&newest) && all.contains(&older), "{all}");
+    assert!(!all.contains("Next page"), "{all}");
+
+    shopper.choose("State", "cancelled").await.unwrap();
+    shopper.press("Show").await.unwrap();
+    let none = shopper.main_text().await.unwrap();
+    assert!(none.contains("No orders that match"), "{none}");
+    shopper
+        .choose("State", "awaiting order confirmation")
+        .await
+        .unwrap();
+    shopper.press("Show").await.unwrap();
+    let waiting = shopper.main_text().await.unwrap();
+    assert!(
+        waiting.contains(&newest) && waiting.contains(&older),
+        "{waiting}"
+    );
+}

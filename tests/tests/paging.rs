@@ -1,0 +1,360 @@
+//! Every list is paged by an opaque keyset cursor (`limit`, `cursor`, the next page's cursor in
+//! the `Next-Cursor` header) and filtered by state and creation date: paging through more than
+//! one page while new rows arrive shows each row once, in order; an edited cursor, or one of
+//! another list, is refused with `invalid_cursor`.
+
+use axum::http::StatusCode;
+use chrono::Duration;
+use holdfast_tests::world::{Desk, card_request, random_phone};
+use holdfast_tests::{Reply, TestApp, usd};
+use serde_json::{Value, json};
+
+/// The rows of a page and the cursor of the next.
+fn page(reply: &Reply) -> (Vec<Value>, Option<String>) {
+    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    let rows = reply.body.as_array().expect("a JSON array").clone();
+    let next = reply
+        .headers
+        .get("next-cursor")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (rows, next)
+}
+
+/// Reads `path` (which has a query) page by page with `limit`, calling `between` after each
+/// page but the last; returns `field` of every row shown, in order, and how many pages.
+async fn page_through(
+    app: &TestApp,
+    token: &str,
+    path: &str,
+    limit: u32,
+    field: &str,
+    mut between: impl AsyncFnMut(),
+) -> (Vec<String>, usize) {
+    let mut shown = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let url = match &cursor {
+            Some(c) => format!("{path}&limit={limit}&cursor={c}"),
+            None => format!("{path}&limit={limit}"),
+        };
+        let (rows, next) = page(&app.get(&url, Some(token)).await);
+        pages += 1;
+        assert!(rows.len() <= limit as usize);
+        shown.extend(rows.iter().map(|r| r[field].as_str().unwrap().to_owned()));
+        match next {
+            Some(next) => {
+                assert_eq!(
+                    rows.len(),
+                    limit as usize,
+                    "only a full page has a next one"
+                );
+                cursor = Some(next);
+                between().await;
+            }
+            None => break,
+        }
+    }
+    (shown, pages)
+}
+
+struct Bank {
+    app: TestApp,
+    desk: Desk,
+    shopper: String,
+    supplier: String,
+    commodity: String,
+}
+
+/// A bank that issued a prepaid card (100 USD) to a shopper who logged in with it, and a
+/// supplier with a 1 USD commodity.
+async fn bank() -> Bank {
+    let app = TestApp::spawn().await;
+    let operator = app.operator_token().await;
+    let desk = app.institution(&operator, "1501", "bank", json!({})).await;
+    let phone = random_phone();
+    let card = app
+        .issue_card(
+            &desk,
+            card_request("prepaid", &phone, json!({"initial_deposit": usd("100.00")})),
+        )
+        .await;
+    let number = card["card"]["card_number"].as_str().unwrap().to_owned();
+    let shopper = app.card_login(&number, &phone).await;
+    let (_, supplier) = app.supplier(&operator, "Acme").await;
+    let commodity = app.commodity(&supplier, "1.00", "0.05").await;
+    Bank {
+        app,
+        desk,
+        shopper,
+        supplier,
+        commodity,
+    }
+}
+
+impl Bank {
+    /// Places an order a minute after the last; returns its number.
+    async fn order(&self) -> String {
+        self.app.clock.advance(Duration::minutes(1));
+        self.app
+            .placed_order(&self.shopper, &self.commodity, 1)
+            .await
+            .0
+    }
+
+    async fn orders(&self, query: &str) -> Vec<String> {
+        let reply = self
+            .app
+            .get(
+                &format!("/v1/retail/orders?limit=100&{query}"),
+                Some(&self.shopper),
+            )
+            .await;
+        page(&reply)
+            .0
+            .iter()
+            .map(|o| o["order_number"].as_str().unwrap().to_owned())
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn orders_page_through_more_than_one_page_while_new_orders_arrive() {
+    let bank = bank().await;
+    let mut placed = Vec::new();
+    for _ in 0..7 {
+        placed.push(bank.order().await);
+    }
+    placed.reverse();
+
+    let mut arrived = Vec::new();
+    let (shown, pages) = page_through(
+        &bank.app,
+        &bank.shopper,
+        "/v1/retail/orders?",
+        3,
+        "order_number",
+        async || arrived.push(bank.order().await),
+    )
+    .await;
+    // Newest first, each once; the orders placed while paging are newer than the cursor, so
+    // they appear on no later page and push nothing onto it.
+    assert_eq!(shown, placed);
+    assert_eq!(pages, 3);
+    assert_eq!(arrived.len(), 2);
+
+    // A fresh first page starts with them.
+    let fresh = bank.orders("").await;
+    assert_eq!(fresh.len(), 9);
+    assert_eq!(fresh[..2], [arrived[1].clone(), arrived[0].clone()]);
+
+    // The supplier's list pages the same orders (it is their payee).
+    let (seen, _) = page_through(
+        &bank.app,
+        &bank.supplier,
+        "/v1/retail/orders?",
+        4,
+        "order_number",
+        async || {},
+    )
+    .await;
+    assert_eq!(seen, fresh);
+}
+
+#[tokio::test]
+async fn holds_and_cards_page_through_while_new_ones_arrive() {
+    let bank = bank().await;
+    for _ in 0..5 {
+        bank.order().await;
+    }
+    let all_holds = page(
+        &bank
+            .app
+            .get("/v1/institution/holds?limit=100", Some(&bank.desk.token))
+            .await,
+    )
+    .0;
+    assert_eq!(all_holds.len(), 5);
+    let ids = |rows: &[Value]| -> Vec<String> {
+        rows.iter()
+            .map(|r| r["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (shown, pages) = page_through(
+        &bank.app,
+        &bank.desk.token,
+        "/v1/institution/holds?",
+        2,
+        "id",
+        async || {
+            bank.order().await;
+        },
+    )
+    .await;
+    assert_eq!(shown, ids(&all_holds));
+    assert_eq!(pages, 3);
+
+    // Cards: the shopper's and four more, paged by two while a fifth is issued.
+    for _ in 0..4 {
+        bank.app.clock.advance(Duration::minutes(1));
+        bank.app
+            .issue_card(
+                &bank.desk,
+                card_request("prepaid", &random_phone(), json!({})),
+            )
+            .await;
+    }
+    let all_cards = page(
+        &bank
+            .app
+            .get("/v1/institution/cards?limit=100", Some(&bank.desk.token))
+            .await,
+    )
+    .0;
+    assert_eq!(all_cards.len(), 5);
+    let numbers: Vec<String> = all_cards
+        .iter()
+        .map(|c| c["card_number"].as_str().unwrap().to_owned())
+        .collect();
+    let (shown, _) = page_through(
+        &bank.app,
+        &bank.desk.token,
+        "/v1/institution/cards?",
+        2,
+        "card_number",
+        async || {
+            bank.app.clock.advance(Duration::minutes(1));
+            bank.app
+                .issue_card(
+                    &bank.desk,
+                    card_request("prepaid", &random_phone(), json!({})),
+                )
+                .await;
+        },
+    )
+    .await;
+    assert_eq!(shown, numbers);
+}
+
+#[tokio::test]
+async fn lists_filter_by_state_and_creation_date() {
+    let bank = bank().await;
+    let first = bank.order().await;
+    let second = bank.order().await;
+    // The next two a day later (the test clock starts on 2026-03-11).
+    bank.app.clock.advance(Duration::days(1));
+    let third = bank.order().await;
+    let fourth = bank.order().await;
+    let cancelled = bank
+        .app
+        .post(
+            &format!("/v1/retail/orders/{second}/cancel"),
+            Some(&bank.shopper),
+            json!({}),
+        )
+        .await;
+    assert_eq!(cancelled.status, StatusCode::OK, "{cancelled:?}");
+
+    assert_eq!(bank.orders("state=cancelled").await, [second.clone()]);
+    assert_eq!(
+        bank.orders("state=awaiting_order_confirmation").await,
+        [fourth.clone(), third.clone(), first.clone()]
+    );
+    assert_eq!(
+        bank.orders("from=2026-03-12").await,
+        [fourth.clone(), third.clone()]
+    );
+    assert_eq!(
+        bank.orders("to=2026-03-11").await,
+        [second.clone(), first.clone()]
+    );
+    assert_eq!(
+        bank.orders("from=2026-03-11&to=2026-03-11&state=cancelled")
+            .await,
+        [second.clone()]
+    );
+    assert!(bank.orders("from=2026-03-13").await.is_empty());
+
+    // The institution's holds: the cancelled order's hold was voided.
+    let voided = page(
+        &bank
+            .app
+            .get("/v1/institution/holds?state=voided", Some(&bank.desk.token))
+            .await,
+    )
+    .0;
+    assert_eq!(voided.len(), 1);
+    let pending = page(
+        &bank
+            .app
+            .get(
+                "/v1/institution/holds?status=pending&from=2026-03-12",
+                Some(&bank.desk.token),
+            )
+            .await,
+    )
+    .0;
+    assert_eq!(pending.len(), 2);
+
+    // A state a list does not have is a malformed request.
+    let wrong = bank
+        .app
+        .get("/v1/retail/orders?state=lost", Some(&bank.shopper))
+        .await;
+    assert_eq!(wrong.status, StatusCode::BAD_REQUEST, "{wrong:?}");
+}
+
+#[tokio::test]
+async fn an_edited_cursor_or_one_of_another_list_is_refused() {
+    let bank = bank().await;
+    for _ in 0..3 {
+        bank.order().await;
+    }
+    let (_, next) = page(
+        &bank
+            .app
+            .get("/v1/retail/orders?limit=1", Some(&bank.shopper))
+            .await,
+    );
+    let cursor = next.expect("a second page");
+
+    // One character changed (the last, so the length stays).
+    let mut edited = cursor.clone();
+    let last = edited.pop().unwrap();
+    edited.push(if last == 'A' { 'B' } else { 'A' });
+    for bad in [edited.as_str(), "not-a-cursor", &cursor[..cursor.len() - 2]] {
+        let refused = bank
+            .app
+            .get(
+                &format!("/v1/retail/orders?cursor={bad}"),
+                Some(&bank.shopper),
+            )
+            .await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{refused:?}");
+        assert_eq!(refused.code(), "invalid_cursor");
+    }
+
+    // An orders cursor on the holds list.
+    let foreign = bank
+        .app
+        .get(
+            &format!("/v1/institution/holds?cursor={cursor}"),
+            Some(&bank.desk.token),
+        )
+        .await;
+    assert_eq!(foreign.status, StatusCode::BAD_REQUEST, "{foreign:?}");
+    assert_eq!(foreign.code(), "invalid_cursor");
+
+    // The real one still works, and the last page carries no cursor.
+    let (rows, next) = page(
+        &bank
+            .app
+            .get(
+                &format!("/v1/retail/orders?limit=2&cursor={cursor}"),
+                Some(&bank.shopper),
+            )
+            .await,
+    );
+    assert_eq!(rows.len(), 2);
+    assert_eq!(next, None);
+}
