@@ -12,8 +12,9 @@
 //!   [`page::PageError`] (every use-case error shows the API's stable code and message; a 500
 //!   shows nothing of its cause), and [`page::Posted`], the only way a page accepts a form.
 //! - [`txn`]: runs a `_in_txn` use case in one write transaction (commit, wake the outbox).
-//! - [`views`]: presentation helpers (enum labels, times, balances lines, timelines, paging
-//!   with `More`/`next_after`, `money_field` for an amount typed in a form, and the fingerprint
+//! - [`views`]: presentation helpers (enum labels, times, balances lines, timelines, lists:
+//!   `ListParams` (state and date filter, keyset cursor) and `ListNav` (the filter form
+//!   `list_filter.html` and the "Next page" link `list_pager.html`), `money_field` for an amount typed in a form, and the fingerprint
 //!   that lets a polled fragment answer 204 while unchanged); [`orders_view`]: the live status
 //!   of an order shared by the shopper's and the supplier's pages.
 //! - one file per audience: [`sign_in`], [`phone`], [`shopper`], [`supplier`], [`carrier`],
@@ -29,7 +30,8 @@
 //!    the `<h1>` from `layout.title`; use `<h2>` and below inside. Every input has a `<label>`;
 //!    every money amount is printed whole (`Money`'s `Display` is "24.00 USD", never a bare
 //!    number); lists are tables with a `<caption>` or lists with a heading, paged with a "Next
-//!    page" link (`?after=…&limit=…`) where the use case pages.
+//!    page" link carrying the list's cursor (`views::ListParams::nav`, form-encoded) and
+//!    filtered by state and creation date (`{% include "console/list_filter.html" %}`).
 //! 2. **Handler**: a struct `#[derive(Template)] #[template(path = "console/…")]` with a
 //!    `layout: Layout` field and the page's own fields (views from the use case, not entity
 //!    rows). A GET handler takes `SignedIn { session, principal }` (or `MaybeSession` for a
