@@ -172,7 +172,8 @@ async fn a_policy_is_bought_issued_delivered_and_its_premium_paid_to_the_insurer
         .await
         .unwrap();
     insurer.press("Decline").await.unwrap();
-    let declined = holder.reload_until("declined").await.unwrap();
+    // Not "declined" alone: the policy list's state filter offers that word too.
+    let declined = holder.reload_until("30.00 USD cancelled").await.unwrap();
     assert!(declined.contains("30.00 USD cancelled"), "{declined}");
 
     // Taken off sale, the product is no longer offered to the holder.
@@ -238,8 +239,8 @@ async fn an_institution_issues_blocks_and_replaces_a_card() {
     assert!(refused.contains("amount_scale"), "{refused}");
 
     bank.visit("/institution/holds").await.unwrap();
-    bank.choose("Status", "pending").await.unwrap();
-    bank.press("Filter").await.unwrap();
+    bank.choose("State", "pending").await.unwrap();
+    bank.press("Show").await.unwrap();
     bank.follow("Freezing account").await.unwrap();
     let accounts = bank.main_text().await.unwrap();
     assert!(accounts.contains("freezing"), "{accounts}");
