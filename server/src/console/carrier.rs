@@ -28,8 +28,6 @@ pub fn routes() -> Router<AppState> {
     )
 }
 
-/// The default and largest page of parcels.
-
 struct Parcel {
     id: ParcelId,
     number: String,
