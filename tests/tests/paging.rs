@@ -95,6 +95,22 @@ async fn bank() -> Bank {
 }
 
 impl Bank {
+    /// The rows of one page of a list the bank's staff read.
+    async fn desk_rows(&self, path: &str) -> Vec<Value> {
+        page(&self.app.get(path, Some(&self.desk.token)).await).0
+    }
+
+    /// Issues a prepaid card to someone new, a minute after the last.
+    async fn issue_card(&self) {
+        self.app.clock.advance(Duration::minutes(1));
+        self.app
+            .issue_card(
+                &self.desk,
+                card_request("prepaid", &random_phone(), json!({})),
+            )
+            .await;
+    }
+
     /// Places an order a minute after the last; returns its number.
     async fn order(&self) -> String {
         self.app.clock.advance(Duration::minutes(1));
@@ -169,13 +185,7 @@ async fn holds_and_cards_page_through_while_new_ones_arrive() {
     for _ in 0..5 {
         bank.order().await;
     }
-    let all_holds = page(
-        &bank
-            .app
-            .get("/v1/institution/holds?limit=100", Some(&bank.desk.token))
-            .await,
-    )
-    .0;
+    let all_holds = bank.desk_rows("/v1/institution/holds?limit=100").await;
     assert_eq!(all_holds.len(), 5);
     let ids = |rows: &[Value]| -> Vec<String> {
         rows.iter()
@@ -198,21 +208,9 @@ async fn holds_and_cards_page_through_while_new_ones_arrive() {
 
     // Cards: the shopper's and four more, paged by two while a fifth is issued.
     for _ in 0..4 {
-        bank.app.clock.advance(Duration::minutes(1));
-        bank.app
-            .issue_card(
-                &bank.desk,
-                card_request("prepaid", &random_phone(), json!({})),
-            )
-            .await;
+        bank.issue_card().await;
     }
-    let all_cards = page(
-        &bank
-            .app
-            .get("/v1/institution/cards?limit=100", Some(&bank.desk.token))
-            .await,
-    )
-    .0;
+    let all_cards = bank.desk_rows("/v1/institution/cards?limit=100").await;
     assert_eq!(all_cards.len(), 5);
     let numbers: Vec<String> = all_cards
         .iter()
@@ -224,15 +222,7 @@ async fn holds_and_cards_page_through_while_new_ones_arrive() {
         "/v1/institution/cards?",
         2,
         "card_number",
-        async || {
-            bank.app.clock.advance(Duration::minutes(1));
-            bank.app
-                .issue_card(
-                    &bank.desk,
-                    card_request("prepaid", &random_phone(), json!({})),
-                )
-                .await;
-        },
+        async || bank.issue_card().await,
     )
     .await;
     assert_eq!(shown, numbers);
@@ -278,24 +268,11 @@ async fn lists_filter_by_state_and_creation_date() {
     assert!(bank.orders("from=2026-03-13").await.is_empty());
 
     // The institution's holds: the cancelled order's hold was voided.
-    let voided = page(
-        &bank
-            .app
-            .get("/v1/institution/holds?state=voided", Some(&bank.desk.token))
-            .await,
-    )
-    .0;
+    let voided = bank.desk_rows("/v1/institution/holds?state=voided").await;
     assert_eq!(voided.len(), 1);
-    let pending = page(
-        &bank
-            .app
-            .get(
-                "/v1/institution/holds?status=pending&from=2026-03-12",
-                Some(&bank.desk.token),
-            )
-            .await,
-    )
-    .0;
+    let pending = bank
+        .desk_rows("/v1/institution/holds?status=pending&from=2026-03-12")
+        .await;
     assert_eq!(pending.len(), 2);
 
     // A state a list does not have is a malformed request.
