@@ -114,6 +114,11 @@ impl Bank {
     /// Places an order a minute after the last; returns its number.
     async fn order(&self) -> String {
         self.app.clock.advance(Duration::minutes(1));
+        self.order_now().await
+    }
+
+    /// Places an order at the clock's current time (as the last, if it did not move).
+    async fn order_now(&self) -> String {
         self.app
             .placed_order(&self.shopper, &self.commodity, 1)
             .await
@@ -336,4 +341,30 @@ async fn an_edited_cursor_or_one_of_another_list_is_refused() {
     );
     assert_eq!(rows.len(), 2);
     assert_eq!(next, None);
+}
+
+/// Orders created at the same instant are told apart by their id: still each once, and the
+/// ones arriving at that instant while paging (newer ids) stay off the later pages.
+#[tokio::test]
+async fn orders_created_at_the_same_instant_page_by_their_id() {
+    let bank = bank().await;
+    for _ in 0..5 {
+        bank.order_now().await;
+    }
+    let all = bank.orders("").await;
+    assert_eq!(all.len(), 5);
+    let (shown, pages) = page_through(
+        &bank.app,
+        &bank.shopper,
+        "/v1/retail/orders?",
+        2,
+        "order_number",
+        async || {
+            bank.order_now().await;
+        },
+    )
+    .await;
+    assert_eq!(shown, all);
+    assert_eq!(pages, 3);
+    assert_eq!(bank.orders("").await.len(), 7);
 }
