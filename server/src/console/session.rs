@@ -84,6 +84,15 @@ impl Session {
         self.principal.ok_or(PageError::SignIn)
     }
 
+    /// Whose idempotency keys this session's forms claim theirs among: the signed-in
+    /// principal's (as its API calls do), or a visitor's session's own (the phone simulator).
+    pub fn claim_scope(&self) -> String {
+        match self.principal {
+            Some(principal) => principal.scope(),
+            None => format!("console-session:{}", self.id_hash),
+        }
+    }
+
     /// May this session read the phone simulator's inbox and answer from it?
     pub fn can_use_phone(&self) -> bool {
         self.phone_access || self.principal.is_some_and(|p| p.role == Role::Operator)
