@@ -449,6 +449,7 @@ impl ConsoleServer {
             WorkerIntervals {
                 outbox_poll: Duration::from_millis(100),
                 timer_poll: Duration::from_millis(500),
+                ..WorkerIntervals::default()
             },
             receiver,
         );

@@ -3,11 +3,17 @@
 //! and the form's hidden fields as the page rendered them (no browser): a double-clicked
 //! "Place order" makes one order and one hold and lands both times on that order's page; the
 //! same for a card an institution issues; the same nonce with other fields is refused with the
-//! runner's 409, and a form without its nonce is refused.
+//! runner's 409, and a form without its nonce is refused. And expired sessions are swept
+//! by the workers' sweep, not only when someone signs in.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use axum::http::StatusCode;
+use chrono::Duration;
+use holdfast_core::ids::PartyId;
+use holdfast_core::parties::Role;
+use holdfast_server::auth::Principal;
+use holdfast_server::console::session::{self, NewSession};
 use holdfast_server::demo;
 use holdfast_tests::TestApp;
 use holdfast_tests::console::Console;
@@ -128,4 +134,42 @@ async fn an_issue_card_form_sent_twice_issues_one_card() {
     );
     let listed = bank.get(first.location.as_deref().unwrap()).await;
     assert_eq!(listed.status, StatusCode::OK, "{}", listed.html);
+}
+
+/// A session as signing in (`principal`) or opening the sign-in page (none) makes it.
+async fn session_of(app: &TestApp, principal: Option<Principal>) {
+    let mut headers = axum::http::HeaderMap::new();
+    headers.insert(axum::http::header::HOST, "127.0.0.1".parse().unwrap());
+    let new = NewSession {
+        principal,
+        ..NewSession::default()
+    };
+    session::create(&app.state, &headers, None, new)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn expired_console_sessions_are_swept_without_anyone_signing_in() {
+    let app = TestApp::spawn().await;
+    let staff = Principal {
+        party: PartyId::from_uuid(uuid::Uuid::now_v7()),
+        role: Role::Operator,
+        card: None,
+    };
+    session_of(&app, None).await;
+    session_of(&app, Some(staff)).await;
+    assert_eq!(app.count_rows("console_sessions").await, 2);
+    assert_eq!(session::sweep_expired(&app.state).await.unwrap(), 0);
+
+    // The visitor's session lasts minutes, the signed-in one hours.
+    app.clock
+        .advance(Duration::minutes(session::VISITOR_TTL_MINUTES));
+    assert_eq!(session::sweep_expired(&app.state).await.unwrap(), 1);
+    assert_eq!(app.count_rows("console_sessions").await, 1);
+
+    app.clock
+        .advance(Duration::hours(session::SIGNED_IN_TTL_HOURS));
+    assert_eq!(session::sweep_expired(&app.state).await.unwrap(), 1);
+    assert_eq!(app.count_rows("console_sessions").await, 0);
 }
