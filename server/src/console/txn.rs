@@ -81,3 +81,26 @@ fn recorded_refusal(status: StatusCode, body: &[u8]) -> PageError {
         Err(e) => PageError::Api(crate::error::ApiError::internal(&e)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_recorded_refusal_is_shown_again_with_its_status_code_and_message() {
+        let body = br#"{"error":{"code":"wrong_code","message":"the code is wrong: 2 tries left","request_id":"r1"}}"#;
+        match recorded_refusal(StatusCode::UNPROCESSABLE_ENTITY, body) {
+            PageError::Recorded(status, notice) => {
+                assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+                assert_eq!(notice.code, "wrong_code");
+                assert_eq!(notice.message, "the code is wrong: 2 tries left");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            recorded_refusal(StatusCode::CONFLICT, b"not json"),
+            PageError::Api(error) if error.status == StatusCode::INTERNAL_SERVER_ERROR
+        ));
+    }
+}
