@@ -22,7 +22,9 @@
 //!
 //! [`AppState::write`] answers with the use case's value as JSON; [`AppState::write_outcome`]
 //! lets it commit a refusal that must be kept (a wrong code counted) and answer with the
-//! error; [`AppState::in_write_txn`] is the same transaction without the HTTP answer, for
+//! error; [`AppState::write_recorded`] is `write_outcome` for a caller that answers in its own
+//! form (a console page keyed by its form's nonce), handing back the value, or on a replay the
+//! value recorded the first time; [`AppState::in_write_txn`] is the same transaction without the HTTP answer, for
 //! handlers that shape their own response and for callers outside a request (the demo, the
 //! bootstrap command, tests).
 //!
@@ -34,11 +36,24 @@
 use crate::error::{ApiError, ApiResult};
 use crate::idempotency::{self, Idempotent, Outcome};
 use crate::state::AppState;
+use axum::body::Bytes;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use holdfast_core::{Core, db};
 use sea_orm::{DatabaseTransaction, DbErr};
 use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// What a keyed write answered, for a caller that shapes its own answer
+/// ([`AppState::write_recorded`]).
+#[derive(Debug)]
+pub enum Recorded<T> {
+    /// The use case's value: from this run, or as the first run of the same request recorded it.
+    Value(T),
+    /// The refusal the first run of the same request committed and recorded: its status and
+    /// the error's JSON body.
+    Refused { status: StatusCode, body: Bytes },
+}
 
 /// Why the idempotent transaction stopped early: either way nothing is committed.
 enum Stop {
@@ -170,5 +185,37 @@ impl AppState {
             Err(Stop::Replay(response)) => Ok(response),
             Err(Stop::Failed(error)) => Err(error),
         }
+    }
+
+    /// [`AppState::write_outcome`] for a caller that answers in its own form (a console page
+    /// answers with a redirect or a page, not JSON): the use case's value is recorded as the
+    /// answer's JSON and handed back; the same request again (its key claimed before) hands
+    /// back the value recorded then, or the refusal recorded then, without running the use
+    /// case. A refusal of this run, and the 409 of a key reused for another request, are the
+    /// error.
+    pub async fn write_recorded<T, F>(
+        &self,
+        request: Idempotent,
+        use_case: F,
+    ) -> ApiResult<Recorded<T>>
+    where
+        T: Serialize + DeserializeOwned,
+        F: AsyncFnOnce(&DatabaseTransaction, &Core) -> ApiResult<Outcome<T>>,
+    {
+        let answer = self
+            .write_outcome(request, StatusCode::OK, use_case)
+            .await?;
+        let status = answer.status();
+        // The answer is the JSON the runner wrote (or read back) in memory: no limit is needed
+        // beyond its own.
+        let body = axum::body::to_bytes(answer.into_body(), usize::MAX)
+            .await
+            .map_err(|e| ApiError::internal(&e))?;
+        if !status.is_success() {
+            return Ok(Recorded::Refused { status, body });
+        }
+        serde_json::from_slice(&body)
+            .map(Recorded::Value)
+            .map_err(|e| ApiError::internal(&e))
     }
 }

@@ -1,5 +1,6 @@
-//! Background work that runs in every server process: delivering the outbox and firing due
-//! timers. Both are safe to run in several processes against one PostgreSQL.
+//! Background work that runs in every server process: delivering the outbox, firing due
+//! timers, and sweeping expired console sessions. All are safe to run in several processes
+//! against one PostgreSQL.
 
 use crate::app::timers::TimerDispatch;
 use crate::state::AppState;
@@ -13,6 +14,8 @@ use tokio::sync::watch;
 pub struct WorkerIntervals {
     pub outbox_poll: Duration,
     pub timer_poll: Duration,
+    /// How often expired console sessions are deleted.
+    pub session_sweep: Duration,
 }
 
 impl Default for WorkerIntervals {
@@ -20,6 +23,7 @@ impl Default for WorkerIntervals {
         WorkerIntervals {
             outbox_poll: Duration::from_millis(500),
             timer_poll: Duration::from_millis(500),
+            session_sweep: Duration::from_secs(60),
         }
     }
 }
@@ -58,14 +62,31 @@ pub async fn deliver_outbox(state: &AppState) -> CoreResult<usize> {
     }
 }
 
-/// Starts both workers; they stop when `shutdown` turns true.
+/// Starts the workers; they stop when `shutdown` turns true.
 pub fn spawn(state: AppState, intervals: WorkerIntervals, shutdown: watch::Receiver<bool>) {
     tokio::spawn(outbox_loop(
         state.clone(),
         intervals.outbox_poll,
         shutdown.clone(),
     ));
-    tokio::spawn(timer_loop(state, intervals.timer_poll, shutdown));
+    tokio::spawn(timer_loop(
+        state.clone(),
+        intervals.timer_poll,
+        shutdown.clone(),
+    ));
+    tokio::spawn(session_sweep_loop(state, intervals.session_sweep, shutdown));
+}
+
+async fn session_sweep_loop(state: AppState, every: Duration, mut shutdown: watch::Receiver<bool>) {
+    while !*shutdown.borrow() {
+        if let Err(error) = crate::console::session::sweep_expired(&state).await {
+            tracing::warn!(%error, "console session sweep failed");
+        }
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
 }
 
 async fn outbox_loop(state: AppState, poll: Duration, mut shutdown: watch::Receiver<bool>) {

@@ -22,6 +22,61 @@ use std::time::Duration;
 /// axe-core, vendored from npm (see tests/assets/README.md).
 const AXE: &str = include_str!("../assets/axe-4.14.1.min.js");
 
+/// What keeps a page from working by keyboard alone, as a list of findings (see
+/// [`Browser::check_keyboard_and_phone_width`]). It moves the focus, and puts it and the
+/// scroll position back.
+const KEYBOARD: &str = r#"
+const describe = el => {
+  const text = (el.getAttribute('aria-label') || el.textContent || el.name || el.id || '').trim().slice(0, 40);
+  return `<${el.tagName.toLowerCase()}${el.id ? '#' + el.id : ''}${el.name ? ' name=' + el.name : ''}> "${text}"`;
+};
+const found = [];
+const before = document.activeElement;
+const scroll = [window.scrollX, window.scrollY];
+for (const el of document.querySelectorAll('[tabindex]')) {
+  if (el.tabIndex > 0) found.push(`positive tabindex ${el.tabIndex} on ${describe(el)}`);
+}
+const controls = 'a[href], button, input:not([type=hidden]), select, textarea, summary, [tabindex]';
+for (const el of document.querySelectorAll(controls)) {
+  if (el.disabled || el.tabIndex < 0) continue;
+  // Not rendered (display: none, a closed <details>): not in the tab order either.
+  if (el.getClientRects().length === 0) continue;
+  if (el.closest('[aria-hidden="true"]')) found.push(`focusable inside aria-hidden: ${describe(el)}`);
+  el.focus({ preventScroll: false });
+  if (document.activeElement !== el) { found.push(`cannot take the focus: ${describe(el)}`); continue; }
+  const box = el.getBoundingClientRect();
+  const style = getComputedStyle(el);
+  if (box.width < 1 || box.height < 1 || style.visibility === 'hidden' || style.opacity === '0'
+      || box.right <= 0 || box.left >= window.innerWidth) {
+    found.push(`focused but not visible: ${describe(el)}`);
+  }
+}
+for (const el of document.querySelectorAll('input:not([type=hidden]):not([type=submit]):not([type=button]), select, textarea')) {
+  if (el.labels.length === 0 && !el.getAttribute('aria-label') && !el.getAttribute('aria-labelledby')) {
+    found.push(`no label: ${describe(el)}`);
+  }
+}
+if (before && before.focus) before.focus({ preventScroll: true }); else document.activeElement.blur();
+window.scrollTo(scroll[0], scroll[1]);
+return found;
+"#;
+
+/// In the phone window: is the page wider than the screen? The findings name the widest
+/// elements that stick out.
+const PHONE_OVERFLOW: &str = r#"
+const width = window.innerWidth;
+const page = document.documentElement.scrollWidth;
+if (page <= width) return [];
+const out = [];
+for (const el of document.querySelectorAll('body *')) {
+  const box = el.getBoundingClientRect();
+  if (box.right > width + 1 && !(el.parentElement && el.parentElement.getBoundingClientRect().right > width + 1)) {
+    out.push(`<${el.tagName.toLowerCase()}${el.className ? '.' + el.className : ''}> reaches ${Math.round(box.right)}px`);
+  }
+}
+return [`the page is ${page}px wide in a ${width}px phone window`].concat(out.slice(0, 8));
+"#;
+
 /// How long a page may take to show what a test waits for (texts arrive through the outbox
 /// worker; htmx polls every 2 s).
 pub const WAIT: Duration = Duration::from_secs(30);
@@ -149,6 +204,7 @@ impl Driver {
         Ok(Browser {
             client,
             base: base.to_owned(),
+            window,
         })
     }
 }
@@ -157,6 +213,8 @@ impl Driver {
 pub struct Browser {
     pub client: Client,
     pub base: String,
+    /// The window it was opened with (the phone-width check returns to it).
+    window: (u32, u32),
 }
 
 /// XPath string literal for `text` (which may hold quotes).
@@ -345,8 +403,58 @@ impl Browser {
         Ok(self.client.current_url().await?.path().to_owned())
     }
 
-    /// Runs axe-core on the page; fails on any violation of impact serious or critical.
+    /// Checks the page as every page must be: axe-core's serious and critical rules, then by
+    /// keyboard and at phone width ([`Browser::check_keyboard_and_phone_width`]).
     pub async fn check_accessibility(&self) -> anyhow::Result<()> {
+        self.check_axe().await?;
+        self.check_keyboard_and_phone_width().await
+    }
+
+    /// Every page works by keyboard alone and at phone width: no positive `tabindex`, every
+    /// control that is shown can take the focus and is visible when it has it (a skip link
+    /// appears), none inside `aria-hidden`, every form control has a label; and in the phone
+    /// window ([`PHONE_WINDOW`]) nothing is wider than the screen
+    /// (`document.documentElement.scrollWidth <= window.innerWidth`; a wide table scrolls
+    /// inside its own region). The window goes back to its size afterwards.
+    pub async fn check_keyboard_and_phone_width(&self) -> anyhow::Result<()> {
+        let mut problems = self.keyboard_problems().await?;
+        if self.window != PHONE_WINDOW {
+            self.client
+                .set_window_size(PHONE_WINDOW.0, PHONE_WINDOW.1)
+                .await?;
+        }
+        let overflow = self.client.execute(PHONE_OVERFLOW, vec![]).await;
+        let at_phone = self.keyboard_problems().await;
+        if self.window != PHONE_WINDOW {
+            self.client
+                .set_window_size(self.window.0, self.window.1)
+                .await?;
+        }
+        let overflow: Vec<String> = serde_json::from_value(overflow?).unwrap_or_default();
+        problems.extend(overflow);
+        problems.extend(
+            at_phone?
+                .into_iter()
+                .map(|p| format!("at phone width: {p}")),
+        );
+        problems.dedup();
+        if !problems.is_empty() {
+            let path = self.current_path().await.unwrap_or_default();
+            bail!(
+                "{path} fails by keyboard or at phone width:\n{}",
+                problems.join("\n")
+            );
+        }
+        Ok(())
+    }
+
+    async fn keyboard_problems(&self) -> anyhow::Result<Vec<String>> {
+        let found = self.client.execute(KEYBOARD, vec![]).await?;
+        Ok(serde_json::from_value(found).unwrap_or_default())
+    }
+
+    /// Runs axe-core on the page; fails on any violation of impact serious or critical.
+    pub async fn check_axe(&self) -> anyhow::Result<()> {
         let loaded = self
             .client
             .execute("return typeof window.axe !== 'undefined';", vec![])
@@ -449,6 +557,7 @@ impl ConsoleServer {
             WorkerIntervals {
                 outbox_poll: Duration::from_millis(100),
                 timer_poll: Duration::from_millis(500),
+                ..WorkerIntervals::default()
             },
             receiver,
         );

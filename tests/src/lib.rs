@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod browser;
+pub mod console;
 pub mod driver;
 pub mod preload;
 pub mod world;
@@ -213,6 +214,21 @@ impl TestApp {
             harness_operator: tokio::sync::OnceCell::new(),
             _storage: database.storage,
         }
+    }
+
+    /// How many rows `table` has.
+    pub async fn count_rows(&self, table: &str) -> i64 {
+        let row = self
+            .state
+            .db
+            .query_one_raw(Statement::from_string(
+                self.backend(),
+                format!("SELECT COUNT(*) FROM {table}"),
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        row.try_get_by_index::<i64>(0).unwrap()
     }
 
     pub fn backend(&self) -> DbBackend {

@@ -1,12 +1,15 @@
 //! The insurance, institution and operator pages in real headless Chromium, pages only (no API
 //! calls): a policy bought, confirmed on the phone, issued, its certificate delivered and its
-//! premium paid to the insurer; an institution's desk; every page checked by axe-core. Skipped,
+//! premium paid to the insurer; an institution's desk; every page checked by axe-core, by
+//! keyboard and at phone width, and every desk role's pages visited for those checks. Skipped,
 //! saying so, when Chromium is not installed — unless `HOLDFAST_REQUIRE_BROWSER=1`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use holdfast_core::parties::Role;
+use holdfast_server::console::nav_for;
 use holdfast_server::demo::{
-    DEMO_PRODUCT, INSTITUTION_USERNAME, INSURER_USERNAME, OPERATOR_USERNAME,
+    CARRIER_USERNAME, DEMO_PRODUCT, INSTITUTION_USERNAME, INSURER_USERNAME, OPERATOR_USERNAME,
     SERVICE_COMPANY_USERNAME, SHOPPER_PHONE, SUPPLIER_USERNAME,
 };
 use holdfast_tests::browser::{Browser, ConsoleServer, DESKTOP_WINDOW, Driver, find_browser};
@@ -412,5 +415,54 @@ async fn an_operator_mediates_a_disputed_order_with_a_split_and_a_penalty() {
     assert!(status.contains("28.87 USD"), "{status}");
     for browser in [phone, shopper, supplier, operator] {
         browser.close().await.unwrap();
+    }
+}
+
+/// Every page in the navigation of the insurer, the service company, the institution, the
+/// operator, the supplier and the carrier works by keyboard alone and at phone width (and
+/// passes axe): `visit` checks each, and in the phone window nothing is wider than the screen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_desk_page_works_by_keyboard_and_at_phone_width() {
+    let Some((chromium, chromedriver)) = find_browser() else {
+        return;
+    };
+    let server = ConsoleServer::start().await.unwrap();
+    let driver = Driver::start(chromium, &chromedriver).await.unwrap();
+    let cast = &server.demo.insurance;
+    for (username, password, role) in [
+        (INSURER_USERNAME, &cast.insurer_password, Role::Insurer),
+        (
+            SERVICE_COMPANY_USERNAME,
+            &cast.service_company_password,
+            Role::Distributor,
+        ),
+        (
+            INSTITUTION_USERNAME,
+            &cast.institution_password,
+            Role::Institution,
+        ),
+        (
+            OPERATOR_USERNAME,
+            &server.demo.operator_password,
+            Role::Operator,
+        ),
+        (
+            SUPPLIER_USERNAME,
+            &server.demo.supplier_password,
+            Role::Supplier,
+        ),
+        (
+            CARRIER_USERNAME,
+            &server.demo.carrier_password,
+            Role::Distributor,
+        ),
+    ] {
+        let desk = signed_in(&driver, &server, username, password).await;
+        for link in nav_for(role) {
+            desk.visit(link.href)
+                .await
+                .unwrap_or_else(|e| panic!("{username} {}: {e:#}", link.href));
+        }
+        desk.close().await.unwrap();
     }
 }

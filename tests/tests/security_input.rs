@@ -309,21 +309,6 @@ async fn with_the_development_flag_the_same_receiver_is_reached() {
 
 // ---- text fields and amounts ---------------------------------------------------------------
 
-async fn count_rows(app: &TestApp, table: &str) -> i64 {
-    use sea_orm::{ConnectionTrait, Statement};
-    let row = app
-        .state
-        .db
-        .query_one_raw(Statement::from_string(
-            app.backend(),
-            format!("SELECT COUNT(*) FROM {table}"),
-        ))
-        .await
-        .unwrap()
-        .unwrap();
-    row.try_get_by_index::<i64>(0).unwrap()
-}
-
 /// Text no field accepts, with the code it gets.
 fn bad_texts() -> Vec<(String, &'static str)> {
     vec![
@@ -348,7 +333,7 @@ async fn bad_commodity_text_is_refused_with_its_code_and_nothing_is_stored() {
     let app = TestApp::spawn().await;
     let operator = app.operator_token().await;
     let (_, supplier) = app.supplier(&operator, "Acme").await;
-    let before = count_rows(&app, "retail_commodities").await;
+    let before = app.count_rows("retail_commodities").await;
     let commodity = |fields: Value| {
         let mut body = json!({"name": "Thing", "price": {"amount": "10.00", "currency": "USD"}});
         for (key, value) in fields.as_object().unwrap() {
@@ -388,7 +373,7 @@ async fn bad_commodity_text_is_refused_with_its_code_and_nothing_is_stored() {
             assert_refused(&reply, code, field);
         }
     }
-    assert_eq!(count_rows(&app, "retail_commodities").await, before);
+    assert_eq!(app.count_rows("retail_commodities").await, before);
     // A description may run over lines; a manufacturer may be empty.
     let fine = app
         .post(
@@ -406,7 +391,7 @@ async fn bad_text_is_refused_on_onboarding_login_webhooks_and_queries() {
     let app = TestApp::spawn().await;
     let operator = app.operator_token().await;
     let (_, supplier) = app.supplier(&operator, "Acme").await;
-    let parties = count_rows(&app, "parties").await;
+    let parties = app.count_rows("parties").await;
     for (text, code) in bad_texts() {
         let username = format!("sup-{}", uuid::Uuid::new_v4().simple());
         let onboard = app
@@ -446,8 +431,8 @@ async fn bad_text_is_refused_on_onboarding_login_webhooks_and_queries() {
         )
         .await;
     assert_refused(&username, "text_invalid_character", "username");
-    assert_eq!(count_rows(&app, "parties").await, parties, "nothing stored");
-    assert_eq!(count_rows(&app, "webhook_endpoints").await, 0);
+    assert_eq!(app.count_rows("parties").await, parties, "nothing stored");
+    assert_eq!(app.count_rows("webhook_endpoints").await, 0);
 
     for (query, code) in [
         ("owner=%00", "text_control_character"),
@@ -489,7 +474,7 @@ async fn amounts_follow_one_grammar_and_refusals_carry_their_code() {
     let app = TestApp::spawn().await;
     let operator = app.operator_token().await;
     let (_, supplier) = app.supplier(&operator, "Acme").await;
-    let before = count_rows(&app, "retail_commodities").await;
+    let before = app.count_rows("retail_commodities").await;
     for (amount, code) in [
         (" 10.00", "amount_invalid"),
         ("10.00 ", "amount_invalid"),
@@ -519,7 +504,7 @@ async fn amounts_follow_one_grammar_and_refusals_carry_their_code() {
             "{reply:?}"
         );
     }
-    assert_eq!(count_rows(&app, "retail_commodities").await, before);
+    assert_eq!(app.count_rows("retail_commodities").await, before);
     let won = app
         .post(
             "/v1/retail/commodities",

@@ -5,6 +5,7 @@
 use super::orders_view::parse_number;
 use super::page::{self, Layout, PageError, PageResult, Posted};
 use super::session::SignedIn;
+use super::txn;
 use super::views;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -149,10 +150,10 @@ async fn record_tracking(
         note,
         order_number,
     };
-    state
-        .in_write_txn(async move |txn, core| {
-            distribution::record_tracking_in_txn(txn, core, principal.party, parcel, entry).await
-        })
-        .await?;
+    txn::write(&state, posted.claim, async move |txn, core| {
+        distribution::record_tracking_in_txn(txn, core, principal.party, parcel, entry).await?;
+        Ok(())
+    })
+    .await?;
     Ok(page::see_other("/carrier"))
 }

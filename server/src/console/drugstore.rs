@@ -12,13 +12,12 @@
 //! only its hash. Another browser claims again (the use case re-issues the secret to the
 //! drugstore that holds the prescription, and the old one stops working).
 
-use super::page::{self, Layout, PageError, PageResult, Posted};
+use super::page::{self, FormClaim, Layout, PageError, PageResult, Posted};
 use super::rx::{self, ListQuery, ListShown, ReceiptShown, Shown};
 use super::session::SignedIn;
 use super::txn;
 use crate::auth::Principal;
-use crate::error::ApiError;
-use crate::idempotency::Outcome;
+use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use askama::Template;
 use axum::Router;
@@ -250,19 +249,21 @@ async fn claim(
             )
         })?),
     };
-    let core = state.core.clone();
-    let claimed = number.clone();
-    let claim = txn::write(&state, move |txn| {
-        Box::pin(async move {
-            let claim = claims::claim_in_txn(txn, &core, &actor, &claimed, card).await?;
-            Ok(Outcome::Done(claim))
-        })
+    // The claim's secret goes to this browser's cookie and is not recorded with the form's
+    // claim: the same form sent again lands on the prescription's page, which offers to claim
+    // again if this browser never got the secret.
+    let mut secret = None;
+    txn::write(&state, posted.claim, async |txn, core| {
+        let claim = claims::claim_in_txn(txn, core, &actor, &number, card).await?;
+        secret = Some(claim.claim_secret);
+        Ok(())
     })
     .await?;
-    Ok(with_cookie(
-        page::see_other(&prescription_path(&number)),
-        secret_cookie(&headers, &number, Some(&claim.claim_secret)),
-    ))
+    let page = page::see_other(&prescription_path(&number));
+    Ok(match secret {
+        Some(secret) => with_cookie(page, secret_cookie(&headers, &number, Some(&secret))),
+        None => page,
+    })
 }
 
 #[derive(Template)]
@@ -465,33 +466,42 @@ async fn content(
     })
 }
 
-/// Runs one of the holder's use cases (with the secret this browser holds) and goes back to
-/// the prescription's page.
+/// What a holder's step is given: the drugstore acting, the prescription, and the secret this
+/// browser holds.
+struct Holder {
+    actor: Actor,
+    number: PrescriptionNumber,
+    secret: Option<String>,
+}
+
+/// Runs one of the holder's use cases (with the secret this browser holds), claimed by the
+/// form's nonce, and goes back to the prescription's page.
 async fn as_holder<F>(
     state: &AppState,
     headers: &HeaderMap,
     posted_by: &Principal,
+    claim: FormClaim,
     raw: &str,
     step: F,
 ) -> PageResult
 where
-    F: for<'t> FnOnce(
-            &'t sea_orm::DatabaseTransaction,
-            holdfast_core::Core,
-            Actor,
-            PrescriptionNumber,
-            Option<String>,
-        ) -> txn::TxnFuture<'t, PrescriptionReceipt>
-        + Send
-        + 'static,
+    F: AsyncFnOnce(
+        &sea_orm::DatabaseTransaction,
+        &holdfast_core::Core,
+        &Holder,
+    ) -> ApiResult<PrescriptionReceipt>,
 {
-    let actor = drugstore(state, posted_by).await?;
-    let number = rx::number(raw)?;
-    let secret = secret_of(headers);
-    let core = state.core.clone();
-    let acted = number.clone();
-    txn::write(state, move |txn| step(txn, core, actor, acted, secret)).await?;
-    Ok(page::see_other(&prescription_path(&number)))
+    let holder = Holder {
+        actor: drugstore(state, posted_by).await?,
+        number: rx::number(raw)?,
+        secret: secret_of(headers),
+    };
+    txn::write(state, claim, async |txn, core| {
+        step(txn, core, &holder).await?;
+        Ok(())
+    })
+    .await?;
+    Ok(page::see_other(&prescription_path(&holder.number)))
 }
 
 #[derive(Deserialize)]
@@ -508,18 +518,16 @@ async fn price(
 ) -> PageResult {
     let currency = Currency::from_str(posted.form.currency.trim()).map_err(CoreError::from)?;
     let amount = Money::parse(posted.form.amount.trim(), currency).map_err(CoreError::from)?;
+    let principal = posted.session.principal()?;
     as_holder(
         &state,
         &headers,
-        &posted.session.principal()?,
+        &principal,
+        posted.claim,
         &raw,
-        move |txn, core, actor, number, secret| {
-            Box::pin(async move {
-                let receipt =
-                    payment::price_in_txn(txn, &core, &actor, &number, secret.as_deref(), amount)
-                        .await?;
-                Ok(Outcome::Done(receipt))
-            })
+        async |txn, core, h| {
+            let secret = h.secret.as_deref();
+            Ok(payment::price_in_txn(txn, core, &h.actor, &h.number, secret, amount).await?)
         },
     )
     .await
@@ -549,24 +557,19 @@ async fn dispense(
         },
         handover: posted.form.handover,
     };
+    let principal = posted.session.principal()?;
     as_holder(
         &state,
         &headers,
-        &posted.session.principal()?,
+        &principal,
+        posted.claim,
         &raw,
-        move |txn, core, actor, number, secret| {
-            Box::pin(async move {
-                let receipt = payment::dispense_in_txn(
-                    txn,
-                    &core,
-                    &actor,
-                    &number,
-                    secret.as_deref(),
-                    dispensing,
-                )
-                .await?;
-                Ok(Outcome::Done(receipt))
-            })
+        async |txn, core, h| {
+            let secret = h.secret.as_deref();
+            Ok(
+                payment::dispense_in_txn(txn, core, &h.actor, &h.number, secret, dispensing)
+                    .await?,
+            )
         },
     )
     .await
@@ -584,24 +587,20 @@ async fn request_payment(
     posted: Posted<PaymentRequestForm>,
 ) -> PageResult {
     let quoted = order_number(&posted.form.order_number)?;
+    let principal = posted.session.principal()?;
     as_holder(
         &state,
         &headers,
-        &posted.session.principal()?,
+        &principal,
+        posted.claim,
         &raw,
-        move |txn, core, actor, number, secret| {
-            Box::pin(async move {
-                let receipt = payment::request_payment_in_txn(
-                    txn,
-                    &core,
-                    &actor,
-                    &number,
-                    secret.as_deref(),
-                    &quoted,
-                )
-                .await?;
-                Ok(Outcome::Done(receipt))
-            })
+        async |txn, core, h| {
+            let secret = h.secret.as_deref();
+            let quoted = &quoted;
+            Ok(
+                payment::request_payment_in_txn(txn, core, &h.actor, &h.number, secret, quoted)
+                    .await?,
+            )
         },
     )
     .await
@@ -616,14 +615,9 @@ async fn hand_back(
     let actor = drugstore(&state, &posted.session.principal()?).await?;
     let number = rx::number(&raw)?;
     let secret = secret_of(&headers);
-    let core = state.core.clone();
-    let handed = number.clone();
-    txn::write(&state, move |txn| {
-        Box::pin(async move {
-            let summary =
-                claims::hand_back_in_txn(txn, &core, &actor, &handed, secret.as_deref()).await?;
-            Ok(Outcome::Done(summary))
-        })
+    txn::write(&state, posted.claim, async |txn, core| {
+        claims::hand_back_in_txn(txn, core, &actor, &number, secret.as_deref()).await?;
+        Ok(())
     })
     .await?;
     // The secret is dead: the browser forgets it too.

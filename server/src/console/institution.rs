@@ -10,7 +10,6 @@ use super::views::{ListNav, ListParams};
 use crate::api::accounts::AccountView;
 use crate::api::cards::CardView;
 use crate::api::institution::HoldView;
-use crate::idempotency::Outcome;
 use crate::state::AppState;
 use askama::Template;
 use axum::Router;
@@ -149,13 +148,9 @@ async fn issue(State(state): State<AppState>, posted: Posted<IssueForm>) -> Page
         },
         seller: form.seller.is_some(),
     };
-    let core = state.core.clone();
-    txn::write(&state, move |txn| {
-        Box::pin(async move {
-            let issued =
-                funding::issue_card_in_txn(txn, &core.clock, principal.party, request).await?;
-            Ok(Outcome::Done(issued.card.id))
-        })
+    txn::write(&state, posted.claim, async |txn, core| {
+        funding::issue_card_in_txn(txn, &core.clock, principal.party, request).await?;
+        Ok(())
     })
     .await?;
     Ok(page::see_other("/institution/cards"))
@@ -170,30 +165,19 @@ async fn change_card(
     PageError::require(&principal, &[Role::Institution])?;
     let institution = principal.party;
     let number = &number;
-    match action.as_str() {
-        "block" => {
-            state
-                .in_write_txn(async |txn, core| {
-                    cards::block_in_txn(txn, &core.clock, number, institution).await
-                })
-                .await?
-        }
-        "unblock" => {
-            state
-                .in_write_txn(async |txn, core| {
-                    cards::unblock_in_txn(txn, &core.clock, number, institution).await
-                })
-                .await?
-        }
-        "replace" => {
-            state
-                .in_write_txn(async |txn, core| {
-                    cards::replace_in_txn(txn, &core.clock, number, institution).await
-                })
-                .await?
-        }
-        _ => return Err(PageError::Api(crate::error::ApiError::not_found("page"))),
-    };
+    if !matches!(action.as_str(), "block" | "unblock" | "replace") {
+        return Err(PageError::Api(crate::error::ApiError::not_found("page")));
+    }
+    txn::write(&state, posted.claim, async |txn, core| {
+        let clock = &core.clock;
+        match action.as_str() {
+            "block" => cards::block_in_txn(txn, clock, number, institution).await?,
+            "unblock" => cards::unblock_in_txn(txn, clock, number, institution).await?,
+            _ => cards::replace_in_txn(txn, clock, number, institution).await?,
+        };
+        Ok(())
+    })
+    .await?;
     Ok(page::see_other("/institution/cards"))
 }
 

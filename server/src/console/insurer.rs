@@ -5,11 +5,10 @@
 //! `…/policies/{policy}/settlement-request`.
 
 use super::forms::{self, label, when};
-use super::page::{self, Layout, PageError, PageResult, Posted};
+use super::page::{self, FormClaim, Layout, PageError, PageResult, Posted};
 use super::session::SignedIn;
 use super::txn;
 use super::views::{ListNav, ListParams};
-use crate::idempotency::Outcome;
 use crate::state::AppState;
 use askama::Template;
 use axum::Router;
@@ -173,7 +172,14 @@ async fn issue(
 ) -> PageResult {
     let principal = posted.session.principal()?;
     PageError::require(&principal, &[Role::Insurer])?;
-    recheck(&state, principal.party, policy, Recheck::Issue).await?;
+    recheck(
+        &state,
+        posted.claim,
+        principal.party,
+        policy,
+        Recheck::Issue,
+    )
+    .await?;
     Ok(page::see_other("/insurer/applications"))
 }
 
@@ -190,25 +196,22 @@ async fn decline(
     let principal = posted.session.principal()?;
     PageError::require(&principal, &[Role::Insurer])?;
     let reason = String::from(posted.form.reason);
-    recheck(&state, principal.party, policy, Recheck::Decline { reason }).await?;
+    let decision = Recheck::Decline { reason };
+    recheck(&state, posted.claim, principal.party, policy, decision).await?;
     Ok(page::see_other("/insurer/applications"))
 }
 
 /// The recheck, in the write transaction its API handler runs it in.
 async fn recheck(
     state: &AppState,
+    claim: FormClaim,
     insurer: PartyId,
     policy: Uuid,
     decision: Recheck,
-) -> Result<PolicyView, PageError> {
-    let core = state.core.clone();
-    txn::write(state, move |txn| {
-        Box::pin(async move {
-            let view =
-                policies::recheck_in_txn(txn, &core, insurer, &PolicyRef::Id(policy), decision)
-                    .await?;
-            Ok(Outcome::Done(view))
-        })
+) -> Result<(), PageError> {
+    txn::write(state, claim, async |txn, core| {
+        policies::recheck_in_txn(txn, core, insurer, &PolicyRef::Id(policy), decision).await?;
+        Ok(())
     })
     .await
 }
@@ -282,11 +285,11 @@ async fn create_product(State(state): State<AppState>, posted: Posted<ProductFor
         grace_days: forms::optional_int(&form.grace_days, "Grace days")?,
         free_look_days: forms::optional_int(&form.free_look_days, "Free-look days")?,
     };
-    state
-        .in_write_txn(async move |txn, core| {
-            products::create_product_in_txn(txn, core, principal.party, new).await
-        })
-        .await?;
+    txn::write(&state, posted.claim, async move |txn, core| {
+        products::create_product_in_txn(txn, core, principal.party, new).await?;
+        Ok(())
+    })
+    .await?;
     Ok(page::see_other("/insurer/products"))
 }
 
@@ -303,11 +306,11 @@ async fn change_product(
     let principal = posted.session.principal()?;
     PageError::require(&principal, &[Role::Insurer])?;
     let active = posted.form.active;
-    state
-        .in_write_txn(async |txn, core| {
-            products::set_active_in_txn(txn, core, principal.party, product, active).await
-        })
-        .await?;
+    txn::write(&state, posted.claim, async |txn, core| {
+        products::set_active_in_txn(txn, core, principal.party, product, active).await?;
+        Ok(())
+    })
+    .await?;
     Ok(page::see_other("/insurer/products"))
 }
 
@@ -360,14 +363,9 @@ async fn request_settlement(
     let number = posted.form.policy_number;
     let installment = forms::optional_int(&posted.form.installment, "Installment")?;
     let insurer = principal.party;
-    let core = state.core.clone();
-    txn::write(&state, move |txn| {
-        Box::pin(async move {
-            let view =
-                policies::request_settlement_in_txn(txn, &core, insurer, &number, installment)
-                    .await?;
-            Ok(Outcome::Done(view))
-        })
+    txn::write(&state, posted.claim, async |txn, core| {
+        policies::request_settlement_in_txn(txn, core, insurer, &number, installment).await?;
+        Ok(())
     })
     .await?;
     Ok(page::see_other("/insurer/premiums"))

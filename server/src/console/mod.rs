@@ -11,7 +11,8 @@
 //! - [`page`]: [`page::Layout`] (title, the role's navigation, the CSRF token), [`page::render`],
 //!   [`page::PageError`] (every use-case error shows the API's stable code and message; a 500
 //!   shows nothing of its cause), and [`page::Posted`], the only way a page accepts a form.
-//! - [`txn`]: runs a `_in_txn` use case in one write transaction (commit, wake the outbox).
+//! - [`txn`]: runs a page's `_in_txn` use case in the runner's write transaction, claimed by
+//!   the form's nonce (the same rendered form sent twice runs it once).
 //! - [`views`]: presentation helpers (enum labels, times, balances lines, timelines, lists:
 //!   `ListParams` (state and date filter, keyset cursor) and `ListNav` (the filter form
 //!   `list_filter.html` and the "Next page" link `list_pager.html`), `money_field` for an amount typed in a form, and the fingerprint
@@ -38,17 +39,19 @@
 //!    public page), checks the role with `PageError::require(&principal, &[Role::…])?`, calls
 //!    the use case's query, and returns `page::render(&MyPage { layout:
 //!    Layout::signed_in("Title", &session, "/path"), … })`.
-//! 3. **Forms**: every `<form method="post">` carries
-//!    `<input type="hidden" name="csrf" value="{{ layout.csrf }}">`. Its handler takes
+//! 3. **Forms**: every `<form method="post">` carries `{% include "console/form_keys.html" %}`:
+//!    the session's CSRF token and a fresh nonce for this form. Its handler takes
 //!    `Posted<MyForm>` as its last argument: that checks the session's CSRF token and the
 //!    Origin header (403 page otherwise) and parses the urlencoded body into `MyForm` (use the
 //!    API's field types, e.g. `holdfast_core::text::Reason`, `Money` via `money_field`, so that
 //!    bad input gets the API's codes). Get the principal with `posted.session.principal()?`,
 //!    check the role, call ONE use case, and answer `page::see_other("/where/the/result/is")`
-//!    (post/redirect/get). A use case that moves money or answers a challenge runs in
-//!    [`txn::write`] with its `_in_txn` form, exactly as the API handler's closure does; keep
-//!    that call in one small function per page so the transaction runner can change in one
-//!    place.
+//!    (post/redirect/get). The use case runs in [`txn::write`] with its `_in_txn` form and the
+//!    form's claim (`posted.claim`), exactly as the API handler's closure does with its
+//!    `Idempotency-Key`; the closure's value (serializable: an order's number, the lines a page
+//!    shows) is recorded, and the page lands by it, so the same form sent again lands in the
+//!    same place without running the use case twice. Only the sign-in forms, the phone
+//!    simulator's key and the drugstore's look-up (a query) post without a claim.
 //! 4. **Route**: add it to the area's `routes()` (paths are axum 0.8's `/{param}`); a new area's
 //!    `routes()` is merged in [`router`].
 //! 5. **Navigation**: add the page to its role's arm in [`nav_for`], and if it is the role's

@@ -5,13 +5,12 @@
 //! penalty) through [`crate::app::mediation`], and the ledger audit.
 
 use super::forms::{self, label, when};
-use super::page::{self, Layout, PageError, PageResult, Posted};
+use super::page::{self, FormClaim, Layout, PageError, PageResult, Posted};
 use super::session::{Session, SignedIn};
 use super::txn;
 use super::views;
 use crate::app::mediation::{self, Decision, Mediated, MediationOrder};
-use crate::error::ApiError;
-use crate::idempotency::Outcome;
+use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use askama::Template;
 use axum::Router;
@@ -32,7 +31,7 @@ use holdfast_core::{BasisPoints, CoreError, Currency};
 use holdfast_pharmacy::parties::{self as pharmacy, HospitalId, NewStaff};
 use holdfast_retail::catalogue::CommissionRate;
 use holdfast_retail::sellers::{self, SellerTerms};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -188,23 +187,18 @@ fn fact(name: &str, value: impl ToString) -> (String, String) {
     (name.to_owned(), value.to_string())
 }
 
-/// The onboarding page again, saying which party was created and how it signs in.
-fn created(
-    session: &Session,
-    what: &str,
-    name: &str,
-    party: impl ToString,
-    username: String,
-) -> PageResult {
-    onboarding(
-        session,
-        vec![
-            fact(what, name),
-            fact("Party id", party),
-            fact("Username", username),
-        ],
-    )
+/// What the onboarding page says of a created party: who, and how it signs in.
+fn created(what: &str, name: &str, party: impl ToString, username: String) -> Facts {
+    vec![
+        fact(what, name),
+        fact("Party id", party),
+        fact("Username", username),
+    ]
 }
+
+/// What was just created, as the onboarding page lists it; recorded with the form's claim, so
+/// the same form sent again shows the same lines (and creates nothing).
+type Facts = Vec<(String, String)>;
 
 /// A rate typed as a decimal fraction ("0.05"), as the API reads it; `None` when blank.
 fn rate(raw: &str) -> Result<Option<CommissionRate>, PageError> {
@@ -235,19 +229,14 @@ async fn onboard_supplier(State(state): State<AppState>, posted: Posted<StaffFor
         commission,
         default_distributor: None,
     };
-    let (party, username, _) = state
-        .in_write_txn(async |txn, core| {
+    let facts = txn::write(&state, posted.claim, async |txn, core| {
+        let (party, username, _) =
             sellers::onboard_supplier_in_txn(txn, core, &form.display_name, credentials, terms)
-                .await
-        })
-        .await?;
-    created(
-        &posted.session,
-        "Supplier",
-        &party.display_name,
-        party.id,
-        username,
-    )
+                .await?;
+        Ok(created("Supplier", &party.display_name, party.id, username))
+    })
+    .await?;
+    onboarding(&posted.session, facts)
 }
 
 #[derive(Deserialize)]
@@ -272,23 +261,16 @@ async fn onboard_shopper(State(state): State<AppState>, posted: Posted<ShopperFo
         delivery_address: forms::optional_field(&form.delivery_address, Address::parse)?
             .map(String::from),
     };
-    let core = state.core.clone();
-    let issued = txn::write(&state, move |txn| {
-        Box::pin(async move {
-            Ok(Outcome::Done(
-                onboarding::onboard_shopper_in_txn(txn, &core, new).await?,
-            ))
-        })
-    })
-    .await?;
-    onboarding(
-        &posted.session,
-        vec![
+    let facts = txn::write(&state, posted.claim, async |txn, core| {
+        let issued = onboarding::onboard_shopper_in_txn(txn, core, new).await?;
+        Ok(vec![
             fact("Shopper's party id", issued.card.holder),
             fact("EC card number", &issued.card.number),
             fact("Prepaid balance", issued.funding.available()),
-        ],
-    )
+        ])
+    })
+    .await?;
+    onboarding(&posted.session, facts)
 }
 
 #[derive(Deserialize)]
@@ -323,20 +305,18 @@ async fn onboard_institution(
         credit_class_caps: Vec::new(),
         card_fee,
     };
-    let (institution, username) = state
-        .in_write_txn(async move |txn, core| {
-            onboarding::create_institution_in_txn(txn, core, new, credentials).await
-        })
-        .await?;
-    onboarding(
-        &posted.session,
-        vec![
+    let facts = txn::write(&state, posted.claim, async move |txn, core| {
+        let (institution, username) =
+            onboarding::create_institution_in_txn(txn, core, new, credentials).await?;
+        Ok(vec![
             fact("Institution", &institution.display_name),
             fact("Party id", institution.party_id),
             fact("Card number prefix", &institution.code),
             fact("Username", username),
-        ],
-    )
+        ])
+    })
+    .await?;
+    onboarding(&posted.session, facts)
 }
 
 async fn onboard_distributor(
@@ -345,21 +325,17 @@ async fn onboard_distributor(
 ) -> PageResult {
     operator_of(&posted.session)?;
     let form = posted.form;
-    let (party, username) = crate::create_staff(
-        &state,
-        Role::Distributor,
-        &form.display_name,
-        &form.username,
-        &form.password,
-    )
+    let credentials = staff_credentials(&state, &form.username, &form.password).await?;
+    let facts = txn::write(&state, posted.claim, async |txn, core| {
+        let role = Role::Distributor;
+        let (party, username) =
+            onboarding::create_staff_in_txn(txn, core, role, &form.display_name, credentials)
+                .await?;
+        let what = "Carrier or service company";
+        Ok(created(what, &party.display_name, party.id, username))
+    })
     .await?;
-    created(
-        &posted.session,
-        "Carrier or service company",
-        &party.display_name,
-        party.id,
-        username,
-    )
+    onboarding(&posted.session, facts)
 }
 
 async fn onboard_insurer(State(state): State<AppState>, posted: Posted<StaffForm>) -> PageResult {
@@ -367,25 +343,19 @@ async fn onboard_insurer(State(state): State<AppState>, posted: Posted<StaffForm
     let form = posted.form;
     let commission = rate(&form.commission_rate)?.map(basis_points).transpose()?;
     let credentials = staff_credentials(&state, &form.username, &form.password).await?;
-    let (party, username) = state
-        .in_write_txn(async |txn, core| {
-            holdfast_insurance::products::onboard_insurer_in_txn(
-                txn,
-                core,
-                &form.display_name,
-                credentials,
-                commission,
-            )
-            .await
-        })
+    let facts = txn::write(&state, posted.claim, async |txn, core| {
+        let (party, username) = holdfast_insurance::products::onboard_insurer_in_txn(
+            txn,
+            core,
+            &form.display_name,
+            credentials,
+            commission,
+        )
         .await?;
-    created(
-        &posted.session,
-        "Insurer",
-        &party.display_name,
-        party.id,
-        username,
-    )
+        Ok(created("Insurer", &party.display_name, party.id, username))
+    })
+    .await?;
+    onboarding(&posted.session, facts)
 }
 
 #[derive(Deserialize)]
@@ -400,19 +370,16 @@ async fn onboard_hospital(
 ) -> PageResult {
     operator_of(&posted.session)?;
     let form = &posted.form;
-    let hospital = state
-        .in_write_txn(async |txn, core| {
-            pharmacy::create_hospital_in_txn(txn, core, &form.name, &form.code).await
-        })
-        .await?;
-    onboarding(
-        &posted.session,
-        vec![
+    let facts = txn::write(&state, posted.claim, async |txn, core| {
+        let hospital = pharmacy::create_hospital_in_txn(txn, core, &form.name, &form.code).await?;
+        Ok(vec![
             fact("Hospital", &hospital.name),
             fact("Hospital id", hospital.hospital_id),
             fact("Code", &hospital.code),
-        ],
-    )
+        ])
+    })
+    .await?;
+    onboarding(&posted.session, facts)
 }
 
 #[derive(Deserialize)]
@@ -433,9 +400,8 @@ impl MemberForm {
     }
 }
 
-fn staff_created(session: &Session, staff: holdfast_pharmacy::parties::StaffCreated) -> PageResult {
+fn staff_created(staff: holdfast_pharmacy::parties::StaffCreated) -> Facts {
     created(
-        session,
         page::role_label(staff.role),
         &staff.display_name,
         staff.party_id,
@@ -455,15 +421,18 @@ async fn onboard_prescriber(
 ) -> PageResult {
     operator_of(&posted.session)?;
     let hospital: HospitalId = id_of(&posted.form.organisation_id, "the hospital")?;
-    let created = pharmacy_staff(
+    let staff = posted.form.staff();
+    let facts = pharmacy_staff(
         &state,
-        posted.form.staff(),
+        posted.claim,
+        staff,
         async move |txn, core, staff| {
-            pharmacy::add_prescriber_in_txn(txn, core, hospital, staff).await
+            let created = pharmacy::add_prescriber_in_txn(txn, core, hospital, staff).await?;
+            Ok(staff_created(created))
         },
     )
     .await?;
-    staff_created(&posted.session, created)
+    onboarding(&posted.session, facts)
 }
 
 async fn onboard_drugstore(State(state): State<AppState>, posted: Posted<StaffForm>) -> PageResult {
@@ -478,17 +447,19 @@ async fn onboard_drugstore(State(state): State<AppState>, posted: Posted<StaffFo
         username: form.username.into(),
         password: form.password.into(),
     };
-    let (drugstore, username) = pharmacy_staff(&state, staff, async move |txn, core, staff| {
-        pharmacy::create_drugstore_in_txn(txn, core, staff, commission).await
-    })
-    .await?;
-    created(
-        &posted.session,
-        "Drugstore",
-        &drugstore.name,
-        drugstore.drugstore_id,
-        username,
+    let facts = pharmacy_staff(
+        &state,
+        posted.claim,
+        staff,
+        async move |txn, core, staff| {
+            let (drugstore, username) =
+                pharmacy::create_drugstore_in_txn(txn, core, staff, commission).await?;
+            let id = drugstore.drugstore_id;
+            Ok(created("Drugstore", &drugstore.name, id, username))
+        },
     )
+    .await?;
+    onboarding(&posted.session, facts)
 }
 
 async fn onboard_pharmacist(
@@ -497,15 +468,18 @@ async fn onboard_pharmacist(
 ) -> PageResult {
     operator_of(&posted.session)?;
     let drugstore: PartyId = id_of(&posted.form.organisation_id, "the drugstore")?;
-    let created = pharmacy_staff(
+    let staff = posted.form.staff();
+    let facts = pharmacy_staff(
         &state,
-        posted.form.staff(),
+        posted.claim,
+        staff,
         async move |txn, core, staff| {
-            pharmacy::add_pharmacist_in_txn(txn, core, drugstore, staff).await
+            let created = pharmacy::add_pharmacist_in_txn(txn, core, drugstore, staff).await?;
+            Ok(staff_created(created))
         },
     )
     .await?;
-    staff_created(&posted.session, created)
+    onboarding(&posted.session, facts)
 }
 
 #[derive(Deserialize)]
@@ -524,29 +498,26 @@ async fn onboard_terminal(
     let form = posted.form;
     let merchant: PartyId = id_of(&form.organisation_id, "the merchant")?;
     let credentials = staff_credentials(&state, &form.username, &form.password).await?;
-    let terminal = state
-        .in_write_txn(async |txn, core| {
-            holdfast_card_present::register_terminal_in_txn(
-                txn,
-                core,
-                merchant,
-                &form.label,
-                credentials,
-            )
-            .await
-        })
+    let facts = txn::write(&state, posted.claim, async |txn, core| {
+        let terminal = holdfast_card_present::register_terminal_in_txn(
+            txn,
+            core,
+            merchant,
+            &form.label,
+            credentials,
+        )
         .await?;
-    onboarding(
-        &posted.session,
-        vec![
+        Ok(vec![
             fact(
                 "Terminal",
                 format!("{} of {}", terminal.label, terminal.merchant_name),
             ),
             fact("Party id", terminal.terminal_id),
             fact("Username", terminal.username),
-        ],
-    )
+        ])
+    })
+    .await?;
+    onboarding(&posted.session, facts)
 }
 
 #[derive(Template)]
@@ -574,7 +545,9 @@ async fn disputes_page(
     })
 }
 
-/// What a mediation paid out, to the cent.
+/// What a mediation paid out, to the cent; recorded with the form's claim, so the same form sent
+/// again shows it again (and pays nothing).
+#[derive(Serialize, Deserialize)]
 struct Payout {
     released_to_seller: String,
     seller_payout: String,
@@ -662,28 +635,20 @@ async fn mediate(
         penalty,
         note: form.note.into(),
     };
-    let core = state.core.clone();
-    let mediated_number = number.clone();
-    let Mediated { case, split, .. } = txn::write(&state, move |txn| {
-        Box::pin(async move {
-            Ok(Outcome::Done(
-                mediation::mediate_in_txn(txn, &core, &mediated_number, order).await?,
-            ))
-        })
-    })
-    .await?;
-    dispute(
-        &posted.session,
-        case,
-        Some(Payout {
+    let payout = txn::write(&state, posted.claim, async |txn, core| {
+        let Mediated { split, .. } = mediation::mediate_in_txn(txn, core, &number, order).await?;
+        Ok(Payout {
             released_to_seller: split.to_seller.to_string(),
             seller_payout: split.seller_net.to_string(),
             commission: split.commission.to_string(),
             institution_fee: split.institution_fee.to_string(),
             penalty: split.penalty.to_string(),
             refunded_to_buyer: split.refund.to_string(),
-        }),
-    )
+        })
+    })
+    .await?;
+    let case = find_case(&state, &number).await?;
+    dispute(&posted.session, case, Some(payout))
 }
 
 /// A new staff member's credentials, hashed before the transaction opens (hashing is slow and
@@ -697,18 +662,20 @@ async fn staff_credentials(
 }
 
 /// Hashes a pharmacy staff member's password, then runs `onboard` with the hashed staff in the
-/// runner's transaction.
-async fn pharmacy_staff<T>(
+/// runner's transaction, claimed by the form's nonce.
+async fn pharmacy_staff(
     state: &AppState,
+    claim: FormClaim,
     staff: NewStaff,
     onboard: impl AsyncFnOnce(
         &sea_orm::DatabaseTransaction,
         &holdfast_core::Core,
         pharmacy::HashedStaff,
-    ) -> holdfast_pharmacy::PharmacyResult<T>,
-) -> Result<T, PageError> {
+    ) -> ApiResult<Facts>,
+) -> Result<Facts, PageError> {
     let staff = staff.hash(&state.core.passwords).await?;
-    Ok(state
-        .in_write_txn(async move |txn, core| onboard(txn, core, staff).await)
-        .await?)
+    txn::write(state, claim, async move |txn, core| {
+        onboard(txn, core, staff).await
+    })
+    .await
 }

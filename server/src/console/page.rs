@@ -1,9 +1,11 @@
 //! What every page shares: the layout's context ([`Layout`]), rendering ([`render`]), the
-//! error page ([`PageError`]), and the checked form extractor ([`Posted`]).
+//! error page ([`PageError`]), and the checked form extractor ([`Posted`]) with the claim of
+//! the form's nonce ([`FormClaim`]).
 
 use super::session::{self, Session};
 use crate::auth::Principal;
 use crate::error::ApiError;
+use crate::idempotency::{IdempotencyKey, Idempotent};
 use crate::state::AppState;
 use askama::Template;
 use axum::body::Bytes;
@@ -50,6 +52,32 @@ impl Layout {
     pub fn signed_in(title: impl Into<String>, session: &Session, current: &str) -> Layout {
         Layout::new(title, Some(session), current)
     }
+
+    /// A fresh nonce for one form of the page (`console/form_keys.html` asks once per form).
+    pub fn nonce(&self) -> String {
+        form_nonce()
+    }
+}
+
+/// The form field that carries a form's nonce: 128 random bits (hex), new each time the form
+/// is rendered. A form that writes claims it as the runner's idempotency key, so the same
+/// rendered form sent twice (a double click, back and send again, a browser's retry) runs its
+/// use case once.
+pub const NONCE_FIELD: &str = "nonce";
+
+/// A new form nonce: 16 random bytes, hex.
+pub fn form_nonce() -> String {
+    use rand::TryRngCore;
+    let mut bytes = [0u8; 16];
+    // As for session ids: the OS source, or ThreadRng (seeded from it) if it fails.
+    if rand::rngs::OsRng.try_fill_bytes(&mut bytes).is_err() {
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
+    }
+    hex::encode(bytes)
+}
+
+fn is_nonce(value: &str) -> bool {
+    value.len() == 32 && value.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// How a role is named on the page.
@@ -83,6 +111,9 @@ pub fn render(template: &impl Template) -> Result<Response, PageError> {
 pub enum PageError {
     SignIn,
     Api(ApiError),
+    /// The refusal the first send of this form got (a wrong code counted), shown again to the
+    /// second: its status, code and message as they were recorded.
+    Recorded(StatusCode, Notice),
 }
 
 impl PageError {
@@ -132,26 +163,35 @@ struct ErrorPage {
 
 /// The error page for `error`.
 pub fn error_page(error: &ApiError) -> Response {
-    let title = match error.status {
+    let body = error.body();
+    let notice = Notice {
+        code: body.error.code,
+        message: body.error.message,
+    };
+    let mut response = notice_page(error.status, notice, body.error.request_id);
+    crate::error::ensure_retry_after(&mut response, error.retry_after_secs);
+    response
+}
+
+/// The error page showing `notice` with `status`.
+fn notice_page(status: StatusCode, notice: Notice, request_id: String) -> Response {
+    let title = match status {
         StatusCode::NOT_FOUND => "Not found",
         StatusCode::FORBIDDEN => "Not allowed",
         StatusCode::UNAUTHORIZED => "Not signed in",
         status if status.is_server_error() => "Something went wrong",
         _ => "That did not work",
     };
-    let body = error.body();
     let page = ErrorPage {
         layout: Layout::new(title, None, ""),
-        code: body.error.code,
-        message: body.error.message,
-        request_id: body.error.request_id,
+        code: notice.code,
+        message: notice.message,
+        request_id,
     };
     let html = page
         .render()
         .unwrap_or_else(|_| format!("<!doctype html><title>{title}</title><p>{title}</p>"));
-    let mut response = (error.status, Html(html)).into_response();
-    crate::error::ensure_retry_after(&mut response, error.retry_after_secs);
-    response
+    (status, Html(html)).into_response()
 }
 
 impl IntoResponse for PageError {
@@ -159,6 +199,9 @@ impl IntoResponse for PageError {
         match self {
             PageError::SignIn => Redirect::to("/sign-in").into_response(),
             PageError::Api(error) => error_page(&error),
+            PageError::Recorded(status, notice) => {
+                notice_page(status, notice, crate::error::current_request_id())
+            }
         }
     }
 }
@@ -180,11 +223,60 @@ pub const CSRF_FIELD: &str = "csrf";
 /// A posted form, accepted only from a page of this site: the session must exist, the hidden
 /// [`CSRF_FIELD`] must equal its token (compared in constant time), and an `Origin` header,
 /// when the browser sends one, must name this host. Anything else gets a 403 page. `T` is
-/// parsed from the same urlencoded body (its own fields; the token is ignored by it).
+/// parsed from the same urlencoded body (its own fields; the token and nonce are ignored by
+/// it). `claim` is what the form's [`NONCE_FIELD`] claims when its page writes.
 #[derive(Debug)]
 pub struct Posted<T> {
     pub session: Session,
     pub form: T,
+    pub claim: FormClaim,
+}
+
+/// What a form's nonce claims in the runner ([`super::txn::write`]): the key `console:<nonce>`
+/// among the signed-in principal's keys (a visitor's session's, for the phone simulator), for
+/// this path and these fields (without the CSRF token and the nonce). `None` when the form sent
+/// no nonce: a page that writes refuses it.
+#[derive(Debug)]
+pub struct FormClaim(Option<Idempotent>);
+
+impl FormClaim {
+    fn of(
+        session: &Session,
+        path: &str,
+        fields: &[(String, String)],
+    ) -> Result<FormClaim, PageError> {
+        let Some((_, nonce)) = fields.iter().find(|(name, _)| name == NONCE_FIELD) else {
+            return Ok(FormClaim(None));
+        };
+        if !is_nonce(nonce) {
+            return Err(PageError::Api(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_form_nonce",
+                "this form's nonce is not one this site wrote: reload the page and send it again",
+            )));
+        }
+        let typed: Vec<&(String, String)> = fields
+            .iter()
+            .filter(|(name, _)| name != CSRF_FIELD && name != NONCE_FIELD)
+            .collect();
+        Ok(FormClaim(Some(Idempotent::new(
+            session.claim_scope(),
+            IdempotencyKey(Some(format!("console:{nonce}"))),
+            &format!("console {path}"),
+            &typed,
+        ))))
+    }
+
+    /// The claim, or the refusal of a writing form sent without its nonce.
+    pub fn required(self) -> Result<Idempotent, PageError> {
+        self.0.ok_or_else(|| {
+            PageError::Api(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "form_nonce_required",
+                "this form has no nonce, so sending it twice could do it twice: reload the page and send it again",
+            ))
+        })
+    }
 }
 
 impl<T: DeserializeOwned + Send> FromRequest<AppState> for Posted<T> {
@@ -193,6 +285,7 @@ impl<T: DeserializeOwned + Send> FromRequest<AppState> for Posted<T> {
     async fn from_request(request: Request, state: &AppState) -> Result<Self, PageError> {
         let (parts, body) = request.into_parts();
         check_origin(&parts.headers)?;
+        let path = parts.uri.path().to_owned();
         let session = session::load(state, &parts.headers).await?.ok_or_else(|| {
             PageError::Api(ApiError::new(
                 StatusCode::FORBIDDEN,
@@ -203,11 +296,12 @@ impl<T: DeserializeOwned + Send> FromRequest<AppState> for Posted<T> {
         let bytes = Bytes::from_request(Request::from_parts(parts, body), state)
             .await
             .map_err(|_| ApiError::invalid("the form could not be read"))?;
-        let presented = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&bytes)
-            .map_err(|_| ApiError::invalid("the form could not be read"))?
-            .into_iter()
+        let fields = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&bytes)
+            .map_err(|_| ApiError::invalid("the form could not be read"))?;
+        let presented = fields
+            .iter()
             .find(|(name, _)| name == CSRF_FIELD)
-            .map(|(_, value)| value)
+            .map(|(_, value)| value.as_str())
             .unwrap_or_default();
         use subtle::ConstantTimeEq;
         if !bool::from(presented.as_bytes().ct_eq(session.csrf.as_bytes())) {
@@ -223,7 +317,12 @@ impl<T: DeserializeOwned + Send> FromRequest<AppState> for Posted<T> {
             let code = holdfast_core::text::field_error_code(&message).unwrap_or("invalid_form");
             ApiError::new(StatusCode::BAD_REQUEST, code, message)
         })?;
-        Ok(Posted { session, form })
+        let claim = FormClaim::of(&session, &path, &fields)?;
+        Ok(Posted {
+            session,
+            form,
+            claim,
+        })
     }
 }
 

@@ -11,7 +11,6 @@ use super::session::SignedIn;
 use super::txn;
 use crate::auth::Principal;
 use crate::error::ApiError;
-use crate::idempotency::Outcome;
 use crate::state::AppState;
 use askama::Template;
 use axum::Router;
@@ -170,13 +169,9 @@ async fn pay(
         method: posted.form.method,
         installment_months,
     };
-    let core = state.core.clone();
-    let paid = number.clone();
-    txn::write(&state, move |txn| {
-        Box::pin(async move {
-            let receipt = payment::choose_payment_in_txn(txn, &core, &actor, &paid, choice).await?;
-            Ok(Outcome::Done(receipt))
-        })
+    txn::write(&state, posted.claim, async |txn, core| {
+        payment::choose_payment_in_txn(txn, core, &actor, &number, choice).await?;
+        Ok(())
     })
     .await?;
     Ok(page::see_other(&format!("/patient/prescriptions/{number}")))

@@ -8,7 +8,7 @@
 //! Behind the simulator inbox's credential: an operator's session, or the simulator key printed
 //! at start, asked for once and remembered in the session. Off (404) with a real gateway.
 
-use super::page::{self, Layout, Notice, PageError, PageResult, Posted};
+use super::page::{self, FormClaim, Layout, Notice, PageError, PageResult, Posted};
 use super::session::{self, MaybeSession, NewSession, Session};
 use super::txn;
 use crate::app::answers::{self, AnswerRoute, VerticalAnswer};
@@ -151,7 +151,7 @@ struct KeyForm {
 /// Checks the simulator key once and remembers it in the session; then shows the phone.
 async fn give_key(State(state): State<AppState>, posted: Posted<KeyForm>) -> PageResult {
     simulator_on(&state)?;
-    let Posted { session, form } = posted;
+    let Posted { session, form, .. } = posted;
     let phone = parse_phone(&form.phone)?;
     if !session.can_use_phone() {
         let key = state.simulator_key.as_ref().ok_or(PageError::SignIn)?;
@@ -268,14 +268,23 @@ async fn answer(
     posted: Posted<AnswerForm>,
 ) -> PageResult {
     simulator_on(&state)?;
-    let Posted { session, form } = posted;
+    let Posted {
+        session,
+        form,
+        claim,
+    } = posted;
     if !session.can_use_phone() {
         return Err(PageError::forbidden("the phone needs the simulator key"));
     }
     let phone = parse_phone(&raw)?;
-    match answer_challenge(&state, &phone, &form).await {
+    match answer_challenge(&state, &phone, &form, claim).await {
         Ok(()) => Ok(page::see_other(&format!("/phone/{}", phone.e164()))),
-        Err(PageError::Api(error)) => {
+        Err(refused @ (PageError::Api(_) | PageError::Recorded(..))) => {
+            let (status, notice) = match refused {
+                PageError::Api(error) => (error.status, Notice::from(&error)),
+                PageError::Recorded(status, notice) => (status, notice),
+                PageError::SignIn => return Err(PageError::SignIn),
+            };
             let (texts, version) = texts_of(&state, &phone).await?;
             let mut response = page::render(&PhonePage {
                 layout: Layout::new(format!("Phone {}", phone.e164()), Some(&session), "/phone"),
@@ -283,9 +292,9 @@ async fn answer(
                 texts,
                 version,
                 csrf: session.csrf.clone(),
-                notice: Some(Notice::from(&error)),
+                notice: Some(notice),
             })?;
-            *response.status_mut() = error.status;
+            *response.status_mut() = status;
             Ok(response.into_response())
         }
         Err(other) => Err(other),
@@ -298,6 +307,7 @@ async fn answer_challenge(
     state: &AppState,
     phone: &PhoneNumber,
     form: &AnswerForm,
+    claim: FormClaim,
 ) -> Result<(), PageError> {
     challenge::parse_code(&form.code)?;
     let found = challenge::get_challenge(&state.db, form.challenge_id).await?;
@@ -305,46 +315,41 @@ async fn answer_challenge(
         return Err(PageError::Api(ApiError::not_found("challenge")));
     }
     let (challenge_id, purpose, decision) = (form.challenge_id, found.purpose, form.decision);
-    let code = form.code.trim().to_owned();
-    let core = state.core.clone();
+    let code = form.code.trim();
     match answers::route_of(purpose) {
         AnswerRoute::Login => Err(PageError::Api(ApiError::invalid(
             "a sign-in code is typed on the sign-in page, not answered from the phone",
         ))),
         AnswerRoute::Case => {
-            txn::write(state, move |txn| {
-                Box::pin(async move {
-                    Ok(
-                        match answers::answer_case_in_txn(txn, &core, challenge_id, &code, decision)
-                            .await?
-                        {
-                            AnswerEffect::Applied(..) => Outcome::Done(()),
-                            AnswerEffect::Refused(error) => Outcome::Refused(error.into()),
-                        },
-                    )
-                })
+            txn::write_outcome(state, claim, async |txn, core| {
+                Ok(
+                    match answers::answer_case_in_txn(txn, core, challenge_id, code, decision)
+                        .await?
+                    {
+                        AnswerEffect::Applied(..) => Outcome::Done(()),
+                        AnswerEffect::Refused(error) => Outcome::Refused(error.into()),
+                    },
+                )
             })
             .await
         }
         AnswerRoute::Vertical => {
-            txn::write(state, move |txn| {
-                Box::pin(async move {
-                    Ok(
-                        match answers::answer_vertical_in_txn(
-                            txn,
-                            &core,
-                            purpose,
-                            challenge_id,
-                            &code,
-                            decision,
-                        )
-                        .await?
-                        {
-                            VerticalAnswer::Applied(_) => Outcome::Done(()),
-                            VerticalAnswer::Refused(error) => Outcome::Refused(error.into()),
-                        },
+            txn::write_outcome(state, claim, async |txn, core| {
+                Ok(
+                    match answers::answer_vertical_in_txn(
+                        txn,
+                        core,
+                        purpose,
+                        challenge_id,
+                        code,
+                        decision,
                     )
-                })
+                    .await?
+                    {
+                        VerticalAnswer::Applied(_) => Outcome::Done(()),
+                        VerticalAnswer::Refused(error) => Outcome::Refused(error.into()),
+                    },
+                )
             })
             .await
         }

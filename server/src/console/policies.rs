@@ -7,7 +7,6 @@ use super::page::{self, Layout, PageResult, Posted};
 use super::session::SignedIn;
 use super::txn;
 use super::views;
-use crate::idempotency::Outcome;
 use crate::state::AppState;
 use askama::Template;
 use axum::Router;
@@ -91,13 +90,9 @@ async fn buy(State(state): State<AppState>, posted: Posted<BuyForm>) -> PageResu
     let principal = posted.session.principal()?;
     let card = principal.shopper_card()?;
     let product = posted.form.product_id;
-    let core = state.core.clone();
-    txn::write(&state, move |txn| {
-        Box::pin(async move {
-            let view =
-                policies::purchase_in_txn(txn, &core, principal.party, card, product).await?;
-            Ok(Outcome::Done(view))
-        })
+    txn::write(&state, posted.claim, async |txn, core| {
+        policies::purchase_in_txn(txn, core, principal.party, card, product).await?;
+        Ok(())
     })
     .await?;
     Ok(page::see_other("/policies"))

@@ -5,13 +5,12 @@
 //! prescription's own page shows its receipt and history (no content), so looking at it
 //! writes nothing to the patient's access log.
 
-use super::page::{self, Layout, Notice, PageError, PageResult, Posted};
+use super::page::{self, FormClaim, Layout, Notice, PageError, PageResult, Posted};
 use super::rx::{self, HistoryShown, ListQuery, ListShown, ReceiptShown, Shown};
 use super::session::{Session, SignedIn};
 use super::txn;
 use crate::auth::Principal;
 use crate::error::ApiError;
-use crate::idempotency::Outcome;
 use crate::state::AppState;
 use askama::Template;
 use axum::Router;
@@ -21,7 +20,7 @@ use axum::routing::{get, post};
 use holdfast_core::parties::Role;
 use holdfast_pharmacy::parties::{self, Actor};
 use holdfast_pharmacy::payment;
-use holdfast_pharmacy::prescriptions::{self, NewPrescription, PrescriptionReceipt};
+use holdfast_pharmacy::prescriptions::{self, NewPrescription};
 use std::collections::HashMap;
 
 pub fn routes() -> Router<AppState> {
@@ -224,13 +223,12 @@ fn new_prescription(form: &Form) -> Result<NewPrescription, ApiError> {
 async fn issue(State(state): State<AppState>, posted: Posted<Form>) -> PageResult {
     let actor = prescriber(&state, &posted.session.principal()?).await?;
     let issued = match new_prescription(&posted.form) {
-        Ok(body) => issue_in_txn(&state, actor, body).await,
+        Ok(body) => issue_in_txn(&state, posted.claim, actor, body).await,
         Err(error) => Err(PageError::Api(error)),
     };
     match issued {
-        Ok(receipt) => Ok(page::see_other(&format!(
-            "/prescriber/prescriptions/{}",
-            receipt.prescription_number
+        Ok(number) => Ok(page::see_other(&format!(
+            "/prescriber/prescriptions/{number}"
         ))),
         // The form again, as it was typed, with what went wrong.
         Err(PageError::Api(error)) => {
@@ -249,18 +247,18 @@ async fn issue(State(state): State<AppState>, posted: Posted<Form>) -> PageResul
     }
 }
 
-/// `POST /v1/pharmacy/prescriptions`'s use case, in one write transaction.
+/// `POST /v1/pharmacy/prescriptions`'s use case, in one write transaction claimed by the
+/// form's nonce: the prescription's number is recorded, so the same form sent again lands on
+/// the one prescription.
 async fn issue_in_txn(
     state: &AppState,
+    claim: FormClaim,
     actor: Actor,
     body: NewPrescription,
-) -> Result<PrescriptionReceipt, PageError> {
-    let core = state.core.clone();
-    txn::write(state, move |txn| {
-        Box::pin(async move {
-            let receipt = prescriptions::issue_in_txn(txn, &core, &actor, body).await?;
-            Ok(Outcome::Done(receipt))
-        })
+) -> Result<String, PageError> {
+    txn::write(state, claim, async |txn, core| {
+        let receipt = prescriptions::issue_in_txn(txn, core, &actor, body).await?;
+        Ok(receipt.prescription_number.to_string())
     })
     .await
 }
@@ -322,13 +320,9 @@ async fn cancel(
 ) -> PageResult {
     let actor = prescriber(&state, &posted.session.principal()?).await?;
     let number = rx::number(&raw)?;
-    let core = state.core.clone();
-    let cancelled = number.clone();
-    txn::write(&state, move |txn| {
-        Box::pin(async move {
-            let receipt = payment::cancel_in_txn(txn, &core, &actor, &cancelled).await?;
-            Ok(Outcome::Done(receipt))
-        })
+    txn::write(&state, posted.claim, async |txn, core| {
+        payment::cancel_in_txn(txn, core, &actor, &number).await?;
+        Ok(())
     })
     .await?;
     Ok(page::see_other(&format!(

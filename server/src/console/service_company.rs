@@ -7,7 +7,6 @@ use super::forms::when;
 use super::page::{self, Layout, PageError, PageResult, Posted};
 use super::session::SignedIn;
 use super::txn;
-use crate::idempotency::Outcome;
 use crate::state::AppState;
 use askama::Template;
 use axum::Router;
@@ -82,13 +81,9 @@ async fn received(
 ) -> PageResult {
     let principal = posted.session.principal()?;
     PageError::require(&principal, &[Role::Distributor])?;
-    let core = state.core.clone();
-    txn::write(&state, move |txn| {
-        Box::pin(async move {
-            let task =
-                policies::receive_certificate_in_txn(txn, &core, principal.party, &number).await?;
-            Ok(Outcome::Done(task))
-        })
+    txn::write(&state, posted.claim, async |txn, core| {
+        policies::receive_certificate_in_txn(txn, core, principal.party, &number).await?;
+        Ok(())
     })
     .await?;
     Ok(page::see_other("/certificates"))
@@ -112,20 +107,17 @@ async fn delivered(
         handed_over,
         application_reference,
     } = posted.form;
-    let core = state.core.clone();
-    txn::write(&state, move |txn| {
-        Box::pin(async move {
-            let task = policies::record_documents_in_txn(
-                txn,
-                &core,
-                principal.party,
-                &number,
-                &handed_over,
-                &application_reference,
-            )
-            .await?;
-            Ok(Outcome::Done(task))
-        })
+    txn::write(&state, posted.claim, async |txn, core| {
+        policies::record_documents_in_txn(
+            txn,
+            core,
+            principal.party,
+            &number,
+            &handed_over,
+            &application_reference,
+        )
+        .await?;
+        Ok(())
     })
     .await?;
     Ok(page::see_other("/certificates"))

@@ -12,6 +12,10 @@
 //! A session without a party is a visitor's: it holds the CSRF token of the sign-in forms, a
 //! card login waiting for its code, or the phone simulator's key having been given. Signing in
 //! always issues a new session id (no fixation) and deletes the visitor's row.
+//!
+//! An expired session is never honoured ([`load`] compares with the clock); its row is deleted
+//! by the periodic sweep ([`sweep_expired`], run by [`crate::workers`]), so the table holds the
+//! live sessions only, however rarely anyone signs in.
 
 use super::page::PageError;
 use crate::auth::Principal;
@@ -82,6 +86,15 @@ impl Session {
     /// The signed-in principal, or a redirect to the sign-in page.
     pub fn principal(&self) -> Result<Principal, PageError> {
         self.principal.ok_or(PageError::SignIn)
+    }
+
+    /// Whose idempotency keys this session's forms claim theirs among: the signed-in
+    /// principal's (as its API calls do), or a visitor's session's own (the phone simulator).
+    pub fn claim_scope(&self) -> String {
+        match self.principal {
+            Some(principal) => principal.scope(),
+            None => format!("console-session:{}", self.id_hash),
+        }
     }
 
     /// May this session read the phone simulator's inbox and answer from it?
@@ -184,7 +197,7 @@ pub struct NewSession {
 }
 
 /// Creates a session, replacing `previous` (deleted) if given, and returns it with the
-/// `Set-Cookie` header value for the response. Expired sessions are swept on the way.
+/// `Set-Cookie` header value for the response.
 pub async fn create(
     state: &AppState,
     headers: &HeaderMap,
@@ -211,10 +224,6 @@ pub async fn create(
     };
     let inserted = state
         .in_write_txn(async |txn, _| {
-            row::Entity::delete_many()
-                .filter(row::Column::ExpiresAt.lte(now))
-                .exec(txn)
-                .await?;
             if let Some(previous) = previous {
                 row::Entity::delete_by_id(previous.id_hash.clone())
                     .exec(txn)
@@ -225,6 +234,17 @@ pub async fn create(
         .await?;
     let cookie = set_cookie(headers, &value, ttl.num_seconds());
     Ok((session_of(inserted), cookie))
+}
+
+/// Deletes every session that has expired by the service clock; returns how many. One
+/// statement, no transaction of its own: a session is never revived, so a row that expires
+/// while it runs is simply left for the next sweep.
+pub async fn sweep_expired(state: &AppState) -> Result<u64, sea_orm::DbErr> {
+    let swept = row::Entity::delete_many()
+        .filter(row::Column::ExpiresAt.lte(state.core.clock.now()))
+        .exec(&state.db)
+        .await?;
+    Ok(swept.rows_affected)
 }
 
 /// Ends a session (sign-out): its row is deleted; returns the header that clears the cookie.

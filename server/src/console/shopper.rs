@@ -11,7 +11,6 @@ use super::txn;
 use super::views::{self, AccountLine, PAGE};
 use crate::auth::Principal;
 use crate::error::ApiError;
-use crate::idempotency::Outcome;
 use crate::state::AppState;
 use askama::Template;
 use axum::Router;
@@ -187,18 +186,13 @@ async fn place_order(
     let order = PlaceOrder {
         lines: cart_lines(&posted.form)?,
     };
-    let core = state.core.clone();
-    let view = txn::write(&state, move |txn| {
-        Box::pin(async move {
-            let view = orders::place_order_in_txn(txn, &core, principal.party, card, order).await?;
-            Ok(Outcome::Done(view))
-        })
+    // The order's number is what is recorded: the same cart sent again lands on the same order.
+    let number = txn::write(&state, posted.claim, async |txn, core| {
+        let view = orders::place_order_in_txn(txn, core, principal.party, card, order).await?;
+        Ok(view.order_number.to_string())
     })
     .await?;
-    Ok(page::see_other(&format!(
-        "/shop/orders/{}",
-        view.order_number
-    )))
+    Ok(page::see_other(&format!("/shop/orders/{number}")))
 }
 
 struct OrderLine {
@@ -289,13 +283,9 @@ async fn cancel_order(
     let principal = posted.session.principal()?;
     PageError::require(&principal, &[Role::Shopper])?;
     let number = parse_number(&raw)?;
-    let core = state.core.clone();
-    let cancelled = number.clone();
-    txn::write(&state, move |txn| {
-        Box::pin(async move {
-            let view = orders::cancel_order_in_txn(txn, &core, principal.party, &cancelled).await?;
-            Ok(Outcome::Done(view))
-        })
+    txn::write(&state, posted.claim, async |txn, core| {
+        orders::cancel_order_in_txn(txn, core, principal.party, &number).await?;
+        Ok(())
     })
     .await?;
     Ok(page::see_other(&format!("/shop/orders/{number}")))
@@ -315,11 +305,11 @@ async fn dispute_order(
     PageError::require(&principal, &[Role::Shopper])?;
     let number = parse_number(&raw)?;
     let reason = posted.form.reason.into();
-    state
-        .in_write_txn(async |txn, core| {
-            orders::dispute_order_in_txn(txn, core, principal.party, &number, reason).await
-        })
-        .await?;
+    txn::write(&state, posted.claim, async |txn, core| {
+        orders::dispute_order_in_txn(txn, core, principal.party, &number, reason).await?;
+        Ok(())
+    })
+    .await?;
     Ok(page::see_other(&format!("/shop/orders/{number}")))
 }
 
@@ -331,11 +321,11 @@ async fn renew_confirmation(
     let principal = posted.session.principal()?;
     PageError::require(&principal, &[Role::Shopper])?;
     let number = parse_number(&raw)?;
-    state
-        .in_write_txn(async |txn, core| {
-            orders::renew_settlement_confirmation_in_txn(txn, core, principal.party, &number).await
-        })
-        .await?;
+    txn::write(&state, posted.claim, async |txn, core| {
+        orders::renew_settlement_confirmation_in_txn(txn, core, principal.party, &number).await?;
+        Ok(())
+    })
+    .await?;
     Ok(page::see_other(&format!("/shop/orders/{number}")))
 }
 
@@ -400,11 +390,11 @@ async fn report_lost(
             e.to_string(),
         ))
     })?;
-    state
-        .in_write_txn(async |txn, core| {
-            cards::block_in_txn(txn, &core.clock, &number, principal.party).await
-        })
-        .await?;
+    txn::write(&state, posted.claim, async |txn, core| {
+        cards::block_in_txn(txn, &core.clock, &number, principal.party).await?;
+        Ok(())
+    })
+    .await?;
     Ok(page::see_other("/shop/account"))
 }
 
@@ -499,11 +489,11 @@ async fn arm_approval(State(state): State<AppState>, posted: Posted<ArmForm>) ->
         valid_from: None,
         valid_for_minutes: form.valid_for_minutes,
     };
-    state
-        .in_write_txn(async move |txn, core| {
-            holdfast_card_present::arm_in_txn(txn, core, principal.party, card, request).await
-        })
-        .await?;
+    txn::write(&state, posted.claim, async move |txn, core| {
+        holdfast_card_present::arm_in_txn(txn, core, principal.party, card, request).await?;
+        Ok(())
+    })
+    .await?;
     Ok(page::see_other("/shop/approvals"))
 }
 
@@ -514,10 +504,10 @@ async fn cancel_approval(
 ) -> PageResult {
     let principal = posted.session.principal()?;
     PageError::require(&principal, &[Role::Shopper])?;
-    state
-        .in_write_txn(async |txn, core| {
-            holdfast_card_present::cancel_armed_in_txn(txn, core, principal.party, id).await
-        })
-        .await?;
+    txn::write(&state, posted.claim, async |txn, core| {
+        holdfast_card_present::cancel_armed_in_txn(txn, core, principal.party, id).await?;
+        Ok(())
+    })
+    .await?;
     Ok(page::see_other("/shop/approvals"))
 }

@@ -126,7 +126,7 @@ async fn sign_in_with_password(
     ClientAddress(client): ClientAddress,
     posted: Posted<PasswordForm>,
 ) -> PageResult {
-    let Posted { session, form } = posted;
+    let Posted { session, form, .. } = posted;
     let party = match password_login(&state, client, &form).await {
         Ok(party) => party,
         Err(error) => return refused(&session, &error, form.username, String::new()),
@@ -166,7 +166,7 @@ struct CardForm {
 }
 
 async fn start_card_sign_in(State(state): State<AppState>, posted: Posted<CardForm>) -> PageResult {
-    let Posted { session, form } = posted;
+    let Posted { session, form, .. } = posted;
     let started = match CardNumber::parse(form.card_number.trim()) {
         Ok(number) => state
             .in_write_txn(async |txn, core| {
@@ -216,7 +216,7 @@ async fn answer_code(
     headers: HeaderMap,
     posted: Posted<CodeForm>,
 ) -> PageResult {
-    let Posted { session, form } = posted;
+    let Posted { session, form, .. } = posted;
     let Some(challenge) = session.pending_login else {
         return Ok(page::see_other("/sign-in"));
     };

@@ -6,13 +6,12 @@
 //! address: the order views of the use cases say so.
 
 use super::orders_view::{self, OrderStatus, Shown, lines_of, parse_number};
-use super::page::{self, Layout, Notice, PageError, PageResult, Posted};
+use super::page::{self, FormClaim, Layout, Notice, PageError, PageResult, Posted};
 use super::session::SignedIn;
 use super::txn;
 use super::views::{self, AccountLine, PAGE};
 use crate::auth::Principal;
 use crate::error::ApiError;
-use crate::idempotency::Outcome;
 use crate::state::AppState;
 use askama::Template;
 use axum::Router;
@@ -194,11 +193,11 @@ async fn choose_carrier(
     supplier(&principal)?;
     let number = parse_number(&raw)?;
     let carrier = posted.form.distributor_id;
-    state
-        .in_write_txn(async |txn, core| {
-            orders::assign_carrier_in_txn(txn, core, principal.party, &number, carrier).await
-        })
-        .await?;
+    txn::write(&state, posted.claim, async |txn, core| {
+        orders::assign_carrier_in_txn(txn, core, principal.party, &number, carrier).await?;
+        Ok(())
+    })
+    .await?;
     Ok(page::see_other(&format!("/supplier/orders/{number}")))
 }
 
@@ -218,15 +217,9 @@ async fn request_settlement(
     supplier(&principal)?;
     let number = parse_number(&raw)?;
     let amount = views::money_field(&posted.form.amount, &posted.form.currency)?;
-    let core = state.core.clone();
-    let requested = number.clone();
-    txn::write(&state, move |txn| {
-        Box::pin(async move {
-            let view =
-                orders::request_settlement_in_txn(txn, &core, principal.party, &requested, amount)
-                    .await?;
-            Ok(Outcome::Done(view))
-        })
+    txn::write(&state, posted.claim, async |txn, core| {
+        orders::request_settlement_in_txn(txn, core, principal.party, &number, amount).await?;
+        Ok(())
     })
     .await?;
     Ok(page::see_other(&format!("/supplier/orders/{number}")))
@@ -251,14 +244,9 @@ async fn refuse_order(
         .reason
         .map(String::from)
         .filter(|r| !r.trim().is_empty());
-    let core = state.core.clone();
-    let refused = number.clone();
-    txn::write(&state, move |txn| {
-        Box::pin(async move {
-            let view =
-                orders::refuse_order_in_txn(txn, &core, principal.party, &refused, reason).await?;
-            Ok(Outcome::Done(view))
-        })
+    txn::write(&state, posted.claim, async |txn, core| {
+        orders::refuse_order_in_txn(txn, core, principal.party, &number, reason).await?;
+        Ok(())
     })
     .await?;
     Ok(page::see_other(&format!("/supplier/orders/{number}")))
@@ -342,11 +330,11 @@ async fn new_commodity(
         price,
         audience: form.audience,
     };
-    state
-        .in_write_txn(async move |txn, core| {
-            catalogue::create_commodity_in_txn(txn, core, principal.party, commodity).await
-        })
-        .await?;
+    txn::write(&state, posted.claim, async move |txn, core| {
+        catalogue::create_commodity_in_txn(txn, core, principal.party, commodity).await?;
+        Ok(())
+    })
+    .await?;
     Ok(page::see_other("/supplier/goods"))
 }
 
@@ -374,11 +362,11 @@ async fn change_commodity(
         audience: None,
         active: Some(form.on_sale.is_some()),
     };
-    state
-        .in_write_txn(async move |txn, _| {
-            catalogue::update_commodity_in_txn(txn, principal.party, id, change).await
-        })
-        .await?;
+    txn::write(&state, posted.claim, async move |txn, _| {
+        catalogue::update_commodity_in_txn(txn, principal.party, id, change).await?;
+        Ok(())
+    })
+    .await?;
     Ok(page::see_other("/supplier/goods"))
 }
 
@@ -415,7 +403,8 @@ async fn change_display_name(
     state: &AppState,
     party: PartyId,
     form: &ProfileForm,
-) -> Result<(), ApiError> {
+    claim: FormClaim,
+) -> Result<(), PageError> {
     parties::verify_second_password(
         &state.db,
         &state.core.passwords,
@@ -423,21 +412,20 @@ async fn change_display_name(
         &form.second_password,
     )
     .await?;
-    state
-        .in_write_txn(async |txn, _| {
-            parties::change_display_name_in_txn(txn, party, &form.display_name).await
-        })
-        .await?;
-    Ok(())
+    txn::write(state, claim, async |txn, _| {
+        parties::change_display_name_in_txn(txn, party, &form.display_name).await?;
+        Ok(())
+    })
+    .await
 }
 
 async fn change_profile(State(state): State<AppState>, posted: Posted<ProfileForm>) -> PageResult {
     let principal = posted.session.principal()?;
     supplier(&principal)?;
-    let changed = change_display_name(&state, principal.party, &posted.form).await;
+    let changed = change_display_name(&state, principal.party, &posted.form, posted.claim).await;
     match changed {
-        Ok(_) => Ok(page::see_other("/supplier/profile")),
-        Err(error) => {
+        Ok(()) => Ok(page::see_other("/supplier/profile")),
+        Err(PageError::Api(error)) => {
             let mut response = page::render(&ProfileTemplate {
                 layout: Layout::signed_in(
                     "Information change",
@@ -450,6 +438,7 @@ async fn change_profile(State(state): State<AppState>, posted: Posted<ProfileFor
             *response.status_mut() = error.status;
             Ok(response)
         }
+        Err(other) => Err(other),
     }
 }
 
@@ -535,13 +524,17 @@ async fn register_webhook(
     supplier(&principal)?;
     let policy = state.webhook_policy;
     let url = &posted.form.url;
-    let registered = state
-        .in_write_txn(async |txn, core| {
-            webhooks::register_in_txn(txn, &core.clock, principal.party, url, policy).await
-        })
-        .await?;
-    // The signing secret is shown this once, on the page that answers the form.
-    render_webhooks(&state, &posted.session, &principal, Some(registered.secret)).await
+    // The signing secret is shown this once, on the page that answers the form; it is not
+    // recorded with the form's claim, so the same form sent again lands on the page without it.
+    let mut secret = None;
+    txn::write(&state, posted.claim, async |txn, core| {
+        let registered =
+            webhooks::register_in_txn(txn, &core.clock, principal.party, url, policy).await?;
+        secret = Some(registered.secret);
+        Ok(())
+    })
+    .await?;
+    render_webhooks(&state, &posted.session, &principal, secret).await
 }
 
 async fn deactivate_webhook(
@@ -551,8 +544,10 @@ async fn deactivate_webhook(
 ) -> PageResult {
     let principal = posted.session.principal()?;
     supplier(&principal)?;
-    state
-        .in_write_txn(async |txn, _| webhooks::deactivate_in_txn(txn, principal.party, id).await)
-        .await?;
+    txn::write(&state, posted.claim, async |txn, _| {
+        webhooks::deactivate_in_txn(txn, principal.party, id).await?;
+        Ok(())
+    })
+    .await?;
     Ok(page::see_other("/supplier/webhooks"))
 }
