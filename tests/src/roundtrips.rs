@@ -138,6 +138,9 @@ impl Counter {
     /// runs the call on the caller's task) and returns its tally.
     pub async fn count<T>(&self, call: impl Future<Output = T>) -> (T, Tally) {
         let _ = self.take();
+        if std::env::var_os("ROUNDTRIPS_SQL").is_some() {
+            eprintln!("-- call");
+        }
         let spans = Arc::new(TransactionSpans::default());
         let value = {
             let _guard = tracing::subscriber::set_default(spans.clone());
