@@ -8,16 +8,18 @@
 use holdfast_tests::TestApp;
 use holdfast_tests::roundtrips::{self, CALLS};
 
-/// (call, most round trips, most commits), today's figures: lower them as calls get cheaper.
-/// Before the first cuts (issue 15): 31, 26, 4, 20, 18, 7, 30 — 136 a lifecycle.
-const BOUNDS: [(&str, u64, u64); 7] = [
-    ("place_order", 27, 1),
-    ("approve_order", 20, 1),
-    ("find_parcel", 3, 0),
-    ("record_delivery", 18, 1),
-    ("request_settlement", 16, 1),
-    ("view_order", 6, 0),
-    ("approve_settlement", 27, 1),
+/// (call, most round trips on SQLite, on PostgreSQL, most commits), today's figures: lower
+/// them as calls get cheaper. Before the first cuts (issue 15), on both: 31, 26, 4, 20, 18, 7,
+/// 30 — 136 a lifecycle. PostgreSQL writes a party's event and finds its webhooks in one
+/// statement (a data-modifying CTE, which SQLite lacks).
+const BOUNDS: [(&str, u64, u64, u64); 7] = [
+    ("place_order", 27, 26, 1),
+    ("approve_order", 20, 18, 1),
+    ("find_parcel", 3, 3, 0),
+    ("record_delivery", 18, 17, 1),
+    ("request_settlement", 16, 15, 1),
+    ("view_order", 6, 6, 0),
+    ("approve_settlement", 27, 25, 1),
 ];
 
 #[tokio::test]
@@ -27,7 +29,12 @@ async fn each_call_of_a_retail_lifecycle_stays_within_its_round_trips() {
     println!("{}", trace.report());
     assert_eq!(BOUNDS.map(|b| b.0), CALLS);
     let mut over = Vec::new();
-    for (call, most, most_commits) in BOUNDS {
+    for (call, on_sqlite, on_postgres, most_commits) in BOUNDS {
+        let most = if holdfast_tests::on_postgres() {
+            on_postgres
+        } else {
+            on_sqlite
+        };
         let tally = trace.call(call);
         if tally.round_trips() > most || tally.commits > most_commits {
             over.push(format!(
