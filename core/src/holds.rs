@@ -15,7 +15,9 @@ use crate::money::{Currency, Money};
 use chrono::{DateTime, Utc};
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveValue::Set, ConnectionTrait, DatabaseTransaction, QueryFilter};
+use sea_orm::{
+    ActiveModelTrait, ConnectionTrait, DatabaseTransaction, IntoActiveModel, QueryFilter,
+};
 use serde::{Deserialize, Serialize};
 use std::str::FromStr;
 use utoipa::ToSchema;
@@ -165,25 +167,29 @@ pub async fn place_hold_in_txn(
         return Err(CoreError::invalid("a hold key has 1 to 160 characters"));
     }
     let id = HoldId::new();
-    let inserted = holds::Entity::insert(holds::ActiveModel {
-        id: Set(id.uuid()),
-        idempotency_key: Set(request.key.clone()),
-        funding_account_id: Set(request.funding_account.uuid()),
-        freezing_account_id: Set(request.freezing_account.uuid()),
-        institution_party_id: Set(request.institution.uuid()),
-        amount: Set(MinorUnits(request.amount.minor())),
-        currency: Set(request.amount.currency().code().to_owned()),
-        mode: Set(request.mode),
-        status: Set(HoldStatus::Pending),
-        expires_at: Set(request.expires_at),
-        posted_amount: Set(None),
-        resolution_key: Set(None),
-        resolved_at: Set(None),
-        created_at: Set(clock.now()),
-    })
-    .on_conflict_do_nothing_on([holds::Column::IdempotencyKey])
-    .exec_without_returning(txn)
-    .await?;
+    let row = holds::Model {
+        id: id.uuid(),
+        idempotency_key: request.key.clone(),
+        funding_account_id: request.funding_account.uuid(),
+        freezing_account_id: request.freezing_account.uuid(),
+        institution_party_id: request.institution.uuid(),
+        amount: MinorUnits(request.amount.minor()),
+        currency: request.amount.currency().code().to_owned(),
+        mode: request.mode,
+        status: HoldStatus::Pending,
+        expires_at: request.expires_at,
+        posted_amount: None,
+        resolution_key: None,
+        resolved_at: None,
+        created_at: clock.now(),
+    };
+    // The hold as written, kept rather than read back after the money moved (the freeze
+    // touches the accounts, never the hold's row).
+    let hold = Hold::try_from(row.clone())?;
+    let inserted = holds::Entity::insert(row.into_active_model().reset_all())
+        .on_conflict_do_nothing_on([holds::Column::IdempotencyKey])
+        .exec_without_returning(txn)
+        .await?;
     if !matches!(inserted, sea_orm::TryInsertResult::Inserted(n) if n > 0) {
         let existing = find_by_key(txn, &request.key).await?;
         let same_terms = existing.funding_account == request.funding_account
@@ -220,7 +226,6 @@ pub async fn place_hold_in_txn(
             ledger::reserve_in_txn(txn, request.funding_account, request.amount).await?;
         }
     }
-    let hold = get_hold(txn, id).await?;
     tell_institution_in_txn(txn, clock, &hold, "hold.placed").await?;
     Ok(Applied::New(hold))
 }
@@ -270,8 +275,9 @@ async fn claim_resolution(
     to: HoldStatus,
     resolution_key: &str,
     posted: Option<Money>,
-) -> CoreResult<Option<()>> {
-    let result = holds::Entity::update_many()
+) -> CoreResult<Option<Hold>> {
+    // The resolved row comes back with the update (RETURNING), for the caller to report.
+    let resolved = holds::Entity::update_many()
         .col_expr(holds::Column::Status, Expr::value(to))
         .col_expr(holds::Column::ResolutionKey, Expr::value(resolution_key))
         .col_expr(holds::Column::ResolvedAt, Expr::value(clock.now()))
@@ -281,9 +287,9 @@ async fn claim_resolution(
         )
         .filter(holds::Column::Id.eq(id.uuid()))
         .filter(holds::Column::Status.eq(HoldStatus::Pending))
-        .exec(txn)
+        .exec_with_returning(txn)
         .await?;
-    Ok((result.rows_affected == 1).then_some(()))
+    resolved.into_iter().next().map(Hold::try_from).transpose()
 }
 
 /// Explains why a hold could not be resolved: a replay of the same resolution is
@@ -328,7 +334,7 @@ pub async fn post_hold_in_txn(
             "the payouts must add up to the posted amount",
         ));
     }
-    if claim_resolution(
+    let Some(posted) = claim_resolution(
         txn,
         clock,
         id,
@@ -337,10 +343,9 @@ pub async fn post_hold_in_txn(
         Some(amount),
     )
     .await?
-    .is_none()
-    {
+    else {
         return already_resolved(txn, id, HoldStatus::Posted, resolution_key).await;
-    }
+    };
 
     if hold.mode == HoldMode::Reserve {
         // Reserved credit is drawn now: the institution pays the posted amount into its
@@ -395,7 +400,6 @@ pub async fn post_hold_in_txn(
         )
         .await?;
     }
-    let posted = get_hold(txn, id).await?;
     tell_institution_in_txn(txn, clock, &posted, "hold.posted").await?;
     Ok(Applied::New(posted))
 }
@@ -439,13 +443,9 @@ async fn release(
     to: HoldStatus,
     resolution_key: &str,
 ) -> CoreResult<Applied<Hold>> {
-    if claim_resolution(txn, clock, id, to, resolution_key, None)
-        .await?
-        .is_none()
-    {
+    let Some(hold) = claim_resolution(txn, clock, id, to, resolution_key, None).await? else {
         return already_resolved(txn, id, to, resolution_key).await;
-    }
-    let hold = get_hold(txn, id).await?;
+    };
     match hold.mode {
         HoldMode::Move => {
             ledger::post_transfer_in_txn(
@@ -469,13 +469,12 @@ async fn release(
             ledger::release_reservation_in_txn(txn, hold.funding_account, hold.amount).await?;
         }
     }
-    let released = get_hold(txn, id).await?;
     let kind = match to {
         HoldStatus::Expired => "hold.expired",
         _ => "hold.voided",
     };
-    tell_institution_in_txn(txn, clock, &released, kind).await?;
-    Ok(Applied::New(released))
+    tell_institution_in_txn(txn, clock, &hold, kind).await?;
+    Ok(Applied::New(hold))
 }
 
 /// Takes the deadline off a pending hold: once the buyer approved, the money stays frozen until

@@ -9,6 +9,7 @@ pub mod browser;
 pub mod console;
 pub mod driver;
 pub mod preload;
+pub mod roundtrips;
 pub mod world;
 
 use axum::Router;
@@ -110,7 +111,12 @@ pub struct TestDatabase {
 
 impl TestDatabase {
     pub async fn create() -> TestDatabase {
-        let (url, storage, pool) = match postgres_url() {
+        TestDatabase::create_on(postgres_url().as_deref()).await
+    }
+
+    /// A fresh database on the PostgreSQL server `postgres_admin` reaches, or a SQLite file.
+    pub async fn create_on(postgres_admin: Option<&str>) -> TestDatabase {
+        let (url, storage, pool) = match postgres_admin.map(str::to_owned) {
             Some(admin_url) => {
                 let name = format!("holdfast_test_{}", uuid::Uuid::new_v4().simple());
                 let admin = Database::connect(&admin_url)
@@ -202,8 +208,41 @@ impl TestApp {
         webhooks: TargetPolicy,
         start: DateTime<Utc>,
     ) -> TestApp {
-        let database = TestDatabase::create().await;
-        let db = open_database(&database.url, database.pool).await.unwrap();
+        TestApp::spawn_on(TestDatabase::create().await, policy, webhooks, start, None).await
+    }
+
+    /// A test app whose every statement, begin and commit is counted
+    /// ([`roundtrips::Counter`]), on the tests' database.
+    pub async fn spawn_counted() -> (TestApp, roundtrips::Counter) {
+        TestApp::spawn_counted_on(postgres_url().as_deref()).await
+    }
+
+    /// [`TestApp::spawn_counted`] on a fresh database of the PostgreSQL server `postgres_admin`
+    /// reaches, or on a SQLite file.
+    pub async fn spawn_counted_on(postgres_admin: Option<&str>) -> (TestApp, roundtrips::Counter) {
+        let counter = roundtrips::Counter::default();
+        let app = TestApp::spawn_on(
+            TestDatabase::create_on(postgres_admin).await,
+            ChallengePolicy::default(),
+            TargetPolicy::AllowPrivate,
+            test_epoch(),
+            Some(&counter),
+        )
+        .await;
+        (app, counter)
+    }
+
+    async fn spawn_on(
+        database: TestDatabase,
+        policy: ChallengePolicy,
+        webhooks: TargetPolicy,
+        start: DateTime<Utc>,
+        counter: Option<&roundtrips::Counter>,
+    ) -> TestApp {
+        let mut db = open_database(&database.url, database.pool).await.unwrap();
+        if let Some(counter) = counter {
+            counter.attach(&mut db);
+        }
         let clock = Clock::manual(start);
         let state =
             simulator_state(db, clock.clone(), SECRET, 3600, policy).with_webhook_policy(webhooks);

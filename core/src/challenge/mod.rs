@@ -452,10 +452,8 @@ pub async fn issue_challenge_in_txn(
         note: Set(new.note.map(|n| n.chars().take(300).collect())),
         terms: Set(new.binding.terms.clone()),
     };
-    challenges::Entity::insert(row)
-        .exec_without_returning(txn)
-        .await?;
-    let challenge = get_challenge(txn, id).await?;
+    // The row as written comes back with the insert (RETURNING): no second read.
+    let challenge = Challenge::try_from(row.insert(txn).await?)?;
     send_code_in_txn(txn, clock, &challenge, &code).await?;
     Ok(challenge)
 }

@@ -11,6 +11,11 @@ pub(super) async fn note_confirmation_in_txn(
     case: CaseId,
     challenge: &Challenge,
 ) -> CoreResult<()> {
+    record_events_in_txn(txn, core, case, vec![confirmation_sent(challenge)]).await
+}
+
+/// The history's entry for a confirmation sent to the phone.
+pub(super) fn confirmation_sent(challenge: &Challenge) -> NewCaseEvent<'static> {
     let detail = format!(
         "{} confirmation sent to the phone: {}, valid until {} UTC",
         challenge.purpose.as_str(),
@@ -21,16 +26,12 @@ pub(super) async fn note_confirmation_in_txn(
             .unwrap_or_default(),
         challenge.expires_at.format("%Y-%m-%d %H:%M")
     );
-    record_event_in_txn(
-        txn,
-        core,
-        case,
-        "confirmation_sent",
-        None,
-        None,
-        Some(detail),
-    )
-    .await
+    NewCaseEvent {
+        kind: "confirmation_sent",
+        from: None,
+        to: None,
+        detail: Some(detail),
+    }
 }
 
 /// Approval of the order: the money stays frozen, no longer on a deadline.
@@ -111,8 +112,22 @@ pub async fn answer_case_challenge_in_txn(
     decision: Decision,
 ) -> CoreResult<AnswerEffect> {
     challenge::parse_code(code)?;
-    // Lock order: the case, then its challenge (as cancelling and the timers do).
     let unlocked = challenge::get_challenge(txn, challenge_id).await?;
+    answer_read_case_challenge_in_txn(txn, core, &unlocked, code, decision).await
+}
+
+/// [`answer_case_challenge_in_txn`] for a caller that has read the challenge already (without
+/// a lock: it is only used to find the case, and is locked and read again after the case).
+pub async fn answer_read_case_challenge_in_txn(
+    txn: &DatabaseTransaction,
+    core: &Core,
+    unlocked: &Challenge,
+    code: &str,
+    decision: Decision,
+) -> CoreResult<AnswerEffect> {
+    challenge::parse_code(code)?;
+    let challenge_id = unlocked.id;
+    // Lock order: the case, then its challenge (as cancelling and the timers do).
     let case_id = unlocked
         .subject
         .map(CaseId::from_uuid)
@@ -369,16 +384,20 @@ pub async fn renew_settlement_confirmation_in_txn(
         .filter(escrow_cases::Column::Id.eq(case.id.uuid()))
         .exec(txn)
         .await?;
-    record_event_in_txn(
+    record_events_in_txn(
         txn,
         core,
         case.id,
-        "settlement_confirmation_renewed",
-        None,
-        None,
-        None,
+        vec![
+            NewCaseEvent {
+                kind: "settlement_confirmation_renewed",
+                from: None,
+                to: None,
+                detail: None,
+            },
+            confirmation_sent(&challenge),
+        ],
     )
     .await?;
-    note_confirmation_in_txn(txn, core, case.id, &challenge).await?;
     Ok(challenge)
 }

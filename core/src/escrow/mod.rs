@@ -441,15 +441,50 @@ pub async fn record_event_in_txn(
     to: Option<CaseState>,
     detail: Option<String>,
 ) -> CoreResult<()> {
-    case_events::Entity::insert(case_events::ActiveModel {
+    record_events_in_txn(
+        txn,
+        core,
+        case,
+        vec![NewCaseEvent {
+            kind,
+            from,
+            to,
+            detail,
+        }],
+    )
+    .await
+}
+
+/// An entry of a case's history, before it is written.
+#[derive(Debug, Clone)]
+pub struct NewCaseEvent<'a> {
+    pub kind: &'a str,
+    pub from: Option<CaseState>,
+    pub to: Option<CaseState>,
+    pub detail: Option<String>,
+}
+
+/// Appends several entries to a case's history in one statement (in order: their ids are
+/// time-ordered as they are made here).
+pub async fn record_events_in_txn(
+    txn: &DatabaseTransaction,
+    core: &Core,
+    case: CaseId,
+    events: Vec<NewCaseEvent<'_>>,
+) -> CoreResult<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let at = core.clock.now();
+    case_events::Entity::insert_many(events.into_iter().map(|event| case_events::ActiveModel {
         id: Set(Uuid::now_v7()),
         case_id: Set(case.uuid()),
-        kind: Set(kind.to_owned()),
-        from_state: Set(from.map(|s| s.as_str().to_owned())),
-        to_state: Set(to.map(|s| s.as_str().to_owned())),
-        detail: Set(detail),
-        at: Set(core.clock.now()),
-    })
+        kind: Set(event.kind.to_owned()),
+        from_state: Set(event.from.map(|s| s.as_str().to_owned())),
+        to_state: Set(event.to.map(|s| s.as_str().to_owned())),
+        detail: Set(event.detail),
+        at: Set(at),
+    }))
     .exec_without_returning(txn)
     .await?;
     Ok(())

@@ -37,6 +37,18 @@ pub async fn open_case_in_txn(
     core: &Core,
     open: OpenCase,
 ) -> CoreResult<(EscrowCase, Challenge)> {
+    let card = cards::get_card(txn, open.payer_card).await?;
+    open_case_with_card_in_txn(txn, core, open, card).await
+}
+
+/// [`open_case_in_txn`] with the payer's card read already in this transaction (by the
+/// caller's own checks): the card is checked again here, not read again.
+pub async fn open_case_with_card_in_txn(
+    txn: &DatabaseTransaction,
+    core: &Core,
+    open: OpenCase,
+    card: cards::Card,
+) -> CoreResult<(EscrowCase, Challenge)> {
     if open.amount.is_zero() {
         return Err(CoreError::invalid("an order must be for more than zero"));
     }
@@ -52,7 +64,7 @@ pub async fn open_case_in_txn(
         ));
     }
     let confirmation = open.confirmation;
-    let (mut case, card) = hold_new_case_in_txn(txn, core, open, Opening::Asking).await?;
+    let (mut case, card) = hold_new_case_in_txn(txn, core, open, card, Opening::Asking).await?;
     let challenge = challenge::issue_challenge_in_txn(
         txn,
         &core.clock,
@@ -78,8 +90,21 @@ pub async fn open_case_in_txn(
         challenge.expires_at,
     )
     .await?;
-    record_event_in_txn(txn, core, case.id, "opened", None, Some(case.state), None).await?;
-    note_confirmation_in_txn(txn, core, case.id, &challenge).await?;
+    record_events_in_txn(
+        txn,
+        core,
+        case.id,
+        vec![
+            NewCaseEvent {
+                kind: "opened",
+                from: None,
+                to: Some(case.state),
+                detail: None,
+            },
+            confirmation::confirmation_sent(&challenge),
+        ],
+    )
+    .await?;
     Ok((case, challenge))
 }
 
@@ -98,13 +123,13 @@ async fn hold_new_case_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
     open: OpenCase,
+    card: cards::Card,
     opening: Opening,
 ) -> CoreResult<(EscrowCase, cards::Card)> {
     let clock = &core.clock;
     let currency = open.amount.currency();
-    let card = cards::get_card(txn, open.payer_card).await?;
     card.ensure_active()?;
-    if card.holder != open.payer {
+    if card.id != open.payer_card || card.holder != open.payer {
         return Err(CoreError::Forbidden("the card belongs to someone else"));
     }
     let funding = ledger::get_account(txn, card.funding_account).await?;
@@ -284,7 +309,8 @@ pub async fn open_preauthorised_case_in_txn(
             "a case is for more than zero, with a commission less than its amount",
         ));
     }
-    let (case, _) = hold_new_case_in_txn(txn, core, open, Opening::Preauthorised).await?;
+    let card = cards::get_card(txn, open.payer_card).await?;
+    let (case, _) = hold_new_case_in_txn(txn, core, open, card, Opening::Preauthorised).await?;
     insert_case_in_txn(txn, &case).await?;
     record_event_in_txn(
         txn,

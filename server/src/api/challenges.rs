@@ -12,7 +12,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
-use holdfast_core::challenge::{self, ChallengePurpose, Decision};
+use holdfast_core::challenge::{self, Challenge, ChallengePurpose, Decision};
 use holdfast_core::escrow::{AnswerEffect, CaseOutcome, CaseState};
 use holdfast_core::ids::ChallengeId;
 use holdfast_core::login::{self, LoginEffect};
@@ -71,7 +71,7 @@ pub async fn answer(
         AnswerRoute::Vertical => {
             answer_vertical(&state, challenge_id, found.purpose, body, key).await
         }
-        AnswerRoute::Case => answer_case(&state, challenge_id, found.purpose, body, key).await,
+        AnswerRoute::Case => answer_case(&state, found, body, key).await,
     }
 }
 
@@ -127,13 +127,15 @@ pub struct VerticalAnswered {
 }
 
 /// Answers an order or settlement confirmation, from the API or the phone provider's webhook.
+/// `found` is the challenge as read (without a lock) to route the answer: the use case locks
+/// and reads it again, and uses the first read only to find its case.
 pub async fn answer_case(
     state: &AppState,
-    challenge_id: ChallengeId,
-    purpose: ChallengePurpose,
+    found: Challenge,
     body: ChallengeAnswer,
     key: IdempotencyKey,
 ) -> ApiResult<Response> {
+    let (challenge_id, purpose) = (found.id, found.purpose);
     state
         .write_outcome(
             Idempotent::new(
@@ -145,7 +147,7 @@ pub async fn answer_case(
             StatusCode::OK,
             async move |txn, core| {
                 let effect =
-                    answers::answer_case_in_txn(txn, core, challenge_id, &body.code, body.decision)
+                    answers::answer_read_case_in_txn(txn, core, &found, &body.code, body.decision)
                         .await?;
                 Ok(match effect {
                     AnswerEffect::Applied(case, outcome) => Outcome::Done(ChallengeAnswered {

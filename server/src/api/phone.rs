@@ -144,8 +144,6 @@ pub async fn inbound(
             challenges::answer_vertical(&state, reply.challenge_id, found.purpose, answer, key)
                 .await
         }
-        AnswerRoute::Case => {
-            challenges::answer_case(&state, reply.challenge_id, found.purpose, answer, key).await
-        }
+        AnswerRoute::Case => challenges::answer_case(&state, found, answer, key).await,
     }
 }

@@ -43,11 +43,25 @@ pub async fn answer_case_in_txn(
     code: &str,
     decision: Decision,
 ) -> AppResult<AnswerEffect> {
-    if let Some(vertical) = vertical_of(txn, challenge_id).await? {
-        lock_before_case_in_txn(txn, vertical, challenge_id).await?;
+    let unlocked = challenge::get_challenge(txn, challenge_id).await?;
+    answer_read_case_in_txn(txn, core, &unlocked, code, decision).await
+}
+
+/// [`answer_case_in_txn`] for a caller that read the challenge already, without a lock (the
+/// API handler, to route the answer): only its purpose and subject are used before it is
+/// locked and read again, and neither ever changes.
+pub async fn answer_read_case_in_txn(
+    txn: &DatabaseTransaction,
+    core: &Core,
+    unlocked: &Challenge,
+    code: &str,
+    decision: Decision,
+) -> AppResult<AnswerEffect> {
+    if let Some(vertical) = vertical_of(txn, unlocked).await? {
+        lock_before_case_in_txn(txn, vertical, unlocked.id).await?;
     }
     let effect =
-        escrow::answer_case_challenge_in_txn(txn, core, challenge_id, code, decision).await?;
+        escrow::answer_read_case_challenge_in_txn(txn, core, unlocked, code, decision).await?;
     if let AnswerEffect::Applied(case, outcome) = &effect {
         after_case_answer_in_txn(txn, core, case, *outcome).await?;
     }
@@ -58,10 +72,9 @@ pub async fn answer_case_in_txn(
 /// read without a lock.
 async fn vertical_of(
     txn: &DatabaseTransaction,
-    challenge_id: ChallengeId,
+    challenge: &Challenge,
 ) -> AppResult<Option<Vertical>> {
-    let Challenge { subject, .. } = challenge::get_challenge(txn, challenge_id).await?;
-    let Some(subject) = subject else {
+    let Some(subject) = challenge.subject else {
         return Ok(None);
     };
     match escrow::get_case(txn, CaseId::from_uuid(subject)).await {

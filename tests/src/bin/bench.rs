@@ -58,6 +58,7 @@ fn ms(d: Duration) -> f64 {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    print_round_trips(args.postgres.clone())?;
     let workdir = tempfile::tempdir()?;
     let run = std::process::id();
     let store = driver::fresh_store(
@@ -232,6 +233,29 @@ async fn main() -> anyhow::Result<()> {
         db.execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
             .await?;
     }
+    Ok(())
+}
+
+/// Prints what each call of one lifecycle costs the database (statements, begins, commits,
+/// round trips), counted in process on a database of the same kind, one call at a time: the
+/// same figures every run, however busy the machine. On a thread and runtime of its own, so
+/// that every statement of a call runs on the thread that counts it.
+fn print_round_trips(postgres_admin: Option<String>) -> anyhow::Result<()> {
+    let report = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(async move {
+            let (app, counter) =
+                holdfast_tests::TestApp::spawn_counted_on(postgres_admin.as_deref()).await;
+            let trace = holdfast_tests::roundtrips::trace_lifecycle(&app, &counter).await;
+            anyhow::Ok(trace.report())
+        })
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("the round-trip trace panicked"))??;
+    println!("Database round trips per call (one client, in process, after a warm-up lifecycle)");
+    print!("{report}");
     Ok(())
 }
 

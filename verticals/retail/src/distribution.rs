@@ -299,9 +299,14 @@ pub async fn parcels_of(
     page: &Page,
 ) -> RetailResult<Paged<ParcelView>> {
     let mut query = parcels::Entity::find();
+    // Filtered by order number, the case is read once here, not again for the view.
+    let mut known_case = None;
     if let Some(number) = order {
         match escrow::find_case_by_number(db, number).await? {
-            Some(case) => query = query.filter(parcels::Column::CaseId.eq(case.id.uuid())),
+            Some(case) => {
+                query = query.filter(parcels::Column::CaseId.eq(case.id.uuid()));
+                known_case = Some(case);
+            }
             None => return Ok(Paged::empty()),
         }
     }
@@ -321,7 +326,15 @@ pub async fn parcels_of(
     let rows = page.finish(rows, |row| (row.created_at, row.id));
     let mut views = Vec::with_capacity(rows.items.len());
     for row in rows.items {
-        views.push(view_of(db, row).await?);
+        let order_number = match &known_case {
+            Some(case) if case.id.uuid() == row.case_id => case.order_number.clone(),
+            _ => {
+                escrow::get_case(db, holdfast_core::ids::CaseId::from_uuid(row.case_id))
+                    .await?
+                    .order_number
+            }
+        };
+        views.push(view_of(db, row, order_number).await?);
     }
     Ok(Paged {
         items: views,
@@ -329,11 +342,15 @@ pub async fn parcels_of(
     })
 }
 
-async fn view_of(db: &impl ConnectionTrait, row: parcels::Model) -> RetailResult<ParcelView> {
-    let case = escrow::get_case(db, holdfast_core::ids::CaseId::from_uuid(row.case_id)).await?;
+/// The parcel as its carrier sees it; `order_number` is its case's (which the caller has).
+async fn view_of(
+    db: &impl ConnectionTrait,
+    row: parcels::Model,
+    order_number: OrderNumber,
+) -> RetailResult<ParcelView> {
     Ok(ParcelView {
         parcel_id: ParcelId::from_uuid(row.id),
-        order_number: case.order_number,
+        order_number,
         tracking: tracking_of(db, row.id).await?,
         destination: row.destination,
         status: row.status,
@@ -436,7 +453,8 @@ pub async fn record_tracking_in_txn(
     })
     .exec_without_returning(txn)
     .await?;
-    parcels::ActiveModel {
+    // The row as updated comes back with the update (RETURNING) for the answer.
+    let updated = parcels::ActiveModel {
         id: Set(row.id),
         status: Set(status),
         delivered_at: Set(delivered_at),
@@ -462,9 +480,5 @@ pub async fn record_tracking_in_txn(
         serde_json::json!({"order_number": case.order_number, "kind": entry.kind, "location": location}),
     )
     .await?;
-    let updated = parcels::Entity::find_by_id(row.id)
-        .one(txn)
-        .await?
-        .ok_or(RetailError::Core(CoreError::NotFound("parcel")))?;
-    view_of(txn, updated).await
+    view_of(txn, updated, case.order_number).await
 }

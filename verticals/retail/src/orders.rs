@@ -178,7 +178,7 @@ pub(crate) async fn open_order_in_txn(
     }
 
     let seller = parties::get_party(txn, supplier).await?;
-    let (case, challenge) = escrow::open_case_in_txn(
+    let (case, challenge) = escrow::open_case_with_card_in_txn(
         txn,
         core,
         OpenCase {
@@ -192,6 +192,7 @@ pub(crate) async fn open_order_in_txn(
             confirmation: holdfast_core::challenge::ChallengePurpose::Order,
             terms: None,
         },
+        card.clone(),
     )
     .await?;
 
@@ -263,27 +264,7 @@ async fn view_of(
     case: &EscrowCase,
     viewer: PartyId,
 ) -> RetailResult<OrderView> {
-    let order = orders::Entity::find()
-        .filter(orders::Column::CaseId.eq(case.id.uuid()))
-        .one(db)
-        .await?
-        .ok_or(RetailError::Core(CoreError::NotFound("order")))?;
-    let currency = case.amount.currency();
-    let lines = order_lines::Entity::find()
-        .filter(order_lines::Column::OrderId.eq(order.id))
-        .order_by_asc(order_lines::Column::LineNo)
-        .all(db)
-        .await?
-        .into_iter()
-        .map(|row| {
-            Ok(OrderLine {
-                commodity_id: CommodityId::from_uuid(row.commodity_id),
-                name: row.name,
-                unit_price: Money::from_minor(row.unit_price.0, currency)?,
-                quantity: u32::try_from(row.quantity).unwrap_or(0),
-            })
-        })
-        .collect::<RetailResult<Vec<_>>>()?;
+    let lines = lines_of(db, case).await?;
     let pending = match case.state {
         _ if viewer != case.payer => None,
         CaseState::AwaitingOrderConfirmation => case.order_challenge,
@@ -319,6 +300,35 @@ async fn view_of(
         created_at: case.created_at,
         updated_at: case.updated_at,
     })
+}
+
+/// The order's lines, read in one statement by its case (an order always has at least one).
+async fn lines_of(db: &impl ConnectionTrait, case: &EscrowCase) -> RetailResult<Vec<OrderLine>> {
+    let currency = case.amount.currency();
+    let order_of_case = sea_orm::sea_query::Query::select()
+        .column(orders::Column::Id)
+        .from(orders::Entity)
+        .and_where(orders::Column::CaseId.eq(case.id.uuid()))
+        .to_owned();
+    let lines = order_lines::Entity::find()
+        .filter(order_lines::Column::OrderId.in_subquery(order_of_case))
+        .order_by_asc(order_lines::Column::LineNo)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|row| {
+            Ok(OrderLine {
+                commodity_id: CommodityId::from_uuid(row.commodity_id),
+                name: row.name,
+                unit_price: Money::from_minor(row.unit_price.0, currency)?,
+                quantity: u32::try_from(row.quantity).unwrap_or(0),
+            })
+        })
+        .collect::<RetailResult<Vec<_>>>()?;
+    if lines.is_empty() {
+        return Err(RetailError::Core(CoreError::NotFound("order")));
+    }
+    Ok(lines)
 }
 
 async fn retail_case(
@@ -468,17 +478,17 @@ pub async fn after_answer_in_txn(
     let terms = sellers::terms_of(txn, case.payee).await?;
     distribution::open_parcel_in_txn(txn, core, case, destination, terms.default_distributor)
         .await?;
-    let view = view_of(txn, case, case.payee).await?;
+    // What the seller is told: the card it already read, and the lines (not the whole view).
     events::publish_in_txn(
         txn,
         &core.clock,
         case.payee,
         "order.confirmed",
         serde_json::json!({
-            "order_number": view.order_number,
-            "card": view.card,
-            "total": view.total,
-            "lines": view.lines,
+            "order_number": case.order_number,
+            "card": card.map(|c| c.number.masked()).unwrap_or_default(),
+            "total": case.amount,
+            "lines": lines_of(txn, case).await?,
         }),
     )
     .await?;
