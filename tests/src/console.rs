@@ -96,11 +96,12 @@ impl<'a> Console<'a> {
     }
 
     /// The hidden fields (CSRF token, nonce, and any other) of the form on `page` that posts to
-    /// `action`, as the page rendered them.
+    /// `action`, as the page rendered them. A list's filter form may share the action, with
+    /// `method="get"`: only the posting form counts.
     pub async fn form(&self, page: &str, action: &str) -> Vec<(String, String)> {
         let shown = self.get(page).await;
         assert_eq!(shown.status, StatusCode::OK, "{page}: {}", shown.html);
-        let marker = format!("action=\"{action}\"");
+        let marker = format!("method=\"post\" action=\"{action}\"");
         let start = shown
             .html
             .find(&marker)
