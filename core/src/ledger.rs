@@ -699,7 +699,10 @@ fn posting_mode(fact: &AccountFacts, leg: &Leg, transfer: &NewTransfer) -> Posti
 }
 
 /// Takes an append-only account's row lock (skipping it when `skip_locked` and someone holds
-/// it); `false` when it was skipped or does not exist.
+/// it); `false` when it was skipped or does not exist. `FOR NO KEY UPDATE`, the lock an
+/// `UPDATE` of the balance takes anyway: every transaction that appends a posting holds a `KEY
+/// SHARE` lock on the account through the postings' foreign key, and `FOR UPDATE` would wait
+/// for (or skip past) all of them.
 async fn lock_account(
     txn: &DatabaseTransaction,
     account: AccountId,
@@ -710,9 +713,9 @@ async fn lock_account(
         .column(accounts::Column::Id)
         .filter(accounts::Column::Id.eq(account.uuid()));
     query = if skip_locked {
-        query.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
+        query.lock_with_behavior(LockType::NoKeyUpdate, LockBehavior::SkipLocked)
     } else {
-        query.lock_exclusive()
+        query.lock(LockType::NoKeyUpdate)
     };
     Ok(query.into_tuple::<Uuid>().one(txn).await?.is_some())
 }
