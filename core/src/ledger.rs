@@ -1,6 +1,43 @@
 //! The double-entry ledger. Money moves only as transfers whose postings sum to zero; an
-//! account's balance is the sum of its postings, cached on the account row and proven equal by
-//! [`audit`]. Balances are credit-normal: positive means the account holds money.
+//! account's balance is the sum of its postings. Balances are credit-normal: positive means the
+//! account holds money.
+//!
+//! # Locked and append-only accounts
+//!
+//! A customer's funding account is touched by its own holder's transactions only: each posting
+//! updates its cached `balance` at once, with a conditional update that refuses an overdraft
+//! (and holds the row lock until commit, which nobody else is waiting for).
+//!
+//! The shared accounts — the freezing shards every purchase moves money through, the
+//! platform's commission, each seller's withdrawal account, institution fees, penalties and
+//! the institutions' external accounts — are credited by many transactions at once. Locking
+//! their row for the rest of each transaction made every settlement wait for the one before it,
+//! so they are **append-only** ([`AccountKind::is_append_only`]): a transfer only inserts their
+//! postings, unfolded, and never touches their row. Their exact balance is
+//! `balance + Σ unfolded postings`, which every read here computes ([`get_account`],
+//! [`accounts_of`]). The fold step ([`fold_account_in_txn`], run by a server worker) adds an
+//! account's unfolded postings to its `balance` in id order and marks them folded in the same
+//! transaction: crash-safe (all or nothing) and idempotent (a posting is folded only by the
+//! statement that flips its flag, under the account's row lock).
+//!
+//! Debits of an append-only account stay safe:
+//! - an unbounded (external) account may go below zero: its debits are appended;
+//! - a freezing account is debited only when a hold resolves (`settle` or `unfreeze`
+//!   transfers naming the hold), for money that hold itself put there; the hold's own
+//!   once-only transition guards it, so these debits are appended too, and the audit proves
+//!   every freezing account's exact balance equals its pending holds;
+//! - every other debit (a payout or refund out of a withdrawal, commission or fee account)
+//!   locks that one account's row, then checks `balance + Σ unfolded` in a second statement —
+//!   a fresh snapshot, taken after any fold that held the lock has committed — and updates the
+//!   folded balance directly. The lock lasts to commit, but only these rare debits and the
+//!   fold take it.
+//!
+//! [`audit`] proves `balance` equals the account's folded postings, that no account is below
+//! what it may owe counting its unfolded postings, and that locked accounts have none.
+//!
+//! Lock order: a transfer's legs are applied in account id order (cold updates and checked
+//! debits alike), so two transfers cannot deadlock; the fold locks one account at a time and
+//! skips one that is locked.
 
 use crate::clock::Clock;
 use crate::db::MinorUnits;
@@ -11,13 +48,15 @@ use crate::money::{Currency, MAX_MINOR_UNITS, Money};
 use rust_decimal::Decimal;
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::sea_query::{LockBehavior, LockType};
 use sea_orm::{
     ActiveValue::Set, Condition, ConnectionTrait, DatabaseTransaction, FromQueryResult,
-    QueryFilter, QueryOrder, QuerySelect, Statement,
+    QueryFilter, QueryOrder, QuerySelect, Select, Statement,
 };
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
+use std::sync::{Mutex, OnceLock};
 use utoipa::ToSchema;
 
 #[derive(
@@ -69,6 +108,22 @@ pub enum AccountKind {
     External,
 }
 
+impl AccountKind {
+    /// Accounts many transactions credit at once: their postings are appended unfolded and
+    /// folded into the balance later (see the module docs). The rest are locked per posting.
+    pub fn is_append_only(self) -> bool {
+        matches!(
+            self,
+            AccountKind::Freezing
+                | AccountKind::Withdrawal
+                | AccountKind::Commission
+                | AccountKind::InstitutionFee
+                | AccountKind::Penalty
+                | AccountKind::External
+        )
+    }
+}
+
 #[derive(
     Clone,
     Copy,
@@ -111,7 +166,8 @@ pub struct Account {
     pub owner: PartyId,
     pub institution: Option<PartyId>,
     pub currency: Currency,
-    /// Signed minor units; negative only for a drawn credit line or an external account.
+    /// Signed minor units, exact: the folded balance plus any unfolded postings. Negative only
+    /// for a drawn credit line or an external account.
     pub balance: i64,
     /// Minor units reserved by pending holds that do not move money.
     pub reserved: i64,
@@ -129,17 +185,48 @@ impl Account {
     }
 }
 
-impl TryFrom<accounts::Model> for Account {
+/// An account row with the sum of its unfolded postings, read in one statement (one
+/// snapshot: a fold that commits meanwhile moves money from one to the other atomically).
+#[derive(Debug, FromQueryResult)]
+struct AccountRow {
+    id: Uuid,
+    kind: AccountKind,
+    owner_party_id: Uuid,
+    institution_party_id: Option<Uuid>,
+    currency: String,
+    balance: MinorUnits,
+    reserved: MinorUnits,
+    credit_limit: MinorUnits,
+    unbounded: bool,
+    credit_class: Option<crate::funding::CreditClass>,
+    unfolded: Option<MinorUnits>,
+}
+
+/// The sum of the unfolded postings of the `accounts` row in scope (NULL when none), for
+/// selects and conditional updates on `accounts`.
+const UNFOLDED_OF_ROW: &str = "(SELECT SUM(p.amount) FROM postings p \
+     WHERE p.account_id = accounts.id AND p.folded = false)";
+
+fn exact_accounts() -> Select<accounts::Entity> {
+    accounts::Entity::find().column_as(Expr::cust(UNFOLDED_OF_ROW), "unfolded")
+}
+
+impl TryFrom<AccountRow> for Account {
     type Error = CoreError;
 
-    fn try_from(row: accounts::Model) -> CoreResult<Self> {
+    fn try_from(row: AccountRow) -> CoreResult<Self> {
+        let balance = row
+            .balance
+            .0
+            .checked_add(row.unfolded.map_or(0, |u| u.0))
+            .ok_or(CoreError::Money(crate::money::MoneyError::TooLarge))?;
         Ok(Account {
             id: AccountId::from_uuid(row.id),
             kind: row.kind,
             owner: PartyId::from_uuid(row.owner_party_id),
             institution: row.institution_party_id.map(PartyId::from_uuid),
             currency: Currency::from_str(&row.currency)?,
-            balance: row.balance.0,
+            balance,
             reserved: row.reserved.0,
             credit_limit: row.credit_limit.0,
             unbounded: row.unbounded,
@@ -196,6 +283,7 @@ fn account_row(id: AccountId, new: &NewAccount, clock: &Clock) -> accounts::Acti
         reserved: Set(MinorUnits(0)),
         credit_limit: Set(MinorUnits(new.credit_limit.minor())),
         unbounded: Set(new.kind == AccountKind::External),
+        append_only: Set(new.kind.is_append_only()),
         credit_class: Set(new.credit_class),
         created_at: Set(clock.now()),
     }
@@ -228,16 +316,20 @@ pub async fn find_keyed_account(
     db: &impl ConnectionTrait,
     key: &str,
 ) -> CoreResult<Option<Account>> {
-    accounts::Entity::find()
+    exact_accounts()
         .filter(accounts::Column::AccountKey.eq(key))
+        .into_model::<AccountRow>()
         .one(db)
         .await?
         .map(Account::try_from)
         .transpose()
 }
 
+/// The account with its exact balance (folded plus unfolded postings).
 pub async fn get_account(db: &impl ConnectionTrait, id: AccountId) -> CoreResult<Account> {
-    accounts::Entity::find_by_id(id.uuid())
+    exact_accounts()
+        .filter(accounts::Column::Id.eq(id.uuid()))
+        .into_model::<AccountRow>()
         .one(db)
         .await?
         .ok_or(CoreError::NotFound("account"))
@@ -245,10 +337,11 @@ pub async fn get_account(db: &impl ConnectionTrait, id: AccountId) -> CoreResult
 }
 
 pub async fn accounts_of(db: &impl ConnectionTrait, owner: PartyId) -> CoreResult<Vec<Account>> {
-    accounts::Entity::find()
+    exact_accounts()
         .filter(accounts::Column::OwnerPartyId.eq(owner.uuid()))
         .order_by_asc(accounts::Column::Id)
         .limit(100)
+        .into_model::<AccountRow>()
         .all(db)
         .await?
         .into_iter()
@@ -412,17 +505,44 @@ pub async fn post_transfer_in_txn(
         return replayed_transfer(txn, &transfer, &legs).await;
     }
 
+    let facts = account_facts(txn, &legs).await?;
+    let mut folded = Vec::with_capacity(legs.len());
     for leg in &legs {
-        apply_leg(txn, leg, transfer.currency).await?;
+        let fact = facts
+            .get(&leg.account)
+            .ok_or(CoreError::NotFound("account"))?;
+        if fact.currency != transfer.currency {
+            return Err(CoreError::Money(
+                crate::money::MoneyError::CurrencyMismatch {
+                    left: fact.currency,
+                    right: transfer.currency,
+                },
+            ));
+        }
+        folded.push(match posting_mode(fact, leg, &transfer) {
+            PostingMode::Locked => {
+                apply_leg(txn, leg, transfer.currency).await?;
+                true
+            }
+            PostingMode::Appended => false,
+            PostingMode::CheckedDebit => {
+                debit_append_only_in_txn(txn, leg).await?;
+                true
+            }
+        });
     }
-    let rows = legs.iter().map(|leg| postings::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        transfer_id: Set(id.uuid()),
-        account_id: Set(leg.account.uuid()),
-        amount: Set(MinorUnits(leg.amount)),
-        currency: Set(transfer.currency.code().to_owned()),
-        created_at: Set(now),
-    });
+    let rows = legs
+        .iter()
+        .zip(folded)
+        .map(|(leg, folded)| postings::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            transfer_id: Set(id.uuid()),
+            account_id: Set(leg.account.uuid()),
+            amount: Set(MinorUnits(leg.amount)),
+            currency: Set(transfer.currency.code().to_owned()),
+            folded: Set(folded),
+            created_at: Set(now),
+        });
     postings::Entity::insert_many(rows)
         .exec_without_returning(txn)
         .await?;
@@ -467,6 +587,175 @@ async fn replayed_transfer(
     }
 }
 
+/// What never changes about an account once it is opened: enough to decide how a leg posts.
+#[derive(Debug, FromQueryResult)]
+struct FactRow {
+    id: Uuid,
+    kind: AccountKind,
+    currency: String,
+    unbounded: bool,
+    append_only: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct AccountFacts {
+    kind: AccountKind,
+    currency: Currency,
+    unbounded: bool,
+    append_only: bool,
+}
+
+/// Facts are immutable, so a process may keep them; bounded, and simply emptied when full.
+const MAX_CACHED_FACTS: usize = 100_000;
+
+fn facts_cache() -> &'static Mutex<HashMap<AccountId, AccountFacts>> {
+    static CACHE: OnceLock<Mutex<HashMap<AccountId, AccountFacts>>> = OnceLock::new();
+    CACHE.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// The facts of every leg's account: from the cache, and the rest in one read. An account
+/// whose opening was rolled back may linger in the cache; a posting to it still fails (the
+/// postings' foreign key, or a locked update that finds no row).
+async fn account_facts(
+    txn: &DatabaseTransaction,
+    legs: &[Leg],
+) -> CoreResult<HashMap<AccountId, AccountFacts>> {
+    let mut found = HashMap::with_capacity(legs.len());
+    let mut missing = Vec::new();
+    {
+        let cache = facts_cache()
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for leg in legs {
+            match cache.get(&leg.account) {
+                Some(fact) => {
+                    found.insert(leg.account, *fact);
+                }
+                None => missing.push(leg.account.uuid()),
+            }
+        }
+    }
+    if missing.is_empty() {
+        return Ok(found);
+    }
+    let rows = accounts::Entity::find()
+        .select_only()
+        .columns([
+            accounts::Column::Id,
+            accounts::Column::Kind,
+            accounts::Column::Currency,
+            accounts::Column::Unbounded,
+            accounts::Column::AppendOnly,
+        ])
+        .filter(accounts::Column::Id.is_in(missing))
+        .into_model::<FactRow>()
+        .all(txn)
+        .await?;
+    let mut cache = facts_cache()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if cache.len() + rows.len() > MAX_CACHED_FACTS {
+        cache.clear();
+    }
+    for row in rows {
+        let fact = AccountFacts {
+            kind: row.kind,
+            currency: Currency::from_str(&row.currency)?,
+            unbounded: row.unbounded,
+            append_only: row.append_only,
+        };
+        let id = AccountId::from_uuid(row.id);
+        cache.insert(id, fact);
+        found.insert(id, fact);
+    }
+    Ok(found)
+}
+
+/// How one leg reaches its account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PostingMode {
+    /// A locked account: its balance is updated now (a debit only if it can pay).
+    Locked,
+    /// An append-only account's credit, an unbounded account's debit, or a freezing account
+    /// paying out the hold that put the money there: an unfolded posting, no row touched.
+    Appended,
+    /// Any other debit of an append-only account: checked against its exact balance under its
+    /// row lock, and folded at once.
+    CheckedDebit,
+}
+
+fn posting_mode(fact: &AccountFacts, leg: &Leg, transfer: &NewTransfer) -> PostingMode {
+    if !fact.append_only {
+        return PostingMode::Locked;
+    }
+    let covered_by_hold = fact.kind == AccountKind::Freezing
+        && transfer.hold.is_some()
+        && matches!(transfer.kind, TransferKind::Settle | TransferKind::Unfreeze);
+    if leg.amount > 0 || fact.unbounded || covered_by_hold {
+        PostingMode::Appended
+    } else {
+        PostingMode::CheckedDebit
+    }
+}
+
+/// Takes an append-only account's row lock (skipping it when `skip_locked` and someone holds
+/// it); `false` when it was skipped or does not exist. `FOR NO KEY UPDATE`, the lock an
+/// `UPDATE` of the balance takes anyway: every transaction that appends a posting holds a `KEY
+/// SHARE` lock on the account through the postings' foreign key, and `FOR UPDATE` would wait
+/// for (or skip past) all of them.
+async fn lock_account(
+    txn: &DatabaseTransaction,
+    account: AccountId,
+    skip_locked: bool,
+) -> CoreResult<bool> {
+    let mut query = accounts::Entity::find()
+        .select_only()
+        .column(accounts::Column::Id)
+        .filter(accounts::Column::Id.eq(account.uuid()));
+    query = if skip_locked {
+        query.lock_with_behavior(LockType::NoKeyUpdate, LockBehavior::SkipLocked)
+    } else {
+        query.lock(LockType::NoKeyUpdate)
+    };
+    Ok(query.into_tuple::<Uuid>().one(txn).await?.is_some())
+}
+
+/// Debits an append-only account if its exact balance covers it. The lock comes first, in a
+/// statement of its own: on PostgreSQL (read committed) the check then runs on a snapshot taken
+/// after whatever held the lock (a fold) committed, so folded and unfolded money cannot be
+/// counted twice.
+async fn debit_append_only_in_txn(txn: &DatabaseTransaction, leg: &Leg) -> CoreResult<()> {
+    if !lock_account(txn, leg.account, false).await? {
+        return Err(CoreError::NotFound("account"));
+    }
+    let needed = -leg.amount;
+    let result = accounts::Entity::update_many()
+        .col_expr(
+            accounts::Column::Balance,
+            Expr::col(accounts::Column::Balance).add(leg.amount),
+        )
+        .filter(accounts::Column::Id.eq(leg.account.uuid()))
+        .filter(
+            Condition::any()
+                .add(accounts::Column::Unbounded.eq(true))
+                .add(
+                    Expr::col(accounts::Column::Balance)
+                        .add(Expr::cust(format!("COALESCE({UNFOLDED_OF_ROW}, 0)")))
+                        .sub(Expr::col(accounts::Column::Reserved))
+                        .add(Expr::col(accounts::Column::CreditLimit))
+                        .gte(needed),
+                ),
+        )
+        .exec(txn)
+        .await?;
+    if result.rows_affected == 1 {
+        return Ok(());
+    }
+    Err(CoreError::InsufficientFunds {
+        available: get_account(txn, leg.account).await?.available(),
+    })
+}
+
 async fn apply_leg(txn: &DatabaseTransaction, leg: &Leg, currency: Currency) -> CoreResult<()> {
     let mut update = accounts::Entity::update_many()
         .col_expr(
@@ -507,7 +796,8 @@ async fn apply_leg(txn: &DatabaseTransaction, leg: &Leg, currency: Currency) -> 
 }
 
 /// Adds `amount` to the account's reservations if it is available; the account keeps its
-/// balance. Used by holds that reserve credit instead of moving money.
+/// balance. Used by holds that reserve credit instead of moving money, on funding accounts:
+/// an append-only account is refused (its check would miss its unfolded postings).
 pub async fn reserve_in_txn(
     txn: &DatabaseTransaction,
     account: AccountId,
@@ -521,6 +811,7 @@ pub async fn reserve_in_txn(
         )
         .filter(accounts::Column::Id.eq(account.uuid()))
         .filter(accounts::Column::Currency.eq(amount.currency().code()))
+        .filter(accounts::Column::AppendOnly.eq(false))
         .filter(
             Expr::col(accounts::Column::Balance)
                 .sub(Expr::col(accounts::Column::Reserved))
@@ -533,6 +824,11 @@ pub async fn reserve_in_txn(
         return Ok(());
     }
     let found = get_account(txn, account).await?;
+    if found.kind.is_append_only() {
+        return Err(CoreError::invalid(
+            "credit is reserved on funding accounts only",
+        ));
+    }
     if found.currency != amount.currency() {
         return Err(CoreError::Money(
             crate::money::MoneyError::CurrencyMismatch {
@@ -571,6 +867,93 @@ pub async fn release_reservation_in_txn(
     }
 }
 
+/// How many unfolded postings one fold takes per account, at most.
+pub const MAX_FOLD_BATCH: u64 = 1_000;
+
+/// What one fold of one account did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Folded {
+    pub postings: u64,
+    /// Minor units added to the folded balance.
+    pub amount: i64,
+}
+
+/// Accounts with unfolded postings, at most `limit` of them.
+pub async fn accounts_to_fold(db: &impl ConnectionTrait, limit: u64) -> CoreResult<Vec<AccountId>> {
+    Ok(postings::Entity::find()
+        .select_only()
+        .column(postings::Column::AccountId)
+        .distinct()
+        .filter(postings::Column::Folded.eq(false))
+        .limit(limit)
+        .into_tuple::<Uuid>()
+        .all(db)
+        .await?
+        .into_iter()
+        .map(AccountId::from_uuid)
+        .collect())
+}
+
+/// Folds up to `limit` of `account`'s unfolded postings, in id order, into its balance, and
+/// marks them folded — in the caller's transaction, so a crash folds all of them or none.
+/// `None` when another transaction holds the account (another fold, or a checked debit):
+/// it is skipped, not waited for. Running it again folds only what is still unfolded.
+pub async fn fold_account_in_txn(
+    txn: &DatabaseTransaction,
+    account: AccountId,
+    limit: u64,
+) -> CoreResult<Option<Folded>> {
+    if !lock_account(txn, account, true).await? {
+        return Ok(None);
+    }
+    // After the lock, in a statement of its own: sees every fold committed before it.
+    let batch: Vec<(Uuid, MinorUnits)> = postings::Entity::find()
+        .select_only()
+        .columns([postings::Column::Id, postings::Column::Amount])
+        .filter(postings::Column::AccountId.eq(account.uuid()))
+        .filter(postings::Column::Folded.eq(false))
+        .order_by_asc(postings::Column::Id)
+        .limit(limit.clamp(1, MAX_FOLD_BATCH))
+        .into_tuple()
+        .all(txn)
+        .await?;
+    if batch.is_empty() {
+        return Ok(Some(Folded::default()));
+    }
+    let too_large = || CoreError::Money(crate::money::MoneyError::TooLarge);
+    let amount = batch
+        .iter()
+        .try_fold(0i64, |sum, (_, amount)| sum.checked_add(amount.0))
+        .ok_or_else(too_large)?;
+    let ids: Vec<Uuid> = batch.iter().map(|(id, _)| *id).collect();
+    let count = u64::try_from(ids.len()).map_err(|_| too_large())?;
+    let marked = postings::Entity::update_many()
+        .col_expr(postings::Column::Folded, Expr::value(true))
+        .filter(postings::Column::Id.is_in(ids))
+        .filter(postings::Column::Folded.eq(false))
+        .exec(txn)
+        .await?;
+    if marked.rows_affected != count {
+        // Under the row lock nobody else folds this account; if it happened anyway, the
+        // caller's transaction must roll back rather than add money twice.
+        return Err(CoreError::invalid(
+            "postings were folded by another transaction",
+        ));
+    }
+    accounts::Entity::update_many()
+        .col_expr(
+            accounts::Column::Balance,
+            Expr::col(accounts::Column::Balance).add(amount),
+        )
+        .filter(accounts::Column::Id.eq(account.uuid()))
+        .exec(txn)
+        .await?;
+    Ok(Some(Folded {
+        postings: count,
+        amount,
+    }))
+}
+
 /// What the ledger audit found. Every list is empty and every total zero on a healthy ledger.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, ToSchema)]
 pub struct LedgerAudit {
@@ -578,12 +961,18 @@ pub struct LedgerAudit {
     pub postings: u64,
     /// Transfers whose postings do not sum to zero.
     pub unbalanced_transfers: Vec<String>,
-    /// Accounts whose cached balance differs from the sum of their postings.
+    /// Postings not yet folded into their append-only account's balance (not a fault: the
+    /// fold step's backlog; every check below counts them).
+    pub unfolded_postings: u64,
+    /// Accounts whose folded balance differs from the sum of their folded postings.
     pub balance_mismatches: Vec<String>,
-    /// Accounts below zero available without being allowed to be.
+    /// Accounts updated in place (not append-only) that have unfolded postings, which their
+    /// debit checks would not see.
+    pub unfolded_on_locked_accounts: Vec<String>,
+    /// Accounts below zero available (exact balance) without being allowed to be.
     pub overdrawn_accounts: Vec<String>,
-    /// Per currency, the sum of every account's balance (zero: money is neither created nor
-    /// destroyed, only moved).
+    /// Per currency, the sum of every account's exact balance (zero: money is neither created
+    /// nor destroyed, only moved).
     pub net_by_currency: BTreeMap<String, String>,
     /// Accounts whose reservations differ from their pending reserving holds.
     pub reservation_mismatches: Vec<String>,
@@ -595,6 +984,7 @@ impl LedgerAudit {
     pub fn is_clean(&self) -> bool {
         self.unbalanced_transfers.is_empty()
             && self.balance_mismatches.is_empty()
+            && self.unfolded_on_locked_accounts.is_empty()
             && self.overdrawn_accounts.is_empty()
             && self.reservation_mismatches.is_empty()
             && self.freezing_mismatches.is_empty()
@@ -621,7 +1011,9 @@ struct CountRow {
     n: i64,
 }
 
-/// Proves the ledger's invariants from the rows themselves.
+/// Proves the ledger's invariants from the rows themselves. Each check is one statement, so it
+/// sees one snapshot even while folds commit: a fold moves postings from unfolded to folded
+/// and their sum into the balance at once.
 pub async fn audit(db: &impl ConnectionTrait) -> CoreResult<LedgerAudit> {
     let backend = db.get_database_backend();
     let ids = |sql: &str| Statement::from_string(backend, sql.to_owned());
@@ -634,15 +1026,24 @@ pub async fn audit(db: &impl ConnectionTrait) -> CoreResult<LedgerAudit> {
     .await?;
     let mismatched = IdRow::find_by_statement(ids(
         "SELECT a.id AS id FROM accounts a LEFT JOIN postings p ON p.account_id = a.id \
+         AND p.folded = true \
          GROUP BY a.id, a.balance HAVING a.balance <> COALESCE(SUM(p.amount), 0)",
     ))
     .all(db)
     .await?;
-    let overdrawn =
-        IdRow::find_by_statement(ids("SELECT id FROM accounts WHERE unbounded = false \
-         AND (balance - reserved + credit_limit < 0 OR reserved < 0)"))
-        .all(db)
-        .await?;
+    let unfolded_on_locked = IdRow::find_by_statement(ids(
+        "SELECT DISTINCT a.id AS id FROM accounts a JOIN postings p ON p.account_id = a.id \
+         WHERE p.folded = false AND a.append_only = false",
+    ))
+    .all(db)
+    .await?;
+    let overdrawn = IdRow::find_by_statement(ids(&format!(
+        "SELECT id FROM accounts WHERE unbounded = false \
+         AND (balance + COALESCE({UNFOLDED_OF_ROW}, 0) - reserved + credit_limit < 0 \
+              OR reserved < 0)"
+    )))
+    .all(db)
+    .await?;
     let reservations =
         IdRow::find_by_statement(ids("SELECT a.id AS id FROM accounts a LEFT JOIN holds h \
          ON h.funding_account_id = a.id AND h.status = 'pending' AND h.mode = 'reserve' \
@@ -653,14 +1054,23 @@ pub async fn audit(db: &impl ConnectionTrait) -> CoreResult<LedgerAudit> {
         IdRow::find_by_statement(ids("SELECT a.id AS id FROM accounts a LEFT JOIN holds h \
          ON h.freezing_account_id = a.id AND h.status = 'pending' AND h.mode = 'move' \
          WHERE a.kind = 'freezing' \
-         GROUP BY a.id, a.balance HAVING a.balance <> COALESCE(SUM(h.amount), 0)"))
+         GROUP BY a.id, a.balance HAVING a.balance + COALESCE((SELECT SUM(p.amount) \
+           FROM postings p WHERE p.account_id = a.id AND p.folded = false), 0) \
+           <> COALESCE(SUM(h.amount), 0)"))
         .all(db)
         .await?;
-    let nets = NetRow::find_by_statement(ids(
-        "SELECT currency, SUM(balance) AS net FROM accounts GROUP BY currency",
-    ))
+    let nets = NetRow::find_by_statement(ids(&format!(
+        "SELECT currency, SUM(balance + COALESCE({UNFOLDED_OF_ROW}, 0)) AS net \
+         FROM accounts GROUP BY currency"
+    )))
     .all(db)
     .await?;
+    let unfolded = CountRow::find_by_statement(ids(
+        "SELECT COUNT(*) AS n FROM postings WHERE folded = false",
+    ))
+    .one(db)
+    .await?
+    .map_or(0, |r| r.n);
     let transfers = CountRow::find_by_statement(ids("SELECT COUNT(*) AS n FROM transfers"))
         .one(db)
         .await?
@@ -681,8 +1091,10 @@ pub async fn audit(db: &impl ConnectionTrait) -> CoreResult<LedgerAudit> {
     Ok(LedgerAudit {
         transfers: u64::try_from(transfers).unwrap_or(0),
         postings: u64::try_from(postings).unwrap_or(0),
+        unfolded_postings: u64::try_from(unfolded).unwrap_or(0),
         unbalanced_transfers: list(unbalanced),
         balance_mismatches: list(mismatched),
+        unfolded_on_locked_accounts: list(unfolded_on_locked),
         overdrawn_accounts: list(overdrawn),
         net_by_currency,
         reservation_mismatches: list(reservations),

@@ -20,6 +20,7 @@ mod m0009_pharmacy;
 mod m0010_insurance;
 mod m0011_service_secrets;
 mod m0012_console_sessions;
+mod m0013_append_only_accounts;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -40,6 +41,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0010_insurance::Migration),
             Box::new(m0011_service_secrets::Migration),
             Box::new(m0012_console_sessions::Migration),
+            Box::new(m0013_append_only_accounts::Migration),
         ]
     }
 }

@@ -1,10 +1,11 @@
 //! Background work that runs in every server process: delivering the outbox, firing due
-//! timers, and sweeping expired console sessions. All are safe to run in several processes
-//! against one PostgreSQL.
+//! timers, folding append-only accounts' postings into their balances, and sweeping expired
+//! console sessions. All are safe to run in several processes against one PostgreSQL.
 
 use crate::app::timers::TimerDispatch;
 use crate::state::AppState;
 use holdfast_core::CoreResult;
+use holdfast_core::ledger;
 use holdfast_core::timers::{self, Fired};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -62,6 +63,40 @@ pub async fn deliver_outbox(state: &AppState) -> CoreResult<usize> {
     }
 }
 
+/// How often the fold step runs. Readers add an account's unfolded postings to its balance, so
+/// the backlog costs reads a little; folding often keeps it to a few hundred rows at most.
+pub const FOLD_POLL: Duration = Duration::from_millis(200);
+
+/// Accounts one fold round looks at.
+const FOLD_ACCOUNTS_PER_ROUND: u64 = 64;
+
+/// Folds the unfolded postings of append-only accounts into their balances, one account per
+/// transaction (its row lock held for four statements), until none is left or every account
+/// left is held by another transaction. Returns how many postings it folded. Tests call it
+/// directly.
+pub async fn fold_postings(state: &AppState) -> CoreResult<u64> {
+    let mut folded = 0;
+    loop {
+        let accounts = ledger::accounts_to_fold(&state.db, FOLD_ACCOUNTS_PER_ROUND).await?;
+        let mut progress = false;
+        for account in accounts {
+            // Its own transaction, outside the request runner: a fold wakes no outbox.
+            let txn = holdfast_core::db::begin_write(&state.db).await?;
+            let done = ledger::fold_account_in_txn(&txn, account, ledger::MAX_FOLD_BATCH).await?;
+            txn.commit().await?;
+            if let Some(done) = done
+                && done.postings > 0
+            {
+                folded += done.postings;
+                progress = true;
+            }
+        }
+        if !progress {
+            return Ok(folded);
+        }
+    }
+}
+
 /// Starts the workers; they stop when `shutdown` turns true.
 pub fn spawn(state: AppState, intervals: WorkerIntervals, shutdown: watch::Receiver<bool>) {
     tokio::spawn(outbox_loop(
@@ -69,18 +104,38 @@ pub fn spawn(state: AppState, intervals: WorkerIntervals, shutdown: watch::Recei
         intervals.outbox_poll,
         shutdown.clone(),
     ));
+    tokio::spawn(repeat(
+        state.clone(),
+        FOLD_POLL,
+        shutdown.clone(),
+        "fold postings",
+        fold_postings,
+    ));
     tokio::spawn(timer_loop(
         state.clone(),
         intervals.timer_poll,
         shutdown.clone(),
     ));
-    tokio::spawn(session_sweep_loop(state, intervals.session_sweep, shutdown));
+    tokio::spawn(repeat(
+        state,
+        intervals.session_sweep,
+        shutdown,
+        "console session sweep",
+        crate::console::session::sweep_expired,
+    ));
 }
 
-async fn session_sweep_loop(state: AppState, every: Duration, mut shutdown: watch::Receiver<bool>) {
+/// Runs `round` every `every` until shutdown; a failed round is logged and retried next time.
+async fn repeat<T, E: std::fmt::Display>(
+    state: AppState,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+    what: &'static str,
+    round: impl AsyncFn(&AppState) -> Result<T, E>,
+) {
     while !*shutdown.borrow() {
-        if let Err(error) = crate::console::session::sweep_expired(&state).await {
-            tracing::warn!(%error, "console session sweep failed");
+        if let Err(error) = round(&state).await {
+            tracing::warn!(%error, what, "background round failed");
         }
         tokio::select! {
             () = tokio::time::sleep(every) => {}

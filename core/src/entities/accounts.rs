@@ -15,6 +15,8 @@ pub struct Model {
     pub reserved: MinorUnits,
     pub credit_limit: MinorUnits,
     pub unbounded: bool,
+    /// Credited (and some debits) by appending unfolded postings; see `ledger`.
+    pub append_only: bool,
     pub credit_class: Option<crate::funding::CreditClass>,
     pub created_at: DateTimeUtc,
 }

@@ -12,6 +12,9 @@ pub struct Model {
     pub account_id: Uuid,
     pub amount: MinorUnits,
     pub currency: String,
+    /// In the account's cached balance already (always, for an account that is not
+    /// append-only); an unfolded posting waits for the fold step.
+    pub folded: bool,
     pub created_at: DateTimeUtc,
 }
 
