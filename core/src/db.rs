@@ -13,8 +13,11 @@ mod writer;
 
 pub use writer::MAX_GROUP as SQLITE_MAX_GROUP;
 
-/// How many connections to open. SQLite allows one writer at a time, so a few connections
-/// serve readers while write transactions queue on the busy timeout.
+/// How many connections to open. On SQLite the pool serves readers (write transactions run on
+/// the writer's own connection). On PostgreSQL 16, measured with the benchmark (release, 600
+/// lifecycles at 64 clients, back to back on the 2-core box): 8 connections 69.9 lifecycles/s,
+/// per call p99 367 ms; 16: 80.4/s, p99 314 ms; 32: 85.4/s, p99 466 ms. More connections than
+/// cores only queue on the hot account rows inside PostgreSQL, where the wait is longer.
 #[derive(Debug, Clone, Copy)]
 pub struct PoolSize {
     pub sqlite: u32,
@@ -25,7 +28,7 @@ impl Default for PoolSize {
     fn default() -> Self {
         PoolSize {
             sqlite: 4,
-            postgres: 32,
+            postgres: 16,
         }
     }
 }
