@@ -3,13 +3,21 @@
 
 use sea_orm::sea_query::{ArrayType, ColumnType, Nullable, ValueType, ValueTypeErr};
 use sea_orm::{
-    ColIdx, ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
-    QueryResult, TransactionOptions, TransactionTrait, TryGetError, TryGetable, Value,
+    ColIdx, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction,
+    DbBackend, DbErr, ExecResult, QueryResult, Statement, TransactionOptions, TransactionTrait,
+    TryGetError, TryGetable, Value,
 };
 use std::time::Duration;
 
-/// How many connections to open. SQLite allows one writer at a time, so a few connections
-/// serve readers while write transactions queue on the busy timeout.
+mod writer;
+
+pub use writer::MAX_GROUP as SQLITE_MAX_GROUP;
+
+/// How many connections to open. On SQLite the pool serves readers (write transactions run on
+/// the writer's own connection). On PostgreSQL 16, measured with the benchmark (release, 600
+/// lifecycles at 64 clients, back to back on the 2-core box): 8 connections 69.9 lifecycles/s,
+/// per call p99 367 ms; 16: 80.4/s, p99 314 ms; 32: 85.4/s, p99 466 ms. More connections than
+/// cores only queue on the hot account rows inside PostgreSQL, where the wait is longer.
 #[derive(Debug, Clone, Copy)]
 pub struct PoolSize {
     pub sqlite: u32,
@@ -20,14 +28,23 @@ impl Default for PoolSize {
     fn default() -> Self {
         PoolSize {
             sqlite: 4,
-            postgres: 32,
+            postgres: 16,
         }
     }
 }
 
+/// Prepared statements each connection keeps. sqlx keeps 100 by default; the server runs
+/// about 300 distinct query sites (counted over core, server and the verticals), more once
+/// `IN` lists and multi-row inserts of different lengths are told apart, so with 100 a
+/// lifecycle keeps evicting and re-preparing (a round trip each on PostgreSQL).
+pub const STATEMENT_CACHE: usize = 1024;
+
 /// Opens `url` (`sqlite://path?mode=rwc` or `postgres://…`). SQLite gets WAL, `synchronous =
 /// NORMAL` (durable at checkpoints, never corrupt), foreign keys and a busy timeout, because
-/// sea-orm's defaults (one connection, rollback journal) serialise everything.
+/// sea-orm's defaults (one connection, rollback journal) serialise everything; its pool serves
+/// readers, and write transactions go to the writer's own connection ([`begin_write`]).
+/// PostgreSQL on this machine (loopback or a Unix socket) is reached without TLS unless the URL
+/// or `PGSSLMODE` asks for it.
 pub async fn connect(url: &str, pool: PoolSize) -> Result<DatabaseConnection, DbErr> {
     let mut options = ConnectOptions::new(url.to_owned());
     options
@@ -44,22 +61,162 @@ pub async fn connect(url: &str, pool: PoolSize) -> Result<DatabaseConnection, Db
                     .busy_timeout(Duration::from_secs(10))
                     .foreign_keys(true)
                     .create_if_missing(true)
+                    .statement_cache_capacity(STATEMENT_CACHE)
             });
     } else {
-        options.max_connections(pool.postgres).min_connections(1);
+        let plain = local_without_tls_preference(url, std::env::var_os("PGSSLMODE").is_some());
+        options
+            .max_connections(pool.postgres)
+            .min_connections(1)
+            .map_sqlx_postgres_opts(move |opts| {
+                let opts = opts.statement_cache_capacity(STATEMENT_CACHE);
+                if plain {
+                    opts.ssl_mode(sea_orm::sqlx::postgres::PgSslMode::Disable)
+                } else {
+                    opts
+                }
+            });
     }
     Database::connect(options).await
 }
 
-/// Begins a transaction that will write. On SQLite it takes the write lock at once (`BEGIN
-/// IMMEDIATE`): a deferred transaction that reads and then writes can fail with
-/// `SQLITE_BUSY` when another writer got in between, and no busy timeout helps then.
-pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
-    db.begin_with_options(TransactionOptions {
-        sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
-        ..TransactionOptions::default()
-    })
-    .await
+/// Whether a PostgreSQL URL points at this machine (loopback, or a Unix socket: no host, or a
+/// `host=/path` parameter) and says nothing about TLS (no `sslmode`, no `PGSSLMODE`): then TLS
+/// only costs a handshake and encryption on every round trip.
+pub fn local_without_tls_preference(url: &str, pgsslmode_set: bool) -> bool {
+    let Ok(parsed) = url::Url::parse(url) else {
+        return false;
+    };
+    if !matches!(parsed.scheme(), "postgres" | "postgresql") || pgsslmode_set {
+        return false;
+    }
+    let mut socket_param = false;
+    for (key, value) in parsed.query_pairs() {
+        match key.as_ref() {
+            "sslmode" | "ssl-mode" | "sslrootcert" | "sslcert" | "sslkey" => return false,
+            "host" if value.starts_with('/') => socket_param = true,
+            "host" => return false,
+            _ => {}
+        }
+    }
+    match parsed.host() {
+        None => true,
+        // `postgres:` is not a special scheme to the URL standard: an address comes as text.
+        Some(url::Host::Domain(name)) => {
+            socket_param
+                || name.is_empty()
+                || name.eq_ignore_ascii_case("localhost")
+                || name
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+    }
+}
+
+/// Begins a transaction that will write.
+///
+/// On SQLite every write transaction of the process runs on one connection, owned by a writer
+/// task ([`writer`]): the transaction is a savepoint in the writer's open transaction, and its
+/// [`WriteTxn::commit`] returns once the group it joined is committed. The writer begins with
+/// `BEGIN IMMEDIATE`: a deferred transaction that reads and then writes can fail with
+/// `SQLITE_BUSY` when another process wrote in between. (An in-memory database, which another
+/// connection cannot see, keeps a transaction of its own on the pool.)
+///
+/// On PostgreSQL it is a transaction of its own on the pool.
+pub async fn begin_write(db: &DatabaseConnection) -> Result<WriteTxn, DbErr> {
+    if db.get_database_backend() == DbBackend::Sqlite
+        && let Some(writer) = writer::Writer::of(db).await?
+    {
+        return Ok(WriteTxn(Txn::Group(writer.begin().await?)));
+    }
+    let txn = db
+        .begin_with_options(TransactionOptions {
+            sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+            ..TransactionOptions::default()
+        })
+        .await?;
+    Ok(WriteTxn(Txn::Own(txn)))
+}
+
+/// A write transaction from [`begin_write`]: use it as the `DatabaseTransaction` it derefs to,
+/// then [`WriteTxn::commit`]. Dropped without a commit, it rolls back (on SQLite, to its own
+/// savepoint: the other requests of its group are untouched).
+pub struct WriteTxn(Txn);
+
+enum Txn {
+    Own(DatabaseTransaction),
+    Group(writer::GroupTxn),
+}
+
+impl WriteTxn {
+    /// Commits; on SQLite, returns when the writer's group commit has (or has not) succeeded,
+    /// so an `Ok` is as durable as a commit of its own.
+    pub async fn commit(self) -> Result<(), DbErr> {
+        match self.0 {
+            Txn::Own(txn) => txn.commit().await,
+            Txn::Group(txn) => txn.commit().await,
+        }
+    }
+
+    pub async fn rollback(self) -> Result<(), DbErr> {
+        match self.0 {
+            Txn::Own(txn) => txn.rollback().await,
+            Txn::Group(txn) => txn.rollback().await,
+        }
+    }
+}
+
+impl std::ops::Deref for WriteTxn {
+    type Target = DatabaseTransaction;
+
+    fn deref(&self) -> &DatabaseTransaction {
+        match &self.0 {
+            Txn::Own(txn) => txn,
+            Txn::Group(txn) => &txn.savepoint,
+        }
+    }
+}
+
+impl std::fmt::Debug for WriteTxn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self.0 {
+            Txn::Own(_) => "WriteTxn(own transaction)",
+            Txn::Group(_) => "WriteTxn(savepoint in the SQLite writer's group)",
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl ConnectionTrait for WriteTxn {
+    fn get_database_backend(&self) -> DbBackend {
+        (**self).get_database_backend()
+    }
+
+    async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+        (**self).execute_raw(stmt).await
+    }
+
+    async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+        (**self).execute_unprepared(sql).await
+    }
+
+    async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+        (**self).query_one_raw(stmt).await
+    }
+
+    async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        (**self).query_all_raw(stmt).await
+    }
+
+    fn support_returning(&self) -> bool {
+        (**self).support_returning()
+    }
+
+    fn is_mock_connection(&self) -> bool {
+        (**self).is_mock_connection()
+    }
 }
 
 /// A unique index refused the row: someone already claimed this key.
@@ -202,5 +359,34 @@ impl Nullable for MinorUnits {
 impl sea_orm::IntoActiveValue<MinorUnits> for MinorUnits {
     fn into_active_value(self) -> sea_orm::ActiveValue<MinorUnits> {
         sea_orm::ActiveValue::Set(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::local_without_tls_preference as plain;
+
+    #[test]
+    fn tls_is_left_out_only_for_this_machine_when_nothing_asks_for_it() {
+        assert!(plain("postgres://postgres@127.0.0.1:5432/holdfast", false));
+        assert!(plain("postgresql://u:p@localhost/holdfast", false));
+        assert!(plain("postgres://u@[::1]:5432/holdfast", false));
+        assert!(plain("postgres:///holdfast", false));
+        assert!(plain(
+            "postgres:///holdfast?host=/var/run/postgresql",
+            false
+        ));
+        assert!(!plain("postgres://u@db.example.com/holdfast", false));
+        assert!(!plain("postgres://u@10.0.0.5/holdfast", false));
+        assert!(!plain(
+            "postgres://u@127.0.0.1/holdfast?sslmode=require",
+            false
+        ));
+        assert!(!plain(
+            "postgres://u@127.0.0.1/holdfast?sslmode=disable",
+            false
+        ));
+        assert!(!plain("postgres://u@127.0.0.1/holdfast", true));
+        assert!(!plain("sqlite://holdfast.db?mode=rwc", false));
     }
 }

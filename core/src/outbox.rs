@@ -269,6 +269,9 @@ pub async fn deliver_due(
         .collect();
     let outcomes = sender.send_many(&messages).await;
 
+    // The outcomes are recorded in one write transaction (on SQLite, through the writer, like
+    // every write: an autocommit statement on the pool would wait on the file lock).
+    let txn = db::begin_write(db).await?;
     let mut round = DeliveryRound::default();
     // Delivered messages, grouped by what their row becomes: (channel, receiver's status).
     let mut delivered: std::collections::BTreeMap<(bool, Option<i32>), Vec<Uuid>> =
@@ -284,7 +287,7 @@ pub async fn deliver_due(
                 round.delivered += 1;
             }
             Err(failure) => {
-                if record_failure(db, clock, message, &failure, lease).await? {
+                if record_failure(&txn, clock, message, &failure, lease).await? {
                     round.failed += 1;
                 } else {
                     round.retried += 1;
@@ -313,16 +316,17 @@ pub async fn deliver_due(
             .filter(outbox::Column::Id.is_in(ids))
             .filter(outbox::Column::Status.eq(DeliveryStatus::Pending))
             .filter(outbox::Column::LeaseUntil.eq(lease))
-            .exec(db)
+            .exec(&*txn)
             .await?;
     }
+    txn.commit().await?;
     Ok(round)
 }
 
 /// Records a failed send: retried after a backoff, or given up after the channel's last try.
 /// Returns whether it was given up.
 async fn record_failure(
-    db: &DatabaseConnection,
+    txn: &DatabaseTransaction,
     clock: &Clock,
     message: &Outbound,
     failure: &SendFailure,
@@ -358,7 +362,7 @@ async fn record_failure(
         .filter(outbox::Column::Id.eq(message.id))
         .filter(outbox::Column::Status.eq(DeliveryStatus::Pending))
         .filter(outbox::Column::LeaseUntil.eq(lease))
-        .exec(db)
+        .exec(txn)
         .await?;
     Ok(give_up)
 }

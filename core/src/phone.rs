@@ -84,22 +84,25 @@ impl PhoneGateway for PhoneSimulator {
     }
 
     async fn send(&self, message: &PhoneMessage) -> Result<(), GatewayError> {
-        let sent = phone_inbox::Entity::insert(self.row(message))
-            .exec_without_returning(&self.db)
+        self.send_many(std::slice::from_ref(message))
             .await
-            .map(|_| ())
-            .map_err(|e| GatewayError::Unreachable(crate::db::describe(&e)));
-        self.arrivals.notify_waiters();
-        sent
+            .pop()
+            .unwrap_or(Ok(()))
     }
 
     async fn send_many(&self, messages: &[PhoneMessage]) -> Vec<Result<(), GatewayError>> {
         if messages.is_empty() {
             return Vec::new();
         }
-        let sent = phone_inbox::Entity::insert_many(messages.iter().map(|m| self.row(m)))
-            .exec_without_returning(&self.db)
-            .await;
+        // A write transaction like any other (on SQLite, through the writer).
+        let sent = async {
+            let txn = crate::db::begin_write(&self.db).await?;
+            phone_inbox::Entity::insert_many(messages.iter().map(|m| self.row(m)))
+                .exec_without_returning(&*txn)
+                .await?;
+            txn.commit().await
+        }
+        .await;
         self.arrivals.notify_waiters();
         match sent {
             Ok(_) => messages.iter().map(|_| Ok(())).collect(),

@@ -126,7 +126,8 @@ pub struct Config {
     pub webhook_allow_private: bool,
     #[arg(long, env = "HOLDFAST_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
-    /// Database connections in the pool (default 4 on SQLite, 32 on PostgreSQL).
+    /// Database connections in the pool (default 4 on SQLite, for readers beside the writer's
+    /// own connection; 16 on PostgreSQL).
     #[arg(long, env = "HOLDFAST_DB_POOL", global = true)]
     pub db_pool: Option<u32>,
 }

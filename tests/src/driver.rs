@@ -51,25 +51,32 @@ pub async fn fresh_store(
     }
 }
 
+/// `url` with its database (the path) replaced by `name`; the user, host and query string
+/// (`?sslmode=disable`) are kept.
 pub fn replace_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, format!("?{query}")),
-        None => (url, String::new()),
-    };
-    let slash = base.rfind('/').unwrap_or(base.len());
-    let authority_end = base.find("://").map_or(0, |i| i + 3);
-    let prefix = if slash >= authority_end {
-        &base[..slash]
-    } else {
-        base
-    };
-    format!("{prefix}/{name}{query}")
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            parsed.set_path(&format!("/{name}"));
+            parsed.to_string()
+        }
+        Err(_) => format!("{}/{name}", url.trim_end_matches('/')),
+    }
 }
 
-/// The server binary: `HOLDFAST_BIN`, or the release build, or the debug build.
+/// The database a PostgreSQL URL names (its path without the slash), ignoring any query string.
+pub fn database_name(url: &str) -> Option<String> {
+    let parsed = url::Url::parse(url).ok()?;
+    let name = parsed.path().trim_start_matches('/');
+    (!name.is_empty()).then(|| name.to_owned())
+}
+
+/// The server binary, as an absolute path: `HOLDFAST_BIN`, or the release build, or the debug build.
 pub fn server_binary() -> anyhow::Result<PathBuf> {
+    // Absolute, because the server runs in a directory of its own (a relative path such as
+    // `target/release/holdfast` would be looked up from there).
     if let Ok(path) = std::env::var("HOLDFAST_BIN") {
-        return Ok(PathBuf::from(path));
+        return std::path::absolute(&path)
+            .with_context(|| format!("HOLDFAST_BIN={path} is not a usable path"));
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     for profile in ["release", "debug"] {
@@ -289,6 +296,14 @@ impl Api {
     pub fn recording(mut self) -> Api {
         self.latencies = Some(Default::default());
         self
+    }
+
+    /// The same client (and the same latency record) for another server on the same store.
+    pub fn on(&self, base: &str) -> Api {
+        Api {
+            base: base.to_owned(),
+            ..self.clone()
+        }
     }
 
     /// The latencies recorded so far, emptying the record.

@@ -16,6 +16,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use chrono::{DateTime, TimeZone, Utc};
+use driver::replace_database;
 use holdfast_core::Clock;
 use holdfast_core::challenge::ChallengePolicy;
 use holdfast_core::db::PoolSize;
@@ -85,21 +86,6 @@ pub fn postgres_url() -> Option<String> {
 
 pub fn on_postgres() -> bool {
     postgres_url().is_some()
-}
-
-fn replace_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, format!("?{query}")),
-        None => (url, String::new()),
-    };
-    let slash = base.rfind('/').unwrap_or(base.len());
-    let authority_end = base.find("://").map_or(0, |i| i + 3);
-    let prefix = if slash >= authority_end {
-        &base[..slash]
-    } else {
-        base
-    };
-    format!("{prefix}/{name}{query}")
 }
 
 /// A fresh, empty database of the kind the tests run on (not yet migrated); dropped with it.
@@ -573,7 +559,7 @@ impl TestApp {
 
 #[cfg(test)]
 mod tests {
-    use super::replace_database;
+    use crate::driver::{database_name, replace_database};
     use holdfast_core::cards::CardNumber;
     use holdfast_core::order_number::OrderNumber;
 
@@ -627,5 +613,11 @@ mod tests {
             replace_database("postgres://127.0.0.1", "t1"),
             "postgres://127.0.0.1/t1"
         );
+        assert_eq!(
+            database_name("postgres://u@127.0.0.1:5432/holdfast_bench_7?sslmode=disable")
+                .as_deref(),
+            Some("holdfast_bench_7")
+        );
+        assert_eq!(database_name("postgres://127.0.0.1"), None);
     }
 }

@@ -236,15 +236,21 @@ pub async fn create(
     Ok((session_of(inserted), cookie))
 }
 
-/// Deletes every session that has expired by the service clock; returns how many. One
-/// statement, no transaction of its own: a session is never revived, so a row that expires
-/// while it runs is simply left for the next sweep.
+/// Deletes every session that has expired by the service clock; returns how many. A session
+/// is never revived, so a row that expires while it runs is simply left for the next sweep.
+/// Like every write to the sessions table, it goes through the runner's write transaction (on
+/// SQLite, the one writer; a write beside it would wait on the file lock).
 pub async fn sweep_expired(state: &AppState) -> Result<u64, sea_orm::DbErr> {
-    let swept = row::Entity::delete_many()
-        .filter(row::Column::ExpiresAt.lte(state.core.clock.now()))
-        .exec(&state.db)
-        .await?;
-    Ok(swept.rows_affected)
+    let now = state.core.clock.now();
+    state
+        .in_write_txn(async |txn, _| {
+            let swept = row::Entity::delete_many()
+                .filter(row::Column::ExpiresAt.lte(now))
+                .exec(txn)
+                .await?;
+            Ok(swept.rows_affected)
+        })
+        .await
 }
 
 /// Ends a session (sign-out): its row is deleted; returns the header that clears the cookie.
@@ -253,20 +259,16 @@ pub async fn end(
     headers: &HeaderMap,
     session: &Session,
 ) -> Result<Option<HeaderValue>, PageError> {
-    row::Entity::delete_by_id(session.id_hash.clone())
-        .exec(&state.db)
+    let id_hash = session.id_hash.clone();
+    state
+        .in_write_txn(async |txn, _| row::Entity::delete_by_id(id_hash).exec(txn).await)
         .await?;
     Ok(set_cookie(headers, "", 0))
 }
 
 /// Records that this session was given the phone simulator's key.
 pub async fn grant_phone_access(state: &AppState, session: &Session) -> Result<(), PageError> {
-    row::Entity::update_many()
-        .col_expr(row::Column::PhoneAccess, Expr::value(true))
-        .filter(row::Column::IdHash.eq(session.id_hash.clone()))
-        .exec(&state.db)
-        .await?;
-    Ok(())
+    update_session(state, session, row::Column::PhoneAccess, Expr::value(true)).await
 }
 
 /// Records (or clears) the card login waiting for its code.
@@ -275,13 +277,31 @@ pub async fn set_pending_login(
     session: &Session,
     challenge: Option<ChallengeId>,
 ) -> Result<(), PageError> {
-    row::Entity::update_many()
-        .col_expr(
-            row::Column::PendingLogin,
-            Expr::value(challenge.map(|c| c.uuid())),
-        )
-        .filter(row::Column::IdHash.eq(session.id_hash.clone()))
-        .exec(&state.db)
+    update_session(
+        state,
+        session,
+        row::Column::PendingLogin,
+        Expr::value(challenge.map(|c| c.uuid())),
+    )
+    .await
+}
+
+/// Sets one column of the session's row, in the runner's write transaction.
+async fn update_session(
+    state: &AppState,
+    session: &Session,
+    column: row::Column,
+    value: sea_orm::sea_query::SimpleExpr,
+) -> Result<(), PageError> {
+    let id_hash = session.id_hash.clone();
+    state
+        .in_write_txn(async |txn, _| {
+            row::Entity::update_many()
+                .col_expr(column, value)
+                .filter(row::Column::IdHash.eq(id_hash))
+                .exec(txn)
+                .await
+        })
         .await?;
     Ok(())
 }

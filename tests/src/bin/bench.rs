@@ -7,6 +7,7 @@
 //! cargo build --release -p holdfast-server -p holdfast-tests
 //! target/release/holdfast-bench --lifecycles 2000 --concurrency 64
 //! target/release/holdfast-bench --postgres postgres://postgres@127.0.0.1:5432/postgres …
+//! target/release/holdfast-bench --postgres … --instances 2   (two servers, clients split)
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -38,6 +39,9 @@ struct Args {
     /// Settled orders to load first, to measure how throughput holds as the tables grow.
     #[arg(long, default_value_t = 0)]
     preload: u64,
+    /// Server processes on the same database; the clients are split evenly between them.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    instances: u16,
     /// Lifecycles run before measuring (connection pools, caches).
     #[arg(long, default_value_t = 50)]
     warmup: usize,
@@ -72,7 +76,15 @@ async fn main() -> anyhow::Result<()> {
         driver::Store::Postgres(_) => "postgresql",
     };
     let server = Server::start(store.clone(), workdir.path(), &[]).await?;
+    let mut others = Vec::new();
+    for _ in 1..args.instances {
+        others.push(server.another(workdir.path()).await?);
+    }
     let api = Api::new(&server.url).recording();
+    // Client i talks to instance i mod N, for the whole of each of its lifecycles.
+    let apis: Vec<Api> = std::iter::once(api.clone())
+        .chain(others.iter().map(|other| api.on(&other.url)))
+        .collect();
     let shoppers = args.shoppers.unwrap_or(args.concurrency).max(1);
     // Workers take lifecycles as they free up, so one shopper may run more than its share:
     // fund each for twice the even split.
@@ -81,7 +93,7 @@ async fn main() -> anyhow::Result<()> {
     let cast = Arc::new(driver::cast(&api, run, args.suppliers, shoppers, &deposit).await?);
 
     // Warm-up, unmeasured; it also opens every account the preloaded orders post to.
-    let warm = run_lifecycles(&api, &cast, args.warmup.max(1), args.concurrency, "warm").await?;
+    let warm = run_lifecycles(&apis, &cast, args.warmup.max(1), args.concurrency, "warm").await?;
     if args.preload > 0 {
         let started = Instant::now();
         holdfast_tests::preload::settled_orders(
@@ -99,7 +111,7 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     let database_name = match &store {
-        driver::Store::Postgres(url) => url.rsplit('/').next().map(str::to_owned),
+        driver::Store::Postgres(url) => driver::database_name(url),
         driver::Store::Sqlite(_) => None,
     };
     let admin = args.postgres.clone();
@@ -109,7 +121,7 @@ async fn main() -> anyhow::Result<()> {
     };
     api.take_latencies();
     let started = Instant::now();
-    let measured = run_lifecycles(&api, &cast, args.lifecycles, args.concurrency, "run").await?;
+    let measured = run_lifecycles(&apis, &cast, args.lifecycles, args.concurrency, "run").await?;
     let timings = &measured.timings;
     let elapsed = started.elapsed();
     let mut calls = api.take_latencies();
@@ -120,6 +132,7 @@ async fn main() -> anyhow::Result<()> {
     println!("\nHoldfast lifecycle benchmark on {database}");
     println!("  lifecycles          {}", args.lifecycles);
     println!("  concurrency         {}", args.concurrency);
+    println!("  server instances    {}", args.instances);
     println!("  preloaded orders    {}", args.preload);
     println!("  elapsed             {:.2} s", elapsed.as_secs_f64());
     println!("  lifecycles/s        {lifecycles_per_sec:.1}");
@@ -161,9 +174,11 @@ async fn main() -> anyhow::Result<()> {
             args.concurrency
         );
     }
-    match server.peak_rss_kb() {
-        Some(kb) => println!("  server peak RSS     {:.1} MB", kb as f64 / 1024.0),
-        None => println!("  server peak RSS     unknown"),
+    for instance in std::iter::once(&server).chain(&others) {
+        match instance.peak_rss_kb() {
+            Some(kb) => println!("  server peak RSS     {:.1} MB", kb as f64 / 1024.0),
+            None => println!("  server peak RSS     unknown"),
+        }
     }
 
     // The ledger balances, and every lifecycle paid the supplier price minus commission.
@@ -226,6 +241,7 @@ async fn main() -> anyhow::Result<()> {
     if !clean || !underpaid.is_empty() {
         bail!("verification failed (the database is kept for a look): audit {audit}");
     }
+    drop(others);
     drop(server);
     if let (Some(admin), Some(name)) = (&admin, &database_name) {
         use sea_orm::ConnectionTrait;
@@ -310,7 +326,7 @@ struct Ran {
 }
 
 async fn run_lifecycles(
-    api: &Api,
+    apis: &[Api],
     cast: &Arc<driver::Cast>,
     total: usize,
     concurrency: usize,
@@ -319,7 +335,7 @@ async fn run_lifecycles(
     let next = Arc::new(AtomicUsize::new(0));
     let mut workers = Vec::new();
     for worker in 0..concurrency {
-        let api = api.clone();
+        let api = apis[worker % apis.len()].clone();
         let cast = cast.clone();
         let next = next.clone();
         workers.push(tokio::spawn(async move {

@@ -109,7 +109,7 @@ async fn world(
 }
 
 async fn drop_database(args: &Args, world: World) {
-    let name = world.url.rsplit('/').next().unwrap_or_default().to_owned();
+    let name = driver::database_name(&world.url).unwrap_or_default();
     drop(world);
     if let Ok(db) = sea_orm::Database::connect(&args.postgres).await {
         use sea_orm::ConnectionTrait;
