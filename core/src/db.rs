@@ -7,6 +7,7 @@ use sea_orm::{
     DbBackend, DbErr, ExecResult, QueryResult, Statement, TransactionOptions, TransactionTrait,
     TryGetError, TryGetable, Value,
 };
+use std::sync::Arc;
 use std::time::Duration;
 
 mod writer;
@@ -113,6 +114,26 @@ pub fn local_without_tls_preference(url: &str, pgsslmode_set: bool) -> bool {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
     }
+}
+
+/// Something told of each statement sent (its SQL and time): a counter, in tests and the
+/// benchmark.
+pub type StatementObserver = Arc<dyn Fn(&sea_orm::metric::Info<'_>) + Send + Sync>;
+
+/// Calls `observer` for every statement sent for `db` from now on, including, on SQLite, the
+/// statements of the one writer that runs `db`'s write transactions on its own connection
+/// (sea-orm's per-statement callback alone would see the readers' pool only).
+pub async fn observe_statements(
+    db: &mut DatabaseConnection,
+    observer: StatementObserver,
+) -> Result<(), DbErr> {
+    if db.get_database_backend() == DbBackend::Sqlite
+        && let Some(writer) = writer::Writer::of(db).await?
+    {
+        writer.observe(observer.clone());
+    }
+    db.set_metric_callback(move |info| observer(info));
+    Ok(())
 }
 
 /// Begins a transaction that will write.

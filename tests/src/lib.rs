@@ -227,7 +227,7 @@ impl TestApp {
     ) -> TestApp {
         let mut db = open_database(&database.url, database.pool).await.unwrap();
         if let Some(counter) = counter {
-            counter.attach(&mut db);
+            counter.attach(&mut db).await;
         }
         let clock = Clock::manual(start);
         let state =

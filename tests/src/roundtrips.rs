@@ -4,10 +4,14 @@
 //! answer every run.
 //!
 //! Statements are counted by sea-orm's per-statement metric callback (with their SQL, so a
-//! call's reads and writes can be listed per table); `BEGIN` (or `SAVEPOINT`) and `COMMIT`
-//! (or `RELEASE`) are counted from sea-orm's own trace spans, caught by a subscriber that
-//! listens to nothing else, on the calling thread only. Every begin ends in exactly one commit
-//! or rollback, so a call's round trips are its statements plus twice its begins.
+//! call's reads and writes can be listed per table), on SQLite on the one writer's connection
+//! too ([`holdfast_core::db::observe_statements`]); `BEGIN` and `SAVEPOINT`, `COMMIT` and
+//! `RELEASE` are counted from sea-orm's own trace spans, caught by a subscriber that listens to
+//! nothing else, on the calling thread only. Every begin ends in exactly one commit or rollback,
+//! so a call's round trips are its statements plus twice its begins and savepoints. On SQLite
+//! a request is a savepoint inside the writer's transaction, which commits it with the others
+//! of its group (alone, when one client calls at a time): its `SAVEPOINT` and `RELEASE` are two
+//! more statements than PostgreSQL's, on a database in the same process.
 //!
 //! [`trace_lifecycle`] runs the benchmark's retail lifecycle in process, one call at a time,
 //! and tallies each call: the benchmark prints it, and a test pins it.
@@ -25,9 +29,12 @@ use std::sync::{Arc, Mutex};
 pub struct Tally {
     /// Statements sent (reads and writes), `BEGIN`/`COMMIT` not included.
     pub statements: u64,
-    /// Transactions (and savepoints) begun.
+    /// Transactions begun (`BEGIN`).
     pub begins: u64,
-    /// Transactions (and savepoints) committed.
+    /// Savepoints begun inside a transaction (`SAVEPOINT`; on SQLite, each request's in the
+    /// writer's transaction).
+    pub savepoints: u64,
+    /// Transactions committed (`COMMIT`; a savepoint's `RELEASE` is not one).
     pub commits: u64,
     /// Statements per (verb, table): `("SELECT", "cards") → 2`.
     pub by_table: BTreeMap<(String, String), u64>,
@@ -37,12 +44,13 @@ impl Tally {
     /// Every exchange with the database: each statement, and each begin with its commit or
     /// rollback.
     pub fn round_trips(&self) -> u64 {
-        self.statements + 2 * self.begins
+        self.statements + 2 * (self.begins + self.savepoints)
     }
 
     pub fn add(&mut self, other: &Tally) {
         self.statements += other.statements;
         self.begins += other.begins;
+        self.savepoints += other.savepoints;
         self.commits += other.commits;
         for (key, count) in &other.by_table {
             *self.by_table.entry(key.clone()).or_default() += count;
@@ -109,12 +117,13 @@ pub struct Counter {
 }
 
 impl Counter {
-    /// Counts every statement `db` (and the clones made from it from now on) sends.
-    pub fn attach(&self, db: &mut sea_orm::DatabaseConnection) {
+    /// Counts every statement `db` (and the clones made from it from now on) sends, and on
+    /// SQLite its writer's.
+    pub async fn attach(&self, db: &mut sea_orm::DatabaseConnection) {
         let tally = self.tally.clone();
         // `ROUNDTRIPS_SQL=1` prints each counted statement (its SQL, never its values).
         let print = std::env::var_os("ROUNDTRIPS_SQL").is_some();
-        db.set_metric_callback(move |info| {
+        let observer: holdfast_core::db::StatementObserver = Arc::new(move |info| {
             if print {
                 eprintln!("  sql: {}", info.statement.sql);
             }
@@ -124,6 +133,9 @@ impl Counter {
                 *tally.by_table.entry(key).or_default() += 1;
             }
         });
+        holdfast_core::db::observe_statements(db, observer)
+            .await
+            .expect("the counter attaches");
     }
 
     /// What was counted since the last take; starts again from zero.
@@ -148,7 +160,12 @@ impl Counter {
         };
         let mut tally = self.take();
         tally.begins = spans.begins.load(Ordering::Relaxed);
-        tally.commits = spans.commits.load(Ordering::Relaxed);
+        tally.savepoints = spans.savepoints.load(Ordering::Relaxed);
+        // Every savepoint of a call that succeeded was released, in a span named `commit`.
+        tally.commits = spans
+            .commits
+            .load(Ordering::Relaxed)
+            .saturating_sub(tally.savepoints);
         (value, tally)
     }
 }
@@ -159,6 +176,7 @@ impl Counter {
 #[derive(Default)]
 struct TransactionSpans {
     begins: AtomicU64,
+    savepoints: AtomicU64,
     commits: AtomicU64,
     next_id: AtomicU64,
 }
@@ -175,7 +193,10 @@ impl tracing::Subscriber for TransactionSpans {
 
     fn new_span(&self, span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
         match span.metadata().name() {
-            "begin" => self.begins.fetch_add(1, Ordering::Relaxed),
+            // A transaction is begun with options (`begin_write` always names SQLite's mode);
+            // a savepoint inside one with none.
+            "begin" if top_level(span) => self.begins.fetch_add(1, Ordering::Relaxed),
+            "begin" => self.savepoints.fetch_add(1, Ordering::Relaxed),
             _ => self.commits.fetch_add(1, Ordering::Relaxed),
         };
         tracing::span::Id::from_u64(self.next_id.fetch_add(1, Ordering::Relaxed) + 1)
@@ -190,6 +211,32 @@ impl tracing::Subscriber for TransactionSpans {
     fn enter(&self, _: &tracing::span::Id) {}
 
     fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// Whether a `begin` span opens a transaction rather than a savepoint. On SQLite a transaction
+/// is begun with its mode named (`begin_write` and the writer always name it) and a savepoint
+/// with none; sea-orm drops the SQLite mode on other databases, where the server opens no
+/// savepoints.
+fn top_level(span: &tracing::span::Attributes<'_>) -> bool {
+    #[derive(Default)]
+    struct Fields {
+        sqlite: bool,
+        mode_named: bool,
+    }
+    impl tracing::field::Visit for Fields {
+        fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+            match field.name() {
+                "backend" => self.sqlite = format!("{value:?}") == "Sqlite",
+                "sqlite_transaction_mode" => {
+                    self.mode_named = format!("{value:?}").starts_with("Some")
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut fields = Fields::default();
+    span.record(&mut fields);
+    !fields.sqlite || fields.mode_named
 }
 
 /// The calls of one retail lifecycle as the benchmark makes them, in order.
@@ -234,14 +281,16 @@ impl LifecycleTrace {
 
     /// The table the benchmark prints.
     pub fn report(&self) -> String {
-        let mut out =
-            String::from("  call                   round trips  statements  begins  commits\n");
+        let mut out = String::from(
+            "  call                   round trips  statements  begins  savepoints  commits\n",
+        );
         let row = |name: &str, t: &Tally| {
             format!(
-                "    {name:<22} {:>9} {:>11} {:>7} {:>8}\n",
+                "    {name:<22} {:>9} {:>11} {:>7} {:>11} {:>8}\n",
                 t.round_trips(),
                 t.statements,
                 t.begins,
+                t.savepoints,
                 t.commits
             )
         };

@@ -23,7 +23,7 @@ use sea_orm::{
 };
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
@@ -56,6 +56,9 @@ type Turn = oneshot::Sender<Result<Slot, DbErr>>;
 #[derive(Clone)]
 pub(super) struct Writer {
     turns: mpsc::UnboundedSender<Turn>,
+    /// Told of every statement the writer's connection sends, once someone asks
+    /// ([`super::observe_statements`]: the tests' and the benchmark's counter).
+    observer: Arc<RwLock<Option<super::StatementObserver>>>,
 }
 
 /// One writer per SQLite file in the process (several `DatabaseConnection`s to one file share
@@ -88,7 +91,14 @@ impl Writer {
             .connect_with((*options).clone())
             .await
             .map_err(|e| DbErr::Conn(sea_orm::RuntimeErr::SqlxError(Arc::new(e))))?;
-        let connection = sea_orm::SqlxSqliteConnector::from_sqlx_sqlite_pool(connection);
+        let mut connection = sea_orm::SqlxSqliteConnector::from_sqlx_sqlite_pool(connection);
+        let observer: Arc<RwLock<Option<super::StatementObserver>>> = Arc::default();
+        let observing = observer.clone();
+        connection.set_metric_callback(move |info| {
+            if let Some(observe) = observing.read().ok().and_then(|o| o.clone()) {
+                observe(info);
+            }
+        });
         let mut writers = WRITERS.lock().unwrap_or_else(|e| e.into_inner());
         let writers = writers.get_or_insert_with(HashMap::new);
         // Another caller may have started one meanwhile: keep the first.
@@ -99,9 +109,16 @@ impl Writer {
         }
         let (turns, queue) = mpsc::unbounded_channel();
         tokio::spawn(run(connection, queue));
-        let writer = Writer { turns };
+        let writer = Writer { turns, observer };
         writers.insert(file, writer.clone());
         Ok(Some(writer))
+    }
+
+    /// Tells `observer` of every statement the writer sends from now on.
+    pub(super) fn observe(&self, observer: super::StatementObserver) {
+        if let Ok(mut slot) = self.observer.write() {
+            *slot = Some(observer);
+        }
     }
 
     fn registered(file: &Path) -> Option<Writer> {
