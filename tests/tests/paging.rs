@@ -63,6 +63,8 @@ async fn page_through(
 struct Bank {
     app: TestApp,
     desk: Desk,
+    /// The shopper's phone, which approves what the shopper buys.
+    phone: String,
     shopper: String,
     supplier: String,
     commodity: String,
@@ -88,6 +90,7 @@ async fn bank() -> Bank {
     Bank {
         app,
         desk,
+        phone,
         shopper,
         supplier,
         commodity,
@@ -367,4 +370,179 @@ async fn orders_created_at_the_same_instant_page_by_their_id() {
     assert_eq!(shown, all);
     assert_eq!(pages, 3);
     assert_eq!(bank.orders("").await.len(), 7);
+}
+
+/// An insurer selling a 1.00 USD lump-sum product whose certificates a service company
+/// delivers, on the bank of [`bank`].
+struct Insurance {
+    bank: Bank,
+    insurer: String,
+    service: String,
+    product: String,
+}
+
+async fn insurance() -> Insurance {
+    let bank = bank().await;
+    let operator = bank.app.operator_token().await;
+    let (_, insurer) = bank
+        .app
+        .onboard_staff(
+            &operator,
+            "/v1/insurance/insurers",
+            "ins",
+            json!({"display_name": "Hanil Life", "commission_rate": "0.05"}),
+        )
+        .await;
+    let (service_id, service) = bank.app.distributor(&operator, "Policy Couriers").await;
+    let product = bank
+        .app
+        .post(
+            "/v1/insurance/products",
+            Some(&insurer),
+            json!({"name": "Travel", "coverage": "Lost luggage", "coverage_amount": usd("500.00"),
+                "premium": usd("1.00"), "term_months": 1, "payment_plan": "lump_sum",
+                "service_company_id": service_id}),
+        )
+        .await;
+    assert_eq!(product.status, StatusCode::CREATED, "{product:?}");
+    Insurance {
+        insurer,
+        service,
+        product: product.body["id"].as_str().unwrap().to_owned(),
+        bank,
+    }
+}
+
+impl Insurance {
+    /// The shopper buys the product a minute after the last purchase, approves it on the
+    /// phone, and the insurer issues it; returns the policy number.
+    async fn issued_policy(&self) -> String {
+        let app = &self.bank.app;
+        app.clock.advance(Duration::minutes(1));
+        let bought = app
+            .post_idempotent(
+                "/v1/insurance/policies",
+                Some(&self.bank.shopper),
+                json!({"product_id": self.product}),
+            )
+            .await;
+        assert_eq!(bought.status, StatusCode::CREATED, "{bought:?}");
+        let challenge = bought.body["pending_confirmation"]["challenge_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let code = app.code_for(&self.bank.phone, &challenge).await;
+        let answered = app.answer(&challenge, &code, "approve").await;
+        assert_eq!(answered.status, StatusCode::OK, "{answered:?}");
+        let policy = bought.body["policy_id"].as_str().unwrap();
+        let issued = app
+            .post(
+                &format!("/v1/insurance/policies/{policy}/recheck"),
+                Some(&self.insurer),
+                json!({"decision": "issue"}),
+            )
+            .await;
+        assert_eq!(issued.status, StatusCode::OK, "{issued:?}");
+        issued.body["policy_number"].as_str().unwrap().to_owned()
+    }
+
+    async fn certificates(&self, query: &str) -> Vec<String> {
+        let reply = self
+            .bank
+            .app
+            .get(
+                &format!("/v1/insurance/certificates?limit=100&{query}"),
+                Some(&self.service),
+            )
+            .await;
+        page(&reply)
+            .0
+            .iter()
+            .map(|c| c["policy_number"].as_str().unwrap().to_owned())
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn certificates_page_through_while_new_policies_are_issued_and_filter_by_status() {
+    let ins = insurance().await;
+    let mut issued = Vec::new();
+    for _ in 0..5 {
+        issued.push(ins.issued_policy().await);
+    }
+    issued.reverse();
+
+    let mut arrived = Vec::new();
+    let (shown, pages) = page_through(
+        &ins.bank.app,
+        &ins.service,
+        "/v1/insurance/certificates?",
+        2,
+        "policy_number",
+        async || arrived.push(ins.issued_policy().await),
+    )
+    .await;
+    // Newest first, each once; the certificates issued while paging are newer than the
+    // cursor, so no later page shows them.
+    assert_eq!(shown, issued);
+    assert_eq!(pages, 3);
+    let fresh = ins.certificates("").await;
+    assert_eq!(fresh.len(), 7);
+    assert_eq!(fresh[..2], [arrived[1].as_str(), arrived[0].as_str()]);
+
+    // Marked received, one moves from awaiting_pickup to with_service_company.
+    let received = ins
+        .bank
+        .app
+        .post(
+            &format!("/v1/insurance/certificates/{}/received", fresh[3]),
+            Some(&ins.service),
+            json!({}),
+        )
+        .await;
+    assert_eq!(received.status, StatusCode::OK, "{received:?}");
+    assert_eq!(
+        ins.certificates("state=with_service_company").await,
+        [fresh[3].as_str()]
+    );
+    let awaiting = ins.certificates("state=awaiting_pickup").await;
+    assert_eq!(awaiting.len(), 6);
+    assert!(!awaiting.contains(&fresh[3]));
+    assert!(ins.certificates("state=delivered").await.is_empty());
+    // With no status named, both still to do are listed.
+    assert_eq!(ins.certificates("").await, fresh);
+
+    // By creation day: all were bought today, none tomorrow.
+    let today = ins.bank.app.clock.now().date_naive();
+    let tomorrow = today.succ_opt().unwrap();
+    assert_eq!(
+        ins.certificates(&format!("from={today}&to={today}")).await,
+        fresh
+    );
+    assert!(
+        ins.certificates(&format!("from={tomorrow}"))
+            .await
+            .is_empty()
+    );
+
+    // A cursor of another list is refused.
+    ins.bank.order().await;
+    ins.bank.order().await;
+    let (_, other) = page(
+        &ins.bank
+            .app
+            .get("/v1/retail/orders?limit=1", Some(&ins.bank.shopper))
+            .await,
+    );
+    let other = other.expect("two orders are more than one page");
+    let refused = ins
+        .bank
+        .app
+        .get(
+            &format!("/v1/insurance/certificates?cursor={other}"),
+            Some(&ins.service),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{refused:?}");
+    assert_eq!(refused.code(), "invalid_cursor");
 }
