@@ -49,6 +49,8 @@ pub enum ListKind {
     Authorisations = 8,
     Certificates = 9,
     ArmedApprovals = 10,
+    /// The delivery log of one webhook endpoint.
+    WebhookDeliveries = 11,
 }
 
 impl ListKind {
@@ -65,6 +67,7 @@ impl ListKind {
             Authorisations,
             Certificates,
             ArmedApprovals,
+            WebhookDeliveries,
         ]
         .into_iter()
         .find(|kind| *kind as u8 == byte)

@@ -19,7 +19,7 @@ use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use holdfast_core::escrow::CaseState;
 use holdfast_core::ids::PartyId;
-use holdfast_core::paging::ListKind;
+use holdfast_core::paging::{ListFilter, ListKind, Page};
 use holdfast_core::parties::{self, Role};
 use holdfast_core::{ledger, webhooks};
 use holdfast_retail::catalogue::{self, Audience, CommodityChange, CommodityId, NewCommodity};
@@ -483,8 +483,16 @@ async fn render_webhooks(
 ) -> PageResult {
     let mut endpoints = Vec::new();
     for endpoint in webhooks::endpoints_of(&state.db, principal.party).await? {
-        let log =
-            webhooks::deliveries(&state.db, principal.party, endpoint.id, DELIVERIES_SHOWN).await?;
+        let first = Page::first(ListKind::WebhookDeliveries, DELIVERIES_SHOWN);
+        let log = webhooks::deliveries(
+            &state.db,
+            principal.party,
+            endpoint.id,
+            &ListFilter::default(),
+            &first,
+        )
+        .await?
+        .items;
         endpoints.push(EndpointRow {
             id: endpoint.id,
             url: endpoint.url,
