@@ -7,8 +7,9 @@
 
 use axum::http::StatusCode;
 use chrono::Duration;
+use holdfast_tests::console::Console;
 use holdfast_tests::world::{Desk, card_request, random_phone};
-use holdfast_tests::{Reply, TestApp, usd};
+use holdfast_tests::{Reply, STAFF_PASSWORD, TestApp, usd};
 use serde_json::{Value, json};
 
 /// The rows of a page and the cursor of the next.
@@ -545,4 +546,111 @@ async fn certificates_page_through_while_new_policies_are_issued_and_filter_by_s
         .await;
     assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{refused:?}");
     assert_eq!(refused.code(), "invalid_cursor");
+}
+
+/// Queues one webhook delivery to `endpoint`, a minute after the last.
+async fn queue_delivery(app: &TestApp, endpoint: &str) {
+    app.clock.advance(Duration::minutes(1));
+    let txn = holdfast_core::db::begin_write(&app.state.db).await.unwrap();
+    holdfast_core::outbox::enqueue_in_txn(
+        &txn,
+        &app.clock,
+        holdfast_core::outbox::Channel::Webhook,
+        endpoint.to_owned(),
+        json!({"kind": "test"}).to_string(),
+        Some(uuid::Uuid::now_v7()),
+    )
+    .await
+    .unwrap();
+    txn.commit().await.unwrap();
+}
+
+#[tokio::test]
+async fn webhook_deliveries_page_through_while_new_ones_are_queued_in_the_api_and_console() {
+    let app = TestApp::spawn().await;
+    let operator = app.operator_token().await;
+    let (created, supplier) = app
+        .onboard_staff(
+            &operator,
+            "/v1/operator/suppliers",
+            "sup",
+            json!({"display_name": "Acme"}),
+        )
+        .await;
+    let registered = app
+        .post(
+            "/v1/webhooks",
+            Some(&supplier),
+            json!({"url": "https://supplier.example/hook"}),
+        )
+        .await;
+    assert_eq!(registered.status, StatusCode::CREATED, "{registered:?}");
+    let endpoint = registered.body["endpoint"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for _ in 0..5 {
+        queue_delivery(&app, &endpoint).await;
+    }
+    let path = format!("/v1/webhooks/{endpoint}/deliveries?");
+    let all = page(&app.get(&format!("{path}limit=100"), Some(&supplier)).await).0;
+    let ids: Vec<String> = all
+        .iter()
+        .map(|d| d["message_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len(), 5);
+
+    let (shown, pages) = page_through(&app, &supplier, &path, 2, "message_id", async || {
+        queue_delivery(&app, &endpoint).await
+    })
+    .await;
+    assert_eq!(shown, ids);
+    assert_eq!(pages, 3);
+    let pending = page(
+        &app.get(&format!("{path}state=pending&limit=100"), Some(&supplier))
+            .await,
+    )
+    .0;
+    assert_eq!(pending.len(), 7);
+    let delivered = page(
+        &app.get(&format!("{path}state=delivered"), Some(&supplier))
+            .await,
+    )
+    .0;
+    assert!(delivered.is_empty());
+
+    // The console pages the same log, with the filter form and a "Next page" link.
+    let username = created["username"].as_str().unwrap();
+    let console = Console::sign_in(&app, username, STAFF_PASSWORD).await;
+    let first = console
+        .get(&format!(
+            "/supplier/webhooks/{endpoint}/deliveries?state=pending&limit=4"
+        ))
+        .await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.html);
+    assert!(first.html.contains("Created from"), "{}", first.html);
+    let next = first
+        .html
+        .split("<a href=\"")
+        .filter_map(|rest| rest.split('"').next())
+        .find(|href| href.contains("cursor="))
+        .unwrap_or_else(|| panic!("no Next page link:\n{}", first.html))
+        .replace("&#38;", "&");
+    assert!(next.contains("state=pending"), "{next}");
+    let second = console.get(&next).await;
+    assert_eq!(second.status, StatusCode::OK, "{}", second.html);
+    assert_eq!(
+        second.html.matches("<td>pending</td>").count(),
+        3,
+        "{}",
+        second.html
+    );
+    assert!(!second.html.contains("Next page"), "{}", second.html);
+    // A cursor of another list is refused on the page too.
+    let refused = console
+        .get(&format!(
+            "/supplier/webhooks/{endpoint}/deliveries?cursor=AAAA"
+        ))
+        .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.html);
 }

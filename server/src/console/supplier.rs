@@ -19,6 +19,7 @@ use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use holdfast_core::escrow::CaseState;
 use holdfast_core::ids::PartyId;
+use holdfast_core::outbox::{DeliveryRecord, DeliveryStatus};
 use holdfast_core::paging::{ListFilter, ListKind, Page};
 use holdfast_core::parties::{self, Role};
 use holdfast_core::{ledger, webhooks};
@@ -46,6 +47,7 @@ pub fn routes() -> Router<AppState> {
             "/supplier/webhooks",
             get(webhooks_page).post(register_webhook),
         )
+        .route("/supplier/webhooks/{id}/deliveries", get(deliveries_page))
         .route(
             "/supplier/webhooks/{id}/deactivate",
             post(deactivate_webhook),
@@ -449,6 +451,21 @@ struct DeliveryRow {
     last: String,
 }
 
+impl From<DeliveryRecord> for DeliveryRow {
+    fn from(d: DeliveryRecord) -> Self {
+        DeliveryRow {
+            at: views::when(d.created_at),
+            status: views::label(&d.status),
+            attempts: d.attempts,
+            last: match (d.last_status_code, d.last_error) {
+                (Some(code), _) => format!("HTTP {code}"),
+                (None, Some(error)) => error,
+                (None, None) => String::new(),
+            },
+        }
+    }
+}
+
 struct EndpointRow {
     id: uuid::Uuid,
     url: String,
@@ -475,6 +492,46 @@ async fn webhooks_page(
     render_webhooks(&state, &session, &principal, None).await
 }
 
+#[derive(Template)]
+#[template(path = "console/supplier/deliveries.html")]
+struct DeliveriesTemplate {
+    layout: Layout,
+    url: String,
+    deliveries: Vec<DeliveryRow>,
+    nav: views::ListNav,
+}
+
+/// The whole delivery log of one endpoint, paged and filtered by status and date.
+async fn deliveries_page(
+    State(state): State<AppState>,
+    SignedIn { session, principal }: SignedIn,
+    Path(id): Path<uuid::Uuid>,
+    Query(params): Query<views::ListParams>,
+) -> PageResult {
+    supplier(&principal)?;
+    let filter = params.filter()?;
+    let page = params.page(ListKind::WebhookDeliveries)?;
+    let log = webhooks::deliveries(&state.db, principal.party, id, &filter, &page).await?;
+    let url = webhooks::endpoints_of(&state.db, principal.party)
+        .await?
+        .into_iter()
+        .find(|endpoint| endpoint.id == id)
+        .map(|endpoint| endpoint.url)
+        .unwrap_or_default();
+    let nav = params.nav(
+        format!("/supplier/webhooks/{id}/deliveries"),
+        DeliveryStatus::iter(),
+        &filter,
+        log.next_cursor,
+    );
+    page::render(&DeliveriesTemplate {
+        layout: Layout::signed_in("Webhook deliveries", &session, "/supplier/webhooks"),
+        url,
+        deliveries: log.items.into_iter().map(DeliveryRow::from).collect(),
+        nav,
+    })
+}
+
 async fn render_webhooks(
     state: &AppState,
     session: &super::session::Session,
@@ -497,19 +554,7 @@ async fn render_webhooks(
             id: endpoint.id,
             url: endpoint.url,
             active: endpoint.active,
-            deliveries: log
-                .into_iter()
-                .map(|d| DeliveryRow {
-                    at: views::when(d.created_at),
-                    status: views::label(&d.status),
-                    attempts: d.attempts,
-                    last: match (d.last_status_code, d.last_error) {
-                        (Some(code), _) => format!("HTTP {code}"),
-                        (None, Some(error)) => error,
-                        (None, None) => String::new(),
-                    },
-                })
-                .collect(),
+            deliveries: log.into_iter().map(DeliveryRow::from).collect(),
         });
     }
     page::render(&WebhooksTemplate {
