@@ -51,6 +51,8 @@ pub enum ListKind {
     ArmedApprovals = 10,
     /// The delivery log of one webhook endpoint.
     WebhookDeliveries = 11,
+    /// The shop's catalogue and a seller's own goods.
+    Commodities = 12,
 }
 
 impl ListKind {
@@ -68,6 +70,7 @@ impl ListKind {
             Certificates,
             ArmedApprovals,
             WebhookDeliveries,
+            Commodities,
         ]
         .into_iter()
         .find(|kind| *kind as u8 == byte)

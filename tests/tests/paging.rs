@@ -654,3 +654,62 @@ async fn webhook_deliveries_page_through_while_new_ones_are_queued_in_the_api_an
         .await;
     assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.html);
 }
+
+#[tokio::test]
+async fn commodities_page_through_while_new_ones_are_listed_and_filter_by_listing() {
+    let bank = bank().await;
+    let mut listed = vec![bank.commodity.clone()];
+    for _ in 0..4 {
+        bank.app.clock.advance(Duration::minutes(1));
+        listed.push(bank.app.commodity(&bank.supplier, "2.00", "0.05").await);
+    }
+    listed.reverse();
+    let mut arrived = Vec::new();
+    let (shown, pages) = page_through(
+        &bank.app,
+        &bank.shopper,
+        "/v1/retail/commodities?",
+        2,
+        "id",
+        async || {
+            bank.app.clock.advance(Duration::minutes(1));
+            arrived.push(bank.app.commodity(&bank.supplier, "3.00", "0.05").await);
+        },
+    )
+    .await;
+    assert_eq!(shown, listed);
+    assert_eq!(pages, 3);
+    let fresh = page(
+        &bank
+            .app
+            .get("/v1/retail/commodities?limit=100", Some(&bank.shopper))
+            .await,
+    )
+    .0;
+    assert_eq!(fresh.len(), 7);
+    assert_eq!(fresh[0]["id"], arrived[1].as_str());
+    // Only what is on sale is in the catalogue; by creation day, none tomorrow.
+    let withdrawn = page(
+        &bank
+            .app
+            .get(
+                "/v1/retail/commodities?state=withdrawn",
+                Some(&bank.shopper),
+            )
+            .await,
+    )
+    .0;
+    assert!(withdrawn.is_empty());
+    let tomorrow = bank.app.clock.now().date_naive().succ_opt().unwrap();
+    let later = page(
+        &bank
+            .app
+            .get(
+                &format!("/v1/retail/commodities?from={tomorrow}"),
+                Some(&bank.shopper),
+            )
+            .await,
+    )
+    .0;
+    assert!(later.is_empty());
+}

@@ -9,7 +9,7 @@ use super::orders_view::{self, OrderStatus, Shown, lines_of, parse_number};
 use super::page::{self, FormClaim, Layout, Notice, PageError, PageResult, Posted};
 use super::session::SignedIn;
 use super::txn;
-use super::views::{self, AccountLine, PAGE};
+use super::views::{self, AccountLine};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -23,7 +23,9 @@ use holdfast_core::outbox::{DeliveryRecord, DeliveryStatus};
 use holdfast_core::paging::{ListFilter, ListKind, Page};
 use holdfast_core::parties::{self, Role};
 use holdfast_core::{ledger, webhooks};
-use holdfast_retail::catalogue::{self, Audience, CommodityChange, CommodityId, NewCommodity};
+use holdfast_retail::catalogue::{
+    self, Audience, CommodityChange, CommodityId, Listing, NewCommodity,
+};
 use holdfast_retail::orders;
 use sea_orm::Iterable;
 use serde::Deserialize;
@@ -265,28 +267,26 @@ struct Good {
     active: bool,
 }
 
-#[derive(Deserialize, Default)]
-struct GoodsPage {
-    after: Option<CommodityId>,
-}
-
 #[derive(Template)]
 #[template(path = "console/supplier/goods.html")]
 struct GoodsTemplate {
     layout: Layout,
     goods: Vec<Good>,
-    next: Option<CommodityId>,
+    nav: views::ListNav,
 }
 
 async fn goods_page(
     State(state): State<AppState>,
     SignedIn { session, principal }: SignedIn,
-    Query(query): Query<GoodsPage>,
+    Query(params): Query<views::ListParams>,
 ) -> PageResult {
     supplier(&principal)?;
-    let list =
-        catalogue::commodities_of_seller(&state.db, principal.party, query.after, PAGE).await?;
-    let next = views::next_after(&list, PAGE, |c| c.id);
+    let filter = params.filter()?;
+    let page = params.page(ListKind::Commodities)?;
+    let paged =
+        catalogue::commodities_of_seller(&state.db, principal.party, &filter, &page).await?;
+    let nav = params.nav("/supplier/goods", Listing::ALL, &filter, paged.next_cursor);
+    let list = paged.items;
     page::render(&GoodsTemplate {
         layout: Layout::signed_in("Supplied goods", &session, "/supplier/goods"),
         goods: list
@@ -302,7 +302,7 @@ async fn goods_page(
                 active: c.active,
             })
             .collect(),
-        next,
+        nav,
     })
 }
 

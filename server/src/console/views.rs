@@ -185,13 +185,6 @@ pub struct StateChoice {
     pub selected: bool,
 }
 
-/// The `after` of the "Next page" link of a list paged by id: the last id of a full page.
-pub fn next_after<T, Id>(list: &[T], page: u64, id: impl Fn(&T) -> Id) -> Option<Id> {
-    (list.len() as u64 == page)
-        .then(|| list.last().map(id))
-        .flatten()
-}
-
 /// An amount typed in a form, in `currency`; blank is none.
 pub fn money_field(
     amount: &str,
