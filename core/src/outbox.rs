@@ -381,23 +381,9 @@ pub struct DeliveryRecord {
     pub delivered_at: Option<DateTime<Utc>>,
 }
 
-/// The newest deliveries to one destination on one channel.
-pub async fn deliveries(
-    db: &impl sea_orm::ConnectionTrait,
-    channel: Channel,
-    destination: &str,
-    limit: u64,
-) -> CoreResult<Vec<DeliveryRecord>> {
-    Ok(outbox::Entity::find()
-        .filter(outbox::Column::Channel.eq(channel))
-        .filter(outbox::Column::Destination.eq(destination))
-        .order_by_desc(outbox::Column::CreatedAt)
-        .order_by_desc(outbox::Column::Id)
-        .limit(limit.clamp(1, 100))
-        .all(db)
-        .await?
-        .into_iter()
-        .map(|row| DeliveryRecord {
+impl From<outbox::Model> for DeliveryRecord {
+    fn from(row: outbox::Model) -> Self {
+        DeliveryRecord {
             message_id: row.id,
             event_id: row.event_id,
             status: row.status,
@@ -407,6 +393,6 @@ pub async fn deliveries(
             next_attempt_at: row.next_attempt_at,
             created_at: row.created_at,
             delivered_at: row.delivered_at,
-        })
-        .collect())
+        }
+    }
 }

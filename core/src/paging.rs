@@ -49,6 +49,10 @@ pub enum ListKind {
     Authorisations = 8,
     Certificates = 9,
     ArmedApprovals = 10,
+    /// The delivery log of one webhook endpoint.
+    WebhookDeliveries = 11,
+    /// The shop's catalogue and a seller's own goods.
+    Commodities = 12,
 }
 
 impl ListKind {
@@ -65,6 +69,8 @@ impl ListKind {
             Authorisations,
             Certificates,
             ArmedApprovals,
+            WebhookDeliveries,
+            Commodities,
         ]
         .into_iter()
         .find(|kind| *kind as u8 == byte)

@@ -4,10 +4,12 @@
 
 use crate::challenge::keyed_mac;
 use crate::clock::Clock;
+use crate::entities;
 use crate::entities::webhook_endpoints;
 use crate::error::{CoreError, CoreResult};
 use crate::ids::PartyId;
-use crate::outbox::{self, Channel, DeliveryRecord};
+use crate::outbox::{Channel, DeliveryRecord, DeliveryStatus};
+use crate::paging::{ListFilter, Page, Paged};
 use crate::webhook_target::{self, TargetError, TargetPolicy};
 use hmac::Mac;
 use rand::Rng;
@@ -143,15 +145,38 @@ async fn owned(
         .ok_or(CoreError::NotFound("webhook endpoint"))
 }
 
-/// The delivery log of one of the party's endpoints, newest first.
+/// The delivery log of one of the party's endpoints, newest first: in the filter's status and
+/// created in its date range.
 pub async fn deliveries(
     db: &impl ConnectionTrait,
     party: PartyId,
     id: Uuid,
-    limit: u64,
-) -> CoreResult<Vec<DeliveryRecord>> {
+    filter: &ListFilter<DeliveryStatus>,
+    page: &Page,
+) -> CoreResult<Paged<DeliveryRecord>> {
     owned(db, party, id).await?;
-    outbox::deliveries(db, Channel::Webhook, &id.to_string(), limit).await
+    let mut query = entities::outbox::Entity::find()
+        .filter(entities::outbox::Column::Channel.eq(Channel::Webhook))
+        .filter(entities::outbox::Column::Destination.eq(id.to_string()))
+        .filter(
+            filter
+                .created
+                .condition(entities::outbox::Column::CreatedAt),
+        );
+    if let Some(status) = filter.state {
+        query = query.filter(entities::outbox::Column::Status.eq(status));
+    }
+    let rows = page
+        .apply(
+            query,
+            entities::outbox::Column::CreatedAt,
+            entities::outbox::Column::Id,
+        )
+        .all(db)
+        .await?;
+    Ok(page
+        .finish(rows, |row| (row.created_at, row.id))
+        .map(DeliveryRecord::from))
 }
 
 /// Where and how to deliver to an endpoint (for the sender).

@@ -7,8 +7,9 @@
 
 use axum::http::StatusCode;
 use chrono::Duration;
+use holdfast_tests::console::Console;
 use holdfast_tests::world::{Desk, card_request, random_phone};
-use holdfast_tests::{Reply, TestApp, usd};
+use holdfast_tests::{Reply, STAFF_PASSWORD, TestApp, usd};
 use serde_json::{Value, json};
 
 /// The rows of a page and the cursor of the next.
@@ -63,6 +64,8 @@ async fn page_through(
 struct Bank {
     app: TestApp,
     desk: Desk,
+    /// The shopper's phone, which approves what the shopper buys.
+    phone: String,
     shopper: String,
     supplier: String,
     commodity: String,
@@ -88,6 +91,7 @@ async fn bank() -> Bank {
     Bank {
         app,
         desk,
+        phone,
         shopper,
         supplier,
         commodity,
@@ -367,4 +371,345 @@ async fn orders_created_at_the_same_instant_page_by_their_id() {
     assert_eq!(shown, all);
     assert_eq!(pages, 3);
     assert_eq!(bank.orders("").await.len(), 7);
+}
+
+/// An insurer selling a 1.00 USD lump-sum product whose certificates a service company
+/// delivers, on the bank of [`bank`].
+struct Insurance {
+    bank: Bank,
+    insurer: String,
+    service: String,
+    product: String,
+}
+
+async fn insurance() -> Insurance {
+    let bank = bank().await;
+    let operator = bank.app.operator_token().await;
+    let (_, insurer) = bank
+        .app
+        .onboard_staff(
+            &operator,
+            "/v1/insurance/insurers",
+            "ins",
+            json!({"display_name": "Hanil Life", "commission_rate": "0.05"}),
+        )
+        .await;
+    let (service_id, service) = bank.app.distributor(&operator, "Policy Couriers").await;
+    let product = bank
+        .app
+        .post(
+            "/v1/insurance/products",
+            Some(&insurer),
+            json!({"name": "Travel", "coverage": "Lost luggage", "coverage_amount": usd("500.00"),
+                "premium": usd("1.00"), "term_months": 1, "payment_plan": "lump_sum",
+                "service_company_id": service_id}),
+        )
+        .await;
+    assert_eq!(product.status, StatusCode::CREATED, "{product:?}");
+    Insurance {
+        insurer,
+        service,
+        product: product.body["id"].as_str().unwrap().to_owned(),
+        bank,
+    }
+}
+
+impl Insurance {
+    /// The shopper buys the product a minute after the last purchase, approves it on the
+    /// phone, and the insurer issues it; returns the policy number.
+    async fn issued_policy(&self) -> String {
+        let app = &self.bank.app;
+        app.clock.advance(Duration::minutes(1));
+        let bought = app
+            .post_idempotent(
+                "/v1/insurance/policies",
+                Some(&self.bank.shopper),
+                json!({"product_id": self.product}),
+            )
+            .await;
+        assert_eq!(bought.status, StatusCode::CREATED, "{bought:?}");
+        let challenge = bought.body["pending_confirmation"]["challenge_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let code = app.code_for(&self.bank.phone, &challenge).await;
+        let answered = app.answer(&challenge, &code, "approve").await;
+        assert_eq!(answered.status, StatusCode::OK, "{answered:?}");
+        let policy = bought.body["policy_id"].as_str().unwrap();
+        let issued = app
+            .post(
+                &format!("/v1/insurance/policies/{policy}/recheck"),
+                Some(&self.insurer),
+                json!({"decision": "issue"}),
+            )
+            .await;
+        assert_eq!(issued.status, StatusCode::OK, "{issued:?}");
+        issued.body["policy_number"].as_str().unwrap().to_owned()
+    }
+
+    async fn certificates(&self, query: &str) -> Vec<String> {
+        let reply = self
+            .bank
+            .app
+            .get(
+                &format!("/v1/insurance/certificates?limit=100&{query}"),
+                Some(&self.service),
+            )
+            .await;
+        page(&reply)
+            .0
+            .iter()
+            .map(|c| c["policy_number"].as_str().unwrap().to_owned())
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn certificates_page_through_while_new_policies_are_issued_and_filter_by_status() {
+    let ins = insurance().await;
+    let mut issued = Vec::new();
+    for _ in 0..5 {
+        issued.push(ins.issued_policy().await);
+    }
+    issued.reverse();
+
+    let mut arrived = Vec::new();
+    let (shown, pages) = page_through(
+        &ins.bank.app,
+        &ins.service,
+        "/v1/insurance/certificates?",
+        2,
+        "policy_number",
+        async || arrived.push(ins.issued_policy().await),
+    )
+    .await;
+    // Newest first, each once; the certificates issued while paging are newer than the
+    // cursor, so no later page shows them.
+    assert_eq!(shown, issued);
+    assert_eq!(pages, 3);
+    let fresh = ins.certificates("").await;
+    assert_eq!(fresh.len(), 7);
+    assert_eq!(fresh[..2], [arrived[1].as_str(), arrived[0].as_str()]);
+
+    // Marked received, one moves from awaiting_pickup to with_service_company.
+    let received = ins
+        .bank
+        .app
+        .post(
+            &format!("/v1/insurance/certificates/{}/received", fresh[3]),
+            Some(&ins.service),
+            json!({}),
+        )
+        .await;
+    assert_eq!(received.status, StatusCode::OK, "{received:?}");
+    assert_eq!(
+        ins.certificates("state=with_service_company").await,
+        [fresh[3].as_str()]
+    );
+    let awaiting = ins.certificates("state=awaiting_pickup").await;
+    assert_eq!(awaiting.len(), 6);
+    assert!(!awaiting.contains(&fresh[3]));
+    assert!(ins.certificates("state=delivered").await.is_empty());
+    // With no status named, both still to do are listed.
+    assert_eq!(ins.certificates("").await, fresh);
+
+    // By creation day: all were bought today, none tomorrow.
+    let today = ins.bank.app.clock.now().date_naive();
+    let tomorrow = today.succ_opt().unwrap();
+    assert_eq!(
+        ins.certificates(&format!("from={today}&to={today}")).await,
+        fresh
+    );
+    assert!(
+        ins.certificates(&format!("from={tomorrow}"))
+            .await
+            .is_empty()
+    );
+
+    // A cursor of another list is refused.
+    ins.bank.order().await;
+    ins.bank.order().await;
+    let (_, other) = page(
+        &ins.bank
+            .app
+            .get("/v1/retail/orders?limit=1", Some(&ins.bank.shopper))
+            .await,
+    );
+    let other = other.expect("two orders are more than one page");
+    let refused = ins
+        .bank
+        .app
+        .get(
+            &format!("/v1/insurance/certificates?cursor={other}"),
+            Some(&ins.service),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{refused:?}");
+    assert_eq!(refused.code(), "invalid_cursor");
+}
+
+/// Queues one webhook delivery to `endpoint`, a minute after the last.
+async fn queue_delivery(app: &TestApp, endpoint: &str) {
+    app.clock.advance(Duration::minutes(1));
+    let txn = holdfast_core::db::begin_write(&app.state.db).await.unwrap();
+    holdfast_core::outbox::enqueue_in_txn(
+        &txn,
+        &app.clock,
+        holdfast_core::outbox::Channel::Webhook,
+        endpoint.to_owned(),
+        json!({"kind": "test"}).to_string(),
+        Some(uuid::Uuid::now_v7()),
+    )
+    .await
+    .unwrap();
+    txn.commit().await.unwrap();
+}
+
+#[tokio::test]
+async fn webhook_deliveries_page_through_while_new_ones_are_queued_in_the_api_and_console() {
+    let app = TestApp::spawn().await;
+    let operator = app.operator_token().await;
+    let (created, supplier) = app
+        .onboard_staff(
+            &operator,
+            "/v1/operator/suppliers",
+            "sup",
+            json!({"display_name": "Acme"}),
+        )
+        .await;
+    let registered = app
+        .post(
+            "/v1/webhooks",
+            Some(&supplier),
+            json!({"url": "https://supplier.example/hook"}),
+        )
+        .await;
+    assert_eq!(registered.status, StatusCode::CREATED, "{registered:?}");
+    let endpoint = registered.body["endpoint"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for _ in 0..5 {
+        queue_delivery(&app, &endpoint).await;
+    }
+    let path = format!("/v1/webhooks/{endpoint}/deliveries?");
+    let all = page(&app.get(&format!("{path}limit=100"), Some(&supplier)).await).0;
+    let ids: Vec<String> = all
+        .iter()
+        .map(|d| d["message_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len(), 5);
+
+    let (shown, pages) = page_through(&app, &supplier, &path, 2, "message_id", async || {
+        queue_delivery(&app, &endpoint).await
+    })
+    .await;
+    assert_eq!(shown, ids);
+    assert_eq!(pages, 3);
+    let pending = page(
+        &app.get(&format!("{path}state=pending&limit=100"), Some(&supplier))
+            .await,
+    )
+    .0;
+    assert_eq!(pending.len(), 7);
+    let delivered = page(
+        &app.get(&format!("{path}state=delivered"), Some(&supplier))
+            .await,
+    )
+    .0;
+    assert!(delivered.is_empty());
+
+    // The console pages the same log, with the filter form and a "Next page" link.
+    let username = created["username"].as_str().unwrap();
+    let console = Console::sign_in(&app, username, STAFF_PASSWORD).await;
+    let first = console
+        .get(&format!(
+            "/supplier/webhooks/{endpoint}/deliveries?state=pending&limit=4"
+        ))
+        .await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.html);
+    assert!(first.html.contains("Created from"), "{}", first.html);
+    let next = first
+        .html
+        .split("<a href=\"")
+        .filter_map(|rest| rest.split('"').next())
+        .find(|href| href.contains("cursor="))
+        .unwrap_or_else(|| panic!("no Next page link:\n{}", first.html))
+        .replace("&#38;", "&");
+    assert!(next.contains("state=pending"), "{next}");
+    let second = console.get(&next).await;
+    assert_eq!(second.status, StatusCode::OK, "{}", second.html);
+    assert_eq!(
+        second.html.matches("<td>pending</td>").count(),
+        3,
+        "{}",
+        second.html
+    );
+    assert!(!second.html.contains("Next page"), "{}", second.html);
+    // A cursor of another list is refused on the page too.
+    let refused = console
+        .get(&format!(
+            "/supplier/webhooks/{endpoint}/deliveries?cursor=AAAA"
+        ))
+        .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.html);
+}
+
+#[tokio::test]
+async fn commodities_page_through_while_new_ones_are_listed_and_filter_by_listing() {
+    let bank = bank().await;
+    let mut listed = vec![bank.commodity.clone()];
+    for _ in 0..4 {
+        bank.app.clock.advance(Duration::minutes(1));
+        listed.push(bank.app.commodity(&bank.supplier, "2.00", "0.05").await);
+    }
+    listed.reverse();
+    let mut arrived = Vec::new();
+    let (shown, pages) = page_through(
+        &bank.app,
+        &bank.shopper,
+        "/v1/retail/commodities?",
+        2,
+        "id",
+        async || {
+            bank.app.clock.advance(Duration::minutes(1));
+            arrived.push(bank.app.commodity(&bank.supplier, "3.00", "0.05").await);
+        },
+    )
+    .await;
+    assert_eq!(shown, listed);
+    assert_eq!(pages, 3);
+    let fresh = page(
+        &bank
+            .app
+            .get("/v1/retail/commodities?limit=100", Some(&bank.shopper))
+            .await,
+    )
+    .0;
+    assert_eq!(fresh.len(), 7);
+    assert_eq!(fresh[0]["id"], arrived[1].as_str());
+    // Only what is on sale is in the catalogue; by creation day, none tomorrow.
+    let withdrawn = page(
+        &bank
+            .app
+            .get(
+                "/v1/retail/commodities?state=withdrawn",
+                Some(&bank.shopper),
+            )
+            .await,
+    )
+    .0;
+    assert!(withdrawn.is_empty());
+    let tomorrow = bank.app.clock.now().date_naive().succ_opt().unwrap();
+    let later = page(
+        &bank
+            .app
+            .get(
+                &format!("/v1/retail/commodities?from={tomorrow}"),
+                Some(&bank.shopper),
+            )
+            .await,
+    )
+    .0;
+    assert!(later.is_empty());
 }

@@ -690,6 +690,45 @@ async fn webhooks_are_signed_carry_an_event_id_and_retry_with_a_log() {
     assert_eq!(entry["status"], "pending", "{log:?}");
     assert_eq!(entry["last_status_code"], 500);
     assert!(entry["attempts"].as_i64().unwrap() >= 2, "{log:?}");
+    // The log is paged and filtered like every list: none delivered to the failing endpoint,
+    // and one row a page hands out a cursor to the next.
+    let delivered = shop
+        .app
+        .get(
+            &format!("/v1/webhooks/{failing_id}/deliveries?state=delivered"),
+            Some(&shop.supplier),
+        )
+        .await;
+    assert_eq!(delivered.body, json!([]), "{delivered:?}");
+    let pending = shop
+        .app
+        .get(
+            &format!("/v1/webhooks/{failing_id}/deliveries?state=pending&limit=1"),
+            Some(&shop.supplier),
+        )
+        .await;
+    assert_eq!(pending.body[0], *entry, "{pending:?}");
+    let first = shop
+        .app
+        .get(
+            &format!("/v1/webhooks/{failing_id}/deliveries?limit=1"),
+            Some(&shop.supplier),
+        )
+        .await;
+    assert_eq!(first.body[0], *entry, "{first:?}");
+    if log.body.as_array().unwrap().len() > 1 {
+        let next = first.headers["next-cursor"].to_str().unwrap();
+        let second = shop
+            .app
+            .get(
+                &format!("/v1/webhooks/{failing_id}/deliveries?limit=1&cursor={next}"),
+                Some(&shop.supplier),
+            )
+            .await;
+        assert_eq!(second.body[0], log.body[1], "{second:?}");
+    } else {
+        assert!(first.headers.get("next-cursor").is_none(), "{first:?}");
+    }
     // The same events are in the feed.
     let feed = shop.app.get("/v1/events", Some(&shop.supplier)).await;
     assert!(

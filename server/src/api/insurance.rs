@@ -536,24 +536,37 @@ pub async fn pay_overdue(
 }
 
 #[derive(Deserialize, IntoParams)]
-pub struct LimitQuery {
-    /// 1–100, default 50.
+pub struct CertificateQuery {
+    /// Only certificates in this status; with none, those still to fetch or deliver
+    /// (`awaiting_pickup` and `with_service_company`).
+    pub state: Option<holdfast_insurance::policies::CertificateStatus>,
+    /// Created on or after this day (UTC).
+    pub from: Option<chrono::NaiveDate>,
+    /// Created on or before this day (UTC).
+    pub to: Option<chrono::NaiveDate>,
+    /// 1–100, default 20.
     pub limit: Option<u64>,
+    /// The `Next-Cursor` of the previous page.
+    #[param(pattern = "^[A-Za-z0-9_-]{40}$")]
+    pub cursor: Option<String>,
 }
 
 /// The certificates a service company has to fetch from the insurer or deliver (distributors),
-/// oldest first: policy number, product and destination, never payment data.
+/// newest first: policy number, product and destination, never payment data. Paged: the next
+/// page's cursor is in the `Next-Cursor` header.
 #[utoipa::path(get, path = "/v1/insurance/certificates", tag = "insurance", security(("bearer" = [])),
-    params(LimitQuery), responses((status = 200, body = [CertificateTask])))]
+    params(CertificateQuery), responses((status = 200, description = "a page of certificates", body = [CertificateTask], headers(("Next-Cursor" = String, description = "The `cursor` of the next page; absent on the last page."))),
+        (status = 400, description = "a cursor this list did not give out (`invalid_cursor`)", body = crate::error::ErrorBody)))]
 pub async fn list_certificates(
     State(state): State<AppState>,
     principal: Principal,
-    Query(query): Query<LimitQuery>,
-) -> ApiResult<axum::Json<Vec<CertificateTask>>> {
+    Query(query): Query<CertificateQuery>,
+) -> ApiResult<PagedJson<CertificateTask>> {
     principal.require(&[Role::Distributor])?;
-    let list =
-        policies::certificates_of(&state.db, principal.party, query.limit.unwrap_or(50)).await?;
-    Ok(axum::Json(list))
+    let page = paging::page(ListKind::Certificates, query.limit, query.cursor.as_deref())?;
+    let filter = paging::filter(query.state, query.from, query.to);
+    let list = policies::certificates_of(&state.db, principal.party, &filter, &page).await?;
+    Ok(list.into())
 }
 
 /// The service company fetched the certificate from the insurer.

@@ -146,26 +146,37 @@ pub async fn change_commodity(
 }
 
 #[derive(Deserialize, IntoParams)]
-pub struct PageQuery {
-    /// The last id of the previous page.
-    pub after: Option<CommodityId>,
+pub struct CommodityQuery {
+    /// Only commodities on sale or withdrawn (the catalogue shows only those on sale).
+    #[param(inline)]
+    pub state: Option<catalogue::Listing>,
+    /// Created on or after this day (UTC).
+    pub from: Option<chrono::NaiveDate>,
+    /// Created on or before this day (UTC).
+    pub to: Option<chrono::NaiveDate>,
     /// 1–100, default 20.
     pub limit: Option<u64>,
+    /// The `Next-Cursor` of the previous page.
+    #[param(pattern = "^[A-Za-z0-9_-]{40}$")]
+    pub cursor: Option<String>,
 }
 
-/// Commodities for sale. A shopper sees what the class of the card it logged in with may buy
-/// (no adult goods for adolescent cards, business goods for business cards only).
+/// Commodities for sale, newest first. A shopper sees what the class of the card it logged in
+/// with may buy (no adult goods for adolescent cards, business goods for business cards only).
+/// Paged: the next page's cursor is in the `Next-Cursor` header.
 #[utoipa::path(get, path = "/v1/retail/commodities", tag = "retail", security(("bearer" = [])),
-    params(PageQuery), responses((status = 200, body = [Commodity])))]
+    params(CommodityQuery), responses((status = 200, description = "a page of commodities", body = [Commodity], headers(("Next-Cursor" = String, description = "The `cursor` of the next page; absent on the last page."))),
+        (status = 400, description = "a cursor this list did not give out (`invalid_cursor`)", body = crate::error::ErrorBody)))]
 pub async fn list_commodities(
     State(state): State<AppState>,
     principal: Principal,
-    Query(page): Query<PageQuery>,
-) -> ApiResult<axum::Json<Vec<Commodity>>> {
+    Query(query): Query<CommodityQuery>,
+) -> ApiResult<PagedJson<Commodity>> {
     let viewer = viewer(&state, &principal).await?;
-    let list = catalogue::list_commodities(&state.db, viewer, page.after, page.limit.unwrap_or(20))
-        .await?;
-    Ok(axum::Json(list))
+    let page = paging::page(ListKind::Commodities, query.limit, query.cursor.as_deref())?;
+    let filter = paging::filter(query.state, query.from, query.to);
+    let list = catalogue::list_commodities(&state.db, viewer, &filter, &page).await?;
+    Ok(list.into())
 }
 
 /// Place an order (shoppers) paid with the card of the session. The total is held at once and

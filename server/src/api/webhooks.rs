@@ -1,5 +1,6 @@
 //! A party's webhook endpoints, their delivery log, and its event feed.
 
+use crate::api::paging::{self, PagedJson};
 use crate::auth::Principal;
 use crate::error::ApiResult;
 use crate::extract::{Json, Path, Query};
@@ -8,6 +9,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use holdfast_core::events::{self, Event};
 use holdfast_core::outbox::DeliveryRecord;
+use holdfast_core::paging::ListKind;
 use holdfast_core::webhooks::{self, Endpoint, Registered};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -87,25 +89,41 @@ pub async fn deactivate(
 }
 
 #[derive(Deserialize, IntoParams)]
-pub struct LimitQuery {
-    /// 1–100, default 50.
+pub struct DeliveriesQuery {
+    /// Only deliveries in this status.
+    pub state: Option<holdfast_core::outbox::DeliveryStatus>,
+    /// Created on or after this day (UTC).
+    pub from: Option<chrono::NaiveDate>,
+    /// Created on or before this day (UTC).
+    pub to: Option<chrono::NaiveDate>,
+    /// 1–100, default 20.
     pub limit: Option<u64>,
+    /// The `Next-Cursor` of the previous page.
+    #[param(pattern = "^[A-Za-z0-9_-]{40}$")]
+    pub cursor: Option<String>,
 }
 
 /// The delivery log of an endpoint, newest first: attempts, the receiver's last status,
-/// the next try.
+/// the next try. Paged: the next page's cursor is in the `Next-Cursor` header.
 #[utoipa::path(get, path = "/v1/webhooks/{endpoint_id}/deliveries", tag = "webhooks",
-    security(("bearer" = [])), params(("endpoint_id" = Uuid, Path), LimitQuery),
-    responses((status = 200, body = [DeliveryRecord]), (status = 404, body = crate::error::ErrorBody)))]
+    security(("bearer" = [])), params(("endpoint_id" = Uuid, Path), DeliveriesQuery),
+    responses((status = 200, description = "a page of deliveries", body = [DeliveryRecord], headers(("Next-Cursor" = String, description = "The `cursor` of the next page; absent on the last page."))),
+        (status = 400, description = "a cursor this list did not give out (`invalid_cursor`)", body = crate::error::ErrorBody),
+        (status = 404, body = crate::error::ErrorBody)))]
 pub async fn deliveries(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<Uuid>,
-    Query(query): Query<LimitQuery>,
-) -> ApiResult<axum::Json<Vec<DeliveryRecord>>> {
-    let log =
-        webhooks::deliveries(&state.db, principal.party, id, query.limit.unwrap_or(50)).await?;
-    Ok(axum::Json(log))
+    Query(query): Query<DeliveriesQuery>,
+) -> ApiResult<PagedJson<DeliveryRecord>> {
+    let page = paging::page(
+        ListKind::WebhookDeliveries,
+        query.limit,
+        query.cursor.as_deref(),
+    )?;
+    let filter = paging::filter(query.state, query.from, query.to);
+    let log = webhooks::deliveries(&state.db, principal.party, id, &filter, &page).await?;
+    Ok(log.into())
 }
 
 #[derive(Deserialize, IntoParams)]

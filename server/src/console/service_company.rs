@@ -7,15 +7,20 @@ use super::forms::when;
 use super::page::{self, Layout, PageError, PageResult, Posted};
 use super::session::SignedIn;
 use super::txn;
+use super::views::{ListNav, ListParams};
 use crate::state::AppState;
 use askama::Template;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use holdfast_core::ids::PartyId;
 use holdfast_core::order_number::OrderNumber;
+use holdfast_core::paging::ListKind;
 use holdfast_core::parties::Role;
-use holdfast_insurance::policies::{self, ApplicationReference, CertificateTask};
+use holdfast_insurance::policies::{
+    self, ApplicationReference, CertificateStatus, CertificateTask,
+};
+use sea_orm::Iterable;
 use serde::Deserialize;
 
 pub fn routes() -> Router<AppState> {
@@ -25,15 +30,13 @@ pub fn routes() -> Router<AppState> {
         .route("/certificates/{number}/delivery", post(delivered))
 }
 
-/// How many certificates the page lists (the use case's oldest first).
-const SHOWN: u64 = 50;
-
 struct TaskRow {
     number: String,
     product: String,
     insurer: String,
     status: &'static str,
     to_collect: bool,
+    to_deliver: bool,
     destination: String,
     issued_at: String,
 }
@@ -45,8 +48,8 @@ impl From<CertificateTask> for TaskRow {
             product: task.product_name,
             insurer: task.insurer_name,
             status: task.certificate_status.as_str(),
-            to_collect: task.certificate_status
-                == holdfast_insurance::policies::CertificateStatus::AwaitingPickup,
+            to_collect: task.certificate_status == CertificateStatus::AwaitingPickup,
+            to_deliver: task.certificate_status == CertificateStatus::WithServiceCompany,
             destination: task.destination,
             issued_at: task.issued_at.as_ref().map(when).unwrap_or_default(),
         }
@@ -59,18 +62,26 @@ struct CertificatesPage {
     layout: Layout,
     party: PartyId,
     tasks: Vec<TaskRow>,
+    nav: ListNav,
 }
 
 async fn certificates(
     State(state): State<AppState>,
     SignedIn { session, principal }: SignedIn,
+    Query(params): Query<ListParams>,
 ) -> PageResult {
     PageError::require(&principal, &[Role::Distributor])?;
-    let list = policies::certificates_of(&state.db, principal.party, SHOWN).await?;
+    let filter = params.filter()?;
+    let page = params.page(ListKind::Certificates)?;
+    let list = policies::certificates_of(&state.db, principal.party, &filter, &page).await?;
+    // Not issued is never listed: there is nothing to collect.
+    let states = CertificateStatus::iter().filter(|s| *s != CertificateStatus::NotIssued);
+    let nav = params.nav("/certificates", states, &filter, list.next_cursor);
     page::render(&CertificatesPage {
         layout: Layout::signed_in("Certificates", &session, "/certificates"),
         party: principal.party,
-        tasks: list.into_iter().map(TaskRow::from).collect(),
+        tasks: list.items.into_iter().map(TaskRow::from).collect(),
+        nav,
     })
 }
 

@@ -8,7 +8,7 @@ use super::orders_view::{self, OrderStatus, Shown, lines_of, parse_number};
 use super::page::{self, Layout, NoFields, PageError, PageResult, Posted};
 use super::session::SignedIn;
 use super::txn;
-use super::views::{self, AccountLine, PAGE};
+use super::views::{self, AccountLine};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -51,11 +51,6 @@ fn shopper(principal: &Principal) -> Result<holdfast_core::cards::CardId, PageEr
     Ok(principal.shopper_card()?)
 }
 
-#[derive(Deserialize, Default)]
-struct CataloguePage {
-    after: Option<CommodityId>,
-}
-
 struct Item {
     id: CommodityId,
     seller: String,
@@ -69,18 +64,22 @@ struct Item {
 struct CatalogueTemplate {
     layout: Layout,
     items: Vec<Item>,
-    next: Option<CommodityId>,
+    nav: views::ListNav,
 }
 
 async fn catalogue_page(
     State(state): State<AppState>,
     SignedIn { session, principal }: SignedIn,
-    Query(query): Query<CataloguePage>,
+    Query(params): Query<views::ListParams>,
 ) -> PageResult {
     let card = shopper(&principal)?;
     let viewer = catalogue::viewer(&state.db, Some(card)).await?;
-    let list = catalogue::list_commodities(&state.db, viewer, query.after, PAGE).await?;
-    let next = views::next_after(&list, PAGE, |c| c.id);
+    let filter = params.filter()?;
+    let page = params.page(ListKind::Commodities)?;
+    let paged = catalogue::list_commodities(&state.db, viewer, &filter, &page).await?;
+    // The shop lists only what is on sale: no state to choose.
+    let nav = params.nav("/shop", [], &filter, paged.next_cursor);
+    let list = paged.items;
     let mut sellers: std::collections::HashMap<holdfast_core::ids::PartyId, String> =
         std::collections::HashMap::new();
     for commodity in &list {
@@ -104,7 +103,7 @@ async fn catalogue_page(
                 price: c.price.to_string(),
             })
             .collect(),
-        next,
+        nav,
     })
 }
 

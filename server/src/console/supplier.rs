@@ -9,7 +9,7 @@ use super::orders_view::{self, OrderStatus, Shown, lines_of, parse_number};
 use super::page::{self, FormClaim, Layout, Notice, PageError, PageResult, Posted};
 use super::session::SignedIn;
 use super::txn;
-use super::views::{self, AccountLine, PAGE};
+use super::views::{self, AccountLine};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -19,10 +19,13 @@ use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use holdfast_core::escrow::CaseState;
 use holdfast_core::ids::PartyId;
-use holdfast_core::paging::ListKind;
+use holdfast_core::outbox::{DeliveryRecord, DeliveryStatus};
+use holdfast_core::paging::{ListFilter, ListKind, Page};
 use holdfast_core::parties::{self, Role};
 use holdfast_core::{ledger, webhooks};
-use holdfast_retail::catalogue::{self, Audience, CommodityChange, CommodityId, NewCommodity};
+use holdfast_retail::catalogue::{
+    self, Audience, CommodityChange, CommodityId, Listing, NewCommodity,
+};
 use holdfast_retail::orders;
 use sea_orm::Iterable;
 use serde::Deserialize;
@@ -46,6 +49,7 @@ pub fn routes() -> Router<AppState> {
             "/supplier/webhooks",
             get(webhooks_page).post(register_webhook),
         )
+        .route("/supplier/webhooks/{id}/deliveries", get(deliveries_page))
         .route(
             "/supplier/webhooks/{id}/deactivate",
             post(deactivate_webhook),
@@ -263,28 +267,26 @@ struct Good {
     active: bool,
 }
 
-#[derive(Deserialize, Default)]
-struct GoodsPage {
-    after: Option<CommodityId>,
-}
-
 #[derive(Template)]
 #[template(path = "console/supplier/goods.html")]
 struct GoodsTemplate {
     layout: Layout,
     goods: Vec<Good>,
-    next: Option<CommodityId>,
+    nav: views::ListNav,
 }
 
 async fn goods_page(
     State(state): State<AppState>,
     SignedIn { session, principal }: SignedIn,
-    Query(query): Query<GoodsPage>,
+    Query(params): Query<views::ListParams>,
 ) -> PageResult {
     supplier(&principal)?;
-    let list =
-        catalogue::commodities_of_seller(&state.db, principal.party, query.after, PAGE).await?;
-    let next = views::next_after(&list, PAGE, |c| c.id);
+    let filter = params.filter()?;
+    let page = params.page(ListKind::Commodities)?;
+    let paged =
+        catalogue::commodities_of_seller(&state.db, principal.party, &filter, &page).await?;
+    let nav = params.nav("/supplier/goods", Listing::ALL, &filter, paged.next_cursor);
+    let list = paged.items;
     page::render(&GoodsTemplate {
         layout: Layout::signed_in("Supplied goods", &session, "/supplier/goods"),
         goods: list
@@ -300,7 +302,7 @@ async fn goods_page(
                 active: c.active,
             })
             .collect(),
-        next,
+        nav,
     })
 }
 
@@ -449,6 +451,21 @@ struct DeliveryRow {
     last: String,
 }
 
+impl From<DeliveryRecord> for DeliveryRow {
+    fn from(d: DeliveryRecord) -> Self {
+        DeliveryRow {
+            at: views::when(d.created_at),
+            status: views::label(&d.status),
+            attempts: d.attempts,
+            last: match (d.last_status_code, d.last_error) {
+                (Some(code), _) => format!("HTTP {code}"),
+                (None, Some(error)) => error,
+                (None, None) => String::new(),
+            },
+        }
+    }
+}
+
 struct EndpointRow {
     id: uuid::Uuid,
     url: String,
@@ -475,6 +492,46 @@ async fn webhooks_page(
     render_webhooks(&state, &session, &principal, None).await
 }
 
+#[derive(Template)]
+#[template(path = "console/supplier/deliveries.html")]
+struct DeliveriesTemplate {
+    layout: Layout,
+    url: String,
+    deliveries: Vec<DeliveryRow>,
+    nav: views::ListNav,
+}
+
+/// The whole delivery log of one endpoint, paged and filtered by status and date.
+async fn deliveries_page(
+    State(state): State<AppState>,
+    SignedIn { session, principal }: SignedIn,
+    Path(id): Path<uuid::Uuid>,
+    Query(params): Query<views::ListParams>,
+) -> PageResult {
+    supplier(&principal)?;
+    let filter = params.filter()?;
+    let page = params.page(ListKind::WebhookDeliveries)?;
+    let log = webhooks::deliveries(&state.db, principal.party, id, &filter, &page).await?;
+    let url = webhooks::endpoints_of(&state.db, principal.party)
+        .await?
+        .into_iter()
+        .find(|endpoint| endpoint.id == id)
+        .map(|endpoint| endpoint.url)
+        .unwrap_or_default();
+    let nav = params.nav(
+        format!("/supplier/webhooks/{id}/deliveries"),
+        DeliveryStatus::iter(),
+        &filter,
+        log.next_cursor,
+    );
+    page::render(&DeliveriesTemplate {
+        layout: Layout::signed_in("Webhook deliveries", &session, "/supplier/webhooks"),
+        url,
+        deliveries: log.items.into_iter().map(DeliveryRow::from).collect(),
+        nav,
+    })
+}
+
 async fn render_webhooks(
     state: &AppState,
     session: &super::session::Session,
@@ -483,25 +540,21 @@ async fn render_webhooks(
 ) -> PageResult {
     let mut endpoints = Vec::new();
     for endpoint in webhooks::endpoints_of(&state.db, principal.party).await? {
-        let log =
-            webhooks::deliveries(&state.db, principal.party, endpoint.id, DELIVERIES_SHOWN).await?;
+        let first = Page::first(ListKind::WebhookDeliveries, DELIVERIES_SHOWN);
+        let log = webhooks::deliveries(
+            &state.db,
+            principal.party,
+            endpoint.id,
+            &ListFilter::default(),
+            &first,
+        )
+        .await?
+        .items;
         endpoints.push(EndpointRow {
             id: endpoint.id,
             url: endpoint.url,
             active: endpoint.active,
-            deliveries: log
-                .into_iter()
-                .map(|d| DeliveryRow {
-                    at: views::when(d.created_at),
-                    status: views::label(&d.status),
-                    attempts: d.attempts,
-                    last: match (d.last_status_code, d.last_error) {
-                        (Some(code), _) => format!("HTTP {code}"),
-                        (None, Some(error)) => error,
-                        (None, None) => String::new(),
-                    },
-                })
-                .collect(),
+            deliveries: log.into_iter().map(DeliveryRow::from).collect(),
         });
     }
     page::render(&WebhooksTemplate {

@@ -85,7 +85,7 @@ impl ListParams {
     }
 
     /// The "Next page" link of a list under `path` that has no filter.
-    pub fn pager(&self, path: &'static str, next_cursor: Option<String>) -> ListNav {
+    pub fn pager(&self, path: impl Into<String>, next_cursor: Option<String>) -> ListNav {
         self.nav(
             path,
             std::iter::empty::<()>(),
@@ -97,11 +97,12 @@ impl ListParams {
     /// The filter form and the "Next page" link of a list under `path`, whose states are `all`.
     pub fn nav<S: Serialize + PartialEq>(
         &self,
-        path: &'static str,
+        path: impl Into<String>,
         all: impl IntoIterator<Item = S>,
         filter: &ListFilter<S>,
         next_cursor: Option<String>,
     ) -> ListNav {
+        let path = path.into();
         let text = |day: Option<NaiveDate>| day.map(|d| d.to_string()).unwrap_or_default();
         let (from, to) = (text(filter.created.from), text(filter.created.to));
         let chosen = filter
@@ -164,7 +165,7 @@ fn day(raw: Option<&str>) -> Result<Option<NaiveDate>, PageError> {
 
 /// What `console/list_filter.html` and `console/list_pager.html` print for a list.
 pub struct ListNav {
-    pub path: &'static str,
+    pub path: String,
     pub states: Vec<StateChoice>,
     pub from: String,
     pub to: String,
@@ -182,13 +183,6 @@ pub struct StateChoice {
     pub code: String,
     pub label: String,
     pub selected: bool,
-}
-
-/// The `after` of the "Next page" link of a list paged by id: the last id of a full page.
-pub fn next_after<T, Id>(list: &[T], page: u64, id: impl Fn(&T) -> Id) -> Option<Id> {
-    (list.len() as u64 == page)
-        .then(|| list.last().map(id))
-        .flatten()
 }
 
 /// An amount typed in a form, in `currency`; blank is none.

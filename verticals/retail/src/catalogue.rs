@@ -6,12 +6,11 @@ use chrono::{DateTime, Utc};
 use holdfast_core::cards::{self, AgeClass, CardId, PurchaseType};
 use holdfast_core::db::MinorUnits;
 use holdfast_core::ids::{Id, IdKind, PartyId};
+use holdfast_core::paging::{ListFilter, Page, Paged};
 use holdfast_core::{Core, CoreError, Currency, Money};
 use rust_decimal::Decimal;
 use sea_orm::entity::prelude::*;
-use sea_orm::{
-    ActiveValue::Set, ConnectionTrait, DatabaseTransaction, QueryFilter, QueryOrder, QuerySelect,
-};
+use sea_orm::{ActiveValue::Set, ConnectionTrait, DatabaseTransaction, QueryFilter};
 use serde::{Deserialize, Serialize};
 use std::str::FromStr;
 use utoipa::ToSchema;
@@ -249,31 +248,56 @@ pub async fn create_commodity_in_txn(
     Commodity::try_from(row)
 }
 
-/// Commodities for sale that `viewer` may see, in listing order, `limit` at a time after
-/// `after` (the last id of the previous page).
+/// Whether a commodity is on sale (a seller may withdraw one); the state a list of commodities
+/// filters by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Listing {
+    OnSale,
+    Withdrawn,
+}
+
+impl Listing {
+    pub const ALL: [Listing; 2] = [Listing::OnSale, Listing::Withdrawn];
+}
+
+/// Pages `query` newest first, keeping the filter's listing and creation dates.
+async fn page_of(
+    db: &impl ConnectionTrait,
+    query: Select<commodities::Entity>,
+    filter: &ListFilter<Listing>,
+    page: &Page,
+) -> RetailResult<Paged<Commodity>> {
+    let mut query = query.filter(filter.created.condition(commodities::Column::CreatedAt));
+    if let Some(listing) = filter.state {
+        query = query.filter(commodities::Column::Active.eq(listing == Listing::OnSale));
+    }
+    let rows = page
+        .apply(
+            query,
+            commodities::Column::CreatedAt,
+            commodities::Column::Id,
+        )
+        .all(db)
+        .await?;
+    page.finish(rows, |row| (row.created_at, row.id))
+        .try_map(Commodity::try_from)
+}
+
+/// Commodities for sale that `viewer` may see, newest first, in the filter's date range (a
+/// withdrawn one is never for sale, so `withdrawn` lists none).
 pub async fn list_commodities(
     db: &impl ConnectionTrait,
     viewer: Viewer,
-    after: Option<CommodityId>,
-    limit: u64,
-) -> RetailResult<Vec<Commodity>> {
-    let mut query = commodities::Entity::find()
-        .filter(commodities::Column::Active.eq(true))
-        .order_by_asc(commodities::Column::Id)
-        .limit(limit.clamp(1, MAX_PAGE));
-    if let Some(after) = after {
-        query = query.filter(commodities::Column::Id.gt(after.uuid()));
-    }
+    filter: &ListFilter<Listing>,
+    page: &Page,
+) -> RetailResult<Paged<Commodity>> {
+    let mut query = commodities::Entity::find().filter(commodities::Column::Active.eq(true));
     if let Viewer::Card(age, purchase) = viewer {
         query =
             query.filter(commodities::Column::Audience.is_in(Audience::admitting(age, purchase)));
     }
-    query
-        .all(db)
-        .await?
-        .into_iter()
-        .map(Commodity::try_from)
-        .collect()
+    page_of(db, query, filter, page).await
 }
 
 /// How the catalogue is seen by a shopper signed in with `card` (through the card's age class
@@ -288,26 +312,16 @@ pub async fn viewer(db: &impl ConnectionTrait, card: Option<CardId>) -> RetailRe
     })
 }
 
-/// A seller's own commodities, on sale or not, `limit` at a time after `after`.
+/// A seller's own commodities, on sale or withdrawn as the filter says, newest first.
 pub async fn commodities_of_seller(
     db: &impl ConnectionTrait,
     seller: PartyId,
-    after: Option<CommodityId>,
-    limit: u64,
-) -> RetailResult<Vec<Commodity>> {
-    let mut query = commodities::Entity::find()
-        .filter(commodities::Column::SupplierPartyId.eq(seller.uuid()))
-        .order_by_asc(commodities::Column::Id)
-        .limit(limit.clamp(1, MAX_PAGE));
-    if let Some(after) = after {
-        query = query.filter(commodities::Column::Id.gt(after.uuid()));
-    }
-    query
-        .all(db)
-        .await?
-        .into_iter()
-        .map(Commodity::try_from)
-        .collect()
+    filter: &ListFilter<Listing>,
+    page: &Page,
+) -> RetailResult<Paged<Commodity>> {
+    let query =
+        commodities::Entity::find().filter(commodities::Column::SupplierPartyId.eq(seller.uuid()));
+    page_of(db, query, filter, page).await
 }
 
 pub async fn get_commodity(db: &impl ConnectionTrait, id: CommodityId) -> RetailResult<Commodity> {

@@ -2,6 +2,7 @@
 //! brings back.
 
 use super::*;
+use holdfast_core::paging::{ListFilter, Page, Paged};
 
 pub(super) async fn service_row_in_txn(
     txn: &DatabaseTransaction,
@@ -40,28 +41,40 @@ pub(super) async fn task_view(
     Ok(task_of(row, insurer.display_name, &card))
 }
 
-/// The certificates a service company has to fetch or deliver, oldest first.
+/// The newest certificates of a service company: in the filter's status, or with none named
+/// those it still has to fetch or deliver; created in the filter's date range. A policy not yet
+/// issued is never on the list (there is nothing to collect).
 pub async fn certificates_of(
     db: &impl ConnectionTrait,
     service: PartyId,
-    limit: u64,
-) -> InsuranceResult<Vec<CertificateTask>> {
-    let rows = policies::Entity::find()
+    filter: &ListFilter<CertificateStatus>,
+    page: &Page,
+) -> InsuranceResult<Paged<CertificateTask>> {
+    let status = match filter.state {
+        Some(status) => Condition::all()
+            .add(policies::Column::CertificateStatus.eq(status))
+            .add(policies::Column::CertificateStatus.ne(CertificateStatus::NotIssued)),
+        None => Condition::any()
+            .add(policies::Column::CertificateStatus.eq(CertificateStatus::AwaitingPickup))
+            .add(policies::Column::CertificateStatus.eq(CertificateStatus::WithServiceCompany)),
+    };
+    let query = policies::Entity::find()
         .filter(policies::Column::ServiceCompanyPartyId.eq(service.uuid()))
-        .filter(
-            Condition::any()
-                .add(policies::Column::CertificateStatus.eq(CertificateStatus::AwaitingPickup))
-                .add(policies::Column::CertificateStatus.eq(CertificateStatus::WithServiceCompany)),
-        )
-        .order_by_asc(policies::Column::IssuedAt)
-        .limit(limit.clamp(1, MAX_PAGE))
+        .filter(status)
+        .filter(filter.created.condition(policies::Column::CreatedAt));
+    let rows = page
+        .apply(query, policies::Column::CreatedAt, policies::Column::Id)
         .all(db)
         .await?;
-    let mut list = Vec::with_capacity(rows.len());
-    for row in &rows {
+    let rows = page.finish(rows, |row| (row.created_at, row.id));
+    let mut list = Vec::with_capacity(rows.items.len());
+    for row in &rows.items {
         list.push(task_view(db, row).await?);
     }
-    Ok(list)
+    Ok(Paged {
+        items: list,
+        next_cursor: rows.next_cursor,
+    })
 }
 
 /// The service company has fetched the certificate from the insurer.
