@@ -399,8 +399,8 @@ pub struct DisputesQuery {
     pub to: Option<chrono::NaiveDate>,
     /// 1–100, default 20.
     pub limit: Option<u64>,
-    /// The `Next-Cursor` of the previous page.
-    #[param(pattern = "^[A-Za-z0-9_-]{40}$")]
+    /// The `Next-Cursor` of the previous page; empty or absent for the first page.
+    #[param(pattern = "^([A-Za-z0-9_-]{40})?$")]
     pub cursor: Option<String>,
 }
 

@@ -156,8 +156,8 @@ pub struct CommodityQuery {
     pub to: Option<chrono::NaiveDate>,
     /// 1–100, default 20.
     pub limit: Option<u64>,
-    /// The `Next-Cursor` of the previous page.
-    #[param(pattern = "^[A-Za-z0-9_-]{40}$")]
+    /// The `Next-Cursor` of the previous page; empty or absent for the first page.
+    #[param(pattern = "^([A-Za-z0-9_-]{40})?$")]
     pub cursor: Option<String>,
 }
 
@@ -223,8 +223,8 @@ pub struct OrdersQuery {
     pub to: Option<chrono::NaiveDate>,
     /// 1–100, default 20.
     pub limit: Option<u64>,
-    /// The `Next-Cursor` of the previous page.
-    #[param(pattern = "^[A-Za-z0-9_-]{40}$")]
+    /// The `Next-Cursor` of the previous page; empty or absent for the first page.
+    #[param(pattern = "^([A-Za-z0-9_-]{40})?$")]
     pub cursor: Option<String>,
 }
 
