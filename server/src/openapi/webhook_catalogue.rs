@@ -8,7 +8,9 @@
 //! kind published and finds it here (`tests/tests/webhook_catalogue.rs`).
 
 use holdfast_core::webhooks::SIGNATURE_HEADER;
-use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, PathItem};
+use utoipa::openapi::path::{
+    HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, PathItem,
+};
 use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::schema::{
     AdditionalProperties, ArrayBuilder, KnownFormat, ObjectBuilder, OneOfBuilder, Schema,
@@ -132,10 +134,26 @@ const fn kind(kind: &'static str, summary: &'static str, data: &'static [Field])
 
 /// Every event kind the server sends, in the order of a purchase's life.
 pub const EVENT_KINDS: &[EventKind] = &[
-    kind("hold.placed", "To the funding institution: money is held on its source.", HOLD),
-    kind("hold.posted", "To the funding institution: a hold was paid out.", HOLD),
-    kind("hold.voided", "To the funding institution: a hold was released unpaid.", HOLD),
-    kind("hold.expired", "To the funding institution: a hold ran out unpaid.", HOLD),
+    kind(
+        "hold.placed",
+        "To the funding institution: money is held on its source.",
+        HOLD,
+    ),
+    kind(
+        "hold.posted",
+        "To the funding institution: a hold was paid out.",
+        HOLD,
+    ),
+    kind(
+        "hold.voided",
+        "To the funding institution: a hold was released unpaid.",
+        HOLD,
+    ),
+    kind(
+        "hold.expired",
+        "To the funding institution: a hold ran out unpaid.",
+        HOLD,
+    ),
     kind(
         "order.confirmed",
         "To the seller: the buyer approved the order on the phone; ship it.",
@@ -200,33 +218,81 @@ pub const EVENT_KINDS: &[EventKind] = &[
         "To the seller: the operator's decision, and the money it moved.",
         PAYOUT,
     ),
-    kind("card_present.approved", "To the merchant: an authorisation was approved.", CARD_PRESENT),
-    kind("card_present.declined", "To the merchant: an authorisation was declined.", CARD_PRESENT),
-    kind("card_present.captured", "To the merchant: an authorisation was captured.", CARD_PRESENT),
-    kind("card_present.voided", "To the merchant: an authorisation was voided.", CARD_PRESENT),
-    kind("card_present.expired", "To the merchant: an authorisation expired.", CARD_PRESENT),
-    kind("prescription.routed", "To the drugstore: a prescription was routed to it.", PRESCRIPTION),
-    kind("prescription.opened", "To the drugstore: the prescription was opened.", PRESCRIPTION),
+    kind(
+        "card_present.approved",
+        "To the merchant: an authorisation was approved.",
+        CARD_PRESENT,
+    ),
+    kind(
+        "card_present.declined",
+        "To the merchant: an authorisation was declined.",
+        CARD_PRESENT,
+    ),
+    kind(
+        "card_present.captured",
+        "To the merchant: an authorisation was captured.",
+        CARD_PRESENT,
+    ),
+    kind(
+        "card_present.voided",
+        "To the merchant: an authorisation was voided.",
+        CARD_PRESENT,
+    ),
+    kind(
+        "card_present.expired",
+        "To the merchant: an authorisation expired.",
+        CARD_PRESENT,
+    ),
+    kind(
+        "prescription.routed",
+        "To the drugstore: a prescription was routed to it.",
+        PRESCRIPTION,
+    ),
+    kind(
+        "prescription.opened",
+        "To the drugstore: the prescription was opened.",
+        PRESCRIPTION,
+    ),
     kind(
         "prescription.open_refused",
         "To the drugstore: opening the prescription was refused.",
         PRESCRIPTION,
     ),
-    kind("prescription.paid", "The prescription's payment was approved.", PRESCRIPTION),
+    kind(
+        "prescription.paid",
+        "The prescription's payment was approved.",
+        PRESCRIPTION,
+    ),
     kind(
         "prescription.payment_denied",
         "To the drugstore: the patient denied the payment.",
         PRESCRIPTION,
     ),
-    kind("prescription.dispensed", "The prescription was dispensed.", PRESCRIPTION),
+    kind(
+        "prescription.dispensed",
+        "The prescription was dispensed.",
+        PRESCRIPTION,
+    ),
     kind(
         "prescription.payment_disputed",
         "To the drugstore: the payment is disputed.",
         PRESCRIPTION,
     ),
-    kind("prescription.settled", "To the drugstore: the payment was released.", PRESCRIPTION),
-    kind("prescription.cancelled", "To the drugstore: the prescription was cancelled.", PRESCRIPTION),
-    kind("prescription.expired", "To the drugstore: the prescription expired.", PRESCRIPTION),
+    kind(
+        "prescription.settled",
+        "To the drugstore: the payment was released.",
+        PRESCRIPTION,
+    ),
+    kind(
+        "prescription.cancelled",
+        "To the drugstore: the prescription was cancelled.",
+        PRESCRIPTION,
+    ),
+    kind(
+        "prescription.expired",
+        "To the drugstore: the prescription expired.",
+        PRESCRIPTION,
+    ),
     kind(
         "policy.applied",
         "To the insurer: an application to check by `recheck_by`.",
