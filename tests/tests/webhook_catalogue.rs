@@ -176,10 +176,10 @@ fn violations(document: &Value, schema: &Value, value: &Value, at: &str) -> Vec<
         Value::Array(_) => "array",
         Value::Object(_) => "object",
     };
-    if !types.is_empty()
-        && !types.contains(&type_of)
-        && !(type_of == "integer" && types.contains(&"number"))
-    {
+    let allowed = types.is_empty()
+        || types.contains(&type_of)
+        || (type_of == "integer" && types.contains(&"number"));
+    if !allowed {
         return vec![format!("{at}: a {type_of}, not {types:?}")];
     }
     if let (Some(format), Some(text)) = (schema["format"].as_str(), value.as_str()) {
