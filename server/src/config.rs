@@ -34,6 +34,14 @@ pub enum Command {
     Migrate,
     /// Print the OpenAPI document (the one served at /openapi.json) and exit.
     Openapi,
+    /// Copy the SQLite database to a new file while the server runs (PostgreSQL: use pg_dump).
+    Backup {
+        /// The new file; an existing one is never overwritten.
+        path: std::path::PathBuf,
+    },
+    /// Run the ledger audit against the database (a restored copy, say); exit status 1 if it
+    /// finds a difference.
+    Audit,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -43,6 +43,10 @@ async fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Backup { path } => {
+            holdfast_server::backup::backup(&cli.config.database_url(), &path).await
+        }
+        Command::Audit => holdfast_server::backup::audit_command(&cli.config.database_url()).await,
     }
 }
 

@@ -5,6 +5,8 @@ use crate::api;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
+pub mod webhook_catalogue;
+
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -69,6 +71,7 @@ fn annotated() -> utoipa::openapi::OpenApi {
     let mut document = ApiDoc::openapi();
     // The paths come from the router itself: what is served is what is described.
     document.merge(api::routes().into_openapi());
+    webhook_catalogue::add(&mut document);
     document_common_errors(&mut document);
     describe_every_response(&mut document);
     document
