@@ -13,6 +13,8 @@ pub mod institutions;
 pub mod outbox;
 pub mod parties;
 pub mod party_events;
+pub mod payout_destinations;
+pub mod payouts;
 pub mod phone_inbox;
 pub mod postings;
 pub mod timers;

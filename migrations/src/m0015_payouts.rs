@@ -1,0 +1,125 @@
+//! Payouts. Where a payee is paid: the bank account its withdrawal account pays out to. A
+//! registered or changed destination is `pending` until the payee confirms it; confirming
+//! supersedes the one active before it. Rows are never deleted, so the table is the
+//! destination's history. A payout moves money from a withdrawal account into the paying
+//! institution's payouts-in-transit account until the bank reports it paid or returned.
+
+use crate::columns::*;
+use sea_orm_migration::prelude::*;
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
+    }
+
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_table(
+            Table::create()
+                .table("payout_destinations")
+                .col(id("id"))
+                .col(uuid("party_id"))
+                // `iban` or `domestic`.
+                .col(string("scheme", 16))
+                // The IBAN in electronic form (no spaces, upper case), for `iban`.
+                .col(string_null("iban", 34))
+                // The bank's code and the account's number, for `domestic`.
+                .col(string_null("bank_code", 16))
+                .col(string_null("account_number", 34))
+                .col(string("holder_name", 140))
+                // `pending`, `active`, `superseded` or `cancelled`.
+                .col(string("status", 16))
+                .col(timestamp("created_at"))
+                .col(timestamp_null("confirmed_at"))
+                .col(timestamp_null("ended_at"))
+                .foreign_key(
+                    ForeignKey::create()
+                        .name("payout_destinations_party_fk")
+                        .from("payout_destinations", "party_id")
+                        .to("parties", "id"),
+                )
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(index(
+            "payout_destinations",
+            "payout_destinations_party",
+            &["party_id", "created_at"],
+        ))
+        .await?;
+        // One active and one pending destination per payee at most: the uniqueness a
+        // confirmation race relies on (both databases support partial indexes).
+        let db = m.get_connection();
+        db.execute_unprepared(
+            "CREATE UNIQUE INDEX payout_destinations_one_active ON payout_destinations \
+             (party_id) WHERE status = 'active'",
+        )
+        .await?;
+        db.execute_unprepared(
+            "CREATE UNIQUE INDEX payout_destinations_one_pending ON payout_destinations \
+             (party_id) WHERE status = 'pending'",
+        )
+        .await?;
+
+        m.create_table(
+            Table::create()
+                .table("payouts")
+                .col(id("id"))
+                .col(uuid("party_id"))
+                // The payee's key for this request: a retry finds the first payout.
+                .col(string("idempotency_key", 160))
+                .col(uuid("destination_id"))
+                // The bank that sends the money (the debtor's agent of the credit transfer).
+                .col(uuid("institution_party_id"))
+                .col(uuid("withdrawal_account_id"))
+                .col(string("currency", 3))
+                // What was asked: an amount, or NULL for everything on the account.
+                .col(money_null(m, "requested_amount"))
+                .col(money(m, "amount"))
+                // `pending`, `sent`, `paid` or `returned`.
+                .col(string("status", 16))
+                // ISO 20022 end-to-end id (at most 35 characters): statements name the payout by it.
+                .col(string("end_to_end_id", 35))
+                .col(string_null("return_reason", 140))
+                .col(timestamp("created_at"))
+                .col(timestamp_null("sent_at"))
+                .col(timestamp_null("settled_at"))
+                .foreign_key(
+                    ForeignKey::create()
+                        .name("payouts_destination_fk")
+                        .from("payouts", "destination_id")
+                        .to("payout_destinations", "id"),
+                )
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(unique_index(
+            "payouts",
+            "payouts_idempotency",
+            &["party_id", "idempotency_key"],
+        ))
+        .await?;
+        m.create_index(unique_index(
+            "payouts",
+            "payouts_end_to_end",
+            &["end_to_end_id"],
+        ))
+        .await?;
+        m.create_index(index(
+            "payouts",
+            "payouts_party",
+            &["party_id", "created_at"],
+        ))
+        .await?;
+        m.create_index(index(
+            "payouts",
+            "payouts_status",
+            &["institution_party_id", "status", "created_at"],
+        ))
+        .await?;
+        Ok(())
+    }
+}
