@@ -3,4 +3,5 @@
 //! accounts the ledger mirrors.
 
 pub mod destinations;
+pub mod pain001;
 pub mod payouts;
