@@ -2,6 +2,7 @@
 //! accounts, and (to come) the statements that come back and the daily reconciliation of the
 //! accounts the ledger mirrors.
 
+pub mod camt;
 pub mod destinations;
 pub mod pain001;
 pub mod payouts;
