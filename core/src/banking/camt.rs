@@ -505,7 +505,7 @@ mod tests {
         let report = &statement.reports[0];
         assert_eq!(report.account, "DE89370400440532013000");
         assert_eq!(report.currency, Some(Currency::EUR));
-        assert_eq!(report.opening.unwrap().minor, 100_00);
+        assert_eq!(report.opening.unwrap().minor, 10_000);
         let closing = report.closing.unwrap();
         assert_eq!(closing.minor, 95_50);
         assert_eq!(closing.date, NaiveDate::from_ymd_opt(2026, 12, 6).unwrap());
