@@ -9,6 +9,7 @@ use holdfast_core::banking::destinations::{self, BankAccount, DestinationStatus}
 use holdfast_core::banking::payouts::{
     self, BankOutcome, PayoutAmount, PayoutRequest, PayoutStatus,
 };
+use holdfast_core::banking::runs::{self, InstitutionBankAccount};
 use holdfast_core::clock::Clock;
 use holdfast_core::db::{self, PoolSize};
 use holdfast_core::ids::{AccountId, PartyId};
@@ -458,5 +459,99 @@ async fn the_banks_outcome_moves_the_money_once() {
             .code(),
         "not_found"
     );
+    w.assert_audit_clean().await;
+}
+
+#[tokio::test]
+async fn a_bank_run_sends_each_payout_once_from_the_institutions_account() {
+    let w = world().await;
+    w.confirmed_destination().await;
+    let first = w
+        .pay_out("k1", PayoutAmount::Exactly(usd(30_00)))
+        .await
+        .unwrap()
+        .into_inner();
+    let second = w
+        .pay_out("k2", PayoutAmount::Exactly(usd(20_00)))
+        .await
+        .unwrap()
+        .into_inner();
+    let run = async || {
+        w.write(async |txn| runs::prepare_run_in_txn(txn, &w.clock, w.bank).await)
+            .await
+            .unwrap()
+    };
+
+    // Without an account of its own at its bank, the institution cannot send: payouts wait.
+    assert!(run().await.is_empty());
+    assert_eq!(
+        payouts::pending_of_institution(&w.db, w.bank, 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    let own = InstitutionBankAccount {
+        institution: w.bank,
+        currency: USD,
+        account: BankAccount::iban("DE89 3704 0044 0532 0130 00").unwrap(),
+        bic: Some("COBADEFFXXX".into()),
+        holder_name: "Bank & Trust <Payouts>".into(),
+    };
+    let bad_bic = InstitutionBankAccount {
+        bic: Some("cobadeff".into()),
+        ..own.clone()
+    };
+    let refused = w
+        .write(async |txn| runs::set_institution_account_in_txn(txn, &w.clock, &bad_bic).await)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), "invalid_bank_account");
+    w.write(async |txn| runs::set_institution_account_in_txn(txn, &w.clock, &own).await)
+        .await
+        .unwrap();
+
+    let files = run().await;
+    let [file] = files.as_slice() else {
+        panic!("one file: {files:?}");
+    };
+    assert_eq!(file.transfers, 2);
+    assert_eq!(file.format, "pain.001.001.09");
+    for payout in [&first, &second] {
+        assert!(file.content.contains(&payout.end_to_end_id));
+    }
+    assert!(file.content.contains("Bank &amp; Trust &lt;Payouts&gt;"));
+    if let Some(path) = std::env::var_os("PAIN001_RUN_FILE") {
+        std::fs::write(path, &file.content).unwrap();
+    }
+    let carried = runs::payouts_in_file(&w.db, file.id).await.unwrap();
+    assert_eq!(carried.len(), 2);
+    assert!(
+        carried
+            .iter()
+            .all(|p| p.status == PayoutStatus::Sent && p.bank_file == Some(file.id))
+    );
+
+    // Nothing is sent twice.
+    assert!(run().await.is_empty());
+    assert_eq!(runs::files_to_hand_over(&w.db, 10).await.unwrap().len(), 1);
+    w.write(async |txn| runs::mark_handed_over_in_txn(txn, &w.clock, file.id).await)
+        .await
+        .unwrap();
+    assert!(
+        runs::files_to_hand_over(&w.db, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // The next payout goes in the next file, under a message id of its own.
+    w.pay_out("k3", PayoutAmount::Exactly(usd(5_00)))
+        .await
+        .unwrap();
+    let next = run().await;
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].transfers, 1);
+    assert_ne!(next[0].message_id, file.message_id);
     w.assert_audit_clean().await;
 }

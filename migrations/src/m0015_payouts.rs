@@ -2,7 +2,10 @@
 //! registered or changed destination is `pending` until the payee confirms it; confirming
 //! supersedes the one active before it. Rows are never deleted, so the table is the
 //! destination's history. A payout moves money from a withdrawal account into the paying
-//! institution's payouts-in-transit account until the bank reports it paid or returned.
+//! institution's payouts-in-transit account until the bank reports it paid or returned. A
+//! bank run writes the pending payouts of one institution into a credit transfer file, sent
+//! from the institution's own account at its bank (the account the ledger mirrors as the
+//! institution's external account).
 
 use crate::columns::*;
 use sea_orm_migration::prelude::*;
@@ -87,6 +90,8 @@ impl MigrationTrait for Migration {
                 .col(timestamp("created_at"))
                 .col(timestamp_null("sent_at"))
                 .col(timestamp_null("settled_at"))
+                // The credit transfer file that carried it.
+                .col(uuid_null("bank_file_id"))
                 .foreign_key(
                     ForeignKey::create()
                         .name("payouts_destination_fk")
@@ -118,6 +123,59 @@ impl MigrationTrait for Migration {
             "payouts",
             "payouts_status",
             &["institution_party_id", "status", "created_at"],
+        ))
+        .await?;
+
+        m.create_table(
+            Table::create()
+                .table("institution_bank_accounts")
+                .col(id("id"))
+                .col(uuid("institution_party_id"))
+                .col(string("currency", 3))
+                .col(string("scheme", 16))
+                .col(string_null("iban", 34))
+                .col(string_null("bank_code", 16))
+                .col(string_null("account_number", 34))
+                .col(string_null("bic", 11))
+                .col(string("holder_name", 140))
+                .col(timestamp("created_at"))
+                .col(timestamp("updated_at"))
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(unique_index(
+            "institution_bank_accounts",
+            "institution_bank_accounts_one",
+            &["institution_party_id", "currency"],
+        ))
+        .await?;
+
+        m.create_table(
+            Table::create()
+                .table("bank_files")
+                .col(id("id"))
+                .col(uuid("institution_party_id"))
+                // The file's ISO 20022 message id: a bank refuses one it has seen.
+                .col(string("message_id", 35))
+                .col(string("format", 24))
+                .col(text("content"))
+                .col(int("transfers"))
+                .col(timestamp("created_at"))
+                // When the bank gateway took it; NULL until then (handed over again after a crash).
+                .col(timestamp_null("handed_over_at"))
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(unique_index(
+            "bank_files",
+            "bank_files_message",
+            &["message_id"],
+        ))
+        .await?;
+        m.create_index(index(
+            "bank_files",
+            "bank_files_institution",
+            &["institution_party_id", "created_at"],
         ))
         .await?;
         Ok(())

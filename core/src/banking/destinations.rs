@@ -160,6 +160,38 @@ impl BankAccount {
         }
     }
 
+    /// The account from its stored columns (an IBAN, or a bank code and account number).
+    pub fn from_columns(
+        scheme: Scheme,
+        iban: Option<String>,
+        bank_code: Option<String>,
+        account_number: Option<String>,
+    ) -> CoreResult<BankAccount> {
+        match (scheme, iban, bank_code, account_number) {
+            (Scheme::Iban, Some(iban), _, _) => Ok(BankAccount::Iban(iban)),
+            (Scheme::Domestic, _, Some(bank_code), Some(account_number)) => {
+                Ok(BankAccount::Domestic {
+                    bank_code,
+                    account_number,
+                })
+            }
+            _ => Err(CoreError::Internal(
+                "a stored bank account lacks its number",
+            )),
+        }
+    }
+
+    /// The stored columns: IBAN, bank code, account number.
+    pub fn to_columns(&self) -> (Option<String>, Option<String>, Option<String>) {
+        match self {
+            BankAccount::Iban(iban) => (Some(iban.clone()), None, None),
+            BankAccount::Domestic {
+                bank_code,
+                account_number,
+            } => (None, Some(bank_code.clone()), Some(account_number.clone())),
+        }
+    }
+
     /// The account's last four characters, for showing which account without showing it.
     pub fn last_four(&self) -> &str {
         let number = match self {
@@ -212,14 +244,8 @@ impl TryFrom<rows::Model> for Destination {
     type Error = CoreError;
 
     fn try_from(row: rows::Model) -> CoreResult<Self> {
-        let account = match (row.scheme, row.iban, row.bank_code, row.account_number) {
-            (Scheme::Iban, Some(iban), _, _) => BankAccount::Iban(iban),
-            (Scheme::Domestic, _, Some(bank_code), Some(account_number)) => BankAccount::Domestic {
-                bank_code,
-                account_number,
-            },
-            _ => return Err(CoreError::Internal("a payout destination lacks its number")),
-        };
+        let account =
+            BankAccount::from_columns(row.scheme, row.iban, row.bank_code, row.account_number)?;
         Ok(Destination {
             id: PayoutDestinationId::from_uuid(row.id),
             party: PartyId::from_uuid(row.party_id),
@@ -258,13 +284,7 @@ pub async fn register_in_txn(
         now,
     )
     .await?;
-    let (iban, bank_code, account_number) = match &account {
-        BankAccount::Iban(iban) => (Some(iban.clone()), None, None),
-        BankAccount::Domestic {
-            bank_code,
-            account_number,
-        } => (None, Some(bank_code.clone()), Some(account_number.clone())),
-    };
+    let (iban, bank_code, account_number) = account.to_columns();
     let row = rows::ActiveModel {
         id: Set(PayoutDestinationId::new().uuid()),
         party_id: Set(party.uuid()),

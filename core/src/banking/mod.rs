@@ -6,3 +6,4 @@ pub mod camt;
 pub mod destinations;
 pub mod pain001;
 pub mod payouts;
+pub mod runs;

@@ -117,6 +117,8 @@ pub struct Payout {
     pub sent_at: Option<DateTime<Utc>>,
     /// When the bank reported it paid or returned.
     pub settled_at: Option<DateTime<Utc>>,
+    /// The credit transfer file that carried it, once sent.
+    pub bank_file: Option<Uuid>,
 }
 
 impl TryFrom<rows::Model> for Payout {
@@ -137,6 +139,7 @@ impl TryFrom<rows::Model> for Payout {
             created_at: row.created_at,
             sent_at: row.sent_at,
             settled_at: row.settled_at,
+            bank_file: row.bank_file_id,
         })
     }
 }
@@ -244,6 +247,7 @@ pub async fn request_in_txn(
         created_at: Set(clock.now()),
         sent_at: Set(None),
         settled_at: Set(None),
+        bank_file_id: Set(None),
     }
     .insert(txn)
     .await?;

@@ -2,6 +2,7 @@
 //! cases turn them into domain types before anything leaves the crate.
 
 pub mod accounts;
+pub mod bank_files;
 pub mod cards;
 pub mod case_events;
 pub mod challenges;
@@ -9,6 +10,7 @@ pub mod credentials;
 pub mod credit_class_caps;
 pub mod escrow_cases;
 pub mod holds;
+pub mod institution_bank_accounts;
 pub mod institutions;
 pub mod outbox;
 pub mod parties;
