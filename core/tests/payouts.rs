@@ -10,6 +10,7 @@ use holdfast_core::banking::payouts::{
     self, BankOutcome, PayoutAmount, PayoutRequest, PayoutStatus,
 };
 use holdfast_core::banking::runs::{self, InstitutionBankAccount};
+use holdfast_core::banking::statements;
 use holdfast_core::clock::Clock;
 use holdfast_core::db::{self, PoolSize};
 use holdfast_core::ids::{AccountId, PartyId};
@@ -553,5 +554,178 @@ async fn a_bank_run_sends_each_payout_once_from_the_institutions_account() {
     assert_eq!(next.len(), 1);
     assert_eq!(next[0].transfers, 1);
     assert_ne!(next[0].message_id, file.message_id);
+    w.assert_audit_clean().await;
+}
+
+/// A camt.054 of the bank's own account with `entries` (already `<Ntry>` elements).
+fn notification(message_id: &str, entries: &str) -> String {
+    format!(
+        r#"<Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.054.001.08">
+  <BkToCstmrDbtCdtNtfctn>
+    <GrpHdr><MsgId>{message_id}</MsgId></GrpHdr>
+    <Ntfctn><Id>{message_id}-1</Id>
+      <Acct><Id><IBAN>DE89370400440532013000</IBAN></Id><Ccy>USD</Ccy></Acct>
+      {entries}
+    </Ntfctn>
+  </BkToCstmrDbtCdtNtfctn>
+</Document>"#
+    )
+}
+
+fn entry(reference: &str, amount: &str, direction: &str, details: &str) -> String {
+    format!(
+        r#"<Ntry><Amt Ccy="USD">{amount}</Amt><CdtDbtInd>{direction}</CdtDbtInd><Sts><Cd>BOOK</Cd></Sts>
+        <BookgDt><Dt>2026-03-10</Dt></BookgDt><AcctSvcrRef>{reference}</AcctSvcrRef>
+        <NtryDtls><TxDtls>{details}</TxDtls></NtryDtls></Ntry>"#
+    )
+}
+
+#[tokio::test]
+async fn statements_settle_payouts_credit_deposits_and_leave_the_rest_to_an_operator() {
+    let w = world().await;
+    w.confirmed_destination().await;
+    let own = InstitutionBankAccount {
+        institution: w.bank,
+        currency: USD,
+        account: BankAccount::iban("DE89 3704 0044 0532 0130 00").unwrap(),
+        bic: None,
+        holder_name: "Bank".into(),
+    };
+    w.write(async |txn| runs::set_institution_account_in_txn(txn, &w.clock, &own).await)
+        .await
+        .unwrap();
+    let paid = w
+        .pay_out("k1", PayoutAmount::Exactly(usd(30_00)))
+        .await
+        .unwrap()
+        .into_inner();
+    let returned = w
+        .pay_out("k2", PayoutAmount::Exactly(usd(20_00)))
+        .await
+        .unwrap()
+        .into_inner();
+    w.write(async |txn| runs::prepare_run_in_txn(txn, &w.clock, w.bank).await)
+        .await
+        .unwrap();
+    // A shopper's prepaid account at the bank, and the reference it was told to use.
+    let prepaid = w
+        .write(async |txn| {
+            ledger::open_account_in_txn(
+                txn,
+                &w.clock,
+                NewAccount {
+                    key: None,
+                    kind: AccountKind::Prepaid,
+                    owner: w.seller,
+                    institution: Some(w.bank),
+                    currency: USD,
+                    credit_limit: usd(0),
+                    credit_class: None,
+                },
+            )
+            .await
+        })
+        .await
+        .unwrap();
+    let reference = w
+        .write(async |txn| statements::deposit_reference_in_txn(txn, &w.clock, prepaid.id).await)
+        .await
+        .unwrap();
+    assert!(statements::rf_valid(&reference), "{reference}");
+    let again = w
+        .write(async |txn| statements::deposit_reference_in_txn(txn, &w.clock, prepaid.id).await)
+        .await
+        .unwrap();
+    assert_eq!(again, reference);
+
+    let entries = [
+        entry(
+            "B1",
+            "30.00",
+            "DBIT",
+            &format!(
+                "<Refs><EndToEndId>{}</EndToEndId></Refs>",
+                paid.end_to_end_id
+            ),
+        ),
+        entry(
+            "B2",
+            "20.00",
+            "CRDT",
+            &format!(
+                "<Refs><EndToEndId>{}</EndToEndId></Refs><RtrInf><Rsn><Cd>AC04</Cd></Rsn></RtrInf>",
+                returned.end_to_end_id
+            ),
+        ),
+        entry(
+            "B3",
+            "12.50",
+            "CRDT",
+            &format!("<RmtInf><Ustrd>{reference}</Ustrd></RmtInf>"),
+        ),
+        // A credit nobody can place, and a wrong reference.
+        entry(
+            "B4",
+            "7.00",
+            "CRDT",
+            "<RmtInf><Ustrd>thanks</Ustrd></RmtInf>",
+        ),
+        entry(
+            "B5",
+            "1.00",
+            "CRDT",
+            "<RmtInf><Ustrd>RF00BADREF</Ustrd></RmtInf>",
+        ),
+    ]
+    .concat();
+    let import = async |xml: String| {
+        w.write(async |txn| statements::import_in_txn(txn, &w.clock, w.bank, &xml).await)
+            .await
+    };
+    let summary = import(notification("N1", &entries)).await.unwrap();
+    assert!(summary.is_new());
+    assert_eq!(
+        summary.into_inner(),
+        statements::ImportSummary {
+            entries: 5,
+            duplicates: 0,
+            payouts_paid: 1,
+            payouts_returned: 1,
+            deposits: 1,
+            for_operator: 2,
+        }
+    );
+    assert_eq!(
+        ledger::get_account(&w.db, prepaid.id)
+            .await
+            .unwrap()
+            .balance,
+        12_50
+    );
+    // 100 − 30 paid − 20 sent and returned.
+    assert_eq!(w.balance(w.withdrawal).await, 70_00);
+    assert_eq!(w.in_transit().await, 0);
+
+    // The same file again: nothing happens.
+    let replay = import(notification("N1", &entries)).await.unwrap();
+    assert!(!replay.is_new());
+    // The day's statement repeats the entries under another message id: each is known.
+    let repeated = import(notification("EOD1", &entries))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((repeated.entries, repeated.duplicates), (5, 5));
+    assert_eq!(
+        ledger::get_account(&w.db, prepaid.id)
+            .await
+            .unwrap()
+            .balance,
+        12_50
+    );
+
+    // A statement of an account Holdfast does not mirror is refused whole.
+    let foreign = notification("N2", &entry("B9", "1.00", "CRDT", ""))
+        .replace("DE89370400440532013000", "DE44500105175407324931");
+    assert_eq!(import(foreign).await.unwrap_err().code(), "invalid_request");
     w.assert_audit_clean().await;
 }

@@ -178,6 +178,111 @@ impl MigrationTrait for Migration {
             &["institution_party_id", "created_at"],
         ))
         .await?;
+
+        // The reference a shopper puts on a bank transfer to its EC prepayment account (ISO
+        // 11649 `RF…`), one per account.
+        m.create_table(
+            Table::create()
+                .table("deposit_references")
+                .col(
+                    ColumnDef::new("reference")
+                        .string_len(25)
+                        .not_null()
+                        .primary_key(),
+                )
+                .col(uuid("account_id"))
+                .col(timestamp("created_at"))
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(unique_index(
+            "deposit_references",
+            "deposit_references_account",
+            &["account_id"],
+        ))
+        .await?;
+
+        // Statements imported (camt.053 and camt.054): a message id once per institution.
+        m.create_table(
+            Table::create()
+                .table("bank_statements")
+                .col(id("id"))
+                .col(uuid("institution_party_id"))
+                .col(string("message_id", 35))
+                // `end_of_day` or `notification`.
+                .col(string("kind", 16))
+                .col(int("entries"))
+                .col(timestamp("imported_at"))
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(unique_index(
+            "bank_statements",
+            "bank_statements_message",
+            &["institution_party_id", "message_id"],
+        ))
+        .await?;
+
+        // Each booked entry the bank reported, once (by the bank's reference), and what became
+        // of it: matched to a payout or a deposit, or waiting for an operator.
+        m.create_table(
+            Table::create()
+                .table("bank_entries")
+                .col(id("id"))
+                .col(uuid("statement_id"))
+                .col(uuid("institution_party_id"))
+                .col(string("currency", 3))
+                .col(string_null("reference", 35))
+                // Signed minor units: negative for a debit.
+                .col(money(m, "amount"))
+                .col(ColumnDef::new("booking_date").date().null().to_owned())
+                .col(string_null("end_to_end_id", 35))
+                .col(string_null("remittance", 140))
+                .col(string_null("return_reason", 140))
+                // `matched`, `unmatched`, `mismatch` or `resolved`.
+                .col(string("status", 16))
+                .col(uuid_null("transfer_id"))
+                .col(uuid_null("payout_id"))
+                .col(string_null("note", 500))
+                .col(uuid_null("resolved_by"))
+                .col(timestamp_null("resolved_at"))
+                .col(timestamp("created_at"))
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(unique_index(
+            "bank_entries",
+            "bank_entries_reference",
+            &["institution_party_id", "currency", "reference"],
+        ))
+        .await?;
+        m.create_index(index(
+            "bank_entries",
+            "bank_entries_status",
+            &["institution_party_id", "status", "created_at"],
+        ))
+        .await?;
+
+        // The bank's booked balances of an institution's account, per day (camt.053).
+        m.create_table(
+            Table::create()
+                .table("bank_balances")
+                .col(id("id"))
+                .col(uuid("institution_party_id"))
+                .col(string("currency", 3))
+                .col(ColumnDef::new("day").date().not_null().to_owned())
+                .col(money_null(m, "opening"))
+                .col(money(m, "closing"))
+                .col(uuid("statement_id"))
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(unique_index(
+            "bank_balances",
+            "bank_balances_day",
+            &["institution_party_id", "currency", "day"],
+        ))
+        .await?;
         Ok(())
     }
 }

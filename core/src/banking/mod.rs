@@ -7,3 +7,4 @@ pub mod destinations;
 pub mod pain001;
 pub mod payouts;
 pub mod runs;
+pub mod statements;
