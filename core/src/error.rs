@@ -79,6 +79,12 @@ pub enum CoreError {
     Busy,
     #[error("a concurrent request changed the same record; try again")]
     Conflict,
+    /// A payout needs a confirmed payout destination.
+    #[error("no confirmed payout destination: register a bank account and confirm it first")]
+    PayoutDestinationRequired,
+    /// A payout destination's account number fails its checks (the reason says which).
+    #[error("{0}")]
+    InvalidBankAccount(&'static str),
     #[error("webhooks may not be sent to {0}")]
     WebhookTargetForbidden(crate::webhook_target::Forbidden),
     #[error("database error")]
@@ -127,6 +133,8 @@ impl CoreError {
             CoreError::Busy => "busy",
             CoreError::Conflict => "conflict",
             CoreError::WebhookTargetForbidden(_) => "webhook_target_forbidden",
+            CoreError::InvalidBankAccount(_) => "invalid_bank_account",
+            CoreError::PayoutDestinationRequired => "payout_destination_required",
             CoreError::Database(_) | CoreError::Internal(_) => "internal",
         }
     }
@@ -134,9 +142,10 @@ impl CoreError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             CoreError::Money(MoneyError::CurrencyMismatch { .. }) => ErrorKind::Unprocessable,
-            CoreError::Money(_) | CoreError::Invalid(_) | CoreError::Paging(_) => {
-                ErrorKind::Invalid
-            }
+            CoreError::Money(_)
+            | CoreError::Invalid(_)
+            | CoreError::Paging(_)
+            | CoreError::InvalidBankAccount(_) => ErrorKind::Invalid,
             CoreError::NotFound(_) => ErrorKind::NotFound,
             CoreError::Forbidden(_) | CoreError::CardNotActive => ErrorKind::Forbidden,
             CoreError::BadCredentials => ErrorKind::Unauthenticated,
@@ -154,7 +163,9 @@ impl CoreError {
             | CoreError::ChallengeLocked
             | CoreError::ChallengeBindingMismatch
             | CoreError::ChallengeNotAnswerable => ErrorKind::Unprocessable,
-            CoreError::WebhookTargetForbidden(_) => ErrorKind::Unprocessable,
+            CoreError::WebhookTargetForbidden(_) | CoreError::PayoutDestinationRequired => {
+                ErrorKind::Unprocessable
+            }
             CoreError::Busy => ErrorKind::Unavailable,
             CoreError::Database(_) | CoreError::Internal(_) => ErrorKind::Internal,
         }

@@ -121,7 +121,8 @@ pub fn hold_mode(kind: AccountKind) -> Option<HoldMode> {
         | AccountKind::Commission
         | AccountKind::InstitutionFee
         | AccountKind::Penalty
-        | AccountKind::External => None,
+        | AccountKind::External
+        | AccountKind::PayoutsInTransit => None,
     }
 }
 

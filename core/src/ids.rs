@@ -179,6 +179,18 @@ pub mod kind {
     impl IdKind for OutboxMessage {
         const NAME: &'static str = "outbox";
     }
+
+    #[derive(Debug)]
+    pub enum PayoutDestination {}
+    impl IdKind for PayoutDestination {
+        const NAME: &'static str = "payout_destination";
+    }
+
+    #[derive(Debug)]
+    pub enum Payout {}
+    impl IdKind for Payout {
+        const NAME: &'static str = "payout";
+    }
 }
 
 pub type PartyId = Id<kind::Party>;
@@ -189,6 +201,8 @@ pub type ChallengeId = Id<kind::Challenge>;
 pub type CaseId = Id<kind::EscrowCase>;
 pub type TimerId = Id<kind::Timer>;
 pub type OutboxMessageId = Id<kind::OutboxMessage>;
+pub type PayoutDestinationId = Id<kind::PayoutDestination>;
+pub type PayoutId = Id<kind::Payout>;
 
 #[cfg(test)]
 mod tests {

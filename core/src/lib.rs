@@ -5,6 +5,7 @@
 //! Functions named `*_in_txn` run inside a transaction their caller owns; the others open and
 //! commit their own.
 
+pub mod banking;
 pub mod cards;
 pub mod challenge;
 pub mod check_digit;

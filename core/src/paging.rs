@@ -53,6 +53,10 @@ pub enum ListKind {
     WebhookDeliveries = 11,
     /// The shop's catalogue and a seller's own goods.
     Commodities = 12,
+    /// A payee's payout destinations (their history).
+    PayoutDestinations = 14,
+    /// A payee's payouts.
+    Payouts = 15,
 }
 
 impl ListKind {
@@ -71,6 +75,8 @@ impl ListKind {
             ArmedApprovals,
             WebhookDeliveries,
             Commodities,
+            PayoutDestinations,
+            Payouts,
         ]
         .into_iter()
         .find(|kind| *kind as u8 == byte)

@@ -21,6 +21,7 @@ mod m0010_insurance;
 mod m0011_service_secrets;
 mod m0012_console_sessions;
 mod m0013_append_only_accounts;
+mod m0015_payouts;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -42,6 +43,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0011_service_secrets::Migration),
             Box::new(m0012_console_sessions::Migration),
             Box::new(m0013_append_only_accounts::Migration),
+            Box::new(m0015_payouts::Migration),
         ]
     }
 }

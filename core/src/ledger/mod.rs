@@ -112,6 +112,9 @@ pub enum AccountKind {
     /// The outside world as seen by an institution: deposits come from it, withdrawals go to
     /// it. The only kind allowed to go below zero without a credit limit.
     External,
+    /// Payouts handed to a bank and not yet confirmed paid or returned, per paying
+    /// institution and currency.
+    PayoutsInTransit,
 }
 
 impl AccountKind {
@@ -126,6 +129,7 @@ impl AccountKind {
                 | AccountKind::InstitutionFee
                 | AccountKind::Penalty
                 | AccountKind::External
+                | AccountKind::PayoutsInTransit
         )
     }
 }
@@ -163,6 +167,12 @@ pub enum TransferKind {
     Refund,
     /// A scheduled collection (a monthly premium).
     Collection,
+    /// A payout leaving a withdrawal account for the bank (into payouts in transit).
+    Payout,
+    /// The bank confirmed a payout paid: it leaves the ledger for the outside world.
+    PayoutPaid,
+    /// The bank returned a payout: back to the withdrawal account it left.
+    PayoutReturned,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -380,6 +390,9 @@ pub mod keys {
     }
     pub fn withdrawal(owner: PartyId, currency: Currency) -> String {
         format!("withdrawal:{owner}:{currency}")
+    }
+    pub fn payouts_in_transit(institution: PartyId, currency: Currency) -> String {
+        format!("payouts_in_transit:{institution}:{currency}")
     }
     pub fn institution_fee(institution: PartyId, currency: Currency) -> String {
         format!("institution_fee:{institution}:{currency}")
@@ -724,6 +737,19 @@ async fn lock_account(
         query.lock(LockType::NoKeyUpdate)
     };
     Ok(query.into_tuple::<Uuid>().one(txn).await?.is_some())
+}
+
+/// Locks an append-only account against concurrent debits and folds, then reads its exact
+/// balance in a statement of its own (see [`debit_append_only_in_txn`] for why the order
+/// matters): what a debit in the same transaction may take, for "pay out everything".
+pub async fn lock_and_read_in_txn(
+    txn: &DatabaseTransaction,
+    account: AccountId,
+) -> CoreResult<Account> {
+    if !lock_account(txn, account, false).await? {
+        return Err(CoreError::NotFound("account"));
+    }
+    get_account(txn, account).await
 }
 
 /// Debits an append-only account if its exact balance covers it. The lock comes first, in a
