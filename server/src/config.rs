@@ -126,6 +126,10 @@ pub struct Config {
     pub webhook_allow_private: bool,
     #[arg(long, env = "HOLDFAST_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
+    /// Send traces to this OpenTelemetry collector (OTLP over HTTP, protobuf), e.g.
+    /// `http://127.0.0.1:4318`; off without it. Spans go to this address and nowhere else.
+    #[arg(long, env = "HOLDFAST_OTLP_ENDPOINT", value_name = "URL", global = true)]
+    pub otlp_endpoint: Option<crate::telemetry::OtlpEndpoint>,
     /// Database connections in the pool (default 4 on SQLite, for readers beside the writer's
     /// own connection; 16 on PostgreSQL).
     #[arg(long, env = "HOLDFAST_DB_POOL", global = true)]
