@@ -128,7 +128,12 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Send traces to this OpenTelemetry collector (OTLP over HTTP, protobuf), e.g.
     /// `http://127.0.0.1:4318`; off without it. Spans go to this address and nowhere else.
-    #[arg(long, env = "HOLDFAST_OTLP_ENDPOINT", value_name = "URL", global = true)]
+    #[arg(
+        long,
+        env = "HOLDFAST_OTLP_ENDPOINT",
+        value_name = "URL",
+        global = true
+    )]
     pub otlp_endpoint: Option<crate::telemetry::OtlpEndpoint>,
     /// Database connections in the pool (default 4 on SQLite, for readers beside the writer's
     /// own connection; 16 on PostgreSQL).

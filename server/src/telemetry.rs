@@ -185,24 +185,33 @@ mod tests {
 
     #[test]
     fn a_base_url_gets_the_traces_path() {
-        let endpoint = OtlpEndpoint::parse("http://127.0.0.1:4318").unwrap_or_else(|e| panic!("{e}"));
+        let endpoint =
+            OtlpEndpoint::parse("http://127.0.0.1:4318").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(endpoint.as_str(), "http://127.0.0.1:4318/v1/traces");
-        let nested = OtlpEndpoint::parse("https://collector.example/otel/").unwrap_or_else(|e| panic!("{e}"));
+        let nested = OtlpEndpoint::parse("https://collector.example/otel/")
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(nested.as_str(), "https://collector.example/otel/v1/traces");
     }
 
     #[test]
     fn a_full_traces_url_is_kept() {
-        let endpoint =
-            OtlpEndpoint::parse("http://127.0.0.1:4318/v1/traces").unwrap_or_else(|e| panic!("{e}"));
+        let endpoint = OtlpEndpoint::parse("http://127.0.0.1:4318/v1/traces")
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(endpoint.as_str(), "http://127.0.0.1:4318/v1/traces");
     }
 
     #[test]
     fn only_http_and_https_endpoints_are_accepted() {
-        for refused in ["grpc://127.0.0.1:4317", "file:///tmp/traces", "unix:/run/otel.sock"] {
+        for refused in [
+            "grpc://127.0.0.1:4317",
+            "file:///tmp/traces",
+            "unix:/run/otel.sock",
+        ] {
             assert!(
-                matches!(OtlpEndpoint::parse(refused), Err(TelemetryError::NotHttp(_))),
+                matches!(
+                    OtlpEndpoint::parse(refused),
+                    Err(TelemetryError::NotHttp(_))
+                ),
                 "{refused} was accepted"
             );
         }
