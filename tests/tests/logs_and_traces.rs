@@ -119,7 +119,12 @@ async fn only_id(app: &TestApp, table: &str) -> String {
 
 /// A holder with a name of its own on a prepaid EC card; returns (card number, token, codes
 /// its phone received).
-async fn holder(app: &TestApp, operator: &str, name: &str, phone: &str) -> (String, String, String) {
+async fn holder(
+    app: &TestApp,
+    operator: &str,
+    name: &str,
+    phone: &str,
+) -> (String, String, String) {
     let issued = app
         .post_idempotent(
             "/v1/operator/shoppers",
@@ -129,7 +134,10 @@ async fn holder(app: &TestApp, operator: &str, name: &str, phone: &str) -> (Stri
         )
         .await;
     assert_eq!(issued.status, StatusCode::CREATED, "{issued:?}");
-    let card = issued.body["card"]["card_number"].as_str().unwrap().to_owned();
+    let card = issued.body["card"]["card_number"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let started = app
         .post("/v1/auth/card-login", None, json!({"card_number": card}))
         .await;
@@ -138,7 +146,10 @@ async fn holder(app: &TestApp, operator: &str, name: &str, phone: &str) -> (Stri
     let code = app.code_for(phone, &challenge).await;
     let answered = app.answer(&challenge, &code, "approve").await;
     assert_eq!(answered.status, StatusCode::OK, "{answered:?}");
-    let token = answered.body["token"]["access_token"].as_str().unwrap().to_owned();
+    let token = answered.body["token"]["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     (card, token, code)
 }
 
@@ -176,7 +187,9 @@ async fn a_retail_lifecycle_leaves_ids_in_the_spans_and_no_personal_data_in_the_
     assert_eq!(settled.body["outcome"], "settled");
     // A console page whose path holds the phone number.
     let page = app.get(&format!("/phone/{phone}"), None).await;
-    assert!(page.status.is_success() || page.status.is_redirection() || page.status.is_client_error());
+    assert!(
+        page.status.is_success() || page.status.is_redirection() || page.status.is_client_error()
+    );
 
     let case_id = only_id(&app, "escrow_cases").await;
     let text = record();
@@ -189,7 +202,12 @@ async fn a_retail_lifecycle_leaves_ids_in_the_spans_and_no_personal_data_in_the_
     assert_span(&text, "app.answer_case", "challenge_id", &settlement);
     assert!(!spans_named(&text, "outbox.deliver").is_empty());
     // The request span: the route's template, its method and, at the end, its status.
-    assert_span(&text, "request", "route", "/v1/retail/orders/{order_number}/settlement-request");
+    assert_span(
+        &text,
+        "request",
+        "route",
+        "/v1/retail/orders/{order_number}/settlement-request",
+    );
     assert_span(&text, "request", "route", "/phone/{phone}");
     let served = spans_named(&text, "request");
     assert!(
@@ -241,7 +259,12 @@ async fn a_pharmacy_flow_leaves_ids_in_the_spans_and_no_personal_data_in_the_log
         )
         .await;
     let (_, drugstore) = app
-        .onboard_staff(&operator, "/v1/pharmacy/drugstores", "store", json!({"name": "Corner Pharmacy"}))
+        .onboard_staff(
+            &operator,
+            "/v1/pharmacy/drugstores",
+            "store",
+            json!({"name": "Corner Pharmacy"}),
+        )
         .await;
     let phone = random_phone();
     let patient_name = "Wilhelmina Okonkwo-Strand";
@@ -261,7 +284,10 @@ async fn a_pharmacy_flow_leaves_ids_in_the_spans_and_no_personal_data_in_the_log
         )
         .await;
     assert_eq!(issued.status, StatusCode::CREATED, "{issued:?}");
-    let number = issued.body["prescription_number"].as_str().unwrap().to_owned();
+    let number = issued.body["prescription_number"]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
     // Flow B: the drugstore asks with the medical card, the phone allows it.
     let as_store = |method: Method, path: String, secret: Option<String>, body: Value| {
@@ -289,7 +315,10 @@ async fn a_pharmacy_flow_leaves_ids_in_the_spans_and_no_personal_data_in_the_log
         let (app, patient, number) = (&app, patient.clone(), number.clone());
         async move {
             let view = app
-                .get(&format!("/v1/pharmacy/prescriptions/{number}"), Some(&patient))
+                .get(
+                    &format!("/v1/pharmacy/prescriptions/{number}"),
+                    Some(&patient),
+                )
                 .await;
             view.body["pending_confirmation"]["challenge_id"]
                 .as_str()
@@ -342,7 +371,12 @@ async fn a_pharmacy_flow_leaves_ids_in_the_spans_and_no_personal_data_in_the_log
     assert_span(&text, "pharmacy.claim", "prescription_id", &prescription_id);
     assert_span(&text, "pharmacy.price", "prescription_id", &prescription_id);
     assert_span(&text, "pharmacy.choose_payment", "case_id", &case_id);
-    assert_span(&text, "pharmacy.dispense", "prescription_id", &prescription_id);
+    assert_span(
+        &text,
+        "pharmacy.dispense",
+        "prescription_id",
+        &prescription_id,
+    );
     assert_span(&text, "pharmacy.request_payment", "case_id", &case_id);
     assert_span(&text, "pharmacy.after_answer", "case_id", &case_id);
 

@@ -51,7 +51,9 @@ async fn spans_reach_the_configured_collector_when_the_guard_is_dropped() {
     let provider = telemetry::otlp_provider(&endpoint).unwrap();
     let subscriber = tracing_subscriber::registry()
         .with(telemetry::otlp_layer(&provider))
-        .with(tracing_subscriber::EnvFilter::new(telemetry::DEFAULT_FILTER));
+        .with(tracing_subscriber::EnvFilter::new(
+            telemetry::DEFAULT_FILTER,
+        ));
     let guard = telemetry::guard(provider);
     {
         // This thread's subscriber: the test's requests run on it (the router is called in
@@ -72,16 +74,25 @@ async fn spans_reach_the_configured_collector_when_the_guard_is_dropped() {
     for (content_type, _) in &received {
         assert_eq!(content_type, "application/x-protobuf");
     }
-    let all: Vec<u8> = received.iter().flat_map(|(_, body)| body.to_vec()).collect();
+    let all: Vec<u8> = received
+        .iter()
+        .flat_map(|(_, body)| body.to_vec())
+        .collect();
     assert!(contains(&all, "holdfast"), "no service name");
     assert!(contains(&all, "service.version"));
     assert!(contains(&all, "retail.place_order"), "no use case span");
-    assert!(contains(&all, "/v1/retail/orders"), "no request span with its route");
+    assert!(
+        contains(&all, "/v1/retail/orders"),
+        "no request span with its route"
+    );
     assert!(contains(&all, "case_id"));
 }
 
 #[test]
 fn a_collector_that_is_not_http_is_refused_at_start() {
     let refused = OtlpEndpoint::parse("grpc://127.0.0.1:4317").unwrap_err();
-    assert!(refused.to_string().contains("http:// or https://"), "{refused}");
+    assert!(
+        refused.to_string().contains("http:// or https://"),
+        "{refused}"
+    );
 }

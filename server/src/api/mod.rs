@@ -139,10 +139,11 @@ async fn request_context(request: Request, next: Next) -> Response {
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     span.record("status", status);
     span.record("latency_ms", latency_ms);
+    // The status and latency are the span's own fields, printed with the line.
     if is_probe(&route) {
-        tracing::debug!(parent: &span, status, latency_ms, "served");
+        tracing::debug!(parent: &span, "served");
     } else {
-        tracing::info!(parent: &span, status, latency_ms, "served");
+        tracing::info!(parent: &span, "served");
     }
     response
 }
