@@ -124,6 +124,8 @@ pub struct Config {
     /// and again at each delivery.
     #[arg(long, env = "HOLDFAST_WEBHOOK_ALLOW_PRIVATE", global = true)]
     pub webhook_allow_private: bool,
+    /// Logs on standard output: `text` (coloured only when that is a terminal) or `json`, one
+    /// object a line. `RUST_LOG` filters them (default `info,sqlx=warn,sea_orm=warn`).
     #[arg(long, env = "HOLDFAST_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
     /// Send traces to this OpenTelemetry collector (OTLP over HTTP, protobuf), e.g.
