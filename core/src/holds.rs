@@ -155,6 +155,7 @@ pub async fn get_hold(db: &impl ConnectionTrait, id: HoldId) -> CoreResult<Hold>
 
 /// Places a hold, taking the funds only if they are available. Placing it again with the
 /// same key and terms returns the first hold.
+#[tracing::instrument(name = "holds.place", level = "debug", skip_all, fields(case_id = request.case.map(tracing::field::display), hold_id = tracing::field::Empty))]
 pub async fn place_hold_in_txn(
     txn: &DatabaseTransaction,
     clock: &Clock,
@@ -167,6 +168,7 @@ pub async fn place_hold_in_txn(
         return Err(CoreError::invalid("a hold key has 1 to 160 characters"));
     }
     let id = HoldId::new();
+    tracing::Span::current().record("hold_id", tracing::field::display(id));
     let row = holds::Model {
         id: id.uuid(),
         idempotency_key: request.key.clone(),
@@ -312,6 +314,7 @@ async fn already_resolved(
 
 /// Posts `amount` (at most the hold's) to `payouts`, which must add up to it; the rest of the
 /// hold returns to the funding account. Resolves the hold exactly once.
+#[tracing::instrument(name = "holds.post", level = "debug", skip_all, fields(hold_id = %id))]
 pub async fn post_hold_in_txn(
     txn: &DatabaseTransaction,
     clock: &Clock,
@@ -405,6 +408,7 @@ pub async fn post_hold_in_txn(
 }
 
 /// Returns the whole hold to its funding account.
+#[tracing::instrument(name = "holds.void", level = "debug", skip_all, fields(hold_id = %id))]
 pub async fn void_hold_in_txn(
     txn: &DatabaseTransaction,
     clock: &Clock,
@@ -416,6 +420,7 @@ pub async fn void_hold_in_txn(
 
 /// Expires a hold whose deadline has passed, returning its money; refuses one whose deadline
 /// has not.
+#[tracing::instrument(name = "holds.expire", level = "debug", skip_all, fields(hold_id = %id))]
 pub async fn expire_hold_in_txn(
     txn: &DatabaseTransaction,
     clock: &Clock,

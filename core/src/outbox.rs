@@ -255,7 +255,19 @@ pub async fn deliver_due(
         .exec(&txn)
         .await?;
     txn.commit().await?;
+    send_leased(db, clock, sender, due, lease).await
+}
 
+/// Sends a leased batch, outside any transaction, and records each outcome. Its span names
+/// only the batch's size: destinations and texts are phone numbers and codes.
+#[tracing::instrument(name = "outbox.deliver", skip_all, fields(messages = due.len()))]
+async fn send_leased(
+    db: &DatabaseConnection,
+    clock: &Clock,
+    sender: &dyn OutboxSender,
+    due: Vec<outbox::Model>,
+    lease: DateTime<Utc>,
+) -> CoreResult<DeliveryRound> {
     let messages: Vec<Outbound> = due
         .into_iter()
         .map(|row| Outbound {

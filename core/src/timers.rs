@@ -129,6 +129,7 @@ pub const LEASE_SECS: i64 = 60;
 
 /// Schedules `kind` for `subject` at `due_at`. At most one pending timer exists per kind and
 /// subject (a partial unique index); scheduling again is a no-op, also under a race.
+#[tracing::instrument(name = "timers.schedule", level = "debug", skip_all, fields(kind = %kind, timer_subject = %subject))]
 pub async fn schedule_in_txn(
     txn: &DatabaseTransaction,
     clock: &Clock,
@@ -165,6 +166,7 @@ pub async fn schedule_in_txn(
 
 /// Cancels the pending timer of `kind` for `subject`, if there is one. Call it with the
 /// subject locked.
+#[tracing::instrument(name = "timers.cancel", level = "debug", skip_all, fields(kind = %kind, timer_subject = %subject))]
 pub async fn cancel_in_txn(
     txn: &DatabaseTransaction,
     kind: TimerKind,
@@ -272,6 +274,17 @@ pub async fn fire_next(
     let Some(timer) = lease_next(db, clock).await? else {
         return Ok(Fired::Idle);
     };
+    fire_leased(db, clock, handler, timer).await
+}
+
+/// Fires a timer this worker leased; an idle round makes no span, a firing one does.
+#[tracing::instrument(name = "timer.fire", skip_all, fields(timer_id = %timer.id, kind = %timer.kind, timer_subject = %timer.subject))]
+async fn fire_leased(
+    db: &DatabaseConnection,
+    clock: &Clock,
+    handler: &dyn TimerHandler,
+    timer: Timer,
+) -> CoreResult<Fired> {
     // The timer worker is the runner for timers: it owns this transaction, in which the
     // subject is locked, the timer claimed, the handler's `_in_txn` use case run, and the timer
     // finished, all or nothing.

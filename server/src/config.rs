@@ -132,8 +132,19 @@ pub struct Config {
     /// and again at each delivery.
     #[arg(long, env = "HOLDFAST_WEBHOOK_ALLOW_PRIVATE", global = true)]
     pub webhook_allow_private: bool,
+    /// Logs on standard output: `text` (coloured only when that is a terminal) or `json`, one
+    /// object a line. `RUST_LOG` filters them (default `info,sqlx=warn,sea_orm=warn`).
     #[arg(long, env = "HOLDFAST_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
+    /// Send traces to this OpenTelemetry collector (OTLP over HTTP, protobuf), e.g.
+    /// `http://127.0.0.1:4318`; off without it. Spans go to this address and nowhere else.
+    #[arg(
+        long,
+        env = "HOLDFAST_OTLP_ENDPOINT",
+        value_name = "URL",
+        global = true
+    )]
+    pub otlp_endpoint: Option<crate::telemetry::OtlpEndpoint>,
     /// Database connections in the pool (default 4 on SQLite, for readers beside the writer's
     /// own connection; 16 on PostgreSQL).
     #[arg(long, env = "HOLDFAST_DB_POOL", global = true)]

@@ -14,6 +14,7 @@ pub mod idempotency;
 pub mod openapi;
 pub mod phone_gateways;
 pub mod state;
+pub mod telemetry;
 pub mod txn;
 pub mod workers;
 

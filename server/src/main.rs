@@ -5,8 +5,9 @@ use holdfast_core::challenge::ChallengePolicy;
 use holdfast_core::parties::Role;
 use holdfast_core::phone::PhoneGateway;
 use holdfast_core::webhook_target::TargetPolicy;
-use holdfast_server::config::{Cli, Command, Config, GatewayKind, LogFormat};
+use holdfast_server::config::{Cli, Command, Config, GatewayKind};
 use holdfast_server::phone_gateways::{Channel, HttpPhoneGateway};
+use holdfast_server::telemetry;
 use holdfast_server::workers::{self, WorkerIntervals};
 use holdfast_server::{
     Settings, build_state, demo, open_database, service_secret, simulator_state,
@@ -15,7 +16,6 @@ use secrecy::ExposeSecret;
 use std::io::BufRead;
 use std::sync::Arc;
 use tokio::sync::watch;
-use tracing_subscriber::EnvFilter;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -23,7 +23,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_logging(cli.config.log_format);
+    let _telemetry = init_logging(&cli.config)?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(cli.config).await,
         Command::Migrate => {
@@ -50,17 +50,13 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn"));
-    // Colour only on a terminal: a log written to a file or a pipe stays greppable.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+/// The log subscriber, and the trace exporter if one is configured; the guard flushes the
+/// exporter when dropped, so `main` holds it until the server has stopped.
+fn init_logging(config: &Config) -> anyhow::Result<telemetry::TelemetryGuard> {
+    Ok(telemetry::init(
+        config.log_format,
+        config.otlp_endpoint.as_ref(),
+    )?)
 }
 
 fn policy(config: &Config) -> anyhow::Result<ChallengePolicy> {

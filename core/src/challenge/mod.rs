@@ -414,6 +414,7 @@ fn message_text(challenge: &Challenge, code: &str) -> String {
 
 /// Creates the challenge, queues its message to the phone and schedules its expiry, all in
 /// the caller's transaction.
+#[tracing::instrument(name = "challenge.issue", level = "debug", skip_all, fields(purpose = ?new.purpose, challenge_id = tracing::field::Empty))]
 pub async fn issue_challenge_in_txn(
     txn: &DatabaseTransaction,
     clock: &Clock,
@@ -425,6 +426,7 @@ pub async fn issue_challenge_in_txn(
         prepare_login_in_txn(txn, clock, policy, LoginsOf::Party(new.party)).await?;
     }
     let id = ChallengeId::new();
+    tracing::Span::current().record("challenge_id", tracing::field::display(id));
     let now = clock.now();
     let digest = new.binding.digest(new.purpose, new.party);
     let code = new_code();
@@ -553,6 +555,7 @@ async fn set_status(
 /// Checks an answer against a challenge locked by [`lock_challenge_in_txn`]. `current` is
 /// what the challenge confirms as it stands now; if it differs from what was shown, the code
 /// is void whatever it is.
+#[tracing::instrument(name = "challenge.answer", level = "debug", skip_all, fields(challenge_id = %challenge.id))]
 pub async fn answer_in_txn(
     txn: &DatabaseTransaction,
     clock: &Clock,
@@ -639,6 +642,7 @@ pub fn answer_error(answer: &Answer) -> Option<CoreError> {
 
 /// Sends a fresh code for a pending challenge. The old code stops working; the failure count
 /// and the deadline stay as they were.
+#[tracing::instrument(name = "challenge.resend", level = "debug", skip_all, fields(challenge_id = %id))]
 pub async fn resend_in_txn(
     txn: &DatabaseTransaction,
     clock: &Clock,
@@ -683,6 +687,7 @@ pub async fn resend_in_txn(
 
 /// Marks a pending challenge whose deadline passed as expired. `None` if it was not pending or
 /// not yet due.
+#[tracing::instrument(name = "challenge.expire", level = "debug", skip_all, fields(challenge_id = %id))]
 pub async fn expire_in_txn(
     txn: &DatabaseTransaction,
     clock: &Clock,
@@ -707,6 +712,7 @@ pub async fn expire_in_txn(
 
 /// Voids a pending challenge because what it confirms is gone (an order cancelled before the
 /// answer). No-op for one already resolved.
+#[tracing::instrument(name = "challenge.void", level = "debug", skip_all, fields(challenge_id = %id))]
 pub async fn void_in_txn(
     txn: &DatabaseTransaction,
     clock: &Clock,
@@ -728,6 +734,7 @@ pub async fn void_in_txn(
 
 /// Closes a pending challenge whose subject reached its deadline: expired if its own time is
 /// up, voided if the deadline came first.
+#[tracing::instrument(name = "challenge.close", level = "debug", skip_all, fields(challenge_id = %id))]
 pub async fn close_in_txn(
     txn: &DatabaseTransaction,
     clock: &Clock,

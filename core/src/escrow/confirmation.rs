@@ -104,6 +104,7 @@ pub enum AnswerEffect {
 }
 
 /// Answers the order or settlement challenge of a case, as the buyer's phone does.
+#[tracing::instrument(name = "escrow.answer", level = "debug", skip_all, fields(challenge_id = %challenge_id, case_id = tracing::field::Empty))]
 pub async fn answer_case_challenge_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
@@ -118,6 +119,7 @@ pub async fn answer_case_challenge_in_txn(
 
 /// [`answer_case_challenge_in_txn`] for a caller that has read the challenge already (without
 /// a lock: it is only used to find the case, and is locked and read again after the case).
+#[tracing::instrument(name = "escrow.answer", level = "debug", skip_all, fields(challenge_id = %unlocked.id, case_id = tracing::field::Empty))]
 pub async fn answer_read_case_challenge_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
@@ -206,6 +208,7 @@ pub async fn lock_timer_subject_in_txn(txn: &DatabaseTransaction, subject: Uuid)
 
 /// Fires a case timer; a case that moved on meanwhile (approved, cancelled, disputed) is left
 /// alone.
+#[tracing::instrument(name = "escrow.fire_timer", level = "debug", skip_all, fields(kind = %kind, timer_subject = %subject, case_id = tracing::field::Empty))]
 pub async fn fire_timer_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
@@ -243,6 +246,7 @@ pub(super) fn delivery_evidence(case: &EscrowCase) -> String {
 /// (the rest then returns to the buyer): the buyer's phone is asked to release that amount,
 /// and is told what is known of the delivery. Without an answer the money is released when
 /// the settlement period ends. Only the case's payee may ask.
+#[tracing::instrument(name = "escrow.request_settlement", level = "debug", skip_all, fields(case_id = %case.id))]
 pub async fn request_settlement_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
@@ -326,6 +330,7 @@ pub const MAX_SETTLEMENT_CONFIRMATIONS: usize = 5;
 /// Sends the buyer a fresh settlement confirmation when the last one can no longer be
 /// answered (expired, locked by wrong tries): the settlement period runs on regardless, so
 /// this only lets the buyer answer before it ends.
+#[tracing::instrument(name = "escrow.renew_settlement_confirmation", level = "debug", skip_all, fields(case_id = %case.id))]
 pub async fn renew_settlement_confirmation_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,

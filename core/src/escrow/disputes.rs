@@ -42,6 +42,7 @@ pub(super) async fn dispute_in_txn(
 
 /// The buyer disputes a settlement request instead of approving it (from the app, with a
 /// reason). The money stays frozen until an operator mediates.
+#[tracing::instrument(name = "escrow.dispute", level = "debug", skip_all, fields(case_id = %case.id))]
 pub async fn dispute_by_buyer_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
@@ -69,6 +70,7 @@ pub struct Mediation {
 
 /// Resolves a dispute: releases `to_seller`, refunds the rest, charges the penalty to the
 /// party at fault.
+#[tracing::instrument(name = "escrow.mediate", level = "debug", skip_all, fields(case_id = %case.id))]
 pub async fn mediate_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
@@ -101,6 +103,7 @@ pub async fn mediate_in_txn(
 }
 
 /// The seller refuses an order it has not dispatched: the hold is voided.
+#[tracing::instrument(name = "escrow.refuse", level = "debug", skip_all, fields(case_id = %case.id))]
 pub async fn refuse_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
@@ -127,6 +130,7 @@ pub async fn refuse_in_txn(
 }
 
 /// The goods left the seller: no cancellation from now on.
+#[tracing::instrument(name = "escrow.record_dispatch", level = "debug", skip_all, fields(case_id = %case.id))]
 pub async fn record_dispatch_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
@@ -140,6 +144,7 @@ pub async fn record_dispatch_in_txn(
 }
 
 /// The buyer handed over the order number on delivery: it must be this case's.
+#[tracing::instrument(name = "escrow.record_delivery", level = "debug", skip_all, fields(case_id = %case.id))]
 pub async fn record_delivery_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
@@ -179,6 +184,7 @@ pub async fn text_buyer_in_txn(
 
 /// The buyer cancels before dispatch: the hold is voided and a pending order confirmation
 /// withdrawn.
+#[tracing::instrument(name = "escrow.cancel", level = "debug", skip_all, fields(case_id = %case.id))]
 pub async fn cancel_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
@@ -199,6 +205,7 @@ pub async fn cancel_in_txn(
 /// Withdraws a case for a reason outside the buyer and the seller (a prescriber cancels the
 /// prescription, an insurer declines at its recheck): as a cancellation, before dispatch, the
 /// hold is voided and a pending confirmation withdrawn.
+#[tracing::instrument(name = "escrow.withdraw", level = "debug", skip_all, fields(case_id = %case.id))]
 pub async fn withdraw_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
@@ -218,6 +225,7 @@ pub async fn withdraw_in_txn(
 /// [`withdraw_in_txn`] it also reaches a delivered case and one whose settlement was requested
 /// — the pending settlement confirmation is voided and auto-settlement called off — and the
 /// whole hold returns to the buyer. A settled or disputed case is out of its reach.
+#[tracing::instrument(name = "escrow.withdraw_cooling_off", level = "debug", skip_all, fields(case_id = %case.id))]
 pub async fn withdraw_cooling_off_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,

@@ -151,6 +151,8 @@ async fn hold_new_case_in_txn(
         .institution
         .ok_or_else(|| CoreError::invalid("the funding account has no institution"))?;
     let id = CaseId::new();
+    // The use case's span names the case it opened.
+    tracing::Span::current().record("case_id", tracing::field::display(id));
     let freezing = funding::freezing_shard_in_txn(
         txn,
         clock,

@@ -27,6 +27,7 @@ pub struct PayoutSplit {
 /// commission and, for card funding, the institution's fee, both prorated to the released
 /// part), the rest returns to the buyer; a penalty is taken from the share of the party at
 /// fault. Every part adds up to the case's amount.
+#[tracing::instrument(name = "escrow.settle", level = "debug", skip_all, fields(case_id = %case.id))]
 pub async fn split_in_txn(
     txn: &DatabaseTransaction,
     case: &EscrowCase,
@@ -252,6 +253,7 @@ pub(super) async fn publish_to_payee_in_txn(
 /// institution received from it is taken back (from their accounts, so the payee must still
 /// hold it) and returned to the buyer's funding source. Used for cancellations within a
 /// cooling-off period; `reason` goes to the timeline.
+#[tracing::instrument(name = "escrow.reverse_settlement", level = "debug", skip_all, fields(case_id = %case.id))]
 pub async fn reverse_settlement_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,

@@ -30,6 +30,7 @@ pub async fn accounts_to_fold(db: &impl ConnectionTrait, limit: u64) -> CoreResu
 /// marks them folded — in the caller's transaction, so a crash folds all of them or none.
 /// `None` when another transaction holds the account (another fold, or a checked debit):
 /// it is skipped, not waited for. Running it again folds only what is still unfolded.
+#[tracing::instrument(name = "ledger.fold", level = "debug", skip_all, fields(account_id = %account))]
 pub async fn fold_account_in_txn(
     txn: &DatabaseTransaction,
     account: AccountId,

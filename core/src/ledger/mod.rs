@@ -484,6 +484,7 @@ fn net_legs(legs: &[Leg]) -> CoreResult<Vec<Leg>> {
 /// an account without the available funds refuses the transfer (and the caller's transaction
 /// must then be rolled back). A second call with the same key and legs returns
 /// `Applied::Already`; with other legs, `IdempotencyConflict`.
+#[tracing::instrument(name = "ledger.post_transfer", level = "debug", skip_all, fields(case_id = transfer.case.map(tracing::field::display), hold_id = transfer.hold.map(tracing::field::display)))]
 pub async fn post_transfer_in_txn(
     txn: &DatabaseTransaction,
     clock: &Clock,

@@ -97,7 +97,9 @@ async fn not_found(uri: axum::http::Uri, headers: axum::http::HeaderMap) -> Resp
 
 /// Gives each request an id (the caller's `X-Request-Id` if sane), makes it available to error
 /// bodies, and logs one line per request with the route template — never the concrete path,
-/// which can hold a phone number.
+/// which can hold a phone number. The `request` span carries the id, method and template, and on
+/// completion the status and latency; the use cases' spans are its children. Probes and scrapes
+/// (`/healthz`, `/readyz`, `/metrics`) log at debug: they come every few seconds and say nothing.
 async fn request_context(request: Request, next: Next) -> Response {
     let request_id = request
         .headers()
@@ -112,7 +114,14 @@ async fn request_context(request: Request, next: Next) -> Response {
         .map_or("unmatched", |path| path.as_str())
         .to_owned();
     let method = request.method().clone();
-    let span = tracing::info_span!("request", request_id = %request_id, %method, %route);
+    let span = tracing::info_span!(
+        "request",
+        request_id = %request_id,
+        %method,
+        %route,
+        status = tracing::field::Empty,
+        latency_ms = tracing::field::Empty,
+    );
     let started = Instant::now();
     let mut response = REQUEST_ID
         .scope(
@@ -126,13 +135,22 @@ async fn request_context(request: Request, next: Next) -> Response {
     // Whatever produced a 429 or 503 (a replayed refusal, the health check), it says when to
     // come back.
     crate::error::ensure_retry_after(&mut response, None);
-    tracing::info!(
-        parent: &span,
-        status = response.status().as_u16(),
-        elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
-        "served"
-    );
+    let status = response.status().as_u16();
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    span.record("status", status);
+    span.record("latency_ms", latency_ms);
+    // The status and latency are the span's own fields, printed with the line.
+    if is_probe(&route) {
+        tracing::debug!(parent: &span, "served");
+    } else {
+        tracing::info!(parent: &span, "served");
+    }
     response
+}
+
+/// Routes polled by machines every few seconds: their completion lines are debug, not info.
+fn is_probe(route: &str) -> bool {
+    matches!(route, "/healthz" | "/readyz" | "/metrics")
 }
 
 /// Reads the whole body (at most [`MAX_BODY_BYTES`]) before any handler runs, so an oversized

@@ -36,6 +36,7 @@ pub fn route_of(purpose: ChallengePurpose) -> AnswerRoute {
 /// Answers an order, settlement, payment or policy confirmation: locks what the case's
 /// vertical locks before a case (insurance: the policy), lets core apply the answer to the
 /// case, then runs the vertical's follow-up (a parcel, a prescription's state, a policy…).
+#[tracing::instrument(name = "app.answer_case", skip_all, fields(challenge_id = %challenge_id, case_id = tracing::field::Empty))]
 pub async fn answer_case_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
@@ -50,6 +51,7 @@ pub async fn answer_case_in_txn(
 /// [`answer_case_in_txn`] for a caller that read the challenge already, without a lock (the
 /// API handler, to route the answer): only its purpose and subject are used before it is
 /// locked and read again, and neither ever changes.
+#[tracing::instrument(name = "app.answer_case", skip_all, fields(challenge_id = %unlocked.id, case_id = tracing::field::Empty))]
 pub async fn answer_read_case_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
@@ -102,6 +104,7 @@ async fn lock_before_case_in_txn(
 }
 
 /// The vertical's own step after an answer changed one of its cases.
+#[tracing::instrument(name = "app.after_case_answer", skip_all, fields(case_id = %case.id))]
 pub async fn after_case_answer_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
@@ -133,6 +136,7 @@ pub enum VerticalAnswer {
 
 /// Answers a question a vertical asked on the phone: a patient's consent to open a
 /// prescription, a card-present authorisation.
+#[tracing::instrument(name = "app.answer", skip_all, fields(challenge_id = %challenge_id, purpose = ?purpose))]
 pub async fn answer_vertical_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,

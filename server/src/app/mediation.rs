@@ -48,6 +48,7 @@ pub struct Mediated {
     pub prescription: Option<PrescriptionMediation>,
 }
 
+#[tracing::instrument(name = "app.mediate", skip_all, fields(case_id = tracing::field::Empty))]
 pub async fn mediate_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,

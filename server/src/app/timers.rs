@@ -56,6 +56,7 @@ pub async fn lock_subject_in_txn(
 }
 
 /// Runs the timer's effect.
+#[tracing::instrument(name = "app.fire_timer", skip_all, fields(kind = %kind, timer_subject = %subject))]
 pub async fn fire_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,

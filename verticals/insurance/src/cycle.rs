@@ -230,6 +230,7 @@ async fn collected_in_txn(
 }
 
 /// A premium fell due: collect it, or start the grace period.
+#[tracing::instrument(name = "insurance.premium_due", skip_all, fields(policy_id = %policy_id, case_id = tracing::field::Empty))]
 pub(crate) async fn premium_due_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
@@ -326,6 +327,7 @@ async fn cured_in_txn(
 
 /// The holder pays the overdue premium during grace (after topping up the funding source):
 /// collected at once, or refused with the reason.
+#[tracing::instrument(name = "insurance.pay_overdue", skip_all, fields(policy_id = tracing::field::Empty, case_id = tracing::field::Empty))]
 pub async fn pay_overdue_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
@@ -347,6 +349,7 @@ pub async fn pay_overdue_in_txn(
 }
 
 /// The grace period ended: a last attempt, then the lapse.
+#[tracing::instrument(name = "insurance.grace_end", skip_all, fields(policy_id = %policy_id))]
 pub(crate) async fn grace_end_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
@@ -412,6 +415,7 @@ pub(crate) async fn grace_end_in_txn(
 }
 
 /// The term ended with every premium collected.
+#[tracing::instrument(name = "insurance.term_end", skip_all, fields(policy_id = %policy_id))]
 pub(crate) async fn term_end_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
@@ -482,6 +486,7 @@ async fn schedule_unclaimed_in_txn(
 /// The settlement window of an ended policy closed: every premium still simply held (nobody
 /// asked for it) returns to the holder's funding source. Locks the policy (the timer did),
 /// then the premiums' cases by installment.
+#[tracing::instrument(name = "insurance.unclaimed", skip_all, fields(policy_id = %policy_id))]
 pub(crate) async fn unclaimed_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,

@@ -30,6 +30,7 @@ pub async fn lock_answer_subject_in_txn(
 
 /// The vertical's follow-up when an answer on the phone changed one of its escrow cases (the
 /// holder approved the application, a premium's settlement…), in the answer's transaction.
+#[tracing::instrument(name = "insurance.after_answer", skip_all, fields(case_id = %case.id, policy_id = tracing::field::Empty))]
 pub async fn after_answer_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
@@ -88,6 +89,7 @@ pub async fn lock_timer_subject_in_txn(
 }
 
 /// Fires one of the vertical's timers.
+#[tracing::instrument(name = "insurance.fire_timer", skip_all, fields(kind = %kind, timer_subject = %subject, policy_id = tracing::field::Empty, case_id = tracing::field::Empty))]
 pub async fn fire_timer_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,

@@ -148,6 +148,7 @@ pub fn free_look_days_for(requested: Option<i32>) -> InsuranceResult<i32> {
 /// Onboards an insurer: a party of role `insurer` whose staff log in with a username and
 /// password, and the platform's commission on its premiums. The password is hashed before the
 /// transaction ([`StaffCredentials::hash`]).
+#[tracing::instrument(name = "insurance.onboard_insurer", skip_all)]
 pub async fn onboard_insurer_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
@@ -212,6 +213,7 @@ async fn product_from_row(
 }
 
 /// An insurer lists a product.
+#[tracing::instrument(name = "insurance.create_product", skip_all)]
 pub async fn create_product_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
@@ -271,6 +273,7 @@ pub async fn get_product(db: &impl ConnectionTrait, id: ProductId) -> InsuranceR
 }
 
 /// Takes a product off sale or back on (its insurer). Policies already sold keep their terms.
+#[tracing::instrument(name = "insurance.set_product_active", skip_all, fields(product_id = %id, active))]
 pub async fn set_active_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,

@@ -121,6 +121,7 @@ pub const MAX_LOOKUP: u64 = 50;
 /// The prescriptions a drugstore could fill for the patient whose medical card number it was
 /// given: numbers, item counts and validity only. Each one shown is written to the patient's
 /// access log as a read of its existence.
+#[tracing::instrument(name = "pharmacy.lookup_by_card", skip_all, fields(prescription_id = tracing::field::Empty, case_id = tracing::field::Empty))]
 pub async fn lookup_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
@@ -213,6 +214,7 @@ pub const CONSENT_WINDOW_MINUTES: i64 = 60;
 /// and the patient's phone is asked to let this drugstore open it. Asked again by the drugstore
 /// that already holds it, until it is dispensed: a fresh secret replaces the old one (the
 /// drugstore lost the first answer).
+#[tracing::instrument(name = "pharmacy.claim", skip_all, fields(prescription_id = tracing::field::Empty, case_id = tracing::field::Empty))]
 pub async fn claim_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
@@ -427,6 +429,7 @@ pub(crate) async fn withdraw_consent_request_in_txn(
 
 /// The patient's answer to a `prescription_open` confirmation. Lock order: the prescription,
 /// then the challenge.
+#[tracing::instrument(name = "pharmacy.answer_consent", skip_all, fields(challenge_id = %challenge_id, prescription_id = tracing::field::Empty, case_id = tracing::field::Empty))]
 pub async fn answer_consent_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
@@ -521,6 +524,7 @@ pub async fn answer_consent_in_txn(
 }
 
 /// The consent timer: a request to open nobody answered returns the prescription to the pool.
+#[tracing::instrument(name = "pharmacy.consent_lapsed", skip_all, fields(prescription_id = %prescription, case_id = tracing::field::Empty))]
 pub(crate) async fn lapse_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
@@ -534,6 +538,7 @@ pub(crate) async fn lapse_in_txn(
 /// The holder gives the prescription back to the pool, before it is dispensed: its secret is
 /// deleted, a price and any payment are dropped (a hold is voided), and the patient may take
 /// it to any member drugstore — also one it had not chosen.
+#[tracing::instrument(name = "pharmacy.hand_back", skip_all, fields(prescription_id = tracing::field::Empty, case_id = tracing::field::Empty))]
 pub async fn hand_back_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,

@@ -101,6 +101,7 @@ fn reference(kind: &str, id: Uuid, display: &str) -> Value {
 
 /// The prescription as a FHIR R4 Bundle, for whoever may read its content; the read is logged
 /// as `fhir`.
+#[tracing::instrument(name = "pharmacy.fhir_bundle", skip_all, fields(prescription_id = tracing::field::Empty, case_id = tracing::field::Empty))]
 pub async fn bundle_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,

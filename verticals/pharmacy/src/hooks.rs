@@ -20,6 +20,7 @@ use sea_orm::{DatabaseTransaction, QuerySelect};
 /// case locks a prescription before its case: taking the prescription here would invert that
 /// order. The prescription catches up with its case when it is next locked, and every read
 /// derives its state from the case meanwhile.
+#[tracing::instrument(name = "pharmacy.after_answer", skip_all, fields(case_id = %case.id, prescription_id = tracing::field::Empty))]
 pub async fn after_answer_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
@@ -66,6 +67,7 @@ pub enum VerticalAnswer {
 }
 
 /// Answers a challenge whose purpose belongs to this vertical: a `prescription_open` consent.
+#[tracing::instrument(name = "pharmacy.answer", skip_all, fields(challenge_id = %challenge, prescription_id = tracing::field::Empty, case_id = tracing::field::Empty))]
 pub async fn answer_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
@@ -95,6 +97,7 @@ pub async fn lock_timer_subject_in_txn(
 }
 
 /// Fires one of the vertical's timers.
+#[tracing::instrument(name = "pharmacy.fire_timer", skip_all, fields(kind = %kind, timer_subject = %subject, prescription_id = tracing::field::Empty, case_id = tracing::field::Empty))]
 pub async fn fire_timer_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,

@@ -207,6 +207,7 @@ pub fn parse_commission_rate(input: &str) -> PharmacyResult<BasisPoints> {
 pub const MAX_NAME_CHARS: usize = parties::MAX_DISPLAY_NAME_CHARS;
 
 /// Onboards a hospital (the operator). Its code must be unused.
+#[tracing::instrument(name = "pharmacy.create_hospital", skip_all)]
 pub async fn create_hospital_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
@@ -278,6 +279,7 @@ pub struct HashedStaff {
 }
 
 /// Gives a hospital a prescriber with a login (the operator).
+#[tracing::instrument(name = "pharmacy.add_prescriber", skip_all, fields(hospital_id = %hospital))]
 pub async fn add_prescriber_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
@@ -311,6 +313,7 @@ pub async fn add_prescriber_in_txn(
 
 /// Onboards a member drugstore with its own login (the operator). `commission_bps` is the
 /// platform's share of what it is paid.
+#[tracing::instrument(name = "pharmacy.create_drugstore", skip_all)]
 pub async fn create_drugstore_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
@@ -359,6 +362,7 @@ async fn link_staff_in_txn(
 }
 
 /// Gives a member drugstore a pharmacist with a login (the operator).
+#[tracing::instrument(name = "pharmacy.add_pharmacist", skip_all)]
 pub async fn add_pharmacist_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,

@@ -53,6 +53,7 @@ fn lowest_price(commission: BasisPoints, currency: Currency) -> PharmacyResult<M
 /// phone is told the amount and what is available on the card. A price the drugstore's
 /// commission would take whole is refused here, with the lowest price, rather than when the
 /// patient pays.
+#[tracing::instrument(name = "pharmacy.price", skip_all, fields(prescription_id = tracing::field::Empty, case_id = tracing::field::Empty))]
 pub async fn price_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
@@ -127,6 +128,7 @@ pub struct PaymentChoice {
 /// The patient chooses how to pay, with the card of its session. By card, the amount is held
 /// and the phone is asked to confirm the exact amount, the drugstore and the terms; in cash,
 /// nothing is held.
+#[tracing::instrument(name = "pharmacy.choose_payment", skip_all, fields(prescription_id = tracing::field::Empty, case_id = tracing::field::Empty))]
 pub async fn choose_payment_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
@@ -258,6 +260,7 @@ pub struct Dispensing {
 /// The holder dispenses a paid prescription — once: the row lock and a guarded update make a
 /// second attempt, concurrent or not, a 409. A card payment needs the order number the patient
 /// handed over; cash is taken at the counter, which settles it.
+#[tracing::instrument(name = "pharmacy.dispense", skip_all, fields(prescription_id = tracing::field::Empty, case_id = tracing::field::Empty))]
 pub async fn dispense_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
@@ -332,6 +335,7 @@ pub async fn dispense_in_txn(
 /// The holder asks to be paid for a dispensed prescription, quoting the order number the
 /// patient handed over: the patient's phone is asked to release the money; without an answer
 /// it is released when the settlement period ends.
+#[tracing::instrument(name = "pharmacy.request_payment", skip_all, fields(prescription_id = tracing::field::Empty, case_id = tracing::field::Empty))]
 pub async fn request_payment_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
@@ -412,6 +416,7 @@ fn drugstores_concerned(row: &rows::Model) -> Vec<PartyId> {
 
 /// The prescriber cancels a prescription of its hospital, until it is dispensed. The drugstore
 /// holding it (or chosen for it) is told, and any hold is voided.
+#[tracing::instrument(name = "pharmacy.cancel", skip_all, fields(prescription_id = tracing::field::Empty, case_id = tracing::field::Empty))]
 pub async fn cancel_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
@@ -461,6 +466,7 @@ pub async fn cancel_in_txn(
 
 /// The expiry timer: a prescription not dispensed by the end of its validity expires; a held
 /// payment returns to the patient.
+#[tracing::instrument(name = "pharmacy.expire", skip_all, fields(prescription_id = %prescription, case_id = tracing::field::Empty))]
 pub(crate) async fn expire_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
@@ -505,6 +511,7 @@ pub struct MediationResult {
 }
 
 /// An operator mediates a disputed payment (the patient denied the release on the phone).
+#[tracing::instrument(name = "pharmacy.mediate", skip_all, fields(prescription_id = tracing::field::Empty, case_id = tracing::field::Empty))]
 pub async fn mediate_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,

@@ -86,6 +86,7 @@ pub struct NewAuction {
 }
 
 /// Lists a commodity for auction. The commodity is not for sale at a fixed price.
+#[tracing::instrument(name = "retail.open_auction", skip_all)]
 pub async fn open_auction_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
@@ -208,6 +209,7 @@ pub struct BidView {
 
 /// Bids on an open auction with the bidder's card: at least the reserve, more than the
 /// highest bid so far, before the close.
+#[tracing::instrument(name = "retail.bid", skip_all, fields(auction_id = %auction))]
 pub async fn bid_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
@@ -293,6 +295,7 @@ pub async fn lock_in_txn(txn: &DatabaseTransaction, auction: Uuid) -> RetailResu
 
 /// Closes an auction: the highest bid becomes the winner's order (held on its card and sent
 /// to its phone for confirmation), or the auction goes unsold.
+#[tracing::instrument(name = "retail.close_auction", skip_all, fields(auction_id = %auction, case_id = tracing::field::Empty))]
 pub async fn close_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,

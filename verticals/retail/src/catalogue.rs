@@ -206,6 +206,7 @@ fn text_field(value: &str, what: &str, max: usize, required: bool) -> RetailResu
     Ok(trimmed.to_owned())
 }
 
+#[tracing::instrument(name = "retail.create_commodity", skip_all)]
 pub async fn create_commodity_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
@@ -333,6 +334,7 @@ pub async fn get_commodity(db: &impl ConnectionTrait, id: CommodityId) -> Retail
 }
 
 /// Changes a seller's own commodity.
+#[tracing::instrument(name = "retail.update_commodity", skip_all, fields(commodity_id = %id))]
 pub async fn update_commodity_in_txn(
     txn: &DatabaseTransaction,
     seller: PartyId,
@@ -379,6 +381,7 @@ pub async fn update_commodity_in_txn(
 }
 
 /// Sets a commodity's commission (the operator's decision; overrides the seller's default).
+#[tracing::instrument(name = "retail.set_commission", skip_all, fields(commodity_id = %id))]
 pub async fn set_commission_in_txn(
     txn: &DatabaseTransaction,
     id: CommodityId,

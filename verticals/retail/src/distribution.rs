@@ -129,6 +129,7 @@ pub type Location = Text<1, MAX_LOCATION_CHARS>;
 pub type TrackingNote = Text<1, MAX_NOTE_CHARS>;
 
 /// Opens the parcel of a confirmed order and tells the seller and the carrier.
+#[tracing::instrument(name = "retail.open_parcel", skip_all, fields(case_id = %case.id))]
 pub async fn open_parcel_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
@@ -223,6 +224,7 @@ pub async fn summary_of(
 }
 
 /// The seller hands the parcel to another carrier (before pickup only).
+#[tracing::instrument(name = "retail.assign_parcel", skip_all, fields(case_id = %case.id))]
 pub async fn assign_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
@@ -259,6 +261,7 @@ pub async fn assign_in_txn(
 }
 
 /// Withdraws the parcel of an order cancelled or refused before pickup.
+#[tracing::instrument(name = "retail.withdraw_parcel", skip_all, fields(case_id = %case.id))]
 pub async fn withdraw_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
@@ -380,6 +383,7 @@ fn bounded(text: &str, what: &str, max: usize) -> RetailResult<String> {
 /// Records a distribution point. The first moves the order into delivery (it can no longer be
 /// cancelled); `delivered` needs the order number the buyer handed over and records the
 /// delivery. Every point is forwarded to the buyer's phone and the seller.
+#[tracing::instrument(name = "retail.record_tracking", skip_all, fields(parcel_id = %parcel, case_id = tracing::field::Empty))]
 pub async fn record_tracking_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,

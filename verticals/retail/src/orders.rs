@@ -101,6 +101,7 @@ pub(crate) struct PricedLine {
 /// Places an order paid with `card`: prices the lines from the catalogue (only what the card's
 /// class may buy), holds the total on the card's funding source and asks the card's phone to
 /// approve.
+#[tracing::instrument(name = "retail.place_order", skip_all, fields(case_id = tracing::field::Empty))]
 pub async fn place_order_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
@@ -384,6 +385,7 @@ pub async fn list_orders(
 
 /// The supplier quotes the order number to be paid; the shopper's phone is asked to release
 /// the money.
+#[tracing::instrument(name = "retail.request_settlement", skip_all, fields(case_id = tracing::field::Empty))]
 pub async fn request_settlement_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
@@ -398,6 +400,7 @@ pub async fn request_settlement_in_txn(
 
 /// The shopper asks for a fresh settlement confirmation when the last one can no longer be
 /// answered (expired or locked); the settlement period runs on regardless.
+#[tracing::instrument(name = "retail.renew_settlement_confirmation", skip_all, fields(case_id = tracing::field::Empty))]
 pub async fn renew_settlement_confirmation_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
@@ -410,6 +413,7 @@ pub async fn renew_settlement_confirmation_in_txn(
 }
 
 /// The shopper cancels before dispatch; the held money returns.
+#[tracing::instrument(name = "retail.cancel_order", skip_all, fields(case_id = tracing::field::Empty))]
 pub async fn cancel_order_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
@@ -458,6 +462,7 @@ async fn seller_case_in_txn(
 
 /// What retail does when an answer on the phone changed one of its cases: a confirmed order
 /// gets its parcel (to the seller's carrier), and the seller and carrier are told.
+#[tracing::instrument(name = "retail.after_answer", skip_all, fields(case_id = %case.id))]
 pub async fn after_answer_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
@@ -496,6 +501,7 @@ pub async fn after_answer_in_txn(
 }
 
 /// The seller gives the order's parcel to a carrier (before pickup).
+#[tracing::instrument(name = "retail.assign_carrier", skip_all, fields(case_id = tracing::field::Empty))]
 pub async fn assign_carrier_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
@@ -510,6 +516,7 @@ pub async fn assign_carrier_in_txn(
 }
 
 /// The seller refuses an order it has not dispatched; the buyer's money returns.
+#[tracing::instrument(name = "retail.refuse_order", skip_all, fields(case_id = tracing::field::Empty))]
 pub async fn refuse_order_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
@@ -525,6 +532,7 @@ pub async fn refuse_order_in_txn(
 
 /// The buyer disputes a settlement request, with a reason: the money stays frozen until an
 /// operator mediates.
+#[tracing::instrument(name = "retail.dispute_order", skip_all, fields(case_id = tracing::field::Empty))]
 pub async fn dispute_order_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
@@ -539,6 +547,7 @@ pub async fn dispute_order_in_txn(
 }
 
 /// An operator's mediation of a disputed order.
+#[tracing::instrument(name = "retail.mediate_order", skip_all, fields(case_id = tracing::field::Empty))]
 pub async fn mediate_order_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,

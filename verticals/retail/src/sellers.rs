@@ -79,6 +79,7 @@ pub async fn may_sell(db: &impl ConnectionTrait, party: PartyId) -> RetailResult
 }
 
 /// Sets a seller's commission and default carrier (the operator's decision).
+#[tracing::instrument(name = "retail.set_seller_terms", skip_all)]
 pub async fn set_terms_in_txn(
     txn: &DatabaseTransaction,
     clock: &Clock,
@@ -124,6 +125,7 @@ pub async fn set_terms_in_txn(
 
 /// Onboards a supplier with its commission and default carrier. Its passwords are hashed
 /// before the transaction ([`StaffCredentials::hash`]: argon2 is slow on purpose).
+#[tracing::instrument(name = "retail.onboard_supplier", skip_all)]
 pub async fn onboard_supplier_in_txn(
     txn: &DatabaseTransaction,
     core: &holdfast_core::Core,

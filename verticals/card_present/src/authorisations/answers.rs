@@ -5,6 +5,7 @@ use super::*;
 /// Answers a `card_present` challenge, as the holder's phone does: for a terminal's
 /// authorisation (approve places the hold; deny or an expired code declines it) or for an
 /// approval being armed.
+#[tracing::instrument(name = "card_present.answer", skip_all, fields(challenge_id = %challenge_id, case_id = tracing::field::Empty))]
 pub async fn answer_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
@@ -188,6 +189,7 @@ pub async fn lock_timer_subject_in_txn(txn: &DatabaseTransaction, subject: Uuid)
 }
 
 /// An approval never captured in time: its hold returns. One that moved on is left alone.
+#[tracing::instrument(name = "card_present.fire_timer", skip_all, fields(kind = %kind, timer_subject = %subject, case_id = tracing::field::Empty))]
 pub async fn fire_timer_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,

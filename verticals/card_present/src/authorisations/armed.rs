@@ -75,6 +75,7 @@ pub(super) async fn armed_view(
 /// The holder arms an approval for one payment at `merchant`, up to a ceiling, within a time
 /// window. It takes effect once confirmed on the phone (the code is bound to merchant, ceiling
 /// and window); a matching terminal request is then approved at once, and uses it up.
+#[tracing::instrument(name = "card_present.arm", skip_all)]
 pub async fn arm_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
@@ -192,6 +193,7 @@ pub(super) async fn set_armed_status(
 }
 
 /// The holder withdraws an armed approval before it is used.
+#[tracing::instrument(name = "card_present.cancel_armed", skip_all, fields(armed_id = %id))]
 pub async fn cancel_armed_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,

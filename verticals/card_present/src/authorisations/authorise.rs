@@ -182,6 +182,7 @@ pub(super) async fn matching_armed_approval(
 /// the same id with another card or amount is refused. A card asked for too often
 /// ([`MAX_OPEN_CONFIRMATIONS_PER_CARD`], [`MAX_REQUESTS_PER_CARD_PER_WINDOW`]) refuses a new id
 /// with [`CoreError::TooManyAttempts`], records nothing and texts no one.
+#[tracing::instrument(name = "card_present.authorise", skip_all, fields(case_id = tracing::field::Empty))]
 pub async fn authorise_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,

@@ -20,6 +20,7 @@ pub async fn get(
 /// The merchant takes the money of an approved authorisation: all of it, or less (the rest
 /// returns to the card). Its withdrawal account receives the amount minus the card
 /// institution's fee. Capturing again the same amount is a no-op.
+#[tracing::instrument(name = "card_present.capture", skip_all, fields(case_id = tracing::field::Empty))]
 pub async fn capture_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
@@ -125,6 +126,7 @@ pub async fn capture_in_txn(
 
 /// The terminal cancels an authorisation it will not capture: a pending phone question is
 /// withdrawn, a hold returns. Voiding again is a no-op.
+#[tracing::instrument(name = "card_present.void", skip_all, fields(case_id = tracing::field::Empty))]
 pub async fn void_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,

@@ -4,6 +4,7 @@ use super::*;
 
 /// Registers a terminal for `merchant` (a supplier): a party of role `terminal` that logs in
 /// with its own username and password, as a merchant device.
+#[tracing::instrument(name = "card_present.register_terminal", skip_all)]
 pub async fn register_terminal_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,

@@ -19,6 +19,7 @@ pub enum CancelOutcome {
 /// with them), ones awaiting settlement withdrawn. If a settled premium has since been paid
 /// out of the insurer's account, nothing moves ([`CancelOutcome::Blocked`]); the holder may
 /// ask again once the insurer has returned it, even after the period, since it asked in time.
+#[tracing::instrument(name = "insurance.cancel", skip_all, fields(policy_id = tracing::field::Empty, case_id = tracing::field::Empty))]
 pub async fn cancel_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,

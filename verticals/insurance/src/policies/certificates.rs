@@ -78,6 +78,7 @@ pub async fn certificates_of(
 }
 
 /// The service company has fetched the certificate from the insurer.
+#[tracing::instrument(name = "insurance.receive_certificate", skip_all, fields(policy_id = tracing::field::Empty))]
 pub async fn receive_certificate_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
@@ -120,6 +121,7 @@ pub async fn receive_certificate_in_txn(
 /// another policy's. The free-look period starts now (or started at the delivery deadline, if
 /// that passed: a late delivery does not open it again), and the insurer may from now on ask
 /// to be paid.
+#[tracing::instrument(name = "insurance.record_documents", skip_all, fields(policy_id = tracing::field::Empty))]
 pub async fn record_documents_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,

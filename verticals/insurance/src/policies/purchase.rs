@@ -6,6 +6,7 @@ use super::*;
 /// The holder buys a product with the card of its session: the first premium (a month's, or
 /// the lump sum) is held at once and the card's phone is asked to approve product, insurer and
 /// premium (a `policy` challenge).
+#[tracing::instrument(name = "insurance.purchase", skip_all, fields(product_id = %product, policy_id = tracing::field::Empty, case_id = tracing::field::Empty))]
 pub async fn purchase_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
@@ -44,6 +45,7 @@ pub async fn purchase_in_txn(
     )
     .await?;
     let id = Uuid::now_v7();
+    tracing::Span::current().record("policy_id", tracing::field::display(id));
     let now = core.clock.now();
     policies::Entity::insert(policies::ActiveModel {
         id: Set(id),
@@ -136,6 +138,7 @@ pub(super) fn reason_text(reason: &str) -> InsuranceResult<String> {
 /// The insurer rechecks an application the holder approved: it issues the policy (a policy
 /// number, texted to the holder; the service company is asked to deliver the certificate; the
 /// monthly cycle starts) or declines it (the first premium returns).
+#[tracing::instrument(name = "insurance.recheck", skip_all, fields(policy_id = tracing::field::Empty, case_id = tracing::field::Empty))]
 pub async fn recheck_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
@@ -295,6 +298,7 @@ pub(super) async fn decline_in_txn(
 /// an operator's mediation does not come here: its state in the policy view and timeline is
 /// its case's, and the insurer hears of it from the core's `order.settled` or
 /// `dispute.mediated` event (with the premium's order number), not from `premium.settled`.
+#[tracing::instrument(name = "insurance.purchase_answered", skip_all, fields(case_id = %case.id, policy_id = tracing::field::Empty))]
 pub async fn after_answer_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
@@ -430,6 +434,7 @@ pub async fn after_answer_in_txn(
 
 /// The application's phone deadline passed: if the core expired the first premium (or must
 /// now), the application is not taken.
+#[tracing::instrument(name = "insurance.confirmation_deadline", skip_all, fields(policy_id = %policy, case_id = tracing::field::Empty))]
 pub(crate) async fn confirmation_deadline_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
@@ -470,6 +475,7 @@ pub(crate) async fn confirmation_deadline_in_txn(
 }
 
 /// The insurer did not recheck in time: the application is declined and the premium returns.
+#[tracing::instrument(name = "insurance.recheck_deadline", skip_all, fields(policy_id = %policy, case_id = tracing::field::Empty))]
 pub(crate) async fn recheck_deadline_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,

@@ -149,13 +149,21 @@ pub(crate) async fn find_row(
                 .await?
         }
     };
-    Ok(found.ok_or(CoreError::NotFound("policy"))?)
+    let row = found.ok_or(CoreError::NotFound("policy"))?;
+    record_policy_id(row.id);
+    Ok(row)
+}
+
+/// Names the policy on the span of the use case that looked it up, by id, never by number.
+fn record_policy_id(id: Uuid) {
+    tracing::Span::current().record("policy_id", tracing::field::display(id));
 }
 
 pub(crate) async fn lock_row(
     txn: &DatabaseTransaction,
     id: Uuid,
 ) -> InsuranceResult<policies::Model> {
+    record_policy_id(id);
     Ok(policies::Entity::find_by_id(id)
         .lock_exclusive()
         .one(txn)

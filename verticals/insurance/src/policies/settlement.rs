@@ -6,6 +6,7 @@ use super::*;
 /// installment named): the holder's phone is asked to release it, and without an answer it is
 /// released when the settlement period ends. Not before the certificate and the signed
 /// application are recorded.
+#[tracing::instrument(name = "insurance.request_settlement", skip_all, fields(installment, policy_id = tracing::field::Empty, case_id = tracing::field::Empty))]
 pub async fn request_settlement_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,

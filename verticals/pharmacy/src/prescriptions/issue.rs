@@ -6,6 +6,7 @@ use super::*;
 /// Issues a prescription (a prescriber): for the patient whose medical card number was given,
 /// in the pool or sent to the drugstore the patient chose. The answer holds no content: the
 /// prescriber reads it back like anyone else, with a logged read.
+#[tracing::instrument(name = "pharmacy.issue", skip_all, fields(prescription_id = tracing::field::Empty))]
 pub async fn issue_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
@@ -46,6 +47,7 @@ pub async fn issue_in_txn(
     let now = core.clock.now();
     let expires_at = valid_until(now, new.items.iter().map(|i| i.class), new.validity_days);
     let id = Uuid::now_v7();
+    tracing::Span::current().record("prescription_id", tracing::field::display(id));
     let state = if routed.is_some() {
         PrescriptionState::Routed
     } else {

@@ -102,6 +102,8 @@ pub(crate) async fn lock_in_txn(
 
 /// Locks the prescription, then its escrow case, as they stand.
 pub(crate) async fn lock_raw_in_txn(txn: &DatabaseTransaction, id: Uuid) -> PharmacyResult<Loaded> {
+    // The use case's span names the prescription by its id, never by its number.
+    tracing::Span::current().record("prescription_id", tracing::field::display(id));
     let row = prescriptions::Entity::find_by_id(id)
         .lock_exclusive()
         .one(txn)

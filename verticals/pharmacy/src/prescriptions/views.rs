@@ -37,6 +37,7 @@ pub(super) fn may_read(
 
 /// Reads a prescription with its content (`what` = "content" or "fhir"), writing the read to
 /// the patient's access log in the same transaction.
+#[tracing::instrument(name = "pharmacy.read", skip_all, fields(prescription_id = tracing::field::Empty, case_id = tracing::field::Empty))]
 pub(crate) async fn read_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
