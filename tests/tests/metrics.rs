@@ -234,3 +234,73 @@ async fn a_retail_lifecycle_moves_its_counters_and_no_label_names_a_person_or_an
         );
     }
 }
+
+#[tokio::test]
+async fn an_expiring_order_shows_as_timer_lag_then_as_expired_outcomes() {
+    let _serial = SERIAL.lock().await;
+    let shop = Shop::on(
+        Arc::new(metered_app().await),
+        PHONE,
+        "100.00",
+        "30.00",
+        "0.10",
+    )
+    .await;
+    let before = scrape(&shop.app).await;
+    let (number, _) = shop.order(1).await;
+    // The order's code lives ten minutes; a minute after, its timer is due and waiting.
+    shop.app.clock.advance(chrono::Duration::minutes(11));
+    let waiting = scrape(&shop.app).await;
+    assert_eq!(
+        value(&waiting, "holdfast_timers_due", &[]),
+        1.0,
+        "{waiting}"
+    );
+    assert_eq!(
+        value(&waiting, "holdfast_timers_oldest_due_lag_seconds", &[]),
+        60.0
+    );
+    assert_eq!(shop.app.fire_timers().await, 1);
+    assert_eq!(shop.state(&number).await, "expired");
+    // A console page counts under its own route template.
+    let page = shop
+        .app
+        .request(
+            axum::http::Method::GET,
+            "/",
+            None,
+            None,
+            &[("accept", "text/html")],
+        )
+        .await;
+    assert_ne!(page.status, StatusCode::NOT_FOUND, "{page:?}");
+    let page_status = page.status.as_str().to_owned();
+
+    let after = scrape(&shop.app).await;
+    let moved = |name: &str, labels: &[(&str, &str)]| {
+        value(&after, name, labels) - value(&before, name, labels)
+    };
+    assert_eq!(value(&after, "holdfast_timers_due", &[]), 0.0);
+    assert_eq!(
+        value(&after, "holdfast_timers_oldest_due_lag_seconds", &[]),
+        0.0
+    );
+    let outcomes = "holdfast_challenge_outcomes_total";
+    assert_eq!(
+        moved(outcomes, &[("purpose", "order"), ("outcome", "expired")]),
+        1.0
+    );
+    assert_eq!(moved("holdfast_holds_resolved_total", &[]), 1.0, "{after}");
+    assert_eq!(
+        moved("holdfast_holds_resolved_total", &[("resolution", "posted")]),
+        0.0
+    );
+    assert_eq!(moved("holdfast_settlements_total", &[]), 0.0);
+    assert_eq!(
+        moved(
+            "holdfast_http_requests_total",
+            &[("route", "/"), ("method", "GET"), ("status", &page_status)]
+        ),
+        1.0
+    );
+}
