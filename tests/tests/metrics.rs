@@ -31,6 +31,11 @@ async fn metered_app() -> TestApp {
     app
 }
 
+/// A shop ([`Shop::on`]) on a [`metered_app`].
+async fn metered_shop(deposit: &str, price: &str, rate: &str) -> Shop {
+    Shop::on(Arc::new(metered_app().await), PHONE, deposit, price, rate).await
+}
+
 async fn scrape(app: &TestApp) -> String {
     let reply = app.get("/metrics", Some(SCRAPE_TOKEN)).await;
     assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
@@ -116,14 +121,7 @@ async fn with_metrics_off_the_endpoint_says_so() {
 #[tokio::test]
 async fn a_retail_lifecycle_moves_its_counters_and_no_label_names_a_person_or_an_order() {
     let _serial = SERIAL.lock().await;
-    let shop = Shop::on(
-        Arc::new(metered_app().await),
-        PHONE,
-        "500.00",
-        "24.00",
-        "0.05",
-    )
-    .await;
+    let shop = metered_shop("500.00", "24.00", "0.05").await;
     let before = scrape(&shop.app).await;
 
     let (number, challenge) = shop.order(2).await;
@@ -238,14 +236,7 @@ async fn a_retail_lifecycle_moves_its_counters_and_no_label_names_a_person_or_an
 #[tokio::test]
 async fn an_expiring_order_shows_as_timer_lag_then_as_expired_outcomes() {
     let _serial = SERIAL.lock().await;
-    let shop = Shop::on(
-        Arc::new(metered_app().await),
-        PHONE,
-        "100.00",
-        "30.00",
-        "0.10",
-    )
-    .await;
+    let shop = metered_shop("100.00", "30.00", "0.10").await;
     let before = scrape(&shop.app).await;
     let (number, _) = shop.order(1).await;
     // The order's code lives ten minutes; a minute after, its timer is due and waiting.
