@@ -13,7 +13,7 @@ pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Counters, histograms and gauges of this process, in Prometheus's text format. Needs the
 /// scrape token (`--metrics-token`) or an operator's bearer token.
-#[utoipa::path(get, path = "/metrics", tag = "system",
+#[utoipa::path(get, path = "/metrics", tag = "system", operation_id = "metrics",
     security(("metrics_token" = []), ("bearer" = [])),
     responses(
         (status = 200, description = "Prometheus text exposition format 0.0.4",

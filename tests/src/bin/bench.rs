@@ -47,9 +47,9 @@ struct Args {
     #[arg(long, default_value_t = 50)]
     warmup: usize,
     /// The servers' Prometheus metrics: `on`, `off`, or `compare` — a second server with
-    /// metrics off on the same store, the measured lifecycles split into four rounds taken
-    /// off, on, on, off (so that the tables' growth weighs on both alike), and per-call p50
-    /// and p99 printed for each.
+    /// metrics off on the same store, the measured lifecycles split into eight rounds taken
+    /// off, on, on, off, … (so that the tables' growth and the machine's load weigh on both
+    /// alike), and per-call p50 and p99 printed for each.
     #[arg(long, value_enum, default_value_t = MetricsMode::On)]
     metrics: MetricsMode,
 }
@@ -366,8 +366,11 @@ async fn settled_write_stats(admin: &str, name: &str) -> anyhow::Result<u64> {
     Ok(last.and_then(|n| u64::try_from(n).ok()).unwrap_or(0))
 }
 
-/// Runs the measured lifecycles in four rounds, on the server without metrics (`off`) and
-/// the one with them (`on`) in the order off, on, on, off, and prints per-call p50 and p99 of
+/// Rounds of `--metrics compare`: a multiple of four.
+const COMPARE_ROUNDS: usize = 8;
+
+/// Runs the measured lifecycles in [`COMPARE_ROUNDS`] rounds, on the server without metrics
+/// (`off`) and the one with them (`on`) in the order off, on, on, off, …, and prints per-call p50 and p99 of
 /// each. Returns every round's lifecycles and calls together.
 async fn compare_metrics(
     on: &[Api],
@@ -375,22 +378,19 @@ async fn compare_metrics(
     cast: &Arc<driver::Cast>,
     args: &Args,
 ) -> anyhow::Result<(Ran, Vec<Duration>)> {
-    let per_round = (args.lifecycles / 4).max(1);
+    let per_round = (args.lifecycles / COMPARE_ROUNDS).max(1);
     let mut all = Ran {
         timings: Vec::new(),
         by_seller: vec![0; cast.sellers.len()],
     };
     let (mut with, mut without, mut calls) = (Vec::new(), Vec::new(), Vec::new());
-    // Each round's own idempotency keys: the rounds run on one store.
-    let rounds = [
-        (false, "metrics-off-0"),
-        (true, "metrics-on-1"),
-        (true, "metrics-on-2"),
-        (false, "metrics-off-3"),
-    ];
-    for (round, (metered, keys)) in rounds.into_iter().enumerate() {
+    for round in 0..COMPARE_ROUNDS {
+        // Off, on, on, off, again: a load that drifts weighs on both alike.
+        let metered = matches!(round % 4, 1 | 2);
         let (apis, label) = if metered { (on, "on") } else { (off, "off") };
-        let ran = run_lifecycles(apis, cast, per_round, args.concurrency, keys).await?;
+        // Each round's own idempotency keys: the rounds run on one store.
+        let keys = format!("metrics-{label}-{round}");
+        let ran = run_lifecycles(apis, cast, per_round, args.concurrency, &keys).await?;
         let round_calls = on[0].take_latencies();
         println!(
             "  round {round} metrics {label:<3}   {} calls, p50 {:.2} ms",
@@ -412,7 +412,7 @@ async fn compare_metrics(
     let (p50_on, p50_off) = (percentile(&with, 50.0), percentile(&without, 50.0));
     println!(
         "\nPer-call latency, metrics on vs off ({} lifecycles each)",
-        2 * per_round
+        COMPARE_ROUNDS / 2 * per_round
     );
     println!(
         "  metrics off         p50 {:.2} ms, p99 {:.2} ms",
@@ -463,14 +463,16 @@ async fn run_lifecycles(
     cast: &Arc<driver::Cast>,
     total: usize,
     concurrency: usize,
-    label: &'static str,
+    label: &str,
 ) -> anyhow::Result<Ran> {
+    let label: Arc<str> = Arc::from(label);
     let next = Arc::new(AtomicUsize::new(0));
     let mut workers = Vec::new();
     for worker in 0..concurrency {
         let api = apis[worker % apis.len()].clone();
         let cast = cast.clone();
         let next = next.clone();
+        let label = label.clone();
         workers.push(tokio::spawn(async move {
             let mut timings = Vec::new();
             let shopper = &cast.shoppers[worker % cast.shoppers.len()];
