@@ -12,6 +12,7 @@ use crate::error::{CoreError, CoreResult};
 use crate::ids::{AccountId, CaseId, HoldId, PartyId};
 use crate::ledger::{self, Applied, Leg, NewTransfer, TransferKind};
 use crate::money::{Currency, Money};
+use crate::outcomes::{self, HoldResolution, Outcome};
 use chrono::{DateTime, Utc};
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::Expr;
@@ -229,6 +230,7 @@ pub async fn place_hold_in_txn(
         }
     }
     tell_institution_in_txn(txn, clock, &hold, "hold.placed").await?;
+    outcomes::count(Outcome::HoldPlaced(hold.mode));
     Ok(Applied::New(hold))
 }
 
@@ -291,7 +293,20 @@ async fn claim_resolution(
         .filter(holds::Column::Status.eq(HoldStatus::Pending))
         .exec_with_returning(txn)
         .await?;
-    resolved.into_iter().next().map(Hold::try_from).transpose()
+    let resolved = resolved
+        .into_iter()
+        .next()
+        .map(Hold::try_from)
+        .transpose()?;
+    if let Some(hold) = &resolved {
+        let resolution = match to {
+            HoldStatus::Posted => HoldResolution::Posted,
+            HoldStatus::Expired => HoldResolution::Expired,
+            HoldStatus::Voided | HoldStatus::Pending => HoldResolution::Voided,
+        };
+        outcomes::count(Outcome::HoldResolved(hold.mode, resolution));
+    }
+    Ok(resolved)
 }
 
 /// Explains why a hold could not be resolved: a replay of the same resolution is

@@ -25,6 +25,7 @@ pub mod money;
 pub mod onboarding;
 pub mod order_number;
 pub mod outbox;
+pub mod outcomes;
 pub mod paging;
 pub mod parties;
 pub mod passwords;

@@ -335,6 +335,9 @@ async fn send_leased(
     Ok(round)
 }
 
+/// Failed sends, by channel and whether it was the last try (a Prometheus counter).
+pub const DELIVERY_FAILURES: &str = "holdfast_outbox_delivery_failures_total";
+
 /// Records a failed send: retried after a backoff, or given up after the channel's last try.
 /// Returns whether it was given up.
 async fn record_failure(
@@ -346,6 +349,13 @@ async fn record_failure(
 ) -> CoreResult<bool> {
     tracing::warn!(message_id = %message.id, channel = ?message.channel, attempt = message.attempt, status = ?failure.status_code, "delivery failed");
     let give_up = message.attempt >= max_attempts(message.channel);
+    // The send failed whether or not this transaction commits: counted now.
+    let channel = match message.channel {
+        Channel::Phone => "phone",
+        Channel::Webhook => "webhook",
+    };
+    metrics::counter!(DELIVERY_FAILURES, "channel" => channel, "given_up" => if give_up { "true" } else { "false" })
+        .increment(1);
     let mut update = outbox::Entity::update_many()
         .col_expr(
             outbox::Column::LeaseUntil,

@@ -52,6 +52,12 @@ pub enum GatewayKind {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
     Json,
@@ -149,6 +155,19 @@ pub struct Config {
     /// own connection; 16 on PostgreSQL).
     #[arg(long, env = "HOLDFAST_DB_POOL", global = true)]
     pub db_pool: Option<u32>,
+    /// Prometheus metrics at `/metrics`. Off, no recorder is installed and requests are not
+    /// counted (the benchmark compares the two).
+    #[arg(long, env = "HOLDFAST_METRICS", value_enum, default_value_t = Switch::On, global = true)]
+    pub metrics: Switch,
+    /// A bearer token for the Prometheus scraper to read `/metrics` with (an operator's JWT
+    /// works as well). Without it only operators can read the metrics.
+    #[arg(
+        long,
+        env = "HOLDFAST_METRICS_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
+    pub metrics_token: Option<SecretString>,
 }
 
 pub const DEFAULT_SQLITE_URL: &str = "sqlite://holdfast.db?mode=rwc";

@@ -11,6 +11,7 @@ pub mod demo;
 pub mod error;
 pub mod extract;
 pub mod idempotency;
+pub mod metrics;
 pub mod openapi;
 pub mod phone_gateways;
 pub mod state;
@@ -167,6 +168,7 @@ pub fn build_state(db: DatabaseConnection, clock: Clock, settings: Settings) -> 
         login_throttle,
         inbox_arrivals,
         webhook_policy: settings.webhook_policy,
+        metrics: None,
         webhook_secret: settings
             .webhook_secret
             .map(|secret| state::WebhookSecret(Arc::from(secret))),
@@ -174,6 +176,12 @@ pub fn build_state(db: DatabaseConnection, clock: Clock, settings: Settings) -> 
 }
 
 impl AppState {
+    /// The same state serving `/metrics` and counting requests (`--metrics on`).
+    pub fn with_metrics(mut self, metrics: metrics::Metrics) -> AppState {
+        self.metrics = Some(metrics);
+        self
+    }
+
     /// The same state with webhooks allowed (or not) to private targets: tests and development
     /// setups with a receiver on this machine say so explicitly.
     pub fn with_webhook_policy(mut self, policy: TargetPolicy) -> AppState {

@@ -5,7 +5,7 @@ use holdfast_core::challenge::ChallengePolicy;
 use holdfast_core::parties::Role;
 use holdfast_core::phone::PhoneGateway;
 use holdfast_core::webhook_target::TargetPolicy;
-use holdfast_server::config::{Cli, Command, Config, GatewayKind};
+use holdfast_server::config::{Cli, Command, Config, GatewayKind, Switch};
 use holdfast_server::phone_gateways::{Channel, HttpPhoneGateway};
 use holdfast_server::telemetry;
 use holdfast_server::workers::{self, WorkerIntervals};
@@ -147,7 +147,22 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         },
         "database ready"
     );
-    let state = build_state(db, Clock::system(), settings);
+    let mut state = build_state(db, Clock::system(), settings);
+    if let Some(token) = &config.metrics_token {
+        anyhow::ensure!(
+            token.expose_secret().chars().count() >= holdfast_server::config::MIN_SECRET_CHARS,
+            "HOLDFAST_METRICS_TOKEN must have at least {} characters",
+            holdfast_server::config::MIN_SECRET_CHARS
+        );
+    }
+    if config.metrics == Switch::On {
+        let handle = holdfast_server::metrics::install()?;
+        holdfast_server::metrics::spawn_upkeep(handle.clone());
+        state = state.with_metrics(holdfast_server::metrics::Metrics {
+            handle,
+            token: config.metrics_token.clone(),
+        });
+    }
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .with_context(|| format!("could not listen on {}", config.bind))?;

@@ -47,6 +47,19 @@ impl Modify for BearerAuth {
                     .build(),
             ),
         );
+        // A Prometheus scraper presents the token of `--metrics-token` (an operator's JWT
+        // works as well).
+        components.add_security_scheme(
+            "metrics_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "the scrape token set with --metrics-token (HOLDFAST_METRICS_TOKEN)",
+                    ))
+                    .build(),
+            ),
+        );
         // The phone simulator's inbox also opens with the key the server prints at start.
         components.add_security_scheme(
             "simulator_key",

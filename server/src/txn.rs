@@ -119,9 +119,15 @@ impl AppState {
         F: AsyncFnOnce(&DatabaseTransaction, &Core) -> Result<T, E>,
         E: From<DbErr>,
     {
-        let txn = db::begin_write(&self.db).await?;
-        let value = use_case(&txn, &self.core).await?;
-        txn.commit().await?;
+        // What the use case counts (holds placed, challenges answered…) is recorded only if
+        // this commits.
+        let value = holdfast_core::outcomes::after_commit(async {
+            let txn = db::begin_write(&self.db).await?;
+            let value = use_case(&txn, &self.core).await?;
+            txn.commit().await?;
+            Ok::<T, E>(value)
+        })
+        .await?;
         self.core.wake_outbox();
         Ok(value)
     }

@@ -37,7 +37,12 @@ pub async fn fire_due_timers(state: &AppState) -> CoreResult<usize> {
     };
     let mut fired = 0;
     loop {
-        match timers::fire_next(&state.db, &state.core.clock, &dispatch).await? {
+        // A failed handler's transaction was rolled back: what it counted did not happen.
+        let next = holdfast_core::outcomes::after_commit_if(
+            timers::fire_next(&state.db, &state.core.clock, &dispatch),
+            |fired| matches!(fired, Ok(Fired::Fired(_))),
+        );
+        match next.await? {
             Fired::Idle => return Ok(fired),
             Fired::Fired(_) => fired += 1,
             Fired::Skipped(_) | Fired::Failed(_) => {}

@@ -13,6 +13,7 @@ use crate::error::{CoreError, CoreResult};
 use crate::ids::{ChallengeId, PartyId};
 use crate::money::{Currency, Money};
 use crate::outbox::{self, PhoneMessage};
+use crate::outcomes::{ChallengeOutcome, Outcome};
 use crate::phone_number::PhoneNumber;
 use chrono::{DateTime, Duration, Utc};
 use hmac::{Hmac, Mac};
@@ -532,13 +533,25 @@ fn closed_error(status: ChallengeStatus) -> CoreError {
     }
 }
 
+/// The one place a challenge's answer (or its clock) is written, and so where its outcome is
+/// counted.
 async fn set_status(
     txn: &DatabaseTransaction,
     clock: &Clock,
-    id: ChallengeId,
+    challenge: &Challenge,
     status: ChallengeStatus,
     failed_attempts: i32,
 ) -> CoreResult<()> {
+    let id = challenge.id;
+    let outcome = match status {
+        ChallengeStatus::Pending => ChallengeOutcome::WrongCode,
+        ChallengeStatus::Approved => ChallengeOutcome::Approved,
+        ChallengeStatus::Denied => ChallengeOutcome::Denied,
+        ChallengeStatus::Locked => ChallengeOutcome::Locked,
+        ChallengeStatus::Expired => ChallengeOutcome::Expired,
+        ChallengeStatus::Voided => ChallengeOutcome::Voided,
+    };
+    crate::outcomes::count(Outcome::Challenge(challenge.purpose, outcome));
     let resolved_at = (status != ChallengeStatus::Pending).then(|| clock.now());
     challenges::ActiveModel {
         id: Set(id.uuid()),
@@ -574,7 +587,7 @@ pub async fn answer_in_txn(
         set_status(
             txn,
             clock,
-            challenge.id,
+            challenge,
             ChallengeStatus::Expired,
             challenge.failed_attempts,
         )
@@ -591,7 +604,7 @@ pub async fn answer_in_txn(
         set_status(
             txn,
             clock,
-            challenge.id,
+            challenge,
             ChallengeStatus::Voided,
             challenge.failed_attempts,
         )
@@ -606,10 +619,10 @@ pub async fn answer_in_txn(
     if !code_is_right {
         let failed = challenge.failed_attempts + 1;
         if failed >= challenge.max_attempts {
-            set_status(txn, clock, challenge.id, ChallengeStatus::Locked, failed).await?;
+            set_status(txn, clock, challenge, ChallengeStatus::Locked, failed).await?;
             return Ok(Answer::Locked);
         }
-        set_status(txn, clock, challenge.id, ChallengeStatus::Pending, failed).await?;
+        set_status(txn, clock, challenge, ChallengeStatus::Pending, failed).await?;
         return Ok(Answer::WrongCode {
             attempts_left: challenge.max_attempts - failed,
         });
@@ -618,7 +631,7 @@ pub async fn answer_in_txn(
         Decision::Approve => ChallengeStatus::Approved,
         Decision::Deny => ChallengeStatus::Denied,
     };
-    set_status(txn, clock, challenge.id, status, challenge.failed_attempts).await?;
+    set_status(txn, clock, challenge, status, challenge.failed_attempts).await?;
     let mut resolved = challenge.clone();
     resolved.status = status;
     Ok(match decision {
@@ -700,7 +713,7 @@ pub async fn expire_in_txn(
     set_status(
         txn,
         clock,
-        id,
+        &challenge,
         ChallengeStatus::Expired,
         challenge.failed_attempts,
     )
@@ -723,7 +736,7 @@ pub async fn void_in_txn(
         set_status(
             txn,
             clock,
-            id,
+            &challenge,
             ChallengeStatus::Voided,
             challenge.failed_attempts,
         )

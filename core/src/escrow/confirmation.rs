@@ -163,7 +163,7 @@ pub async fn answer_read_case_challenge_in_txn(
             CaseOutcome::OrderDenied
         }
         (Answer::Approved(_), _) => {
-            settle_in_txn(txn, core, &mut case, "settled_on_approval").await?;
+            settle_in_txn(txn, core, &mut case, SettledBy::Approved).await?;
             CaseOutcome::Settled
         }
         (Answer::Denied(_), _) => {
@@ -227,7 +227,7 @@ pub async fn fire_timer_in_txn(
             if let Some(challenge) = case.settlement_challenge {
                 challenge::close_in_txn(txn, &core.clock, challenge).await?;
             }
-            settle_in_txn(txn, core, &mut case, "auto_settled").await
+            settle_in_txn(txn, core, &mut case, SettledBy::AutoSettled).await
         }
         ORDER_DEADLINE_TIMER | AUTO_SETTLE_TIMER => Ok(()),
         other => Err(CoreError::invalid(format!("not a case timer: {other}"))),

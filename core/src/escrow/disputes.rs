@@ -23,6 +23,7 @@ pub(super) async fn dispute_in_txn(
 ) -> CoreResult<()> {
     let reason = reason_text(reason)?;
     let to = case.state.dispute()?;
+    outcomes::count(Outcome::DisputeOpened(case.vertical));
     // The settlement period stops with the dispute, in the same transaction.
     crate::timers::cancel_in_txn(txn, AUTO_SETTLE_TIMER, case.id.uuid()).await?;
     if let Some(challenge) = case.settlement_challenge {
@@ -78,7 +79,15 @@ pub async fn mediate_in_txn(
     mediation: Mediation,
 ) -> CoreResult<PayoutSplit> {
     let note = reason_text(Some(mediation.note))?;
-    let to = case.state.mediate(!mediation.to_seller.is_zero())?;
+    let to_seller = !mediation.to_seller.is_zero();
+    let to = case.state.mediate(to_seller)?;
+    outcomes::count(Outcome::DisputeResolved {
+        vertical: case.vertical,
+        to_seller,
+    });
+    if to_seller {
+        outcomes::count(Outcome::Settled(case.vertical, SettledBy::Mediated));
+    }
     let split = split_in_txn(txn, case, mediation.to_seller, mediation.penalty).await?;
     pay_out_in_txn(txn, core, case, &split, "mediate").await?;
     let detail = format!(

@@ -29,6 +29,7 @@ use crate::ledger::{self, AccountKind, NewAccount, keys};
 use crate::money::{Currency, Money};
 use crate::order_number::OrderNumber;
 use crate::outbox::{self, PhoneMessage};
+use crate::outcomes::{self, Outcome, SettledBy};
 use crate::parties::PLATFORM_PARTY;
 use crate::phone_number::PhoneNumber;
 use crate::rate::BasisPoints;

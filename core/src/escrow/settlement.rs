@@ -196,9 +196,10 @@ pub(super) async fn settle_in_txn(
     txn: &DatabaseTransaction,
     core: &Core,
     case: &mut EscrowCase,
-    how: &str,
+    how: SettledBy,
 ) -> CoreResult<()> {
     let to = case.state.settle()?;
+    outcomes::count(Outcome::Settled(case.vertical, how));
     crate::timers::cancel_in_txn(txn, AUTO_SETTLE_TIMER, case.id.uuid()).await?;
     let split = split_in_txn(txn, case, case.amount_to_settle(), None).await?;
     pay_out_in_txn(txn, core, case, &split, "settle").await?;
@@ -207,7 +208,11 @@ pub(super) async fn settle_in_txn(
         core,
         case,
         to,
-        how,
+        match how {
+            SettledBy::Approved => "settled_on_approval",
+            SettledBy::AutoSettled => "auto_settled",
+            SettledBy::Mediated => "mediated",
+        },
         Some(format!(
             "{} paid, {} returned",
             split.to_seller, split.refund

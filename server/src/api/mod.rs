@@ -8,6 +8,7 @@ pub mod challenges;
 pub mod distributor;
 pub mod institution;
 pub mod insurance;
+pub mod metrics;
 pub mod operator;
 pub mod paging;
 pub mod pharmacy;
@@ -47,6 +48,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(health))
         .routes(routes!(openapi))
+        .routes(routes!(metrics::scrape))
         .merge(auth::routes())
         .merge(challenges::routes())
         .merge(phone::routes())
@@ -66,10 +68,17 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 pub fn router(state: AppState) -> Router {
     let (router, _) = routes().split_for_parts();
-    router
+    let router = router
         .merge(crate::console::router())
         .fallback(not_found)
-        .layer(axum::middleware::from_fn(limit_body))
+        .layer(axum::middleware::from_fn(limit_body));
+    // Off, not even the layer runs: the benchmark compares the two.
+    let router = if state.metrics.is_some() {
+        router.layer(axum::middleware::from_fn(crate::metrics::track_requests))
+    } else {
+        router
+    };
+    router
         .layer(axum::middleware::from_fn(request_context))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             panic_response,

@@ -8,6 +8,7 @@
 //! target/release/holdfast-bench --lifecycles 2000 --concurrency 64
 //! target/release/holdfast-bench --postgres postgres://postgres@127.0.0.1:5432/postgres …
 //! target/release/holdfast-bench --postgres … --instances 2   (two servers, clients split)
+//! target/release/holdfast-bench --metrics compare   (per-call latency with /metrics on vs off)
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -45,6 +46,19 @@ struct Args {
     /// Lifecycles run before measuring (connection pools, caches).
     #[arg(long, default_value_t = 50)]
     warmup: usize,
+    /// The servers' Prometheus metrics: `on`, `off`, or `compare` — a second server with
+    /// metrics off on the same store, the measured lifecycles split into eight rounds taken
+    /// off, on, on, off, … (so that the tables' growth and the machine's load weigh on both
+    /// alike), and per-call p50 and p99 printed for each.
+    #[arg(long, value_enum, default_value_t = MetricsMode::On)]
+    metrics: MetricsMode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum MetricsMode {
+    On,
+    Off,
+    Compare,
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -75,7 +89,30 @@ async fn main() -> anyhow::Result<()> {
         driver::Store::Sqlite(_) => "sqlite",
         driver::Store::Postgres(_) => "postgresql",
     };
-    let server = Server::start(store.clone(), workdir.path(), &[]).await?;
+    let metrics_env = match args.metrics {
+        MetricsMode::Off => "off",
+        MetricsMode::On | MetricsMode::Compare => "on",
+    };
+    let server = Server::start(
+        store.clone(),
+        workdir.path(),
+        &[("HOLDFAST_METRICS", metrics_env)],
+    )
+    .await?;
+    let unmetered = match args.metrics {
+        MetricsMode::Compare if args.instances > 1 => {
+            bail!("--metrics compare runs one server of each kind: leave --instances at 1")
+        }
+        MetricsMode::Compare => Some(
+            Server::start(
+                store.clone(),
+                workdir.path(),
+                &[("HOLDFAST_METRICS", "off")],
+            )
+            .await?,
+        ),
+        MetricsMode::On | MetricsMode::Off => None,
+    };
     let mut others = Vec::new();
     for _ in 1..args.instances {
         others.push(server.another(workdir.path()).await?);
@@ -121,10 +158,19 @@ async fn main() -> anyhow::Result<()> {
     };
     api.take_latencies();
     let started = Instant::now();
-    let measured = run_lifecycles(&apis, &cast, args.lifecycles, args.concurrency, "run").await?;
+    let (measured, mut calls) = match &unmetered {
+        Some(off) => {
+            let off_apis = [api.on(&off.url)];
+            compare_metrics(&apis, &off_apis, &cast, &args).await?
+        }
+        None => {
+            let ran =
+                run_lifecycles(&apis, &cast, args.lifecycles, args.concurrency, "run").await?;
+            (ran, api.take_latencies())
+        }
+    };
     let timings = &measured.timings;
     let elapsed = started.elapsed();
-    let mut calls = api.take_latencies();
     calls.sort();
 
     let lifecycles_per_sec = args.lifecycles as f64 / elapsed.as_secs_f64();
@@ -242,6 +288,7 @@ async fn main() -> anyhow::Result<()> {
         bail!("verification failed (the database is kept for a look): audit {audit}");
     }
     drop(others);
+    drop(unmetered);
     drop(server);
     if let (Some(admin), Some(name)) = (&admin, &database_name) {
         use sea_orm::ConnectionTrait;
@@ -319,6 +366,92 @@ async fn settled_write_stats(admin: &str, name: &str) -> anyhow::Result<u64> {
     Ok(last.and_then(|n| u64::try_from(n).ok()).unwrap_or(0))
 }
 
+/// Rounds of `--metrics compare`: a multiple of four.
+const COMPARE_ROUNDS: usize = 8;
+
+/// Runs the measured lifecycles in [`COMPARE_ROUNDS`] rounds, on the server without metrics
+/// (`off`) and the one with them (`on`) in the order off, on, on, off, …, and prints per-call p50 and p99 of
+/// each. Returns every round's lifecycles and calls together.
+async fn compare_metrics(
+    on: &[Api],
+    off: &[Api],
+    cast: &Arc<driver::Cast>,
+    args: &Args,
+) -> anyhow::Result<(Ran, Vec<Duration>)> {
+    let per_round = (args.lifecycles / COMPARE_ROUNDS).max(1);
+    let mut all = Ran {
+        timings: Vec::new(),
+        by_seller: vec![0; cast.sellers.len()],
+    };
+    let (mut with, mut without, mut calls) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..COMPARE_ROUNDS {
+        // Off, on, on, off, again: a load that drifts weighs on both alike.
+        let metered = matches!(round % 4, 1 | 2);
+        let (apis, label) = if metered { (on, "on") } else { (off, "off") };
+        // Each round's own idempotency keys: the rounds run on one store.
+        let keys = format!("metrics-{label}-{round}");
+        let ran = run_lifecycles(apis, cast, per_round, args.concurrency, &keys).await?;
+        let round_calls = on[0].take_latencies();
+        println!(
+            "  round {round} metrics {label:<3}   {} calls, p50 {:.2} ms",
+            round_calls.len(),
+            ms(percentile(&sorted(round_calls.clone()), 50.0))
+        );
+        if metered {
+            with.extend_from_slice(&round_calls);
+        } else {
+            without.extend_from_slice(&round_calls);
+        }
+        calls.extend(round_calls);
+        all.timings.extend(ran.timings);
+        for (seller, sold) in ran.by_seller.into_iter().enumerate() {
+            all.by_seller[seller] += sold;
+        }
+    }
+    let (with, without) = (sorted(with), sorted(without));
+    let (p50_on, p50_off) = (percentile(&with, 50.0), percentile(&without, 50.0));
+    println!(
+        "\nPer-call latency, metrics on vs off ({} lifecycles each)",
+        COMPARE_ROUNDS / 2 * per_round
+    );
+    println!(
+        "  metrics off         p50 {:.2} ms, p99 {:.2} ms",
+        ms(p50_off),
+        ms(percentile(&without, 99.0))
+    );
+    println!(
+        "  metrics on          p50 {:.2} ms, p99 {:.2} ms",
+        ms(p50_on),
+        ms(percentile(&with, 99.0))
+    );
+    println!(
+        "  p50 change          {:+.1} %",
+        (p50_on.as_secs_f64() / p50_off.as_secs_f64().max(f64::MIN_POSITIVE) - 1.0) * 100.0
+    );
+    // The metered server really counted: its scrape, as the operator.
+    let scraped = on[0]
+        .http
+        .get(format!("{}/metrics", on[0].base))
+        .bearer_auth(&cast.operator)
+        .send()
+        .await?
+        .error_for_status()?
+        .text()
+        .await?;
+    let served: f64 = scraped
+        .lines()
+        .filter(|line| line.starts_with("holdfast_http_requests_total{"))
+        .filter_map(|line| line.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum();
+    println!("  metered server      {served} requests counted");
+    Ok((all, calls))
+}
+
+fn sorted(mut durations: Vec<Duration>) -> Vec<Duration> {
+    durations.sort();
+    durations
+}
+
 /// What a batch of lifecycles took, and how many each supplier sold.
 struct Ran {
     timings: Vec<[Duration; 7]>,
@@ -330,14 +463,16 @@ async fn run_lifecycles(
     cast: &Arc<driver::Cast>,
     total: usize,
     concurrency: usize,
-    label: &'static str,
+    label: &str,
 ) -> anyhow::Result<Ran> {
+    let label: Arc<str> = Arc::from(label);
     let next = Arc::new(AtomicUsize::new(0));
     let mut workers = Vec::new();
     for worker in 0..concurrency {
         let api = apis[worker % apis.len()].clone();
         let cast = cast.clone();
         let next = next.clone();
+        let label = label.clone();
         workers.push(tokio::spawn(async move {
             let mut timings = Vec::new();
             let shopper = &cast.shoppers[worker % cast.shoppers.len()];
