@@ -79,6 +79,10 @@ pub enum CoreError {
     Busy,
     #[error("a concurrent request changed the same record; try again")]
     Conflict,
+    #[error("only a failed timer can be retried")]
+    TimerNotFailed,
+    #[error("its subject has a pending timer of the same kind again; nothing to retry")]
+    TimerSuperseded,
     #[error("webhooks may not be sent to {0}")]
     WebhookTargetForbidden(crate::webhook_target::Forbidden),
     #[error("database error")]
@@ -126,6 +130,8 @@ impl CoreError {
             CoreError::TooManyAttempts | CoreError::Throttled { .. } => "too_many_attempts",
             CoreError::Busy => "busy",
             CoreError::Conflict => "conflict",
+            CoreError::TimerNotFailed => "timer_not_failed",
+            CoreError::TimerSuperseded => "timer_superseded",
             CoreError::WebhookTargetForbidden(_) => "webhook_target_forbidden",
             CoreError::Database(_) | CoreError::Internal(_) => "internal",
         }
@@ -147,7 +153,9 @@ impl CoreError {
             | CoreError::InvalidTransition { .. }
             | CoreError::ChallengeClosed { .. }
             | CoreError::ResendLimit
-            | CoreError::Conflict => ErrorKind::Conflict,
+            | CoreError::Conflict
+            | CoreError::TimerNotFailed
+            | CoreError::TimerSuperseded => ErrorKind::Conflict,
             CoreError::TooManyAttempts | CoreError::Throttled { .. } => ErrorKind::TooManyRequests,
             CoreError::WrongCode { .. }
             | CoreError::ChallengeExpired

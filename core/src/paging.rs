@@ -53,6 +53,8 @@ pub enum ListKind {
     WebhookDeliveries = 11,
     /// The shop's catalogue and a seller's own goods.
     Commodities = 12,
+    /// Timers the worker gave up on, for an operator.
+    FailedTimers = 13,
 }
 
 impl ListKind {
@@ -71,6 +73,7 @@ impl ListKind {
             ArmedApprovals,
             WebhookDeliveries,
             Commodities,
+            FailedTimers,
         ]
         .into_iter()
         .find(|kind| *kind as u8 == byte)

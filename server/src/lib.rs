@@ -10,6 +10,7 @@ pub mod demo;
 pub mod error;
 pub mod extract;
 pub mod idempotency;
+pub mod lifecycle;
 pub mod openapi;
 pub mod phone_gateways;
 pub mod state;
@@ -165,6 +166,7 @@ pub fn build_state(db: DatabaseConnection, clock: Clock, settings: Settings) -> 
         login_throttle,
         inbox_arrivals,
         webhook_policy: settings.webhook_policy,
+        lifecycle: lifecycle::Lifecycle::default(),
         webhook_secret: settings
             .webhook_secret
             .map(|secret| state::WebhookSecret(Arc::from(secret))),
@@ -182,6 +184,13 @@ impl AppState {
             policy,
         ));
         self.webhook_policy = policy;
+        self
+    }
+
+    /// The same state with another request timeout (`--request-timeout-secs`). Call it before
+    /// the state is shared: it gives the state a lifecycle of its own.
+    pub fn with_request_timeout(mut self, timeout: std::time::Duration) -> AppState {
+        self.lifecycle = lifecycle::Lifecycle::new(timeout);
         self
     }
 }

@@ -68,4 +68,6 @@ pub struct AppState {
     pub login_throttle: Arc<holdfast_core::login_throttle::LoginThrottle>,
     /// Where parties' webhooks may go (public addresses only by default).
     pub webhook_policy: holdfast_core::webhook_target::TargetPolicy,
+    /// Shutdown, the workers' heartbeats, the request timeout.
+    pub lifecycle: crate::lifecycle::Lifecycle,
 }

@@ -12,6 +12,7 @@ pub mod operator;
 pub mod paging;
 pub mod pharmacy;
 pub mod phone;
+pub mod readiness;
 pub mod retail;
 pub mod simulator;
 pub mod supplier;
@@ -46,6 +47,7 @@ pub const MAX_DRAINED_BODY_BYTES: usize = 8 * 1024 * 1024;
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(health))
+        .merge(readiness::routes())
         .routes(routes!(openapi))
         .merge(auth::routes())
         .merge(challenges::routes())
@@ -70,6 +72,10 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::console::router())
         .fallback(not_found)
         .layer(axum::middleware::from_fn(limit_body))
+        .layer(axum::middleware::from_fn_with_state(
+            state.lifecycle.clone(),
+            crate::lifecycle::request_deadline,
+        ))
         .layer(axum::middleware::from_fn(request_context))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             panic_response,
