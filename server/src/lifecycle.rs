@@ -232,6 +232,41 @@ mod tests {
         );
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_request_slower_than_the_timeout_gets_the_error_envelope() {
+        use http_body_util::BodyExt;
+        use tower::ServiceExt;
+        let lifecycle = Lifecycle::new(Duration::from_millis(100));
+        let app = axum::Router::new()
+            .route(
+                "/slow",
+                axum::routing::get(|| async {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    "late"
+                }),
+            )
+            .route("/quick", axum::routing::get(|| async { "ok" }))
+            .layer(axum::middleware::from_fn_with_state(
+                lifecycle,
+                request_deadline,
+            ));
+        let request = |path| {
+            axum::http::Request::get(path)
+                .body(axum::body::Body::empty())
+                .unwrap_or_default()
+        };
+        let quick = app.clone().oneshot(request("/quick")).await;
+        let quick = quick.unwrap_or_else(|never| match never {});
+        assert_eq!(quick.status(), StatusCode::OK);
+        let slow = app.oneshot(request("/slow")).await;
+        let slow = slow.unwrap_or_else(|never| match never {});
+        assert_eq!(slow.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = slow.into_body().collect().await.map(|b| b.to_bytes());
+        let body: serde_json::Value =
+            serde_json::from_slice(&body.unwrap_or_default()).unwrap_or_default();
+        assert_eq!(body["error"]["code"], "request_timeout");
+    }
+
     #[test]
     fn the_shutdown_begins_once() {
         let lifecycle = Lifecycle::default();

@@ -36,8 +36,9 @@ pub struct InboxQuery {
 /// The longest a reader may wait for a message.
 const MAX_WAIT_MS: u64 = 30_000;
 
-/// How much earlier than the request timeout a long poll gives up.
-const LONG_POLL_MARGIN: Duration = Duration::from_secs(1);
+/// How much earlier than the request timeout a long poll gives up (half the timeout when that
+/// is shorter): room for the look itself on a busy machine.
+const LONG_POLL_MARGIN: Duration = Duration::from_secs(5);
 
 /// The header that carries the simulator key.
 pub const SIMULATOR_KEY_HEADER: &str = "x-simulator-key";
@@ -88,10 +89,8 @@ pub async fn messages(
         (Some(challenge), wait) => {
             // The wait ends before the request timeout would cut it off, and when a shutdown
             // begins (with one last look), so neither leaves the reader without its answer.
-            let ceiling = state
-                .lifecycle
-                .request_timeout()
-                .saturating_sub(LONG_POLL_MARGIN);
+            let timeout = state.lifecycle.request_timeout();
+            let ceiling = timeout.saturating_sub(LONG_POLL_MARGIN.min(timeout / 2));
             let wait = Duration::from_millis(wait.unwrap_or(0).min(MAX_WAIT_MS)).min(ceiling);
             let look = |wait| {
                 phone::wait_for_challenge_message(
