@@ -181,10 +181,7 @@ pub async fn request_deadline(
     match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
         Err(_) => {
-            tracing::warn!(
-                timeout_ms = limit.as_millis() as u64,
-                "request timed out"
-            );
+            tracing::warn!(timeout_ms = limit.as_millis() as u64, "request timed out");
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "request_timeout",
@@ -225,7 +222,11 @@ mod tests {
             lifecycle.workers(start + MIN_STALE_AFTER),
             WorkersState::Running
         );
-        lifecycle.beat_at(Worker::Outbox, Duration::from_millis(500), start + MIN_STALE_AFTER);
+        lifecycle.beat_at(
+            Worker::Outbox,
+            Duration::from_millis(500),
+            start + MIN_STALE_AFTER,
+        );
         assert_eq!(
             lifecycle.workers(start + MIN_STALE_AFTER + Duration::from_secs(1)),
             WorkersState::Stale(Worker::Timers)

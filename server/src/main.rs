@@ -12,9 +12,9 @@ use holdfast_server::{
     Settings, build_state, demo, open_database, service_secret, simulator_state,
 };
 use secrecy::ExposeSecret;
+use std::future::IntoFuture;
 use std::io::BufRead;
 use std::sync::Arc;
-use std::future::IntoFuture;
 use std::time::Duration;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tracing_subscriber::EnvFilter;
@@ -150,7 +150,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         "database ready"
     );
     if config.request_timeout_secs == 0 || config.shutdown_grace_secs == 0 {
-        anyhow::bail!("HOLDFAST_REQUEST_TIMEOUT_SECS and HOLDFAST_SHUTDOWN_GRACE_SECS must be at least 1");
+        anyhow::bail!(
+            "HOLDFAST_REQUEST_TIMEOUT_SECS and HOLDFAST_SHUTDOWN_GRACE_SECS must be at least 1"
+        );
     }
     let state = build_state(db, Clock::system(), settings)
         .with_request_timeout(Duration::from_secs(config.request_timeout_secs));

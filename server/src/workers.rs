@@ -40,7 +40,10 @@ pub async fn fire_due_timers(state: &AppState) -> CoreResult<usize> {
 /// Fires due timers one at a time until none is due or `stop` turns true. Each timer is one
 /// unit (lease, then fire or record the failure, which clears the lease): stopping between
 /// two never leaves a timer leased, so another instance can take the rest at once.
-async fn fire_due_timers_until(state: &AppState, stop: &watch::Receiver<bool>) -> CoreResult<usize> {
+async fn fire_due_timers_until(
+    state: &AppState,
+    stop: &watch::Receiver<bool>,
+) -> CoreResult<usize> {
     let dispatch = TimerDispatch {
         core: state.core.clone(),
     };
@@ -63,10 +66,7 @@ pub async fn deliver_outbox(state: &AppState) -> CoreResult<usize> {
 /// Delivers due outbox messages a batch at a time until none is due or `stop` turns true. A
 /// batch is one unit: its leased messages are sent and their outcomes recorded before the
 /// worker looks at `stop`.
-async fn deliver_outbox_until(
-    state: &AppState,
-    stop: &watch::Receiver<bool>,
-) -> CoreResult<usize> {
+async fn deliver_outbox_until(state: &AppState, stop: &watch::Receiver<bool>) -> CoreResult<usize> {
     let mut delivered = 0;
     while !*stop.borrow() {
         let round = holdfast_core::outbox::deliver_due(

@@ -45,7 +45,9 @@ async fn readiness_names_workers_that_never_started_or_went_silent() {
     assert_eq!(ready.status, StatusCode::OK, "{ready:?}");
     assert_eq!(ready.body, json!({"status": "ready", "failed": []}));
 
-    let long_ago = now.checked_sub(std::time::Duration::from_secs(600)).unwrap();
+    let long_ago = now
+        .checked_sub(std::time::Duration::from_secs(600))
+        .unwrap();
     app.state.lifecycle.beat_at(Worker::Timers, POLL, long_ago);
     let stale = app.get("/readyz", None).await;
     assert_eq!(stale.status, StatusCode::SERVICE_UNAVAILABLE, "{stale:?}");
@@ -87,7 +89,8 @@ async fn a_long_poll_ends_before_the_request_timeout_and_when_the_shutdown_begin
         .with_request_timeout(std::time::Duration::from_secs(4));
     let operator = app.operator_token().await;
     let challenge = uuid::Uuid::now_v7();
-    let path = format!("/v1/phone-simulator/{PHONE}/messages?challenge_id={challenge}&wait_ms=30000");
+    let path =
+        format!("/v1/phone-simulator/{PHONE}/messages?challenge_id={challenge}&wait_ms=30000");
     let started = Instant::now();
     let waited = app.get(&path, Some(&operator)).await;
     assert_eq!(waited.status, StatusCode::OK, "{waited:?}");
@@ -120,7 +123,10 @@ async fn a_long_poll_ends_before_the_request_timeout_and_when_the_shutdown_begin
 /// made unreadable (a state no version knows), then repaired by "the operator".
 async fn failed_auto_settle(shop: &Shop) -> String {
     let (number, challenge) = shop.order(1).await;
-    assert_eq!(shop.answer(&challenge, "approve").await.status, StatusCode::OK);
+    assert_eq!(
+        shop.answer(&challenge, "approve").await.status,
+        StatusCode::OK
+    );
     let requested = shop
         .app
         .post(
@@ -150,7 +156,9 @@ async fn an_operator_lists_a_failed_timer_and_retries_it_once_and_it_fires() {
     let number = failed_auto_settle(&shop).await;
     let app = &shop.app;
 
-    let listed = app.get("/v1/operator/timers/failed", Some(&shop.operator)).await;
+    let listed = app
+        .get("/v1/operator/timers/failed", Some(&shop.operator))
+        .await;
     assert_eq!(listed.status, StatusCode::OK, "{listed:?}");
     let timers = listed.body.as_array().unwrap();
     assert_eq!(timers.len(), 1, "{listed:?}");
@@ -166,7 +174,11 @@ async fn an_operator_lists_a_failed_timer_and_retries_it_once_and_it_fires() {
         let refused = app.get("/v1/operator/timers/failed", Some(token)).await;
         assert_eq!(refused.status, StatusCode::FORBIDDEN, "{refused:?}");
         let refused = app
-            .post(&format!("/v1/operator/timers/{id}/retry"), Some(token), json!({}))
+            .post(
+                &format!("/v1/operator/timers/{id}/retry"),
+                Some(token),
+                json!({}),
+            )
             .await;
         assert_eq!(refused.status, StatusCode::FORBIDDEN, "{refused:?}");
     }
@@ -205,7 +217,9 @@ async fn an_operator_lists_a_failed_timer_and_retries_it_once_and_it_fires() {
         .await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND, "{unknown:?}");
 
-    let empty = app.get("/v1/operator/timers/failed", Some(&shop.operator)).await;
+    let empty = app
+        .get("/v1/operator/timers/failed", Some(&shop.operator))
+        .await;
     assert_eq!(empty.body, json!([]));
     assert_eq!(app.fire_timers().await, 1);
     assert_eq!(shop.state(&number).await, "settled");
