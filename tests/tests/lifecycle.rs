@@ -10,6 +10,7 @@ use chrono::Duration;
 use holdfast_server::lifecycle::Worker;
 use holdfast_server::workers::{self, WorkerIntervals};
 use holdfast_tests::TestApp;
+use holdfast_tests::console::Console;
 use holdfast_tests::world::Shop;
 use serde_json::json;
 use std::time::Instant;
@@ -237,4 +238,45 @@ async fn an_operator_lists_a_failed_timer_and_retries_it_once_and_it_fires() {
     assert_eq!(retried_events.len(), 1, "{feed:?}");
     assert_eq!(retried_events[0]["data"]["timer_id"], id.as_str());
     assert!(retried_events[0]["data"]["retried_by"].is_string());
+}
+
+#[tokio::test]
+async fn the_console_lists_failed_timers_and_its_retry_form_retries_once() {
+    let shop = Shop::spawn(PHONE, "100.00", "30.00", "0.10").await;
+    let number = failed_auto_settle(&shop).await;
+    let app = &shop.app;
+    holdfast_server::create_staff(
+        &app.state,
+        holdfast_core::parties::Role::Operator,
+        "Desk operator",
+        "desk-operator",
+        "operator-password",
+    )
+    .await
+    .unwrap();
+    let console = Console::sign_in(app, "desk-operator", "operator-password").await;
+    let listed = console.get("/operator/timers").await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.html);
+    assert!(listed.html.contains("case_auto_settle"), "{}", listed.html);
+    let timer = app
+        .get("/v1/operator/timers/failed", Some(&shop.operator))
+        .await;
+    let id = timer.body[0]["timer_id"].as_str().unwrap().to_owned();
+    let action = format!("/operator/timers/{id}/retry");
+    app.execute(&format!(
+        "UPDATE escrow_cases SET state = 'settlement_requested' WHERE order_number = '{}'",
+        number.replace('-', "")
+    ))
+    .await;
+    let form = console.form("/operator/timers", &action).await;
+    let retried = console.post(&action, &form).await;
+    assert_eq!(retried.status, StatusCode::OK, "{}", retried.html);
+    assert!(retried.html.contains("is pending again"), "{}", retried.html);
+    assert!(retried.html.contains("No timer has failed."));
+    // The same form sent again shows the same answer and changes nothing.
+    let again = console.post(&action, &form).await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.html);
+    assert!(again.html.contains("is pending again"), "{}", again.html);
+    assert_eq!(app.fire_timers().await, 1);
+    assert_eq!(shop.state(&number).await, "settled");
 }
