@@ -112,7 +112,9 @@ pub async fn fold_postings(state: &AppState) -> CoreResult<u64> {
                 progress = true;
             }
         }
-        if !progress {
+        // Each account is its own unit; a shutdown waits for one round, not the whole backlog
+        // (the rest is folded by the next process, and readers add it meanwhile).
+        if !progress || state.lifecycle.is_shutting_down() {
             return Ok(folded);
         }
     }

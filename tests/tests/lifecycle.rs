@@ -271,7 +271,11 @@ async fn the_console_lists_failed_timers_and_its_retry_form_retries_once() {
     let form = console.form("/operator/timers", &action).await;
     let retried = console.post(&action, &form).await;
     assert_eq!(retried.status, StatusCode::OK, "{}", retried.html);
-    assert!(retried.html.contains("is pending again"), "{}", retried.html);
+    assert!(
+        retried.html.contains("is pending again"),
+        "{}",
+        retried.html
+    );
     assert!(retried.html.contains("No timer has failed."));
     // The same form sent again shows the same answer and changes nothing.
     let again = console.post(&action, &form).await;
