@@ -130,8 +130,11 @@ pub async fn suite_shutdown(args: &Args) -> anyhow::Result<()> {
         .server
         .terminate(Duration::from_secs(GRACE_SECS + 5))
         .await?;
+    // Answers that arrived between the look before the signal and the exit: requests in
+    // flight when it came, finished by the drain.
+    let drained = seen.answered.load(Ordering::Relaxed) - answered_before;
     println!(
-        "  SIGTERM after {answered_before} answers: exited with {status} in {:.2} s",
+        "  SIGTERM after {answered_before} answers: exited with {status} in {:.2} s, {drained} answered meanwhile",
         took.as_secs_f64()
     );
     let log = world.server.log();
