@@ -85,6 +85,10 @@ pub enum CoreError {
     /// A payout destination's account number fails its checks (the reason says which).
     #[error("{0}")]
     InvalidBankAccount(&'static str),
+    #[error("only a failed timer can be retried")]
+    TimerNotFailed,
+    #[error("its subject has a pending timer of the same kind again; nothing to retry")]
+    TimerSuperseded,
     #[error("webhooks may not be sent to {0}")]
     WebhookTargetForbidden(crate::webhook_target::Forbidden),
     #[error("database error")]
@@ -132,6 +136,8 @@ impl CoreError {
             CoreError::TooManyAttempts | CoreError::Throttled { .. } => "too_many_attempts",
             CoreError::Busy => "busy",
             CoreError::Conflict => "conflict",
+            CoreError::TimerNotFailed => "timer_not_failed",
+            CoreError::TimerSuperseded => "timer_superseded",
             CoreError::WebhookTargetForbidden(_) => "webhook_target_forbidden",
             CoreError::InvalidBankAccount(_) => "invalid_bank_account",
             CoreError::PayoutDestinationRequired => "payout_destination_required",
@@ -156,7 +162,9 @@ impl CoreError {
             | CoreError::InvalidTransition { .. }
             | CoreError::ChallengeClosed { .. }
             | CoreError::ResendLimit
-            | CoreError::Conflict => ErrorKind::Conflict,
+            | CoreError::Conflict
+            | CoreError::TimerNotFailed
+            | CoreError::TimerSuperseded => ErrorKind::Conflict,
             CoreError::TooManyAttempts | CoreError::Throttled { .. } => ErrorKind::TooManyRequests,
             CoreError::WrongCode { .. }
             | CoreError::ChallengeExpired

@@ -57,6 +57,8 @@ pub enum ListKind {
     PayoutDestinations = 14,
     /// A payee's payouts.
     Payouts = 15,
+    /// Timers the worker gave up on, for an operator.
+    FailedTimers = 13,
 }
 
 impl ListKind {
@@ -77,6 +79,7 @@ impl ListKind {
             Commodities,
             PayoutDestinations,
             Payouts,
+            FailedTimers,
         ]
         .into_iter()
         .find(|kind| *kind as u8 == byte)

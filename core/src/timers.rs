@@ -14,8 +14,9 @@
 use crate::clock::Clock;
 use crate::db;
 use crate::entities::timers;
-use crate::error::CoreResult;
-use crate::ids::TimerId;
+use crate::error::{CoreError, CoreResult};
+use crate::ids::{PartyId, TimerId};
+use crate::paging::{Page, Paged};
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::{Expr, LockBehavior, LockType};
@@ -382,6 +383,98 @@ pub async fn next_due(db: &DatabaseConnection) -> CoreResult<Option<DateTime<Utc
         .one(db)
         .await?
         .map(|row| row.due_at))
+}
+
+/// A timer the worker gave up on ([`MAX_ATTEMPTS`] failed tries), as an operator sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedTimer {
+    pub id: TimerId,
+    pub kind: TimerKind,
+    pub subject: Uuid,
+    pub due_at: DateTime<Utc>,
+    pub attempts: i32,
+    /// The stable code of the last failure (never the failure's text).
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Failed timers, newest first, one page.
+pub async fn failed(db: &impl ConnectionTrait, page: &Page) -> CoreResult<Paged<FailedTimer>> {
+    let select = timers::Entity::find().filter(timers::Column::Status.eq(TimerStatus::Failed));
+    let rows = page
+        .apply(select, timers::Column::CreatedAt, timers::Column::Id)
+        .all(db)
+        .await?;
+    Ok(page
+        .finish(rows, |row| (row.created_at, row.id))
+        .map(|row| FailedTimer {
+            id: TimerId::from_uuid(row.id),
+            kind: row.kind,
+            subject: row.subject_id,
+            due_at: row.due_at,
+            attempts: row.attempts,
+            last_error: row.last_error,
+            created_at: row.created_at,
+        }))
+}
+
+/// Puts a failed timer back: pending, due now, with its attempts counted from zero again (the
+/// operator retries after fixing the cause, so it gets the whole budget; `last_error` stays
+/// until it fires). Recorded in the acting operator's event feed as `timer.retried` (who,
+/// when, which timer). Only a failed timer: another state is `TimerNotFailed`, and a subject
+/// that has a pending timer of the same kind again is `TimerSuperseded`.
+pub async fn retry_failed_in_txn(
+    txn: &DatabaseTransaction,
+    clock: &Clock,
+    by: PartyId,
+    id: TimerId,
+) -> CoreResult<Timer> {
+    // The timer row alone is locked: no subject lock is taken, so no lock-order cycle with the
+    // worker (subject, then timer) can form.
+    let row = timers::Entity::find_by_id(id.uuid())
+        .lock_exclusive()
+        .one(txn)
+        .await?
+        .ok_or(CoreError::NotFound("timer"))?;
+    if row.status != TimerStatus::Failed {
+        return Err(CoreError::TimerNotFailed);
+    }
+    if find_pending(txn, row.kind, row.subject_id).await?.is_some() {
+        return Err(CoreError::TimerSuperseded);
+    }
+    let now = clock.now();
+    timers::ActiveModel {
+        id: Set(row.id),
+        status: Set(TimerStatus::Pending),
+        due_at: Set(now),
+        attempts: Set(0),
+        lease_until: Set(None),
+        ..Default::default()
+    }
+    .update(txn)
+    .await?;
+    crate::events::publish_in_txn(
+        txn,
+        clock,
+        by,
+        "timer.retried",
+        serde_json::json!({
+            "timer_id": id,
+            "kind": row.kind,
+            "subject_id": row.subject_id,
+            "retried_by": by,
+            "retried_at": now,
+        }),
+    )
+    .await?;
+    tracing::info!(timer_id = %id, kind = %row.kind, "failed timer put back");
+    Ok(Timer {
+        id,
+        kind: row.kind,
+        subject: row.subject_id,
+        due_at: now,
+        attempts: 0,
+    })
 }
 
 #[cfg(test)]

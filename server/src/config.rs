@@ -151,6 +151,24 @@ pub struct Config {
         global = true
     )]
     pub otlp_endpoint: Option<crate::telemetry::OtlpEndpoint>,
+    /// How long SIGTERM or Ctrl-C waits for in-flight requests and the workers' current unit
+    /// of work before the process gives up and exits 1.
+    #[arg(
+        long,
+        env = "HOLDFAST_SHUTDOWN_GRACE_SECS",
+        default_value_t = 40,
+        global = true
+    )]
+    pub shutdown_grace_secs: u64,
+    /// A request that takes longer is answered `503 request_timeout` (and its uncommitted
+    /// write rolled back). Keep it below the shutdown grace.
+    #[arg(
+        long,
+        env = "HOLDFAST_REQUEST_TIMEOUT_SECS",
+        default_value_t = 35,
+        global = true
+    )]
+    pub request_timeout_secs: u64,
     /// Database connections in the pool (default 4 on SQLite, for readers beside the writer's
     /// own connection; 16 on PostgreSQL).
     #[arg(long, env = "HOLDFAST_DB_POOL", global = true)]

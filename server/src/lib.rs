@@ -11,6 +11,7 @@ pub mod demo;
 pub mod error;
 pub mod extract;
 pub mod idempotency;
+pub mod lifecycle;
 pub mod metrics;
 pub mod openapi;
 pub mod phone_gateways;
@@ -169,6 +170,7 @@ pub fn build_state(db: DatabaseConnection, clock: Clock, settings: Settings) -> 
         inbox_arrivals,
         webhook_policy: settings.webhook_policy,
         metrics: None,
+        lifecycle: lifecycle::Lifecycle::default(),
         webhook_secret: settings
             .webhook_secret
             .map(|secret| state::WebhookSecret(Arc::from(secret))),
@@ -192,6 +194,13 @@ impl AppState {
             policy,
         ));
         self.webhook_policy = policy;
+        self
+    }
+
+    /// The same state with another request timeout (`--request-timeout-secs`). Call it before
+    /// the state is shared: it gives the state a lifecycle of its own.
+    pub fn with_request_timeout(mut self, timeout: std::time::Duration) -> AppState {
+        self.lifecycle = lifecycle::Lifecycle::new(timeout);
         self
     }
 }

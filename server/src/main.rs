@@ -13,9 +13,11 @@ use holdfast_server::{
     Settings, build_state, demo, open_database, service_secret, simulator_state,
 };
 use secrecy::ExposeSecret;
+use std::future::IntoFuture;
 use std::io::BufRead;
 use std::sync::Arc;
-use tokio::sync::watch;
+use std::time::Duration;
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -147,7 +149,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         },
         "database ready"
     );
-    let mut state = build_state(db, Clock::system(), settings);
+    if config.request_timeout_secs == 0 || config.shutdown_grace_secs == 0 {
+        anyhow::bail!(
+            "HOLDFAST_REQUEST_TIMEOUT_SECS and HOLDFAST_SHUTDOWN_GRACE_SECS must be at least 1"
+        );
+    }
     if let Some(token) = &config.metrics_token {
         anyhow::ensure!(
             token.expose_secret().chars().count() >= holdfast_server::config::MIN_SECRET_CHARS,
@@ -155,6 +161,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             holdfast_server::config::MIN_SECRET_CHARS
         );
     }
+    let mut state = build_state(db, Clock::system(), settings)
+        .with_request_timeout(Duration::from_secs(config.request_timeout_secs));
     if config.metrics == Switch::On {
         let handle = holdfast_server::metrics::install()?;
         holdfast_server::metrics::spawn_upkeep(handle.clone());
@@ -163,6 +171,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             token: config.metrics_token.clone(),
         });
     }
+    // Installed before the port opens: a SIGTERM from then on starts a graceful shutdown
+    // instead of killing the process.
+    let mut terminate = signal(SignalKind::terminate()).context("could not watch for SIGTERM")?;
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .with_context(|| format!("could not listen on {}", config.bind))?;
@@ -181,21 +192,61 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         // On standard output, not in the log: it opens an inbox full of codes.
         println!("phone simulator inbox: send 'x-simulator-key: {key}' (or an operator's token)");
     }
-    let (stop, stopped) = watch::channel(false);
-    workers::spawn(state.clone(), WorkerIntervals::default(), stopped);
+    let lifecycle = state.lifecycle.clone();
+    let workers = workers::spawn(state.clone(), WorkerIntervals::default());
     tracing::info!(%base_url, phone_gateway = gateway_name, "listening");
     // The peer address feeds the login throttle.
-    axum::serve(
+    let server = axum::serve(
         listener,
         holdfast_server::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
-    .with_graceful_shutdown(async move {
-        let _ = tokio::signal::ctrl_c().await;
-        tracing::info!("shutting down");
-        let _ = stop.send(true);
+    .with_graceful_shutdown({
+        let lifecycle = lifecycle.clone();
+        async move { lifecycle.stopping().await }
+    });
+    let mut server = std::pin::pin!(server.into_future());
+    let ended_early = tokio::select! {
+        served = &mut server => Some(served),
+        () = signalled(&mut terminate) => None,
+    };
+    let grace = Duration::from_secs(config.shutdown_grace_secs);
+    if let Some(served) = ended_early {
+        // The listener failed: stop the workers too, then report it.
+        lifecycle.begin_shutdown();
+        let _ = tokio::time::timeout(grace, workers.join()).await;
+        return Ok(served?);
+    }
+    // /readyz turns 503 now; the server stops accepting; workers stop between units.
+    lifecycle.begin_shutdown();
+    tracing::info!(grace_secs = grace.as_secs(), "shutting down");
+    let drained = tokio::time::timeout(grace, async {
+        let served = server.await;
+        workers.join().await;
+        served
     })
-    .await?;
-    Ok(())
+    .await;
+    match drained {
+        Ok(served) => {
+            served?;
+            tracing::info!("stopped");
+            Ok(())
+        }
+        Err(_) => {
+            tracing::error!(
+                grace_secs = grace.as_secs(),
+                "shutdown grace passed with requests or workers still running; exiting"
+            );
+            std::process::exit(1)
+        }
+    }
+}
+
+/// SIGTERM (systemd, Docker, Kubernetes) or Ctrl-C.
+async fn signalled(terminate: &mut Signal) {
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
 }
 
 async fn create_operator(config: Config, username: &str, display_name: &str) -> anyhow::Result<()> {

@@ -70,4 +70,6 @@ pub struct AppState {
     pub webhook_policy: holdfast_core::webhook_target::TargetPolicy,
     /// `/metrics` and the request counters; `None` with `--metrics off`.
     pub metrics: Option<crate::metrics::Metrics>,
+    /// Shutdown, the workers' heartbeats, the request timeout.
+    pub lifecycle: crate::lifecycle::Lifecycle,
 }

@@ -3,12 +3,14 @@
 //! console sessions. All are safe to run in several processes against one PostgreSQL.
 
 use crate::app::timers::TimerDispatch;
+use crate::lifecycle::Worker;
 use crate::state::AppState;
 use holdfast_core::CoreResult;
 use holdfast_core::ledger;
 use holdfast_core::timers::{self, Fired};
 use std::time::Duration;
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 
 /// How often idle workers look for work they were not woken for.
 #[derive(Debug, Clone, Copy)]
@@ -32,11 +34,21 @@ impl Default for WorkerIntervals {
 /// Fires every timer that is due now; returns how many fired. Tests call this directly after
 /// moving the clock.
 pub async fn fire_due_timers(state: &AppState) -> CoreResult<usize> {
+    fire_due_timers_until(state, &watch::channel(false).1).await
+}
+
+/// Fires due timers one at a time until none is due or `stop` turns true. Each timer is one
+/// unit (lease, then fire or record the failure, which clears the lease): stopping between
+/// two never leaves a timer leased, so another instance can take the rest at once.
+async fn fire_due_timers_until(
+    state: &AppState,
+    stop: &watch::Receiver<bool>,
+) -> CoreResult<usize> {
     let dispatch = TimerDispatch {
         core: state.core.clone(),
     };
     let mut fired = 0;
-    loop {
+    while !*stop.borrow() {
         // A failed handler's transaction was rolled back: what it counted did not happen.
         let next = holdfast_core::outcomes::after_commit_if(
             timers::fire_next(&state.db, &state.core.clock, &dispatch),
@@ -48,12 +60,20 @@ pub async fn fire_due_timers(state: &AppState) -> CoreResult<usize> {
             Fired::Skipped(_) | Fired::Failed(_) => {}
         }
     }
+    Ok(fired)
 }
 
 /// Delivers every due outbox message now.
 pub async fn deliver_outbox(state: &AppState) -> CoreResult<usize> {
+    deliver_outbox_until(state, &watch::channel(false).1).await
+}
+
+/// Delivers due outbox messages a batch at a time until none is due or `stop` turns true. A
+/// batch is one unit: its leased messages are sent and their outcomes recorded before the
+/// worker looks at `stop`.
+async fn deliver_outbox_until(state: &AppState, stop: &watch::Receiver<bool>) -> CoreResult<usize> {
     let mut delivered = 0;
-    loop {
+    while !*stop.borrow() {
         let round = holdfast_core::outbox::deliver_due(
             &state.db,
             &state.core.clock,
@@ -63,9 +83,10 @@ pub async fn deliver_outbox(state: &AppState) -> CoreResult<usize> {
         .await?;
         delivered += round.delivered;
         if round.delivered + round.retried + round.failed == 0 {
-            return Ok(delivered);
+            break;
         }
     }
+    Ok(delivered)
 }
 
 /// How often the fold step runs. Readers add an account's unfolded postings to its balance, so
@@ -96,51 +117,65 @@ pub async fn fold_postings(state: &AppState) -> CoreResult<u64> {
                 progress = true;
             }
         }
-        if !progress {
+        // Each account is its own unit; a shutdown waits for one round, not the whole backlog
+        // (the rest is folded by the next process, and readers add it meanwhile).
+        if !progress || state.lifecycle.is_shutting_down() {
             return Ok(folded);
         }
     }
 }
 
-/// Starts the workers; they stop when `shutdown` turns true.
-pub fn spawn(state: AppState, intervals: WorkerIntervals, shutdown: watch::Receiver<bool>) {
-    tokio::spawn(outbox_loop(
+/// The running workers, to be joined at shutdown.
+#[derive(Debug)]
+pub struct Workers {
+    tasks: JoinSet<()>,
+}
+
+impl Workers {
+    /// Waits until every worker has finished its current unit of work and stopped (after
+    /// [`crate::lifecycle::Lifecycle::begin_shutdown`]). A worker that panicked is logged.
+    pub async fn join(mut self) {
+        while let Some(result) = self.tasks.join_next().await {
+            if let Err(error) = result {
+                tracing::error!(%error, "a background worker ended abnormally");
+            }
+        }
+    }
+}
+
+/// Starts the workers; each beats the state's lifecycle at every round (`/readyz` watches) and
+/// stops, between units of work, once its shutdown begins.
+pub fn spawn(state: AppState, intervals: WorkerIntervals) -> Workers {
+    let mut tasks = JoinSet::new();
+    tasks.spawn(outbox_loop(state.clone(), intervals.outbox_poll));
+    tasks.spawn(repeat(
         state.clone(),
-        intervals.outbox_poll,
-        shutdown.clone(),
-    ));
-    tokio::spawn(repeat(
-        state.clone(),
+        Worker::Fold,
         FOLD_POLL,
-        shutdown.clone(),
-        "fold postings",
         fold_postings,
     ));
-    tokio::spawn(timer_loop(
-        state.clone(),
-        intervals.timer_poll,
-        shutdown.clone(),
-    ));
-    tokio::spawn(repeat(
+    tasks.spawn(timer_loop(state.clone(), intervals.timer_poll));
+    tasks.spawn(repeat(
         state,
+        Worker::SessionSweep,
         intervals.session_sweep,
-        shutdown,
-        "console session sweep",
         crate::console::session::sweep_expired,
     ));
+    Workers { tasks }
 }
 
 /// Runs `round` every `every` until shutdown; a failed round is logged and retried next time.
 async fn repeat<T, E: std::fmt::Display>(
     state: AppState,
+    worker: Worker,
     every: Duration,
-    mut shutdown: watch::Receiver<bool>,
-    what: &'static str,
     round: impl AsyncFn(&AppState) -> Result<T, E>,
 ) {
+    let mut shutdown = state.lifecycle.subscribe();
     while !*shutdown.borrow() {
+        state.lifecycle.beat(worker, every);
         if let Err(error) = round(&state).await {
-            tracing::warn!(%error, what, "background round failed");
+            tracing::warn!(%error, worker = worker.name(), "background round failed");
         }
         tokio::select! {
             () = tokio::time::sleep(every) => {}
@@ -149,9 +184,11 @@ async fn repeat<T, E: std::fmt::Display>(
     }
 }
 
-async fn outbox_loop(state: AppState, poll: Duration, mut shutdown: watch::Receiver<bool>) {
+async fn outbox_loop(state: AppState, poll: Duration) {
+    let mut shutdown = state.lifecycle.subscribe();
     while !*shutdown.borrow() {
-        if let Err(error) = deliver_outbox(&state).await {
+        state.lifecycle.beat(Worker::Outbox, poll);
+        if let Err(error) = deliver_outbox_until(&state, &shutdown).await {
             tracing::warn!(%error, "outbox delivery round failed");
         }
         tokio::select! {
@@ -162,9 +199,11 @@ async fn outbox_loop(state: AppState, poll: Duration, mut shutdown: watch::Recei
     }
 }
 
-async fn timer_loop(state: AppState, poll: Duration, mut shutdown: watch::Receiver<bool>) {
+async fn timer_loop(state: AppState, poll: Duration) {
+    let mut shutdown = state.lifecycle.subscribe();
     while !*shutdown.borrow() {
-        match fire_due_timers(&state).await {
+        state.lifecycle.beat(Worker::Timers, poll);
+        match fire_due_timers_until(&state, &shutdown).await {
             Ok(fired) if fired > 0 => {
                 state.core.wake_outbox();
             }

@@ -535,7 +535,8 @@ pub struct ConsoleServer {
     pub base: String,
     pub demo: Demo,
     pub simulator_key: String,
-    _shutdown: tokio::sync::watch::Sender<bool>,
+    /// Dropped with the session: its tasks are aborted.
+    _workers: workers::Workers,
 }
 
 impl ConsoleServer {
@@ -551,15 +552,13 @@ impl ConsoleServer {
         tokio::spawn(async move {
             let _ = axum::serve(listener, service).await;
         });
-        let (shutdown, receiver) = tokio::sync::watch::channel(false);
-        workers::spawn(
+        let workers = workers::spawn(
             app.state.clone(),
             WorkerIntervals {
                 outbox_poll: Duration::from_millis(100),
                 timer_poll: Duration::from_millis(500),
                 ..WorkerIntervals::default()
             },
-            receiver,
         );
         let simulator_key = app
             .state
@@ -573,7 +572,7 @@ impl ConsoleServer {
             base,
             demo,
             simulator_key,
-            _shutdown: shutdown,
+            _workers: workers,
         })
     }
 

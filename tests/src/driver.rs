@@ -2,7 +2,7 @@
 //! (and kill -9, and restart) `holdfast` on a fresh SQLite file or PostgreSQL database, onboard
 //! parties through the API, and run retail lifecycles, reading phone codes from the simulator.
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{Context, anyhow, bail, ensure};
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -206,6 +206,27 @@ impl Server {
         self.wait_ready().await
     }
 
+    /// SIGTERM, then waits up to `within` for the process to exit: its exit status and how
+    /// long it took, or an error if it did not exit in time (it is killed then).
+    pub async fn terminate(
+        &mut self,
+        within: Duration,
+    ) -> anyhow::Result<(std::process::ExitStatus, Duration)> {
+        let started = Instant::now();
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
+        ensure!(sent.success(), "kill -TERM failed");
+        while started.elapsed() < within {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok((status, started.elapsed()));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.kill9()?;
+        bail!("the server did not exit within {within:?} of SIGTERM")
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -238,12 +259,30 @@ fn spawn(
         .env("HOLDFAST_JWT_SECRET", SECRET)
         .env("HOLDFAST_PHONE_GATEWAY", "simulator")
         .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
+        // The log goes to standard output; panics and startup errors to standard error.
+        .stdout(log_file.try_clone()?)
         .stderr(log_file);
     for (key, value) in env {
         command.env(key, value);
     }
     command.spawn().context("could not start holdfast")
+}
+
+/// A response that began (its status arrived) but whose body did not arrive whole: the server
+/// went away in the middle of answering.
+#[derive(Debug)]
+pub struct CutOff(pub reqwest::Error);
+
+impl std::fmt::Display for CutOff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the response was cut off: {}", self.0)
+    }
+}
+
+impl std::error::Error for CutOff {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
 }
 
 /// A reply: status and JSON body.
@@ -335,7 +374,7 @@ impl Api {
         let started = Instant::now();
         let response = request.send().await?;
         let status = response.status();
-        let bytes = response.bytes().await?;
+        let bytes = response.bytes().await.map_err(CutOff)?;
         if let Some(latencies) = &self.latencies
             && let Ok(mut latencies) = latencies.lock()
         {

@@ -241,6 +241,13 @@ impl TestApp {
         }
     }
 
+    /// The same app with another request timeout (its lifecycle is a new one).
+    pub fn with_request_timeout(mut self, timeout: std::time::Duration) -> TestApp {
+        self.state = self.state.with_request_timeout(timeout);
+        self.router = holdfast_server::app(self.state.clone());
+        self
+    }
+
     /// How many rows `table` has.
     pub async fn count_rows(&self, table: &str) -> i64 {
         let row = self

@@ -55,9 +55,10 @@ fn served_routes(router: &axum::Router) -> BTreeSet<(String, String)> {
     served
 }
 
-/// The API's paths: everything under `/v1`, the health check, the metrics and the document itself.
+/// The API's paths: everything under `/v1`, the health and readiness checks, the metrics and the
+/// document itself.
 fn is_api_path(path: &str) -> bool {
-    path.starts_with("/v1/") || path == "/healthz" || path == "/metrics" || path == "/openapi.json"
+    path.starts_with("/v1/") || ["/healthz", "/readyz", "/metrics", "/openapi.json"].contains(&path)
 }
 
 fn documented_routes(document: &Value) -> BTreeSet<(String, String)> {

@@ -13,6 +13,7 @@ pub mod operator;
 pub mod paging;
 pub mod pharmacy;
 pub mod phone;
+pub mod readiness;
 pub mod retail;
 pub mod simulator;
 pub mod supplier;
@@ -47,6 +48,7 @@ pub const MAX_DRAINED_BODY_BYTES: usize = 8 * 1024 * 1024;
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(health))
+        .merge(readiness::routes())
         .routes(routes!(openapi))
         .routes(routes!(metrics::scrape))
         .merge(auth::routes())
@@ -71,7 +73,11 @@ pub fn router(state: AppState) -> Router {
     let router = router
         .merge(crate::console::router())
         .fallback(not_found)
-        .layer(axum::middleware::from_fn(limit_body));
+        .layer(axum::middleware::from_fn(limit_body))
+        .layer(axum::middleware::from_fn_with_state(
+            state.lifecycle.clone(),
+            crate::lifecycle::request_deadline,
+        ));
     // Off, not even the layer runs: the benchmark compares the two.
     let router = if state.metrics.is_some() {
         router.layer(axum::middleware::from_fn(crate::metrics::track_requests))

@@ -16,13 +16,14 @@ use axum::response::Response;
 use chrono::{DateTime, Utc};
 use holdfast_core::escrow::{self, CaseState, Fault};
 use holdfast_core::funding::{CreditClass, Institution, InstitutionKind, NewInstitution};
-use holdfast_core::ids::PartyId;
+use holdfast_core::ids::{PartyId, TimerId};
 use holdfast_core::ledger::{self, LedgerAudit};
 use holdfast_core::onboarding::{self, NewShopper, StaffCredentials};
 use holdfast_core::order_number::OrderNumber;
 use holdfast_core::paging::{CreatedRange, ListKind};
 use holdfast_core::parties::{PLATFORM_PARTY, Role};
 use holdfast_core::phone_number::PhoneNumber;
+use holdfast_core::timers::{self, TimerKind};
 use holdfast_core::{BasisPoints, Currency, Money, Vertical};
 use holdfast_retail::catalogue::{self, CommissionRate, Commodity, CommodityId};
 use holdfast_retail::orders::OrderView;
@@ -44,6 +45,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(mediate))
         .routes(routes!(accounts))
         .routes(routes!(audit))
+        .routes(routes!(list_failed_timers))
+        .routes(routes!(retry_timer))
 }
 
 #[derive(Deserialize, Serialize, ToSchema)]
@@ -541,6 +544,108 @@ pub async fn mediate(
                     institution_fee: split.institution_fee,
                     penalty: split.penalty,
                     refunded_to_buyer: split.refund,
+                })
+            },
+        )
+        .await
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct FailedTimersQuery {
+    /// 1–100, default 20.
+    pub limit: Option<u64>,
+    /// The `Next-Cursor` of the previous page; empty or absent for the first page.
+    #[param(pattern = "^([A-Za-z0-9_-]{40})?$")]
+    pub cursor: Option<String>,
+}
+
+/// A timer the worker gave up on after its last attempt.
+#[derive(Serialize, ToSchema)]
+pub struct FailedTimerView {
+    pub timer_id: TimerId,
+    pub kind: TimerKind,
+    /// What it is about: the case, prescription, policy or authorisation id.
+    pub subject_id: uuid::Uuid,
+    /// When its last attempt was.
+    pub due_at: DateTime<Utc>,
+    pub attempts: i32,
+    /// The stable error code of the last attempt.
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<timers::FailedTimer> for FailedTimerView {
+    fn from(timer: timers::FailedTimer) -> Self {
+        FailedTimerView {
+            timer_id: timer.id,
+            kind: timer.kind,
+            subject_id: timer.subject,
+            due_at: timer.due_at,
+            attempts: timer.attempts,
+            last_error: timer.last_error,
+            created_at: timer.created_at,
+        }
+    }
+}
+
+/// Timers whose handler kept failing until the worker gave up, newest first. Paged: the next
+/// page's cursor is in the `Next-Cursor` header.
+#[utoipa::path(get, path = "/v1/operator/timers/failed", tag = "operator", security(("bearer" = [])),
+    params(FailedTimersQuery), responses((status = 200, description = "a page of failed timers", body = [FailedTimerView], headers(("Next-Cursor" = String, description = "The `cursor` of the next page; absent on the last page."))),
+        (status = 400, description = "a cursor this list did not give out (`invalid_cursor`)", body = crate::error::ErrorBody),
+        (status = 403, description = "not an operator", body = crate::error::ErrorBody)))]
+pub async fn list_failed_timers(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(query): Query<FailedTimersQuery>,
+) -> ApiResult<PagedJson<FailedTimerView>> {
+    principal.require(&[Role::Operator])?;
+    let page = paging::page(ListKind::FailedTimers, query.limit, query.cursor.as_deref())?;
+    Ok(PagedJson(
+        timers::failed(&state.db, &page).await?.map(Into::into),
+    ))
+}
+
+/// A retried timer, pending again.
+#[derive(Serialize, ToSchema)]
+pub struct RetriedTimer {
+    pub timer_id: TimerId,
+    pub kind: TimerKind,
+    /// Now: the worker fires it at its next round.
+    pub due_at: DateTime<Utc>,
+    /// Counted from zero again: it gets every attempt anew.
+    pub attempts: i32,
+}
+
+/// Put a failed timer back: pending, due now, its attempts counted anew. Recorded in the
+/// operator's event feed (`timer.retried`, with who and when). Only a failed timer can be
+/// retried (`409 timer_not_failed`); with an `Idempotency-Key` a repeat answers as the first.
+#[utoipa::path(post, path = "/v1/operator/timers/{timer_id}/retry", tag = "operator",
+    security(("bearer" = [])),
+    params(("timer_id" = TimerId, Path), crate::openapi::OptionalIdempotencyKey),
+    responses((status = 200, description = "pending again, due now", body = RetriedTimer),
+        (status = 403, description = "not an operator", body = crate::error::ErrorBody),
+        (status = 404, description = "no such timer", body = crate::error::ErrorBody),
+        (status = 409, description = "`timer_not_failed`: it is not failed; `timer_superseded`: its subject has a pending timer of that kind again", body = crate::error::ErrorBody)))]
+pub async fn retry_timer(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<TimerId>,
+    key: IdempotencyKey,
+) -> ApiResult<Response> {
+    principal.require(&[Role::Operator])?;
+    let by = principal.party;
+    state
+        .write(
+            Idempotent::new(principal.scope(), key, "retry_timer", &id),
+            StatusCode::OK,
+            async move |txn, core| {
+                let timer = timers::retry_failed_in_txn(txn, &core.clock, by, id).await?;
+                Ok(RetriedTimer {
+                    timer_id: timer.id,
+                    kind: timer.kind,
+                    due_at: timer.due_at,
+                    attempts: timer.attempts,
                 })
             },
         )

@@ -36,6 +36,10 @@ pub struct InboxQuery {
 /// The longest a reader may wait for a message.
 const MAX_WAIT_MS: u64 = 30_000;
 
+/// How much earlier than the request timeout a long poll gives up (half the timeout when that
+/// is shorter): room for the look itself on a busy machine.
+const LONG_POLL_MARGIN: Duration = Duration::from_secs(5);
+
 /// The header that carries the simulator key.
 pub const SIMULATOR_KEY_HEADER: &str = "x-simulator-key";
 
@@ -83,15 +87,24 @@ pub async fn messages(
     let phone = PhoneNumber::parse(&phone).map_err(|e| ApiError::invalid(e.to_string()))?;
     match (query.challenge_id, query.wait_ms) {
         (Some(challenge), wait) => {
-            let wait = Duration::from_millis(wait.unwrap_or(0).min(MAX_WAIT_MS));
-            let found = phone::wait_for_challenge_message(
-                &state.db,
-                &state.inbox_arrivals,
-                &phone,
-                challenge,
-                wait,
-            )
-            .await?;
+            // The wait ends before the request timeout would cut it off, and when a shutdown
+            // begins (with one last look), so neither leaves the reader without its answer.
+            let timeout = state.lifecycle.request_timeout();
+            let ceiling = timeout.saturating_sub(LONG_POLL_MARGIN.min(timeout / 2));
+            let wait = Duration::from_millis(wait.unwrap_or(0).min(MAX_WAIT_MS)).min(ceiling);
+            let look = |wait| {
+                phone::wait_for_challenge_message(
+                    &state.db,
+                    &state.inbox_arrivals,
+                    &phone,
+                    challenge,
+                    wait,
+                )
+            };
+            let found = tokio::select! {
+                found = look(wait) => found?,
+                () = state.lifecycle.stopping() => look(Duration::ZERO).await?,
+            };
             Ok(axum::Json(found.into_iter().collect()))
         }
         (None, Some(_)) => Err(ApiError::invalid(

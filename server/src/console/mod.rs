@@ -74,6 +74,7 @@
 
 pub mod carrier;
 pub mod drugstore;
+pub mod failed_timers;
 pub mod forms;
 pub mod home;
 pub mod institution;
@@ -119,6 +120,7 @@ pub fn router() -> Router<AppState> {
         .merge(policies::routes())
         .merge(institution::routes())
         .merge(operator::routes())
+        .merge(failed_timers::routes())
         .merge(prescriber::routes())
         .merge(drugstore::routes())
         .merge(patient::routes())
@@ -166,6 +168,7 @@ pub fn nav_for(role: Role) -> Vec<NavLink> {
             ("/operator/onboarding", "Onboarding"),
             ("/operator/disputes", "Disputes"),
             ("/operator/audit", "Ledger audit"),
+            ("/operator/timers", "Failed timers"),
             ("/phone", "Phones"),
         ],
         Role::Insurer => &[

@@ -426,6 +426,17 @@ pub const EVENT_KINDS: &[EventKind] = &[
             f("requested_at", Time),
         ],
     ),
+    kind(
+        "timer.retried",
+        "To the operator who did it: a failed timer was put back to fire again.",
+        &[
+            f("timer_id", Uuid),
+            f("kind", Text),
+            f("subject_id", Uuid),
+            f("retried_by", Uuid),
+            f("retried_at", Time),
+        ],
+    ),
 ];
 
 /// The component name of `kind`'s body: `order.confirmed` → `WebhookOrderConfirmed`.

@@ -9,7 +9,10 @@
 //! - `two-instances`: two servers on one database race for the same auto-settlement timers;
 //!   each fires once;
 //! - `replays`: idempotent requests replayed many times, concurrently: one effect each, and the
-//!   same key with another body is refused with 409.
+//!   same key with another body is refused with 409;
+//! - `shutdown`: clients place and approve orders while the server gets SIGTERM: no response
+//!   is cut off, it exits 0 within its grace, settlements due while it is down settle after
+//!   the restart, every order exists once, and the audit runs.
 //!
 //! After each, the audit (see `holdfast_tests::audit`) proves from the rows that no money was
 //! created, lost or moved twice. Exit status 0 only if every suite passed.
@@ -33,12 +36,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 
+#[path = "chaos/shutdown.rs"]
+mod shutdown;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Suite {
     Random,
     Crash,
     TwoInstances,
     Replays,
+    /// SIGTERM during load: nothing cut off, exit 0 within the grace, no timer lost.
+    Shutdown,
     All,
 }
 
@@ -161,6 +169,7 @@ struct Tally {
 /// An HTTP failure that is not an answer (the server is down): the episode stops there.
 fn is_transport(error: &anyhow::Error) -> bool {
     error.downcast_ref::<reqwest::Error>().is_some()
+        || error.downcast_ref::<driver::CutOff>().is_some()
 }
 
 /// Waits until the server answers its health check again (after a crash).
@@ -860,6 +869,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if all || args.suite == Suite::Replays {
         suite_replays(&args).await?;
+    }
+    if all || args.suite == Suite::Shutdown {
+        shutdown::suite_shutdown(&args).await?;
     }
     println!("holdfast-chaos: every suite passed");
     Ok(())
