@@ -22,6 +22,7 @@ mod m0011_service_secrets;
 mod m0012_console_sessions;
 mod m0013_append_only_accounts;
 mod m0015_payouts;
+mod m0016_reconciliation;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -44,6 +45,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0012_console_sessions::Migration),
             Box::new(m0013_append_only_accounts::Migration),
             Box::new(m0015_payouts::Migration),
+            Box::new(m0016_reconciliation::Migration),
         ]
     }
 }

@@ -6,5 +6,6 @@ pub mod camt;
 pub mod destinations;
 pub mod pain001;
 pub mod payouts;
+pub mod reconciliation;
 pub mod runs;
 pub mod statements;

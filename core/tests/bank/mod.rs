@@ -1,0 +1,228 @@
+//! The world the bank-side tests share: a bank, a seller whose withdrawal account holds
+//! 100.00, and helpers to pay out, report the bank's outcomes and write statements.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use chrono::{TimeZone, Utc};
+use holdfast_core::banking::destinations::{self, BankAccount};
+use holdfast_core::banking::payouts::{self, BankOutcome, PayoutAmount, PayoutRequest};
+use holdfast_core::clock::Clock;
+use holdfast_core::db::{self, PoolSize};
+use holdfast_core::ids::{AccountId, PartyId};
+use holdfast_core::ledger::{
+    self, AccountKind, Applied, Leg, NewAccount, NewTransfer, TransferKind,
+};
+use holdfast_core::parties::{self, NewParty, Role};
+use holdfast_core::{CoreError, Currency, Money};
+use holdfast_migrations::{Migrator, MigratorTrait};
+use sea_orm::{DatabaseConnection, DatabaseTransaction};
+
+pub const USD: Currency = Currency::USD;
+pub const IBAN: &str = "DE44 5001 0517 5407 3249 31";
+
+pub fn usd(minor: i64) -> Money {
+    Money::from_minor(minor, USD).unwrap()
+}
+
+pub struct World {
+    pub db: DatabaseConnection,
+    pub clock: Clock,
+    pub bank: PartyId,
+    pub seller: PartyId,
+    pub withdrawal: AccountId,
+}
+
+/// A bank, and a seller whose withdrawal account holds 100.00 (credited from the bank's
+/// external account, as a settlement would from a freezing account).
+pub async fn world() -> World {
+    let db = db::connect(
+        "sqlite::memory:",
+        PoolSize {
+            sqlite: 1,
+            postgres: 1,
+        },
+    )
+    .await
+    .unwrap();
+    Migrator::up(&db, None).await.unwrap();
+    let clock = Clock::manual(Utc.with_ymd_and_hms(2026, 3, 10, 9, 0, 0).unwrap());
+    let txn = db::begin_write(&db).await.unwrap();
+    parties::ensure_platform_in_txn(&txn, &clock).await.unwrap();
+    let party = async |role| {
+        parties::create_party_in_txn(
+            &txn,
+            &clock,
+            NewParty {
+                role,
+                display_name: "someone".into(),
+            },
+        )
+        .await
+        .unwrap()
+        .id
+    };
+    let bank = party(Role::Institution).await;
+    let seller = party(Role::Supplier).await;
+    let open = async |key: String, kind, owner| {
+        ledger::get_or_open_keyed_account_in_txn(
+            &txn,
+            &clock,
+            NewAccount {
+                key: Some(key),
+                kind,
+                owner,
+                institution: Some(bank),
+                currency: USD,
+                credit_limit: usd(0),
+                credit_class: None,
+            },
+        )
+        .await
+        .unwrap()
+        .id
+    };
+    let external = open(
+        ledger::keys::external(bank, USD),
+        AccountKind::External,
+        bank,
+    )
+    .await;
+    let withdrawal = open(
+        ledger::keys::withdrawal(seller, USD),
+        AccountKind::Withdrawal,
+        seller,
+    )
+    .await;
+    ledger::post_transfer_in_txn(
+        &txn,
+        &clock,
+        NewTransfer {
+            key: "earned".into(),
+            kind: TransferKind::Deposit,
+            currency: USD,
+            legs: vec![
+                Leg::debit(external, usd(10_000)),
+                Leg::credit(withdrawal, usd(10_000)),
+            ],
+            hold: None,
+            case: None,
+        },
+    )
+    .await
+    .unwrap();
+    txn.commit().await.unwrap();
+    World {
+        db,
+        clock,
+        bank,
+        seller,
+        withdrawal,
+    }
+}
+
+impl World {
+    /// Runs `step` in a transaction of its own, committed only when it succeeds.
+    pub async fn write<T>(
+        &self,
+        step: impl AsyncFnOnce(&DatabaseTransaction) -> Result<T, CoreError>,
+    ) -> Result<T, CoreError> {
+        let txn = db::begin_write(&self.db).await.unwrap();
+        let result = step(&txn).await;
+        if result.is_ok() {
+            txn.commit().await.unwrap();
+        }
+        result
+    }
+
+    pub async fn balance(&self, account: AccountId) -> i64 {
+        ledger::get_account(&self.db, account)
+            .await
+            .unwrap()
+            .balance
+    }
+
+    pub async fn in_transit(&self) -> i64 {
+        let key = ledger::keys::payouts_in_transit(self.bank, USD);
+        match ledger::find_keyed_account(&self.db, &key).await.unwrap() {
+            Some(account) => account.balance,
+            None => 0,
+        }
+    }
+
+    pub fn request(&self, key: &str, amount: PayoutAmount) -> PayoutRequest {
+        PayoutRequest {
+            party: self.seller,
+            amount,
+            key: key.into(),
+            institution: self.bank,
+        }
+    }
+
+    pub async fn pay_out(
+        &self,
+        key: &str,
+        amount: PayoutAmount,
+    ) -> Result<Applied<payouts::Payout>, CoreError> {
+        let request = self.request(key, amount);
+        self.write(async |txn| payouts::request_in_txn(txn, &self.clock, request).await)
+            .await
+    }
+
+    pub async fn report(
+        &self,
+        e2e: &str,
+        outcome: BankOutcome,
+    ) -> Result<Applied<payouts::Payout>, CoreError> {
+        self.write(async |txn| payouts::record_outcome_in_txn(txn, &self.clock, e2e, outcome).await)
+            .await
+    }
+
+    pub async fn confirmed_destination(&self) {
+        let pending = self
+            .write(async |txn| {
+                destinations::register_in_txn(
+                    txn,
+                    &self.clock,
+                    self.seller,
+                    BankAccount::iban(IBAN)?,
+                    "Seller Ltd",
+                )
+                .await
+            })
+            .await
+            .unwrap();
+        self.write(async |txn| {
+            destinations::confirm_in_txn(txn, &self.clock, self.seller, pending.id).await
+        })
+        .await
+        .unwrap();
+    }
+
+    pub async fn assert_audit_clean(&self) {
+        let audit = ledger::audit(&self.db).await.unwrap();
+        assert!(audit.is_clean(), "{audit:?}");
+    }
+}
+
+/// A camt.054 of the bank's own account with `entries` (already `<Ntry>` elements).
+pub fn notification(message_id: &str, entries: &str) -> String {
+    format!(
+        r#"<Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.054.001.08">
+  <BkToCstmrDbtCdtNtfctn>
+    <GrpHdr><MsgId>{message_id}</MsgId></GrpHdr>
+    <Ntfctn><Id>{message_id}-1</Id>
+      <Acct><Id><IBAN>DE89370400440532013000</IBAN></Id><Ccy>USD</Ccy></Acct>
+      {entries}
+    </Ntfctn>
+  </BkToCstmrDbtCdtNtfctn>
+</Document>"#
+    )
+}
+
+pub fn entry(reference: &str, amount: &str, direction: &str, details: &str) -> String {
+    format!(
+        r#"<Ntry><Amt Ccy="USD">{amount}</Amt><CdtDbtInd>{direction}</CdtDbtInd><Sts><Cd>BOOK</Cd></Sts>
+        <BookgDt><Dt>2026-03-10</Dt></BookgDt><AcctSvcrRef>{reference}</AcctSvcrRef>
+        <NtryDtls><TxDtls>{details}</TxDtls></NtryDtls></Ntry>"#
+    )
+}
