@@ -12,7 +12,7 @@ use holdfast_core::banking::payouts::{self, BankOutcome, PayoutAmount, PayoutSta
 use holdfast_core::banking::runs::{self, InstitutionBankAccount};
 use holdfast_core::banking::statements;
 use holdfast_core::ids::PartyId;
-use holdfast_core::ledger::{self, AccountKind, Applied, NewAccount};
+use holdfast_core::ledger::{self, Applied};
 use holdfast_core::paging::{ListFilter, ListKind, Page};
 
 #[tokio::test]
@@ -366,16 +366,7 @@ async fn a_bank_run_sends_each_payout_once_from_the_institutions_account() {
 async fn statements_settle_payouts_credit_deposits_and_leave_the_rest_to_an_operator() {
     let w = world().await;
     w.confirmed_destination().await;
-    let own = InstitutionBankAccount {
-        institution: w.bank,
-        currency: USD,
-        account: BankAccount::iban("DE89 3704 0044 0532 0130 00").unwrap(),
-        bic: None,
-        holder_name: "Bank".into(),
-    };
-    w.write(async |txn| runs::set_institution_account_in_txn(txn, &w.clock, &own).await)
-        .await
-        .unwrap();
+    w.own_account().await;
     let paid = w
         .pay_out("k1", PayoutAmount::Exactly(usd(30_00)))
         .await
@@ -389,30 +380,7 @@ async fn statements_settle_payouts_credit_deposits_and_leave_the_rest_to_an_oper
     w.write(async |txn| runs::prepare_run_in_txn(txn, &w.clock, w.bank).await)
         .await
         .unwrap();
-    // A shopper's prepaid account at the bank, and the reference it was told to use.
-    let prepaid = w
-        .write(async |txn| {
-            ledger::open_account_in_txn(
-                txn,
-                &w.clock,
-                NewAccount {
-                    key: None,
-                    kind: AccountKind::Prepaid,
-                    owner: w.seller,
-                    institution: Some(w.bank),
-                    currency: USD,
-                    credit_limit: usd(0),
-                    credit_class: None,
-                },
-            )
-            .await
-        })
-        .await
-        .unwrap();
-    let reference = w
-        .write(async |txn| statements::deposit_reference_in_txn(txn, &w.clock, prepaid.id).await)
-        .await
-        .unwrap();
+    let (prepaid, reference) = w.prepaid_with_reference().await;
     assert!(statements::rf_valid(&reference), "{reference}");
     let again = w
         .write(async |txn| statements::deposit_reference_in_txn(txn, &w.clock, prepaid.id).await)

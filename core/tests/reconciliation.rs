@@ -8,13 +8,12 @@ mod bank;
 
 use bank::*;
 use chrono::{NaiveDate, TimeZone, Utc};
-use holdfast_core::banking::destinations::BankAccount;
 use holdfast_core::banking::payouts::PayoutAmount;
 use holdfast_core::banking::reconciliation::{self, DifferenceKind};
-use holdfast_core::banking::runs::{self, InstitutionBankAccount};
+use holdfast_core::banking::runs;
 use holdfast_core::banking::statements;
 use holdfast_core::entities::party_events;
-use holdfast_core::ledger::{self, AccountKind, NewAccount};
+use holdfast_core::ledger;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
 fn day() -> NaiveDate {
@@ -42,39 +41,8 @@ fn end_of_day(message_id: &str, opening: &str, closing: &str, entries: &str) -> 
 async fn a_day_reconciles_once_every_difference_has_a_reason() {
     let w = world().await;
     w.confirmed_destination().await;
-    let own = InstitutionBankAccount {
-        institution: w.bank,
-        currency: USD,
-        account: BankAccount::iban("DE89 3704 0044 0532 0130 00").unwrap(),
-        bic: None,
-        holder_name: "Bank".into(),
-    };
-    w.write(async |txn| runs::set_institution_account_in_txn(txn, &w.clock, &own).await)
-        .await
-        .unwrap();
-    let prepaid = w
-        .write(async |txn| {
-            ledger::open_account_in_txn(
-                txn,
-                &w.clock,
-                NewAccount {
-                    key: None,
-                    kind: AccountKind::Prepaid,
-                    owner: w.seller,
-                    institution: Some(w.bank),
-                    currency: USD,
-                    credit_limit: usd(0),
-                    credit_class: None,
-                },
-            )
-            .await
-        })
-        .await
-        .unwrap();
-    let reference = w
-        .write(async |txn| statements::deposit_reference_in_txn(txn, &w.clock, prepaid.id).await)
-        .await
-        .unwrap();
+    w.own_account().await;
+    let (prepaid, reference) = w.prepaid_with_reference().await;
     let paid = w
         .pay_out("k1", PayoutAmount::Exactly(usd(30_00)))
         .await

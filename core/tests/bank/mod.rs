@@ -6,6 +6,8 @@
 use chrono::{TimeZone, Utc};
 use holdfast_core::banking::destinations::{self, BankAccount};
 use holdfast_core::banking::payouts::{self, BankOutcome, PayoutAmount, PayoutRequest};
+use holdfast_core::banking::runs::{self, InstitutionBankAccount};
+use holdfast_core::banking::statements;
 use holdfast_core::clock::Clock;
 use holdfast_core::db::{self, PoolSize};
 use holdfast_core::ids::{AccountId, PartyId};
@@ -225,4 +227,53 @@ pub fn entry(reference: &str, amount: &str, direction: &str, details: &str) -> S
         <BookgDt><Dt>2026-03-10</Dt></BookgDt><AcctSvcrRef>{reference}</AcctSvcrRef>
         <NtryDtls><TxDtls>{details}</TxDtls></NtryDtls></Ntry>"#
     )
+}
+
+/// The bank's own account in the statements below.
+pub const OWN_IBAN: &str = "DE89 3704 0044 0532 0130 00";
+
+impl World {
+    /// Gives the bank its own account (where payouts leave from and deposits arrive).
+    pub async fn own_account(&self) {
+        let own = InstitutionBankAccount {
+            institution: self.bank,
+            currency: USD,
+            account: BankAccount::iban(OWN_IBAN).unwrap(),
+            bic: None,
+            holder_name: "Bank".into(),
+        };
+        self.write(async |txn| runs::set_institution_account_in_txn(txn, &self.clock, &own).await)
+            .await
+            .unwrap();
+    }
+
+    /// A shopper's prepaid account at the bank, and the deposit reference it was told to use.
+    pub async fn prepaid_with_reference(&self) -> (ledger::Account, String) {
+        let prepaid = self
+            .write(async |txn| {
+                ledger::open_account_in_txn(
+                    txn,
+                    &self.clock,
+                    NewAccount {
+                        key: None,
+                        kind: AccountKind::Prepaid,
+                        owner: self.seller,
+                        institution: Some(self.bank),
+                        currency: USD,
+                        credit_limit: usd(0),
+                        credit_class: None,
+                    },
+                )
+                .await
+            })
+            .await
+            .unwrap();
+        let reference = self
+            .write(async |txn| {
+                statements::deposit_reference_in_txn(txn, &self.clock, prepaid.id).await
+            })
+            .await
+            .unwrap();
+        (prepaid, reference)
+    }
 }
