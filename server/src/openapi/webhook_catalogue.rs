@@ -427,6 +427,17 @@ pub const EVENT_KINDS: &[EventKind] = &[
         ],
     ),
     kind(
+        "reconciliation.discrepancy",
+        "To the institution: a day's reconciliation of its own bank account is not clean.",
+        &[
+            f("currency", Text),
+            f("day", Text),
+            null("bank_closing", Text),
+            f("ledger_balance", Text),
+            f("open_items", Integer),
+        ],
+    ),
+    kind(
         "timer.retried",
         "To the operator who did it: a failed timer was put back to fire again.",
         &[
