@@ -167,7 +167,7 @@ fn report(raw: xml::Report) -> CoreResult<AccountReport> {
         .collect::<CoreResult<Vec<_>>>()?;
     Ok(AccountReport {
         id: bounded_id(raw.id)?,
-        account: compact(&account),
+        account: super::upper_without_spaces(&account),
         currency,
         opening,
         closing,
@@ -237,14 +237,6 @@ fn entry(raw: xml::Entry) -> CoreResult<Entry> {
         remittance: remittance.map(|r| r.trim().to_owned()),
         return_reason,
     })
-}
-
-fn compact(account: &str) -> String {
-    account
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .map(|c| c.to_ascii_uppercase())
-        .collect()
 }
 
 /// The documents' shape, as far as it is read.

@@ -107,12 +107,7 @@ pub enum BankAccount {
 impl BankAccount {
     /// Checks an IBAN as typed: spaces allowed (the printed form), letters in any case.
     pub fn iban(typed: &str) -> CoreResult<BankAccount> {
-        let compact: String = typed
-            .chars()
-            .filter(|c| !c.is_whitespace())
-            .map(|c| c.to_ascii_uppercase())
-            .collect();
-        match Iban::from_str(&compact) {
+        match Iban::from_str(&super::upper_without_spaces(typed)) {
             Ok(iban) => Ok(BankAccount::Iban(iban.electronic_str().to_owned())),
             Err(ParseIbanError::InvalidBaseIban {
                 source: ParseBaseIbanError::InvalidChecksum,
@@ -192,12 +187,17 @@ impl BankAccount {
         }
     }
 
-    /// The account's last four characters, for showing which account without showing it.
-    pub fn last_four(&self) -> &str {
-        let number = match self {
+    /// The IBAN, or the domestic account number, as stored (compact, upper case).
+    pub fn number(&self) -> &str {
+        match self {
             BankAccount::Iban(iban) => iban,
             BankAccount::Domestic { account_number, .. } => account_number,
-        };
+        }
+    }
+
+    /// The account's last four characters, for showing which account without showing it.
+    pub fn last_four(&self) -> &str {
+        let number = self.number();
         &number[number.len().saturating_sub(4)..]
     }
 }
@@ -209,7 +209,7 @@ impl std::fmt::Debug for BankAccount {
 }
 
 /// Upper case, without the spaces and hyphens people write account numbers with.
-fn compact(typed: &str) -> String {
+pub(crate) fn compact(typed: &str) -> String {
     typed
         .chars()
         .filter(|c| !c.is_whitespace() && *c != '-')

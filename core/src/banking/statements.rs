@@ -10,6 +10,7 @@
 //!   resolves it with a recorded reason. Nothing here corrects money on a guess.
 
 use crate::banking::camt::{self, BankStatement, Direction, Entry, StatementKind};
+use crate::banking::destinations;
 use crate::banking::payouts::{self, BankOutcome};
 use crate::banking::runs;
 use crate::clock::Clock;
@@ -99,11 +100,7 @@ pub fn rf_reference(payload: &str) -> Option<String> {
 
 /// Whether `reference` is a well-formed ISO 11649 reference (spaces ignored, any case).
 pub fn rf_valid(reference: &str) -> bool {
-    let compact: String = reference
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .map(|c| c.to_ascii_uppercase())
-        .collect();
+    let compact = super::upper_without_spaces(reference);
     if !(5..=25).contains(&compact.len()) || !compact.starts_with("RF") {
         return false;
     }
@@ -161,11 +158,7 @@ async fn account_of_reference(
     db: &impl ConnectionTrait,
     reference: &str,
 ) -> CoreResult<Option<AccountId>> {
-    let compact: String = reference
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .map(|c| c.to_ascii_uppercase())
-        .collect();
+    let compact = super::upper_without_spaces(reference);
     if !rf_valid(&compact) {
         return Ok(None);
     }
@@ -192,7 +185,8 @@ pub async fn import_in_txn(
     for report in &statement.reports {
         let account = own
             .iter()
-            .find(|a| account_number(&a.account) == report.account)
+            // Compared as stored: a domestic number without its hyphens.
+            .find(|a| a.account.number() == destinations::compact(&report.account))
             .filter(|a| report.currency.is_none_or(|c| c == a.currency))
             .ok_or_else(|| {
                 CoreError::invalid(
@@ -246,15 +240,6 @@ pub async fn import_in_txn(
         }
     }
     Ok(Applied::New(summary))
-}
-
-fn account_number(account: &crate::banking::destinations::BankAccount) -> String {
-    match account {
-        crate::banking::destinations::BankAccount::Iban(iban) => iban.clone(),
-        crate::banking::destinations::BankAccount::Domestic { account_number, .. } => {
-            account_number.clone()
-        }
-    }
 }
 
 fn entry_count(statement: &BankStatement) -> i32 {
