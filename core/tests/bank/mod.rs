@@ -1,5 +1,7 @@
 //! The world the bank-side tests share: a bank, a seller whose withdrawal account holds
-//! 100.00, and helpers to pay out, report the bank's outcomes and write statements.
+//! 100.00, and helpers to pay out, report the bank's outcomes and write statements. Each test
+//! has a database of its own: an in-memory SQLite one, or — when `TEST_DATABASE_URL` names a
+//! PostgreSQL server — a fresh PostgreSQL database created for the test and dropped after it.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
@@ -17,7 +19,7 @@ use holdfast_core::ledger::{
 use holdfast_core::parties::{self, NewParty, Role};
 use holdfast_core::{CoreError, Currency, Money};
 use holdfast_migrations::{Migrator, MigratorTrait};
-use sea_orm::{DatabaseConnection, DatabaseTransaction};
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction};
 
 pub const USD: Currency = Currency::USD;
 pub const IBAN: &str = "DE44 5001 0517 5407 3249 31";
@@ -26,22 +28,91 @@ pub fn usd(minor: i64) -> Money {
     Money::from_minor(minor, USD).unwrap()
 }
 
+/// The PostgreSQL server the tests run on, when `TEST_DATABASE_URL` names one.
+pub fn postgres_url() -> Option<String> {
+    std::env::var("TEST_DATABASE_URL")
+        .ok()
+        .filter(|url| url.starts_with("postgres"))
+}
+
+/// A PostgreSQL database made for one test, dropped (whoever is still connected) with it.
+pub struct PostgresDatabase {
+    admin_url: String,
+    name: String,
+    pub url: String,
+}
+
+impl PostgresDatabase {
+    pub async fn create(admin_url: &str) -> PostgresDatabase {
+        let name = format!("holdfast_core_test_{}", uuid::Uuid::new_v4().simple());
+        let admin = Database::connect(admin_url)
+            .await
+            .expect("TEST_DATABASE_URL");
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+            .await
+            .unwrap();
+        admin.close().await.unwrap();
+        let mut url = url::Url::parse(admin_url).expect("TEST_DATABASE_URL is a URL");
+        url.set_path(&format!("/{name}"));
+        PostgresDatabase {
+            admin_url: admin_url.to_owned(),
+            name,
+            url: url.to_string(),
+        }
+    }
+}
+
+impl Drop for PostgresDatabase {
+    fn drop(&mut self) {
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        // Drop cannot await; a short-lived runtime on its own thread can.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                if let Ok(admin) = Database::connect(&admin_url).await {
+                    let _ = admin
+                        .execute_unprepared(&format!(
+                            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                        ))
+                        .await;
+                    let _ = admin.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
 pub struct World {
     pub db: DatabaseConnection,
     pub clock: Clock,
     pub bank: PartyId,
     pub seller: PartyId,
     pub withdrawal: AccountId,
+    /// Declared last, so the pool closes before the database is dropped.
+    _postgres: Option<PostgresDatabase>,
 }
 
 /// A bank, and a seller whose withdrawal account holds 100.00 (credited from the bank's
 /// external account, as a settlement would from a freezing account).
 pub async fn world() -> World {
+    let postgres = match postgres_url() {
+        Some(admin_url) => Some(PostgresDatabase::create(&admin_url).await),
+        None => None,
+    };
+    let url = postgres
+        .as_ref()
+        .map_or("sqlite::memory:", |pg| pg.url.as_str());
+    // Several PostgreSQL connections, so the race tests' transactions really overlap.
     let db = db::connect(
-        "sqlite::memory:",
+        url,
         PoolSize {
             sqlite: 1,
-            postgres: 1,
+            postgres: 10,
         },
     )
     .await
@@ -119,6 +190,7 @@ pub async fn world() -> World {
         bank,
         seller,
         withdrawal,
+        _postgres: postgres,
     }
 }
 
