@@ -218,3 +218,36 @@ async fn a_credit_whose_reference_has_wrong_check_digits_is_no_deposit() {
     );
     w.assert_audit_clean().await;
 }
+
+#[tokio::test]
+async fn a_credit_without_the_banks_own_reference_is_never_deposited_twice() {
+    let w = world().await;
+    w.own_account().await;
+    let (prepaid, reference) = w.prepaid_with_reference().await;
+    let sent_as = |message_id: &str| {
+        fixture(
+            "camt054_deposit_without_bank_reference.xml",
+            &[("MSG_ID", message_id), ("REFERENCE", &reference)],
+        )
+    };
+    // Without a reference of the bank's, a repeat cannot be told from a second transfer, so
+    // neither is booked by itself: an operator decides.
+    for message_id in ["NTF-NOREF-1", "EOD-NOREF-1"] {
+        let summary = import(&w, &sent_as(message_id)).await.unwrap().into_inner();
+        assert_eq!((summary.deposits, summary.for_operator), (0, 1));
+    }
+    assert_eq!(
+        ledger::get_account(&w.db, prepaid.id)
+            .await
+            .unwrap()
+            .balance,
+        0
+    );
+    let waiting = bank_entries::Entity::find()
+        .filter(bank_entries::Column::Status.eq(EntryStatus::Mismatch))
+        .all(&w.db)
+        .await
+        .unwrap();
+    assert_eq!(waiting.len(), 2);
+    w.assert_audit_clean().await;
+}

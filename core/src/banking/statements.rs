@@ -383,16 +383,27 @@ async fn match_entry_in_txn(
         && let Some(reference) = &entry.remittance
         && let Some(account) = account_of_reference(txn, reference).await?
     {
-        deposit_from_entry(
-            txn,
-            clock,
-            institution,
-            &row,
-            account,
-            entry.amount,
-            summary,
-        )
-        .await?
+        if row.reference.is_none() {
+            // Entries are recognised when repeated (the day's statement after a notification)
+            // by the bank's own reference; without one, a repeat stores again and would
+            // deposit the money a second time, so an operator decides.
+            Outcome::Mismatch(
+                "names a deposit reference, but the bank gave the entry no reference of its \
+                 own to recognise a repeat by"
+                    .into(),
+            )
+        } else {
+            deposit_from_entry(
+                txn,
+                clock,
+                institution,
+                &row,
+                account,
+                entry.amount,
+                summary,
+            )
+            .await?
+        }
     } else {
         Outcome::Unmatched
     };
