@@ -142,10 +142,10 @@ async fn payouts_racing_for_one_withdrawal_account_never_overdraw_it() {
         }
     }
     assert!(paid_out > 0, "someone was paid");
-    assert!(paid_out <= 100_00, "{paid_out}");
+    assert!(paid_out <= 10_000, "{paid_out}");
     let left = w.balance(w.withdrawal).await;
     assert!(left >= 0, "overdrawn: {left}");
-    assert_eq!(left + paid_out, 100_00);
+    assert_eq!(left + paid_out, 10_000);
     assert_eq!(w.in_transit().await, paid_out);
     w.assert_audit_clean().await;
 }
