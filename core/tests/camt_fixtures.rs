@@ -251,3 +251,55 @@ async fn a_credit_without_the_banks_own_reference_is_never_deposited_twice() {
     assert_eq!(waiting.len(), 2);
     w.assert_audit_clean().await;
 }
+
+#[tokio::test]
+async fn a_payout_debit_without_the_banks_own_reference_counts_once_in_the_books() {
+    let w = world().await;
+    let (payout, reported) = two_sent_payouts(&w).await;
+    // The notification's entry stripped of the bank's reference, sent again as the day's
+    // statement would (another message id): the second cannot be recognised as a repeat.
+    let without_reference = |message_id: &str| {
+        fixture("camt054_intraday.xml", &[("E2E", &payout.end_to_end_id)])
+            .replace("<AcctSvcrRef>DAY-1</AcctSvcrRef>", "")
+            .replace("NTF-DAY-1", message_id)
+    };
+    let first = import(&w, &without_reference("NTF-NOREF-1"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((first.payouts_paid, first.for_operator), (1, 0));
+    let day = chrono::NaiveDate::from_ymd_opt(2026, 3, 10).unwrap();
+    let books = async || {
+        holdfast_core::banking::reconciliation::reconcile(&w.db, w.bank, USD, day)
+            .await
+            .unwrap()
+            .ledger_balance
+    };
+    let before = books().await;
+    let repeat = import(&w, &without_reference("EOD-NOREF-1"))
+        .await
+        .unwrap()
+        .into_inner();
+    // Not paid a second time, and not linked to the payout's transfer again (the books would
+    // count its money twice): an operator sees the repeat.
+    assert_eq!((repeat.payouts_paid, repeat.for_operator), (0, 1));
+    assert_eq!(books().await, before);
+    assert_eq!(payout_now(&w, &payout).await.status, PayoutStatus::Paid);
+    assert_eq!(w.in_transit().await, 20_00);
+
+    // An outcome reported before any statement (not through an entry): the statement's entry
+    // is the first to account for its transfer, and is matched to it.
+    w.report(&reported.end_to_end_id, payouts::BankOutcome::Paid)
+        .await
+        .unwrap();
+    let statement = fixture("camt054_intraday.xml", &[("E2E", &reported.end_to_end_id)])
+        .replace("30.00", "20.00")
+        .replace("DAY-1", "DAY-2");
+    let summary = import(&w, &statement).await.unwrap().into_inner();
+    assert_eq!((summary.payouts_paid, summary.for_operator), (1, 0));
+    let stored = entry_by_reference(&w, "DAY-2").await;
+    assert_eq!(stored.status, EntryStatus::Matched);
+    assert!(stored.transfer_id.is_some());
+    assert_eq!(w.in_transit().await, 0);
+    w.assert_audit_clean().await;
+}

@@ -356,16 +356,26 @@ async fn match_entry_in_txn(
                 let paid = bank_outcome == BankOutcome::Paid;
                 match payouts::record_outcome_in_txn(txn, clock, e2e, bank_outcome).await {
                     Ok(applied) => {
+                        let repeated = !applied.is_new();
                         let settled = applied.into_inner();
-                        if paid {
-                            summary.payouts_paid += 1;
-                        } else {
-                            summary.payouts_returned += 1;
-                        }
                         let transfer = payout_transfer(txn, &settled, paid).await?;
-                        Outcome::Matched {
-                            transfer,
-                            payout: Some(settled.id.uuid()),
+                        // Another entry (under another bank reference, or none) reported this
+                        // outcome and is linked to its transfer: linking this one too would
+                        // count the money twice in the books.
+                        if repeated && linked_to_an_entry(txn, transfer).await? {
+                            Outcome::Mismatch(
+                                "repeats an outcome of the payout another entry reported".into(),
+                            )
+                        } else {
+                            if paid {
+                                summary.payouts_paid += 1;
+                            } else {
+                                summary.payouts_returned += 1;
+                            }
+                            Outcome::Matched {
+                                transfer,
+                                payout: Some(settled.id.uuid()),
+                            }
                         }
                     }
                     Err(CoreError::InvalidTransition { .. }) => {
@@ -451,6 +461,18 @@ async fn payout_transfer(
         .one(db)
         .await?
         .map(|t| t.id))
+}
+
+/// Whether a stored entry already accounts for `transfer` (the books count it through it).
+async fn linked_to_an_entry(db: &impl ConnectionTrait, transfer: Option<Uuid>) -> CoreResult<bool> {
+    let Some(transfer) = transfer else {
+        return Ok(false);
+    };
+    Ok(bank_entries::Entity::find()
+        .filter(bank_entries::Column::TransferId.eq(transfer))
+        .count(db)
+        .await?
+        > 0)
 }
 
 async fn deposit_from_entry(
