@@ -335,3 +335,65 @@ async fn paid_and_returned_racing_leave_one_consistent_state() {
     assert_eq!(w.balance(w.withdrawal).await, 50_00 + returned_total);
     w.assert_audit_clean().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_notification_and_the_days_statement_imported_at_once_settle_each_entry_once() {
+    let Some(w) = postgres_world().await else {
+        return;
+    };
+    let payouts = sent(&w, &[30_00, 20_00]).await;
+    let debit = |reference: &str, payout: &Payout| {
+        entry(
+            reference,
+            &payout.amount.amount().to_string(),
+            "DBIT",
+            &format!(
+                "<Refs><EndToEndId>{}</EndToEndId></Refs>",
+                payout.end_to_end_id
+            ),
+        )
+    };
+    // The same two bookings, in opposite orders, under two message ids.
+    let (first, second) = (debit("B1", &payouts[0]), debit("B2", &payouts[1]));
+    let files = [
+        notification("N1", &format!("{first}{second}")),
+        notification("EOD1", &format!("{second}{first}")),
+    ];
+    let summaries = race(&w, 4, move |w, task| {
+        let xml = files[task % 2].clone();
+        async move {
+            // As a retrying importer would: a lost race is tried again, never dropped.
+            for _ in 0..20 {
+                let result = attempt(&w, async |txn| {
+                    statements::import_in_txn(txn, &w.clock, w.bank, &xml).await
+                })
+                .await;
+                match result {
+                    Err(error) if retryable(&error) => continue,
+                    other => return other.unwrap(),
+                }
+            }
+            panic!("still refused after 20 attempts");
+        }
+    })
+    .await;
+    let paid: u32 = summaries
+        .iter()
+        .filter(|s| s.is_new())
+        .map(|s| s.clone().into_inner().payouts_paid)
+        .sum();
+    let for_operator: u32 = summaries
+        .iter()
+        .map(|s| s.clone().into_inner().for_operator)
+        .sum();
+    assert_eq!((paid, for_operator), (2, 0));
+    let entries = bank_entries::Entity::find().count(&w.db).await.unwrap();
+    assert_eq!(entries, 2);
+    for payout in &payouts {
+        let now = payouts::get(&w.db, w.seller, payout.id).await.unwrap();
+        assert_eq!(now.status, PayoutStatus::Paid);
+    }
+    assert_eq!(w.in_transit().await, 0);
+    assert_eq!(w.balance(w.withdrawal).await, 50_00);
+    w.assert_audit_clean().await;
+}
