@@ -10,10 +10,12 @@ mod bank;
 
 use bank::*;
 use holdfast_core::CoreError;
+use holdfast_core::banking::destinations::{self, BankAccount, DestinationStatus};
 use holdfast_core::banking::payouts::{self, BankOutcome, Payout, PayoutAmount, PayoutStatus};
 use holdfast_core::banking::{runs, statements};
 use holdfast_core::db;
-use holdfast_core::entities::{bank_entries, transfers};
+use holdfast_core::entities::{bank_entries, payout_destinations, transfers};
+use holdfast_core::ids::PayoutDestinationId;
 use holdfast_core::ledger::Applied;
 use sea_orm::{ColumnTrait, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter};
 use std::collections::HashSet;
@@ -396,4 +398,76 @@ async fn a_notification_and_the_days_statement_imported_at_once_settle_each_entr
     assert_eq!(w.in_transit().await, 0);
     assert_eq!(w.balance(w.withdrawal).await, 50_00);
     w.assert_audit_clean().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn destinations_registered_and_confirmed_at_once_leave_one_pending_and_one_active() {
+    let Some(w) = postgres_world().await else {
+        return;
+    };
+    const IBANS: [&str; 4] = [
+        "GB82 WEST 1234 5698 7654 32",
+        "FR14 2004 1010 0505 0001 3M02 606",
+        "NL91 ABNA 0417 1643 00",
+        "BE68 5390 0754 7034",
+    ];
+    let registered = race(&w, 4, |w, task| async move {
+        attempt(&w, async |txn| {
+            destinations::register_in_txn(
+                txn,
+                &w.clock,
+                w.seller,
+                BankAccount::iban(IBANS[task])?,
+                "Seller Ltd",
+            )
+            .await
+        })
+        .await
+    })
+    .await;
+    for result in &registered {
+        if let Err(error) = result {
+            assert!(retryable(error), "{error:?}");
+        }
+    }
+    let of_seller = |status: DestinationStatus| {
+        let w = Arc::clone(&w);
+        async move {
+            payout_destinations::Entity::find()
+                .filter(payout_destinations::Column::PartyId.eq(w.seller.uuid()))
+                .filter(payout_destinations::Column::Status.eq(status))
+                .all(&w.db)
+                .await
+                .unwrap()
+        }
+    };
+    let pending = of_seller(DestinationStatus::Pending).await;
+    assert_eq!(pending.len(), 1);
+    let pending = PayoutDestinationId::from_uuid(pending[0].id);
+
+    let confirmed = race(&w, 4, move |w, _| async move {
+        attempt(&w, async |txn| {
+            destinations::confirm_in_txn(txn, &w.clock, w.seller, pending).await
+        })
+        .await
+    })
+    .await;
+    let mut confirmations = 0;
+    for result in &confirmed {
+        match result {
+            Ok(destination) => {
+                confirmations += 1;
+                assert_eq!(destination.id, pending);
+            }
+            Err(error) => assert!(
+                retryable(error) || matches!(error, CoreError::InvalidTransition { .. }),
+                "{error:?}"
+            ),
+        }
+    }
+    assert_eq!(confirmations, 1);
+    let active = of_seller(DestinationStatus::Active).await;
+    assert_eq!(active.len(), 1);
+    assert_eq!(active[0].id, pending.uuid());
+    assert!(of_seller(DestinationStatus::Pending).await.is_empty());
 }
