@@ -449,12 +449,18 @@ async fn unused_number(
     Err(CoreError::Busy)
 }
 
+/// The card, read once per writing call (a call that checks the paying card twice reads it
+/// once; a change of the card in the call reads it again).
 pub async fn get_card(db: &impl ConnectionTrait, id: CardId) -> CoreResult<Card> {
-    cards::Entity::find_by_id(id.uuid())
+    if let Some(row) = crate::write_buffer::card_read_before(db, id.uuid()) {
+        return Ok(Card::from(row));
+    }
+    let row = cards::Entity::find_by_id(id.uuid())
         .one(db)
         .await?
-        .map(Card::from)
-        .ok_or(CoreError::NotFound("card"))
+        .ok_or(CoreError::NotFound("card"))?;
+    crate::write_buffer::card_read(db, &row);
+    Ok(Card::from(row))
 }
 
 pub async fn find_by_number(
@@ -521,6 +527,7 @@ async fn set_status_in_txn(
     status: CardStatus,
     replaced_by: Option<CardId>,
 ) -> CoreResult<()> {
+    crate::write_buffer::forget_card(txn, card.id.uuid());
     cards::ActiveModel {
         id: Set(card.id.uuid()),
         status: Set(status),

@@ -3,15 +3,15 @@
 //! reports.
 
 use crate::clock::Clock;
-use crate::entities::{party_events, webhook_endpoints};
+use crate::entities::party_events;
 use crate::error::CoreResult;
 use crate::ids::PartyId;
 use crate::outbox::{self, Channel};
+use crate::write_buffer;
 use chrono::{DateTime, Utc};
 use sea_orm::entity::prelude::*;
 use sea_orm::{
-    ActiveValue::Set, ConnectionTrait, DatabaseTransaction, DbBackend, QueryFilter, QueryOrder,
-    QuerySelect, QueryTrait, Statement,
+    ActiveValue::Set, ConnectionTrait, DatabaseTransaction, QueryFilter, QueryOrder, QuerySelect,
 };
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -51,41 +51,10 @@ pub async fn publish_in_txn(
         payload: Set(payload.clone()),
         created_at: Set(now),
     };
-    let endpoints = match txn.get_database_backend() {
-        // One round trip: the feed's row is written by a data-modifying CTE of the query
-        // that finds the party's active endpoints.
-        DbBackend::Postgres => {
-            let insert = party_events::Entity::insert(row)
-                .query()
-                .to_owned()
-                .build(sea_orm::sea_query::PostgresQueryBuilder);
-            let (sql, mut values) = insert;
-            let party_at = values.0.len() + 1;
-            values.0.push(party.uuid().into());
-            let find = format!(
-                "WITH recorded AS ({sql}) SELECT id, party_id, url, secret, active, created_at \
-                 FROM webhook_endpoints WHERE party_id = ${party_at} AND active"
-            );
-            webhook_endpoints::Entity::find()
-                .from_raw_sql(Statement::from_sql_and_values(
-                    DbBackend::Postgres,
-                    find,
-                    values,
-                ))
-                .all(txn)
-                .await?
-        }
-        _ => {
-            party_events::Entity::insert(row)
-                .exec_without_returning(txn)
-                .await?;
-            webhook_endpoints::Entity::find()
-                .filter(webhook_endpoints::Column::PartyId.eq(party.uuid()))
-                .filter(webhook_endpoints::Column::Active.eq(true))
-                .all(txn)
-                .await?
-        }
-    };
+    // Written with the transaction's other events just before it commits; the endpoints are
+    // read once per transaction and party.
+    write_buffer::insert_party_event(txn, row).await?;
+    let endpoints = write_buffer::active_endpoints(txn, party.uuid()).await?;
     for endpoint in endpoints {
         outbox::enqueue_in_txn(
             txn,

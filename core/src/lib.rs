@@ -38,6 +38,7 @@ pub mod timers;
 pub mod vertical;
 pub mod webhook_target;
 pub mod webhooks;
+pub mod write_buffer;
 
 pub use clock::Clock;
 pub use error::{CoreError, CoreResult, ErrorKind};

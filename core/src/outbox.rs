@@ -138,7 +138,7 @@ pub async fn enqueue_in_txn(
     event: Option<Uuid>,
 ) -> CoreResult<()> {
     let now = clock.now();
-    outbox::Entity::insert(outbox::ActiveModel {
+    let row = outbox::ActiveModel {
         id: Set(OutboxMessageId::new().uuid()),
         channel: Set(channel),
         destination: Set(destination),
@@ -152,9 +152,9 @@ pub async fn enqueue_in_txn(
         delivered_at: Set(None),
         last_status_code: Set(None),
         event_id: Set(event),
-    })
-    .exec_without_returning(txn)
-    .await?;
+    };
+    // Written with the transaction's other messages just before it commits.
+    crate::write_buffer::insert_outbox(txn, vec![row]).await?;
     Ok(())
 }
 

@@ -290,7 +290,8 @@ async fn fire_leased(
     // subject is locked, the timer claimed, the handler's `_in_txn` use case run, and the timer
     // finished, all or nothing.
     let txn = db::begin_write(db).await?;
-    let result = async {
+    // The handler's events and messages are written together just before the commit.
+    let result = crate::write_buffer::buffered(&txn, async {
         handler.lock_subject(&txn, &timer).await?;
         let still_pending = timers::Entity::find_by_id(timer.id.uuid())
             .filter(timers::Column::Status.eq(TimerStatus::Pending))
@@ -317,7 +318,7 @@ async fn fire_leased(
         .await?;
         handler.fire(&txn, &timer).await?;
         Ok::<bool, crate::CoreError>(true)
-    }
+    })
     .await;
     match result {
         Ok(true) => {

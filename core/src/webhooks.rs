@@ -91,6 +91,7 @@ pub async fn register_in_txn(
     })
     .exec_without_returning(txn)
     .await?;
+    crate::write_buffer::forget_endpoints(txn, party.uuid());
     Ok(Registered {
         endpoint: Endpoint {
             id,
@@ -130,6 +131,7 @@ pub async fn deactivate_in_txn(
     }
     .update(txn)
     .await?;
+    crate::write_buffer::forget_endpoints(txn, party.uuid());
     Ok(())
 }
 

@@ -123,7 +123,10 @@ impl AppState {
         // this commits.
         let value = holdfast_core::outcomes::after_commit(async {
             let txn = db::begin_write(&self.db).await?;
-            let value = use_case(&txn, &self.core).await?;
+            // Events and outbox rows are written together just before the commit.
+            let value =
+                holdfast_core::write_buffer::buffered(&txn, Box::pin(use_case(&txn, &self.core)))
+                    .await?;
             txn.commit().await?;
             Ok::<T, E>(value)
         })

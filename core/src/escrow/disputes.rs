@@ -170,6 +170,37 @@ pub async fn record_delivery_in_txn(
     move_to_in_txn(txn, core, case, to, "delivered", None).await
 }
 
+/// [`record_delivery_in_txn`] for a case that may not have been dispatched yet (a parcel
+/// delivered without an earlier tracking point): both steps in one update of the case, each
+/// with its entry in the history.
+#[tracing::instrument(name = "escrow.record_dispatch_and_delivery", level = "debug", skip_all, fields(case_id = %case.id))]
+pub async fn record_dispatch_and_delivery_in_txn(
+    txn: &DatabaseTransaction,
+    core: &Core,
+    case: &mut EscrowCase,
+    handed_over: &OrderNumber,
+) -> CoreResult<()> {
+    if case.state != CaseState::Frozen {
+        return record_delivery_in_txn(txn, core, case, handed_over).await;
+    }
+    if handed_over != &case.order_number {
+        return Err(CoreError::invalid(
+            "the order number handed over is not this order's",
+        ));
+    }
+    let dispatched = case.state.dispatch()?;
+    let delivered = dispatched.record_delivery()?;
+    case.delivered_at = Some(core.clock.now());
+    move_through_in_txn(
+        txn,
+        core,
+        case,
+        &[(dispatched, "dispatched"), (delivered, "delivered")],
+        None,
+    )
+    .await
+}
+
 /// Adds a line to the case's history that changes no state (a tracking point, a message).
 pub async fn note_in_txn(
     txn: &DatabaseTransaction,

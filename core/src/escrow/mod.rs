@@ -413,6 +413,22 @@ async fn move_to_in_txn(
     event: &str,
     detail: Option<String>,
 ) -> CoreResult<()> {
+    move_through_in_txn(txn, core, case, &[(to, event)], detail).await
+}
+
+/// Writes transitions that follow one another (`steps`, each the state reached and its event)
+/// as one update of the case to the last, guarded by the state the first was computed from,
+/// and one history entry per step; `detail` goes with the last.
+async fn move_through_in_txn(
+    txn: &DatabaseTransaction,
+    core: &Core,
+    case: &mut EscrowCase,
+    steps: &[(CaseState, &str)],
+    detail: Option<String>,
+) -> CoreResult<()> {
+    let Some(&(to, _)) = steps.last() else {
+        return Ok(());
+    };
     let now = core.clock.now();
     let result = escrow_cases::Entity::update_many()
         .col_expr(escrow_cases::Column::State, Expr::value(to))
@@ -437,10 +453,25 @@ async fn move_to_in_txn(
         // The row lock makes this unreachable; the guard keeps it so without one.
         return Err(CoreError::Busy);
     }
-    let from = case.state;
+    let mut from = case.state;
     case.state = to;
     case.updated_at = now;
-    record_event_in_txn(txn, core, case.id, event, Some(from), Some(to), detail).await
+    let mut detail = detail;
+    let mut events = Vec::with_capacity(steps.len());
+    for (at, &(reached, kind)) in steps.iter().enumerate() {
+        events.push(NewCaseEvent {
+            kind,
+            from: Some(from),
+            to: Some(reached),
+            detail: if at + 1 == steps.len() {
+                detail.take()
+            } else {
+                None
+            },
+        });
+        from = reached;
+    }
+    record_events_in_txn(txn, core, case.id, events).await
 }
 
 pub async fn record_event_in_txn(
@@ -487,7 +518,7 @@ pub async fn record_events_in_txn(
         return Ok(());
     }
     let at = core.clock.now();
-    case_events::Entity::insert_many(events.into_iter().map(|event| case_events::ActiveModel {
+    let rows = events.into_iter().map(|event| case_events::ActiveModel {
         id: Set(Uuid::now_v7()),
         case_id: Set(case.uuid()),
         kind: Set(event.kind.to_owned()),
@@ -495,9 +526,9 @@ pub async fn record_events_in_txn(
         to_state: Set(event.to.map(|s| s.as_str().to_owned())),
         detail: Set(event.detail),
         at: Set(at),
-    }))
-    .exec_without_returning(txn)
-    .await?;
+    });
+    // Written with the transaction's other events just before it commits.
+    crate::write_buffer::insert_case_events(txn, rows.collect()).await?;
     Ok(())
 }
 
@@ -514,6 +545,8 @@ pub const MAX_EVENTS: u64 = 200;
 
 /// The case's history, oldest first.
 pub async fn events(db: &impl ConnectionTrait, case: CaseId) -> CoreResult<Vec<CaseEvent>> {
+    // Inside a writing call, its own events are read too.
+    crate::write_buffer::flush_for(db).await?;
     Ok(case_events::Entity::find()
         .filter(case_events::Column::CaseId.eq(case.uuid()))
         .order_by_asc(case_events::Column::At)

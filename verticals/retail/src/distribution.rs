@@ -428,10 +428,7 @@ pub async fn record_tracking_in_txn(
             let handed = entry.order_number.as_ref().ok_or_else(|| {
                 CoreError::invalid("a delivery records the order number the buyer handed over")
             })?;
-            if matches!(case.state, CaseState::Frozen) {
-                escrow::record_dispatch_in_txn(txn, core, &mut case).await?;
-            }
-            escrow::record_delivery_in_txn(txn, core, &mut case, handed).await?;
+            escrow::record_dispatch_and_delivery_in_txn(txn, core, &mut case, handed).await?;
             status = ParcelStatus::Delivered;
             delivered_at = Some(now);
         }
