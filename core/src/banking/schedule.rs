@@ -156,7 +156,7 @@ pub async fn lock_timer_subject_in_txn(txn: &DatabaseTransaction, party: Uuid) -
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Swept {
     /// Paid out (or, fired again the same day, the day's payout found again).
-    Paid(Applied<Payout>),
+    Paid(Box<Applied<Payout>>),
     /// Less than the minimum on the account, or no confirmed destination: nothing moved.
     Skipped,
     /// The schedule is off (or gone): nothing moved and no next sweep.
@@ -212,7 +212,7 @@ pub async fn sweep_in_txn(
     )
     .await
     {
-        Ok(applied) => Ok(Swept::Paid(applied)),
+        Ok(applied) => Ok(Swept::Paid(Box::new(applied))),
         Err(CoreError::PayoutDestinationRequired) => Ok(Swept::Skipped),
         Err(other) => Err(other),
     }
