@@ -89,6 +89,8 @@ pub enum TimerKind {
     InsuranceRecheckDeadline,
     /// An approved card-present authorisation was never captured.
     CardPresentCaptureDeadline,
+    /// A payee's daily sweep of its withdrawal account to its bank.
+    PayoutSweep,
 }
 
 impl TimerKind {
@@ -106,6 +108,7 @@ impl TimerKind {
             TimerKind::InsuranceConfirmationDeadline => "insurance_confirmation_deadline",
             TimerKind::InsuranceRecheckDeadline => "insurance_recheck_deadline",
             TimerKind::CardPresentCaptureDeadline => "card_present_capture_deadline",
+            TimerKind::PayoutSweep => "payout_sweep",
         }
     }
 }

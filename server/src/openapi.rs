@@ -19,7 +19,8 @@ delivery. Errors are `{\"error\":{\"code\",\"message\",\"request_id\"}}` with st
     modifiers(&BearerAuth),
     tags(
         (name = "system"), (name = "auth"), (name = "phone", description = "Phone challenges and the phone simulator"),
-        (name = "accounts"), (name = "cards"), (name = "institution"), (name = "operator"), (name = "retail"), (name = "distributor"), (name = "webhooks"),
+        (name = "accounts"), (name = "cards"), (name = "institution"), (name = "operator"), (name = "retail"), (name = "distributor"),
+        (name = "payee", description = "Payout destinations, payouts and the daily sweep of suppliers, drugstores and insurers"), (name = "webhooks"),
         (name = "pharmacy", description = "Prescriptions between hospitals and drugstores, paid through escrow"),
         (name = "insurance", description = "Insurers, products, policies, premiums, certificates \
 and the insurer's settlement: a purchase confirmed on the phone, premiums held in escrow until \

@@ -148,6 +148,27 @@ impl BankAccount {
         })
     }
 
+    /// The account as a payee typed it: an IBAN, or a bank code and an account number (a
+    /// field left empty counts as not given).
+    pub fn typed(
+        iban: Option<&str>,
+        bank_code: Option<&str>,
+        account_number: Option<&str>,
+    ) -> CoreResult<BankAccount> {
+        fn given(field: Option<&str>) -> Option<&str> {
+            field.filter(|text| !text.trim().is_empty())
+        }
+        match (given(iban), given(bank_code), given(account_number)) {
+            (Some(iban), None, None) => BankAccount::iban(iban),
+            (None, Some(bank_code), Some(account_number)) => {
+                BankAccount::domestic(bank_code, account_number)
+            }
+            _ => Err(CoreError::InvalidBankAccount(
+                "give either an IBAN, or a bank code and an account number",
+            )),
+        }
+    }
+
     pub fn scheme(&self) -> Scheme {
         match self {
             BankAccount::Iban(_) => Scheme::Iban,

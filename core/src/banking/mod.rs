@@ -14,7 +14,9 @@ pub(crate) fn upper_without_spaces(text: &str) -> String {
 pub mod camt;
 pub mod destinations;
 pub mod pain001;
+pub mod payee;
 pub mod payouts;
 pub mod reconciliation;
 pub mod runs;
+pub mod schedule;
 pub mod statements;

@@ -75,7 +75,17 @@ pub enum PayoutAmount {
 }
 
 impl PayoutAmount {
-    fn currency(self) -> Currency {
+    /// `all`, or an amount in `currency` (`"250.00"`).
+    pub fn parse(typed: &str, currency: Currency) -> CoreResult<PayoutAmount> {
+        let typed = typed.trim();
+        if typed.eq_ignore_ascii_case("all") {
+            Ok(PayoutAmount::All(currency))
+        } else {
+            Ok(PayoutAmount::Exactly(Money::parse(typed, currency)?))
+        }
+    }
+
+    pub fn currency(self) -> Currency {
         match self {
             PayoutAmount::All(currency) => currency,
             PayoutAmount::Exactly(money) => money.currency(),

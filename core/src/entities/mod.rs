@@ -21,6 +21,7 @@ pub mod outbox;
 pub mod parties;
 pub mod party_events;
 pub mod payout_destinations;
+pub mod payout_schedules;
 pub mod payouts;
 pub mod phone_inbox;
 pub mod postings;

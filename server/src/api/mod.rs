@@ -11,6 +11,7 @@ pub mod insurance;
 pub mod metrics;
 pub mod operator;
 pub mod paging;
+pub mod payee;
 pub mod pharmacy;
 pub mod phone;
 pub mod readiness;
@@ -60,6 +61,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(cards::routes())
         .merge(institution::routes())
         .merge(supplier::routes())
+        .merge(payee::routes())
         .merge(distributor::routes())
         .merge(webhooks::routes())
         .merge(retail::routes())

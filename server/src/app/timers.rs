@@ -3,6 +3,8 @@
 
 use super::{AppError, AppResult};
 use holdfast_card_present as card_present;
+use holdfast_core::banking::schedule;
+use holdfast_core::ids::PartyId;
 use holdfast_core::timers::{Timer, TimerHandler};
 use holdfast_core::{Core, CoreResult, TimerKind, escrow};
 use holdfast_retail::auctions;
@@ -16,6 +18,7 @@ enum Owner {
     Pharmacy,
     Insurance,
     CardPresent,
+    Payouts,
 }
 
 fn owner(kind: TimerKind) -> Owner {
@@ -32,6 +35,7 @@ fn owner(kind: TimerKind) -> Owner {
         | TimerKind::InsuranceConfirmationDeadline
         | TimerKind::InsuranceRecheckDeadline => Owner::Insurance,
         TimerKind::CardPresentCaptureDeadline => Owner::CardPresent,
+        TimerKind::PayoutSweep => Owner::Payouts,
     }
 }
 
@@ -51,6 +55,7 @@ pub async fn lock_subject_in_txn(
             holdfast_insurance::hooks::lock_timer_subject_in_txn(txn, kind, subject).await?
         }
         Owner::CardPresent => card_present::lock_timer_subject_in_txn(txn, subject).await?,
+        Owner::Payouts => schedule::lock_timer_subject_in_txn(txn, subject).await?,
     }
     Ok(())
 }
@@ -75,6 +80,9 @@ pub async fn fire_in_txn(
             holdfast_insurance::hooks::fire_timer_in_txn(txn, core, kind, subject).await?
         }
         Owner::CardPresent => card_present::fire_timer_in_txn(txn, core, kind, subject).await?,
+        Owner::Payouts => {
+            schedule::sweep_in_txn(txn, &core.clock, PartyId::from_uuid(subject)).await?;
+        }
     }
     Ok(())
 }
@@ -114,6 +122,7 @@ mod tests {
                 Owner::Pharmacy => "pharmacy_",
                 Owner::Insurance => "insurance_",
                 Owner::CardPresent => "card_present_",
+                Owner::Payouts => "payout_",
             };
             assert!(name.starts_with(expected), "{name}");
         }

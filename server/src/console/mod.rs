@@ -83,6 +83,7 @@ pub mod operator;
 pub mod orders_view;
 pub mod page;
 pub mod patient;
+pub mod payouts;
 pub mod phone;
 pub mod policies;
 pub mod prescriber;
@@ -124,6 +125,7 @@ pub fn router() -> Router<AppState> {
         .merge(prescriber::routes())
         .merge(drugstore::routes())
         .merge(patient::routes())
+        .merge(payouts::routes())
         .layer(axum::middleware::from_fn(page_headers))
         .route("/static/console.css", get(stylesheet))
         .route("/static/htmx.min.js", get(htmx))
@@ -161,6 +163,7 @@ pub fn nav_for(role: Role) -> Vec<NavLink> {
             ("/supplier/check", "Order-number check"),
             ("/supplier/profile", "Information change"),
             ("/supplier/webhooks", "Webhooks"),
+            ("/payee/payouts", "Payouts"),
         ],
         Role::Distributor => &[("/carrier", "Parcels"), ("/certificates", "Certificates")],
         Role::Operator => &[
@@ -175,6 +178,7 @@ pub fn nav_for(role: Role) -> Vec<NavLink> {
             ("/insurer/applications", "Applications"),
             ("/insurer/premiums", "Premiums"),
             ("/insurer/products", "Products"),
+            ("/payee/payouts", "Payouts"),
         ],
         Role::Institution => &[
             ("/institution/cards", "Cards"),
@@ -185,7 +189,7 @@ pub fn nav_for(role: Role) -> Vec<NavLink> {
             ("/prescriber", "Prescriptions"),
             ("/prescriber/new", "New prescription"),
         ],
-        Role::Drugstore => &[("/drugstore", "Drugstore")],
+        Role::Drugstore => &[("/drugstore", "Drugstore"), ("/payee/payouts", "Payouts")],
         Role::Terminal | Role::Platform => &[("/home", "Home")],
     };
     links
