@@ -23,6 +23,7 @@ mod m0012_console_sessions;
 mod m0013_append_only_accounts;
 mod m0015_payouts;
 mod m0016_reconciliation;
+mod m0017_simulated_bank;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -46,6 +47,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0013_append_only_accounts::Migration),
             Box::new(m0015_payouts::Migration),
             Box::new(m0016_reconciliation::Migration),
+            Box::new(m0017_simulated_bank::Migration),
         ]
     }
 }
