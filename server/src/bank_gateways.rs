@@ -501,8 +501,8 @@ impl SimulatedBank {
         for (index, (account, currency, entries)) in by_account.iter().enumerate() {
             let _ = write!(
                 body,
-                "<Ntfctn><Id>{message_id}-{}</Id>{}{entries}</Ntfctn>",
-                index + 1,
+                "<Ntfctn><Id>{}</Id>{}{entries}</Ntfctn>",
+                report_id(&message_id, index),
                 account_xml(account, *currency)
             );
         }
@@ -587,8 +587,8 @@ impl SimulatedBank {
             }
             let _ = write!(
                 body,
-                "<Stmt><Id>{message_id}-{}</Id>{}{}{}{entries_xml}</Stmt>",
-                index + 1,
+                "<Stmt><Id>{}</Id>{}{}{}{entries_xml}</Stmt>",
+                report_id(&message_id, index),
                 account_xml(&number, own.currency),
                 balance_xml("OPBD", opening, own.currency, day)?,
                 balance_xml("CLBD", closing, own.currency, day)?,
@@ -681,6 +681,12 @@ async fn own_account(
         .find(|a| a.currency == currency)
         .map(|a| a.account.number().to_owned())
         .ok_or_else(|| refused("the institution has no account at the bank in this currency"))
+}
+
+/// A report's id within its message: ISO 20022 identifiers have at most 35 characters.
+fn report_id(message_id: &str, index: usize) -> String {
+    let head: String = message_id.chars().take(30).collect();
+    format!("{head}-{}", index + 1)
 }
 
 /// Upper case, without the spaces and hyphens account numbers are written with.

@@ -86,6 +86,7 @@ pub mod patient;
 pub mod phone;
 pub mod policies;
 pub mod prescriber;
+pub mod reconciliation;
 pub mod rx;
 pub mod service_company;
 pub mod session;
@@ -121,6 +122,7 @@ pub fn router() -> Router<AppState> {
         .merge(institution::routes())
         .merge(operator::routes())
         .merge(failed_timers::routes())
+        .merge(reconciliation::routes())
         .merge(prescriber::routes())
         .merge(drugstore::routes())
         .merge(patient::routes())
@@ -169,6 +171,7 @@ pub fn nav_for(role: Role) -> Vec<NavLink> {
             ("/operator/disputes", "Disputes"),
             ("/operator/audit", "Ledger audit"),
             ("/operator/timers", "Failed timers"),
+            ("/operator/reconciliation", "Reconciliation"),
             ("/phone", "Phones"),
         ],
         Role::Insurer => &[
@@ -180,6 +183,7 @@ pub fn nav_for(role: Role) -> Vec<NavLink> {
             ("/institution/cards", "Cards"),
             ("/institution/holds", "Holds"),
             ("/institution/accounts", "Freezing account"),
+            ("/institution/bank", "Statements & reconciliation"),
         ],
         Role::Prescriber => &[
             ("/prescriber", "Prescriptions"),
