@@ -248,7 +248,7 @@ async fn a_payout_goes_out_in_a_run_comes_back_paid_and_the_day_reconciles_clean
     let b = Bank::open().await;
     // The money came in by bank transfer with the holder's reference: a deposit.
     b.credit("100.00", Some(&b.reference)).await;
-    assert_eq!(b.balance(b.prepaid).await, 100_00);
+    assert_eq!(b.balance(b.prepaid).await, 10_000);
     b.earn(60_00, "sale-1").await;
     b.destination().await;
     let payout = b.pay_out(30_00, "p1").await;
@@ -498,7 +498,7 @@ async fn a_file_handed_to_the_bank_twice_is_booked_once() {
 async fn concurrent_bank_runs_never_put_a_payout_in_two_files() {
     let b = Bank::open().await;
     b.credit("100.00", Some(&b.reference)).await;
-    b.earn(100_00, "sale-1").await;
+    b.earn(10_000, "sale-1").await;
     b.destination().await;
     let mut sent = Vec::new();
     for n in 0..12 {
