@@ -32,7 +32,8 @@ use uuid::Uuid;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(bank_accounts, set_bank_account))
+        .routes(routes!(bank_accounts))
+        .routes(routes!(set_bank_account))
         .routes(routes!(upload_statement, list_statements))
         .routes(routes!(list_reconciliations, run_reconciliation))
         .routes(routes!(run_bank_round))
