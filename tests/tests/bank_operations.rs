@@ -287,6 +287,22 @@ async fn a_payout_goes_out_in_a_run_comes_back_paid_and_the_day_reconciles_clean
         .map(|s| s["kind"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(kinds, ["end_of_day", "notification", "notification"]);
+    // Paged: one at a time, by the cursor the list gave out.
+    let first = b
+        .app
+        .get("/v1/institution/statements?limit=2", Some(&b.desk.token))
+        .await;
+    assert_eq!(first.body.as_array().unwrap().len(), 2);
+    let cursor = first.headers["next-cursor"].to_str().unwrap().to_owned();
+    let rest = b
+        .app
+        .get(
+            &format!("/v1/institution/statements?limit=2&cursor={cursor}"),
+            Some(&b.desk.token),
+        )
+        .await;
+    assert_eq!(rest.body.as_array().unwrap().len(), 1);
+    assert!(rest.headers.get("next-cursor").is_none());
     b.app.assert_ledger_clean().await;
 }
 
