@@ -59,6 +59,10 @@ pub enum ListKind {
     Payouts = 15,
     /// Timers the worker gave up on, for an operator.
     FailedTimers = 13,
+    /// An institution's imported bank statements.
+    BankStatements = 16,
+    /// Bank entries waiting for an operator (unmatched or mismatched).
+    OpenBankEntries = 17,
 }
 
 impl ListKind {
@@ -80,6 +84,8 @@ impl ListKind {
             PayoutDestinations,
             Payouts,
             FailedTimers,
+            BankStatements,
+            OpenBankEntries,
         ]
         .into_iter()
         .find(|kind| *kind as u8 == byte)

@@ -24,6 +24,7 @@ mod m0013_append_only_accounts;
 mod m0015_payouts;
 mod m0016_reconciliation;
 mod m0017_payout_schedules;
+mod m0018_simulated_bank;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -48,6 +49,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0015_payouts::Migration),
             Box::new(m0016_reconciliation::Migration),
             Box::new(m0017_payout_schedules::Migration),
+            Box::new(m0018_simulated_bank::Migration),
         ]
     }
 }

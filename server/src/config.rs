@@ -186,6 +186,20 @@ pub struct Config {
         global = true
     )]
     pub metrics_token: Option<SecretString>,
+    /// Where bank runs' pain.001 files go: `simulator` (the simulated bank: development, tests,
+    /// the demo), `files:<directory>` (written there for the institution's file channel), or
+    /// `off` (payouts wait). Default: the simulator on SQLite or with `--demo`, `off` on
+    /// PostgreSQL — a production database never pays into a simulated bank by accident.
+    #[arg(long, env = "HOLDFAST_BANK_GATEWAY", global = true)]
+    pub bank_gateway: Option<crate::bank_gateways::BankGatewayKind>,
+    /// Seconds between bank runs (pending payouts written into files and handed over).
+    #[arg(
+        long,
+        env = "HOLDFAST_BANK_RUN_INTERVAL_SECS",
+        default_value_t = 300,
+        global = true
+    )]
+    pub bank_run_interval_secs: u64,
 }
 
 pub const DEFAULT_SQLITE_URL: &str = "sqlite://holdfast.db?mode=rwc";
@@ -207,6 +221,15 @@ impl Config {
                 postgres: size.max(1),
             },
             None => default,
+        }
+    }
+
+    pub fn bank_gateway(&self) -> crate::bank_gateways::BankGatewayKind {
+        use crate::bank_gateways::BankGatewayKind;
+        match &self.bank_gateway {
+            Some(kind) => kind.clone(),
+            None if self.demo || !self.uses_postgres() => BankGatewayKind::Simulator,
+            None => BankGatewayKind::Off,
         }
     }
 

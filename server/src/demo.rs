@@ -133,20 +133,26 @@ pub async fn seed(state: &AppState) -> anyhow::Result<Demo> {
                 .number
         }
         None => {
+            // With the simulated bank, the shopper's 500.00 arrives as a bank transfer with
+            // its deposit reference, so the demo's day reconciles to zero differences.
+            let by_bank = state.simulated_bank.is_some();
+            let opening = Money::parse("500.00", Currency::USD)?;
             let new = NewShopper {
                 display_name: "Demo Shopper".to_owned(),
                 phone,
                 currency: Currency::USD,
-                initial_deposit: Some(Money::parse("500.00", Currency::USD)?),
+                initial_deposit: (!by_bank).then_some(opening),
                 delivery_address: Some("12 Sejong-daero, Jung-gu, Seoul".to_owned()),
             };
-            state
+            let issued = state
                 .in_write_txn(async |txn, core| {
                     onboarding::onboard_shopper_in_txn(txn, core, new).await
                 })
-                .await?
-                .card
-                .number
+                .await?;
+            if by_bank {
+                seed_bank_day(state, issued.funding.id, opening).await?;
+            }
+            issued.card.number
         }
     };
     let pharmacy = seed_pharmacy_cast(state).await?;
@@ -251,6 +257,52 @@ async fn reset_staff_password(state: &AppState, username: &str) -> anyhow::Resul
         })
         .await?;
     Ok((password, reset.is_ok()))
+}
+
+/// The default institution's own account at the simulated bank, the demo shopper's opening
+/// deposit arriving there by bank transfer with its RF reference, and the day closed and
+/// reconciled: clean.
+async fn seed_bank_day(
+    state: &AppState,
+    prepaid: holdfast_core::ids::AccountId,
+    opening: Money,
+) -> anyhow::Result<()> {
+    use holdfast_core::banking::destinations::BankAccount;
+    use holdfast_core::banking::runs::{self, InstitutionBankAccount};
+    use holdfast_core::banking::{reconciliation, statements};
+    use holdfast_core::funding::DEFAULT_INSTITUTION;
+    let Some(bank) = state.simulated_bank.clone() else {
+        return Ok(());
+    };
+    let own = InstitutionBankAccount {
+        institution: DEFAULT_INSTITUTION,
+        currency: Currency::USD,
+        account: BankAccount::iban("DE89 3704 0044 0532 0130 00")?,
+        bic: None,
+        holder_name: "Holdfast Default Bank".to_owned(),
+    };
+    state
+        .in_write_txn(async |txn, core| {
+            runs::set_institution_account_in_txn(txn, &core.clock, &own).await
+        })
+        .await?;
+    let reference = state
+        .in_write_txn(async |txn, core| {
+            statements::deposit_reference_in_txn(txn, &core.clock, prepaid).await
+        })
+        .await?;
+    bank.receive_credit(DEFAULT_INSTITUTION, opening, Some(reference))
+        .await?;
+    let today = state.core.clock.now().date_naive();
+    bank.close_day(DEFAULT_INSTITUTION, today).await?;
+    crate::bank_gateways::deliver_statements(state).await?;
+    state
+        .in_write_txn(async |txn, core| {
+            reconciliation::run_in_txn(txn, &core.clock, DEFAULT_INSTITUTION, Currency::USD, today)
+                .await
+        })
+        .await?;
+    Ok(())
 }
 
 pub async fn seed_pharmacy_cast(state: &AppState) -> anyhow::Result<PharmacyCast> {

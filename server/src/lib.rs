@@ -4,6 +4,7 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod backup;
+pub mod bank_gateways;
 pub mod config;
 pub mod console;
 pub mod delivery;
@@ -171,6 +172,8 @@ pub fn build_state(db: DatabaseConnection, clock: Clock, settings: Settings) -> 
         webhook_policy: settings.webhook_policy,
         metrics: None,
         lifecycle: lifecycle::Lifecycle::default(),
+        bank_gateway: None,
+        simulated_bank: None,
         webhook_secret: settings
             .webhook_secret
             .map(|secret| state::WebhookSecret(Arc::from(secret))),
@@ -226,4 +229,5 @@ pub fn simulator_state(
             webhook_policy: TargetPolicy::PublicOnly,
         },
     )
+    .with_bank_gateway(&bank_gateways::BankGatewayKind::Simulator)
 }

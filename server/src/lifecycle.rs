@@ -38,14 +38,16 @@ pub enum Worker {
     Timers,
     Fold,
     SessionSweep,
+    BankRuns,
 }
 
 impl Worker {
-    pub const ALL: [Worker; 4] = [
+    pub const ALL: [Worker; 5] = [
         Worker::Outbox,
         Worker::Timers,
         Worker::Fold,
         Worker::SessionSweep,
+        Worker::BankRuns,
     ];
 
     pub fn name(self) -> &'static str {
@@ -54,6 +56,7 @@ impl Worker {
             Worker::Timers => "timers",
             Worker::Fold => "fold",
             Worker::SessionSweep => "session_sweep",
+            Worker::BankRuns => "bank_runs",
         }
     }
 
@@ -72,7 +75,7 @@ struct Heartbeat {
 #[derive(Debug)]
 struct Inner {
     stop: watch::Sender<bool>,
-    heartbeats: Mutex<[Option<Heartbeat>; 4]>,
+    heartbeats: Mutex<[Option<Heartbeat>; Worker::ALL.len()]>,
     request_timeout: Duration,
 }
 
@@ -104,7 +107,7 @@ impl Lifecycle {
         Lifecycle {
             inner: Arc::new(Inner {
                 stop,
-                heartbeats: Mutex::new([None; 4]),
+                heartbeats: Mutex::new([None; Worker::ALL.len()]),
                 request_timeout,
             }),
         }

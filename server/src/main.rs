@@ -161,8 +161,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             holdfast_server::config::MIN_SECRET_CHARS
         );
     }
+    let bank_gateway = config.bank_gateway();
     let mut state = build_state(db, Clock::system(), settings)
-        .with_request_timeout(Duration::from_secs(config.request_timeout_secs));
+        .with_request_timeout(Duration::from_secs(config.request_timeout_secs))
+        .with_bank_gateway(&bank_gateway);
     if config.metrics == Switch::On {
         let handle = holdfast_server::metrics::install()?;
         holdfast_server::metrics::spawn_upkeep(handle.clone());
@@ -193,8 +195,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         println!("phone simulator inbox: send 'x-simulator-key: {key}' (or an operator's token)");
     }
     let lifecycle = state.lifecycle.clone();
-    let workers = workers::spawn(state.clone(), WorkerIntervals::default());
-    tracing::info!(%base_url, phone_gateway = gateway_name, "listening");
+    let workers = workers::spawn(
+        state.clone(),
+        WorkerIntervals {
+            bank_runs: Duration::from_secs(config.bank_run_interval_secs.max(1)),
+            ..WorkerIntervals::default()
+        },
+    );
+    tracing::info!(%base_url, phone_gateway = gateway_name, bank_gateway = ?bank_gateway, "listening");
     // The peer address feeds the login throttle.
     let server = axum::serve(
         listener,

@@ -19,7 +19,7 @@ delivery. Errors are `{\"error\":{\"code\",\"message\",\"request_id\"}}` with st
     modifiers(&BearerAuth),
     tags(
         (name = "system"), (name = "auth"), (name = "phone", description = "Phone challenges and the phone simulator"),
-        (name = "accounts"), (name = "cards"), (name = "institution"), (name = "operator"), (name = "retail"), (name = "distributor"),
+        (name = "accounts"), (name = "bank", description = "Bank accounts, statements (camt.053/054), daily reconciliation, bank runs and the bank simulator"), (name = "cards"), (name = "institution"), (name = "operator"), (name = "retail"), (name = "distributor"),
         (name = "payee", description = "Payout destinations, payouts and the daily sweep of suppliers, drugstores and insurers"), (name = "webhooks"),
         (name = "pharmacy", description = "Prescriptions between hospitals and drugstores, paid through escrow"),
         (name = "insurance", description = "Insurers, products, policies, premiums, certificates \

@@ -72,4 +72,8 @@ pub struct AppState {
     pub metrics: Option<crate::metrics::Metrics>,
     /// Shutdown, the workers' heartbeats, the request timeout.
     pub lifecycle: crate::lifecycle::Lifecycle,
+    /// Where bank runs' files go (`--bank-gateway`); `None`: no bank, payouts wait.
+    pub bank_gateway: Option<Arc<dyn holdfast_core::banking::runs::BankGateway>>,
+    /// The simulated bank, when it is the gateway: its endpoints for development and tests.
+    pub simulated_bank: Option<Arc<crate::bank_gateways::SimulatedBank>>,
 }

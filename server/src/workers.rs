@@ -19,6 +19,8 @@ pub struct WorkerIntervals {
     pub timer_poll: Duration,
     /// How often expired console sessions are deleted.
     pub session_sweep: Duration,
+    /// How often pending payouts go out in a bank run (`--bank-run-interval-secs`).
+    pub bank_runs: Duration,
 }
 
 impl Default for WorkerIntervals {
@@ -27,6 +29,7 @@ impl Default for WorkerIntervals {
             outbox_poll: Duration::from_millis(500),
             timer_poll: Duration::from_millis(500),
             session_sweep: Duration::from_secs(60),
+            bank_runs: Duration::from_secs(300),
         }
     }
 }
@@ -156,10 +159,18 @@ pub fn spawn(state: AppState, intervals: WorkerIntervals) -> Workers {
     ));
     tasks.spawn(timer_loop(state.clone(), intervals.timer_poll));
     tasks.spawn(repeat(
-        state,
+        state.clone(),
         Worker::SessionSweep,
         intervals.session_sweep,
         crate::console::session::sweep_expired,
+    ));
+    // A round is its own units (a run per institution, a file per hand-over); a file left
+    // between prepared and taken is handed over by the next round, here or elsewhere.
+    tasks.spawn(repeat(
+        state,
+        Worker::BankRuns,
+        intervals.bank_runs,
+        crate::bank_gateways::bank_round,
     ));
     Workers { tasks }
 }

@@ -23,6 +23,7 @@ fn intervals() -> WorkerIntervals {
         outbox_poll: POLL,
         timer_poll: POLL,
         session_sweep: POLL,
+        bank_runs: POLL,
     }
 }
 

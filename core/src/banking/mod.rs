@@ -13,6 +13,7 @@ pub(crate) fn upper_without_spaces(text: &str) -> String {
 
 pub mod camt;
 pub mod destinations;
+pub mod lists;
 pub mod pain001;
 pub mod payee;
 pub mod payouts;

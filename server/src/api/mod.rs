@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod auth;
+pub mod bank;
 pub mod card_present;
 pub mod cards;
 pub mod challenges;
@@ -58,6 +59,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(simulator::routes())
         .merge(operator::routes())
         .merge(accounts::routes())
+        .merge(bank::routes())
         .merge(cards::routes())
         .merge(institution::routes())
         .merge(supplier::routes())

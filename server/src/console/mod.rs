@@ -87,6 +87,7 @@ pub mod payouts;
 pub mod phone;
 pub mod policies;
 pub mod prescriber;
+pub mod reconciliation;
 pub mod rx;
 pub mod service_company;
 pub mod session;
@@ -122,6 +123,7 @@ pub fn router() -> Router<AppState> {
         .merge(institution::routes())
         .merge(operator::routes())
         .merge(failed_timers::routes())
+        .merge(reconciliation::routes())
         .merge(prescriber::routes())
         .merge(drugstore::routes())
         .merge(patient::routes())
@@ -172,6 +174,7 @@ pub fn nav_for(role: Role) -> Vec<NavLink> {
             ("/operator/disputes", "Disputes"),
             ("/operator/audit", "Ledger audit"),
             ("/operator/timers", "Failed timers"),
+            ("/operator/reconciliation", "Reconciliation"),
             ("/phone", "Phones"),
         ],
         Role::Insurer => &[
@@ -184,6 +187,7 @@ pub fn nav_for(role: Role) -> Vec<NavLink> {
             ("/institution/cards", "Cards"),
             ("/institution/holds", "Holds"),
             ("/institution/accounts", "Freezing account"),
+            ("/institution/bank", "Statements & reconciliation"),
         ],
         Role::Prescriber => &[
             ("/prescriber", "Prescriptions"),
