@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 pub const OPERATOR_USERNAME: &str = "bench-operator";
 pub const OPERATOR_PASSWORD: &str = "bench-operator-password";
 pub const SECRET: &str = "benchmark-secret-benchmark-secret-0123456789";
+/// Every cast supplier's second password (it confirms a payout destination).
+pub const SUPPLIER_SECOND_PASSWORD: &str = "supplier-second-password-42";
 
 /// Where the server keeps its data.
 #[derive(Debug, Clone)]
@@ -268,6 +270,14 @@ fn spawn(
     command.spawn().context("could not start holdfast")
 }
 
+/// An amount as the API writes it (`"-12.34"`, two decimals) in minor units (-1234).
+pub fn minor_units(amount: &str) -> anyhow::Result<i64> {
+    amount
+        .replace('.', "")
+        .parse()
+        .with_context(|| format!("not an amount: {amount}"))
+}
+
 /// A response that began (its status arrived) but whose body did not arrive whole: the server
 /// went away in the middle of answering.
 #[derive(Debug)]
@@ -414,6 +424,17 @@ impl Api {
             .await
     }
 
+    /// The balance of the caller's account of `kind` (`prepaid`, `withdrawal`…), in minor units.
+    pub async fn balance(&self, token: &str, kind: &str) -> anyhow::Result<i64> {
+        let accounts = self.get("/v1/accounts", Some(token)).await?.ok()?;
+        let balance = accounts
+            .as_array()
+            .and_then(|a| a.iter().find(|x| x["kind"] == kind))
+            .and_then(|x| x["balance"].as_str())
+            .ok_or_else(|| anyhow!("no {kind} account: {accounts}"))?;
+        minor_units(balance)
+    }
+
     pub async fn login(&self, username: &str, password: &str) -> anyhow::Result<String> {
         let reply = self
             .post(
@@ -509,7 +530,7 @@ pub fn phone_of(run: u32, index: usize) -> String {
 }
 
 /// Onboards an operator session, a carrier, `sellers` suppliers (5 % commission, the carrier
-/// by default) with one 10.00 USD commodity each, and `shoppers` shoppers, each with a prepaid
+/// by default, [`SUPPLIER_SECOND_PASSWORD`]) with one 10.00 USD commodity each, and `shoppers` shoppers, each with a prepaid
 /// card holding `deposit`, logged in on its phone and buying from seller `index % sellers`.
 pub async fn cast(
     api: &Api,
@@ -533,7 +554,8 @@ pub async fn cast(
         let supplier = api
             .post("/v1/operator/suppliers", Some(&operator),
                 &json!({"display_name": format!("Bench Supplies {index}"), "username": supplier_name,
-                        "password": "supplier-password", "commission_rate": "0.05",
+                        "password": "supplier-password", "second_password": SUPPLIER_SECOND_PASSWORD,
+                        "commission_rate": "0.05",
                         "default_distributor_id": carrier["party_id"]}))
             .await?
             .ok()?;

@@ -12,7 +12,11 @@
 //!   same key with another body is refused with 409;
 //! - `shutdown`: clients place and approve orders while the server gets SIGTERM: no response
 //!   is cut off, it exits 0 within its grace, settlements due while it is down settle after
-//!   the restart, every order exists once, and the audit runs.
+//!   the restart, every order exists once, and the audit runs;
+//! - `payouts`: suppliers' payouts requested concurrently (some replayed) while bank runs go to
+//!   the simulated bank, the server killed (SIGKILL) mid-run and unanswered requests sent again
+//!   with their keys: each key one payout, all paid, each booked once at the bank, paid =
+//!   debited, the day reconciled clean.
 //!
 //! After each, the audit (see `holdfast_tests::audit`) proves from the rows that no money was
 //! created, lost or moved twice. Exit status 0 only if every suite passed.
@@ -23,7 +27,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use anyhow::{Context, anyhow, bail, ensure};
+use anyhow::{Context, bail, ensure};
 use clap::{Parser, ValueEnum};
 use holdfast_tests::audit;
 use holdfast_tests::driver::{self, Api, Cast, Server, Shopper};
@@ -36,6 +40,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 
+#[path = "chaos/payouts.rs"]
+mod payouts;
 #[path = "chaos/shutdown.rs"]
 mod shutdown;
 
@@ -47,6 +53,8 @@ enum Suite {
     Replays,
     /// SIGTERM during load: nothing cut off, exit 0 within the grace, no timer lost.
     Shutdown,
+    /// Payouts during a SIGKILL: none lost or sent twice, the day reconciles with the bank.
+    Payouts,
     All,
 }
 
@@ -842,13 +850,7 @@ async fn suite_replays(args: &Args) -> anyhow::Result<()> {
 
 /// A shopper's prepaid balance, in minor units.
 async fn balance(api: &Api, token: &str) -> anyhow::Result<i64> {
-    let accounts = api.get("/v1/accounts", Some(token)).await?.ok()?;
-    let balance = accounts
-        .as_array()
-        .and_then(|a| a.iter().find(|x| x["kind"] == "prepaid"))
-        .and_then(|x| x["balance"].as_str())
-        .ok_or_else(|| anyhow!("no prepaid account: {accounts}"))?;
-    Ok(balance.replace('.', "").parse()?)
+    api.balance(token, "prepaid").await
 }
 
 #[tokio::main]
@@ -872,6 +874,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if all || args.suite == Suite::Shutdown {
         shutdown::suite_shutdown(&args).await?;
+    }
+    if all || args.suite == Suite::Payouts {
+        payouts::suite_payouts(&args, seed).await?;
     }
     println!("holdfast-chaos: every suite passed");
     Ok(())
