@@ -2,9 +2,10 @@
 //! many clients at once (amounts and "all", each request with its own `Idempotency-Key`, some
 //! sent twice), while bank runs hand the payouts to the simulated bank; the server is killed
 //! (SIGKILL) in the middle and restarted on the same database, and every request whose answer
-//! was lost is sent again with its key. Then: every key made at most one payout and every
-//! payout is paid, the bank booked each exactly once, the money paid is the money that left
-//! the withdrawal accounts, the day reconciles clean against the bank, and the audit is clean.
+//! was lost is sent again with its key. Then: every key made the one payout it was answered
+//! with (none if refused), every payout is paid, the bank booked each exactly once, the money
+//! paid is the money that left the withdrawal accounts, the day reconciles clean against the
+//! bank, and the audit is clean.
 
 use super::{Args, audit_clean, drop_database, is_transport, until_up, world};
 use anyhow::{Context, bail, ensure};
@@ -241,7 +242,7 @@ pub async fn suite_payouts(args: &Args, seed: u64) -> anyhow::Result<()> {
     .await?
     .ok()?;
 
-    // Money on the suppliers' withdrawal accounts: orders settled, two clients per shopper.
+    // Money on the suppliers' withdrawal accounts: whole order lifecycles, one task a shopper.
     let orders = args.clients * ORDERS_PER_CLIENT;
     let next = Arc::new(AtomicUsize::new(0));
     let mut earning = Vec::new();
