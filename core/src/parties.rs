@@ -270,6 +270,27 @@ pub async fn store_credentials_in_txn(
     Ok(username)
 }
 
+/// Replaces a party's second password (the demo hands its supplier a fresh one on each start,
+/// to confirm a payout destination with).
+pub async fn reset_second_password_in_txn(
+    txn: &DatabaseTransaction,
+    party: PartyId,
+    second_password_hash: String,
+) -> CoreResult<()> {
+    let updated = credentials::Entity::update_many()
+        .col_expr(
+            credentials::Column::SecondPasswordHash,
+            sea_orm::sea_query::Expr::value(second_password_hash),
+        )
+        .filter(credentials::Column::PartyId.eq(party.uuid()))
+        .exec(txn)
+        .await?;
+    if updated.rows_affected == 0 {
+        return Err(CoreError::NotFound("user"));
+    }
+    Ok(())
+}
+
 /// Replaces a party's password (the demo uses it to hand out fresh passwords on each start).
 pub async fn reset_password_in_txn(
     txn: &DatabaseTransaction,

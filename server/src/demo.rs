@@ -25,6 +25,8 @@ pub const SHOPPER_PHONE: &str = "+821012345678";
 pub struct Demo {
     pub operator_password: String,
     pub supplier_password: String,
+    /// The supplier's second password: it confirms a payout destination.
+    pub supplier_second_password: String,
     pub carrier_password: String,
     pub shopper_card: CardNumber,
     pub insurance: InsuranceCast,
@@ -77,6 +79,14 @@ pub async fn seed(state: &AppState) -> anyhow::Result<Demo> {
         &supplier_password,
     )
     .await?;
+    let supplier_second_password = random_password();
+    let second_hash =
+        parties::hash_password_off_thread(&state.core.passwords, &supplier_second_password).await?;
+    state
+        .in_write_txn(async move |txn, _| {
+            parties::reset_second_password_in_txn(txn, supplier.id, second_hash).await
+        })
+        .await?;
     // The demo supplier's parcels go to the demo carrier; the platform keeps 5 %.
     state
         .in_write_txn(async move |txn, core| {
@@ -159,6 +169,7 @@ pub async fn seed(state: &AppState) -> anyhow::Result<Demo> {
     Ok(Demo {
         operator_password,
         supplier_password,
+        supplier_second_password,
         carrier_password,
         shopper_card,
         insurance: seed_insurance_cast(state).await?,
@@ -176,7 +187,7 @@ pub fn instructions(demo: &Demo, base_url: &str, simulator_key: Option<&str>) ->
         r#"
 Holdfast demo is ready at {base_url}
   operator  username {OPERATOR_USERNAME}   password {operator_password}
-  supplier  username {SUPPLIER_USERNAME}   password {supplier_password}
+  supplier  username {SUPPLIER_USERNAME}   password {supplier_password}   second password {supplier_second_password}
   carrier   username {CARRIER_USERNAME}    password {carrier_password}
   shopper   card {shopper_card}   phone {SHOPPER_PHONE}   500.00 USD prepaid
 {insurance}{pharmacy}The console: open {base_url}/sign-in in a browser and sign in as one of them
@@ -184,10 +195,11 @@ Holdfast demo is ready at {base_url}
   {base_url}/phone/{SHOPPER_PHONE}{phone_key}).
 Paste this into another terminal, then follow the walkthrough in README.md:
 
-export HOLDFAST={base_url} OPERATOR_PASSWORD={operator_password} SUPPLIER_PASSWORD={supplier_password} CARRIER_PASSWORD={carrier_password} CARD={shopper_card} PHONE={SHOPPER_PHONE}{simulator}
+export HOLDFAST={base_url} OPERATOR_PASSWORD={operator_password} SUPPLIER_PASSWORD={supplier_password} SUPPLIER_SECOND_PASSWORD={supplier_second_password} CARRIER_PASSWORD={carrier_password} CARD={shopper_card} PHONE={SHOPPER_PHONE}{simulator}
 "#,
         operator_password = demo.operator_password,
         supplier_password = demo.supplier_password,
+        supplier_second_password = demo.supplier_second_password,
         carrier_password = demo.carrier_password,
         shopper_card = demo.shopper_card,
         insurance = demo.insurance.sign_ins(),

@@ -223,6 +223,7 @@ fn the_demo_prints_the_simulator_key_in_its_export_line() {
     let demo = holdfast_server::demo::Demo {
         operator_password: "o".to_owned(),
         supplier_password: "s".to_owned(),
+        supplier_second_password: "t".to_owned(),
         carrier_password: "c".to_owned(),
         shopper_card: unknown_card(),
         pharmacy: holdfast_server::demo::PharmacyCast {

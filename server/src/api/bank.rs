@@ -35,6 +35,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(bank_accounts))
         .routes(routes!(set_bank_account))
         .routes(routes!(upload_statement, list_statements))
+        .routes(routes!(operator_reconciliations))
         .routes(routes!(list_reconciliations, run_reconciliation))
         .routes(routes!(run_bank_round))
         .routes(routes!(open_items))
@@ -359,17 +360,52 @@ pub async fn list_reconciliations(
     Query(query): Query<ReconciliationQuery>,
 ) -> ApiResult<axum::Json<ReconciliationsView>> {
     principal.require(&[Role::Institution])?;
-    let view = match (query.day, query.currency) {
+    let view = reconciliations_of(&state, principal.party, query.day, query.currency).await?;
+    Ok(axum::Json(view))
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct OperatorReconciliationQuery {
+    /// The institution whose books are compared with its bank's.
+    pub institution_id: PartyId,
+    /// With `currency`: the day's reconciliation as of now, with its differences listed.
+    /// Without: the stored runs, newest day first.
+    pub day: Option<NaiveDate>,
+    pub currency: Option<Currency>,
+}
+
+/// Any institution's reconciliations, for operators: the same view the institution has.
+#[utoipa::path(get, path = "/v1/operator/reconciliations", tag = "bank", security(("bearer" = [])),
+    params(OperatorReconciliationQuery),
+    responses((status = 200, body = ReconciliationsView), (status = 400, body = crate::error::ErrorBody),
+        (status = 403, body = crate::error::ErrorBody)))]
+pub async fn operator_reconciliations(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(query): Query<OperatorReconciliationQuery>,
+) -> ApiResult<axum::Json<ReconciliationsView>> {
+    principal.require(&[Role::Operator])?;
+    let view = reconciliations_of(&state, query.institution_id, query.day, query.currency).await?;
+    Ok(axum::Json(view))
+}
+
+async fn reconciliations_of(
+    state: &AppState,
+    institution: PartyId,
+    day: Option<NaiveDate>,
+    currency: Option<Currency>,
+) -> ApiResult<ReconciliationsView> {
+    Ok(match (day, currency) {
         (Some(day), Some(currency)) => ReconciliationsView {
             runs: Vec::new(),
             reconciliation: Some(
-                reconciliation::reconcile(&state.db, principal.party, currency, day)
+                reconciliation::reconcile(&state.db, institution, currency, day)
                     .await?
                     .into(),
             ),
         },
         (None, None) => ReconciliationsView {
-            runs: lists::reconciliations_of(&state.db, principal.party, 60)
+            runs: lists::reconciliations_of(&state.db, institution, 60)
                 .await?
                 .into_iter()
                 .map(ReconciliationRunView::from)
@@ -377,8 +413,7 @@ pub async fn list_reconciliations(
             reconciliation: None,
         },
         _ => return Err(ApiError::invalid("give both day and currency, or neither")),
-    };
-    Ok(axum::Json(view))
+    })
 }
 
 #[derive(Deserialize, Serialize, ToSchema)]
