@@ -179,7 +179,7 @@ async fn a_seller_confirms_its_account_on_the_phone_and_each_key_pays_out_once()
         StatusCode::UNPROCESSABLE_ENTITY,
         "{refused:?}"
     );
-    assert_eq!(refused.code(), "wrong_code");
+    assert_eq!(refused.code(), "challenge_wrong_code");
     assert_eq!(
         destination(&app, &seller.token, &id).await["status"],
         "pending"
