@@ -1,19 +1,28 @@
 //! Payout destinations: the bank account a payee (a supplier, drugstore, insurer, a shopper
 //! selling at auction) is paid to. Registering or changing one gives a `pending` destination;
-//! only the payee's confirmation (its second password, checked by the caller) makes it
-//! `active`, and the destination active before it becomes `superseded`. A payee has at most one
-//! of each (partial unique indexes), and no row is ever deleted: the list is the history.
+//! only the payee's confirmation makes it `active`, and the destination active before it
+//! becomes `superseded`. A payee has at most one of each (partial unique indexes), and no row
+//! is ever deleted: the list is the history.
+//!
+//! The confirmation is the payee's second channel: a supplier, drugstore or insurer gives its
+//! second password (checked by the caller); a card holder has none, so its card's phone is
+//! asked instead ([`register_on_phone_in_txn`]): approving the `payout_destination` challenge
+//! confirms the destination, denying it (or locking it with wrong codes, or letting it expire)
+//! cancels it. Lock order in an answer: the destination, then its challenge.
 
+use crate::cards;
+use crate::cards::CardId;
+use crate::challenge::{self, Answer, ChallengeBinding, ChallengePurpose, Decision, NewChallenge};
 use crate::clock::Clock;
 use crate::entities::payout_destinations as rows;
 use crate::error::{CoreError, CoreResult};
-use crate::ids::{PartyId, PayoutDestinationId};
+use crate::ids::{ChallengeId, PartyId, PayoutDestinationId};
 use crate::paging::{ListFilter, Page, Paged};
 use chrono::{DateTime, Utc};
 use iban::{Iban, IbanLike, ParseBaseIbanError, ParseIbanError};
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveValue::Set, ConnectionTrait, DatabaseTransaction, QueryFilter};
+use sea_orm::{ActiveValue::Set, ConnectionTrait, DatabaseTransaction, QueryFilter, QuerySelect};
 use serde::{Deserialize, Serialize};
 use std::str::FromStr;
 use utoipa::ToSchema;
@@ -462,6 +471,139 @@ pub async fn history(
         .await?;
     page.finish(rows, |row| (row.created_at, row.id))
         .try_map(Destination::try_from)
+}
+
+/// What the phone shows for a destination: the account by its last four characters (the
+/// bank's code too for a domestic one), never the whole number.
+pub fn phone_binding(destination: &Destination) -> ChallengeBinding {
+    let account = match &destination.account {
+        BankAccount::Iban(_) => format!("IBAN …{}", destination.account.last_four()),
+        BankAccount::Domestic { bank_code, .. } => {
+            format!(
+                "bank {bank_code} account …{}",
+                destination.account.last_four()
+            )
+        }
+    };
+    ChallengeBinding {
+        payee: Some(account),
+        ..ChallengeBinding::default()
+    }
+}
+
+/// A card holder's registration, confirmed on its card's phone rather than with a second
+/// password: the pending destination and the challenge sent to the phone.
+#[derive(Clone, Debug)]
+pub struct PhoneRegistration {
+    pub destination: Destination,
+    pub challenge: ChallengeId,
+}
+
+/// Registers `account` for the holder of `card` (as [`register_in_txn`]) and asks the card's
+/// phone to confirm it. The card must be active and the holder's.
+pub async fn register_on_phone_in_txn(
+    txn: &DatabaseTransaction,
+    core: &crate::Core,
+    card: CardId,
+    account: BankAccount,
+    holder_name: &str,
+) -> CoreResult<PhoneRegistration> {
+    let card = cards::get_card(txn, card).await?;
+    card.ensure_active()?;
+    let destination = register_in_txn(txn, &core.clock, card.holder, account, holder_name).await?;
+    let challenge = challenge::issue_challenge_in_txn(
+        txn,
+        &core.clock,
+        &core.keys,
+        &core.policy,
+        NewChallenge {
+            purpose: ChallengePurpose::PayoutDestination,
+            party: card.holder,
+            phone: card.phone,
+            subject: Some(destination.id.uuid()),
+            binding: phone_binding(&destination),
+            note: None,
+        },
+    )
+    .await?;
+    Ok(PhoneRegistration {
+        destination,
+        challenge: challenge.id,
+    })
+}
+
+/// What answering a `payout_destination` challenge did: the destination confirmed or
+/// cancelled, or a refusal that changed the challenge (or the destination), to be committed
+/// and then reported.
+#[derive(Debug)]
+pub enum PhoneAnswer {
+    Applied(Destination),
+    Refused(CoreError),
+}
+
+/// Answers a `payout_destination` challenge, as the card's phone does: approving confirms the
+/// pending destination; denying it, locking the code or answering after it expired cancels
+/// it. A destination no longer pending (cancelled, or replaced by a newer registration) can
+/// no longer be confirmed: its challenge is voided.
+#[tracing::instrument(name = "payee.answer_destination", skip_all, fields(challenge_id = %challenge_id))]
+pub async fn answer_on_phone_in_txn(
+    txn: &DatabaseTransaction,
+    core: &crate::Core,
+    challenge_id: ChallengeId,
+    code: &str,
+    decision: Decision,
+) -> CoreResult<PhoneAnswer> {
+    challenge::parse_code(code)?;
+    let unlocked = challenge::get_challenge(txn, challenge_id).await?;
+    let subject = unlocked
+        .subject
+        .filter(|_| unlocked.purpose == ChallengePurpose::PayoutDestination)
+        .ok_or(CoreError::NotFound("challenge"))?;
+    let id = PayoutDestinationId::from_uuid(subject);
+    let destination = rows::Entity::find_by_id(id.uuid())
+        .filter(rows::Column::PartyId.eq(unlocked.party.uuid()))
+        .lock_exclusive()
+        .one(txn)
+        .await?
+        .ok_or(CoreError::NotFound("payout destination"))
+        .and_then(Destination::try_from)?;
+    let challenge = challenge::lock_challenge_in_txn(txn, challenge_id).await?;
+    if destination.status != DestinationStatus::Pending
+        && challenge.status == challenge::ChallengeStatus::Pending
+    {
+        challenge::void_in_txn(txn, &core.clock, challenge_id).await?;
+        return Ok(PhoneAnswer::Refused(CoreError::ChallengeClosed {
+            status: destination.status.as_str(),
+        }));
+    }
+    let answer = challenge::answer_in_txn(
+        txn,
+        &core.clock,
+        &core.keys,
+        &challenge,
+        code,
+        decision,
+        &phone_binding(&destination),
+    )
+    .await?;
+    let party = destination.party;
+    Ok(match answer {
+        Answer::Approved(_) => {
+            PhoneAnswer::Applied(confirm_in_txn(txn, &core.clock, party, id).await?)
+        }
+        Answer::Denied(_) => {
+            PhoneAnswer::Applied(cancel_in_txn(txn, &core.clock, party, id).await?)
+        }
+        Answer::Expired(_) | Answer::Locked => {
+            cancel_in_txn(txn, &core.clock, party, id).await?;
+            PhoneAnswer::Refused(
+                challenge::answer_error(&answer).unwrap_or(CoreError::ChallengeExpired),
+            )
+        }
+        refused => PhoneAnswer::Refused(
+            challenge::answer_error(&refused).unwrap_or(CoreError::ChallengeNotAnswerable),
+        ),
+    })
 }
 
 #[cfg(test)]

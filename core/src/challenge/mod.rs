@@ -65,6 +65,8 @@ pub enum ChallengePurpose {
     CardPresent,
     Policy,
     Login,
+    /// A card holder who sells confirming the bank account its payouts go to.
+    PayoutDestination,
 }
 
 impl ChallengePurpose {
@@ -77,6 +79,7 @@ impl ChallengePurpose {
             ChallengePurpose::CardPresent => "card_present",
             ChallengePurpose::Policy => "policy",
             ChallengePurpose::Login => "login",
+            ChallengePurpose::PayoutDestination => "payout_destination",
         }
     }
 }
@@ -389,6 +392,7 @@ fn message_text(challenge: &Challenge, code: &str) -> String {
         ChallengePurpose::CardPresent => "Approve card payment",
         ChallengePurpose::Policy => "Buy policy",
         ChallengePurpose::Login => "Log in to Holdfast",
+        ChallengePurpose::PayoutDestination => "Send your payouts",
     };
     let mut text = format!("Holdfast: {what}");
     if let Some(number) = &binding.order_number {

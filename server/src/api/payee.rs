@@ -1,10 +1,11 @@
 //! A payee's side of payouts: the bank account it is paid to (registered, then confirmed with
-//! its second password), its payouts (on request, with an `Idempotency-Key`), and its daily
-//! sweep. Payees are the parties money is settled to: suppliers, drugstores and insurers.
+//! its second password, or on its card's phone), its payouts (on request, with an
+//! `Idempotency-Key`), and its daily sweep. Payees are the parties money is settled to:
+//! suppliers, drugstores and insurers, and card holders who sell at auction.
 
 use crate::api::paging::{self, PagedJson};
 use crate::auth::Principal;
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
 use crate::idempotency::{IdempotencyKey, Idempotent};
 use crate::state::AppState;
@@ -16,7 +17,9 @@ use holdfast_core::banking::destinations::{self, BankAccount, Destination, Desti
 use holdfast_core::banking::payouts::{self, Payout, PayoutAmount, PayoutStatus};
 use holdfast_core::banking::schedule::{self, PayoutSchedule, ScheduleTerms};
 use holdfast_core::banking::{payee, schedule::MAX_HOUR_UTC};
-use holdfast_core::ids::{PartyId, PayoutDestinationId, PayoutId};
+use holdfast_core::cards::CardId;
+use holdfast_core::ids::{ChallengeId, PartyId, PayoutDestinationId, PayoutId};
+use holdfast_core::ledger::{self, AccountKind};
 use holdfast_core::paging::ListKind;
 use holdfast_core::parties::{self, Role};
 use holdfast_core::{Currency, Money};
@@ -26,8 +29,37 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-/// The roles that are paid out: those with a withdrawal account and a second password.
+/// The roles that are paid out and confirm their bank account with a second password. Card
+/// holders who sell (a shopper with a withdrawal account) are payees too: see [`payee`].
 pub const PAYEES: &[Role] = &[Role::Supplier, Role::Drugstore, Role::Insurer];
+
+/// How a payee confirms the bank account it is paid to: its second channel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Confirmation {
+    /// A supplier, drugstore or insurer: the second password given at onboarding.
+    SecondPassword,
+    /// A card holder who sells: a challenge on the phone of the card it logged in with.
+    Phone(CardId),
+}
+
+/// The caller as a payee, with how it confirms its bank account; anyone else is refused.
+pub async fn payee(state: &AppState, principal: &Principal) -> ApiResult<Confirmation> {
+    if principal.role != Role::Shopper {
+        principal.require(PAYEES)?;
+        return Ok(Confirmation::SecondPassword);
+    }
+    let card = principal.shopper_card()?;
+    let sells = ledger::accounts_of(&state.db, principal.party)
+        .await?
+        .iter()
+        .any(|account| account.kind == AccountKind::Withdrawal);
+    if !sells {
+        return Err(ApiError::forbidden(
+            "only a card holder who sells (its card came with a withdrawal account) is paid out",
+        ));
+    }
+    Ok(Confirmation::Phone(card))
+}
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -79,6 +111,10 @@ pub struct DestinationView {
     pub confirmed_at: Option<DateTime<Utc>>,
     /// When it was superseded by another or cancelled.
     pub ended_at: Option<DateTime<Utc>>,
+    /// In the answer to a card holder's registration only: the challenge sent to the card's
+    /// phone, whose approval confirms this destination (and whose denial cancels it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub challenge_id: Option<ChallengeId>,
 }
 
 impl From<Destination> for DestinationView {
@@ -97,17 +133,15 @@ impl From<Destination> for DestinationView {
             created_at: destination.created_at,
             confirmed_at: destination.confirmed_at,
             ended_at: destination.ended_at,
+            challenge_id: None,
         }
     }
 }
 
-fn require_payee(principal: &Principal) -> ApiResult<()> {
-    principal.require(PAYEES)
-}
-
-/// Register the bank account payouts go to. It is `pending` until confirmed with the second
-/// password; a pending one registered before is cancelled; the active one stays in use until
-/// then.
+/// Register the bank account payouts go to. It is `pending` until confirmed: with the second
+/// password, or, for a card holder who sells, on the card's phone (the answer carries the
+/// `payout_destination` challenge's `challenge_id`; the phone shows the account's last four).
+/// A pending one registered before is cancelled; the active one stays in use until then.
 #[utoipa::path(post, path = "/v1/payee/destinations", tag = "payee", security(("bearer" = [])),
     request_body = NewDestination,
     responses((status = 201, description = "registered, pending confirmation", body = DestinationView),
@@ -118,25 +152,36 @@ pub async fn register_destination(
     principal: Principal,
     Json(body): Json<NewDestination>,
 ) -> ApiResult<Response> {
-    require_payee(&principal)?;
+    let confirmation = payee(&state, &principal).await?;
+    let registered = register(&state, principal.party, confirmation, body).await?;
+    Ok((StatusCode::CREATED, axum::Json(registered)).into_response())
+}
+
+/// The registration, as the API and the console make it: a card holder's also asks its phone.
+pub async fn register(
+    state: &AppState,
+    party: PartyId,
+    confirmation: Confirmation,
+    body: NewDestination,
+) -> ApiResult<DestinationView> {
     let account = body.account()?;
-    let registered = state
-        .in_write_txn(async move |txn, core| {
-            destinations::register_in_txn(
-                txn,
-                &core.clock,
-                principal.party,
-                account,
-                &body.holder_name,
-            )
-            .await
+    Ok(state
+        .in_write_txn(async move |txn, core| match confirmation {
+            Confirmation::SecondPassword => {
+                destinations::register_in_txn(txn, &core.clock, party, account, &body.holder_name)
+                    .await
+                    .map(DestinationView::from)
+            }
+            Confirmation::Phone(card) => {
+                destinations::register_on_phone_in_txn(txn, core, card, account, &body.holder_name)
+                    .await
+                    .map(|registered| DestinationView {
+                        challenge_id: Some(registered.challenge),
+                        ..DestinationView::from(registered.destination)
+                    })
+            }
         })
-        .await?;
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(DestinationView::from(registered)),
-    )
-        .into_response())
+        .await?)
 }
 
 #[derive(Deserialize, Serialize, ToSchema)]
@@ -153,16 +198,29 @@ pub struct SecondPassword {
     responses((status = 200, description = "the destination, now active", body = DestinationView),
         (status = 401, description = "wrong second password (`bad_credentials`)", body = crate::error::ErrorBody),
         (status = 404, description = "no such destination of this payee", body = crate::error::ErrorBody),
-        (status = 409, description = "not pending (`invalid_state`)", body = crate::error::ErrorBody)))]
+        (status = 409, description = "not pending (`invalid_state`)", body = crate::error::ErrorBody),
+        (status = 422, description = "a card holder confirms on its phone, not here (`confirmed_on_phone`)", body = crate::error::ErrorBody)))]
 pub async fn confirm_destination(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<PayoutDestinationId>,
     Json(body): Json<SecondPassword>,
 ) -> ApiResult<axum::Json<DestinationView>> {
-    require_payee(&principal)?;
+    if payee(&state, &principal).await? != Confirmation::SecondPassword {
+        return Err(confirmed_on_phone());
+    }
     let confirmed = confirm(&state, principal.party, id, &body.second_password).await?;
     Ok(axum::Json(confirmed))
+}
+
+/// A card holder has no second password: its destination is confirmed by answering the
+/// challenge its registration sent to the phone.
+pub fn confirmed_on_phone() -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "confirmed_on_phone",
+        "a card holder confirms its bank account on its phone: answer the challenge sent there",
+    )
 }
 
 /// The confirmation, as the API and the console make it: the second password first, outside
@@ -194,7 +252,7 @@ pub async fn cancel_destination(
     principal: Principal,
     Path(id): Path<PayoutDestinationId>,
 ) -> ApiResult<axum::Json<DestinationView>> {
-    require_payee(&principal)?;
+    payee(&state, &principal).await?;
     let cancelled = state
         .in_write_txn(async move |txn, core| {
             destinations::cancel_in_txn(txn, &core.clock, principal.party, id).await
@@ -230,7 +288,7 @@ pub async fn list_destinations(
     principal: Principal,
     Query(query): Query<DestinationsQuery>,
 ) -> ApiResult<PagedJson<DestinationView>> {
-    require_payee(&principal)?;
+    payee(&state, &principal).await?;
     let page = paging::page(
         ListKind::PayoutDestinations,
         query.limit,
@@ -310,7 +368,7 @@ pub async fn request_payout(
     Json(body): Json<PayoutOrder>,
 ) -> ApiResult<Response> {
     let key = key.required()?;
-    require_payee(&principal)?;
+    payee(&state, &principal).await?;
     let amount = PayoutAmount::parse(&body.amount, body.currency)?;
     let request = Idempotent::new(principal.scope(), key, "request_payout", &body);
     let key = payout_key(request.key());
@@ -351,7 +409,7 @@ pub async fn list_payouts(
     principal: Principal,
     Query(query): Query<PayoutsQuery>,
 ) -> ApiResult<PagedJson<PayoutView>> {
-    require_payee(&principal)?;
+    payee(&state, &principal).await?;
     let page = paging::page(ListKind::Payouts, query.limit, query.cursor.as_deref())?;
     let filter = paging::filter(query.state, query.from, query.to);
     let list = payouts::payouts_of(&state.db, principal.party, &filter, &page).await?;
@@ -368,7 +426,7 @@ pub async fn get_payout(
     principal: Principal,
     Path(id): Path<PayoutId>,
 ) -> ApiResult<axum::Json<PayoutView>> {
-    require_payee(&principal)?;
+    payee(&state, &principal).await?;
     let payout = payouts::get(&state.db, principal.party, id).await?;
     Ok(axum::Json(PayoutView::from(payout)))
 }
@@ -430,7 +488,7 @@ pub async fn set_schedule(
     principal: Principal,
     Json(body): Json<ScheduleBody>,
 ) -> ApiResult<axum::Json<ScheduleView>> {
-    require_payee(&principal)?;
+    payee(&state, &principal).await?;
     let terms = body.terms()?;
     let set = state
         .in_write_txn(async move |txn, core| {
@@ -448,7 +506,7 @@ pub async fn get_schedule(
     State(state): State<AppState>,
     principal: Principal,
 ) -> ApiResult<axum::Json<ScheduleView>> {
-    require_payee(&principal)?;
+    payee(&state, &principal).await?;
     let found = schedule::get(&state.db, principal.party)
         .await?
         .ok_or_else(|| crate::error::ApiError::not_found("payout schedule"))?;

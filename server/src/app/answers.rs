@@ -4,7 +4,9 @@
 //! login. A case's answer is followed, in the same transaction, by its vertical's own step.
 
 use super::AppResult;
+use crate::api::payee::DestinationView;
 use holdfast_card_present as card_present;
+use holdfast_core::banking::destinations;
 use holdfast_core::challenge::{self, Challenge, ChallengePurpose, Decision};
 use holdfast_core::escrow::{self, AnswerEffect, CaseOutcome, EscrowCase};
 use holdfast_core::ids::{CaseId, ChallengeId};
@@ -29,7 +31,9 @@ pub fn route_of(purpose: ChallengePurpose) -> AnswerRoute {
         | ChallengePurpose::Settlement
         | ChallengePurpose::Payment
         | ChallengePurpose::Policy => AnswerRoute::Case,
-        ChallengePurpose::PrescriptionOpen | ChallengePurpose::CardPresent => AnswerRoute::Vertical,
+        ChallengePurpose::PrescriptionOpen
+        | ChallengePurpose::CardPresent
+        | ChallengePurpose::PayoutDestination => AnswerRoute::Vertical,
     }
 }
 
@@ -134,8 +138,9 @@ pub enum VerticalAnswer {
     Refused(CoreError),
 }
 
-/// Answers a question a vertical asked on the phone: a patient's consent to open a
-/// prescription, a card-present authorisation.
+/// Answers a question a vertical (or a payee's bank account) asked on the phone: a patient's
+/// consent to open a prescription, a card-present authorisation, a card holder's payout
+/// destination.
 #[tracing::instrument(name = "app.answer", skip_all, fields(challenge_id = %challenge_id, purpose = ?purpose))]
 pub async fn answer_vertical_in_txn(
     txn: &DatabaseTransaction,
@@ -158,6 +163,18 @@ pub async fn answer_vertical_in_txn(
             match card_present::answer_in_txn(txn, core, challenge_id, code, decision).await? {
                 card_present::Answered::Applied(v) => VerticalAnswer::Applied(v),
                 card_present::Answered::Refused(e) => VerticalAnswer::Refused(e),
+            }
+        }
+        ChallengePurpose::PayoutDestination => {
+            match destinations::answer_on_phone_in_txn(txn, core, challenge_id, code, decision)
+                .await?
+            {
+                destinations::PhoneAnswer::Applied(destination) => {
+                    VerticalAnswer::Applied(serde_json::json!({
+                        "payout_destination": DestinationView::from(destination),
+                    }))
+                }
+                destinations::PhoneAnswer::Refused(e) => VerticalAnswer::Refused(e),
             }
         }
         ChallengePurpose::Order

@@ -1,14 +1,15 @@
-//! The payee's "Payouts" page (suppliers, drugstores, insurers): where it is paid (the active
-//! destination, one waiting for confirmation, the history), a form to register a bank
-//! account and one to confirm it with the second password, a payout request (everything or an
-//! amount), the list of payouts with their status, and the daily sweep. The same use cases as
+//! The payee's "Payouts" page (suppliers, drugstores, insurers, and card holders who sell at
+//! auction): where it is paid (the active destination, one waiting for confirmation, the
+//! history), a form to register a bank account and one to confirm it with the second password
+//! (a card holder confirms on its card's phone instead, and the page says so), a payout request
+//! (everything or an amount), the list of payouts with their status, and the daily sweep. The same use cases as
 //! `/v1/payee/...` ([`crate::api::payee`]); account numbers are shown by their last four.
 
 use super::page::{self, Layout, PageError, PageResult, Posted};
 use super::session::SignedIn;
 use super::txn;
 use super::views::{self, AccountLine};
-use crate::api::payee::{self as api, DestinationView, NewDestination, PAYEES};
+use crate::api::payee::{self as api, Confirmation, DestinationView, NewDestination};
 use crate::auth::Principal;
 use crate::state::AppState;
 use askama::Template;
@@ -41,8 +42,8 @@ pub fn routes() -> Router<AppState> {
         .route("/payee/payout-schedule", post(set_schedule))
 }
 
-fn payee_only(principal: &Principal) -> Result<(), PageError> {
-    PageError::require(principal, PAYEES)
+async fn payee_only(state: &AppState, principal: &Principal) -> Result<Confirmation, PageError> {
+    Ok(api::payee(state, principal).await?)
 }
 
 struct DestinationRow {
@@ -107,6 +108,8 @@ impl From<Payout> for PayoutRow {
 struct PayoutsTemplate {
     layout: Layout,
     accounts: Vec<AccountLine>,
+    /// A card holder confirms on its card's phone, not with a second password.
+    confirms_on_phone: bool,
     active: Option<DestinationRow>,
     pending: Option<DestinationRow>,
     history: Vec<DestinationRow>,
@@ -124,7 +127,7 @@ async fn payouts_page(
     SignedIn { session, principal }: SignedIn,
     Query(params): Query<views::ListParams>,
 ) -> PageResult {
-    payee_only(&principal)?;
+    let confirmation = payee_only(&state, &principal).await?;
     let party = principal.party;
     let filter = params.filter()?;
     let page = params.page(ListKind::Payouts)?;
@@ -163,6 +166,7 @@ async fn payouts_page(
     page::render(&PayoutsTemplate {
         layout: Layout::signed_in("Payouts", &session, PATH),
         accounts,
+        confirms_on_phone: matches!(confirmation, Confirmation::Phone(_)),
         active,
         pending,
         history: rows.into_iter().map(DestinationRow::from).collect(),
@@ -198,7 +202,7 @@ async fn register_destination(
     posted: Posted<DestinationForm>,
 ) -> PageResult {
     let principal = posted.session.principal()?;
-    payee_only(&principal)?;
+    let confirmation = payee_only(&state, &principal).await?;
     let form = posted.form;
     let typed = NewDestination {
         iban: Some(form.iban),
@@ -208,14 +212,28 @@ async fn register_destination(
     };
     let account = typed.account()?;
     txn::write(&state, posted.claim, async move |txn, core| {
-        destinations::register_in_txn(
-            txn,
-            &core.clock,
-            principal.party,
-            account,
-            &typed.holder_name,
-        )
-        .await?;
+        match confirmation {
+            Confirmation::SecondPassword => {
+                destinations::register_in_txn(
+                    txn,
+                    &core.clock,
+                    principal.party,
+                    account,
+                    &typed.holder_name,
+                )
+                .await?;
+            }
+            Confirmation::Phone(card) => {
+                destinations::register_on_phone_in_txn(
+                    txn,
+                    core,
+                    card,
+                    account,
+                    &typed.holder_name,
+                )
+                .await?;
+            }
+        }
         Ok(())
     })
     .await?;
@@ -233,7 +251,9 @@ async fn confirm_destination(
     posted: Posted<ConfirmForm>,
 ) -> PageResult {
     let principal = posted.session.principal()?;
-    payee_only(&principal)?;
+    if payee_only(&state, &principal).await? != Confirmation::SecondPassword {
+        return Err(api::confirmed_on_phone().into());
+    }
     api::confirm(&state, principal.party, id, &posted.form.second_password).await?;
     Ok(page::see_other(PATH))
 }
@@ -244,7 +264,7 @@ async fn cancel_destination(
     posted: Posted<page::NoFields>,
 ) -> PageResult {
     let principal = posted.session.principal()?;
-    payee_only(&principal)?;
+    payee_only(&state, &principal).await?;
     txn::write(&state, posted.claim, async move |txn, core| {
         destinations::cancel_in_txn(txn, &core.clock, principal.party, id).await?;
         Ok(())
@@ -264,7 +284,7 @@ struct PayoutForm {
 
 async fn request_payout(State(state): State<AppState>, posted: Posted<PayoutForm>) -> PageResult {
     let principal = posted.session.principal()?;
-    payee_only(&principal)?;
+    payee_only(&state, &principal).await?;
     let currency =
         Currency::from_str(posted.form.currency.trim()).map_err(holdfast_core::CoreError::from)?;
     let amount = PayoutAmount::parse(&posted.form.amount, currency)?;
@@ -288,7 +308,7 @@ struct ScheduleForm {
 
 async fn set_schedule(State(state): State<AppState>, posted: Posted<ScheduleForm>) -> PageResult {
     let principal = posted.session.principal()?;
-    payee_only(&principal)?;
+    payee_only(&state, &principal).await?;
     let form = posted.form;
     let minimum = views::money_field(&form.minimum, &form.currency)?;
     let currency =

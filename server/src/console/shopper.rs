@@ -344,6 +344,8 @@ struct AccountTemplate {
     layout: Layout,
     accounts: Vec<AccountLine>,
     cards: Vec<CardLine>,
+    /// A holder who sells (it has a withdrawal account) is paid out: link its payouts page.
+    sells: bool,
 }
 
 async fn account_page(
@@ -355,6 +357,9 @@ async fn account_page(
     let holder_cards = cards::cards_of_holder(&state.db, principal.party).await?;
     page::render(&AccountTemplate {
         layout: Layout::signed_in("Balances and cards", &session, "/shop/account"),
+        sells: accounts
+            .iter()
+            .any(|a| a.kind == ledger::AccountKind::Withdrawal),
         accounts: accounts.iter().map(AccountLine::from).collect(),
         cards: holder_cards
             .iter()
