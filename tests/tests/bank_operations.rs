@@ -391,6 +391,63 @@ async fn the_same_statement_uploaded_twice_is_imported_once() {
     b.app.assert_ledger_clean().await;
 }
 
+/// A notification of `count` deposits of 0.01 to `reference`, each with its own bank reference.
+fn many_deposits(message_id: &str, reference: &str, count: usize) -> String {
+    let entry = |n: usize| {
+        format!(
+            r#"<Ntry><Amt Ccy="USD">0.01</Amt><CdtDbtInd>CRDT</CdtDbtInd><Sts><Cd>BOOK</Cd></Sts>
+<BookgDt><Dt>2026-03-11</Dt></BookgDt><AcctSvcrRef>{message_id}-{n}</AcctSvcrRef>
+<NtryDtls><TxDtls><RmtInf><Ustrd>{reference}</Ustrd></RmtInf></TxDtls></NtryDtls></Ntry>
+"#
+        )
+    };
+    let entries: String = (0..count).map(entry).collect();
+    format!(
+        r#"<Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.054.001.08"><BkToCstmrDbtCdtNtfctn>
+<GrpHdr><MsgId>{message_id}</MsgId></GrpHdr><Ntfctn><Id>{message_id}-1</Id>
+<Acct><Id><IBAN>{OWN_IBAN}</IBAN></Id><Ccy>USD</Ccy></Acct>
+{entries}</Ntfctn></BkToCstmrDbtCdtNtfctn></Document>"#
+    )
+}
+
+#[tokio::test]
+async fn a_statement_larger_than_other_bodies_imports_and_one_past_8_mib_gets_413() {
+    let b = Bank::open().await;
+    // Real end-of-day files run far past the 64 KiB other routes take.
+    let xml = many_deposits("LARGE-1", &b.reference, 900);
+    assert!(xml.len() > 200 * 1024, "{}", xml.len());
+    let imported = b.upload(&xml).await;
+    assert_eq!(imported["imported"], true, "{imported}");
+    assert_eq!(imported["deposits"], 900, "{imported}");
+    assert_eq!(b.balance(b.prepaid).await, 9_00);
+
+    let oversized = "x".repeat(holdfast_core::banking::camt::MAX_STATEMENT_BYTES + 1);
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri("/v1/institution/statements")
+        .header("authorization", format!("Bearer {}", b.desk.token))
+        .header("content-type", "application/xml")
+        .body(Body::from(oversized))
+        .unwrap();
+    let reply = b.app.send(request).await;
+    assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE, "{reply:?}");
+    assert_eq!(reply.code(), "body_too_large");
+
+    // Every other route keeps its 64 KiB.
+    let request = Request::builder()
+        .method(Method::PUT)
+        .uri("/v1/institution/bank-accounts/USD")
+        .header("authorization", format!("Bearer {}", b.desk.token))
+        .header("content-type", "application/json")
+        .body(Body::from(
+            json!({"iban": OWN_IBAN, "holder_name": "x".repeat(100 * 1024)}).to_string(),
+        ))
+        .unwrap();
+    let reply = b.app.send(request).await;
+    assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE, "{reply:?}");
+    b.app.assert_ledger_clean().await;
+}
+
 #[tokio::test]
 async fn a_credit_without_a_reference_waits_for_an_operator_and_a_mismatch_raises_a_discrepancy() {
     let b = Bank::open().await;

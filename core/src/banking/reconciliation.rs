@@ -31,7 +31,7 @@ use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveValue::Set, Condition, ConnectionTrait, DatabaseTransaction, FromQueryResult,
-    QueryFilter, QueryOrder, Statement,
+    QueryFilter, QueryOrder, QuerySelect, Statement,
 };
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -276,6 +276,58 @@ pub async fn run_in_txn(
         .await?;
     }
     Ok(result)
+}
+
+/// How many of the latest runs that were not clean [`open_movements`] looks at.
+pub const MAX_OPEN_MOVEMENT_RUNS: u64 = 50;
+
+/// A ledger movement the bank never showed, still open, of `institution` in `currency`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpenMovement {
+    pub institution: PartyId,
+    pub currency: Currency,
+    /// The reconciliation day it was found open on.
+    pub reconciled_day: NaiveDate,
+    pub difference: Difference,
+}
+
+/// The movements missing at the bank that are still open, for an operator to resolve: each
+/// institution's and currency's latest stored run that was not clean (at most
+/// [`MAX_OPEN_MOVEMENT_RUNS`] runs, newest day first), reconciled again now — so a movement
+/// resolved, or matched by a bank entry since, is gone. An older day's open movement is still
+/// open on every later day, so the latest run shows them all.
+pub async fn open_movements(db: &impl ConnectionTrait) -> CoreResult<Vec<OpenMovement>> {
+    let runs = reconciliations::Entity::find()
+        .filter(reconciliations::Column::Clean.eq(false))
+        .order_by_desc(reconciliations::Column::Day)
+        .order_by_asc(reconciliations::Column::Id)
+        .limit(MAX_OPEN_MOVEMENT_RUNS)
+        .all(db)
+        .await?;
+    let mut seen = std::collections::HashSet::new();
+    let mut open = Vec::new();
+    for run in runs {
+        if !seen.insert((run.institution_party_id, run.currency.clone())) {
+            continue;
+        }
+        let Ok(currency) = run.currency.parse::<Currency>() else {
+            continue;
+        };
+        let institution = PartyId::from_uuid(run.institution_party_id);
+        let day = reconcile(db, institution, currency, run.day).await?;
+        open.extend(
+            day.differences
+                .into_iter()
+                .filter(|d| d.kind == DifferenceKind::MissingAtBank)
+                .map(|difference| OpenMovement {
+                    institution,
+                    currency,
+                    reconciled_day: run.day,
+                    difference,
+                }),
+        );
+    }
+    Ok(open)
 }
 
 fn checked_note(note: &str) -> CoreResult<String> {

@@ -173,6 +173,9 @@ impl ImportView {
     }
 }
 
+/// Where statements are uploaded: the route with its own body limit (`super::body_limit_of`).
+pub const STATEMENTS_ROUTE: &str = "/v1/institution/statements";
+
 /// Import a bank statement of the institution's own accounts: a camt.053 (end of day) or
 /// camt.054 (notification), the XML as the body (`Content-Type: application/xml`). The same
 /// file again (its message id) is answered with `imported: false` and changes nothing.

@@ -28,6 +28,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
+use holdfast_core::banking::camt::MAX_STATEMENT_BYTES;
 use serde::Serialize;
 use std::time::Instant;
 use tracing::Instrument;
@@ -35,14 +36,18 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-/// Largest request body accepted.
+/// Largest request body accepted, except on the routes of [`body_limit_of`].
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The console's statement upload carries the XML percent-encoded in a form field: up to three
+/// bytes sent for one byte of statement.
+pub const MAX_STATEMENT_FORM_BYTES: usize = 3 * MAX_STATEMENT_BYTES;
 
 /// How much of an oversized body is read (and thrown away) before the 413 is sent. A server
 /// that answers and closes while the client is still sending leaves unread bytes in its socket,
 /// and the kernel then resets the connection — often before the client has read the answer.
-/// Reading the rest first lets the client see the 413; beyond this much the connection is
-/// closed after the answer instead, and a client still sending may see a reset.
+/// Reading the rest first lets the client see the 413; beyond this much past the route's limit
+/// the connection is closed after the answer instead, and a client still sending may see a reset.
 pub const MAX_DRAINED_BODY_BYTES: usize = 8 * 1024 * 1024;
 
 /// Every route of the API, each registered with its OpenAPI operation: the router serves
@@ -78,6 +83,9 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::console::router())
         .fallback(not_found)
         .layer(axum::middleware::from_fn(limit_body))
+        // `limit_body` has bounded every body by its route already: axum's own 2 MB default
+        // would refuse a statement that route allows, without our error envelope.
+        .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn_with_state(
             state.lifecycle.clone(),
             crate::lifecycle::request_deadline,
@@ -172,23 +180,42 @@ fn is_probe(route: &str) -> bool {
     matches!(route, "/healthz" | "/readyz" | "/metrics")
 }
 
-/// Reads the whole body (at most [`MAX_BODY_BYTES`]) before any handler runs, so an oversized
-/// one is refused in the error envelope (`413 body_too_large`) whatever the route extracts, and
-/// whether it came with a `Content-Length` or chunked. The rest of an oversized body is read
-/// and dropped, up to [`MAX_DRAINED_BODY_BYTES`], so that the client reads the answer.
 /// How long a request's body may take to arrive.
 pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// The largest body a route takes, by its template. Bank statements (camt.053 files run to
+/// megabytes) have their own limit, through the API and the console's form alike; every other
+/// route has [`MAX_BODY_BYTES`].
+pub fn body_limit_of(route: Option<&str>) -> usize {
+    match route {
+        Some(bank::STATEMENTS_ROUTE) => MAX_STATEMENT_BYTES,
+        Some(crate::console::reconciliation::STATEMENT_FORM_ROUTE) => MAX_STATEMENT_FORM_BYTES,
+        _ => MAX_BODY_BYTES,
+    }
+}
+
+/// Reads the whole body (at most its route's [`body_limit_of`]) before any handler runs, so an
+/// oversized one is refused in the error envelope (`413 body_too_large`) whatever the route
+/// extracts, and whether it came with a `Content-Length` or chunked. The rest of an oversized
+/// body is read and dropped, up to [`MAX_DRAINED_BODY_BYTES`] past the limit, so that the
+/// client reads the answer.
 async fn limit_body(request: Request, next: Next) -> Response {
     use http_body_util::BodyExt;
+    let limit = body_limit_of(
+        request
+            .extensions()
+            .get::<MatchedPath>()
+            .map(MatchedPath::as_str),
+    );
+    let drained = limit.saturating_add(MAX_DRAINED_BODY_BYTES);
     let declared = request
         .headers()
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > MAX_DRAINED_BODY_BYTES as u64) {
+    if declared.is_some_and(|length| length > drained as u64) {
         // Far too large to be worth reading: answer, and the connection closes.
-        return body_too_large();
+        return body_too_large(limit);
     }
     let (parts, mut body) = request.into_parts();
     let mut kept = Vec::new();
@@ -203,10 +230,10 @@ async fn limit_body(request: Request, next: Next) -> Response {
                 continue; // trailers
             };
             seen = seen.saturating_add(data.len());
-            if seen > MAX_DRAINED_BODY_BYTES {
+            if seen > drained {
                 break;
             }
-            if seen <= MAX_BODY_BYTES {
+            if seen <= limit {
                 kept.extend_from_slice(&data);
             }
         }
@@ -233,18 +260,18 @@ async fn limit_body(request: Request, next: Next) -> Response {
         Ok(Err(error)) => return error.into_response(),
         Ok(Ok(())) => {}
     }
-    if seen > MAX_BODY_BYTES {
-        return body_too_large();
+    if seen > limit {
+        return body_too_large(limit);
     }
     next.run(Request::from_parts(parts, axum::body::Body::from(kept)))
         .await
 }
 
-fn body_too_large() -> Response {
+fn body_too_large(limit: usize) -> Response {
     let mut response = ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         "body_too_large",
-        format!("a request body has at most {MAX_BODY_BYTES} bytes"),
+        format!("a request body here has at most {limit} bytes"),
     )
     .into_response();
     response.headers_mut().insert(

@@ -5,7 +5,7 @@
 //! `/v1/institution/reconciliations` and `/v1/operator/bank-entries/…` in pages.
 
 use super::forms::when;
-use super::page::{self, Layout, PageError, PageResult, Posted};
+use super::page::{self, Layout, Notice, PageError, PageResult, Posted};
 use super::session::SignedIn;
 use super::txn;
 use super::views;
@@ -18,8 +18,8 @@ use axum::routing::{get, post};
 use chrono::NaiveDate;
 use holdfast_core::Currency;
 use holdfast_core::banking::lists::{self, EntryRecord};
-use holdfast_core::banking::reconciliation::{self, Reconciliation};
-use holdfast_core::ids::AccountId;
+use holdfast_core::banking::reconciliation::{self, OpenMovement, Reconciliation};
+use holdfast_core::ids::{AccountId, PartyId};
 use holdfast_core::ledger;
 use holdfast_core::paging::ListKind;
 use holdfast_core::parties::Role;
@@ -27,13 +27,21 @@ use serde::{Deserialize, Serialize};
 use std::str::FromStr;
 use uuid::Uuid;
 
+/// The statement upload form's route: it takes bodies larger than other forms
+/// (`crate::api::body_limit_of`).
+pub const STATEMENT_FORM_ROUTE: &str = "/institution/bank/statements";
+
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/institution/bank", get(institution_page))
-        .route("/institution/bank/statements", post(upload))
+        .route(STATEMENT_FORM_ROUTE, post(upload))
         .route("/operator/reconciliation", get(operator_page))
         .route("/operator/reconciliation/{entry_id}/assign", post(assign))
         .route("/operator/reconciliation/{entry_id}/resolve", post(resolve))
+        .route(
+            "/operator/reconciliation/transfers/{transfer_id}/resolve",
+            post(resolve_movement),
+        )
 }
 
 struct StatementRow {
@@ -101,6 +109,9 @@ struct InstitutionPage {
     currency: String,
     reconciliation: Option<DayView>,
     imported: Option<String>,
+    /// A refused upload: its error, shown above the form, which keeps the pasted XML.
+    notice: Option<Notice>,
+    xml: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -117,6 +128,7 @@ async fn render_institution(
     institution: holdfast_core::ids::PartyId,
     query: &DayQuery,
     imported: Option<String>,
+    refused: Option<(Notice, String)>,
 ) -> PageResult {
     let page = query.list.page(ListKind::BankStatements)?;
     let statements = lists::statements_of(&state.db, institution, &page).await?;
@@ -153,6 +165,8 @@ async fn render_institution(
         currency,
         reconciliation,
         imported,
+        notice: refused.as_ref().map(|(notice, _)| notice.clone()),
+        xml: refused.map(|(_, xml)| xml).unwrap_or_default(),
     })
 }
 
@@ -163,7 +177,7 @@ async fn institution_page(
 ) -> PageResult {
     PageError::require(&principal, &[Role::Institution])?;
     let layout = Layout::signed_in("Statements & reconciliation", &session, "/institution/bank");
-    render_institution(&state, layout, principal.party, &query, None).await
+    render_institution(&state, layout, principal.party, &query, None, None).await
 }
 
 #[derive(Deserialize)]
@@ -171,28 +185,43 @@ struct UploadForm {
     xml: String,
 }
 
-/// A statement is imported once by its message id, so the form needs no claim of its own.
+/// A statement is imported once by its message id, so the form needs no claim of its own. A
+/// refused one is shown above the form, the pasted XML kept to correct.
 async fn upload(State(state): State<AppState>, posted: Posted<UploadForm>) -> PageResult {
     let Posted { session, form, .. } = posted;
     let principal = session.principal()?;
     PageError::require(&principal, &[Role::Institution])?;
-    let summary = bank_gateways::import_statement(&state, principal.party, form.xml).await?;
-    let imported = Some(match summary {
-        None => "This statement was imported before: nothing changed.".to_owned(),
-        Some(s) => format!(
-            "Imported {} entries: {} payouts paid, {} returned, {} deposits, {} for an operator, {} seen before.",
-            s.entries, s.payouts_paid, s.payouts_returned, s.deposits, s.for_operator, s.duplicates
-        ),
-    });
     let layout = Layout::signed_in("Statements & reconciliation", &session, "/institution/bank");
-    render_institution(
-        &state,
-        layout,
-        principal.party,
-        &DayQuery::default(),
-        imported,
-    )
-    .await
+    let query = DayQuery::default();
+    let imported = bank_gateways::import_statement(&state, principal.party, form.xml.clone())
+        .await
+        .map_err(crate::error::ApiError::from);
+    match imported {
+        Ok(summary) => {
+            let imported = Some(match summary {
+                None => "This statement was imported before: nothing changed.".to_owned(),
+                Some(s) => format!(
+                    "Imported {} entries: {} payouts paid, {} returned, {} deposits, {} for an operator, {} seen before.",
+                    s.entries,
+                    s.payouts_paid,
+                    s.payouts_returned,
+                    s.deposits,
+                    s.for_operator,
+                    s.duplicates
+                ),
+            });
+            render_institution(&state, layout, principal.party, &query, imported, None).await
+        }
+        Err(error) if error.status.is_client_error() => {
+            let status = error.status;
+            let refused = Some((Notice::from(&error), form.xml));
+            let mut response =
+                render_institution(&state, layout, principal.party, &query, None, refused).await?;
+            *response.status_mut() = status;
+            Ok(response)
+        }
+        Err(error) => Err(error.into()),
+    }
 }
 
 struct OpenItemRow {
@@ -228,13 +257,58 @@ struct Done {
     message: String,
 }
 
+/// A ledger movement the bank never showed, with what its resolve form sends back.
+struct MovementRow {
+    transfer: String,
+    institution: String,
+    currency: String,
+    amount: String,
+    day: String,
+    reconciled_day: String,
+}
+
+impl From<OpenMovement> for MovementRow {
+    fn from(m: OpenMovement) -> Self {
+        let c = m.currency;
+        MovementRow {
+            transfer: m
+                .difference
+                .transfer
+                .map(|t| t.to_string())
+                .unwrap_or_default(),
+            institution: m.institution.to_string(),
+            currency: c.code().to_owned(),
+            amount: format!(
+                "{} {}",
+                ledger::signed_decimal(m.difference.amount, c),
+                c.code()
+            ),
+            day: m.difference.day.map(|d| d.to_string()).unwrap_or_default(),
+            reconciled_day: m.reconciled_day.to_string(),
+        }
+    }
+}
+
+/// A refused form: its error above the lists, and what was typed into it (the row's forms
+/// are told apart by `target`, the entry's or the transfer's id).
+#[derive(Default)]
+struct Refused {
+    notice: Option<Notice>,
+    target: String,
+    account_id: String,
+    reason: String,
+}
+
 #[derive(Template)]
 #[template(path = "console/operator/reconciliation.html")]
 struct OperatorPage {
     layout: Layout,
     items: Vec<OpenItemRow>,
+    movements: Vec<MovementRow>,
     nav: views::ListNav,
     done: Option<Done>,
+    notice: Option<Notice>,
+    refused: Refused,
 }
 
 async fn render_operator(
@@ -242,15 +316,44 @@ async fn render_operator(
     layout: Layout,
     params: &views::ListParams,
     done: Option<Done>,
+    refused: Refused,
 ) -> PageResult {
     let page = params.page(ListKind::OpenBankEntries)?;
     let open = lists::open_entries(&state.db, &page).await?;
+    let movements = reconciliation::open_movements(&state.db).await?;
     page::render(&OperatorPage {
         layout,
         nav: params.pager("/operator/reconciliation", open.next_cursor),
         items: open.items.into_iter().map(OpenItemRow::from).collect(),
+        movements: movements.into_iter().map(MovementRow::from).collect(),
         done,
+        notice: refused.notice.clone(),
+        refused,
     })
+}
+
+/// The operator's page after a form: what it did, or its refusal with the typed values kept.
+async fn operator_outcome(
+    state: &AppState,
+    session: &super::session::Session,
+    outcome: Result<Done, PageError>,
+    refused: Refused,
+) -> PageResult {
+    let layout = Layout::signed_in("Reconciliation", session, "/operator/reconciliation");
+    let params = views::ListParams::default();
+    match outcome {
+        Ok(done) => render_operator(state, layout, &params, Some(done), Refused::default()).await,
+        Err(PageError::Api(error)) if error.status.is_client_error() => {
+            let refused = Refused {
+                notice: Some(Notice::from(&error)),
+                ..refused
+            };
+            let mut response = render_operator(state, layout, &params, None, refused).await?;
+            *response.status_mut() = error.status;
+            Ok(response)
+        }
+        Err(other) => Err(other),
+    }
 }
 
 async fn operator_page(
@@ -260,7 +363,7 @@ async fn operator_page(
 ) -> PageResult {
     PageError::require(&principal, &[Role::Operator])?;
     let layout = Layout::signed_in("Reconciliation", &session, "/operator/reconciliation");
-    render_operator(&state, layout, &params, None).await
+    render_operator(&state, layout, &params, None, Refused::default()).await
 }
 
 #[derive(Deserialize)]
@@ -281,30 +384,38 @@ async fn assign(
     } = posted;
     let principal = session.principal()?;
     PageError::require(&principal, &[Role::Operator])?;
-    let account = AccountId::from_str(form.account_id.trim())
-        .map_err(|_| crate::error::ApiError::invalid("the account id is not an id"))?;
-    let institution = lists::entry(&state.db, entry).await?.institution;
     let by = principal.party;
-    let done = txn::write(&state, claim, async |txn, core| {
-        let transfer = reconciliation::assign_entry_in_txn(
-            txn,
-            &core.clock,
-            institution,
-            entry,
-            account,
-            by,
-            &form.reason,
-        )
-        .await?;
-        Ok(Done {
-            message: format!(
-                "Bank entry {entry} was deposited on account {account} (transfer {transfer})."
-            ),
+    let outcome = async {
+        let account = AccountId::from_str(form.account_id.trim())
+            .map_err(|_| crate::error::ApiError::invalid("the account id is not an id"))?;
+        let institution = lists::entry(&state.db, entry).await?.institution;
+        txn::write(&state, claim, async |txn, core| {
+            let transfer = reconciliation::assign_entry_in_txn(
+                txn,
+                &core.clock,
+                institution,
+                entry,
+                account,
+                by,
+                &form.reason,
+            )
+            .await?;
+            Ok(Done {
+                message: format!(
+                    "Bank entry {entry} was deposited on account {account} (transfer {transfer})."
+                ),
+            })
         })
-    })
-    .await?;
-    let layout = Layout::signed_in("Reconciliation", &session, "/operator/reconciliation");
-    render_operator(&state, layout, &views::ListParams::default(), Some(done)).await
+        .await
+    }
+    .await;
+    let refused = Refused {
+        target: entry.to_string(),
+        account_id: form.account_id.clone(),
+        reason: form.reason.clone(),
+        ..Refused::default()
+    };
+    operator_outcome(&state, &session, outcome, refused).await
 }
 
 #[derive(Deserialize)]
@@ -324,23 +435,82 @@ async fn resolve(
     } = posted;
     let principal = session.principal()?;
     PageError::require(&principal, &[Role::Operator])?;
-    let institution = lists::entry(&state.db, entry).await?.institution;
     let by = principal.party;
-    let done = txn::write(&state, claim, async |txn, core| {
-        reconciliation::resolve_entry_in_txn(
-            txn,
-            &core.clock,
-            institution,
-            entry,
-            by,
-            &form.reason,
-        )
-        .await?;
-        Ok(Done {
-            message: format!("Bank entry {entry} was resolved."),
+    let outcome = async {
+        let institution = lists::entry(&state.db, entry).await?.institution;
+        txn::write(&state, claim, async |txn, core| {
+            reconciliation::resolve_entry_in_txn(
+                txn,
+                &core.clock,
+                institution,
+                entry,
+                by,
+                &form.reason,
+            )
+            .await?;
+            Ok(Done {
+                message: format!("Bank entry {entry} was resolved."),
+            })
         })
-    })
-    .await?;
-    let layout = Layout::signed_in("Reconciliation", &session, "/operator/reconciliation");
-    render_operator(&state, layout, &views::ListParams::default(), Some(done)).await
+        .await
+    }
+    .await;
+    let refused = Refused {
+        target: entry.to_string(),
+        reason: form.reason.clone(),
+        ..Refused::default()
+    };
+    operator_outcome(&state, &session, outcome, refused).await
+}
+
+#[derive(Deserialize)]
+struct ResolveMovementForm {
+    institution_id: String,
+    currency: String,
+    reason: String,
+}
+
+/// A ledger movement the bank never showed, resolved with a reason; no money moves.
+async fn resolve_movement(
+    State(state): State<AppState>,
+    Path(transfer): Path<Uuid>,
+    posted: Posted<ResolveMovementForm>,
+) -> PageResult {
+    let Posted {
+        session,
+        form,
+        claim,
+    } = posted;
+    let principal = session.principal()?;
+    PageError::require(&principal, &[Role::Operator])?;
+    let by = principal.party;
+    let outcome = async {
+        let institution = PartyId::from_str(form.institution_id.trim())
+            .map_err(|_| crate::error::ApiError::invalid("the institution id is not an id"))?;
+        let currency = Currency::from_str(form.currency.trim())
+            .map_err(|_| crate::error::ApiError::invalid("not a currency code"))?;
+        txn::write(&state, claim, async |txn, core| {
+            reconciliation::resolve_transfer_in_txn(
+                txn,
+                &core.clock,
+                institution,
+                currency,
+                transfer,
+                by,
+                &form.reason,
+            )
+            .await?;
+            Ok(Done {
+                message: format!("Ledger transfer {transfer} was resolved."),
+            })
+        })
+        .await
+    }
+    .await;
+    let refused = Refused {
+        target: transfer.to_string(),
+        reason: form.reason.clone(),
+        ..Refused::default()
+    };
+    operator_outcome(&state, &session, outcome, refused).await
 }
