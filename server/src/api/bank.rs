@@ -3,15 +3,15 @@
 //! the simulated bank's controls for development and tests.
 
 use crate::api::paging::{self, PagedJson};
-use crate::api::simulator::SIMULATOR_KEY_HEADER;
 use crate::auth::Principal;
-use crate::bank_gateways::{self, BankRound, SimulatedBank};
+use crate::bank_gateways::{self, BankRound};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
 use crate::state::AppState;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use chrono::{DateTime, NaiveDate, Utc};
+use holdfast_core::Currency;
 use holdfast_core::banking::camt::MAX_STATEMENT_BYTES;
 use holdfast_core::banking::destinations::BankAccount;
 use holdfast_core::banking::lists::{self, EntryRecord, ReconciliationRecord, StatementRecord};
@@ -22,9 +22,7 @@ use holdfast_core::ids::{AccountId, PartyId};
 use holdfast_core::ledger::{self, AccountKind};
 use holdfast_core::paging::ListKind;
 use holdfast_core::parties::Role;
-use holdfast_core::{Currency, Money};
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -43,9 +41,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(resolve_entry))
         .routes(routes!(resolve_transfer))
         .routes(routes!(deposit_reference))
-        .routes(routes!(simulate_credit))
-        .routes(routes!(simulate_return))
-        .routes(routes!(simulate_close_day))
+        .merge(super::bank_simulator::routes())
 }
 
 fn money_text(minor: i64, currency: Currency) -> String {
@@ -690,132 +686,5 @@ pub async fn deposit_reference(
         account_id,
         reference,
         pay_to,
-    }))
-}
-
-// ---- the simulated bank ----
-
-/// The simulated bank, for a caller with the simulator key or an operator's token.
-fn simulated_bank(state: &AppState, headers: &HeaderMap) -> ApiResult<Arc<SimulatedBank>> {
-    let Some(bank) = state.simulated_bank.clone() else {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "bank_simulator_disabled",
-            "the bank simulator is off: another bank gateway is configured",
-        ));
-    };
-    if let (Some(key), Some(presented)) = (&state.simulator_key, headers.get(SIMULATOR_KEY_HEADER))
-    {
-        return if key.matches(presented.as_bytes()) {
-            Ok(bank)
-        } else {
-            Err(ApiError::unauthenticated("the simulator key is wrong"))
-        };
-    }
-    Principal::from_headers(headers, &state.jwt)?.require(&[Role::Operator])?;
-    Ok(bank)
-}
-
-#[derive(Deserialize, Serialize, ToSchema)]
-pub struct SimulatedCredit {
-    /// The institution whose account receives it.
-    pub institution_id: PartyId,
-    pub amount: Money,
-    /// What the payer wrote: a deposit reference (`RF…`) or anything else.
-    pub remittance: Option<String>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct SimulatedView {
-    /// The bank's reference (or, for a closed day, the statement's message id).
-    pub reference: String,
-    /// Statements imported into Holdfast as a result.
-    pub statements_imported: u32,
-}
-
-/// The simulated bank receives a credit (a shopper's bank transfer) and notifies Holdfast.
-#[utoipa::path(post, path = "/v1/simulator/bank/credits", tag = "bank",
-    security(("simulator_key" = []), ("bearer" = [])), request_body = SimulatedCredit,
-    responses((status = 201, body = SimulatedView), (status = 400, body = crate::error::ErrorBody),
-        (status = 404, description = "bank_simulator_disabled", body = crate::error::ErrorBody)))]
-pub async fn simulate_credit(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Json(body): Json<SimulatedCredit>,
-) -> ApiResult<(StatusCode, axum::Json<SimulatedView>)> {
-    let bank = simulated_bank(&state, &headers)?;
-    let reference = bank
-        .receive_credit(body.institution_id, body.amount, body.remittance)
-        .await?;
-    let statements_imported = bank_gateways::deliver_statements(&state).await?;
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(SimulatedView {
-            reference,
-            statements_imported,
-        }),
-    ))
-}
-
-#[derive(Deserialize, Serialize, ToSchema)]
-pub struct SimulatedReturn {
-    /// The payout's end-to-end id.
-    pub end_to_end_id: String,
-    /// ISO external return reason code, e.g. `AC04` (closed account).
-    pub reason: String,
-}
-
-/// The payee's bank returns a payout: the simulated bank credits it back and notifies
-/// Holdfast.
-#[utoipa::path(post, path = "/v1/simulator/bank/returns", tag = "bank",
-    security(("simulator_key" = []), ("bearer" = [])), request_body = SimulatedReturn,
-    responses((status = 201, body = SimulatedView), (status = 400, body = crate::error::ErrorBody),
-        (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
-pub async fn simulate_return(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Json(body): Json<SimulatedReturn>,
-) -> ApiResult<(StatusCode, axum::Json<SimulatedView>)> {
-    let bank = simulated_bank(&state, &headers)?;
-    let reference = bank
-        .return_transfer(&body.end_to_end_id, &body.reason)
-        .await?;
-    let statements_imported = bank_gateways::deliver_statements(&state).await?;
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(SimulatedView {
-            reference,
-            statements_imported,
-        }),
-    ))
-}
-
-#[derive(Deserialize, Serialize, ToSchema)]
-pub struct SimulatedCloseDay {
-    pub institution_id: PartyId,
-    /// The day to close (default: today, UTC).
-    pub day: Option<NaiveDate>,
-}
-
-/// The simulated bank closes an institution's day: its camt.053 end-of-day statement, with
-/// opening and closing balances, is imported into Holdfast.
-#[utoipa::path(post, path = "/v1/simulator/bank/close-day", tag = "bank",
-    security(("simulator_key" = []), ("bearer" = [])), request_body = SimulatedCloseDay,
-    responses((status = 200, body = SimulatedView), (status = 400, body = crate::error::ErrorBody),
-        (status = 404, body = crate::error::ErrorBody)))]
-pub async fn simulate_close_day(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Json(body): Json<SimulatedCloseDay>,
-) -> ApiResult<axum::Json<SimulatedView>> {
-    let bank = simulated_bank(&state, &headers)?;
-    let day = body
-        .day
-        .unwrap_or_else(|| state.core.clock.now().date_naive());
-    let reference = bank.close_day(body.institution_id, day).await?;
-    let statements_imported = bank_gateways::deliver_statements(&state).await?;
-    Ok(axum::Json(SimulatedView {
-        reference,
-        statements_imported,
     }))
 }

@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod auth;
 pub mod bank;
+pub mod bank_simulator;
 pub mod card_present;
 pub mod cards;
 pub mod challenges;
