@@ -274,6 +274,40 @@ async fn a_payout_goes_out_in_a_run_comes_back_paid_and_the_day_reconciles_clean
     assert_eq!(day["differences"], json!([]));
     assert_eq!(day["clean"], true, "{day}");
     assert_eq!(b.discrepancies().await, 0);
+    // The stored run, as the institution and an operator list it: amounts as decimal text.
+    let runs = b
+        .app
+        .get("/v1/institution/reconciliations", Some(&b.desk.token))
+        .await;
+    assert_eq!(runs.body["runs"][0]["bank_closing"], "70.00", "{runs:?}");
+    assert_eq!(runs.body["runs"][0]["ledger_balance"], "70.00");
+    assert_eq!(runs.body["runs"][0]["clean"], true);
+    let seen_by_operator = b
+        .app
+        .get(
+            &format!(
+                "/v1/operator/reconciliations?institution_id={}&day={}&currency=USD",
+                b.institution,
+                day["day"].as_str().unwrap()
+            ),
+            Some(&b.operator),
+        )
+        .await;
+    assert_eq!(
+        seen_by_operator.body["reconciliation"], day,
+        "{seen_by_operator:?}"
+    );
+    let not_for_institutions = b
+        .app
+        .get(
+            &format!(
+                "/v1/operator/reconciliations?institution_id={}",
+                b.institution
+            ),
+            Some(&b.desk.token),
+        )
+        .await;
+    assert_eq!(not_for_institutions.status, StatusCode::FORBIDDEN);
 
     let statements = b
         .app

@@ -23,6 +23,7 @@ use holdfast_core::ledger::{self, AccountKind};
 use holdfast_core::paging::ListKind;
 use holdfast_core::parties::Role;
 use serde::{Deserialize, Serialize};
+use std::str::FromStr;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -307,27 +308,32 @@ impl From<Reconciliation> for ReconciliationView {
 
 #[derive(Serialize, ToSchema)]
 pub struct ReconciliationRunView {
-    pub currency: String,
+    pub currency: Currency,
     pub day: NaiveDate,
-    pub bank_closing: Option<i64>,
-    /// Minor units.
-    pub ledger_balance: i64,
+    /// The bank's closing balance; absent when the run had no end-of-day statement.
+    pub bank_closing: Option<String>,
+    /// What the bank should hold by the ledger.
+    pub ledger_balance: String,
     pub open_items: i32,
     pub clean: bool,
     pub reconciled_at: DateTime<Utc>,
 }
 
-impl From<ReconciliationRecord> for ReconciliationRunView {
-    fn from(r: ReconciliationRecord) -> Self {
-        ReconciliationRunView {
-            currency: r.currency,
+impl TryFrom<ReconciliationRecord> for ReconciliationRunView {
+    type Error = holdfast_core::CoreError;
+
+    fn try_from(r: ReconciliationRecord) -> Result<Self, Self::Error> {
+        // Amounts as every other amount of the API: decimal text in the currency's scale.
+        let currency = Currency::from_str(&r.currency)?;
+        Ok(ReconciliationRunView {
+            currency,
             day: r.day,
-            bank_closing: r.bank_closing,
-            ledger_balance: r.ledger_balance,
+            bank_closing: r.bank_closing.map(|m| money_text(m, currency)),
+            ledger_balance: money_text(r.ledger_balance, currency),
             open_items: r.open_items,
             clean: r.clean,
             reconciled_at: r.reconciled_at,
-        }
+        })
     }
 }
 
@@ -407,8 +413,8 @@ async fn reconciliations_of(
             runs: lists::reconciliations_of(&state.db, institution, 60)
                 .await?
                 .into_iter()
-                .map(ReconciliationRunView::from)
-                .collect(),
+                .map(ReconciliationRunView::try_from)
+                .collect::<Result<_, _>>()?,
             reconciliation: None,
         },
         _ => return Err(ApiError::invalid("give both day and currency, or neither")),
