@@ -48,6 +48,12 @@ pub type Address = MultilineText<1, { crate::cards::MAX_ADDRESS_CHARS }>;
 /// A reason that must be given (a dispute).
 pub type Reason = MultilineText<1, { crate::escrow::MAX_REASON_CHARS }>;
 pub type WebhookUrl = Text<1, { crate::webhooks::MAX_URL_CHARS }>;
+/// Why an operator closed a bank difference by hand (recorded with it).
+pub type ResolutionReason = MultilineText<1, { crate::banking::reconciliation::MAX_NOTE_CHARS }>;
+/// An account holder's name as the bank knows it.
+pub type AccountHolderName = Text<1, { crate::banking::destinations::MAX_HOLDER_NAME_CHARS }>;
+/// What a payer writes on a bank transfer (ISO 20022 unstructured remittance: 140 characters).
+pub type Remittance = Text<0, 140>;
 
 /// Why text was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -22,6 +22,7 @@ use holdfast_core::ids::{AccountId, PartyId};
 use holdfast_core::ledger::{self, AccountKind};
 use holdfast_core::paging::ListKind;
 use holdfast_core::parties::Role;
+use holdfast_core::text::{AccountHolderName, ResolutionReason, Token};
 use serde::{Deserialize, Serialize};
 use std::str::FromStr;
 use utoipa::{IntoParams, ToSchema};
@@ -79,11 +80,11 @@ impl From<InstitutionBankAccount> for BankAccountView {
 #[derive(Deserialize, Serialize, ToSchema)]
 pub struct SetBankAccount {
     /// An IBAN; or else `bank_code` and `account_number`.
-    pub iban: Option<String>,
-    pub bank_code: Option<String>,
-    pub account_number: Option<String>,
-    pub bic: Option<String>,
-    pub holder_name: String,
+    pub iban: Option<Token>,
+    pub bank_code: Option<Token>,
+    pub account_number: Option<Token>,
+    pub bic: Option<Token>,
+    pub holder_name: AccountHolderName,
 }
 
 /// The institution's own accounts at its bank, one per currency: where payouts leave from and
@@ -113,7 +114,11 @@ pub async fn set_bank_account(
     Json(body): Json<SetBankAccount>,
 ) -> ApiResult<axum::Json<BankAccountView>> {
     principal.require(&[Role::Institution])?;
-    let account = match (&body.iban, &body.bank_code, &body.account_number) {
+    let account = match (
+        body.iban.as_deref(),
+        body.bank_code.as_deref(),
+        body.account_number.as_deref(),
+    ) {
         (Some(iban), None, None) => BankAccount::iban(iban)?,
         (None, Some(code), Some(number)) => BankAccount::domestic(code, number)?,
         _ => {
@@ -126,8 +131,8 @@ pub async fn set_bank_account(
         institution: principal.party,
         currency,
         account,
-        bic: body.bic,
-        holder_name: body.holder_name,
+        bic: body.bic.map(String::from),
+        holder_name: body.holder_name.into(),
     };
     let stored = own.clone();
     state
@@ -534,8 +539,8 @@ pub async fn open_items(
 pub struct AssignEntry {
     /// The funding account the credit was meant for (at the entry's institution).
     pub account_id: AccountId,
-    /// Why (recorded): 1 to 500 characters.
-    pub reason: String,
+    /// Why (recorded).
+    pub reason: ResolutionReason,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -567,7 +572,7 @@ pub async fn assign_entry(
                 entry,
                 body.account_id,
                 principal.party,
-                &body.reason,
+                body.reason.as_str(),
             )
             .await
         })
@@ -577,8 +582,8 @@ pub async fn assign_entry(
 
 #[derive(Deserialize, Serialize, ToSchema)]
 pub struct Resolve {
-    /// Why (recorded): 1 to 500 characters.
-    pub reason: String,
+    /// Why (recorded).
+    pub reason: ResolutionReason,
 }
 
 /// Resolve an unmatched or mismatched bank entry with a recorded reason; no money moves.
@@ -602,7 +607,7 @@ pub async fn resolve_entry(
                 institution,
                 entry,
                 principal.party,
-                &body.reason,
+                body.reason.as_str(),
             )
             .await
         })
@@ -615,8 +620,8 @@ pub struct ResolveTransfer {
     /// The institution whose external account the movement crossed.
     pub institution_id: PartyId,
     pub currency: Currency,
-    /// Why (recorded): 1 to 500 characters.
-    pub reason: String,
+    /// Why (recorded).
+    pub reason: ResolutionReason,
 }
 
 /// Resolve a ledger movement the bank never showed, with a recorded reason; no money moves.
@@ -640,7 +645,7 @@ pub async fn resolve_transfer(
                 body.currency,
                 transfer,
                 principal.party,
-                &body.reason,
+                body.reason.as_str(),
             )
             .await
         })

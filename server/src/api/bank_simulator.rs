@@ -14,6 +14,7 @@ use chrono::NaiveDate;
 use holdfast_core::Money;
 use holdfast_core::ids::PartyId;
 use holdfast_core::parties::Role;
+use holdfast_core::text::{Remittance, Text};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use utoipa::ToSchema;
@@ -54,7 +55,7 @@ pub struct SimulatedCredit {
     pub institution_id: PartyId,
     pub amount: Money,
     /// What the payer wrote: a deposit reference (`RF…`) or anything else.
-    pub remittance: Option<String>,
+    pub remittance: Option<Remittance>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -69,7 +70,8 @@ pub struct SimulatedView {
 #[utoipa::path(post, path = "/v1/simulator/bank/credits", tag = "bank",
     security(("simulator_key" = []), ("bearer" = [])), request_body = SimulatedCredit,
     responses((status = 201, body = SimulatedView), (status = 400, body = crate::error::ErrorBody),
-        (status = 404, description = "bank_simulator_disabled", body = crate::error::ErrorBody)))]
+        (status = 404, description = "The simulated bank is off (`bank_simulator_disabled`), or the institution has no account there in this currency",
+            body = crate::error::ErrorBody)))]
 pub async fn simulate_credit(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -77,7 +79,11 @@ pub async fn simulate_credit(
 ) -> ApiResult<(StatusCode, axum::Json<SimulatedView>)> {
     let bank = simulated_bank(&state, &headers)?;
     let reference = bank
-        .receive_credit(body.institution_id, body.amount, body.remittance)
+        .receive_credit(
+            body.institution_id,
+            body.amount,
+            body.remittance.map(String::from),
+        )
         .await?;
     let statements_imported = bank_gateways::deliver_statements(&state).await?;
     Ok((
@@ -92,8 +98,9 @@ pub async fn simulate_credit(
 #[derive(Deserialize, Serialize, ToSchema)]
 pub struct SimulatedReturn {
     /// The payout's end-to-end id.
-    pub end_to_end_id: String,
+    pub end_to_end_id: Text<1, 35>,
     /// ISO external return reason code, e.g. `AC04` (closed account).
+    #[schema(pattern = "^[A-Z0-9]{4}$", example = "AC04")]
     pub reason: String,
 }
 
@@ -126,6 +133,9 @@ pub async fn simulate_return(
 pub struct SimulatedCloseDay {
     pub institution_id: PartyId,
     /// The day to close (default: today, UTC).
+    // Documented as a date that may be left out: generators read a nullable date as any
+    // string, and a JSON `null` is still read as absent.
+    #[schema(nullable = false)]
     pub day: Option<NaiveDate>,
 }
 

@@ -22,6 +22,7 @@ use holdfast_core::ids::{ChallengeId, PartyId, PayoutDestinationId, PayoutId};
 use holdfast_core::ledger::{self, AccountKind};
 use holdfast_core::paging::ListKind;
 use holdfast_core::parties::{self, Role};
+use holdfast_core::text::{AccountHolderName, Token};
 use holdfast_core::{Currency, Money};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -76,13 +77,13 @@ pub fn routes() -> OpenApiRouter<AppState> {
 pub struct NewDestination {
     /// An IBAN, with or without spaces (checked: country format and mod-97).
     #[schema(example = "DE44 5001 0517 5407 3249 31")]
-    pub iban: Option<String>,
+    pub iban: Option<Token>,
     /// Instead of an IBAN: the bank's code (2 to 11 letters or digits)…
-    pub bank_code: Option<String>,
+    pub bank_code: Option<Token>,
     /// …and the account number (4 to 34 letters or digits; spaces and hyphens ignored).
-    pub account_number: Option<String>,
-    /// The account holder's name, as the bank knows it (1 to 140 characters).
-    pub holder_name: String,
+    pub account_number: Option<Token>,
+    /// The account holder's name, as the bank knows it.
+    pub holder_name: AccountHolderName,
 }
 
 impl NewDestination {
@@ -304,7 +305,7 @@ pub async fn list_destinations(
 pub struct PayoutOrder {
     pub currency: Currency,
     /// `all` (everything on the withdrawal account), or an amount such as `"250.00"`.
-    #[schema(example = "all")]
+    #[schema(example = "all", pattern = r"^(all|(0|[1-9][0-9]*)(\.[0-9]+)?)$")]
     pub amount: String,
 }
 

@@ -315,8 +315,11 @@ impl SimulatedBank {
     /// external return reason code such as `AC04`, closed account): the money is credited
     /// back. Once per transfer (the return's reference is derived from the debit's).
     pub async fn return_transfer(&self, end_to_end_id: &str, reason: &str) -> CoreResult<String> {
-        let reason = reason.trim();
-        if !(reason.len() == 4 && reason.chars().all(|c| c.is_ascii_alphanumeric())) {
+        if !(reason.len() == 4
+            && reason
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()))
+        {
             return Err(refused(
                 "a return reason is a four-character ISO code such as AC04",
             ));
@@ -450,7 +453,9 @@ impl SimulatedBank {
     pub async fn close_day(&self, institution: PartyId, day: NaiveDate) -> CoreResult<String> {
         let accounts = runs::institution_accounts(&self.db, institution).await?;
         if accounts.is_empty() {
-            return Err(refused("the institution has no account at the bank"));
+            return Err(CoreError::NotFound(
+                "the institution's account at the simulated bank",
+            ));
         }
         let txn = holdfast_core::db::begin_write(&self.db).await?;
         let booked: Vec<entries::Model> = entries::Entity::find()
@@ -587,7 +592,9 @@ async fn own_account(
         .into_iter()
         .find(|a| a.currency == currency)
         .map(|a| a.account.number().to_owned())
-        .ok_or_else(|| refused("the institution has no account at the bank in this currency"))
+        .ok_or(CoreError::NotFound(
+            "the institution's account at the simulated bank in this currency",
+        ))
 }
 
 /// A report's id within its message: ISO 20022 identifiers have at most 35 characters.

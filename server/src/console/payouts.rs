@@ -9,20 +9,21 @@ use super::page::{self, Layout, PageError, PageResult, Posted};
 use super::session::SignedIn;
 use super::txn;
 use super::views::{self, AccountLine};
-use crate::api::payee::{self as api, Confirmation, DestinationView, NewDestination};
+use crate::api::payee::{self as api, Confirmation, DestinationView};
 use crate::auth::Principal;
 use crate::state::AppState;
 use askama::Template;
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
-use holdfast_core::banking::destinations::{self, DestinationStatus, Scheme};
+use holdfast_core::banking::destinations::{self, BankAccount, DestinationStatus, Scheme};
 use holdfast_core::banking::payee;
 use holdfast_core::banking::payouts::{self, Payout, PayoutAmount, PayoutStatus};
 use holdfast_core::banking::schedule::{self, ScheduleTerms};
 use holdfast_core::ids::PayoutDestinationId;
 use holdfast_core::ledger::{self, AccountKind};
 use holdfast_core::paging::{ListFilter, ListKind, Page};
+use holdfast_core::text::AccountHolderName;
 use holdfast_core::{Currency, Money};
 use sea_orm::Iterable;
 use serde::Deserialize;
@@ -188,7 +189,7 @@ async fn payouts_page(
 
 #[derive(Deserialize)]
 struct DestinationForm {
-    holder_name: String,
+    holder_name: AccountHolderName,
     #[serde(default)]
     iban: String,
     #[serde(default)]
@@ -204,13 +205,11 @@ async fn register_destination(
     let principal = posted.session.principal()?;
     let confirmation = payee_only(&state, &principal).await?;
     let form = posted.form;
-    let typed = NewDestination {
-        iban: Some(form.iban),
-        bank_code: Some(form.bank_code),
-        account_number: Some(form.account_number),
-        holder_name: form.holder_name,
-    };
-    let account = typed.account()?;
+    let account = BankAccount::typed(
+        Some(&form.iban),
+        Some(&form.bank_code),
+        Some(&form.account_number),
+    )?;
     txn::write(&state, posted.claim, async move |txn, core| {
         match confirmation {
             Confirmation::SecondPassword => {
@@ -219,19 +218,13 @@ async fn register_destination(
                     &core.clock,
                     principal.party,
                     account,
-                    &typed.holder_name,
+                    &form.holder_name,
                 )
                 .await?;
             }
             Confirmation::Phone(card) => {
-                destinations::register_on_phone_in_txn(
-                    txn,
-                    core,
-                    card,
-                    account,
-                    &typed.holder_name,
-                )
-                .await?;
+                destinations::register_on_phone_in_txn(txn, core, card, account, &form.holder_name)
+                    .await?;
             }
         }
         Ok(())
