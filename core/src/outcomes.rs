@@ -23,6 +23,7 @@ pub const SETTLEMENTS: &str = "holdfast_settlements_total";
 pub const DISPUTES_OPENED: &str = "holdfast_disputes_opened_total";
 pub const DISPUTES_RESOLVED: &str = "holdfast_disputes_resolved_total";
 pub const CHALLENGE_OUTCOMES: &str = "holdfast_challenge_outcomes_total";
+pub const RECONCILIATIONS: &str = "holdfast_reconciliations_total";
 
 /// How a hold ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +68,11 @@ pub enum Outcome {
         to_seller: bool,
     },
     Challenge(ChallengePurpose, ChallengeOutcome),
+    /// A day of an institution's bank account reconciled (and stored): clean, or with
+    /// differences for an operator.
+    Reconciled {
+        clean: bool,
+    },
 }
 
 tokio::task_local! {
@@ -161,6 +167,10 @@ fn record(outcome: Outcome) {
             };
             metrics::counter!(CHALLENGE_OUTCOMES, "purpose" => purpose.as_str(), "outcome" => outcome)
                 .increment(1);
+        }
+        Outcome::Reconciled { clean } => {
+            let result = if clean { "clean" } else { "discrepancy" };
+            metrics::counter!(RECONCILIATIONS, "result" => result).increment(1);
         }
     }
 }

@@ -25,6 +25,7 @@ mod m0015_payouts;
 mod m0016_reconciliation;
 mod m0017_payout_schedules;
 mod m0018_simulated_bank;
+mod m0019_bank_open_items;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -50,6 +51,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0016_reconciliation::Migration),
             Box::new(m0017_payout_schedules::Migration),
             Box::new(m0018_simulated_bank::Migration),
+            Box::new(m0019_bank_open_items::Migration),
         ]
     }
 }

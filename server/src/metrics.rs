@@ -17,7 +17,8 @@ use crate::state::AppState;
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::Response;
-use holdfast_core::entities::{outbox, timers};
+use holdfast_core::banking::statements::EntryStatus;
+use holdfast_core::entities::{bank_entries, outbox, timers};
 use holdfast_core::outbox::DeliveryStatus;
 use holdfast_core::timers::TimerStatus;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -33,6 +34,7 @@ pub const OUTBOX_OLDEST_AGE: &str = "holdfast_outbox_oldest_undelivered_age_seco
 pub const TIMERS_DUE: &str = "holdfast_timers_due";
 pub const TIMERS_OLDEST_LAG: &str = "holdfast_timers_oldest_due_lag_seconds";
 pub const TIMERS_FAILED: &str = "holdfast_timers_failed";
+pub const BANK_OPEN_ITEMS: &str = "holdfast_bank_open_items";
 pub const DB_POOL_CONNECTIONS: &str = "holdfast_db_pool_connections";
 pub const DB_POOL_MAX: &str = "holdfast_db_pool_max_connections";
 pub const SAMPLE_FAILURES: &str = "holdfast_metrics_sample_failures_total";
@@ -142,6 +144,10 @@ fn describe() {
         "Phone challenge outcomes, by purpose and outcome"
     );
     describe_counter!(
+        o::RECONCILIATIONS,
+        "Days of an institution's bank account reconciled, by result (clean, discrepancy)"
+    );
+    describe_counter!(
         holdfast_core::outbox::DELIVERY_FAILURES,
         "Failed outbox deliveries, by channel and whether it was the last try"
     );
@@ -163,6 +169,10 @@ fn describe() {
     describe_gauge!(
         TIMERS_FAILED,
         "Timers given up after repeated handler failures, waiting for an operator"
+    );
+    describe_gauge!(
+        BANK_OPEN_ITEMS,
+        "Bank statement entries waiting for an operator (unmatched or mismatched)"
     );
     describe_gauge!(
         DB_POOL_CONNECTIONS,
@@ -227,7 +237,8 @@ async fn sample_queues(
             (now - at).num_milliseconds().max(0) as f64 / 1000.0
         })
     };
-    // Each an index range scan: (status, next_attempt_at) and (status, due_at).
+    // Each an index range scan: outbox (status, next_attempt_at), timers (status, due_at),
+    // bank entries (status).
     let (backlog, oldest_message): (i64, Option<chrono::DateTime<chrono::Utc>>) =
         outbox::Entity::find()
             .select_only()
@@ -256,11 +267,20 @@ async fn sample_queues(
         .one(db)
         .await?
         .unwrap_or(0);
+    let bank_open_items: i64 = bank_entries::Entity::find()
+        .select_only()
+        .column_as(bank_entries::Column::Id.count(), "open")
+        .filter(bank_entries::Column::Status.is_in([EntryStatus::Unmatched, EntryStatus::Mismatch]))
+        .into_tuple()
+        .one(db)
+        .await?
+        .unwrap_or(0);
     metrics::gauge!(OUTBOX_BACKLOG).set(backlog as f64);
     metrics::gauge!(OUTBOX_OLDEST_AGE).set(age_secs(oldest_message));
     metrics::gauge!(TIMERS_DUE).set(due as f64);
     metrics::gauge!(TIMERS_OLDEST_LAG).set(age_secs(oldest_due));
     metrics::gauge!(TIMERS_FAILED).set(failed as f64);
+    metrics::gauge!(BANK_OPEN_ITEMS).set(bank_open_items as f64);
     Ok(())
 }
 

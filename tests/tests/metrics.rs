@@ -7,10 +7,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 use holdfast_server::metrics::{Metrics, install};
-use holdfast_tests::TestApp;
 use holdfast_tests::world::Shop;
+use holdfast_tests::{TestApp, test_epoch, usd};
 use secrecy::SecretString;
 use serde_json::json;
 use std::sync::Arc;
@@ -293,5 +293,79 @@ async fn an_expiring_order_shows_as_timer_lag_then_as_expired_outcomes() {
             &[("route", "/"), ("method", "GET"), ("status", &page_status)]
         ),
         1.0
+    );
+}
+
+#[tokio::test]
+async fn a_stray_bank_credit_shows_as_an_open_item_and_its_day_as_a_discrepancy() {
+    let _serial = SERIAL.lock().await;
+    let app = metered_app().await;
+    let operator = app.operator_token().await;
+    let desk = app.institution(&operator, "0077", "bank", json!({})).await;
+    let own = app
+        .request(
+            Method::PUT,
+            "/v1/institution/bank-accounts/USD",
+            Some(&desk.token),
+            Some(json!({"iban": "DE89370400440532013000", "holder_name": "Bank 0077"})),
+            &[],
+        )
+        .await;
+    assert_eq!(own.status, StatusCode::OK, "{own:?}");
+    let before = scrape(&app).await;
+    assert_eq!(value(&before, "holdfast_bank_open_items", &[]), 0.0);
+
+    // A credit naming no deposit reference: the bank holds money the ledger does not.
+    let simulate = async |path: &str, body: serde_json::Value| {
+        let reply = app
+            .post(&format!("/v1/simulator/bank/{path}"), Some(&operator), body)
+            .await;
+        assert!(reply.status.is_success(), "{reply:?}");
+    };
+    simulate(
+        "credits",
+        json!({"institution_id": desk.id, "amount": usd("7.00"), "remittance": "for my card"}),
+    )
+    .await;
+    simulate(
+        "close-day",
+        json!({"institution_id": desk.id, "day": test_epoch().date_naive()}),
+    )
+    .await;
+    let day = app
+        .post(
+            "/v1/institution/reconciliations",
+            Some(&desk.token),
+            json!({"day": test_epoch().date_naive(), "currency": "USD"}),
+        )
+        .await;
+    assert_eq!(day.status, StatusCode::OK, "{day:?}");
+    assert_eq!(day.body["clean"], false, "{day:?}");
+
+    let after = scrape(&app).await;
+    let moved = |name: &str, labels: &[(&str, &str)]| {
+        value(&after, name, labels) - value(&before, name, labels)
+    };
+    let reconciled = "holdfast_reconciliations_total";
+    assert_eq!(moved(reconciled, &[("result", "discrepancy")]), 1.0);
+    assert_eq!(moved(reconciled, &[("result", "clean")]), 0.0);
+    assert_eq!(value(&after, "holdfast_bank_open_items", &[]), 1.0);
+
+    // Resolved by an operator, it is no longer open.
+    let open = app
+        .get("/v1/operator/reconciliation/open-items", Some(&operator))
+        .await;
+    let entry = open.body[0]["id"].as_str().unwrap().to_owned();
+    let resolved = app
+        .post(
+            &format!("/v1/operator/bank-entries/{entry}/resolve"),
+            Some(&operator),
+            json!({"reason": "bank fee refund, booked outside Holdfast"}),
+        )
+        .await;
+    assert_eq!(resolved.status, StatusCode::OK, "{resolved:?}");
+    assert_eq!(
+        value(&scrape(&app).await, "holdfast_bank_open_items", &[]),
+        0.0
     );
 }

@@ -259,6 +259,9 @@ pub async fn run_in_txn(
     )
     .exec_without_returning(txn)
     .await?;
+    crate::outcomes::count(crate::outcomes::Outcome::Reconciled {
+        clean: result.is_clean(),
+    });
     if !result.is_clean() {
         crate::events::publish_in_txn(
             txn,
