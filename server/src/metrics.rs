@@ -270,7 +270,7 @@ async fn sample_queues(
     let bank_open_items: i64 = bank_entries::Entity::find()
         .select_only()
         .column_as(bank_entries::Column::Id.count(), "open")
-        .filter(bank_entries::Column::Status.is_in([EntryStatus::Unmatched, EntryStatus::Mismatch]))
+        .filter(bank_entries::Column::Status.is_in(EntryStatus::OPEN))
         .into_tuple()
         .one(db)
         .await?

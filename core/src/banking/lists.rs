@@ -98,9 +98,8 @@ pub async fn open_entries(
     db: &impl ConnectionTrait,
     page: &Page,
 ) -> CoreResult<Paged<EntryRecord>> {
-    let select = bank_entries::Entity::find().filter(
-        bank_entries::Column::Status.is_in([EntryStatus::Unmatched, EntryStatus::Mismatch]),
-    );
+    let select =
+        bank_entries::Entity::find().filter(bank_entries::Column::Status.is_in(EntryStatus::OPEN));
     let rows = page
         .apply(
             select,

@@ -175,7 +175,7 @@ pub async fn reconcile(
     let mut differences: Vec<Difference> = bank_entries::Entity::find()
         .filter(bank_entries::Column::InstitutionPartyId.eq(institution.uuid()))
         .filter(bank_entries::Column::Currency.eq(currency.code()))
-        .filter(bank_entries::Column::Status.is_in([EntryStatus::Unmatched, EntryStatus::Mismatch]))
+        .filter(bank_entries::Column::Status.is_in(EntryStatus::OPEN))
         .filter(
             Condition::any()
                 .add(bank_entries::Column::BookingDate.lte(day))
@@ -367,7 +367,7 @@ pub async fn resolve_entry_in_txn(
         .col_expr(bank_entries::Column::ResolvedAt, Expr::value(clock.now()))
         .filter(bank_entries::Column::Id.eq(entry))
         .filter(bank_entries::Column::InstitutionPartyId.eq(institution.uuid()))
-        .filter(bank_entries::Column::Status.is_in([EntryStatus::Unmatched, EntryStatus::Mismatch]))
+        .filter(bank_entries::Column::Status.is_in(EntryStatus::OPEN))
         .exec(txn)
         .await?;
     if updated.rows_affected == 1 {

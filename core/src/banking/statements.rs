@@ -58,6 +58,9 @@ pub enum EntryStatus {
 }
 
 impl EntryStatus {
+    /// The statuses of an entry that waits for an operator.
+    pub const OPEN: [EntryStatus; 2] = [EntryStatus::Unmatched, EntryStatus::Mismatch];
+
     pub fn as_str(self) -> &'static str {
         match self {
             EntryStatus::Matched => "matched",

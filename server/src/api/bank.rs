@@ -114,19 +114,11 @@ pub async fn set_bank_account(
     Json(body): Json<SetBankAccount>,
 ) -> ApiResult<axum::Json<BankAccountView>> {
     principal.require(&[Role::Institution])?;
-    let account = match (
+    let account = BankAccount::typed(
         body.iban.as_deref(),
         body.bank_code.as_deref(),
         body.account_number.as_deref(),
-    ) {
-        (Some(iban), None, None) => BankAccount::iban(iban)?,
-        (None, Some(code), Some(number)) => BankAccount::domestic(code, number)?,
-        _ => {
-            return Err(ApiError::invalid(
-                "give an iban, or a bank_code with an account_number",
-            ));
-        }
-    };
+    )?;
     let own = InstitutionBankAccount {
         institution: principal.party,
         currency,

@@ -85,14 +85,7 @@ pub async fn simulate_credit(
             body.remittance.map(String::from),
         )
         .await?;
-    let statements_imported = bank_gateways::deliver_statements(&state).await?;
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(SimulatedView {
-            reference,
-            statements_imported,
-        }),
-    ))
+    Ok((StatusCode::CREATED, delivered(&state, reference).await?))
 }
 
 #[derive(Deserialize, Serialize, ToSchema)]
@@ -119,14 +112,7 @@ pub async fn simulate_return(
     let reference = bank
         .return_transfer(&body.end_to_end_id, &body.reason)
         .await?;
-    let statements_imported = bank_gateways::deliver_statements(&state).await?;
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(SimulatedView {
-            reference,
-            statements_imported,
-        }),
-    ))
+    Ok((StatusCode::CREATED, delivered(&state, reference).await?))
 }
 
 #[derive(Deserialize, Serialize, ToSchema)]
@@ -155,7 +141,13 @@ pub async fn simulate_close_day(
         .day
         .unwrap_or_else(|| state.core.clock.now().date_naive());
     let reference = bank.close_day(body.institution_id, day).await?;
-    let statements_imported = bank_gateways::deliver_statements(&state).await?;
+    delivered(&state, reference).await
+}
+
+/// What the simulated bank did (`reference`), once the statements it wrote are imported into
+/// Holdfast.
+async fn delivered(state: &AppState, reference: String) -> ApiResult<axum::Json<SimulatedView>> {
+    let statements_imported = bank_gateways::deliver_statements(state).await?;
     Ok(axum::Json(SimulatedView {
         reference,
         statements_imported,
